@@ -1,0 +1,47 @@
+# make run:  serve the API and admin on 127.0.0.1:8000 and run a Celery worker (Ctrl-C stops both).
+# make test: install the dev requirements, check the test services, run the whole suite.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint format bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: requirements.txt $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(BIN)/python
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $(VENV)/.installed $@
+
+run: $(VENV)/.installed
+	$(BIN)/python manage.py migrate --noinput -v0
+	$(BIN)/python manage.py ensure_demo
+	@echo "serving on http://$(HOST):$(PORT) with a Celery worker; Ctrl-C stops both"
+	$(BIN)/python manage.py serve $(HOST):$(PORT)
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m tests.services check
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.installed-dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/history.py
+	$(BIN)/python bench/store.py
+
+clean:
+	rm -rf $(VENV) var db.sqlite3 db.sqlite3-*

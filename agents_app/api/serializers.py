@@ -1,0 +1,129 @@
+"""Input and output serializers of the API. Inputs are strict: a number is not a string."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from rest_framework import serializers
+
+from agents_app.models import Agent, Run
+from sessions_app.stores.base import Message
+
+SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that refuses numbers and booleans instead of turning them into text."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    def to_internal_value(self, data: Any) -> bool:
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+session_id_validator = RegexValidator(
+    SESSION_ID_PATTERN, "Use letters, digits and . _ : @ - (starting with a letter or digit)."
+)
+
+
+def session_id_field(**kwargs: Any) -> StrictCharField:
+    return StrictCharField(
+        max_length=settings.AK_RUN["SESSION_ID_MAX_LENGTH"], validators=[session_id_validator], **kwargs
+    )
+
+
+class RunInput(serializers.Serializer):
+    agent = StrictCharField(max_length=63)
+    message = StrictCharField(trim_whitespace=False)
+    session_id = session_id_field(required=False)
+    user_id = StrictCharField(max_length=200, required=False)
+    on_busy = serializers.ChoiceField(choices=["enqueue", "reject"], required=False, default="enqueue")
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # "async" is a Python keyword, so it cannot be a class attribute.
+        fields = super().get_fields()
+        fields["async"] = StrictBooleanField(required=False, default=False, source="run_async")
+        return fields
+
+
+class ChatInput(serializers.Serializer):
+    """Agent Kernel's ``/api/v1/chat`` shape."""
+
+    agent = StrictCharField(max_length=63)
+    prompt = StrictCharField(trim_whitespace=False)
+    session_id = session_id_field(required=False)
+    user_id = StrictCharField(max_length=200, required=False)
+
+
+class RunResultOutput(serializers.Serializer):
+    result = serializers.CharField()
+    session_id = serializers.CharField()
+    run_id = serializers.CharField()
+
+
+class ChatOutput(serializers.Serializer):
+    result = serializers.CharField()
+    session_id = serializers.CharField()
+
+
+class RunOutput(serializers.ModelSerializer):
+    run_id = serializers.CharField(source="id")
+    session_id = serializers.CharField(source="session.session_id")
+    agent = serializers.CharField(source="agent.name")
+
+    class Meta:
+        model = Run
+        fields = [
+            "run_id",
+            "session_id",
+            "agent",
+            "status",
+            "result",
+            "error",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class MessageOutput(serializers.Serializer):
+    role = serializers.CharField()
+    content = serializers.CharField()
+    agent = serializers.CharField()
+    created_at = serializers.SerializerMethodField()
+
+    def get_created_at(self, message: Message) -> str:
+        from datetime import UTC, datetime
+
+        return datetime.fromtimestamp(message.created_at, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+class MessagePageOutput(serializers.Serializer):
+    messages = MessageOutput(many=True)
+    next = serializers.CharField(allow_null=True)
+
+
+class MessagePageInput(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=500, required=False, default=50)
+    cursor = serializers.RegexField(r"^\d{1,12}$", required=False, error_messages={"invalid": "Not a valid cursor."})
+
+
+class AgentInput(serializers.Serializer):
+    name = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+    framework = StrictCharField(max_length=63)
+    config = serializers.DictField(required=False, default=dict)
+
+
+class AgentOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Agent
+        fields = ["name", "framework", "config", "created_at", "updated_at"]

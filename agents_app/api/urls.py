@@ -1,0 +1,13 @@
+from django.urls import path
+
+from agents_app.api import views
+
+urlpatterns = [
+    path("run", views.RunView.as_view(), name="run"),
+    path("api/v1/chat", views.ChatView.as_view(), name="chat"),
+    path("runs/<str:run_id>", views.RunDetailView.as_view(), name="run-detail"),
+    path("sessions/<str:session_id>", views.SessionView.as_view(), name="session"),
+    path("sessions/<str:session_id>/messages", views.SessionMessagesView.as_view(), name="session-messages"),
+    path("agents", views.AgentsView.as_view(), name="agents"),
+    path("health", views.HealthView.as_view(), name="health"),
+]

@@ -1,0 +1,134 @@
+"""Thin views: validate, call a service, shape the answer."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agents_app.api import serializers as s
+from agents_app.frameworks import ConfigError, UnknownFramework
+from agents_app.models import Agent
+from agents_app.services import AgentExists, agent_create, run_get, run_sync
+from akplatform.exceptions import RequestTooLarge
+from akplatform.health import health_report
+from sessions_app.selectors import session_get, session_messages
+from sessions_app.services import session_delete
+
+
+def _check_size(message: str) -> None:
+    limit = settings.AK_RUN["MAX_MESSAGE_BYTES"]
+    if len(message.encode()) > limit:
+        raise RequestTooLarge(f"The message is over {limit} bytes.")
+
+
+def _validated(serializer_class: type[s.serializers.Serializer], data: object) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class RunView(APIView):
+    @extend_schema(request=s.RunInput, responses={200: s.RunResultOutput}, operation_id="run")
+    def post(self, request: Request) -> Response:
+        data = _validated(s.RunInput, request.data)
+        _check_size(data["message"])
+        if data["run_async"]:
+            raise ValidationError({"async": ["Asynchronous runs are not available yet."]})
+        run = run_sync(
+            tenant=request.user.tenant,
+            agent_name=data["agent"],
+            message=data["message"],
+            session_id=data.get("session_id"),
+            user_id=data.get("user_id"),
+            wait=0 if data["on_busy"] == "reject" else None,
+        )
+        return Response({"result": run.result, "session_id": run.session.session_id, "run_id": str(run.id)})
+
+
+class ChatView(APIView):
+    @extend_schema(request=s.ChatInput, responses={200: s.ChatOutput}, operation_id="chat")
+    def post(self, request: Request) -> Response:
+        data = _validated(s.ChatInput, request.data)
+        _check_size(data["prompt"])
+        run = run_sync(
+            tenant=request.user.tenant,
+            agent_name=data["agent"],
+            message=data["prompt"],
+            session_id=data.get("session_id"),
+            user_id=data.get("user_id"),
+        )
+        return Response({"result": run.result, "session_id": run.session.session_id})
+
+
+class RunDetailView(APIView):
+    @extend_schema(responses={200: s.RunOutput}, operation_id="run_get")
+    def get(self, request: Request, run_id: str) -> Response:
+        return Response(s.RunOutput(run_get(tenant=request.user.tenant, run_id=run_id)).data)
+
+
+class SessionView(APIView):
+    @extend_schema(responses={204: None}, operation_id="session_delete")
+    def delete(self, request: Request, session_id: str) -> Response:
+        session_delete(session=session_get(tenant=request.user.tenant, session_id=session_id))
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SessionMessagesView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("limit", int, description="1 to 500, default 50"),
+            OpenApiParameter("cursor", str, description="the `next` of the previous page"),
+        ],
+        responses={200: s.MessagePageOutput},
+        operation_id="session_messages",
+    )
+    def get(self, request: Request, session_id: str) -> Response:
+        query = _validated(s.MessagePageInput, request.query_params)
+        session = session_get(tenant=request.user.tenant, session_id=session_id)
+        page = session_messages(session=session, start=int(query.get("cursor", 0)), limit=query["limit"])
+        return Response(
+            {
+                "messages": s.MessageOutput(page.messages, many=True).data,
+                "next": None if page.next_start is None else str(page.next_start),
+            }
+        )
+
+
+class AgentsView(APIView):
+    @extend_schema(responses={200: s.AgentOutput(many=True)}, operation_id="agents_list")
+    def get(self, request: Request) -> Response:
+        from agents_app.services import agent_ensure_builtins
+
+        agent_ensure_builtins(tenant=request.user.tenant)
+        agents = Agent.objects.filter(tenant=request.user.tenant).order_by("name")
+        return Response(s.AgentOutput(agents, many=True).data)
+
+    @extend_schema(request=s.AgentInput, responses={201: s.AgentOutput}, operation_id="agents_create")
+    def post(self, request: Request) -> Response:
+        data = _validated(s.AgentInput, request.data)
+        try:
+            agent = agent_create(tenant=request.user.tenant, **data)
+        except UnknownFramework as exc:
+            raise ValidationError({"framework": [str(exc)]}) from None
+        except ConfigError as exc:
+            raise ValidationError({"config": {exc.field: [exc.message]}}) from None
+        except AgentExists as exc:
+            raise ValidationError({"name": [str(exc)]}) from None
+        return Response(s.AgentOutput(agent).data, status=status.HTTP_201_CREATED)
+
+
+class HealthView(APIView):
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes: list = []
+
+    @extend_schema(responses={200: dict, 503: dict}, operation_id="health", auth=[])
+    def get(self, request: Request) -> Response:
+        report = health_report()
+        return Response(report, status=200 if report["status"] == "ok" else 503)

@@ -1,0 +1,35 @@
+"""The built-in ``echo`` framework: replies ``echo[turns=T]: <message>``.
+
+``T`` counts the user messages of the session, this one included. ``config.delay_s`` (0 to 60)
+makes it wait like a slow model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from agents_app.frameworks.base import AgentLike, ConfigError, Framework
+from sessions_app.core import SessionView
+
+MAX_DELAY_S = 60
+
+
+class EchoFramework(Framework):
+    name = "echo"
+
+    def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        config = super().validate_config(config)
+        unknown = set(config) - {"delay_s"}
+        if unknown:
+            raise ConfigError(sorted(unknown)[0], "unknown option for the echo framework")
+        delay = config.get("delay_s", 0)
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= MAX_DELAY_S:
+            raise ConfigError("delay_s", f"must be a number from 0 to {MAX_DELAY_S}")
+        return config
+
+    async def run(self, agent: AgentLike, session: SessionView, message: str) -> str:
+        delay = float(agent.config.get("delay_s", 0) or 0)
+        if delay:
+            await asyncio.sleep(delay)
+        return f"echo[turns={session.count('user') + 1}]: {message}"

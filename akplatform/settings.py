@@ -1,0 +1,218 @@
+"""Settings. The environment is read here and only here (see akplatform.env)."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import dj_database_url
+
+from akplatform.env import (
+    env_bool,
+    env_choice,
+    env_float,
+    env_int,
+    env_list,
+    env_optional,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("AK_VAR_DIR", str(BASE_DIR / "var")))  # local state: SQLite files, the embedded broker
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+_DEV_SECRET = "dev-insecure-secret-key-change-me-in-production"
+SECRET_KEY = env_str("DJANGO_SECRET_KEY", _DEV_SECRET)
+DEBUG = env_bool("DJANGO_DEBUG", True)
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
+if not DEBUG and SECRET_KEY == _DEV_SECRET:
+    warnings.warn(
+        "DJANGO_DEBUG is off but DJANGO_SECRET_KEY is the development default: "
+        "set DJANGO_SECRET_KEY before serving real traffic.",
+        RuntimeWarning,
+        stacklevel=1,
+    )
+    print(
+        "WARNING: DJANGO_DEBUG is off and DJANGO_SECRET_KEY is the insecure default.",
+        file=sys.stderr,
+    )
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "sessions_app",
+    "agents_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "akplatform.urls"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "akplatform.wsgi.application"
+ASGI_APPLICATION = "akplatform.asgi.application"
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # WAL and a busy timeout let a web process and a worker share the file.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # A file, not shared memory, so that tests with threads see real concurrent connections.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+# WhiteNoise serves the admin's and the API docs' assets from gunicorn too: no internet, no CDN.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# --- The session store (AK_SESSION__*) -----------------------------------------------------
+# A registry of dotted paths, like Django's cache backends; a deployment may add its own.
+AK_SESSION_BACKENDS = {
+    "in_memory": "sessions_app.stores.memory.InMemoryStore",
+    "redis": "sessions_app.stores.redis.RedisStore",
+    "dynamodb": "sessions_app.stores.dynamodb.DynamoDBStore",
+}
+AK_SESSION = {
+    "TYPE": env_choice("AK_SESSION__TYPE", "in_memory", AK_SESSION_BACKENDS),
+    "TTL": env_int("AK_SESSION__TTL", 604800, minimum=0),
+    "LOCK_LEASE": env_float("AK_SESSION__LOCK_LEASE", 30.0, minimum=0.1),
+    "LOCK_WAIT": env_float("AK_SESSION__LOCK_WAIT", 120.0, minimum=0.0),
+    "WINDOW": env_int("AK_SESSION__WINDOW", 50, minimum=0),
+    "IN_MEMORY": {"MAX_SESSIONS": env_int("AK_SESSION__IN_MEMORY__MAX_SESSIONS", 10000, minimum=1)},
+    "REDIS": {"URL": env_str("AK_SESSION__REDIS__URL", "redis://localhost:6379")},
+    "DYNAMODB": {
+        "TABLE_NAME": env_str("AK_SESSION__DYNAMODB__TABLE_NAME", "agent-kernel-sessions"),
+        "ENDPOINT_URL": env_optional("AK_SESSION__DYNAMODB__ENDPOINT_URL"),
+        "REGION": env_str("AK_SESSION__DYNAMODB__REGION", "us-east-1"),
+    },
+}
+
+# django-redis owns the Redis connection pool of the session store.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "ak_sessions": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": AK_SESSION["REDIS"]["URL"],
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "SOCKET_CONNECT_TIMEOUT": env_float("AK_SESSION__REDIS__CONNECT_TIMEOUT", 2.0, minimum=0.1),
+            "SOCKET_TIMEOUT": env_float("AK_SESSION__REDIS__TIMEOUT", 5.0, minimum=0.1),
+            "CONNECTION_POOL_KWARGS": {"max_connections": 200, "health_check_interval": 30},
+        },
+    },
+}
+
+# --- Agents and runs (AK_RUN__*, AK_API__*) ------------------------------------------------
+AK_FRAMEWORKS = {
+    "echo": "agents_app.frameworks.echo.EchoFramework",
+}
+AK_RUN = {
+    "MAX_MESSAGE_BYTES": env_int("AK_RUN__MAX_MESSAGE_BYTES", 64 * 1024, minimum=1),
+    "SESSION_ID_MAX_LENGTH": env_int("AK_RUN__SESSION_ID_MAX_LENGTH", 128, minimum=8, maximum=200),
+}
+# Bodies a little over the message limit still parse, so the view can answer 413 itself.
+DATA_UPLOAD_MAX_MEMORY_SIZE = AK_RUN["MAX_MESSAGE_BYTES"] * 6 + 64 * 1024
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["agents_app.api.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["agents_app.api.permissions.IsTenant"],
+    "DEFAULT_THROTTLE_CLASSES": ["agents_app.api.throttling.TenantRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"tenant": env_str("AK_API__THROTTLE_RATE", "6000/min")},
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "akplatform.exceptions.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "AK Platform API",
+    "DESCRIPTION": "Multi-tenant sessions and runs for AI agents.",
+    "VERSION": "1.0.0",
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+}
+
+# --- Celery (CELERY_*) ---------------------------------------------------------------------
+# Without CELERY_BROKER_URL the broker is kombu's filesystem transport under var/: a real queue
+# between processes that needs no server.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_FOLDER = VAR_DIR / "broker"
+CELERY_BROKER_TRANSPORT_OPTIONS = (
+    {
+        "data_folder_in": str(CELERY_BROKER_FOLDER / "queue"),
+        "data_folder_out": str(CELERY_BROKER_FOLDER / "queue"),
+        "processed_folder": str(CELERY_BROKER_FOLDER / "processed"),
+        "store_processed": False,
+    }
+    if CELERY_BROKER_URL.startswith("filesystem://")
+    else {}
+)
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 2.0, minimum=0.1)
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_BACKEND = None
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("AK_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,138 @@
+"""What the benchmarks share: Django set-up, the services they run against, and statistics.
+
+Importing this module puts the repository root on ``sys.path`` and sets Django up, so a script
+run as ``python bench/<name>.py`` may import the project's modules right after importing it.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _bootstrap() -> None:
+    """Make the project importable and configured, as ``manage.py`` does."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "akplatform.settings")
+    import django
+
+    django.setup()
+
+
+_bootstrap()
+
+from sessions_app.stores.base import Message  # noqa: E402 - needs the project on sys.path
+from tests import services  # noqa: E402
+
+DEFAULT_REDIS_PORT = 6379
+
+
+# --- services ------------------------------------------------------------------------------------
+
+
+@contextmanager
+def redis_url(log: Log) -> Iterator[str]:
+    """The machine's Redis on 6379 when it answers, else a redis-server of our own (stopped after)."""
+    if services.reachable("127.0.0.1", DEFAULT_REDIS_PORT):
+        log(f"redis: using the server on 127.0.0.1:{DEFAULT_REDIS_PORT}")
+        yield f"redis://127.0.0.1:{DEFAULT_REDIS_PORT}/0"
+        return
+    if services.install_redis_server() is None:
+        raise SystemExit("Redis is neither running on 127.0.0.1:6379 nor installable: apt-get install redis-server")
+    with tempfile.TemporaryDirectory(prefix="ak-bench-redis-") as directory:
+        server = services.redis_server(Path(directory)).start()
+        log(f"redis: started redis-server on 127.0.0.1:{server.port}")
+        try:
+            yield f"redis://127.0.0.1:{server.port}/0"
+        finally:
+            server.stop()
+
+
+@contextmanager
+def moto_url(log: Log) -> Iterator[str]:
+    """moto's DynamoDB server on a free port, stopped on exit. Sets dummy AWS credentials."""
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    with tempfile.TemporaryDirectory(prefix="ak-bench-moto-") as directory:
+        started = time.perf_counter()
+        server = services.moto_server(Path(directory)).start(timeout=60)
+        log(f"dynamodb: started moto_server at {server.url} in {time.perf_counter() - started:.1f} s")
+        try:
+            yield server.url
+        finally:
+            server.stop()
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+
+def unique_tenant(prefix: str) -> str:
+    """A tenant no other bench run uses, so keys never collide and cleanup is exact."""
+    return f"{prefix}{uuid.uuid4().hex[:12]}"
+
+
+def message(role: str, number: int, *, agent: str = "bench", size: int = 200) -> Message:
+    """A message of about ``size`` bytes of content, numbered so that no two are alike."""
+    head = f"{role} message {number}: "
+    return Message(role=role, content=head + "x" * max(0, size - len(head)), agent=agent)
+
+
+def exchange(number: int, *, agent: str = "bench") -> list[Message]:
+    """What one run appends: the user's prompt and the assistant's reply."""
+    return [message("user", number, agent=agent, size=120), message("assistant", number, agent=agent, size=400)]
+
+
+# --- statistics and output -----------------------------------------------------------------------
+
+
+class Log:
+    """Progress lines on stderr, so stdout holds only the results."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.quiet = quiet
+
+    def __call__(self, text: str) -> None:
+        if not self.quiet:
+            print(text, file=sys.stderr, flush=True)
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The ``fraction`` quantile (0..1) of ``values``, by linear interpolation."""
+    if not values:
+        raise ValueError("no values")
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * fraction
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table with aligned columns (numbers right-aligned)."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def line(cells: Sequence[str], align: bool) -> str:
+        parts = [c.rjust(w) if align and _numeric(c) else c.ljust(w) for c, w in zip(cells, widths, strict=True)]
+        return "| " + " | ".join(parts) + " |"
+
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(headers, False), rule, *(line(r, True) for r in rows)])
+
+
+def _numeric(cell: str) -> bool:
+    return cell.replace(",", "").replace(".", "").replace("x", "").strip().isdigit()

@@ -1,0 +1,219 @@
+"""Does a run cost the same on a long session as on a short one?
+
+For each backend, time what one run of the platform does on the store (take the lock, load the
+last 50 messages and two scopes, commit two messages and a small state change, release) on
+sessions that already hold 10, 1,000 and 100,000 messages, and print each median as a ratio to
+the smallest session's. The goal is at most 1.2: the cost is flat with the history's length.
+
+    .venv/bin/python bench/history.py [--backends redis,dynamodb] [--sizes 10,1000,100000] [--runs N]
+
+Redis is the one on 127.0.0.1:6379 if it answers, else a redis-server of our own; DynamoDB is a
+moto_server of our own, stopped at the end. Every bench run uses a new tenant and deletes its
+sessions when done. Progress goes to stderr, results to stdout; the exit status is 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+
+from _common import Log, exchange, median, message, moto_url, percentile, redis_url, table, unique_tenant
+
+from sessions_app.stores import build_store
+from sessions_app.stores.base import SHARED_SCOPE, SessionKey, SessionStore
+
+BACKENDS = ("in_memory", "redis", "dynamodb")
+DEFAULT_SIZES = (10, 1_000, 100_000)
+DEFAULT_RUNS = {"in_memory": 1_000, "redis": 500, "dynamodb": 50}
+#: Messages per seeding commit. A DynamoDB transaction holds at most 100 items: 99 + the meta item.
+SEED_BATCH = {"in_memory": 1_000, "redis": 1_000, "dynamodb": 99}
+WARMUP_RUNS = 5
+GOAL = 1.2
+AGENT = "bench"
+WINDOW = 50
+LEASE = 30.0
+LOCK_WAIT = 5.0
+TTL = 3600
+
+
+@dataclass
+class Point:
+    """The timings of one backend on one session length."""
+
+    backend: str
+    size: int
+    seed_seconds: float = 0.0
+    samples_ms: list[float] = field(default_factory=list)
+
+    @property
+    def median_ms(self) -> float:
+        return median(self.samples_ms)
+
+    @property
+    def p90_ms(self) -> float:
+        return percentile(self.samples_ms, 0.9)
+
+
+# --- stores --------------------------------------------------------------------------------------
+
+
+@contextmanager
+def open_store(backend: str, log: Log) -> Iterator[SessionStore]:
+    """A store of ``backend`` over its service, closed (and the service stopped) on exit."""
+    with ExitStack() as stack:
+        if backend == "redis":
+            store = build_store("redis", ttl=TTL, url=stack.enter_context(redis_url(log)))
+        elif backend == "dynamodb":
+            endpoint = stack.enter_context(moto_url(log))
+            store = build_store("dynamodb", ttl=TTL, endpoint_url=endpoint, table_name="ak-bench-sessions")
+        else:
+            store = build_store("in_memory", ttl=0)
+        store.ensure_schema()
+        stack.callback(store.close)
+        yield store
+
+
+def seed(store: SessionStore, key: SessionKey, count: int, batch: int) -> float:
+    """Commit ``count`` messages to a new session, ``batch`` per commit; return the seconds taken."""
+    started = time.perf_counter()
+    version = 0
+    for first in range(0, count, batch):
+        messages = [message("user" if n % 2 == 0 else "assistant", n) for n in range(first, min(first + batch, count))]
+        state = {SHARED_SCOPE: {"seeded": first + len(messages)}}
+        version = store.commit(key, expected_version=version, append=messages, state=state).version
+    return time.perf_counter() - started
+
+
+def one_run(store: SessionStore, key: SessionKey, number: int) -> float:
+    """What the runner does on the store for one run; returns the milliseconds it took."""
+    started = time.perf_counter()
+    lock = store.acquire(key, lease=LEASE, wait=LOCK_WAIT)
+    try:
+        snapshot = store.load(key, scopes=(SHARED_SCOPE, AGENT), window=WINDOW)
+        store.commit(
+            key,
+            expected_version=snapshot.version,
+            append=exchange(number, agent=AGENT),
+            state={SHARED_SCOPE: {"turns": snapshot.total // 2 + 1}, AGENT: {"last_run": number}},
+        )
+    finally:
+        lock.release()
+    return (time.perf_counter() - started) * 1000
+
+
+# --- the benchmark -------------------------------------------------------------------------------
+
+
+def measure(store: SessionStore, points: dict[int, Point], keys: dict[int, SessionKey], runs: int) -> None:
+    """``runs`` timed runs per session, sizes interleaved in a new random order each round."""
+    order = list(points)
+    rng = random.Random(1234)
+    for number in range(WARMUP_RUNS):
+        for size in order:
+            one_run(store, keys[size], -1 - number)
+    for number in range(runs):
+        rng.shuffle(order)
+        for size in order:
+            points[size].samples_ms.append(one_run(store, keys[size], number))
+
+
+def bench_backend(backend: str, sizes: Sequence[int], runs: int, log: Log) -> list[Point]:
+    """Seed a session per size, time ``runs`` runs on each, delete the sessions."""
+    tenant = unique_tenant("bench")
+    keys = {size: SessionKey(tenant, f"history-{size}") for size in sizes}
+    points = {size: Point(backend, size) for size in sizes}
+    with open_store(backend, log) as store:
+        try:
+            for size in sizes:
+                log(f"{backend}: seeding {size:,} messages ...")
+                points[size].seed_seconds = seed(store, keys[size], size, SEED_BATCH[backend])
+                log(f"{backend}: seeded {size:,} messages in {points[size].seed_seconds:.1f} s")
+            started = time.perf_counter()
+            measure(store, points, keys, runs)
+            log(f"{backend}: {runs} runs x {len(sizes)} sizes in {time.perf_counter() - started:.1f} s")
+        finally:
+            cleanup(store, list(keys.values()), backend, log)
+    return list(points.values())
+
+
+def cleanup(store: SessionStore, keys: Sequence[SessionKey], backend: str, log: Log) -> None:
+    started = time.perf_counter()
+    for key in keys:
+        store.delete(key)
+    log(f"{backend}: deleted {len(keys)} sessions in {time.perf_counter() - started:.1f} s")
+
+
+# --- output --------------------------------------------------------------------------------------
+
+
+def report(points: Sequence[Point], print_: Callable[[str], None] = print) -> None:
+    """The table of all backends, then a verdict line per backend."""
+    rows = []
+    verdicts = []
+    for backend in dict.fromkeys(p.backend for p in points):
+        mine = sorted((p for p in points if p.backend == backend), key=lambda p: p.size)
+        base = mine[0].median_ms
+        for point in mine:
+            rows.append(
+                [
+                    backend,
+                    f"{point.size:,}",
+                    str(len(point.samples_ms)),
+                    f"{point.median_ms:.3f}",
+                    f"{point.p90_ms:.3f}",
+                    f"{point.median_ms / base:.2f}",
+                    f"{point.seed_seconds:.1f}",
+                ]
+            )
+        worst = max(p.median_ms / base for p in mine)
+        flat = "flat" if worst <= GOAL else "NOT flat"
+        sign = "<=" if worst <= GOAL else ">"
+        verdicts.append(f"{backend}: {flat}: max ratio {worst:.2f} {sign} {GOAL} (vs {mine[0].size:,} messages)")
+    headers = ["backend", "prior messages", "runs", "median ms", "p90 ms", f"ratio to {points[0].size:,}", "seed s"]
+    print_(table(headers, rows))
+    print_("")
+    for verdict in verdicts:
+        print_(verdict)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated, of: " + ", ".join(BACKENDS))
+    parser.add_argument("--sizes", default=",".join(map(str, DEFAULT_SIZES)), help="prior messages, comma-separated")
+    parser.add_argument("--runs", type=int, help="runs per size (default: in-memory 1000, redis 500, dynamodb 50)")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    args = parser.parse_args(argv)
+    args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    unknown = set(args.backends) - set(BACKENDS)
+    if unknown:
+        parser.error(f"unknown backend(s): {', '.join(sorted(unknown))}")
+    args.sizes = sorted({int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()})
+    if not args.sizes or min(args.sizes) < 0:
+        parser.error("--sizes needs at least one count >= 0")
+    if args.runs is not None and args.runs < 1:
+        parser.error("--runs must be at least 1")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    log = Log(args.quiet)
+    started = time.perf_counter()
+    points: list[Point] = []
+    for backend in args.backends:
+        runs = args.runs or DEFAULT_RUNS[backend]
+        points.extend(bench_backend(backend, args.sizes, runs, log))
+    print(f"store time of one run (lock + load window {WINDOW} + commit of 2 messages and state + release)")
+    print("")
+    report(points)
+    log(f"total: {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

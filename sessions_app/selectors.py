@@ -1,0 +1,36 @@
+"""Reads of the index and the store, always scoped to a tenant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.http import Http404
+
+from sessions_app.models import Session, Tenant
+from sessions_app.stores import get_store
+from sessions_app.stores.base import Message, SessionKey
+
+
+def session_get(*, tenant: Tenant, session_id: str) -> Session:
+    """The tenant's session, or ``Http404`` (also when another tenant has that id)."""
+    session = Session.objects.select_related("tenant", "thread").filter(tenant=tenant, session_id=session_id).first()
+    if session is None:
+        raise Http404("unknown session")
+    return session
+
+
+def session_key(session: Session) -> SessionKey:
+    return SessionKey(tenant=session.tenant.slug, session_id=session.session_id)
+
+
+@dataclass(frozen=True)
+class MessagePage:
+    messages: list[Message]
+    next_start: int | None
+
+
+def session_messages(*, session: Session, start: int = 0, limit: int = 50) -> MessagePage:
+    """One page of the history, oldest first, read from the store."""
+    rows = get_store().history(session_key(session), start=start, limit=limit + 1)
+    more = len(rows) > limit
+    return MessagePage(messages=rows[:limit], next_start=start + limit if more else None)

@@ -1,0 +1,61 @@
+"""The store registry: ``get_store()`` builds the configured backend once per process.
+
+Backends are named in ``settings.AK_SESSION_BACKENDS`` by dotted path, as Django names cache
+backends, so a deployment can add its own without touching this package.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from sessions_app.stores.base import SessionStore
+
+_lock = threading.Lock()
+_store: SessionStore | None = None
+
+
+def store_options(store_type: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The constructor arguments of a backend, from the ``AK_SESSION`` setting."""
+    options: dict[str, Any] = {"ttl": config["TTL"]}
+    if store_type == "in_memory":
+        options["max_sessions"] = config["IN_MEMORY"]["MAX_SESSIONS"]
+    elif store_type == "redis":
+        options["cache_alias"] = "ak_sessions"
+    elif store_type == "dynamodb":
+        dynamo = config["DYNAMODB"]
+        options.update(table_name=dynamo["TABLE_NAME"], endpoint_url=dynamo["ENDPOINT_URL"], region=dynamo["REGION"])
+    return options
+
+
+def build_store(store_type: str | None = None, **overrides: Any) -> SessionStore:
+    """A new store of ``store_type`` (default: the configured one), with options overridden."""
+    config = settings.AK_SESSION
+    store_type = store_type or config["TYPE"]
+    backend = import_string(settings.AK_SESSION_BACKENDS[store_type])
+    return backend(**{**store_options(store_type, config), **overrides})
+
+
+def get_store() -> SessionStore:
+    """The process-wide store of the configured type."""
+    global _store
+    if _store is None:
+        with _lock:
+            if _store is None:
+                _store = build_store()
+    return _store
+
+
+def reset_store(store: SessionStore | None = None) -> None:
+    """Replace the process-wide store (tests, and settings changes)."""
+    global _store
+    with _lock:
+        if _store is not None and _store is not store:
+            _store.close()
+        _store = store
+
+
+__all__ = ["build_store", "get_store", "reset_store"]

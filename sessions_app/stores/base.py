@@ -1,0 +1,256 @@
+"""The session store contract.
+
+A store keeps, for each (tenant, session id):
+
+- an append-only **history** of messages, numbered 0, 1, 2, ... in the order they were committed;
+- a **state** map per *scope* (``"_shared"`` for the session, or an agent's name), written key by
+  key, never as a whole;
+- a **version**, raised by one on every commit, and a count of messages per role.
+
+Everything is JSON. Every key a backend writes carries the tenant, so two tenants may use the
+same session id without ever seeing each other. A backend raises only the errors defined here,
+never those of its client library.
+
+A session that has not been committed to for ``ttl`` seconds is gone (``ttl=0``: never).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import asdict, dataclass, field
+from typing import Any, Final
+
+SHARED_SCOPE: Final = "_shared"
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")
+
+
+class StoreError(Exception):
+    """Base of every error a store raises."""
+
+
+class StoreUnavailable(StoreError):
+    """The backing service did not answer (connection refused, timeout, throttled)."""
+
+
+class VersionConflict(StoreError):
+    """``commit`` found another version than the one the caller read: nothing was written."""
+
+
+class SessionBusy(StoreError):
+    """The session's lock was not free within the time the caller was willing to wait."""
+
+
+class LockLost(StoreError):
+    """The lock's lease lapsed and another holder may have taken it."""
+
+
+class PayloadTooLarge(StoreError):
+    """A message or state value is larger than the backend can keep in one record."""
+
+
+# Deleting a key from a scope is written as this value in ``commit(state=...)``.
+DELETE: Final = object()
+
+
+@dataclass(frozen=True, slots=True)
+class SessionKey:
+    """Addresses one session of one tenant. Both parts are validated identifiers."""
+
+    tenant: str
+    session_id: str
+
+    def __post_init__(self) -> None:
+        for name in ("tenant", "session_id"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not _ID.match(value) or len(value) > 200:
+                raise ValueError(f"invalid {name}: {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One entry of the history."""
+
+    role: str
+    content: str
+    agent: str = ""
+    created_at: float = field(default_factory=time.time)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Message:
+        data = json.loads(raw)
+        return cls(
+            role=data["role"],
+            content=data["content"],
+            agent=data.get("agent", ""),
+            created_at=data.get("created_at", 0.0),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What ``load`` returns: a consistent view of one session at one version.
+
+    ``messages`` are the last ``window`` messages, oldest first; ``offset`` is the number of the
+    first of them; ``total`` is the length of the whole history. ``state`` maps each requested
+    scope to its keys (a scope with no keys maps to ``{}``). ``version`` is 0 for a session that
+    does not exist (never committed, deleted, or expired).
+    """
+
+    version: int
+    messages: list[Message]
+    offset: int
+    total: int
+    role_counts: dict[str, int]
+    state: dict[str, dict[str, Any]]
+
+    @property
+    def exists(self) -> bool:
+        return self.version > 0
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    version: int
+    total: int
+    role_counts: dict[str, int]
+
+
+def dumps(value: Any) -> str:
+    """Encode a state value. Only JSON is ever written: a shared store must not run code."""
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"session values must be JSON-serialisable: {exc}") from exc
+
+
+def loads(raw: str | bytes) -> Any:
+    return json.loads(raw)
+
+
+class Lock(ABC):
+    """A held per-session lock with a lease.
+
+    The lease is renewed by ``renew`` (the runner does so from a heartbeat while a run is long).
+    If the lease lapses another caller may take the lock; the version check at commit then makes
+    the late holder fail with ``VersionConflict`` rather than overwrite anything.
+    """
+
+    def __init__(self, key: SessionKey, lease: float) -> None:
+        self.key = key
+        self.lease = lease
+        self.token = uuid.uuid4().hex
+
+    @abstractmethod
+    def renew(self) -> None:
+        """Extend the lease by ``lease`` seconds from now. Raises ``LockLost`` if it lapsed."""
+
+    @abstractmethod
+    def release(self) -> None:
+        """Release the lock if this holder still has it; never releases another holder's."""
+
+
+class SessionStore(ABC):
+    """The contract every backend meets. Subclasses take ``ttl`` plus their own options."""
+
+    #: Name in ``settings.AK_SESSION_BACKENDS``.
+    name: str = ""
+
+    def __init__(self, *, ttl: float = 0) -> None:
+        self.ttl = float(ttl)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    @abstractmethod
+    def load(self, key: SessionKey, *, scopes: Sequence[str] = (SHARED_SCOPE,), window: int = 50) -> Snapshot:
+        """Return the session's version, its last ``window`` messages and the given scopes.
+
+        One consistent read whose cost does not depend on the length of the history. A missing or
+        expired session is an empty snapshot with ``version == 0``. Raises ``StoreUnavailable``.
+        """
+
+    @abstractmethod
+    def history(self, key: SessionKey, *, start: int = 0, limit: int = 100) -> list[Message]:
+        """Return up to ``limit`` messages numbered ``start`` onward, oldest first.
+
+        ``[]`` past the end or for a missing session. Raises ``StoreUnavailable``.
+        """
+
+    # -- writes -----------------------------------------------------------------------------
+
+    @abstractmethod
+    def commit(
+        self,
+        key: SessionKey,
+        *,
+        expected_version: int | None,
+        append: Sequence[Message] = (),
+        state: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> CommitResult:
+        """Atomically append ``append`` and apply ``state`` ({scope: {key: value or DELETE}}).
+
+        With ``expected_version`` set, nothing is written unless the stored version equals it
+        (0 for a session that does not exist yet): ``VersionConflict`` otherwise. ``None`` writes
+        unconditionally (a plain ``Session.set``). Either way the version goes up by one and the
+        session's expiry is pushed ``ttl`` seconds ahead. Only what is given is written: cost does
+        not grow with the history. Raises ``PayloadTooLarge`` (nothing written) and
+        ``StoreUnavailable``.
+        """
+
+    @abstractmethod
+    def delete(self, key: SessionKey) -> bool:
+        """Remove the session's history, state and version. True if anything was there."""
+
+    # -- coordination -----------------------------------------------------------------------
+
+    @abstractmethod
+    def acquire(self, key: SessionKey, *, lease: float, wait: float) -> Lock:
+        """Take the session's lock for ``lease`` seconds, waiting up to ``wait`` seconds.
+
+        ``wait=0`` tries once. Raises ``SessionBusy`` when it is not free in time and
+        ``StoreUnavailable``. The lock is shared by every process that uses the same backing
+        service (the in-memory backend: by every thread of one process).
+        """
+
+    @contextmanager
+    def lock(self, key: SessionKey, *, lease: float = 30.0, wait: float = 120.0) -> Iterator[Lock]:
+        held = self.acquire(key, lease=lease, wait=wait)
+        try:
+            yield held
+        finally:
+            with suppress(StoreError):  # the lease ends by itself
+                held.release()
+
+    # -- operations -------------------------------------------------------------------------
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Return when the backing service answers; raise ``StoreUnavailable`` otherwise."""
+
+    def ensure_schema(self) -> None:  # noqa: B027 - optional hook
+        """Create what the backend needs (a table); idempotent. Most backends need nothing."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. The store stays usable: it reconnects on the next call."""
+
+
+def backoff_delays(wait: float, *, first: float = 0.002, cap: float = 0.05) -> Iterator[float]:
+    """Sleep intervals for polling a lock: short at first, capped, ending after ``wait`` s."""
+    deadline = time.monotonic() + wait
+    delay = first
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        yield min(delay * random.uniform(0.5, 1.0), remaining)
+        delay = min(delay * 2, cap)

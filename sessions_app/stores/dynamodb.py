@@ -1,0 +1,525 @@
+"""DynamoDB store, through boto3's low-level client (thread-safe, one per store).
+
+One table, partition key ``pk`` = ``<tenant>#<session>``, sort key ``sk``::
+
+    meta                     v (version), n (messages), c (map: count per role), deadline, expires_at
+    m#<seq, 12 digits>       d: one message as JSON (never rewritten)
+    s#<scope>#<key>          d: one state value as JSON
+    lock                     token, until (lease end), expires_at
+
+A commit is one ``TransactWriteItems``: the new messages and state items plus the meta item,
+conditioned on the version read just before. It writes only what the run produced, so its cost
+does not grow with the history, and no item ever holds the whole session: the 400 KB item limit
+bounds one message or one state value, never a conversation.
+
+Expiry: ``meta`` and ``lock`` carry ``expires_at`` (epoch seconds), the table's TTL attribute, and
+every read honours ``deadline`` itself because DynamoDB deletes expired items lazily (up to days
+later). Message and state items carry no TTL, so that a commit never has to touch old items; a
+session found expired or orphaned is purged before it is written again, and ``delete`` removes
+every item.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any, TypeVar
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from sessions_app.stores.base import (
+    DELETE,
+    SHARED_SCOPE,
+    CommitResult,
+    Lock,
+    LockLost,
+    Message,
+    PayloadTooLarge,
+    SessionBusy,
+    SessionKey,
+    SessionStore,
+    Snapshot,
+    StoreError,
+    StoreUnavailable,
+    VersionConflict,
+    backoff_delays,
+    dumps,
+    loads,
+)
+
+T = TypeVar("T")
+
+#: Largest JSON payload of one item: DynamoDB's limit is 400 KB including names and keys.
+MAX_ITEM_BYTES = 380_000
+#: Largest transaction: 100 actions and 4 MB.
+MAX_ACTIONS = 100
+MAX_TRANSACTION_BYTES = 4_000_000
+#: How long an unconditional commit keeps retrying against concurrent writers.
+UNCONDITIONAL_PATIENCE = 30.0
+
+_UNAVAILABLE = {
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "InternalServerError",
+    "ServiceUnavailable",
+    "LimitExceededException",
+}
+
+
+def _seq(number: int) -> str:
+    return f"m#{number:012d}"
+
+
+def _scope_prefix(scope: str) -> str:
+    """``s#<scope>#`` with ``#`` and ``%`` escaped in the scope, so no two scopes share a prefix."""
+    return "s#" + scope.replace("%", "%25").replace("#", "%23") + "#"
+
+
+def _n(value: float) -> dict[str, str]:
+    return {"N": repr(value) if isinstance(value, float) else str(value)}
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+class _ConditionFailed(StoreError):
+    """Internal: a single-item conditional write did not apply."""
+
+
+class _DynamoLock(Lock):
+    def __init__(self, store: DynamoDBStore, key: SessionKey, lease: float) -> None:
+        super().__init__(key, lease)
+        self._store = store
+
+    def renew(self) -> None:
+        now = time.time()
+        try:
+            self._store._call(
+                self._store.client.update_item,
+                TableName=self._store.table_name,
+                Key=self._store._key(self.key, "lock"),
+                UpdateExpression="SET #u = :until, expires_at = :exp",
+                ConditionExpression="#t = :token AND #u > :now",
+                ExpressionAttributeNames={"#t": "token", "#u": "until"},
+                ExpressionAttributeValues={
+                    ":token": _s(self.token),
+                    ":now": _n(now),
+                    ":until": _n(now + self.lease),
+                    ":exp": _n(math.ceil(now + self.lease) + 60),
+                },
+            )
+        except _ConditionFailed as exc:
+            raise LockLost(f"lock on {self.key.session_id} was lost") from exc
+
+    def release(self) -> None:
+        # Conditioned on our token: once our lease lapsed another holder may have it; never release theirs.
+        with suppress(_ConditionFailed):
+            self._store._call(
+                self._store.client.delete_item,
+                TableName=self._store.table_name,
+                Key=self._store._key(self.key, "lock"),
+                ConditionExpression="#t = :token",
+                ExpressionAttributeNames={"#t": "token"},
+                ExpressionAttributeValues={":token": _s(self.token)},
+            )
+
+
+class DynamoDBStore(SessionStore):
+    name = "dynamodb"
+
+    def __init__(
+        self,
+        *,
+        ttl: float = 0,
+        table_name: str = "agent-kernel-sessions",
+        endpoint_url: str | None = None,
+        region: str = "us-east-1",
+        create_table: bool = True,
+    ) -> None:
+        super().__init__(ttl=ttl)
+        self.table_name = table_name
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.create_table = create_table
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+        self._schema_lock = threading.Lock()
+        self._schema_ready = False
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None:
+                    self._client = self._make_client()
+        return self._client
+
+    def _make_client(self) -> Any:
+        session = boto3.session.Session()
+        credentials: dict[str, str] = {}
+        if self.endpoint_url and session.get_credentials() is None:
+            # A local endpoint (moto, DynamoDB Local) accepts any signature.
+            credentials = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+        config = Config(
+            connect_timeout=2,
+            read_timeout=5,
+            retries={"max_attempts": 3, "mode": "standard"},
+            max_pool_connections=64,
+        )
+        return session.client(
+            "dynamodb", region_name=self.region, endpoint_url=self.endpoint_url, config=config, **credentials
+        )
+
+    def _call(self, operation: Callable[..., T], **kwargs: Any) -> T:
+        """Call the client, creating the table once if it is missing; translate every error."""
+        for attempt in (1, 2):
+            try:
+                return operation(**kwargs)
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                message = exc.response.get("Error", {}).get("Message", "")
+                if code == "ResourceNotFoundException" and attempt == 1 and self.create_table:
+                    self.ensure_schema()
+                    continue
+                if code == "ConditionalCheckFailedException":
+                    raise _ConditionFailed(message) from exc
+                if code == "TransactionCanceledException":
+                    raise VersionConflict(f"dynamodb: {message}") from exc
+                if code == "ValidationException" and "size" in message.lower():
+                    raise PayloadTooLarge(f"dynamodb: {message}") from exc
+                if code in _UNAVAILABLE:
+                    raise StoreUnavailable(f"dynamodb: {code}: {message}") from exc
+                raise StoreError(f"dynamodb: {code}: {message}") from exc
+            except NoCredentialsError as exc:
+                raise StoreError(f"dynamodb: {exc}; set AWS credentials or an endpoint URL") from exc
+            except BotoCoreError as exc:
+                raise StoreUnavailable(f"dynamodb: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def _pk(self, key: SessionKey) -> str:
+        return f"{key.tenant}#{key.session_id}"
+
+    def _key(self, key: SessionKey, sk: str) -> dict[str, dict[str, str]]:
+        return {"pk": _s(self._pk(key)), "sk": _s(sk)}
+
+    def _query(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a query, page by page."""
+        kwargs = {"TableName": self.table_name, "ConsistentRead": True, **kwargs}
+        while True:
+            page = self._call(self.client.query, **kwargs)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _get_meta(self, key: SessionKey) -> dict[str, Any] | None:
+        reply = self._call(
+            self.client.get_item, TableName=self.table_name, Key=self._key(key, "meta"), ConsistentRead=True
+        )
+        return reply.get("Item")
+
+    @staticmethod
+    def _live(meta: dict[str, Any] | None, now: float) -> bool:
+        return meta is not None and ("deadline" not in meta or float(meta["deadline"]["N"]) > now)
+
+    @staticmethod
+    def _parse_meta(meta: dict[str, Any] | None) -> tuple[int, int, dict[str, int]]:
+        if meta is None:
+            return 0, 0, {}
+        counts = {role: int(v["N"]) for role, v in meta.get("c", {}).get("M", {}).items()}
+        return int(meta["v"]["N"]), int(meta["n"]["N"]), counts
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def load(self, key: SessionKey, *, scopes: Sequence[str] = (SHARED_SCOPE,), window: int = 50) -> Snapshot:
+        """Two round trips whatever the history: the meta item, then one query from the window on.
+
+        ``lock`` < ``m#…`` < ``meta`` < ``s#…`` in key order, so ``sk >= m#<offset>`` returns the
+        window, the meta item again and the state items. The meta item of that query is the truth:
+        if a commit landed between the two reads, the snapshot is of the newer version.
+        """
+        now = time.time()
+        meta = self._get_meta(key)
+        if not self._live(meta, now):
+            return Snapshot(0, [], 0, 0, {}, {scope: {} for scope in scopes})
+        _, total, _ = self._parse_meta(meta)
+        start = max(0, total - window)
+        prefixes = {_scope_prefix(scope): scope for scope in scopes}
+        items = list(
+            self._query(
+                KeyConditionExpression="pk = :pk AND sk >= :from",
+                ExpressionAttributeValues={":pk": _s(self._pk(key)), ":from": _s(_seq(start))},
+            )
+        )
+        fresh = next((item for item in items if item["sk"]["S"] == "meta"), None)
+        if not self._live(fresh, now):  # deleted or expired between the two reads
+            return Snapshot(0, [], 0, 0, {}, {scope: {} for scope in scopes})
+        version, total, counts = self._parse_meta(fresh)
+        offset = max(start, total - window) if window else total
+        messages: list[Message] = []
+        state: dict[str, dict[str, Any]] = {scope: {} for scope in scopes}
+        for item in items:
+            sk = item["sk"]["S"]
+            if sk.startswith("m#"):
+                if offset <= int(sk[2:]) < total:
+                    messages.append(Message.from_json(item["d"]["S"]))
+            elif sk.startswith("s#"):
+                cut = sk.index("#", 2) + 1  # escaped scopes hold no "#": the prefix ends at the second
+                scope = prefixes.get(sk[:cut])
+                if scope is not None:
+                    state[scope][sk[cut:]] = loads(item["d"]["S"])
+        return Snapshot(version, messages, offset, total, counts, state)
+
+    def history(self, key: SessionKey, *, start: int = 0, limit: int = 100) -> list[Message]:
+        if start < 0 or limit <= 0:
+            return []
+        meta = self._get_meta(key)
+        if not self._live(meta, time.time()):
+            return []
+        _, total, _ = self._parse_meta(meta)
+        end = min(total, start + limit) - 1
+        if end < start:
+            return []
+        items = self._query(
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :a AND :b",
+            ExpressionAttributeValues={":pk": _s(self._pk(key)), ":a": _s(_seq(start)), ":b": _s(_seq(end))},
+        )
+        return [Message.from_json(item["d"]["S"]) for item in items]
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def commit(
+        self,
+        key: SessionKey,
+        *,
+        expected_version: int | None,
+        append: Sequence[Message] = (),
+        state: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> CommitResult:
+        writes = self._state_writes(key, state or {})
+        bodies = [m.to_json() for m in append]
+        for body in bodies:
+            if len(body.encode()) > MAX_ITEM_BYTES:
+                raise PayloadTooLarge(f"a message of {len(body.encode())} bytes exceeds {MAX_ITEM_BYTES}")
+        if len(bodies) + len(writes) + 1 > MAX_ACTIONS:
+            raise PayloadTooLarge(
+                f"one commit holds at most {MAX_ACTIONS - 1} messages and state keys, not {len(bodies) + len(writes)}"
+            )
+        size = sum(len(b.encode()) for b in bodies) + sum(len(str(w)) for w in writes)
+        if size > MAX_TRANSACTION_BYTES:
+            raise PayloadTooLarge(f"one commit holds at most {MAX_TRANSACTION_BYTES} bytes, not {size}")
+
+        delays = backoff_delays(UNCONDITIONAL_PATIENCE, first=0.005, cap=0.2)
+        while True:
+            try:
+                return self._commit_once(key, expected_version, append, bodies, writes)
+            except VersionConflict:
+                if expected_version is not None:
+                    raise
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                time.sleep(delay)
+
+    def _state_writes(self, key: SessionKey, state: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+        writes: list[dict[str, Any]] = []
+        for scope, values in state.items():
+            prefix = _scope_prefix(scope)
+            for name, value in values.items():
+                item_key = self._key(key, prefix + name)
+                if value is DELETE:
+                    writes.append({"Delete": {"TableName": self.table_name, "Key": item_key}})
+                    continue
+                body = dumps(value)
+                if len(body.encode()) > MAX_ITEM_BYTES:
+                    raise PayloadTooLarge(
+                        f"state value {scope}/{name} is {len(body.encode())} bytes; one value holds at most "
+                        f"{MAX_ITEM_BYTES}: split it over several keys"
+                    )
+                writes.append({"Put": {"TableName": self.table_name, "Item": {**item_key, "d": _s(body)}}})
+        return writes
+
+    def _commit_once(
+        self,
+        key: SessionKey,
+        expected_version: int | None,
+        append: Sequence[Message],
+        bodies: list[str],
+        writes: list[dict[str, Any]],
+    ) -> CommitResult:
+        now = time.time()
+        meta = self._get_meta(key)
+        if meta is not None and not self._live(meta, now):
+            self._purge(key)  # expired: what is left of it must not show through the new session
+            meta = None
+        elif meta is None and self._has_leftovers(key):
+            self._purge(key)  # DynamoDB's TTL took the meta item but not the rest
+        version, total, counts = self._parse_meta(meta)
+        if expected_version is not None and expected_version != version:
+            raise VersionConflict(f"{key.session_id}: expected version {expected_version}, found {version}")
+
+        for message in append:
+            counts[message.role] = counts.get(message.role, 0) + 1
+        new_meta: dict[str, Any] = {
+            **self._key(key, "meta"),
+            "v": _n(version + 1),
+            "n": _n(total + len(append)),
+            "c": {"M": {role: _n(count) for role, count in counts.items()}},
+        }
+        if self.ttl > 0:
+            new_meta["deadline"] = _n(now + self.ttl)
+            new_meta["expires_at"] = _n(math.ceil(now + self.ttl))
+        if meta is None:
+            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        else:
+            condition = {"ConditionExpression": "v = :v", "ExpressionAttributeValues": {":v": _n(version)}}
+        actions: list[dict[str, Any]] = [{"Put": {"TableName": self.table_name, "Item": new_meta, **condition}}]
+        actions += [
+            {"Put": {"TableName": self.table_name, "Item": {**self._key(key, _seq(total + i)), "d": _s(body)}}}
+            for i, body in enumerate(bodies)
+        ]
+        actions += writes
+        self._call(self.client.transact_write_items, TransactItems=actions)
+        return CommitResult(version + 1, total + len(append), counts)
+
+    def _has_leftovers(self, key: SessionKey) -> bool:
+        reply = self._call(
+            self.client.query,
+            TableName=self.table_name,
+            KeyConditionExpression="pk = :pk AND sk > :lock",
+            ExpressionAttributeValues={":pk": _s(self._pk(key)), ":lock": _s("lock")},
+            ProjectionExpression="sk",
+            Limit=1,
+        )
+        return bool(reply.get("Items"))
+
+    def _purge(self, key: SessionKey) -> int:
+        """Delete every item of the session but its lock. Returns how many were deleted."""
+        keys = [
+            item["sk"]["S"]
+            for item in self._query(
+                KeyConditionExpression="pk = :pk",
+                ExpressionAttributeValues={":pk": _s(self._pk(key))},
+                ProjectionExpression="sk",
+            )
+            if item["sk"]["S"] != "lock"
+        ]
+        for start in range(0, len(keys), 25):
+            requests = [{"DeleteRequest": {"Key": self._key(key, sk)}} for sk in keys[start : start + 25]]
+            delays = backoff_delays(UNCONDITIONAL_PATIENCE, first=0.01, cap=0.5)
+            while requests:
+                reply = self._call(self.client.batch_write_item, RequestItems={self.table_name: requests})
+                requests = reply.get("UnprocessedItems", {}).get(self.table_name, [])
+                if requests:
+                    delay = next(delays, None)
+                    if delay is None:
+                        raise StoreUnavailable("dynamodb: deletes stayed unprocessed")
+                    time.sleep(delay)
+        return len(keys)
+
+    def delete(self, key: SessionKey) -> bool:
+        meta = self._get_meta(key)
+        deleted = self._purge(key)
+        return deleted > 0 and self._live(meta, time.time())
+
+    # -- coordination -----------------------------------------------------------------------
+
+    def acquire(self, key: SessionKey, *, lease: float, wait: float) -> Lock:
+        lock = _DynamoLock(self, key, lease)
+        delays = backoff_delays(wait)
+        while True:
+            now = time.time()
+            try:
+                self._call(
+                    self.client.put_item,
+                    TableName=self.table_name,
+                    Item={
+                        **self._key(key, "lock"),
+                        "token": _s(lock.token),
+                        "until": _n(now + lease),
+                        "expires_at": _n(math.ceil(now + lease) + 60),
+                    },
+                    ConditionExpression="attribute_not_exists(pk) OR #u <= :now",
+                    ExpressionAttributeNames={"#u": "until"},
+                    ExpressionAttributeValues={":now": _n(now)},
+                )
+                return lock
+            except _ConditionFailed:
+                pass
+            delay = next(delays, None)
+            if delay is None:
+                raise SessionBusy(f"session {key.session_id} is busy")
+            time.sleep(delay)
+
+    # -- operations -------------------------------------------------------------------------
+
+    def ping(self) -> None:
+        self._call(self.client.describe_table, TableName=self.table_name)
+
+    def ensure_schema(self) -> None:
+        """Create the table (on-demand billing) and switch its TTL on; idempotent."""
+        if self._schema_ready:
+            return
+        with self._schema_lock, _translated():
+            try:
+                self.client.create_table(
+                    TableName=self.table_name,
+                    AttributeDefinitions=[
+                        {"AttributeName": "pk", "AttributeType": "S"},
+                        {"AttributeName": "sk", "AttributeType": "S"},
+                    ],
+                    KeySchema=[
+                        {"AttributeName": "pk", "KeyType": "HASH"},
+                        {"AttributeName": "sk", "KeyType": "RANGE"},
+                    ],
+                    BillingMode="PAY_PER_REQUEST",
+                )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
+                    raise
+            self.client.get_waiter("table_exists").wait(
+                TableName=self.table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+            )
+            ttl = self.client.describe_time_to_live(TableName=self.table_name)
+            if ttl.get("TimeToLiveDescription", {}).get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+                try:
+                    self.client.update_time_to_live(
+                        TableName=self.table_name,
+                        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
+                    )
+                except ClientError as exc:  # another process switched it on first
+                    if "already enabled" not in str(exc).lower():
+                        raise
+            self._schema_ready = True
+
+    def close(self) -> None:
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Translate the errors of table management calls."""
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = error.get("Code", "")
+        if code in _UNAVAILABLE:
+            raise StoreUnavailable(f"dynamodb: {code}: {error.get('Message', '')}") from exc
+        raise StoreError(f"dynamodb: {code}: {error.get('Message', '')}") from exc
+    except NoCredentialsError as exc:
+        raise StoreError(f"dynamodb: {exc}; set AWS credentials or an endpoint URL") from exc
+    except BotoCoreError as exc:
+        raise StoreUnavailable(f"dynamodb: {exc}") from exc

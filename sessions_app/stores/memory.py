@@ -1,0 +1,164 @@
+"""In-process store: for development, tests and single-process use.
+
+Thread-safe, honours the TTL, and bounded: past ``max_sessions`` it evicts expired sessions, then
+the least recently used. Locks serialize the threads of this process only.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sessions_app.stores.base import (
+    DELETE,
+    CommitResult,
+    Lock,
+    LockLost,
+    Message,
+    SessionBusy,
+    SessionKey,
+    SessionStore,
+    Snapshot,
+    VersionConflict,
+    backoff_delays,
+    dumps,
+    loads,
+)
+
+
+@dataclass
+class _Entry:
+    version: int = 0
+    messages: list[str] = field(default_factory=list)  # JSON, as the shared backends keep them
+    role_counts: dict[str, int] = field(default_factory=dict)
+    state: dict[str, dict[str, str]] = field(default_factory=dict)
+    expires_at: float = 0.0  # 0: never
+
+
+class _MemoryLock(Lock):
+    def __init__(self, store: InMemoryStore, key: SessionKey, lease: float) -> None:
+        super().__init__(key, lease)
+        self._store = store
+
+    def renew(self) -> None:
+        with self._store._mutex:
+            token, _ = self._store._locks.get(self.key, (None, 0.0))
+            if token != self.token:
+                raise LockLost(f"lock on {self.key.session_id} was lost")
+            self._store._locks[self.key] = (self.token, time.monotonic() + self.lease)
+
+    def release(self) -> None:
+        with self._store._mutex:
+            token, _ = self._store._locks.get(self.key, (None, 0.0))
+            if token == self.token:
+                del self._store._locks[self.key]
+
+
+class InMemoryStore(SessionStore):
+    name = "in_memory"
+
+    def __init__(self, *, ttl: float = 0, max_sessions: int = 10000) -> None:
+        super().__init__(ttl=ttl)
+        self.max_sessions = max_sessions
+        self._mutex = threading.RLock()
+        self._entries: OrderedDict[SessionKey, _Entry] = OrderedDict()
+        self._locks: dict[SessionKey, tuple[str, float]] = {}
+
+    def _live(self, key: SessionKey) -> _Entry | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry.expires_at and entry.expires_at <= time.time():
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return entry
+
+    def _evict(self) -> None:
+        now = time.time()
+        for key in [k for k, e in self._entries.items() if e.expires_at and e.expires_at <= now]:
+            del self._entries[key]
+        while len(self._entries) > self.max_sessions:
+            self._entries.popitem(last=False)
+
+    def load(self, key: SessionKey, *, scopes: Sequence[str] = ("_shared",), window: int = 50) -> Snapshot:
+        with self._mutex:
+            entry = self._live(key) or _Entry()
+            total = len(entry.messages)
+            offset = max(0, total - window)
+            return Snapshot(
+                version=entry.version,
+                messages=[Message.from_json(m) for m in entry.messages[offset:]] if window else [],
+                offset=offset if window else total,
+                total=total,
+                role_counts=dict(entry.role_counts),
+                state={s: {k: loads(v) for k, v in entry.state.get(s, {}).items()} for s in scopes},
+            )
+
+    def history(self, key: SessionKey, *, start: int = 0, limit: int = 100) -> list[Message]:
+        with self._mutex:
+            entry = self._live(key)
+            if entry is None or start < 0:
+                return []
+            return [Message.from_json(m) for m in entry.messages[start : start + limit]]
+
+    def commit(
+        self,
+        key: SessionKey,
+        *,
+        expected_version: int | None,
+        append: Sequence[Message] = (),
+        state: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> CommitResult:
+        encoded = [m.to_json() for m in append]
+        changes = {
+            scope: {k: (DELETE if v is DELETE else dumps(v)) for k, v in values.items()}
+            for scope, values in (state or {}).items()
+        }
+        with self._mutex:
+            entry = self._live(key)
+            current = entry.version if entry else 0
+            if expected_version is not None and expected_version != current:
+                raise VersionConflict(f"{key.session_id}: expected version {expected_version}, found {current}")
+            if entry is None:
+                entry = self._entries[key] = _Entry()
+                self._evict()
+            entry.messages.extend(encoded)
+            for message in append:
+                entry.role_counts[message.role] = entry.role_counts.get(message.role, 0) + 1
+            for scope, values in changes.items():
+                bucket = entry.state.setdefault(scope, {})
+                for k, v in values.items():
+                    if v is DELETE:
+                        bucket.pop(k, None)
+                    else:
+                        bucket[k] = v
+            entry.version = current + 1
+            entry.expires_at = time.time() + self.ttl if self.ttl else 0.0
+            return CommitResult(entry.version, len(entry.messages), dict(entry.role_counts))
+
+    def delete(self, key: SessionKey) -> bool:
+        with self._mutex:
+            return self._entries.pop(key, None) is not None
+
+    def acquire(self, key: SessionKey, *, lease: float, wait: float) -> Lock:
+        lock = _MemoryLock(self, key, lease)
+        delays = backoff_delays(wait)
+        while True:
+            with self._mutex:
+                now = time.monotonic()
+                _, until = self._locks.get(key, (None, 0.0))
+                if until <= now:
+                    self._locks[key] = (lock.token, now + lease)
+                    return lock
+            delay = next(delays, None)
+            if delay is None:
+                raise SessionBusy(f"session {key.session_id} is busy")
+            time.sleep(delay)
+
+    def ping(self) -> None:
+        return None

@@ -1,0 +1,241 @@
+"""Redis store, through django-redis' connection pool.
+
+Keys of one session share a hash tag, so they live on one cluster slot::
+
+    ak:{<tenant>:<session>}:meta        hash: v (version), n (messages), c:<role> (count per role)
+    ak:{<tenant>:<session>}:msgs        list of JSON messages, oldest first
+    ak:{<tenant>:<session>}:scopes      set of state scopes in use
+    ak:{<tenant>:<session>}:st:<scope>  hash of JSON state values
+    ak:{<tenant>:<session>}:lock        lock token, with the lease as its PX expiry
+
+``load`` is one MULTI/EXEC round trip and ``commit`` one Lua call, whatever the history length:
+``LRANGE -window -1`` reads from the tail and ``RPUSH`` appends, so nothing grows with history.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import redis
+from django.conf import settings
+from django_redis.pool import get_connection_factory
+
+from sessions_app.stores.base import (
+    DELETE,
+    SHARED_SCOPE,
+    CommitResult,
+    Lock,
+    LockLost,
+    Message,
+    SessionBusy,
+    SessionKey,
+    SessionStore,
+    Snapshot,
+    StoreError,
+    StoreUnavailable,
+    VersionConflict,
+    backoff_delays,
+    dumps,
+    loads,
+)
+
+T = TypeVar("T")
+
+_COMMIT = """
+local meta, msgs, scopes = KEYS[1], KEYS[2], KEYS[3]
+local prefix, expected, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local version = tonumber(redis.call('HGET', meta, 'v') or '0')
+if expected ~= '' and tonumber(expected) ~= version then
+  return {-1, version}
+end
+local i = 4
+local m = tonumber(ARGV[i]); i = i + 1
+if m > 0 then
+  redis.call('RPUSH', msgs, unpack(ARGV, i, i + m - 1)); i = i + m
+  for _ = 1, m do redis.call('HINCRBY', meta, 'c:' .. ARGV[i], 1); i = i + 1 end
+end
+local nscopes = tonumber(ARGV[i]); i = i + 1
+for _ = 1, nscopes do
+  local scope = ARGV[i]; i = i + 1
+  local hash = prefix .. 'st:' .. scope
+  redis.call('SADD', scopes, scope)
+  local nset = tonumber(ARGV[i]); i = i + 1
+  if nset > 0 then redis.call('HSET', hash, unpack(ARGV, i, i + 2 * nset - 1)); i = i + 2 * nset end
+  local ndel = tonumber(ARGV[i]); i = i + 1
+  if ndel > 0 then redis.call('HDEL', hash, unpack(ARGV, i, i + ndel - 1)); i = i + ndel end
+end
+version = redis.call('HINCRBY', meta, 'v', 1)
+local total = redis.call('LLEN', msgs)
+redis.call('HSET', meta, 'n', total)
+if ttl > 0 then
+  redis.call('PEXPIRE', meta, ttl)
+  redis.call('PEXPIRE', msgs, ttl)
+  redis.call('PEXPIRE', scopes, ttl)
+  for _, scope in ipairs(redis.call('SMEMBERS', scopes)) do redis.call('PEXPIRE', prefix .. 'st:' .. scope, ttl) end
+end
+return redis.call('HGETALL', meta)
+"""
+
+_DELETE = """
+local n = redis.call('DEL', KEYS[1], KEYS[2])
+for _, scope in ipairs(redis.call('SMEMBERS', KEYS[3])) do n = n + redis.call('DEL', ARGV[1] .. 'st:' .. scope) end
+return n + redis.call('DEL', KEYS[3])
+"""
+
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Turn redis-py's errors into the store's."""
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise StoreUnavailable(f"redis: {exc}") from exc
+    except redis.RedisError as exc:
+        raise StoreError(f"redis: {exc}") from exc
+
+
+def _prefix(key: SessionKey) -> str:
+    return f"ak:{{{key.tenant}:{key.session_id}}}:"
+
+
+def _parse_meta(raw: Mapping[bytes, bytes]) -> tuple[int, int, dict[str, int]]:
+    version = int(raw.get(b"v", 0))
+    total = int(raw.get(b"n", 0))
+    counts = {k[2:].decode(): int(v) for k, v in raw.items() if k.startswith(b"c:")}
+    return version, total, counts
+
+
+class _RedisLock(Lock):
+    def __init__(self, store: RedisStore, key: SessionKey, lease: float) -> None:
+        super().__init__(key, lease)
+        self._store = store
+        self.name = _prefix(key) + "lock"
+
+    def renew(self) -> None:
+        if not self._store._call(self._store._renew, keys=[self.name], args=[self.token, int(self.lease * 1000)]):
+            raise LockLost(f"lock on {self.key.session_id} was lost")
+
+    def release(self) -> None:
+        self._store._call(self._store._release, keys=[self.name], args=[self.token])
+
+
+class RedisStore(SessionStore):
+    name = "redis"
+
+    def __init__(self, *, ttl: float = 0, cache_alias: str = "ak_sessions", url: str | None = None) -> None:
+        super().__init__(ttl=ttl)
+        cache = settings.CACHES[cache_alias]
+        self.url = url or cache["LOCATION"]
+        self._options = cache.get("OPTIONS", {})
+        self._client: redis.Redis | None = None
+        client = self.client
+        self._commit = client.register_script(_COMMIT)
+        self._delete = client.register_script(_DELETE)
+        self._renew = client.register_script(_RENEW)
+        self._release = client.register_script(_RELEASE)
+
+    @property
+    def client(self) -> redis.Redis:
+        if self._client is None:
+            self._client = get_connection_factory(options=self._options).connect(self.url)
+        return self._client
+
+    def _call(self, script: Callable[..., T], *, keys: list[str], args: list[Any]) -> T:
+        with _translated():
+            return script(keys=keys, args=args, client=self.client)
+
+    def load(self, key: SessionKey, *, scopes: Sequence[str] = (SHARED_SCOPE,), window: int = 50) -> Snapshot:
+        prefix = _prefix(key)
+        with _translated():
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hgetall(prefix + "meta")
+            if window:
+                pipe.lrange(prefix + "msgs", -window, -1)
+            for scope in scopes:
+                pipe.hgetall(prefix + "st:" + scope)
+            replies = pipe.execute()
+        version, total, counts = _parse_meta(replies[0])
+        raw_messages = replies[1] if window else []
+        states = replies[2:] if window else replies[1:]
+        return Snapshot(
+            version=version,
+            messages=[Message.from_json(m) for m in raw_messages],
+            offset=total - len(raw_messages),
+            total=total,
+            role_counts=counts,
+            state={s: {k.decode(): loads(v) for k, v in raw.items()} for s, raw in zip(scopes, states, strict=True)},
+        )
+
+    def history(self, key: SessionKey, *, start: int = 0, limit: int = 100) -> list[Message]:
+        if start < 0 or limit <= 0:
+            return []
+        with _translated():
+            raw = self.client.lrange(_prefix(key) + "msgs", start, start + limit - 1)
+        return [Message.from_json(m) for m in raw]
+
+    def commit(
+        self,
+        key: SessionKey,
+        *,
+        expected_version: int | None,
+        append: Sequence[Message] = (),
+        state: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> CommitResult:
+        prefix = _prefix(key)
+        args: list[Any] = [prefix, "" if expected_version is None else expected_version, int(self.ttl * 1000)]
+        args.append(len(append))
+        args.extend(m.to_json() for m in append)
+        args.extend(m.role for m in append)
+        scopes = state or {}
+        args.append(len(scopes))
+        for scope, values in scopes.items():
+            sets = [(k, dumps(v)) for k, v in values.items() if v is not DELETE]
+            deletes = [k for k, v in values.items() if v is DELETE]
+            args.extend([scope, len(sets)])
+            for pair in sets:
+                args.extend(pair)
+            args.append(len(deletes))
+            args.extend(deletes)
+        reply = self._call(self._commit, keys=[prefix + "meta", prefix + "msgs", prefix + "scopes"], args=args)
+        if reply and reply[0] == -1:
+            raise VersionConflict(f"{key.session_id}: expected version {expected_version}, found {reply[1]}")
+        version, total, counts = _parse_meta(dict(zip(reply[::2], reply[1::2], strict=True)))
+        return CommitResult(version, total, counts)
+
+    def delete(self, key: SessionKey) -> bool:
+        prefix = _prefix(key)
+        keys = [prefix + "meta", prefix + "msgs", prefix + "scopes"]
+        return bool(self._call(self._delete, keys=keys, args=[prefix]))
+
+    def acquire(self, key: SessionKey, *, lease: float, wait: float) -> Lock:
+        lock = _RedisLock(self, key, lease)
+        delays = backoff_delays(wait)
+        while True:
+            with _translated():
+                if self.client.set(lock.name, lock.token, nx=True, px=max(1, int(lease * 1000))):
+                    return lock
+            delay = next(delays, None)
+            if delay is None:
+                raise SessionBusy(f"session {key.session_id} is busy")
+            time.sleep(delay)
+
+    def ping(self) -> None:
+        with _translated():
+            self.client.ping()
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.connection_pool.disconnect()

@@ -1,0 +1,82 @@
+"""create_tenant and chat, run as users run them."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import pytest
+from django.core.management import CommandError, call_command
+from rest_framework.test import APIClient
+
+from agents_app.models import Agent
+from sessions_app.models import ApiKey, Session, Tenant
+from tests.services import ROOT
+
+
+def test_create_tenant_prints_a_working_key_last(db) -> None:
+    out = io.StringIO()
+    call_command("create_tenant", "acme", "--name", "Acme Inc", stdout=out)
+    key = out.getvalue().strip().splitlines()[-1]
+    assert Tenant.objects.get(slug="acme").name == "Acme Inc"
+    assert Agent.objects.filter(tenant__slug="acme", name="echo").exists()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert client.post("/run", {"agent": "echo", "message": "hi"}, format="json").status_code == 200
+    assert key not in "".join(ApiKey.objects.values_list("key_hash", flat=True))
+
+
+def test_create_tenant_again_issues_a_new_key(db) -> None:
+    keys = []
+    for _ in range(2):
+        out = io.StringIO()
+        call_command("create_tenant", "acme", stdout=out)
+        keys.append(out.getvalue().strip().splitlines()[-1])
+    assert keys[0] != keys[1]
+    assert Tenant.objects.filter(slug="acme").count() == 1
+    assert ApiKey.objects.filter(tenant__slug="acme", revoked_at=None).count() == 2
+
+
+def test_create_tenant_refuses_a_bad_slug(db) -> None:
+    with pytest.raises(CommandError):
+        call_command("create_tenant", "Not A Slug", stdout=io.StringIO())
+
+
+def test_create_tenant_key_is_alone_on_the_last_line_of_stdout(tmp_path) -> None:
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "AK_VAR_DIR": str(tmp_path)}
+    import os
+
+    env = {**os.environ, **env}
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "create_tenant", "shell-co"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    last = result.stdout.rstrip("\n").splitlines()[-1]
+    assert last.startswith("ak_") and " " not in last
+
+
+def test_chat_makes_a_session_per_user_and_carries_on(db, monkeypatch) -> None:
+    call_command("create_tenant", "demo", stdout=io.StringIO())
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hello\nagain\n/quit\n"))
+    out = io.StringIO()
+    call_command("chat", "--user", "ann", stdout=out)
+    text = out.getvalue()
+    assert "echo> echo[turns=1]: hello" in text
+    assert "echo> echo[turns=2]: again" in text
+    session = Session.objects.get(tenant__slug="demo")
+    assert session.user.external_id == "ann" and session.session_id in text.splitlines()[0]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("third\n"))
+    out = io.StringIO()
+    call_command("chat", "--session", session.session_id, stdout=out)
+    assert "echo[turns=3]: third" in out.getvalue()
+
+
+def test_chat_names_a_missing_tenant_or_agent(db, monkeypatch) -> None:
+    with pytest.raises(CommandError, match="create_tenant"):
+        call_command("chat", "--tenant", "nobody", stdout=io.StringIO())
+    call_command("create_tenant", "demo", stdout=io.StringIO())
+    monkeypatch.setattr(sys, "stdin", io.StringIO("hi\n"))
+    with pytest.raises(CommandError, match="no agent"):
+        call_command("chat", "--agent", "ghost", stdout=io.StringIO())

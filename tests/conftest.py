@@ -1,0 +1,220 @@
+"""Fixtures over real services: Redis, moto's DynamoDB server, gunicorn. Nothing is faked."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from rest_framework.test import APIClient
+
+from sessions_app.stores import reset_store
+from sessions_app.stores.base import SessionKey, SessionStore
+from tests import services
+
+BACKENDS = ["in_memory", "redis", "dynamodb"]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The machine's Redis on 6379 when it answers, else one of our own on a free port."""
+    if services.reachable("127.0.0.1", 6379):
+        yield "redis://127.0.0.1:6379/0"
+        return
+    if services.install_redis_server() is None:
+        pytest.fail("Redis is neither running on 127.0.0.1:6379 nor installable: apt-get install redis-server")
+    server = services.redis_server(tmp_path_factory.mktemp("redis")).start()
+    yield f"redis://127.0.0.1:{server.port}/0"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def dynamodb_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto's DynamoDB over HTTP, on a free port, for the whole session."""
+    server = services.moto_server(tmp_path_factory.mktemp("moto")).start(timeout=60)
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+
+
+@pytest.fixture
+def tenant_slug() -> str:
+    """A tenant no other test uses, so store keys never collide between tests."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def make_store(request: pytest.FixtureRequest) -> Iterator[Callable[..., SessionStore]]:
+    """Build a store of a backend over its real service: ``make_store("redis", ttl=5)``."""
+    made: list[SessionStore] = []
+
+    def make(kind: str, *, ttl: float = 3600, **options: object) -> SessionStore:
+        from sessions_app.stores import build_store
+
+        if kind == "redis":
+            options.setdefault("url", request.getfixturevalue("redis_url"))
+        elif kind == "dynamodb":
+            options.setdefault("endpoint_url", request.getfixturevalue("dynamodb_url"))
+            options.setdefault("table_name", "ak-test-sessions")
+        store = build_store(kind, ttl=ttl, **options)
+        store.ensure_schema()
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        store.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request: pytest.FixtureRequest, make_store: Callable[..., SessionStore]) -> SessionStore:
+    """Each backend in turn: the contract suite runs once per backend."""
+    return make_store(request.param)
+
+
+@pytest.fixture
+def key(tenant_slug: str) -> SessionKey:
+    return SessionKey(tenant=tenant_slug, session_id=f"s-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def use_store() -> Iterator[Callable[[SessionStore], SessionStore]]:
+    """Make a store the process-wide one for this test."""
+
+    def use(store: SessionStore) -> SessionStore:
+        reset_store(store)
+        return store
+
+    yield use
+    reset_store(None)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_memory_store() -> Iterator[None]:
+    """Every test starts with an empty process-wide store of the configured (in-memory) type."""
+    reset_store(None)
+    yield
+    reset_store(None)
+
+
+# --- API -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class TenantClient:
+    tenant: object
+    key: str
+    client: APIClient
+
+    def post(self, path: str, data: object = None, **extra: object):
+        return self.client.post(path, data, format="json", **extra)
+
+    def get(self, path: str, **extra: object):
+        return self.client.get(path, **extra)
+
+    def delete(self, path: str, **extra: object):
+        return self.client.delete(path, **extra)
+
+
+@pytest.fixture
+def make_tenant(db: None) -> Callable[..., TenantClient]:
+    from sessions_app.services import api_key_issue, tenant_create
+
+    def make(slug: str | None = None) -> TenantClient:
+        tenant, _ = tenant_create(slug=slug or f"t{uuid.uuid4().hex[:12]}")
+        _, raw = api_key_issue(tenant=tenant)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+        return TenantClient(tenant=tenant, key=raw, client=client)
+
+    return make
+
+
+@pytest.fixture
+def alice(make_tenant: Callable[..., TenantClient]) -> TenantClient:
+    return make_tenant()
+
+
+# --- The platform as users run it: gunicorn over a real database ---------------------------------
+
+
+@dataclass
+class Platform:
+    url: str
+    key: str
+    env: dict[str, str]
+
+
+def _platform_database(tmp_path: Path) -> tuple[str, Callable[[], None]]:
+    """A database for a live server: a fresh PostgreSQL database when the suite runs on one."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith(("postgres://", "postgresql://")):
+        return f"sqlite:///{tmp_path / 'live.sqlite3'}", lambda: None
+    import psycopg
+
+    name = f"akp_live_{uuid.uuid4().hex[:10]}"
+    admin_url = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return url.rsplit("/", 1)[0] + f"/{name}", drop
+
+
+@pytest.fixture
+def start_platform(tmp_path: Path) -> Iterator[Callable[..., Platform]]:
+    """Start gunicorn with 2 worker processes on a migrated database, with extra env."""
+    started: list[tuple[services.Server, Callable[[], None]]] = []
+
+    def start(env: dict[str, str], *, workers: int = 2, threads: int = 10) -> Platform:
+        database_url, drop = _platform_database(tmp_path)
+        full_env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "AK_VAR_DIR": str(tmp_path / "var"),
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "DJANGO_SETTINGS_MODULE": "akplatform.settings",
+            **env,
+        }
+        manage = [sys.executable, str(services.ROOT / "manage.py")]
+        subprocess.run([*manage, "migrate", "-v0"], env=full_env, check=True, cwd=services.ROOT)
+        out = subprocess.run(
+            [*manage, "create_tenant", "live"], env=full_env, check=True, cwd=services.ROOT, capture_output=True
+        )
+        key = out.stdout.decode().strip().splitlines()[-1]
+        port = services.free_port()
+        server = services.Server(
+            args=[
+                str(services.VENV_BIN / "gunicorn"),
+                "akplatform.wsgi:application",
+                f"--bind=127.0.0.1:{port}",
+                f"--workers={workers}",
+                f"--threads={threads}",
+                "--timeout=120",
+            ],
+            port=port,
+            cwd=services.ROOT,
+            env=full_env,
+            log=tmp_path / "gunicorn.log",
+        ).start(timeout=60)
+        started.append((server, drop))
+        return Platform(url=server.url, key=key, env=full_env)
+
+    yield start
+    for server, drop in started:
+        server.stop()
+        drop()

@@ -1,0 +1,56 @@
+"""A Redis the test owns is stopped mid-test: 503s, nothing lost, and runs go on once it is back."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from tests import services
+
+
+@pytest.fixture
+def owned_redis(tmp_path):
+    if services.install_redis_server() is None:
+        pytest.fail("redis-server is needed for this test: apt-get install redis-server")
+    server = services.redis_server(tmp_path / "redis", persistent=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.slow
+def test_runs_answer_503_while_redis_is_down_and_lose_nothing(owned_redis, start_platform, tmp_path) -> None:
+    platform = start_platform(
+        {
+            "AK_SESSION__TYPE": "redis",
+            "AK_SESSION__REDIS__URL": f"redis://127.0.0.1:{owned_redis.port}/0",
+            "AK_SESSION__REDIS__CONNECT_TIMEOUT": "0.5",
+        }
+    )
+    headers = {"Authorization": f"Bearer {platform.key}"}
+
+    def run(message: str) -> requests.Response:
+        body = {"agent": "echo", "message": message, "session_id": "outage"}
+        return requests.post(f"{platform.url}/run", json=body, headers=headers, timeout=30)
+
+    def messages() -> list[str]:
+        response = requests.get(f"{platform.url}/sessions/outage/messages", headers=headers, timeout=30)
+        return [m["content"] for m in response.json()["messages"]]
+
+    assert run("before").json()["result"] == "echo[turns=1]: before"
+    assert requests.get(f"{platform.url}/health", timeout=30).status_code == 200
+
+    owned_redis.stop()  # SIGTERM: redis flushes its append-only file and exits
+    down = run("during")
+    assert down.status_code == 503
+    assert down.json()["code"] == "store_unavailable"
+    health = requests.get(f"{platform.url}/health", timeout=30)
+    assert health.status_code == 503
+    assert health.json()["failing"] == ["store"]
+    history = requests.get(f"{platform.url}/sessions/outage/messages", headers=headers, timeout=30)
+    assert history.status_code == 503
+
+    owned_redis.start()
+    assert requests.get(f"{platform.url}/health", timeout=30).status_code == 200
+    assert messages() == ["before", "echo[turns=1]: before"]
+    assert run("after").json()["result"] == "echo[turns=2]: after"
+    assert messages() == ["before", "echo[turns=1]: before", "after", "echo[turns=2]: after"]

@@ -1,0 +1,154 @@
+"""Real services for the tests: use what is reachable, start what is missing, stop what we started.
+
+Also a command: ``python -m tests.services check`` says what the suite will use and, where a
+binary is missing, installs it from the system's packages when it may, or says what to install.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def reachable(host: str, port: int, timeout: float = 0.3) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_port(port: int, *, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if reachable("127.0.0.1", port):
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode} before listening on {port}")
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+@dataclass
+class Server:
+    """A process the tests started, listening on ``port``."""
+
+    args: list[str]
+    port: int
+    cwd: Path | None = None
+    env: dict[str, str] | None = None
+    log: Path | None = None
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    def start(self, *, timeout: float = 20.0) -> Server:
+        out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115 - lives with the process
+        self.proc = subprocess.Popen(
+            self.args, cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        wait_for_port(self.port, timeout=timeout, proc=self.proc)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+# --- Redis ---------------------------------------------------------------------------------------
+
+
+def redis_server_binary() -> str | None:
+    return shutil.which("redis-server")
+
+
+def install_redis_server() -> str | None:
+    """Install Debian's redis-server when we are root and apt-get exists. Returns the binary."""
+    if redis_server_binary():
+        return redis_server_binary()
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return None
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], check=False, env=env)
+    return redis_server_binary()
+
+
+def redis_server(directory: Path, *, port: int | None = None, persistent: bool = False) -> Server:
+    """A redis-server of our own. ``persistent``: an append-only file in ``directory`` survives a stop."""
+    binary = redis_server_binary()
+    if binary is None:
+        raise RuntimeError("redis-server is not installed: apt-get install redis-server")
+    port = port or free_port()
+    directory.mkdir(parents=True, exist_ok=True)
+    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--save", ""]
+    args += ["--appendonly", "yes", "--appendfsync", "always"] if persistent else ["--appendonly", "no"]
+    return Server(args=args, port=port, log=directory / "redis.log")
+
+
+# --- DynamoDB (moto's server) --------------------------------------------------------------------
+
+
+def moto_server(directory: Path) -> Server:
+    binary = VENV_BIN / "moto_server"
+    if not binary.exists():
+        found = shutil.which("moto_server")
+        if found is None:
+            raise RuntimeError("moto_server is missing: pip install 'moto[server]' (requirements-dev.txt)")
+        binary = Path(found)
+    port = free_port()
+    directory.mkdir(parents=True, exist_ok=True)
+    return Server(args=[str(binary), "-H", "127.0.0.1", "-p", str(port)], port=port, log=directory / "moto.log")
+
+
+def check() -> int:
+    """Report the services the suite will use; install redis-server when it may."""
+    problems = []
+    if reachable("127.0.0.1", 6379):
+        print("redis: using the server on 127.0.0.1:6379 (and a redis-server of its own for outage tests)")
+    if install_redis_server():
+        print(f"redis-server: {redis_server_binary()}")
+    else:
+        problems.append("redis-server is not installed and could not be: run `sudo apt-get install redis-server`")
+    if (VENV_BIN / "moto_server").exists() or shutil.which("moto_server"):
+        print("dynamodb: moto_server will be started on a free port")
+    else:
+        problems.append("moto_server is missing: `pip install -r requirements-dev.txt`")
+    url = os.environ.get("DATABASE_URL", "")
+    print(f"database: {url or 'SQLite (default)'}")
+    for problem in problems:
+        print(f"MISSING: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["check"]:
+        sys.exit("usage: python -m tests.services check")
+    sys.exit(check())

@@ -1,0 +1,204 @@
+"""One contract, three backends, real services (see ``store`` in conftest)."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+
+import pytest
+
+from sessions_app.stores.base import (
+    DELETE,
+    SHARED_SCOPE,
+    LockLost,
+    Message,
+    SessionBusy,
+    SessionKey,
+    SessionStore,
+    VersionConflict,
+)
+
+
+def msgs(*contents: str, role: str = "user") -> list[Message]:
+    return [Message(role=role, content=c, agent="a") for c in contents]
+
+
+def test_a_missing_session_loads_empty(store: SessionStore, key: SessionKey) -> None:
+    snap = store.load(key, scopes=(SHARED_SCOPE, "a"))
+    assert (snap.version, snap.total, snap.messages, snap.offset) == (0, 0, [], 0)
+    assert snap.state == {SHARED_SCOPE: {}, "a": {}}
+    assert not snap.exists
+    assert store.history(key) == []
+
+
+def test_commit_appends_and_raises_the_version(store: SessionStore, key: SessionKey) -> None:
+    first = store.commit(key, expected_version=0, append=msgs("hi") + msgs("hello", role="assistant"))
+    assert (first.version, first.total, first.role_counts) == (1, 2, {"user": 1, "assistant": 1})
+    store.commit(key, expected_version=1, append=msgs("ünïcødé ✓"))
+    snap = store.load(key)
+    assert snap.version == 2
+    assert [m.content for m in snap.messages] == ["hi", "hello", "ünïcødé ✓"]
+    assert [m.role for m in snap.messages] == ["user", "assistant", "user"]
+    assert snap.role_counts == {"user": 2, "assistant": 1}
+    assert snap.messages[0].agent == "a" and snap.messages[0].created_at > 0
+
+
+def test_load_reads_only_the_window(store: SessionStore, key: SessionKey) -> None:
+    for i in range(3):
+        store.commit(key, expected_version=i, append=msgs(*[f"m{i * 10 + j}" for j in range(10)]))
+    snap = store.load(key, window=7)
+    assert (snap.total, snap.offset) == (30, 23)
+    assert [m.content for m in snap.messages] == [f"m{i}" for i in range(23, 30)]
+    empty_window = store.load(key, window=0)
+    assert (empty_window.messages, empty_window.offset, empty_window.total) == ([], 30, 30)
+    assert store.load(key, window=100).offset == 0
+
+
+def test_history_pages_oldest_first(store: SessionStore, key: SessionKey) -> None:
+    store.commit(key, expected_version=0, append=msgs(*[f"m{i}" for i in range(25)]))
+    pages, start = [], 0
+    while page := store.history(key, start=start, limit=10):
+        pages.append([m.content for m in page])
+        start += 10
+    assert [len(p) for p in pages] == [10, 10, 5]
+    assert [c for page in pages for c in page] == [f"m{i}" for i in range(25)]
+    assert store.history(key, start=25, limit=10) == []
+
+
+def test_state_is_written_key_by_key_per_scope(store: SessionStore, key: SessionKey) -> None:
+    store.commit(key, expected_version=0, state={SHARED_SCOPE: {"profile": {"name": "Ann"}}, "a": {"n": 1, "x": [1]}})
+    store.commit(key, expected_version=1, state={"a": {"n": 2, "x": DELETE}, "b": {"k": None}})
+    snap = store.load(key, scopes=(SHARED_SCOPE, "a", "b"))
+    assert snap.state == {SHARED_SCOPE: {"profile": {"name": "Ann"}}, "a": {"n": 2}, "b": {"k": None}}
+    assert store.load(key, scopes=("a",)).state == {"a": {"n": 2}}
+
+
+def test_a_stale_version_writes_nothing(store: SessionStore, key: SessionKey) -> None:
+    store.commit(key, expected_version=0, append=msgs("one"))
+    with pytest.raises(VersionConflict):
+        store.commit(key, expected_version=0, append=msgs("lost?"), state={"a": {"k": 1}})
+    with pytest.raises(VersionConflict):
+        store.commit(key, expected_version=5, append=msgs("lost?"))
+    snap = store.load(key, scopes=("a",))
+    assert (snap.version, snap.total, snap.state) == (1, 1, {"a": {}})
+
+
+def test_an_unconditional_commit_never_loses_appends(store: SessionStore, key: SessionKey) -> None:
+    store.commit(key, expected_version=None, state={SHARED_SCOPE: {"k": "v"}})
+    store.commit(key, expected_version=None, append=msgs("x"))
+    snap = store.load(key)
+    assert (snap.version, snap.total, snap.state[SHARED_SCOPE]) == (2, 1, {"k": "v"})
+
+
+def test_values_must_be_json(store: SessionStore, key: SessionKey) -> None:
+    with pytest.raises(TypeError):
+        store.commit(key, expected_version=0, state={SHARED_SCOPE: {"k": object()}})
+    assert store.load(key).version == 0
+
+
+def test_delete_removes_everything(store: SessionStore, key: SessionKey) -> None:
+    store.commit(key, expected_version=0, append=msgs("a", "b"), state={SHARED_SCOPE: {"k": 1}, "a": {"k": 2}})
+    assert store.delete(key) is True
+    snap = store.load(key, scopes=(SHARED_SCOPE, "a"))
+    assert (snap.version, snap.total, snap.state) == (0, 0, {SHARED_SCOPE: {}, "a": {}})
+    assert store.history(key) == []
+    assert store.delete(key) is False
+    again = store.commit(key, expected_version=0, append=msgs("fresh"))
+    assert (again.version, again.total) == (1, 1)
+
+
+def test_tenants_never_see_each_other(store: SessionStore) -> None:
+    one = SessionKey(tenant=f"t{uuid.uuid4().hex[:10]}", session_id="same-id")
+    two = SessionKey(tenant=f"t{uuid.uuid4().hex[:10]}", session_id="same-id")
+    store.commit(one, expected_version=0, append=msgs("for one"), state={SHARED_SCOPE: {"secret": 1}})
+    snap = store.load(two)
+    assert (snap.version, snap.total, snap.state) == (0, 0, {SHARED_SCOPE: {}})
+    store.commit(two, expected_version=0, append=msgs("for two"))
+    store.delete(two)
+    assert [m.content for m in store.load(one).messages] == ["for one"]
+
+
+@pytest.mark.parametrize("kind", ["in_memory", "redis", "dynamodb"])
+def test_an_idle_session_expires(make_store, key: SessionKey, kind: str) -> None:
+    short = make_store(kind, ttl=1)
+    short.commit(key, expected_version=0, append=msgs("soon gone"), state={SHARED_SCOPE: {"k": 1}})
+    time.sleep(0.6)
+    short.commit(key, expected_version=1, append=msgs("activity pushes expiry"))
+    time.sleep(0.6)
+    assert short.load(key).total == 2  # 1.2 s after the first write, 0.6 s after the last
+    time.sleep(0.7)
+    snap = short.load(key)
+    assert (snap.version, snap.total, snap.state) == (0, 0, {SHARED_SCOPE: {}})
+    assert short.history(key) == []
+    assert short.commit(key, expected_version=0, append=msgs("new life")).total == 1
+
+
+def test_the_lock_is_exclusive(store: SessionStore, key: SessionKey) -> None:
+    held = store.acquire(key, lease=10, wait=0)
+    with pytest.raises(SessionBusy):
+        store.acquire(key, lease=10, wait=0)
+    started = time.monotonic()
+    with pytest.raises(SessionBusy):
+        store.acquire(key, lease=10, wait=0.3)
+    assert time.monotonic() - started >= 0.25
+    held.release()
+    store.acquire(key, lease=10, wait=0).release()
+
+
+def test_a_waiter_gets_the_lock_when_it_is_released(store: SessionStore, key: SessionKey) -> None:
+    held = store.acquire(key, lease=10, wait=0)
+    threading.Timer(0.2, held.release).start()
+    store.acquire(key, lease=10, wait=5).release()
+
+
+def test_a_lapsed_lease_fails_loudly(store: SessionStore, key: SessionKey) -> None:
+    store.commit(key, expected_version=0, append=msgs("base"))
+    slow = store.acquire(key, lease=0.3, wait=0)
+    slow_read = store.load(key).version
+    time.sleep(0.5)
+    fast = store.acquire(key, lease=10, wait=0)  # the lease lapsed: another run may go
+    store.commit(key, expected_version=store.load(key).version, append=msgs("fast"))
+    with pytest.raises(LockLost):
+        slow.renew()
+    with pytest.raises(VersionConflict):
+        store.commit(key, expected_version=slow_read, append=msgs("slow"))
+    slow.release()  # must not release the lock the fast run holds
+    with pytest.raises(SessionBusy):
+        store.acquire(key, lease=10, wait=0)
+    fast.release()
+    assert [m.content for m in store.load(key).messages] == ["base", "fast"]
+
+
+def test_renew_extends_the_lease(store: SessionStore, key: SessionKey) -> None:
+    held = store.acquire(key, lease=0.4, wait=0)
+    for _ in range(3):
+        time.sleep(0.2)
+        held.renew()
+    with pytest.raises(SessionBusy):
+        store.acquire(key, lease=1, wait=0)
+    held.release()
+
+
+def test_locked_cycles_from_threads_lose_nothing(store: SessionStore, key: SessionKey) -> None:
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            for i in range(10):
+                with store.lock(key, lease=10, wait=30):
+                    snap = store.load(key, window=5)
+                    store.commit(key, expected_version=snap.version, append=msgs(f"w{n}-{i}"))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    snap = store.load(key, window=0)
+    assert (snap.version, snap.total) == (60, 60)
+    contents = [m.content for m in store.history(key, limit=100)]
+    assert sorted(contents) == sorted(f"w{n}-{i}" for n in range(6) for i in range(10))
