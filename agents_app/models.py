@@ -41,26 +41,60 @@ class Run(models.Model):
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
+    class Webhook(models.TextChoices):
+        NONE = "", "no webhook"
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        FAILED = "failed"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="runs")
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="runs")
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="runs")
     message = models.TextField()
+    is_async = models.BooleanField(default=False)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     # null, not "": the API reports a run with no result yet as null.
     result = models.TextField(null=True, blank=True)  # noqa: DJ001
     error = models.TextField(null=True, blank=True)  # noqa: DJ001
+    #: Executions started: more than one only when a worker died or a dependency failed mid-run.
     attempts = models.PositiveIntegerField(default=0)
+    #: The Celery worker (hostname) that ran, or runs, it; blank for sync runs.
+    worker = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    #: Last time the run's task was handed to the broker.
+    enqueued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    #: Written by the worker while the run goes on; a lapsed heartbeat means the worker died.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    #: The client's ``Idempotency-Key`` and a hash of the request it came with.
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)  # noqa: DJ001
+    request_hash = models.CharField(max_length=64, blank=True)
+    webhook_url = models.URLField(max_length=2048, blank=True)
+    webhook_status = models.CharField(max_length=16, choices=Webhook.choices, blank=True)
+    webhook_attempts = models.PositiveIntegerField(default=0)
+    webhook_error = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["tenant", "status", "-created_at"], name="run_tenant_status"),
             models.Index(fields=["session", "-created_at"], name="run_session"),
+            models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="run_idempotency_key_per_tenant",
+            )
         ]
 
     def __str__(self) -> str:
         return f"{self.agent} run {self.id}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED

@@ -12,9 +12,15 @@ from django.utils import timezone
 slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]{0,62}$", "Use lowercase letters, digits and hyphens.")
 
 
+def new_webhook_secret() -> str:
+    return secrets.token_hex(32)
+
+
 class Tenant(models.Model):
     slug = models.CharField(max_length=63, unique=True, validators=[slug_validator])
     name = models.CharField(max_length=200, blank=True)
+    #: Signs the webhooks of this tenant's runs (HMAC-SHA256); rotate it in the admin.
+    webhook_secret = models.CharField(max_length=64, default=new_webhook_secret)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

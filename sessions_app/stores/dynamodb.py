@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
@@ -142,12 +143,14 @@ class DynamoDBStore(SessionStore):
         endpoint_url: str | None = None,
         region: str = "us-east-1",
         create_table: bool = True,
+        read_timeout: float = 5.0,
     ) -> None:
         super().__init__(ttl=ttl)
         self.table_name = table_name
         self.endpoint_url = endpoint_url
         self.region = region
         self.create_table = create_table
+        self.read_timeout = read_timeout
         self._client: Any = None
         self._client_lock = threading.Lock()
         self._schema_lock = threading.Lock()
@@ -171,7 +174,7 @@ class DynamoDBStore(SessionStore):
             credentials = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
         config = Config(
             connect_timeout=2,
-            read_timeout=5,
+            read_timeout=self.read_timeout,
             retries={"max_attempts": 3, "mode": "standard"},
             max_pool_connections=64,
         )
@@ -388,7 +391,8 @@ class DynamoDBStore(SessionStore):
             for i, body in enumerate(bodies)
         ]
         actions += writes
-        self._call(self.client.transact_write_items, TransactItems=actions)
+        # The token makes botocore's retry of a timed-out call idempotent: DynamoDB applies it once.
+        self._call(self.client.transact_write_items, TransactItems=actions, ClientRequestToken=uuid.uuid4().hex)
         return CommitResult(version + 1, total + len(append), counts)
 
     def _has_leftovers(self, key: SessionKey) -> bool:
