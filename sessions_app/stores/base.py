@@ -200,8 +200,14 @@ class SessionStore(ABC):
         expected_version: int | None,
         append: Sequence[Message] = (),
         state: Mapping[str, Mapping[str, Any]] | None = None,
+        run_id: str | None = None,
     ) -> CommitResult:
         """Atomically append ``append`` and apply ``state`` ({scope: {key: value or DELETE}}).
+
+        With ``run_id``, the same write records that this run committed, and the number of its
+        first message: ``committed(key, run_id)`` returns it from then on. A run retried after its
+        worker died checks that under the lock and returns its stored reply instead of running
+        (and appending) twice.
 
         With ``expected_version`` set, nothing is written unless the stored version equals it
         (0 for a session that does not exist yet): ``VersionConflict`` otherwise. ``None`` writes
@@ -210,6 +216,10 @@ class SessionStore(ABC):
         not grow with the history. Raises ``PayloadTooLarge`` (nothing written) and
         ``StoreUnavailable``.
         """
+
+    @abstractmethod
+    def committed(self, key: SessionKey, run_id: str) -> int | None:
+        """The number of the first message run ``run_id`` appended, or None if it never committed."""
 
     @abstractmethod
     def delete(self, key: SessionKey) -> bool:

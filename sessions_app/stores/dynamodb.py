@@ -5,6 +5,7 @@ One table, partition key ``pk`` = ``<tenant>#<session>``, sort key ``sk``::
     meta                     v (version), n (messages), c (map: count per role), deadline, expires_at
     m#<seq, 12 digits>       d: one message as JSON (never rewritten)
     s#<scope>#<key>          d: one state value as JSON
+    x#run#<run id>           seq: number of the first message that run committed
     lock                     token, until (lease end), expires_at
 
 A commit is one ``TransactWriteItems``: the new messages and state items plus the meta item,
@@ -246,8 +247,8 @@ class DynamoDBStore(SessionStore):
     def load(self, key: SessionKey, *, scopes: Sequence[str] = (SHARED_SCOPE,), window: int = 50) -> Snapshot:
         """Two round trips whatever the history: the meta item, then one query from the window on.
 
-        ``lock`` < ``m#…`` < ``meta`` < ``s#…`` in key order, so ``sk >= m#<offset>`` returns the
-        window, the meta item again and the state items. The meta item of that query is the truth:
+        ``lock`` < ``m#…`` < ``meta`` < ``s#…`` < ``x#…`` in key order, so ``m#<offset>`` to ``s$``
+        returns the window, the meta item again and the state items. The meta item of that query is the truth:
         if a commit landed between the two reads, the snapshot is of the newer version.
         """
         now = time.time()
@@ -259,8 +260,8 @@ class DynamoDBStore(SessionStore):
         prefixes = {_scope_prefix(scope): scope for scope in scopes}
         items = list(
             self._query(
-                KeyConditionExpression="pk = :pk AND sk >= :from",
-                ExpressionAttributeValues={":pk": _s(self._pk(key)), ":from": _s(_seq(start))},
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :from AND :to",
+                ExpressionAttributeValues={":pk": _s(self._pk(key)), ":from": _s(_seq(start)), ":to": _s("s$")},
             )
         )
         fresh = next((item for item in items if item["sk"]["S"] == "meta"), None)
@@ -307,13 +308,14 @@ class DynamoDBStore(SessionStore):
         expected_version: int | None,
         append: Sequence[Message] = (),
         state: Mapping[str, Mapping[str, Any]] | None = None,
+        run_id: str | None = None,
     ) -> CommitResult:
         writes = self._state_writes(key, state or {})
         bodies = [m.to_json() for m in append]
         for body in bodies:
             if len(body.encode()) > MAX_ITEM_BYTES:
                 raise PayloadTooLarge(f"a message of {len(body.encode())} bytes exceeds {MAX_ITEM_BYTES}")
-        if len(bodies) + len(writes) + 1 > MAX_ACTIONS:
+        if len(bodies) + len(writes) + 1 + (run_id is not None) > MAX_ACTIONS:
             raise PayloadTooLarge(
                 f"one commit holds at most {MAX_ACTIONS - 1} messages and state keys, not {len(bodies) + len(writes)}"
             )
@@ -324,7 +326,7 @@ class DynamoDBStore(SessionStore):
         delays = backoff_delays(UNCONDITIONAL_PATIENCE, first=0.005, cap=0.2)
         while True:
             try:
-                return self._commit_once(key, expected_version, append, bodies, writes)
+                return self._commit_once(key, expected_version, append, bodies, writes, run_id)
             except VersionConflict:
                 if expected_version is not None:
                     raise
@@ -358,6 +360,7 @@ class DynamoDBStore(SessionStore):
         append: Sequence[Message],
         bodies: list[str],
         writes: list[dict[str, Any]],
+        run_id: str | None,
     ) -> CommitResult:
         now = time.time()
         meta = self._get_meta(key)
@@ -391,9 +394,23 @@ class DynamoDBStore(SessionStore):
             for i, body in enumerate(bodies)
         ]
         actions += writes
+        if run_id is not None:
+            run_item = {**self._key(key, "x#run#" + run_id), "seq": _n(total)}
+            actions.append({"Put": {"TableName": self.table_name, "Item": run_item}})
         # The token makes botocore's retry of a timed-out call idempotent: DynamoDB applies it once.
         self._call(self.client.transact_write_items, TransactItems=actions, ClientRequestToken=uuid.uuid4().hex)
         return CommitResult(version + 1, total + len(append), counts)
+
+    def committed(self, key: SessionKey, run_id: str) -> int | None:
+        now = time.time()
+        reply = self._call(
+            self.client.transact_get_items,
+            TransactItems=[
+                {"Get": {"TableName": self.table_name, "Key": self._key(key, sk)}} for sk in ("meta", "x#run#" + run_id)
+            ],
+        )
+        meta, run = (response.get("Item") for response in reply["Responses"])
+        return int(run["seq"]["N"]) if run is not None and self._live(meta, now) else None
 
     def _has_leftovers(self, key: SessionKey) -> bool:
         reply = self._call(

@@ -37,6 +37,7 @@ class _Entry:
     role_counts: dict[str, int] = field(default_factory=dict)
     state: dict[str, dict[str, str]] = field(default_factory=dict)
     expires_at: float = 0.0  # 0: never
+    runs: dict[str, int] = field(default_factory=dict)  # run id -> its first message's number
 
 
 class _MemoryLock(Lock):
@@ -113,6 +114,7 @@ class InMemoryStore(SessionStore):
         expected_version: int | None,
         append: Sequence[Message] = (),
         state: Mapping[str, Mapping[str, Any]] | None = None,
+        run_id: str | None = None,
     ) -> CommitResult:
         encoded = [m.to_json() for m in append]
         changes = {
@@ -127,6 +129,8 @@ class InMemoryStore(SessionStore):
             if entry is None:
                 entry = self._entries[key] = _Entry()
                 self._evict()
+            if run_id is not None:
+                entry.runs[run_id] = len(entry.messages)
             entry.messages.extend(encoded)
             for message in append:
                 entry.role_counts[message.role] = entry.role_counts.get(message.role, 0) + 1
@@ -140,6 +144,11 @@ class InMemoryStore(SessionStore):
             entry.version = current + 1
             entry.expires_at = time.time() + self.ttl if self.ttl else 0.0
             return CommitResult(entry.version, len(entry.messages), dict(entry.role_counts))
+
+    def committed(self, key: SessionKey, run_id: str) -> int | None:
+        with self._mutex:
+            entry = self._live(key)
+            return None if entry is None else entry.runs.get(run_id)
 
     def delete(self, key: SessionKey) -> bool:
         with self._mutex:

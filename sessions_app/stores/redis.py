@@ -6,6 +6,7 @@ Keys of one session share a hash tag, so they live on one cluster slot::
     ak:{<tenant>:<session>}:msgs        list of JSON messages, oldest first
     ak:{<tenant>:<session>}:scopes      set of state scopes in use
     ak:{<tenant>:<session>}:st:<scope>  hash of JSON state values
+    ak:{<tenant>:<session>}:runs        hash: run id -> number of the run's first message
     ak:{<tenant>:<session>}:lock        lock token, with the lease as its PX expiry
 
 ``load`` is one MULTI/EXEC round trip and ``commit`` one Lua call, whatever the history length:
@@ -48,13 +49,14 @@ from sessions_app.stores.base import (
 T = TypeVar("T")
 
 _COMMIT = """
-local meta, msgs, scopes = KEYS[1], KEYS[2], KEYS[3]
-local prefix, expected, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local meta, msgs, scopes, runs = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local prefix, expected, ttl, run = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local version = tonumber(redis.call('HGET', meta, 'v') or '0')
 if expected ~= '' and tonumber(expected) ~= version then
   return {-1, version}
 end
-local i = 4
+if run ~= '' then redis.call('HSET', runs, run, redis.call('LLEN', msgs)) end
+local i = 5
 local m = tonumber(ARGV[i]); i = i + 1
 local total
 if m > 0 then
@@ -80,13 +82,14 @@ if ttl > 0 then
   redis.call('PEXPIRE', meta, ttl)
   redis.call('PEXPIRE', msgs, ttl)
   redis.call('PEXPIRE', scopes, ttl)
+  redis.call('PEXPIRE', runs, ttl)
   for _, scope in ipairs(redis.call('SMEMBERS', scopes)) do redis.call('PEXPIRE', prefix .. 'st:' .. scope, ttl) end
 end
 return redis.call('HGETALL', meta)
 """
 
 _DELETE = """
-local n = redis.call('DEL', KEYS[1], KEYS[2])
+local n = redis.call('DEL', KEYS[1], KEYS[2], KEYS[4])
 for _, scope in ipairs(redis.call('SMEMBERS', KEYS[3])) do n = n + redis.call('DEL', ARGV[1] .. 'st:' .. scope) end
 return n + redis.call('DEL', KEYS[3])
 """
@@ -115,6 +118,11 @@ def _translated() -> Iterator[None]:
 
 def _prefix(key: SessionKey) -> str:
     return f"ak:{{{key.tenant}:{key.session_id}}}:"
+
+
+def _keys(prefix: str) -> list[str]:
+    """The keys of one session that its scripts name (state hashes are found via ``scopes``)."""
+    return [prefix + "meta", prefix + "msgs", prefix + "scopes", prefix + "runs"]
 
 
 def _parse_meta(raw: Mapping[bytes, bytes]) -> tuple[int, int, dict[str, int]]:
@@ -232,9 +240,11 @@ class RedisStore(SessionStore):
         expected_version: int | None,
         append: Sequence[Message] = (),
         state: Mapping[str, Mapping[str, Any]] | None = None,
+        run_id: str | None = None,
     ) -> CommitResult:
         prefix = _prefix(key)
-        args: list[Any] = [prefix, "" if expected_version is None else expected_version, int(self.ttl * 1000)]
+        expected = "" if expected_version is None else expected_version
+        args: list[Any] = [prefix, expected, int(self.ttl * 1000), run_id or ""]
         args.append(len(append))
         args.extend(m.to_json() for m in append)
         if append:
@@ -252,16 +262,20 @@ class RedisStore(SessionStore):
                 args.extend(pair)
             args.append(len(deletes))
             args.extend(deletes)
-        reply = self._call(self._commit, keys=[prefix + "meta", prefix + "msgs", prefix + "scopes"], args=args)
+        reply = self._call(self._commit, keys=_keys(prefix), args=args)
         if reply and reply[0] == -1:
             raise VersionConflict(f"{key.session_id}: expected version {expected_version}, found {reply[1]}")
         version, total, counts = _parse_meta(dict(zip(reply[::2], reply[1::2], strict=True)))
         return CommitResult(version, total, counts)
 
+    def committed(self, key: SessionKey, run_id: str) -> int | None:
+        with _translated():
+            seq = self.client.hget(_prefix(key) + "runs", run_id)
+        return None if seq is None else int(seq)
+
     def delete(self, key: SessionKey) -> bool:
         prefix = _prefix(key)
-        keys = [prefix + "meta", prefix + "msgs", prefix + "scopes"]
-        return bool(self._call(self._delete, keys=keys, args=[prefix]))
+        return bool(self._call(self._delete, keys=_keys(prefix), args=[prefix]))
 
     def acquire(self, key: SessionKey, *, lease: float, wait: float) -> Lock:
         lock = _RedisLock(self, key, lease)

@@ -44,6 +44,19 @@ def test_commit_appends_and_raises_the_version(store: SessionStore, key: Session
     assert snap.messages[0].agent == "a" and snap.messages[0].created_at > 0
 
 
+def test_a_commit_records_the_run_that_made_it(store: SessionStore, key: SessionKey) -> None:
+    assert store.committed(key, "run-1") is None
+    store.commit(key, expected_version=0, append=msgs("q1") + msgs("a1", role="assistant"), run_id="run-1")
+    store.commit(key, expected_version=1, append=msgs("q2") + msgs("a2", role="assistant"), run_id="run-2")
+    assert (store.committed(key, "run-1"), store.committed(key, "run-2"), store.committed(key, "run-3")) == (0, 2, None)
+    assert [m.content for m in store.history(key, start=store.committed(key, "run-2"), limit=2)] == ["q2", "a2"]
+    snap = store.load(key, window=10)
+    assert snap.total == 4 and len(snap.messages) == 4  # run records never show up as messages or state
+    assert snap.state == {SHARED_SCOPE: {}}
+    store.delete(key)
+    assert store.committed(key, "run-1") is None
+
+
 def test_load_reads_only_the_window(store: SessionStore, key: SessionKey) -> None:
     for i in range(3):
         store.commit(key, expected_version=i, append=msgs(*[f"m{i * 10 + j}" for j in range(10)]))
