@@ -16,22 +16,47 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 
 from agents_app.frameworks import AgentLike, get_framework
 from sessions_app.core import Session, SessionView
 from sessions_app.stores import get_store
-from sessions_app.stores.base import SHARED_SCOPE, CommitResult, Lock, LockLost, Message, SessionKey, SessionStore
+from sessions_app.stores.base import (
+    SHARED_SCOPE,
+    CommitResult,
+    Lock,
+    LockLost,
+    Message,
+    SessionKey,
+    SessionStore,
+    Snapshot,
+)
 
 logger = logging.getLogger(__name__)
+
+
+class RunStopped(Exception):
+    """The run was stopped before it committed: nothing of it reached the session."""
+
+
+class RunCancelled(RunStopped):
+    """``cancelled`` was set while the adapter worked."""
+
+
+class RunTimedOut(RunStopped):
+    """The adapter took longer than ``time_limit``."""
 
 
 @dataclass(frozen=True)
 class RunOutcome:
     reply: str
     commit: CommitResult
+    #: True when the run had committed before (its worker died after the commit): nothing ran.
+    replayed: bool = False
 
 
 class Runner:
@@ -77,23 +102,43 @@ class Runner:
         *,
         wait: float | None = None,
         store: SessionStore | None = None,
+        run_id: str | None = None,
+        cancelled: asyncio.Event | None = None,
+        time_limit: float | None = None,
     ) -> RunOutcome:
-        """Run under the session's lock. Raises the store's errors (``SessionBusy`` and others)."""
+        """Run under the session's lock and commit the exchange, or raise and commit nothing.
+
+        With ``run_id`` the commit records the run, and a run that committed before (its worker
+        died before it could say so) returns its stored reply without running again. Setting
+        ``cancelled`` stops the adapter at its next ``await`` (``RunCancelled``); so does
+        ``time_limit`` seconds passing (``RunTimedOut``). Raises the store's errors
+        (``SessionBusy``, ``StoreUnavailable``, ``VersionConflict`` after a lapsed lease) and the
+        adapter's.
+        """
         store = store or self.store
         framework = get_framework(agent.framework)
         lock = await asyncio.to_thread(store.acquire, key, lease=self.lease, wait=self.wait if wait is None else wait)
         heartbeat = asyncio.create_task(self._keep_alive(lock))
         try:
             snapshot = await asyncio.to_thread(store.load, key, scopes=(SHARED_SCOPE, agent.name), window=self.window)
+            if run_id is not None:
+                replay = await asyncio.to_thread(self._replay, store, key, run_id, snapshot)
+                if replay is not None:
+                    return replay
             view = SessionView(snapshot, agent.name)
             asked_at = time.time()
-            reply = await framework.run(agent, view, prompt)
+            reply = await self._adapter(framework.run(agent, view, prompt), cancelled, time_limit)
             messages = [
                 Message(role="user", content=prompt, agent=agent.name, created_at=asked_at),
                 Message(role="assistant", content=reply, agent=agent.name),
             ]
             commit = await asyncio.to_thread(
-                store.commit, key, expected_version=snapshot.version, append=messages, state=view.changes()
+                store.commit,
+                key,
+                expected_version=snapshot.version,
+                append=messages,
+                state=view.changes(),
+                run_id=run_id,
             )
             return RunOutcome(reply=reply, commit=commit)
         finally:
@@ -102,6 +147,38 @@ class Runner:
                 await heartbeat
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(lock.release)
+
+    @staticmethod
+    def _replay(store: SessionStore, key: SessionKey, run_id: str, snapshot: Snapshot) -> RunOutcome | None:
+        """The outcome of a run that already committed, read back from the store; else None."""
+        first = store.committed(key, run_id)
+        if first is None:
+            return None
+        exchange = store.history(key, start=first, limit=2)
+        reply = next((m.content for m in exchange if m.role == "assistant"), "")
+        commit = CommitResult(snapshot.version, snapshot.total, dict(snapshot.role_counts))
+        return RunOutcome(reply=reply, commit=commit, replayed=True)
+
+    @staticmethod
+    async def _adapter(work: Coroutine[Any, Any, str], cancelled: asyncio.Event | None, limit: float | None) -> str:
+        """Await the adapter, unless ``cancelled`` is set or ``limit`` seconds pass first."""
+        task = asyncio.ensure_future(work)
+        waiter = asyncio.ensure_future(cancelled.wait()) if cancelled is not None else None
+        try:
+            done, _ = await asyncio.wait(
+                {task} | ({waiter} if waiter else set()), timeout=limit, return_when="FIRST_COMPLETED"
+            )
+        finally:
+            if waiter is not None:
+                waiter.cancel()
+        if task in done:
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        if cancelled is not None and cancelled.is_set():
+            raise RunCancelled("the run was cancelled")
+        raise RunTimedOut(f"the run took longer than {limit:g} s")
 
     async def _keep_alive(self, lock: Lock) -> None:
         """Renew the lease every third of it while the run goes on."""

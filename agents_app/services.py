@@ -5,17 +5,16 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from django.db import IntegrityError, transaction
 from django.http import Http404
 from django.utils import timezone
 
 from agents_app.frameworks import get_framework
+from agents_app.lifecycle import execute_claimed, publish_or_fail, run_cancel, run_retry, web_worker_name
 from agents_app.models import Agent, Run
-from agents_app.runner import runner
+from agents_app.runner import RunStopped
 from sessions_app.models import Tenant
-from sessions_app.selectors import session_key
-from sessions_app.services import session_open, session_record_commit
+from sessions_app.services import session_open
 from sessions_app.stores.base import StoreError
 
 BUILTIN_AGENTS: dict[str, dict[str, Any]] = {"echo": {"framework": "echo", "config": {}}}
@@ -51,6 +50,35 @@ def agent_get(*, tenant: Tenant, name: str) -> Agent:
     return agent
 
 
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before with another request."""
+
+
+def run_find_idempotent(*, tenant: Tenant, idempotency_key: str | None, request_hash: str) -> Run | None:
+    """The run an earlier request with this key made, or None. Raises ``IdempotencyConflict``
+    when that request was not the same as this one."""
+    if idempotency_key is None:
+        return None
+    run = Run.objects.select_related("agent", "session").filter(tenant=tenant, idempotency_key=idempotency_key).first()
+    if run is not None and run.request_hash != request_hash:
+        raise IdempotencyConflict("this Idempotency-Key was used with another request")
+    return run
+
+
+def _run_create(*, idempotency_key: str | None, request_hash: str, **fields: Any) -> tuple[Run, bool]:
+    """Create a run; with a key another request made first, return that run instead."""
+    try:
+        with transaction.atomic():
+            run = Run.objects.create(idempotency_key=idempotency_key, request_hash=request_hash, **fields)
+            return run, True
+    except IntegrityError:
+        if idempotency_key is None:
+            raise
+    existing = run_find_idempotent(tenant=fields["tenant"], idempotency_key=idempotency_key, request_hash=request_hash)
+    assert existing is not None
+    return existing, False
+
+
 def run_sync(
     *,
     tenant: Tenant,
@@ -59,37 +87,84 @@ def run_sync(
     session_id: str | None = None,
     user_id: str | None = None,
     wait: float | None = None,
-) -> Run:
-    """Run ``message`` now and return the finished Run.
+    idempotency_key: str | None = None,
+    request_hash: str = "",
+) -> tuple[Run, bool]:
+    """Run ``message`` now, in this process; return the finished Run and whether it is new.
 
     ``wait`` is how long to wait for a busy session (``0``: not at all; ``None``: the setting).
-    Store errors (``SessionBusy``, ``StoreUnavailable``, ...) are recorded on the run as
-    ``failed`` and raised; the session is left as it was.
+    Store errors (``SessionBusy``, ``StoreUnavailable``, ...) and the runner's stops
+    (``RunCancelled``, ``RunTimedOut``) are recorded on the run and raised, as is an adapter's
+    failure (``RunFailed``); the session is left as it was.
     """
     agent = agent_get(tenant=tenant, name=agent_name)
     session = session_open(tenant=tenant, session_id=session_id, user_id=user_id)
-    run = Run.objects.create(
+    worker, now = web_worker_name(), timezone.now()
+    run, created = _run_create(
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
         tenant=tenant,
         session=session,
         agent=agent,
         message=message,
         status=Run.Status.RUNNING,
         attempts=1,
-        started_at=timezone.now(),
+        worker=worker,
+        started_at=now,
+        heartbeat_at=now,
     )
+    if not created:
+        return run, False
     try:
-        outcome = async_to_sync(runner.execute)(agent, session_key(session), message, wait=wait)
-    except StoreError as exc:
-        _run_finish(run, status=Run.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+        execute_claimed(run, worker=worker, wait=wait)
+    except (StoreError, RunStopped):
         raise
-    _run_finish(run, status=Run.Status.SUCCEEDED, result=outcome.reply)
-    session_record_commit(session=session, total=outcome.commit.total, at=run.finished_at)
-    return run
+    except Exception as exc:
+        raise RunFailed(run) from exc
+    return run, True
 
 
-def _run_finish(run: Run, *, status: str, result: str | None = None, error: str | None = None) -> None:
-    run.status, run.result, run.error, run.finished_at = status, result, error, timezone.now()
-    run.save(update_fields=["status", "result", "error", "finished_at"])
+class RunFailed(Exception):
+    """The agent's adapter raised: the run is recorded as failed."""
+
+    def __init__(self, run: Run) -> None:
+        super().__init__(run.error or "the run failed")
+        self.run = run
+
+
+def run_enqueue(
+    *,
+    tenant: Tenant,
+    agent_name: str,
+    message: str,
+    session_id: str | None = None,
+    user_id: str | None = None,
+    webhook_url: str = "",
+    idempotency_key: str | None = None,
+    request_hash: str = "",
+) -> tuple[Run, bool]:
+    """Record a queued run and hand it to a worker once the row is committed.
+
+    Returns the run and whether it is new (False: an earlier request with the same key made it).
+    Raises ``BrokerUnavailable`` (the run is then recorded as failed).
+    """
+    agent = agent_get(tenant=tenant, name=agent_name)
+    session = session_open(tenant=tenant, session_id=session_id, user_id=user_id)
+    with transaction.atomic():
+        run, created = _run_create(
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            tenant=tenant,
+            session=session,
+            agent=agent,
+            message=message,
+            is_async=True,
+            webhook_url=webhook_url,
+            webhook_status=Run.Webhook.PENDING if webhook_url else Run.Webhook.NONE,
+        )
+        if created:
+            transaction.on_commit(lambda: publish_or_fail(str(run.pk)))
+    return run, created
 
 
 def run_get(*, tenant: Tenant, run_id: str) -> Run:
@@ -102,3 +177,37 @@ def run_get(*, tenant: Tenant, run_id: str) -> Run:
     if run is None:
         raise Http404("unknown run")
     return run
+
+
+def run_list(*, tenant: Tenant, session_id: str, limit: int = 50, before: tuple[Any, str] | None = None) -> list[Run]:
+    """A session's runs, newest first, ``limit`` of them after the ``before`` (created_at, id) cursor."""
+    from django.db.models import Q
+
+    from sessions_app.selectors import session_get
+
+    session = session_get(tenant=tenant, session_id=session_id)
+    runs = Run.objects.select_related("agent").filter(tenant=tenant, session=session).order_by("-created_at", "-id")
+    if before is not None:
+        at, run_id = before
+        runs = runs.filter(Q(created_at__lt=at) | Q(created_at=at, id__lt=run_id))
+    runs = list(runs[:limit])
+    for run in runs:
+        run.session = session
+    return runs
+
+
+__all__ = [
+    "AgentExists",
+    "IdempotencyConflict",
+    "RunFailed",
+    "agent_create",
+    "agent_ensure_builtins",
+    "agent_get",
+    "run_cancel",
+    "run_enqueue",
+    "run_find_idempotent",
+    "run_get",
+    "run_list",
+    "run_retry",
+    "run_sync",
+]

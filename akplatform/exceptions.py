@@ -54,9 +54,31 @@ def _body(code: str, detail: Any, fields: Any = None) -> dict[str, Any]:
     return body
 
 
+def _run_errors() -> list[tuple[type[Exception], int, str, str | None]]:
+    """Errors of the run services; ``None`` detail: the exception's own message."""
+    from agents_app.lifecycle import BrokerUnavailable
+    from agents_app.runner import RunCancelled, RunTimedOut
+    from agents_app.services import IdempotencyConflict, RunFailed
+
+    return [
+        (BrokerUnavailable, 503, "broker_unavailable", "The task broker is unavailable; nothing was queued."),
+        (IdempotencyConflict, 409, "idempotency_conflict", "This Idempotency-Key was used with another request."),
+        (RunCancelled, 409, "run_cancelled", "The run was cancelled; nothing was saved."),
+        (RunTimedOut, 504, "run_timeout", None),
+        (RunFailed, 502, "agent_failed", None),
+    ]
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, RequestDataTooBig):
         exc = RequestTooLarge()
+    for error_type, status_code, code, detail in _run_errors():
+        if isinstance(exc, error_type):
+            body = _body(code, detail or str(exc))
+            run = getattr(exc, "run", None)
+            if run is not None:
+                body["run_id"] = str(run.pk)
+            return Response(body, status=status_code)
     for error_type, status_code, code, detail in _STORE_ERRORS:
         if isinstance(exc, error_type):
             if status_code >= 500:

@@ -158,6 +158,26 @@ AK_FRAMEWORKS = {
 AK_RUN = {
     "MAX_MESSAGE_BYTES": env_int("AK_RUN__MAX_MESSAGE_BYTES", 64 * 1024, minimum=1),
     "SESSION_ID_MAX_LENGTH": env_int("AK_RUN__SESSION_ID_MAX_LENGTH", 128, minimum=8, maximum=200),
+    # Async runs (issue 3). A run longer than TIME_LIMIT fails with a timeout; Celery's soft and
+    # hard limits stand 30 s and 60 s behind it in case the run does not yield.
+    "TIME_LIMIT": env_float("AK_RUN__TIME_LIMIT", 600.0, minimum=0.1),
+    # A worker writes the run's heartbeat every HEARTBEAT s; after HEARTBEAT_TIMEOUT s without one
+    # the sweeper (every SWEEP_INTERVAL s) takes the run back and queues it again, at most
+    # MAX_ATTEMPTS times in all.
+    "HEARTBEAT": env_float("AK_RUN__HEARTBEAT", 5.0, minimum=0.05),
+    "HEARTBEAT_TIMEOUT": env_float("AK_RUN__HEARTBEAT_TIMEOUT", 30.0, minimum=0.1),
+    "SWEEP_INTERVAL": env_float("AK_RUN__SWEEP_INTERVAL", 10.0, minimum=0.1),
+    "MAX_ATTEMPTS": env_int("AK_RUN__MAX_ATTEMPTS", 3, minimum=1),
+    # A queued run whose session is busy goes back to the broker with a delay instead of holding
+    # a worker slot: BUSY_RETRY s, doubled up to 8x, with jitter.
+    "BUSY_RETRY": env_float("AK_RUN__BUSY_RETRY", 0.5, minimum=0.01),
+    # A store or broker that is down: retried with backoff, UNAVAILABLE_RETRIES times.
+    "UNAVAILABLE_RETRIES": env_int("AK_RUN__UNAVAILABLE_RETRIES", 8, minimum=0),
+    # A queued run not picked up for REQUEUE_AFTER s is handed to the broker again.
+    "REQUEUE_AFTER": env_float("AK_RUN__REQUEUE_AFTER", 300.0, minimum=1.0),
+    "WEBHOOK_TIMEOUT": env_float("AK_RUN__WEBHOOK_TIMEOUT", 10.0, minimum=0.1),
+    "WEBHOOK_MAX_ATTEMPTS": env_int("AK_RUN__WEBHOOK_MAX_ATTEMPTS", 8, minimum=1),
+    "WEBHOOK_RETRY": env_float("AK_RUN__WEBHOOK_RETRY", 2.0, minimum=0.01),
 }
 # Bodies a little over the message limit still parse, so the view can answer 413 itself.
 DATA_UPLOAD_MAX_MEMORY_SIZE = AK_RUN["MAX_MESSAGE_BYTES"] * 6 + 64 * 1024
@@ -190,20 +210,31 @@ SPECTACULAR_SETTINGS = {
 # between processes that needs no server.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 CELERY_BROKER_FOLDER = VAR_DIR / "broker"
-CELERY_BROKER_TRANSPORT_OPTIONS = (
-    {
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(CELERY_BROKER_FOLDER / "queue"),
         "data_folder_out": str(CELERY_BROKER_FOLDER / "queue"),
         "processed_folder": str(CELERY_BROKER_FOLDER / "processed"),
         "store_processed": False,
     }
-    if CELERY_BROKER_URL.startswith("filesystem://")
-    else {}
-)
+elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Redis hands an unacked task to another worker after this long; it must outlast a run.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(AK_RUN["TIME_LIMIT"]) + 300}
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {}
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 2.0, minimum=0.1)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Publishing gives up quickly: POST /run answers 503 rather than hang on a broker that is down.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2, "interval_max": 0.5}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = AK_RUN["TIME_LIMIT"] + 30
+CELERY_TASK_TIME_LIMIT = AK_RUN["TIME_LIMIT"] + 60
+CELERY_BEAT_SCHEDULE = {
+    "sweep-runs": {"task": "agents_app.tasks.sweep_runs", "schedule": AK_RUN["SWEEP_INTERVAL"]},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.validators import RegexValidator
+from django.core.validators import RegexValidator, URLValidator
 from rest_framework import serializers
 
 from agents_app.models import Agent, Run
@@ -47,12 +47,24 @@ class RunInput(serializers.Serializer):
     session_id = session_id_field(required=False)
     user_id = StrictCharField(max_length=200, required=False)
     on_busy = serializers.ChoiceField(choices=["enqueue", "reject"], required=False, default="enqueue")
+    webhook = StrictCharField(max_length=2048, required=False, validators=[URLValidator(schemes=["http", "https"])])
 
     def get_fields(self) -> dict[str, serializers.Field]:
         # "async" is a Python keyword, so it cannot be a class attribute.
         fields = super().get_fields()
         fields["async"] = StrictBooleanField(required=False, default=False, source="run_async")
         return fields
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        if data.get("webhook") and not data["run_async"]:
+            raise serializers.ValidationError({"webhook": ["A webhook needs an async run."]})
+        return data
+
+
+class QueuedRunOutput(serializers.Serializer):
+    run_id = serializers.CharField()
+    session_id = serializers.CharField()
+    status = serializers.CharField()
 
 
 class ChatInput(serializers.Serializer):
@@ -92,7 +104,22 @@ class RunOutput(serializers.ModelSerializer):
             "created_at",
             "started_at",
             "finished_at",
+            "attempts",
+            "worker",
+            "webhook_status",
         ]
+
+
+class RunPageInput(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=200, required=False, default=50)
+    cursor = serializers.RegexField(
+        r"^[0-9T:.+-]{19,40}_[0-9a-f-]{36}$", required=False, error_messages={"invalid": "Not a valid cursor."}
+    )
+
+
+class RunPageOutput(serializers.Serializer):
+    runs = RunOutput(many=True)
+    next = serializers.CharField(allow_null=True)
 
 
 class MessageOutput(serializers.Serializer):

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+from datetime import datetime
+from typing import Any
+
 from django.conf import settings
+from django.urls import reverse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
@@ -13,8 +20,17 @@ from rest_framework.views import APIView
 
 from agents_app.api import serializers as s
 from agents_app.frameworks import ConfigError, UnknownFramework
-from agents_app.models import Agent
-from agents_app.services import AgentExists, agent_create, run_get, run_sync
+from agents_app.models import Agent, Run
+from agents_app.services import (
+    AgentExists,
+    agent_create,
+    run_cancel,
+    run_enqueue,
+    run_find_idempotent,
+    run_get,
+    run_list,
+    run_sync,
+)
 from akplatform.exceptions import RequestTooLarge
 from akplatform.health import health_report
 from sessions_app.selectors import session_get, session_messages
@@ -33,22 +49,69 @@ def _validated(serializer_class: type[s.serializers.Serializer], data: object) -
     return serializer.validated_data
 
 
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def _idempotency_key(request: Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not IDEMPOTENCY_KEY.match(key):
+        raise ValidationError({"Idempotency-Key": ["Use 1 to 255 printable ASCII characters, no spaces."]})
+    return key
+
+
+def _fingerprint(data: dict[str, Any]) -> str:
+    """What makes two requests "the same" for an Idempotency-Key: their validated bodies."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _queued(request: Request, run: Run) -> Response:
+    location = request.build_absolute_uri(reverse("run-detail", args=[run.pk]))
+    body = {"run_id": str(run.pk), "session_id": run.session.session_id, "status": run.status}
+    return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
+
+
+def _replay(request: Request, run: Run) -> Response:
+    """The answer to a request repeated with its Idempotency-Key: the first one's, nothing run."""
+    if run.is_async:
+        return _queued(request, run)
+    if run.status == Run.Status.SUCCEEDED:
+        return Response({"result": run.result, "session_id": run.session.session_id, "run_id": str(run.pk)})
+    detail = f"The run this Idempotency-Key made is {run.status}."
+    return Response({"code": "idempotency_replay", "detail": detail, "run_id": str(run.pk)}, status=409)
+
+
 class RunView(APIView):
-    @extend_schema(request=s.RunInput, responses={200: s.RunResultOutput}, operation_id="run")
+    @extend_schema(
+        request=s.RunInput,
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+        responses={200: s.RunResultOutput, 202: s.QueuedRunOutput},
+        operation_id="run",
+    )
     def post(self, request: Request) -> Response:
         data = _validated(s.RunInput, request.data)
         _check_size(data["message"])
+        key = _idempotency_key(request)
+        fingerprint = _fingerprint(data)
+        tenant = request.user.tenant
+        earlier = run_find_idempotent(tenant=tenant, idempotency_key=key, request_hash=fingerprint)
+        if earlier is not None:
+            return _replay(request, earlier)
+        common = {
+            "tenant": tenant,
+            "agent_name": data["agent"],
+            "message": data["message"],
+            "session_id": data.get("session_id"),
+            "user_id": data.get("user_id"),
+            "idempotency_key": key,
+            "request_hash": fingerprint,
+        }
         if data["run_async"]:
-            raise ValidationError({"async": ["Asynchronous runs are not available yet."]})
-        run = run_sync(
-            tenant=request.user.tenant,
-            agent_name=data["agent"],
-            message=data["message"],
-            session_id=data.get("session_id"),
-            user_id=data.get("user_id"),
-            wait=0 if data["on_busy"] == "reject" else None,
-        )
-        return Response({"result": run.result, "session_id": run.session.session_id, "run_id": str(run.id)})
+            run, _ = run_enqueue(**common, webhook_url=data.get("webhook", ""))
+            return _queued(request, run)
+        run, created = run_sync(**common, wait=0 if data["on_busy"] == "reject" else None)
+        if not created:
+            return _replay(request, run)
+        return Response({"result": run.result, "session_id": run.session.session_id, "run_id": str(run.pk)})
 
 
 class ChatView(APIView):
@@ -56,7 +119,7 @@ class ChatView(APIView):
     def post(self, request: Request) -> Response:
         data = _validated(s.ChatInput, request.data)
         _check_size(data["prompt"])
-        run = run_sync(
+        run, _ = run_sync(
             tenant=request.user.tenant,
             agent_name=data["agent"],
             message=data["prompt"],
@@ -70,6 +133,38 @@ class RunDetailView(APIView):
     @extend_schema(responses={200: s.RunOutput}, operation_id="run_get")
     def get(self, request: Request, run_id: str) -> Response:
         return Response(s.RunOutput(run_get(tenant=request.user.tenant, run_id=run_id)).data)
+
+
+class RunCancelView(APIView):
+    @extend_schema(request=None, responses={200: s.RunOutput}, operation_id="run_cancel")
+    def post(self, request: Request, run_id: str) -> Response:
+        run = run_cancel(run=run_get(tenant=request.user.tenant, run_id=run_id))
+        return Response(s.RunOutput(run).data)
+
+
+class SessionRunsView(APIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("limit", int, description="1 to 200, default 50"),
+            OpenApiParameter("cursor", str, description="the `next` of the previous page"),
+        ],
+        responses={200: s.RunPageOutput},
+        operation_id="session_runs",
+    )
+    def get(self, request: Request, session_id: str) -> Response:
+        query = _validated(s.RunPageInput, request.query_params)
+        before = None
+        if "cursor" in query:
+            at, _, run_id = query["cursor"].partition("_")
+            try:
+                before = (datetime.fromisoformat(at), run_id)
+            except ValueError:
+                raise ValidationError({"cursor": ["Not a valid cursor."]}) from None
+        limit = query["limit"]
+        runs = run_list(tenant=request.user.tenant, session_id=session_id, limit=limit + 1, before=before)
+        page, more = runs[:limit], len(runs) > limit
+        next_cursor = f"{page[-1].created_at.isoformat()}_{page[-1].pk}" if more else None
+        return Response({"runs": s.RunOutput(page, many=True).data, "next": next_cursor})
 
 
 class SessionView(APIView):

@@ -13,7 +13,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.http import Http404
 
-from agents_app.services import run_sync
+from agents_app.runner import RunStopped
+from agents_app.services import RunFailed, run_sync
 from sessions_app.core import new_session_id
 from sessions_app.models import Tenant
 from sessions_app.stores.base import StoreError
@@ -48,12 +49,12 @@ class Command(BaseCommand):
             if not line or line.strip() in EXIT_WORDS or not line.strip():
                 break
             try:
-                run = run_sync(
+                run, _ = run_sync(
                     tenant=found, agent_name=agent, message=line.rstrip("\n"), session_id=session, user_id=user
                 )
             except Http404:
                 raise CommandError(f"tenant {tenant!r} has no agent {agent!r}") from None
-            except StoreError as exc:
+            except (StoreError, RunStopped, RunFailed) as exc:
                 self.stderr.write(f"error: {exc}")
                 continue
             self.stdout.write(f"{agent}> {run.result}")

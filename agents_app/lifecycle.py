@@ -1,0 +1,392 @@
+"""The life of a run: executed in a request or on a worker, watched, cancelled, swept.
+
+States: ``queued`` → ``running`` → ``succeeded`` | ``failed`` | ``cancelled`` (a queued run may be
+cancelled, and a running one whose worker died goes back to ``queued``). Every change of state is
+one conditional ``UPDATE`` (``WHERE status = …``), so two workers, a worker and the sweeper, or a
+worker and a cancel can never both win:
+
+- a worker *claims* a queued run (``queued → running``, attempts + 1); a duplicate delivery of
+  its task finds it no longer queued and does nothing, so a finished run never runs again;
+- while it runs, the worker writes ``heartbeat_at`` every ``AK_RUN__HEARTBEAT`` seconds and reads
+  ``cancel_requested_at``; a cancel, or finding that the run is no longer its own, stops the
+  adapter at its next ``await`` and nothing is committed;
+- the store commit records the run id (see ``SessionStore.commit``): a run whose worker died
+  after committing but before saying so is replayed from the store, not executed again;
+- the sweeper queues again a running run whose heartbeat lapsed, up to ``MAX_ATTEMPTS``.
+
+A queued run whose session is busy does not wait on a worker: it tries the lock once, goes back
+to ``queued`` and is published again with a short, growing, jittered delay, so a worker slot
+serves other sessions meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import random
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from asgiref.sync import async_to_sync, sync_to_async
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from agents_app.models import Run
+from agents_app.runner import RunCancelled, RunOutcome, RunTimedOut, runner
+from sessions_app.selectors import session_key
+from sessions_app.services import session_record_commit
+from sessions_app.stores.base import LockLost, SessionBusy, SessionKey, StoreError, StoreUnavailable, VersionConflict
+
+logger = logging.getLogger(__name__)
+
+
+class BrokerUnavailable(Exception):
+    """The task could not be handed to the broker."""
+
+
+class Step(enum.Enum):
+    """What a worker did with a run's task, and so what the task does next."""
+
+    DONE = "done"  # finished (succeeded, failed or cancelled): nothing more to do
+    SKIPPED = "skipped"  # not queued (already taken, finished or cancelled): a duplicate delivery
+    BUSY = "busy"  # the session was busy: queued again, publish later
+    UNAVAILABLE = "unavailable"  # the store failed: queued again, publish later with backoff
+
+
+def config() -> dict[str, Any]:
+    return settings.AK_RUN
+
+
+def web_worker_name() -> str:
+    """How a run executed inside a web request names where it ran."""
+    return f"web@{socket.gethostname()}:{os.getpid()}"
+
+
+# --- handing runs to the broker --------------------------------------------------------------------
+
+
+def run_publish(*, run_id: str, countdown: float | None = None, busy: int = 0, unavailable: int = 0) -> None:
+    """Hand the run's task to the broker; raises ``BrokerUnavailable``."""
+    from agents_app.tasks import execute_run
+
+    Run.objects.filter(pk=run_id).update(enqueued_at=timezone.now())
+    try:
+        execute_run.apply_async((str(run_id),), {"busy": busy, "unavailable": unavailable}, countdown=countdown)
+    except Exception as exc:  # kombu raises OperationalError, socket errors, ... depending on transport
+        raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
+def publish_or_fail(run_id: str) -> None:
+    """Publish a new run; if the broker is down, fail the run and raise ``BrokerUnavailable``.
+
+    The run keeps no idempotency key then, so the client's retry with the same key makes a new one.
+    """
+    try:
+        run_publish(run_id=run_id)
+    except BrokerUnavailable as exc:
+        Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(
+            status=Run.Status.FAILED,
+            error=f"broker unavailable: {exc}",
+            finished_at=timezone.now(),
+            idempotency_key=None,
+        )
+        raise
+
+
+def busy_delay(busy: int) -> float:
+    """Delay before a run whose session was busy tries again: doubling to 8x, with jitter."""
+    base = config()["BUSY_RETRY"] * min(2**busy, 8)
+    return base * random.uniform(0.5, 1.5)
+
+
+def unavailable_delay(unavailable: int) -> float:
+    return min(2.0**unavailable, 60.0) * random.uniform(0.5, 1.0)
+
+
+# --- executing -------------------------------------------------------------------------------------
+
+
+def run_claim(*, run_id: str, worker: str) -> Run | None:
+    """Take a queued run (``queued → running``); None if it is not queued any more."""
+    now = timezone.now()
+    taken = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(
+        status=Run.Status.RUNNING,
+        worker=worker,
+        started_at=now,
+        heartbeat_at=now,
+        attempts=F("attempts") + 1,
+    )
+    if not taken:
+        return None
+    return Run.objects.select_related("agent", "session", "tenant").get(pk=run_id)
+
+
+def run_execute(*, run_id: str, worker: str) -> Step:
+    """Claim a queued run and execute it on this worker. Returns what the task does next."""
+    run = run_claim(run_id=run_id, worker=worker)
+    if run is None:
+        return Step.SKIPPED
+    return execute_claimed(run, worker=worker, wait=0)
+
+
+def execute_claimed(run: Run, *, worker: str, wait: float | None) -> Step:
+    """Execute a run this worker holds (``running``, ``worker`` = us) and record how it ended.
+
+    ``wait`` is how long to wait for a busy session; with ``wait=0`` a busy session puts the run
+    back to ``queued`` and returns ``Step.BUSY``. Store failures put it back too
+    (``Step.UNAVAILABLE``) unless ``wait`` is None, the caller being a request: then they are
+    recorded and raised.
+    """
+    in_request = not run.is_async
+    try:
+        outcome, lost = async_to_sync(_execute)(run, session_key(run.session), worker, wait)
+    except SessionBusy:
+        if in_request:
+            run_finish(run, worker=worker, status=Run.Status.FAILED, error="the session is busy")
+            raise
+        _requeue(run, worker=worker, uncount=True)
+        return Step.BUSY
+    except RunCancelled:
+        if _still_ours(run, worker):
+            run_finish(run, worker=worker, status=Run.Status.CANCELLED, error="cancelled while running")
+        if in_request:
+            raise
+        return Step.DONE
+    except RunTimedOut as exc:
+        run_finish(run, worker=worker, status=Run.Status.FAILED, error=f"timeout: {exc}")
+        if in_request:
+            raise
+        return Step.DONE
+    except (VersionConflict, LockLost, StoreUnavailable) as exc:
+        if in_request:
+            run_finish(run, worker=worker, status=Run.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+            raise
+        logger.warning("run %s: %s; queued again", run.pk, exc)
+        _requeue(run, worker=worker, uncount=isinstance(exc, StoreUnavailable))
+        return Step.UNAVAILABLE
+    except StoreError as exc:
+        run_finish(run, worker=worker, status=Run.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+        if in_request:
+            raise
+        return Step.DONE
+    except Exception as exc:  # the adapter failed: the run fails, the worker goes on
+        logger.exception("run %s failed", run.pk)
+        run_finish(run, worker=worker, status=Run.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+        if in_request:
+            raise
+        return Step.DONE
+    if lost:
+        return Step.SKIPPED  # the sweeper gave it to another worker, which replays our commit
+    run_finish(run, worker=worker, status=Run.Status.SUCCEEDED, result=outcome.reply)
+    session_record_commit(session=run.session, total=outcome.commit.total, at=run.finished_at)
+    return Step.DONE
+
+
+@dataclass
+class _Watch:
+    lost: bool = False
+
+
+async def _execute(run: Run, key: SessionKey, worker: str, wait: float | None) -> tuple[RunOutcome, bool]:
+    """The run under a watcher that beats the heartbeat and turns a cancel into ``cancelled``."""
+    cancelled = asyncio.Event()
+    watch = _Watch()
+    watcher = asyncio.create_task(_watch(run.pk, worker, cancelled, watch))
+    try:
+        outcome = await runner.execute(
+            run.agent,
+            key,
+            run.message,
+            wait=wait,
+            run_id=str(run.pk),
+            cancelled=cancelled,
+            time_limit=config()["TIME_LIMIT"],
+        )
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+    return outcome, watch.lost
+
+
+async def _watch(run_id: Any, worker: str, cancelled: asyncio.Event, watch: _Watch) -> None:
+    beat = sync_to_async(_beat)
+    while True:
+        await asyncio.sleep(config()["HEARTBEAT"])
+        try:
+            ours, cancel = await beat(run_id, worker)
+        except Exception:  # the database blinked: the next beat tries again
+            logger.warning("run %s: heartbeat failed", run_id, exc_info=True)
+            continue
+        if not ours or cancel:
+            watch.lost = not ours
+            cancelled.set()
+            return
+
+
+def _beat(run_id: Any, worker: str) -> tuple[bool, bool]:
+    """Write the heartbeat; return (the run is still ours, a cancel was asked for)."""
+    ours = Run.objects.filter(pk=run_id, status=Run.Status.RUNNING, worker=worker).update(heartbeat_at=timezone.now())
+    cancel = Run.objects.filter(pk=run_id, cancel_requested_at__isnull=False).exists()
+    return bool(ours), cancel
+
+
+def _still_ours(run: Run, worker: str) -> bool:
+    return Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING, worker=worker).exists()
+
+
+def _requeue(run: Run, *, worker: str, uncount: bool) -> bool:
+    """``running → queued`` if this worker still holds it. ``uncount``: the attempt never started."""
+    changes: dict[str, Any] = {"status": Run.Status.QUEUED, "worker": "", "heartbeat_at": None}
+    if uncount:
+        changes["attempts"] = F("attempts") - 1
+    return bool(Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING, worker=worker).update(**changes))
+
+
+def run_finish(
+    run: Run, *, worker: str | None, status: str, result: str | None = None, error: str | None = None
+) -> bool:
+    """Record how a running run ended, if ``worker`` (None: anyone) still holds it; queue its webhook."""
+    now = timezone.now()
+    rows = Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING)
+    if worker is not None:
+        rows = rows.filter(worker=worker)
+    with transaction.atomic():
+        done = bool(rows.update(status=status, result=result, error=error, finished_at=now, heartbeat_at=None))
+        if done:
+            _after_finish(run)
+    if done:
+        run.status, run.result, run.error, run.finished_at = status, result, error, now
+    return done
+
+
+def _after_finish(run: Run) -> None:
+    if run.webhook_url:
+        from agents_app.webhooks import webhook_queue
+
+        webhook_queue(run_id=str(run.pk))
+
+
+def run_fail_if_running(*, run_id: str, error: str) -> None:
+    """End a run as failed whoever holds it (a time limit that killed its task)."""
+    run = Run.objects.filter(pk=run_id).first()
+    if run is not None:
+        run_finish(run, worker=None, status=Run.Status.FAILED, error=error)
+
+
+def run_fail_if_queued(*, run_id: str, error: str) -> None:
+    """End a queued run as failed (its retries are used up)."""
+    with transaction.atomic():
+        if Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(
+            status=Run.Status.FAILED, error=error, finished_at=timezone.now()
+        ):
+            _after_finish(Run.objects.get(pk=run_id))
+
+
+# --- cancel and retry ------------------------------------------------------------------------------
+
+
+def run_cancel(*, run: Run) -> Run:
+    """Cancel a run: a queued one never starts; a running one stops at the adapter's next check
+    and commits nothing. A finished run stays as it was."""
+    now = timezone.now()
+    with transaction.atomic():
+        if Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
+            status=Run.Status.CANCELLED, cancel_requested_at=now, finished_at=now, error="cancelled before it started"
+        ):
+            _after_finish(run)
+        else:
+            Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING, cancel_requested_at__isnull=True).update(
+                cancel_requested_at=now
+            )
+    run.refresh_from_db()
+    return run
+
+
+def run_retry(*, run: Run) -> Run:
+    """A new async run of a finished run's agent, session and message (the old one stays)."""
+    if not run.is_finished:
+        raise ValueError("only a finished run can be retried")
+    with transaction.atomic():
+        retry = Run.objects.create(
+            tenant=run.tenant,
+            session=run.session,
+            agent=run.agent,
+            message=run.message,
+            is_async=True,
+            webhook_url=run.webhook_url,
+            webhook_status=Run.Webhook.PENDING if run.webhook_url else Run.Webhook.NONE,
+        )
+        transaction.on_commit(lambda: publish_or_fail(str(retry.pk)))
+    return retry
+
+
+# --- the sweeper -----------------------------------------------------------------------------------
+
+
+@dataclass
+class SweepReport:
+    requeued: int = 0
+    failed: int = 0
+    republished: int = 0
+
+
+def run_sweep() -> SweepReport:
+    """Take back runs whose worker died, and hand forgotten queued runs to the broker again.
+
+    A running run with no heartbeat for ``HEARTBEAT_TIMEOUT`` seconds is queued again, unless it
+    has used ``MAX_ATTEMPTS`` or outlived the hard time limit: then it fails. A sync run left
+    running by a web process that died fails once it outlived the hard time limit. A queued run
+    not handed out for ``REQUEUE_AFTER`` seconds is published again (its claim makes duplicates
+    harmless).
+    """
+    cfg = config()
+    now = timezone.now()
+    report = SweepReport()
+    hard_limit = now - timedelta(seconds=cfg["TIME_LIMIT"] + 60)
+    stale = Run.objects.filter(
+        status=Run.Status.RUNNING, is_async=True, heartbeat_at__lt=now - timedelta(seconds=cfg["HEARTBEAT_TIMEOUT"])
+    )
+    for run in stale.only("pk", "attempts", "started_at", "heartbeat_at", "webhook_url")[:500]:
+        rows = Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING, heartbeat_at=run.heartbeat_at)
+        if run.started_at and run.started_at < hard_limit:
+            error = f"timeout: the run took longer than {cfg['TIME_LIMIT'] + 60:g} s"
+        elif run.attempts >= cfg["MAX_ATTEMPTS"]:
+            error = f"its worker was lost {run.attempts} times"
+        else:
+            if rows.update(status=Run.Status.QUEUED, worker="", heartbeat_at=None):
+                logger.warning("run %s: worker lost, queued again", run.pk)
+                report.requeued += 1
+                _publish_quietly(str(run.pk))
+            continue
+        with transaction.atomic():
+            if rows.update(status=Run.Status.FAILED, error=error, finished_at=now, heartbeat_at=None):
+                report.failed += 1
+                _after_finish(run)
+    orphans = Run.objects.filter(status=Run.Status.RUNNING, is_async=False, started_at__lt=hard_limit)
+    for run in orphans.only("pk", "webhook_url")[:500]:
+        if run_finish(run, worker=None, status=Run.Status.FAILED, error="its web process was lost"):
+            report.failed += 1
+    forgotten = Run.objects.filter(
+        status=Run.Status.QUEUED, is_async=True, enqueued_at__lt=now - timedelta(seconds=cfg["REQUEUE_AFTER"])
+    )
+    for run_id in forgotten.values_list("pk", flat=True)[:500]:
+        report.republished += _publish_quietly(str(run_id))
+    return report
+
+
+def _publish_quietly(run_id: str) -> bool:
+    """Publish, leaving the run queued for the next sweep when the broker is down."""
+    try:
+        run_publish(run_id=run_id)
+        return True
+    except BrokerUnavailable as exc:
+        logger.warning("run %s stays queued: %s", run_id, exc)
+        return False

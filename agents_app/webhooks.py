@@ -1,0 +1,110 @@
+"""Webhooks: a finished async run is POSTed to the URL its request named, signed per tenant.
+
+The receiver checks ``X-AK-Signature: sha256=<hex>``, the HMAC-SHA256 under the tenant's
+``webhook_secret`` of ``<X-AK-Timestamp>.<body>``, and may refuse old timestamps to stop replays
+(``webhook_verify`` does both). A delivery that fails (no answer, or not a 2xx) is tried again
+with a doubling delay, ``AK_RUN__WEBHOOK_MAX_ATTEMPTS`` times in all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+
+from agents_app.models import Run
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-AK-Signature"
+TIMESTAMP_HEADER = "X-AK-Timestamp"
+
+
+def webhook_sign(*, secret: str, timestamp: str, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def webhook_verify(*, secret: str, timestamp: str, body: bytes, signature: str, tolerance: float = 300) -> bool:
+    """What a receiver does: the signature matches and the timestamp is recent."""
+    try:
+        fresh = abs(time.time() - int(timestamp)) <= tolerance
+    except ValueError:
+        return False
+    return fresh and hmac.compare_digest(webhook_sign(secret=secret, timestamp=timestamp, body=body), signature)
+
+
+def webhook_queue(*, run_id: str) -> None:
+    """Deliver the run's webhook once the current transaction commits."""
+    from agents_app.tasks import deliver_webhook
+
+    Run.objects.filter(pk=run_id).update(webhook_status=Run.Webhook.PENDING)
+    transaction.on_commit(lambda: _publish(deliver_webhook, run_id))
+
+
+def _publish(task: object, run_id: str) -> None:
+    try:
+        task.delay(run_id)  # type: ignore[attr-defined]
+    except Exception:  # broker down: the run is finished and recorded; the webhook stays pending
+        logger.warning("webhook of run %s stays pending: broker unavailable", run_id)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    status: str
+    retry_in: float | None = None
+
+
+def webhook_payload(run: Run) -> bytes:
+    from agents_app.api.serializers import RunOutput
+
+    return json.dumps(RunOutput(run).data, separators=(",", ":")).encode()
+
+
+def webhook_deliver(*, run_id: str) -> Delivery:
+    """Try one delivery; say whether and when to try again."""
+    run = Run.objects.select_related("tenant", "agent", "session").filter(pk=run_id).first()
+    if run is None or not run.webhook_url or run.webhook_status == Run.Webhook.DELIVERED:
+        return Delivery("nothing to do")
+    cfg = settings.AK_RUN
+    body = webhook_payload(run)
+    timestamp = str(int(time.time()))
+    request = urllib.request.Request(
+        run.webhook_url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": "ak-platform-webhook/1",
+            "X-AK-Run-Id": str(run.pk),
+            TIMESTAMP_HEADER: timestamp,
+            SIGNATURE_HEADER: webhook_sign(secret=run.tenant.webhook_secret, timestamp=timestamp, body=body),
+        },
+    )
+    Run.objects.filter(pk=run.pk).update(webhook_attempts=F("webhook_attempts") + 1)
+    attempts = run.webhook_attempts + 1
+    try:
+        with urllib.request.urlopen(request, timeout=cfg["WEBHOOK_TIMEOUT"]) as response:
+            code = response.status
+        error = "" if 200 <= code < 300 else f"HTTP {code}"
+    except urllib.error.HTTPError as exc:
+        error = f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    if not error:
+        Run.objects.filter(pk=run.pk).update(webhook_status=Run.Webhook.DELIVERED, webhook_error="")
+        return Delivery("delivered")
+    if attempts >= cfg["WEBHOOK_MAX_ATTEMPTS"]:
+        Run.objects.filter(pk=run.pk).update(webhook_status=Run.Webhook.FAILED, webhook_error=error)
+        return Delivery("failed")
+    Run.objects.filter(pk=run.pk).update(webhook_error=error)
+    return Delivery("retrying", retry_in=min(cfg["WEBHOOK_RETRY"] * 2 ** (attempts - 1), 3600))
