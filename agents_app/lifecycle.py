@@ -116,7 +116,7 @@ def unavailable_delay(unavailable: int) -> float:
 def run_claim(*, run_id: str, worker: str) -> Run | None:
     """Take a queued run (``queued → running``); None if it is not queued any more."""
     now = timezone.now()
-    taken = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(
+    taken = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED, cancel_requested_at__isnull=True).update(
         status=Run.Status.RUNNING,
         worker=worker,
         started_at=now,
@@ -243,11 +243,20 @@ def _still_ours(run: Run, worker: str) -> bool:
 
 
 def _requeue(run: Run, *, worker: str, uncount: bool) -> bool:
-    """``running → queued`` if this worker still holds it. ``uncount``: the attempt never started."""
+    """``running → queued`` if this worker still holds it. ``uncount``: the attempt never started.
+
+    A run whose cancel came while it was taking the lock is cancelled here instead.
+    """
     changes: dict[str, Any] = {"status": Run.Status.QUEUED, "worker": "", "heartbeat_at": None}
     if uncount:
-        changes["attempts"] = F("attempts") - 1
-    return bool(Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING, worker=worker).update(**changes))
+        changes.update(attempts=F("attempts") - 1, started_at=None)
+    mine = Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING, worker=worker)
+    if mine.filter(cancel_requested_at__isnull=True).update(**changes):
+        return True
+    if uncount:
+        mine.update(started_at=None, attempts=F("attempts") - 1)
+    run_finish(run, worker=worker, status=Run.Status.CANCELLED, error="cancelled before it started")
+    return False
 
 
 def run_finish(
@@ -297,15 +306,15 @@ def run_cancel(*, run: Run) -> Run:
     """Cancel a run: a queued one never starts; a running one stops at the adapter's next check
     and commits nothing. A finished run stays as it was."""
     now = timezone.now()
+    # First the request, which no claim, requeue or sweep gets past; then a queued run ends here.
+    Run.objects.filter(
+        pk=run.pk, status__in=[Run.Status.QUEUED, Run.Status.RUNNING], cancel_requested_at__isnull=True
+    ).update(cancel_requested_at=now)
     with transaction.atomic():
         if Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
-            status=Run.Status.CANCELLED, cancel_requested_at=now, finished_at=now, error="cancelled before it started"
+            status=Run.Status.CANCELLED, finished_at=now, error="cancelled before it started"
         ):
             _after_finish(run)
-        else:
-            Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING, cancel_requested_at__isnull=True).update(
-                cancel_requested_at=now
-            )
     run.refresh_from_db()
     return run
 
@@ -354,12 +363,15 @@ def run_sweep() -> SweepReport:
     stale = Run.objects.filter(
         status=Run.Status.RUNNING, is_async=True, heartbeat_at__lt=now - timedelta(seconds=cfg["HEARTBEAT_TIMEOUT"])
     )
-    for run in stale.only("pk", "attempts", "started_at", "heartbeat_at", "webhook_url")[:500]:
+    fields = ("pk", "attempts", "started_at", "heartbeat_at", "cancel_requested_at", "webhook_url")
+    for run in stale.only(*fields)[:500]:
         rows = Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING, heartbeat_at=run.heartbeat_at)
-        if run.started_at and run.started_at < hard_limit:
-            error = f"timeout: the run took longer than {cfg['TIME_LIMIT'] + 60:g} s"
+        if run.cancel_requested_at is not None:
+            final, error = Run.Status.CANCELLED, "cancelled; its worker was lost"
+        elif run.started_at and run.started_at < hard_limit:
+            final, error = Run.Status.FAILED, f"timeout: the run took longer than {cfg['TIME_LIMIT'] + 60:g} s"
         elif run.attempts >= cfg["MAX_ATTEMPTS"]:
-            error = f"its worker was lost {run.attempts} times"
+            final, error = Run.Status.FAILED, f"its worker was lost {run.attempts} times"
         else:
             if rows.update(status=Run.Status.QUEUED, worker="", heartbeat_at=None):
                 logger.warning("run %s: worker lost, queued again", run.pk)
@@ -367,7 +379,7 @@ def run_sweep() -> SweepReport:
                 _publish_quietly(str(run.pk))
             continue
         with transaction.atomic():
-            if rows.update(status=Run.Status.FAILED, error=error, finished_at=now, heartbeat_at=None):
+            if rows.update(status=final, error=error, finished_at=now, heartbeat_at=None):
                 report.failed += 1
                 _after_finish(run)
     orphans = Run.objects.filter(status=Run.Status.RUNNING, is_async=False, started_at__lt=hard_limit)

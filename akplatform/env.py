@@ -82,3 +82,14 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if value is None:
         return default
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_mapping(name: str) -> dict[str, str]:
+    """``name=value,name=value`` (e.g. frameworks by dotted path); empty when unset."""
+    mapping: dict[str, str] = {}
+    for item in env_list(name, []):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ImproperlyConfigured(f"{name}: expected name=value pairs separated by commas, got {item!r}")
+        mapping[key.strip()] = value.strip()
+    return mapping

@@ -14,6 +14,7 @@ from akplatform.env import (
     env_float,
     env_int,
     env_list,
+    env_mapping,
     env_optional,
     env_str,
 )
@@ -152,8 +153,10 @@ CACHES = {
 }
 
 # --- Agents and runs (AK_RUN__*, AK_API__*) ------------------------------------------------
+# Adapters by name; AK_FRAMEWORKS="name=dotted.Path,..." adds a deployment's own.
 AK_FRAMEWORKS = {
     "echo": "agents_app.frameworks.echo.EchoFramework",
+    **env_mapping("AK_FRAMEWORKS"),
 }
 AK_RUN = {
     "MAX_MESSAGE_BYTES": env_int("AK_RUN__MAX_MESSAGE_BYTES", 64 * 1024, minimum=1),
@@ -235,6 +238,7 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-runs": {"task": "agents_app.tasks.sweep_runs", "schedule": AK_RUN["SWEEP_INTERVAL"]},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = None

@@ -82,6 +82,77 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
 
+@dataclass
+class Process:
+    """A process the tests started that listens on nothing (a Celery worker, beat): ready when
+    ``ready_text`` shows in its log."""
+
+    args: list[str]
+    log: Path
+    ready_text: str = ""
+    cwd: Path | None = None
+    env: dict[str, str] | None = None
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    def start(self, *, timeout: float = 60.0) -> Process:
+        out = open(self.log, "ab")  # noqa: SIM115 - lives with the process
+        self.proc = subprocess.Popen(
+            self.args, cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while self.ready_text and self.ready_text not in self.log.read_text(errors="replace"):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.args[:6]!r} exited with {self.proc.returncode}; see {self.log}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.args[:6]!r} not ready after {timeout} s; see {self.log}")
+            time.sleep(0.1)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+        Server.stop(self, sig, timeout)  # type: ignore[arg-type]  # same process-group handling
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: the worker and its pool children die at once."""
+        self.stop(signal.SIGKILL, timeout=10)
+
+
+def celery_worker(name: str, *, env: dict[str, str], log: Path, concurrency: int = 2) -> Process:
+    args = [sys.executable, "-m", "celery", "-A", "akplatform", "worker", f"--hostname={name}@%h"]
+    args += [f"--concurrency={concurrency}", "--pool=prefork", "--loglevel=INFO"]
+    args += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+    return Process(args=args, log=log, ready_text=" ready.", cwd=ROOT, env=env)
+
+
+def celery_beat(*, env: dict[str, str], log: Path, schedule: Path) -> Process:
+    args = [sys.executable, "-m", "celery", "-A", "akplatform", "beat", "--loglevel=INFO", f"--schedule={schedule}"]
+    return Process(args=args, log=log, ready_text="beat: Starting", cwd=ROOT, env=env)
+
+
+# --- RabbitMQ ------------------------------------------------------------------------------------
+
+RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+def ensure_rabbitmq(timeout: float = 60.0) -> str | None:
+    """The RabbitMQ on 127.0.0.1:5672, started (and installed from Debian's packages when we may)
+    if it is not running. Returns its URL, or None when there is no way to get one."""
+    if reachable("127.0.0.1", 5672):
+        return RABBITMQ_URL
+    if not shutil.which("rabbitmq-server") and os.geteuid() == 0 and shutil.which("apt-get"):
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "rabbitmq-server"], check=False, env=env)
+    if not shutil.which("rabbitmq-server"):
+        return None
+    subprocess.run(["rabbitmq-server", "-detached"], check=False)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if reachable("127.0.0.1", 5672):
+            return RABBITMQ_URL
+        time.sleep(0.5)
+    return None
+
+
 # --- Redis ---------------------------------------------------------------------------------------
 
 
@@ -129,7 +200,7 @@ def moto_server(directory: Path) -> Server:
 
 
 def check() -> int:
-    """Report the services the suite will use; install redis-server when it may."""
+    """Report the services the suite will use; install redis-server and RabbitMQ when it may."""
     problems = []
     if reachable("127.0.0.1", 6379):
         print("redis: using the server on 127.0.0.1:6379 (and a redis-server of its own for outage tests)")
@@ -141,6 +212,13 @@ def check() -> int:
         print("dynamodb: moto_server will be started on a free port")
     else:
         problems.append("moto_server is missing: `pip install -r requirements-dev.txt`")
+    if ensure_rabbitmq():
+        print(f"rabbitmq: {RABBITMQ_URL}")
+    else:
+        problems.append(
+            "RabbitMQ is not running on 127.0.0.1:5672 and could not be started: "
+            "run `sudo apt-get install rabbitmq-server && sudo rabbitmq-server -detached`"
+        )
     url = os.environ.get("DATABASE_URL", "")
     print(f"database: {url or 'SQLite (default)'}")
     for problem in problems:

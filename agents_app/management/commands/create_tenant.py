@@ -28,5 +28,7 @@ class Command(BaseCommand):
             raise CommandError(f"invalid slug {slug!r}: {' '.join(exc.messages)}") from None
         tenant, created = tenant_create(slug=slug, name=name)
         _, raw = api_key_issue(tenant=tenant, name="create_tenant")
-        self.stdout.write(f"{'created' if created else 'existing'} tenant {tenant.slug}; new API key:")
+        self.stdout.write(f"{'created' if created else 'existing'} tenant {tenant.slug}")
+        self.stdout.write(f"webhook secret (signs this tenant's webhooks): {tenant.webhook_secret}")
+        self.stdout.write("new API key:")
         self.stdout.write(raw)

@@ -26,7 +26,7 @@ class Command(BaseCommand):
         python = sys.executable
         children = [
             subprocess.Popen(
-                [python, "-m", "celery", "-A", "akplatform", "worker", "--loglevel=INFO", f"-c{concurrency}"]
+                [python, "-m", "celery", "-A", "akplatform", "worker", "--beat", "--loglevel=INFO", f"-c{concurrency}"]
             ),
             subprocess.Popen([python, "manage.py", "runserver", addrport, "--noreload"]),
         ]

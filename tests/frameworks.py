@@ -1,0 +1,26 @@
+"""A real adapter for the tests: ``echo`` that also logs each invocation to a file.
+
+Registered in a live platform with ``AK_FRAMEWORKS=counting=tests.frameworks.CountingEchoFramework``
+and ``AK_TEST_INVOCATIONS=<file>``, it lets a test count how often each run was executed across
+worker processes: each invocation appends one line ``<message>`` (appends of one short line are
+atomic on POSIX, whatever process writes them).
+"""
+
+from __future__ import annotations
+
+import os
+
+from agents_app.frameworks.base import AgentLike
+from agents_app.frameworks.echo import EchoFramework
+from sessions_app.core import SessionView
+
+
+class CountingEchoFramework(EchoFramework):
+    name = "counting"
+
+    async def run(self, agent: AgentLike, session: SessionView, message: str) -> str:
+        path = os.environ.get("AK_TEST_INVOCATIONS")
+        if path:
+            with open(path, "a", encoding="utf-8") as log:
+                log.write(message.replace("\n", " ") + "\n")
+        return await super().run(agent, session, message)
