@@ -153,6 +153,7 @@ class Platform:
     url: str
     key: str
     env: dict[str, str]
+    webhook_secret: str = ""
 
 
 def _platform_database(tmp_path: Path) -> tuple[str, Callable[[], None]]:
@@ -195,7 +196,9 @@ def start_platform(tmp_path: Path) -> Iterator[Callable[..., Platform]]:
         out = subprocess.run(
             [*manage, "create_tenant", "live"], env=full_env, check=True, cwd=services.ROOT, capture_output=True
         )
-        key = out.stdout.decode().strip().splitlines()[-1]
+        lines = out.stdout.decode().strip().splitlines()
+        key = lines[-1]
+        secret = next(line.rsplit(" ", 1)[1] for line in lines if line.startswith("webhook secret"))
         port = services.free_port()
         server = services.Server(
             args=[
@@ -212,7 +215,7 @@ def start_platform(tmp_path: Path) -> Iterator[Callable[..., Platform]]:
             log=tmp_path / "gunicorn.log",
         ).start(timeout=60)
         started.append((server, drop))
-        return Platform(url=server.url, key=key, env=full_env)
+        return Platform(url=server.url, key=key, env=full_env, webhook_secret=secret)
 
     yield start
     for server, drop in started:
