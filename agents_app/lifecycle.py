@@ -39,12 +39,15 @@ from django.db.models import F
 from django.utils import timezone
 
 from agents_app.models import Run
-from agents_app.runner import RunCancelled, RunOutcome, RunTimedOut, runner
+from agents_app.runner import RunCancelled, Runner, RunOutcome, RunTimedOut
 from sessions_app.selectors import session_key
 from sessions_app.services import session_record_commit
 from sessions_app.stores.base import LockLost, SessionBusy, SessionKey, StoreError, StoreUnavailable, VersionConflict
 
 logger = logging.getLogger(__name__)
+
+#: The runner of requests and workers: its loop serves one run, so store calls need no threads.
+runner = Runner(offload=False)
 
 
 class BrokerUnavailable(Exception):
@@ -72,11 +75,15 @@ def web_worker_name() -> str:
 # --- handing runs to the broker --------------------------------------------------------------------
 
 
-def run_publish(*, run_id: str, countdown: float | None = None, busy: int = 0, unavailable: int = 0) -> None:
-    """Hand the run's task to the broker; raises ``BrokerUnavailable``."""
+def run_publish(
+    *, run_id: str, countdown: float | None = None, busy: int = 0, unavailable: int = 0, stamp: bool = True
+) -> None:
+    """Hand the run's task to the broker; raises ``BrokerUnavailable``. ``stamp``: record when
+    (a new run carries its ``enqueued_at`` from its creation)."""
     from agents_app.tasks import execute_run
 
-    Run.objects.filter(pk=run_id).update(enqueued_at=timezone.now())
+    if stamp:
+        Run.objects.filter(pk=run_id).update(enqueued_at=timezone.now())
     try:
         execute_run.apply_async((str(run_id),), {"busy": busy, "unavailable": unavailable}, countdown=countdown)
     except Exception as exc:  # kombu raises OperationalError, socket errors, ... depending on transport
@@ -89,7 +96,7 @@ def publish_or_fail(run_id: str) -> None:
     The run keeps no idempotency key then, so the client's retry with the same key makes a new one.
     """
     try:
-        run_publish(run_id=run_id)
+        run_publish(run_id=run_id, stamp=False)
     except BrokerUnavailable as exc:
         Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(
             status=Run.Status.FAILED,
@@ -125,7 +132,9 @@ def run_claim(*, run_id: str, worker: str) -> Run | None:
     )
     if not taken:
         return None
-    return Run.objects.select_related("agent", "session", "tenant").get(pk=run_id)
+    run = Run.objects.select_related("agent", "session", "tenant").get(pk=run_id)
+    run.session.tenant = run.tenant  # the same row: spare the query session_key would make
+    return run
 
 
 def run_execute(*, run_id: str, worker: str) -> Step:
@@ -184,8 +193,7 @@ def execute_claimed(run: Run, *, worker: str, wait: float | None) -> Step:
         return Step.DONE
     if lost:
         return Step.SKIPPED  # the sweeper gave it to another worker, which replays our commit
-    run_finish(run, worker=worker, status=Run.Status.SUCCEEDED, result=outcome.reply)
-    session_record_commit(session=run.session, total=outcome.commit.total, at=run.finished_at)
+    run_finish(run, worker=worker, status=Run.Status.SUCCEEDED, result=outcome.reply, total=outcome.commit.total)
     return Step.DONE
 
 
@@ -206,6 +214,7 @@ async def _execute(run: Run, key: SessionKey, worker: str, wait: float | None) -
             run.message,
             wait=wait,
             run_id=str(run.pk),
+            replay=run.attempts > 1,  # a first attempt cannot have committed before
             cancelled=cancelled,
             time_limit=config()["TIME_LIMIT"],
         )
@@ -260,15 +269,26 @@ def _requeue(run: Run, *, worker: str, uncount: bool) -> bool:
 
 
 def run_finish(
-    run: Run, *, worker: str | None, status: str, result: str | None = None, error: str | None = None
+    run: Run,
+    *,
+    worker: str | None,
+    status: str,
+    result: str | None = None,
+    error: str | None = None,
+    total: int | None = None,
 ) -> bool:
-    """Record how a running run ended, if ``worker`` (None: anyone) still holds it; queue its webhook."""
+    """Record how a running run ended, if ``worker`` (None: anyone) still holds it; queue its webhook.
+
+    ``total``: the session's message count after the run's commit, recorded in the same
+    transaction."""
     now = timezone.now()
     rows = Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING)
     if worker is not None:
         rows = rows.filter(worker=worker)
     with transaction.atomic():
         done = bool(rows.update(status=status, result=result, error=error, finished_at=now, heartbeat_at=None))
+        if done and total is not None:
+            session_record_commit(session=run.session, total=total, at=now)
         if done:
             _after_finish(run)
     if done:
@@ -330,6 +350,7 @@ def run_retry(*, run: Run) -> Run:
             agent=run.agent,
             message=run.message,
             is_async=True,
+            enqueued_at=timezone.now(),
             webhook_url=run.webhook_url,
             webhook_status=Run.Webhook.PENDING if run.webhook_url else Run.Webhook.NONE,
         )

@@ -16,9 +16,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 
@@ -37,6 +37,8 @@ from sessions_app.stores.base import (
 )
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class RunStopped(Exception):
@@ -67,10 +69,18 @@ class Runner:
         window: int | None = None,
         lease: float | None = None,
         wait: float | None = None,
+        offload: bool = True,
     ) -> None:
-        """Unset options follow ``settings.AK_SESSION`` (WINDOW, LOCK_LEASE, LOCK_WAIT)."""
+        """Unset options follow ``settings.AK_SESSION`` (WINDOW, LOCK_LEASE, LOCK_WAIT).
+
+        ``offload``: run the store's blocking calls in threads, so that other coroutines of the
+        loop go on meanwhile (the Python API, where one loop may serve many sessions). A loop
+        that serves one run (a worker's task, a request) calls them directly: a thread hop costs
+        more than a store round trip.
+        """
         self._store = store
         self._window, self._lease, self._wait = window, lease, wait
+        self.offload = offload
 
     @property
     def window(self) -> int:
@@ -103,13 +113,15 @@ class Runner:
         wait: float | None = None,
         store: SessionStore | None = None,
         run_id: str | None = None,
+        replay: bool = True,
         cancelled: asyncio.Event | None = None,
         time_limit: float | None = None,
     ) -> RunOutcome:
         """Run under the session's lock and commit the exchange, or raise and commit nothing.
 
-        With ``run_id`` the commit records the run, and a run that committed before (its worker
-        died before it could say so) returns its stored reply without running again. Setting
+        With ``run_id`` the commit records the run, and (with ``replay``) a run that committed
+        before (its worker died before it could say so) returns its stored reply without running
+        again. Setting
         ``cancelled`` stops the adapter at its next ``await`` (``RunCancelled``); so does
         ``time_limit`` seconds passing (``RunTimedOut``). Raises the store's errors
         (``SessionBusy``, ``StoreUnavailable``, ``VersionConflict`` after a lapsed lease) and the
@@ -117,14 +129,14 @@ class Runner:
         """
         store = store or self.store
         framework = get_framework(agent.framework)
-        lock = await asyncio.to_thread(store.acquire, key, lease=self.lease, wait=self.wait if wait is None else wait)
+        lock = await self._io(store.acquire, key, lease=self.lease, wait=self.wait if wait is None else wait)
         heartbeat = asyncio.create_task(self._keep_alive(lock))
         try:
-            snapshot = await asyncio.to_thread(store.load, key, scopes=(SHARED_SCOPE, agent.name), window=self.window)
-            if run_id is not None:
-                replay = await asyncio.to_thread(self._replay, store, key, run_id, snapshot)
-                if replay is not None:
-                    return replay
+            snapshot = await self._io(store.load, key, scopes=(SHARED_SCOPE, agent.name), window=self.window)
+            if run_id is not None and replay:
+                replayed = await self._io(self._replay, store, key, run_id, snapshot)
+                if replayed is not None:
+                    return replayed
             view = SessionView(snapshot, agent.name)
             asked_at = time.time()
             reply = await self._adapter(framework.run(agent, view, prompt), cancelled, time_limit)
@@ -132,7 +144,7 @@ class Runner:
                 Message(role="user", content=prompt, agent=agent.name, created_at=asked_at),
                 Message(role="assistant", content=reply, agent=agent.name),
             ]
-            commit = await asyncio.to_thread(
+            commit = await self._io(
                 store.commit,
                 key,
                 expected_version=snapshot.version,
@@ -146,7 +158,12 @@ class Runner:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
             with contextlib.suppress(Exception):
-                await asyncio.to_thread(lock.release)
+                await self._io(lock.release)
+
+    async def _io(self, call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        if self.offload:
+            return await asyncio.to_thread(call, *args, **kwargs)
+        return call(*args, **kwargs)
 
     @staticmethod
     def _replay(store: SessionStore, key: SessionKey, run_id: str, snapshot: Snapshot) -> RunOutcome | None:

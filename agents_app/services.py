@@ -149,8 +149,8 @@ def run_enqueue(
     Raises ``BrokerUnavailable`` (the run is then recorded as failed).
     """
     agent = agent_get(tenant=tenant, name=agent_name)
-    session = session_open(tenant=tenant, session_id=session_id, user_id=user_id)
-    with transaction.atomic():
+    with transaction.atomic():  # one commit for the session's index rows and the run
+        session = session_open(tenant=tenant, session_id=session_id, user_id=user_id)
         run, created = _run_create(
             idempotency_key=idempotency_key,
             request_hash=request_hash,
@@ -159,6 +159,7 @@ def run_enqueue(
             agent=agent,
             message=message,
             is_async=True,
+            enqueued_at=timezone.now(),
             webhook_url=webhook_url,
             webhook_status=Run.Webhook.PENDING if webhook_url else Run.Webhook.NONE,
         )

@@ -6,6 +6,8 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Case, DateTimeField, F, Q, Value, When
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from sessions_app.core import new_session_id
@@ -61,12 +63,18 @@ def session_open(*, tenant: Tenant, session_id: str | None = None, user_id: str 
 
 
 def session_record_commit(*, session: Session, total: int, at: datetime | None = None) -> None:
-    """Bring the index row up to a commit the store made. Never moves counts backwards."""
+    """Bring the index row up to a commit the store made, in one UPDATE. Never moves counts or
+    activity backwards (commits of concurrent runs may be recorded out of order)."""
     at = at or timezone.now()
     ttl = settings.AK_SESSION["TTL"]
+    newer = Q(last_activity_at__lt=at)
     expires_at = at + timedelta(seconds=ttl) if ttl else None
-    Session.objects.filter(pk=session.pk, message_count__lt=total).update(message_count=total)
-    Session.objects.filter(pk=session.pk, last_activity_at__lt=at).update(last_activity_at=at, expires_at=expires_at)
+    when = DateTimeField()
+    Session.objects.filter(pk=session.pk).update(
+        message_count=Greatest(F("message_count"), Value(total)),
+        last_activity_at=Case(When(newer, then=Value(at, when)), default=F("last_activity_at"), output_field=when),
+        expires_at=Case(When(newer, then=Value(expires_at, when)), default=F("expires_at"), output_field=when),
+    )
 
 
 def session_delete(*, session: Session) -> None:

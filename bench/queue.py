@@ -1,0 +1,257 @@
+"""Runs per second through the queue, and enqueue-to-finish latency, against bare Celery.
+
+Both sides run on the same Redis broker with the same workers (2 worker processes, 2 pool
+processes each, late acks, prefetch 1):
+
+- **platform**: ``run_enqueue`` of the built-in ``echo`` agent, as ``POST /run {"async": true}``
+  does it (Run row committed, then the task published); the workers claim the run, take the
+  session's lock, load, run the adapter, commit to the Redis store and record the outcome.
+  Latency is ``finished_at - created_at`` of each Run row.
+- **baseline**: a bare Celery no-op task (``bench/baseline/noop_app.py``) that only records when
+  it ran.
+
+It prints runs/s and tasks/s, their ratio (goal: at least 0.5), and the p50 and p99 latency of
+each, then stops everything it started.
+
+    .venv/bin/python bench/queue.py [--runs 500] [--sessions 500] [--workers 2] [--concurrency 2]
+
+The database is a fresh SQLite file (or, with ``DATABASE_URL=postgres://...``, a fresh PostgreSQL
+database); Redis is the one on 127.0.0.1:6379, else a redis-server of our own.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is named like the standard library's ``queue``: keep its folder behind the stdlib.
+BENCH = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from contextlib import ExitStack  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+
+import redis  # noqa: E402
+from _common import ROOT, Log, percentile, redis_url, table  # noqa: E402
+
+from tests import services  # noqa: E402
+
+GOAL = 0.5
+
+
+@dataclass
+class Result:
+    name: str
+    count: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.seconds
+
+
+def platform_env(directory: Path, redis: str, queue: str) -> dict[str, str]:
+    database = os.environ.get("DATABASE_URL", "")
+    if not database.startswith(("postgres://", "postgresql://")):
+        database = f"sqlite:///{directory / 'bench.sqlite3'}"
+    else:
+        import psycopg
+
+        name = f"akp_bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(database.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        database = database.rsplit("/", 1)[0] + f"/{name}"
+    return {
+        **os.environ,
+        "DATABASE_URL": database,
+        "AK_VAR_DIR": str(directory / "var"),
+        "AK_SESSION__TYPE": "redis",
+        "AK_SESSION__REDIS__URL": redis,
+        "CELERY_BROKER_URL": redis.rsplit("/", 1)[0] + "/2",
+        "CELERY_TASK_DEFAULT_QUEUE": queue,
+        "DJANGO_SETTINGS_MODULE": "akplatform.settings",
+    }
+
+
+def start_workers(
+    stack: ExitStack, app: str, concurrency: int, *, env: dict[str, str], workers: int, log: Path
+) -> None:
+    """Start the workers (logging warnings only, as in production) and wait until all answer a ping."""
+    for i in range(workers):
+        process = services.Process(
+            args=[*worker_args(app, concurrency), f"--hostname=bench{i}-{uuid.uuid4().hex[:4]}@%h"],
+            log=log.with_suffix(f".{i}.log"),
+            cwd=ROOT,
+            env=env,
+        ).start()
+        stack.callback(process.stop)
+    deadline = time.monotonic() + 90
+    while True:
+        ping = [sys.executable, "-m", "celery", "-A", app, "inspect", "ping", "--timeout=1", "--json"]
+        out = subprocess.run(ping, cwd=ROOT, env=env, capture_output=True, text=True).stdout
+        if out.count('"ok"') >= workers:
+            return
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{app}: {workers} workers did not answer in 90 s; logs in {log.parent}")
+        time.sleep(0.5)
+
+
+def worker_args(app: str, concurrency: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        app,
+        "worker",
+        f"--concurrency={concurrency}",
+        "--pool=prefork",
+        "--loglevel=WARNING",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+
+
+def bench_platform(
+    runs: int, sessions: int, workers: int, concurrency: int, clients: int, redis: str, log: Log
+) -> Result:
+    with tempfile.TemporaryDirectory(prefix="ak-bench-queue-") as tmp, ExitStack() as stack:
+        directory = Path(tmp)
+        env = platform_env(directory, redis, f"bench-{uuid.uuid4().hex[:8]}")
+        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+        start_workers(stack, "akplatform", concurrency, env=env, workers=workers, log=directory / "w")
+        log(f"platform: {workers} workers x {concurrency} ready; enqueueing {runs} runs over {sessions} sessions")
+        # The enqueuing and the measuring happen in a child with the bench database's settings.
+        code = _PLATFORM_DRIVER.format(runs=runs, sessions=sessions, clients=clients)
+        out = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+        ).stdout
+    seconds, *latencies = (float(x) for x in out.split())
+    return Result("platform: echo run", runs, seconds, latencies)
+
+
+_PLATFORM_DRIVER = """
+import time, django
+from concurrent.futures import ThreadPoolExecutor
+django.setup()
+from django.db import connection
+from agents_app.models import Run
+from agents_app.services import agent_ensure_builtins, run_enqueue
+from sessions_app.services import tenant_create
+
+tenant, _ = tenant_create(slug="bench")
+agent_ensure_builtins(tenant=tenant)
+
+def client(first):
+    for n in range(first, {runs}, {clients}):
+        run_enqueue(tenant=tenant, agent_name="echo", message=f"m{{n}}", session_id=f"s{{n % {sessions}}}")
+    connection.close()
+
+started = time.time()
+with ThreadPoolExecutor({clients}) as pool:
+    list(pool.map(client, range({clients})))
+deadline = time.time() + 600
+while Run.objects.exclude(status__in=Run.FINISHED).exists():
+    if time.time() > deadline:
+        raise SystemExit("runs did not finish in 600 s")
+    time.sleep(0.02)
+rows = list(Run.objects.values_list("status", "created_at", "finished_at"))
+bad = [status for status, _, _ in rows if status != "succeeded"]
+if bad:
+    raise SystemExit(f"{{len(bad)}} runs did not succeed: {{set(bad)}}")
+last = max(finished for _, _, finished in rows).timestamp()
+print(last - started, *[(finished - created).total_seconds() for _, created, finished in rows])
+"""
+
+
+def bench_noop(tasks: int, workers: int, concurrency: int, clients: int, redis_base: str, log: Log) -> Result:
+    with tempfile.TemporaryDirectory(prefix="ak-bench-noop-") as tmp, ExitStack() as stack:
+        key = f"akbench:noop:{uuid.uuid4().hex[:8]}"
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT / "bench" / "baseline"),
+            "NOOP_BROKER_URL": redis_base.rsplit("/", 1)[0] + "/2",
+            "NOOP_RESULTS_URL": redis_base,
+            "NOOP_QUEUE": f"noop-{uuid.uuid4().hex[:8]}",
+        }
+        start_workers(stack, "noop_app", concurrency, env=env, workers=workers, log=Path(tmp) / "n")
+        log(f"baseline: {workers} workers x {concurrency} ready; sending {tasks} no-op tasks")
+        os.environ.update({k: env[k] for k in ("NOOP_BROKER_URL", "NOOP_RESULTS_URL", "NOOP_QUEUE")})
+        sys.path.append(str(ROOT / "bench" / "baseline"))
+        from noop_app import noop
+
+        results = redis.Redis.from_url(redis_base)
+        sent: dict[int, float] = {}
+
+        def client(first: int) -> None:
+            for n in range(first, tasks, clients):
+                sent[n] = time.time()
+                noop.delay(key, n)
+
+        started = time.time()
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(client, range(clients)))
+        deadline = time.time() + 600
+        while results.hlen(key) < tasks:
+            if time.time() > deadline:
+                raise SystemExit("no-op tasks did not finish in 600 s")
+            time.sleep(0.02)
+        finished = {int(k): float(v) for k, v in results.hgetall(key).items()}
+        results.delete(key)
+    seconds = max(finished.values()) - started
+    return Result("baseline: Celery no-op", tasks, seconds, [finished[n] - sent[n] for n in range(tasks)])
+
+
+def report(results: Sequence[Result]) -> None:
+    rows = [
+        [
+            r.name,
+            f"{r.count:,}",
+            f"{r.per_second:,.1f}",
+            f"{percentile(r.latencies, 0.5) * 1000:,.1f}",
+            f"{percentile(r.latencies, 0.99) * 1000:,.1f}",
+        ]
+        for r in results
+    ]
+    print(table(["", "count", "per second", "latency p50 ms", "latency p99 ms"], rows))
+    ratio = results[0].per_second / results[1].per_second
+    verdict = "ok" if ratio >= GOAL else "BELOW GOAL"
+    print("")
+    print(f"throughput ratio (platform / bare Celery): {ratio:.2f} ({verdict}: goal >= {GOAL})")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=500)
+    parser.add_argument("--sessions", type=int, help="sessions the runs spread over (default: one per run)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--clients", type=int, default=4, help="threads enqueuing, like web processes (default 4)")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    log = Log(args.quiet)
+    with redis_url(log) as url:
+        sessions = args.sessions or args.runs
+        platform = bench_platform(args.runs, sessions, args.workers, args.concurrency, args.clients, url, log)
+        baseline = bench_noop(args.runs, args.workers, args.concurrency, args.clients, url, log)
+    print(
+        f"{args.runs} runs through a Redis broker, {args.workers} workers x {args.concurrency} processes,"
+        f" {args.clients} clients enqueuing"
+    )
+    print("")
+    report([platform, baseline])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
