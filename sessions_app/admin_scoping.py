@@ -103,9 +103,9 @@ class TenantFormMixin:
         if tenant is None:
             return cleaned
         for name, value in list(cleaned.items()):
-            if name != self.tenant_field and isinstance(value, models.Model) and hasattr(value, "tenant_id"):
-                if value.tenant_id != tenant.pk:
-                    self.add_error(name, f"This belongs to another tenant than {tenant}.")
+            other_tenant = getattr(value, "tenant_id", tenant.pk) != tenant.pk
+            if name != self.tenant_field and isinstance(value, models.Model) and other_tenant:
+                self.add_error(name, f"This belongs to another tenant than {tenant}.")
         return cleaned
 
 
@@ -139,7 +139,7 @@ class TenantScopedAdmin(admin.ModelAdmin):
     def get_list_filter(self, request: HttpRequest) -> list:
         filters = list(super().get_list_filter(request))
         if not request_scope(request).everything:
-            filters = [f for f in filters if not (f == self.tenant_field or (isinstance(f, tuple) and f[0] == self.tenant_field))]
+            filters = [f for f in filters if (f[0] if isinstance(f, tuple) else f) != self.tenant_field]
         return filters
 
     # -- forms ---------------------------------------------------------------------------------

@@ -25,10 +25,7 @@ def console_overview(*, scope: Scope) -> dict[str, Any]:
     since = now - timedelta(hours=24)
     by_status = dict.fromkeys(Run.Status.values, 0)
     for row in (
-        Run.objects.filter(scope.q("tenant"), created_at__gte=since)
-        .order_by()
-        .values("status")
-        .annotate(n=Count("pk"))
+        Run.objects.filter(scope.q("tenant"), created_at__gte=since).order_by().values("status").annotate(n=Count("pk"))
     ):
         by_status[row["status"]] = row["n"]
     sessions = Session.objects.filter(scope.q("tenant")).aggregate(
