@@ -182,7 +182,7 @@ class EndUserAdmin(TenantScopedAdmin):
     actions = ["forget"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).annotate(n_threads=Count("threads"))
+        return super().get_queryset(request).annotate(n_threads=Count("threads")).order_by("external_id")
 
     @admin.display(description="threads", ordering="n_threads")
     def threads(self, obj: EndUser) -> int:

@@ -36,7 +36,7 @@ class Scope:
             return Q()
         if self.tenant is None:
             return Q(pk__in=[])
-        return Q(**{tenant_path: self.tenant})
+        return Q(**{tenant_path: self.tenant.pk})
 
     def filter(self, queryset: QuerySet, tenant_path: str | None) -> QuerySet:
         if tenant_path is None:  # a model without a tenant (the auth user): superusers only
