@@ -300,6 +300,21 @@ class ThreadAdmin(TenantScopedAdmin):
 
     # -- delete: from the store first, then the index --------------------------------------------
 
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[list, dict, set, list]:
+        """What the confirmation page lists: each thread and a count of what goes with it.
+
+        Django would list every cascaded row (thousands of runs) and ask for delete permission on
+        each kind; the delete goes through ``thread_delete``, which owns those cascades.
+        """
+        Run = apps.get_model("agents_app", "Run")
+        threads = list(objs)
+        ids = [t.pk for t in threads]
+        n_sessions = Session.objects.filter(thread__in=ids).count()
+        n_runs = Run.objects.filter(session__thread__in=ids).count()
+        listed = [str(t) for t in threads]
+        counts = {"threads": len(threads), "sessions (history and state, in the store too)": n_sessions, "runs": n_runs}
+        return listed, counts, set(), []
+
     def delete_model(self, request: HttpRequest, obj: Thread) -> None:
         thread_delete(thread=obj)
 

@@ -35,7 +35,6 @@ def two_tenants(tenant_a, tenant_b, converse):
 
 @pytest.mark.parametrize("model", sorted(LISTS))
 def test_lists_show_only_the_staff_tenant(staff_a, two_tenants, tenant_a, tenant_b, model: str) -> None:
-    a, b = two_tenants
     page = staff_a.get(LISTS[model])
     assert page.status_code == 200
     counts = page.context["cl"].result_count
@@ -128,7 +127,7 @@ def test_autocomplete_offers_only_the_tenants_users(staff_a, two_tenants) -> Non
 
 
 def test_foreign_key_choices_and_posts_stay_in_the_tenant(staff_a, two_tenants, tenant_a, tenant_b) -> None:
-    a, b = two_tenants
+    a, _ = two_tenants
     url = f"/admin/sessions_app/thread/{a.thread_id}/change/"
     form = staff_a.get(url).context["adminform"].form
     assert list(form.fields["user"].queryset) == list(EndUser.objects.filter(tenant=tenant_a))
