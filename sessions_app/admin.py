@@ -19,7 +19,14 @@ from django.urls import path, reverse
 from sessions_app import admin_threads  # noqa: F401 - registers ThreadAdmin
 from sessions_app.admin_scoping import TenantRelatedFilter, TenantScopedAdmin, request_scope
 from sessions_app.models import ApiKey, EndUser, Session, Tenant, TenantStaff
-from sessions_app.services import api_key_issue, api_key_revoke, end_user_forget, session_delete, tenant_staff_add
+from sessions_app.services import (
+    api_key_issue,
+    api_key_revoke,
+    end_user_forget,
+    session_delete,
+    tenant_delete,
+    tenant_staff_add,
+)
 from sessions_app.stores.base import StoreError
 
 
@@ -88,6 +95,19 @@ class TenantAdmin(SuperuserOnlyMixin, TenantScopedAdmin):
     @admin.display(description="API keys", ordering="n_keys")
     def api_keys(self, obj: Tenant) -> int:
         return obj.n_keys
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[list, dict, set, list]:
+        # Counts, not a list of every row a tenant owns (the confirmation page would be huge).
+        tenants = [self.get_queryset(request).get(pk=t.pk) for t in objs]
+        listed = [f"{t.slug}: {t.n_sessions} sessions (in the store too), {t.n_runs} runs" for t in tenants]
+        return listed, {"tenants": len(tenants)}, set(), []
+
+    def delete_model(self, request: HttpRequest, obj: Tenant) -> None:
+        tenant_delete(tenant=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for tenant in queryset:
+            tenant_delete(tenant=tenant)
 
     def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
         from agents_app.services import agent_ensure_builtins
@@ -263,6 +283,14 @@ class SessionAdmin(TenantScopedAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # sessions are made by runs
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[list, dict, set, list]:
+        # ``session_delete`` owns the cascade (thread, runs): count it rather than list every run.
+        Run = apps.get_model("agents_app", "Run")
+        sessions = list(objs)
+        n_runs = Run.objects.filter(session__in=[s.pk for s in sessions]).count()
+        listed = [f"{s.session_id} (history and state, in the store too)" for s in sessions]
+        return listed, {"sessions and their threads": len(sessions), "runs": n_runs}, set(), []
 
     def delete_model(self, request: HttpRequest, obj: Session) -> None:
         session_delete(session=obj)

@@ -83,6 +83,14 @@ def session_delete(*, session: Session) -> None:
     session.thread.delete()  # cascades to the session row and its runs
 
 
+def tenant_delete(*, tenant: Tenant) -> None:
+    """Delete every session of the tenant from the store, then the tenant and all its index rows."""
+    store = get_store()
+    for session_id in Session.objects.filter(tenant=tenant).values_list("session_id", flat=True).iterator():
+        store.delete(SessionKey(tenant=tenant.slug, session_id=session_id))
+    tenant.delete()
+
+
 def session_clear(*, session: Session) -> None:
     """Empty the session: its history and state leave the store, its index counters go to zero.
 

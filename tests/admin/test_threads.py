@@ -208,3 +208,21 @@ def test_out_of_range_pages_are_clamped(staff_a, tenant_a, long_thread, page: st
     session = long_thread(tenant_a, 60)
     conversation = staff_a.get(thread_url(session), {"page": page}).context["conversation"]
     assert conversation.page in (1, 2) and conversation.messages
+
+
+def test_deleting_a_session_row_deletes_it_from_the_store(staff_a, tenant_a, converse) -> None:
+    session = converse(tenant_a, turns=2)
+    answer = staff_a.post(f"/admin/sessions_app/session/{session.pk}/delete/", {"post": "yes"})
+    assert answer.status_code == 302
+    assert not Thread.objects.filter(pk=session.thread_id).exists()
+    assert not get_store().load(session_key(session)).exists
+
+
+def test_deleting_a_tenant_deletes_its_sessions_from_the_store(admin_client, tenant_a, tenant_b, converse) -> None:
+    mine, theirs = converse(tenant_a, turns=1), converse(tenant_b, turns=1)
+    confirm = admin_client.get(f"/admin/sessions_app/tenant/{tenant_a.pk}/delete/")
+    assert f"{tenant_a.slug}: 1 sessions" in confirm.content.decode()
+    assert admin_client.post(f"/admin/sessions_app/tenant/{tenant_a.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not get_store().load(session_key(mine)).exists
+    assert get_store().load(session_key(theirs)).exists
+    assert not Session.objects.filter(tenant_id=tenant_a.pk).exists()
