@@ -40,7 +40,7 @@ if not DEBUG and SECRET_KEY == _DEV_SECRET:
     )
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "sessions_app.admin_apps.ConsoleAdminConfig",  # django.contrib.admin with the console's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
+from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
@@ -124,3 +125,22 @@ class Session(models.Model):
 
     def __str__(self) -> str:
         return self.session_id
+
+
+class TenantStaff(models.Model):
+    """Makes a staff user an operator of one tenant: the admin shows them that tenant only.
+
+    Superusers need no membership (they see every tenant); a staff user without one sees nothing.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tenant_staff")
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="staff")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "tenant staff member"
+        verbose_name_plural = "tenant staff"
+        ordering = ["tenant", "user"]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.tenant}"

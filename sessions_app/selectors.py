@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.http import Http404
@@ -34,3 +35,14 @@ def session_messages(*, session: Session, start: int = 0, limit: int = 50) -> Me
     rows = get_store().history(session_key(session), start=start, limit=limit + 1)
     more = len(rows) > limit
     return MessagePage(messages=rows[:limit], next_start=start + limit if more else None)
+
+
+def session_all_messages(*, session: Session, chunk: int = 500) -> Iterator[Message]:
+    """The whole history, oldest first, read from the store ``chunk`` messages at a time."""
+    start = 0
+    while True:
+        rows = get_store().history(session_key(session), start=start, limit=chunk)
+        yield from rows
+        if len(rows) < chunk:
+            return
+        start += chunk

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
+from django.contrib.admin.models import DELETION, LogEntry
+from django.contrib.auth.models import Group, Permission
 from django.db import IntegrityError, transaction
-from django.db.models import Case, DateTimeField, F, Q, Value, When
+from django.db.models import Case, DateTimeField, F, Q, QuerySet, Value, When
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from sessions_app.core import new_session_id
-from sessions_app.models import ApiKey, EndUser, Session, Tenant, Thread
+from sessions_app.models import ApiKey, EndUser, Session, Tenant, TenantStaff, Thread
 from sessions_app.stores import get_store
 from sessions_app.stores.base import SessionKey
 
@@ -85,3 +88,109 @@ def session_delete(*, session: Session) -> None:
     """
     get_store().delete(SessionKey(tenant=session.tenant.slug, session_id=session.session_id))
     session.thread.delete()  # cascades to the session row and its runs
+
+
+def tenant_delete(*, tenant: Tenant) -> None:
+    """Delete every session of the tenant from the store, then the tenant and all its index rows."""
+    store = get_store()
+    for session_id in Session.objects.filter(tenant=tenant).values_list("session_id", flat=True).iterator():
+        store.delete(SessionKey(tenant=tenant.slug, session_id=session_id))
+    tenant.delete()
+
+
+def session_clear(*, session: Session) -> None:
+    """Empty the session: its history and state leave the store, its index counters go to zero.
+
+    The session and its thread stay (an operator clears a conversation, not the thread). Store
+    first, as in ``session_delete``: if the store is down nothing changes in the index.
+    """
+    get_store().delete(SessionKey(tenant=session.tenant.slug, session_id=session.session_id))
+    Session.objects.filter(pk=session.pk).update(message_count=0, expires_at=None)
+    session.message_count, session.expires_at = 0, None
+
+
+def thread_delete(*, thread: Thread) -> None:
+    """Delete the thread from the store (through its session) and from the index."""
+    session = Session.objects.select_related("tenant").filter(thread=thread).first()
+    if session is not None:
+        session_delete(session=session)
+    else:
+        thread.delete()
+
+
+def thread_archive(*, threads: QuerySet[Thread]) -> int:
+    """Mark the threads archived; returns how many changed. History stays in the store."""
+    return threads.exclude(status=Thread.Status.ARCHIVED).update(status=Thread.Status.ARCHIVED)
+
+
+def end_user_forget(*, user: EndUser, actor: Any) -> dict[str, int]:
+    """Remove everything of ``user``: each session from the store, then the index rows.
+
+    Deletes the user's sessions (with their runs), threads and the ``EndUser`` itself, and writes
+    an admin log entry (``LogEntry``, shown in the admin's history) naming ``actor``. Store first:
+    if the store is down this raises ``StoreUnavailable`` having deleted from the index only the
+    sessions already gone from the store, so it can simply be run again. Returns the counts.
+    """
+    from agents_app.models import Run
+
+    sessions = list(Session.objects.select_related("tenant", "thread").filter(Q(user=user) | Q(thread__user=user)))
+    threads = Thread.objects.filter(Q(user=user) | Q(session__in=[s.pk for s in sessions]))
+    counts = {
+        "sessions": len(sessions),
+        "threads": threads.count(),
+        "runs": Run.objects.filter(session__in=[s.pk for s in sessions]).count(),
+    }
+    store = get_store()
+    for session in sessions:
+        store.delete(SessionKey(tenant=session.tenant.slug, session_id=session.session_id))
+        session.thread.delete()  # cascades to the session row and its runs
+    with transaction.atomic():
+        threads.delete()
+        LogEntry.objects.log_actions(
+            user_id=actor.pk,
+            queryset=[user],
+            action_flag=DELETION,
+            change_message=(
+                f"Forgot end user {user.external_id!r} of tenant {user.tenant.slug}: "
+                f"{counts['threads']} threads, {counts['sessions']} sessions and {counts['runs']} runs "
+                "removed from the index and the store."
+            ),
+            single_object=True,
+        )
+        user.delete()
+    return counts
+
+
+#: What a tenant's operators may do in the admin; their rows are scoped to their tenant.
+OPERATOR_GROUP = "Tenant operators"
+OPERATOR_PERMISSIONS = {
+    "sessions_app": {
+        "apikey": ("view", "add", "change", "delete"),
+        "enduser": ("view", "change", "delete"),
+        "thread": ("view", "change", "delete"),
+        "session": ("view", "delete"),
+    },
+    "agents_app": {"agent": ("view", "add", "change", "delete"), "run": ("view", "change")},
+}
+
+
+def operator_group_ensure() -> Group:
+    """The group that gives tenant staff the console's permissions (made or brought up to date)."""
+    group, _ = Group.objects.get_or_create(name=OPERATOR_GROUP)
+    wanted = Q(pk__in=[])
+    for app_label, models in OPERATOR_PERMISSIONS.items():
+        for model, actions in models.items():
+            codenames = [f"{action}_{model}" for action in actions]
+            wanted |= Q(content_type__app_label=app_label, content_type__model=model, codename__in=codenames)
+    group.permissions.set(Permission.objects.filter(wanted))
+    return group
+
+
+def tenant_staff_add(*, user: Any, tenant: Tenant) -> TenantStaff:
+    """Make ``user`` a staff operator of ``tenant`` (moving them if they belonged to another)."""
+    if not user.is_staff:
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
+    user.groups.add(operator_group_ensure())
+    membership, _ = TenantStaff.objects.update_or_create(user=user, defaults={"tenant": tenant})
+    return membership

@@ -184,6 +184,43 @@ def redis_server(directory: Path, *, port: int | None = None, persistent: bool =
     return Server(args=args, port=port, log=directory / "redis.log")
 
 
+# --- Chromium, for the browser tests ------------------------------------------------------------
+
+#: Debian's packages: the browser and the chromedriver of the same version. No tool downloads one.
+CHROMIUM_PACKAGES = ["chromium", "chromium-driver"]
+#: Without the networking flags Chromium tries to reach Google's services and, on a closed network,
+#: refuses connections; a fresh --user-data-dir is added per run.
+CHROMIUM_FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_binaries() -> tuple[str | None, str | None]:
+    """The Chromium and chromedriver binaries, or None for a missing one."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    return chromium, shutil.which("chromedriver")
+
+
+def install_chromium() -> tuple[str | None, str | None]:
+    """Install Debian's chromium and chromium-driver when missing, if we are root and have apt-get."""
+    if all(chromium_binaries()):
+        return chromium_binaries()
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return chromium_binaries()
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *CHROMIUM_PACKAGES], check=False, env=env)
+    return chromium_binaries()
+
+
 # --- DynamoDB (moto's server) --------------------------------------------------------------------
 
 
@@ -200,7 +237,7 @@ def moto_server(directory: Path) -> Server:
 
 
 def check() -> int:
-    """Report the services the suite will use; install redis-server and RabbitMQ when it may."""
+    """Report the services the suite will use; install redis-server, RabbitMQ and Chromium when it may."""
     problems = []
     if reachable("127.0.0.1", 6379):
         print("redis: using the server on 127.0.0.1:6379 (and a redis-server of its own for outage tests)")
@@ -218,6 +255,14 @@ def check() -> int:
         problems.append(
             "RabbitMQ is not running on 127.0.0.1:5672 and could not be started: "
             "run `sudo apt-get install rabbitmq-server && sudo rabbitmq-server -detached`"
+        )
+    chromium, chromedriver = install_chromium()
+    if chromium and chromedriver:
+        print(f"chromium: {chromium} with {chromedriver} (browser tests)")
+    else:
+        problems.append(
+            "Chromium or chromedriver is missing and could not be installed (the browser tests need both): "
+            "run `sudo apt-get update && sudo apt-get install chromium chromium-driver`"
         )
     url = os.environ.get("DATABASE_URL", "")
     print(f"database: {url or 'SQLite (default)'}")

@@ -1,0 +1,66 @@
+"""The console's AdminSite: the admin with a home page of counts, scoped to the tenant."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.apps import apps
+from django.contrib import admin
+from django.db.models import Count, Q
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.utils import timezone
+
+from sessions_app.admin_scoping import Scope, request_scope
+from sessions_app.models import Session
+
+RECENT_ERRORS = 10
+
+
+def console_overview(*, scope: Scope) -> dict[str, Any]:
+    """The home page's figures for ``scope``, in three queries whatever the number of rows."""
+    Run = apps.get_model("agents_app", "Run")
+    now = timezone.now()
+    since = now - timedelta(hours=24)
+    by_status = dict.fromkeys(Run.Status.values, 0)
+    for row in (
+        Run.objects.filter(scope.q("tenant"), created_at__gte=since).order_by().values("status").annotate(n=Count("pk"))
+    ):
+        by_status[row["status"]] = row["n"]
+    sessions = Session.objects.filter(scope.q("tenant")).aggregate(
+        active=Count("pk", filter=Q(last_activity_at__gte=since)),
+        live=Count("pk", filter=Q(expires_at__isnull=True) | Q(expires_at__gt=now)),
+    )
+    errors = list(
+        Run.objects.filter(scope.q("tenant"), status=Run.Status.FAILED)
+        .select_related("tenant", "agent", "session")
+        .order_by("-created_at")[:RECENT_ERRORS]
+    )
+    return {
+        "since": since,
+        "runs_by_status": list(by_status.items()),
+        "runs_total": sum(by_status.values()),
+        "active_sessions": sessions["active"],
+        "live_sessions": sessions["live"],
+        "recent_errors": errors,
+    }
+
+
+class ConsoleAdminSite(admin.AdminSite):
+    site_header = "AK Platform console"
+    site_title = "AK Platform console"
+    index_title = "Operations"
+    index_template = "admin/console/index.html"
+
+    def each_context(self, request: HttpRequest) -> dict[str, Any]:
+        context = super().each_context(request)
+        if getattr(request, "user", None) is not None and request.user.is_authenticated:
+            scope = request_scope(request)
+            context["console_tenant"] = scope.tenant
+            context["console_everything"] = scope.everything
+        return context
+
+    def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
+        overview = console_overview(scope=request_scope(request))
+        return super().index(request, {**overview, **(extra_context or {})})
