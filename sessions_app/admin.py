@@ -18,7 +18,7 @@ from django.urls import path, reverse
 
 from sessions_app import admin_threads  # noqa: F401 - registers ThreadAdmin
 from sessions_app.admin_scoping import TenantRelatedFilter, TenantScopedAdmin, request_scope
-from sessions_app.models import ApiKey, EndUser, Session, Tenant, TenantStaff
+from sessions_app.models import ApiKey, EndUser, Session, Tenant, TenantStaff, new_webhook_secret
 from sessions_app.services import (
     api_key_issue,
     api_key_revoke,
@@ -59,7 +59,15 @@ def _count_of(model: Any, tenant_ref: str = "tenant") -> Coalesce:
 class TenantAdmin(SuperuserOnlyMixin, TenantScopedAdmin):
     list_display = ["slug", "name", "users", "sessions", "agents", "runs", "api_keys", "created_at"]
     search_fields = ["slug", "name"]
-    readonly_fields = ["created_at"]
+    readonly_fields = ["webhook_secret", "created_at"]
+    actions = ["rotate_webhook_secret"]
+
+    @admin.action(description="Rotate the webhook secret of selected tenants")
+    def rotate_webhook_secret(self, request: HttpRequest, queryset: QuerySet) -> None:
+        """A new secret signs the next webhooks; receivers must be given it."""
+        for tenant in queryset:
+            Tenant.objects.filter(pk=tenant.pk).update(webhook_secret=new_webhook_secret())
+        self.message_user(request, f"Rotated the webhook secret of {queryset.count()} tenant(s).")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         Agent = apps.get_model("agents_app", "Agent")

@@ -109,3 +109,14 @@ def test_superuser_creates_a_tenant_and_sees_its_counts(admin_client, converse) 
     page = admin_client.get("/admin/sessions_app/tenant/", {"q": "acme"})
     [row] = page.context["cl"].result_list
     assert (row.n_users, row.n_sessions, row.n_agents, row.n_runs, row.n_keys) == (2, 2, 1, 3, 0)
+
+
+def test_a_superuser_sees_and_rotates_a_tenants_webhook_secret(admin_client, tenant_a) -> None:
+    before = tenant_a.webhook_secret
+    page = admin_client.get(f"/admin/sessions_app/tenant/{tenant_a.pk}/change/")
+    assert before in page.content.decode()
+    admin_client.post(
+        "/admin/sessions_app/tenant/", {"action": "rotate_webhook_secret", "_selected_action": [tenant_a.pk]}
+    )
+    tenant_a.refresh_from_db()
+    assert tenant_a.webhook_secret != before and len(tenant_a.webhook_secret) == 64
