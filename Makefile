@@ -42,6 +42,8 @@ format: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/history.py
 	$(BIN)/python bench/store.py
+	$(BIN)/python bench/queue.py
+	$(BIN)/python bench/queue_steps.py
 
 clean:
 	rm -rf $(VENV) var db.sqlite3 db.sqlite3-*

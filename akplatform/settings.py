@@ -236,6 +236,10 @@ CELERY_TASK_SOFT_TIME_LIMIT = AK_RUN["TIME_LIMIT"] + 30
 CELERY_TASK_TIME_LIMIT = AK_RUN["TIME_LIMIT"] + 60
 CELERY_BEAT_SCHEDULE = {
     "sweep-runs": {"task": "agents_app.tasks.sweep_runs", "schedule": AK_RUN["SWEEP_INTERVAL"]},
+    "purge-expired-sessions": {
+        "task": "sessions_app.tasks.purge_expired_sessions",
+        "schedule": env_float("AK_SESSION__PURGE_INTERVAL", 3600.0, minimum=1.0),
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # Celery's Django fixup closes the database connection after every task unless told to reuse it:

@@ -22,27 +22,26 @@ database); Redis is the one on 127.0.0.1:6379, else a redis-server of our own.
 from __future__ import annotations
 
 import sys
+
+# bench/ holds queue.py, named like the stdlib's queue: put this folder behind the stdlib.
+sys.path.append(sys.path.pop(0))
+
+import argparse
+import os
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
-# This file is named like the standard library's ``queue``: keep its folder behind the stdlib.
-BENCH = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
+import redis
+from _common import ROOT, Log, percentile, redis_url, table
 
-import argparse  # noqa: E402
-import os  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-import uuid  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-from contextlib import ExitStack  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
-import redis  # noqa: E402
-from _common import ROOT, Log, percentile, redis_url, table  # noqa: E402
-
-from tests import services  # noqa: E402
+from tests import services
 
 GOAL = 0.5
 

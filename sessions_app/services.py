@@ -16,7 +16,7 @@ from django.utils import timezone
 from sessions_app.core import new_session_id
 from sessions_app.models import ApiKey, EndUser, Session, Tenant, TenantStaff, Thread
 from sessions_app.stores import get_store
-from sessions_app.stores.base import SessionKey
+from sessions_app.stores.base import SessionKey, StoreError
 
 
 def tenant_create(*, slug: str, name: str = "") -> tuple[Tenant, bool]:
@@ -88,6 +88,25 @@ def session_delete(*, session: Session) -> None:
     """
     get_store().delete(SessionKey(tenant=session.tenant.slug, session_id=session.session_id))
     session.thread.delete()  # cascades to the session row and its runs
+
+
+def session_purge_expired(*, limit: int = 500) -> int:
+    """Delete up to ``limit`` sessions whose expiry passed, from the store and then the index.
+
+    Redis expires keys by itself, but DynamoDB's TTL only removes a session's meta and lock
+    items (its messages carry no TTL, so that a commit never rewrites old items), and the index
+    rows would outlive both: this makes expiry reach everything. Runs hourly from celery beat.
+    A session the store cannot delete now stays for the next sweep. Returns how many went.
+    """
+    purged = 0
+    expired = Session.objects.select_related("tenant", "thread").filter(expires_at__lt=timezone.now())
+    for session in expired.order_by("expires_at")[:limit]:
+        try:
+            session_delete(session=session)
+        except StoreError:
+            continue
+        purged += 1
+    return purged
 
 
 def tenant_delete(*, tenant: Tenant) -> None:

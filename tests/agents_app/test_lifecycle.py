@@ -180,3 +180,31 @@ def test_webhook_signatures() -> None:
 
 def test_each_tenant_has_its_own_webhook_secret(make_tenant) -> None:
     assert make_tenant().tenant.webhook_secret != make_tenant().tenant.webhook_secret
+
+
+@pytest.fixture
+def dead_store(make_store, use_store):
+    """The process-wide store is a Redis that does not answer."""
+    from tests.services import free_port
+
+    return use_store(make_store("redis", url=f"redis://127.0.0.1:{free_port()}/0"))
+
+
+def test_a_store_outage_sends_the_run_back_to_the_queue(queued, dead_store) -> None:
+    run = queued("later")
+    assert run_execute(run_id=str(run.pk), worker=WORKER) is Step.UNAVAILABLE
+    run.refresh_from_db()
+    assert (run.status, run.attempts, run.worker, run.error) == ("queued", 0, "", None)
+
+
+def test_the_task_retries_an_outage_with_backoff_then_gives_up(queued, dead_store, settings) -> None:
+    from agents_app.tasks import execute_run
+
+    run = queued("doomed")
+    before = Run.objects.get(pk=run.pk).enqueued_at
+    assert execute_run(str(run.pk), unavailable=0) == "unavailable"
+    again = Run.objects.get(pk=run.pk)
+    assert again.status == "queued" and again.enqueued_at > before  # published again, with a delay
+    assert execute_run(str(run.pk), unavailable=settings.AK_RUN["UNAVAILABLE_RETRIES"]) == "unavailable"
+    final = Run.objects.get(pk=run.pk)
+    assert (final.status, final.error) == ("failed", "the session store stayed unavailable")

@@ -63,3 +63,21 @@ def test_an_empty_session_has_no_pages(alice) -> None:
     body = alice.get("/sessions/one/messages?cursor=100").json()
     assert body == {"messages": [], "next": None}
     assert get_store().load(SessionKey(tenant=alice.tenant.slug, session_id="one")).total == 2
+
+
+def test_expired_sessions_are_purged_from_the_store_and_the_index(alice, backend) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from sessions_app.tasks import purge_expired_sessions
+
+    for session_id in ("old", "fresh"):
+        alice.post("/run", {"agent": "echo", "message": "hi", "session_id": session_id})
+    Session.objects.filter(session_id="old").update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert purge_expired_sessions() == 1
+    assert list(Session.objects.values_list("session_id", flat=True)) == ["fresh"]
+    assert not Run.objects.filter(session__session_id="old").exists()
+    old, fresh = (SessionKey(tenant=alice.tenant.slug, session_id=s) for s in ("old", "fresh"))
+    assert (backend.load(old).total, backend.load(fresh).total) == (0, 2)
+    assert backend.history(old) == []
