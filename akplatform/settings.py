@@ -161,7 +161,7 @@ AK_FRAMEWORKS = {
 AK_RUN = {
     "MAX_MESSAGE_BYTES": env_int("AK_RUN__MAX_MESSAGE_BYTES", 64 * 1024, minimum=1),
     "SESSION_ID_MAX_LENGTH": env_int("AK_RUN__SESSION_ID_MAX_LENGTH", 128, minimum=8, maximum=200),
-    # Async runs (issue 3). A run longer than TIME_LIMIT fails with a timeout; Celery's soft and
+    # Async runs. A run longer than TIME_LIMIT fails with a timeout; Celery's soft and
     # hard limits stand 30 s and 60 s behind it in case the run does not yield.
     "TIME_LIMIT": env_float("AK_RUN__TIME_LIMIT", 600.0, minimum=0.1),
     # A worker writes the run's heartbeat every HEARTBEAT s; after HEARTBEAT_TIMEOUT s without one

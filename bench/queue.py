@@ -14,6 +14,11 @@ It prints runs/s and tasks/s, their ratio (goal: at least 0.5), and the p50 and 
 each, then stops everything it started.
 
     .venv/bin/python bench/queue.py [--runs 500] [--sessions 500] [--workers 2] [--concurrency 2]
+                                    [--clients 4] [--rate R]
+
+Without ``--rate`` the clients enqueue as fast as they can: the throughput figure, with latencies
+that are mostly the wait behind the backlog. With ``--rate`` below both sides' capacity, the
+latencies are those of an unsaturated queue (the throughput ratio then says nothing).
 
 The database is a fresh SQLite file (or, with ``DATABASE_URL=postgres://...``, a fresh PostgreSQL
 database); Redis is the one on 127.0.0.1:6379, else a redis-server of our own.
@@ -122,7 +127,7 @@ def worker_args(app: str, concurrency: int) -> list[str]:
 
 
 def bench_platform(
-    runs: int, sessions: int, workers: int, concurrency: int, clients: int, redis: str, log: Log
+    runs: int, sessions: int, workers: int, concurrency: int, clients: int, rate: float, redis: str, log: Log
 ) -> Result:
     with tempfile.TemporaryDirectory(prefix="ak-bench-queue-") as tmp, ExitStack() as stack:
         directory = Path(tmp)
@@ -131,7 +136,7 @@ def bench_platform(
         start_workers(stack, "akplatform", concurrency, env=env, workers=workers, log=directory / "w")
         log(f"platform: {workers} workers x {concurrency} ready; enqueueing {runs} runs over {sessions} sessions")
         # The enqueuing and the measuring happen in a child with the bench database's settings.
-        code = _PLATFORM_DRIVER.format(runs=runs, sessions=sessions, clients=clients)
+        code = _PLATFORM_DRIVER.format(runs=runs, sessions=sessions, clients=clients, rate=rate)
         out = subprocess.run(
             [sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, text=True
         ).stdout
@@ -153,6 +158,8 @@ agent_ensure_builtins(tenant=tenant)
 
 def client(first):
     for n in range(first, {runs}, {clients}):
+        if {rate}:
+            time.sleep(max(0.0, started + n / {rate} - time.time()))
         run_enqueue(tenant=tenant, agent_name="echo", message=f"m{{n}}", session_id=f"s{{n % {sessions}}}")
     connection.close()
 
@@ -173,7 +180,9 @@ print(last - started, *[(finished - created).total_seconds() for _, created, fin
 """
 
 
-def bench_noop(tasks: int, workers: int, concurrency: int, clients: int, redis_base: str, log: Log) -> Result:
+def bench_noop(
+    tasks: int, workers: int, concurrency: int, clients: int, rate: float, redis_base: str, log: Log
+) -> Result:
     with tempfile.TemporaryDirectory(prefix="ak-bench-noop-") as tmp, ExitStack() as stack:
         key = f"akbench:noop:{uuid.uuid4().hex[:8]}"
         env = {
@@ -194,6 +203,8 @@ def bench_noop(tasks: int, workers: int, concurrency: int, clients: int, redis_b
 
         def client(first: int) -> None:
             for n in range(first, tasks, clients):
+                if rate:
+                    time.sleep(max(0.0, started + n / rate - time.time()))
                 sent[n] = time.time()
                 noop.delay(key, n)
 
@@ -211,7 +222,7 @@ def bench_noop(tasks: int, workers: int, concurrency: int, clients: int, redis_b
     return Result("baseline: Celery no-op", tasks, seconds, [finished[n] - sent[n] for n in range(tasks)])
 
 
-def report(results: Sequence[Result]) -> None:
+def report(results: Sequence[Result], *, rate: float = 0) -> None:
     rows = [
         [
             r.name,
@@ -223,9 +234,12 @@ def report(results: Sequence[Result]) -> None:
         for r in results
     ]
     print(table(["", "count", "per second", "latency p50 ms", "latency p99 ms"], rows))
+    print("")
+    if rate:
+        print(f"both sides offered {rate:g}/s: latency at that load; no throughput verdict (run without --rate)")
+        return
     ratio = results[0].per_second / results[1].per_second
     verdict = "ok" if ratio >= GOAL else "BELOW GOAL"
-    print("")
     print(f"throughput ratio (platform / bare Celery): {ratio:.2f} ({verdict}: goal >= {GOAL})")
 
 
@@ -236,19 +250,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--clients", type=int, default=4, help="threads enqueuing, like web processes (default 4)")
+    parser.add_argument(
+        "--rate", type=float, default=0, help="runs/s to offer (default 0: as fast as they go); for latency"
+    )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     log = Log(args.quiet)
     with redis_url(log) as url:
         sessions = args.sessions or args.runs
-        platform = bench_platform(args.runs, sessions, args.workers, args.concurrency, args.clients, url, log)
-        baseline = bench_noop(args.runs, args.workers, args.concurrency, args.clients, url, log)
+        shape = (args.workers, args.concurrency, args.clients, args.rate)
+        platform = bench_platform(args.runs, sessions, *shape, url, log)
+        baseline = bench_noop(args.runs, *shape, url, log)
     print(
         f"{args.runs} runs through a Redis broker, {args.workers} workers x {args.concurrency} processes,"
-        f" {args.clients} clients enqueuing"
+        f" {args.clients} clients enqueuing" + (f" at {args.rate:g} runs/s" if args.rate else "")
     )
     print("")
-    report([platform, baseline])
+    report([platform, baseline], rate=args.rate)
     return 0
 
 
