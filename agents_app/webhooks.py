@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
+import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
@@ -41,6 +44,25 @@ def webhook_verify(*, secret: str, timestamp: str, body: bytes, signature: str, 
     except ValueError:
         return False
     return fresh and hmac.compare_digest(webhook_sign(secret=secret, timestamp=timestamp, body=body), signature)
+
+
+def webhook_refusal(url: str) -> str | None:
+    """Why the platform will not POST to ``url``, or None. Unless ``AK_RUN__WEBHOOK_ALLOW_PRIVATE``,
+    a host that resolves to a loopback, private, link-local or reserved address is refused, so
+    a tenant cannot aim the platform at its own network. Checked when the run is queued and again
+    before each delivery (the name may resolve elsewhere by then)."""
+    if settings.AK_RUN["WEBHOOK_ALLOW_PRIVATE"]:
+        return None
+    parts = urllib.parse.urlsplit(url)
+    try:
+        infos = socket.getaddrinfo(parts.hostname or "", parts.port or 443, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return f"the host {parts.hostname!r} does not resolve"
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global or address.is_multicast:
+            return f"{parts.hostname} resolves to {address}, a non-public address"
+    return None
 
 
 def webhook_queue(*, run_id: str) -> None:
@@ -76,6 +98,10 @@ def webhook_deliver(*, run_id: str) -> Delivery:
     if run is None or not run.webhook_url or run.webhook_status == Run.Webhook.DELIVERED:
         return Delivery("nothing to do")
     cfg = settings.AK_RUN
+    refusal = webhook_refusal(run.webhook_url)
+    if refusal is not None:
+        Run.objects.filter(pk=run.pk).update(webhook_status=Run.Webhook.FAILED, webhook_error=refusal)
+        return Delivery("refused")
     body = webhook_payload(run)
     timestamp = str(int(time.time()))
     request = urllib.request.Request(

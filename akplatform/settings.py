@@ -181,6 +181,9 @@ AK_RUN = {
     "WEBHOOK_TIMEOUT": env_float("AK_RUN__WEBHOOK_TIMEOUT", 10.0, minimum=0.1),
     "WEBHOOK_MAX_ATTEMPTS": env_int("AK_RUN__WEBHOOK_MAX_ATTEMPTS", 8, minimum=1),
     "WEBHOOK_RETRY": env_float("AK_RUN__WEBHOOK_RETRY", 2.0, minimum=0.01),
+    # Webhooks to loopback, private and link-local addresses (the platform's own network) are
+    # refused unless allowed; allowed by default only in development (DEBUG).
+    "WEBHOOK_ALLOW_PRIVATE": env_bool("AK_RUN__WEBHOOK_ALLOW_PRIVATE", DEBUG),
 }
 # Bodies a little over the message limit still parse, so the view can answer 413 itself.
 DATA_UPLOAD_MAX_MEMORY_SIZE = AK_RUN["MAX_MESSAGE_BYTES"] * 6 + 64 * 1024

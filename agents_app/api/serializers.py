@@ -55,6 +55,14 @@ class RunInput(serializers.Serializer):
         fields["async"] = StrictBooleanField(required=False, default=False, source="run_async")
         return fields
 
+    def validate_webhook(self, url: str) -> str:
+        from agents_app.webhooks import webhook_refusal
+
+        refusal = webhook_refusal(url)
+        if refusal is not None:
+            raise serializers.ValidationError(f"Not a webhook the platform will call: {refusal}.")
+        return url
+
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         if data.get("webhook") and not data["run_async"]:
             raise serializers.ValidationError({"webhook": ["A webhook needs an async run."]})

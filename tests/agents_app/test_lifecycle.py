@@ -208,3 +208,24 @@ def test_the_task_retries_an_outage_with_backoff_then_gives_up(queued, dead_stor
     assert execute_run(str(run.pk), unavailable=settings.AK_RUN["UNAVAILABLE_RETRIES"]) == "unavailable"
     final = Run.objects.get(pk=run.pk)
     assert (final.status, final.error) == ("failed", "the session store stayed unavailable")
+
+
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8080/hook", "http://10.1.2.3/hook", "http://169.254.169.254/latest", "http://[::1]/x"]
+)
+def test_webhooks_to_the_platforms_own_network_are_refused(alice, settings, url: str) -> None:
+    settings.AK_RUN = {**settings.AK_RUN, "WEBHOOK_ALLOW_PRIVATE": False}
+    response = alice.post("/run", {"agent": "echo", "message": "x", "async": True, "webhook": url})
+    assert response.status_code == 400 and "non-public address" in str(response.json()["fields"]["webhook"])
+    assert not Run.objects.exists()
+
+
+def test_a_webhook_whose_host_moved_to_a_private_address_is_not_called(queued, settings) -> None:
+    from agents_app.webhooks import webhook_deliver
+
+    run = queued("hook")
+    Run.objects.filter(pk=run.pk).update(webhook_url="http://127.0.0.1:9/hook", status="succeeded")
+    settings.AK_RUN = {**settings.AK_RUN, "WEBHOOK_ALLOW_PRIVATE": False}
+    assert webhook_deliver(run_id=str(run.pk)).status == "refused"
+    run.refresh_from_db()
+    assert (run.webhook_status, run.webhook_attempts) == ("failed", 0)
