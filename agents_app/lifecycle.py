@@ -148,10 +148,10 @@ def run_execute(*, run_id: str, worker: str) -> Step:
 def execute_claimed(run: Run, *, worker: str, wait: float | None) -> Step:
     """Execute a run this worker holds (``running``, ``worker`` = us) and record how it ended.
 
-    ``wait`` is how long to wait for a busy session; with ``wait=0`` a busy session puts the run
-    back to ``queued`` and returns ``Step.BUSY``. Store failures put it back too
-    (``Step.UNAVAILABLE``) unless ``wait`` is None, the caller being a request: then they are
-    recorded and raised.
+    ``wait`` is how long to wait for a busy session. An async run whose session is busy goes back
+    to ``queued`` (``Step.BUSY``), as it does when the store fails or its lease lapsed
+    (``Step.UNAVAILABLE``); the task publishes it again later. A sync run, which a request waits
+    for, records every failure on the run and raises it for the view to answer.
     """
     in_request = not run.is_async
     try:
