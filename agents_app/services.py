@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.http import Http404
 from django.utils import timezone
 
@@ -14,6 +16,7 @@ from agents_app.lifecycle import execute_claimed, publish_or_fail, run_cancel, r
 from agents_app.models import Agent, Run
 from agents_app.runner import RunStopped
 from sessions_app.models import Tenant
+from sessions_app.selectors import session_get
 from sessions_app.services import session_open
 from sessions_app.stores.base import StoreError
 
@@ -180,12 +183,10 @@ def run_get(*, tenant: Tenant, run_id: str) -> Run:
     return run
 
 
-def run_list(*, tenant: Tenant, session_id: str, limit: int = 50, before: tuple[Any, str] | None = None) -> list[Run]:
+def run_list(
+    *, tenant: Tenant, session_id: str, limit: int = 50, before: tuple[datetime, uuid.UUID] | None = None
+) -> list[Run]:
     """A session's runs, newest first, ``limit`` of them after the ``before`` (created_at, id) cursor."""
-    from django.db.models import Q
-
-    from sessions_app.selectors import session_get
-
     session = session_get(tenant=tenant, session_id=session_id)
     runs = Run.objects.select_related("agent").filter(tenant=tenant, session=session).order_by("-created_at", "-id")
     if before is not None:

@@ -51,6 +51,8 @@ def session_open(*, tenant: Tenant, session_id: str | None = None, user_id: str 
     session_id = session_id or new_session_id()
     user = end_user_get_or_create(tenant=tenant, external_id=user_id) if user_id else None
     existing = Session.objects.filter(tenant=tenant, session_id=session_id).first()
+    if existing is not None:
+        existing.tenant = tenant  # the row's own tenant: spares the query its store key would make
     if existing is None:
         try:
             with transaction.atomic():

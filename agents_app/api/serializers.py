@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -120,9 +122,18 @@ class RunOutput(serializers.ModelSerializer):
 
 class RunPageInput(serializers.Serializer):
     limit = serializers.IntegerField(min_value=1, max_value=200, required=False, default=50)
-    cursor = serializers.RegexField(
-        r"^[0-9T:.+-]{19,40}_[0-9a-f-]{36}$", required=False, error_messages={"invalid": "Not a valid cursor."}
-    )
+    cursor = serializers.CharField(required=False, max_length=80)
+
+    def validate_cursor(self, cursor: str) -> tuple[datetime, uuid.UUID]:
+        """``<created_at, ISO 8601 with offset>_<run id>``, as the previous page's ``next``."""
+        at, _, run_id = cursor.partition("_")
+        try:
+            created_at, parsed_id = datetime.fromisoformat(at), uuid.UUID(run_id)
+        except ValueError:
+            raise serializers.ValidationError("Not a valid cursor.") from None
+        if created_at.tzinfo is None:
+            raise serializers.ValidationError("Not a valid cursor.")
+        return created_at, parsed_id
 
 
 class RunPageOutput(serializers.Serializer):

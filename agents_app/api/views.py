@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -153,14 +152,7 @@ class SessionRunsView(APIView):
     )
     def get(self, request: Request, session_id: str) -> Response:
         query = _validated(s.RunPageInput, request.query_params)
-        before = None
-        if "cursor" in query:
-            at, _, run_id = query["cursor"].partition("_")
-            try:
-                before = (datetime.fromisoformat(at), run_id)
-            except ValueError:
-                raise ValidationError({"cursor": ["Not a valid cursor."]}) from None
-        limit = query["limit"]
+        limit, before = query["limit"], query.get("cursor")
         runs = run_list(tenant=request.user.tenant, session_id=session_id, limit=limit + 1, before=before)
         page, more = runs[:limit], len(runs) > limit
         next_cursor = f"{page[-1].created_at.isoformat()}_{page[-1].pk}" if more else None

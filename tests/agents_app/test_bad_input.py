@@ -101,9 +101,25 @@ def test_bad_paging_is_400(seeded, query: str) -> None:
     assert response.json()["fields"]
 
 
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "2026-11-25T10:00:00+00:00_" + "-" * 36,  # not a run id
+        "2026-11-25T10:00:00_00000000-0000-0000-0000-000000000000",  # no offset
+        "2026-13-45T10:00:00+00:00_00000000-0000-0000-0000-000000000000",  # no such date
+        "x" * 81,
+    ],
+)
+def test_bad_run_cursors_are_400(seeded, cursor: str) -> None:
+    response = seeded.client.get(f"/sessions/{SID}/runs", {"cursor": cursor})
+    assert response.status_code == 400 and "cursor" in response.json()["fields"]
+    assert seeded.client.get(f"/sessions/{SID}/runs", {"limit": 0}).status_code == 400
+
+
 def test_unknown_run_ids_are_404(seeded) -> None:
     for run_id in ["not-a-uuid", "00000000-0000-0000-0000-000000000000"]:
         assert seeded.get(f"/runs/{run_id}").status_code == 404
+        assert seeded.post(f"/runs/{run_id}/cancel").status_code == 404
 
 
 def test_throttled_requests_are_429(seeded, settings) -> None:

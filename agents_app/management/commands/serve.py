@@ -1,4 +1,5 @@
-"""``serve``: the development platform in one command, the API and admin plus a Celery worker.
+"""``serve``: the development platform in one command, the API and admin plus a Celery worker
+(with an embedded beat, which runs the sweeper and the expiry purge).
 
 ``make run`` calls it. Both run as child processes; Ctrl-C (or SIGTERM) stops both, and if one
 of them dies the other is stopped too, so nothing is left running behind the terminal.
@@ -16,7 +17,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 
 class Command(BaseCommand):
-    help = "Serve the API and admin (runserver) and run a Celery worker; Ctrl-C stops both."
+    help = "Serve the API and admin (runserver) and run a Celery worker with its beat (the sweeper); Ctrl-C stops both."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000")
