@@ -28,23 +28,27 @@ import logging
 import os
 import random
 import socket
+import threading
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from agents_app.models import Run
 from agents_app.runner import RunCancelled, Runner, RunOutcome, RunTimedOut
+from akplatform import sql
 from sessions_app.selectors import session_key
 from sessions_app.services import session_record_commit
 from sessions_app.stores.base import LockLost, SessionBusy, SessionKey, StoreError, StoreUnavailable, VersionConflict
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: The runner of requests and workers: its loop serves one run, so store calls need no threads.
 runner = Runner(offload=False)
@@ -122,17 +126,16 @@ def unavailable_delay(unavailable: int) -> float:
 
 def run_claim(*, run_id: str, worker: str) -> Run | None:
     """Take a queued run (``queued → running``); None if it is not queued any more."""
-    now = timezone.now()
-    taken = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED, cancel_requested_at__isnull=True).update(
-        status=Run.Status.RUNNING,
-        worker=worker,
-        started_at=now,
-        heartbeat_at=now,
-        attempts=F("attempts") + 1,
+    now = sql.prep(Run, "started_at", timezone.now())
+    taken = sql.execute(
+        f"UPDATE {sql.table(Run)} SET status = %s, worker = %s, started_at = %s, heartbeat_at = %s,"
+        " attempts = attempts + 1 WHERE id = %s AND status = %s AND cancel_requested_at IS NULL",
+        [Run.Status.RUNNING, worker, now, now, sql.prep(Run, "id", run_id), Run.Status.QUEUED],
     )
     if not taken:
         return None
-    run = Run.objects.select_related("agent", "session", "tenant").get(pk=run_id)
+    run = sql.fetch(Run, related=("agent", "session", "tenant"), id=run_id)
+    assert run is not None  # a claimed run is not deleted before it finishes
     run.session.tenant = run.tenant  # the same row: spare the query session_key would make
     return run
 
@@ -155,7 +158,7 @@ def execute_claimed(run: Run, *, worker: str, wait: float | None) -> Step:
     """
     in_request = not run.is_async
     try:
-        outcome, lost = async_to_sync(_execute)(run, session_key(run.session), worker, wait)
+        outcome, lost = _on_loop(_execute(run, session_key(run.session), worker, wait))
     except SessionBusy:
         if in_request:
             run_finish(run, worker=worker, status=Run.Status.FAILED, error="the session is busy")
@@ -197,6 +200,18 @@ def execute_claimed(run: Run, *, worker: str, wait: float | None) -> Step:
     return Step.DONE
 
 
+_loops = threading.local()
+
+
+def _on_loop(work: Coroutine[Any, Any, T]) -> T:
+    """Run ``work`` to its end on this thread's event loop, kept from one run to the next (a new
+    loop and thread per run, as ``async_to_sync`` makes them, cost ~0.4 ms: more than the store)."""
+    loop = getattr(_loops, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = _loops.loop = asyncio.new_event_loop()
+    return loop.run_until_complete(work)
+
+
 @dataclass
 class _Watch:
     lost: bool = False
@@ -226,7 +241,7 @@ async def _execute(run: Run, key: SessionKey, worker: str, wait: float | None) -
 
 
 async def _watch(run_id: Any, worker: str, cancelled: asyncio.Event, watch: _Watch) -> None:
-    beat = sync_to_async(_beat)
+    beat = sync_to_async(_beat, thread_sensitive=False)
     while True:
         await asyncio.sleep(config()["HEARTBEAT"])
         try:
@@ -241,10 +256,17 @@ async def _watch(run_id: Any, worker: str, cancelled: asyncio.Event, watch: _Wat
 
 
 def _beat(run_id: Any, worker: str) -> tuple[bool, bool]:
-    """Write the heartbeat; return (the run is still ours, a cancel was asked for)."""
-    ours = Run.objects.filter(pk=run_id, status=Run.Status.RUNNING, worker=worker).update(heartbeat_at=timezone.now())
-    cancel = Run.objects.filter(pk=run_id, cancel_requested_at__isnull=False).exists()
-    return bool(ours), cancel
+    """Write the heartbeat; return (the run is still ours, a cancel was asked for).
+
+    Runs in a thread of the loop's executor, on that thread's own connection, closed after each
+    beat (one every few seconds) so that no connection outlives its run unwatched."""
+    try:
+        rows = Run.objects.filter(pk=run_id, status=Run.Status.RUNNING, worker=worker)
+        ours = rows.update(heartbeat_at=timezone.now())
+        cancel = Run.objects.filter(pk=run_id, cancel_requested_at__isnull=False).exists()
+        return bool(ours), cancel
+    finally:
+        connection.close()
 
 
 def _still_ours(run: Run, worker: str) -> bool:
@@ -282,11 +304,16 @@ def run_finish(
     ``total``: the session's message count after the run's commit, recorded in the same
     transaction."""
     now = timezone.now()
-    rows = Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING)
+    statement = (
+        f"UPDATE {sql.table(Run)} SET status = %s, result = %s, error = %s, finished_at = %s, heartbeat_at = NULL"
+        " WHERE id = %s AND status = %s"
+    )
+    params = [status, result, error, sql.prep(Run, "finished_at", now), sql.prep(Run, "id", run.pk), Run.Status.RUNNING]
     if worker is not None:
-        rows = rows.filter(worker=worker)
+        statement += " AND worker = %s"
+        params.append(worker)
     with transaction.atomic():
-        done = bool(rows.update(status=status, result=result, error=error, finished_at=now, heartbeat_at=None))
+        done = bool(sql.execute(statement, params))
         if done and total is not None:
             session_record_commit(session=run.session, total=total, at=now)
         if done:

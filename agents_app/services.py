@@ -15,6 +15,7 @@ from agents_app.frameworks import get_framework
 from agents_app.lifecycle import execute_claimed, publish_or_fail, run_cancel, run_retry, web_worker_name
 from agents_app.models import Agent, Run
 from agents_app.runner import RunStopped
+from akplatform import sql
 from sessions_app.models import Tenant
 from sessions_app.selectors import session_get
 from sessions_app.services import session_open
@@ -44,10 +45,10 @@ def agent_create(*, tenant: Tenant, name: str, framework: str, config: dict[str,
 
 def agent_get(*, tenant: Tenant, name: str) -> Agent:
     """The tenant's agent, or ``Http404``. Built-in agents are made on first use."""
-    agent = Agent.objects.filter(tenant=tenant, name=name).first()
+    agent = sql.fetch(Agent, tenant_id=tenant.pk, name=name)
     if agent is None and name in BUILTIN_AGENTS:
         agent_ensure_builtins(tenant=tenant)
-        agent = Agent.objects.filter(tenant=tenant, name=name).first()
+        agent = sql.fetch(Agent, tenant_id=tenant.pk, name=name)
     if agent is None:
         raise Http404("unknown agent")
     return agent
@@ -71,9 +72,8 @@ def run_find_idempotent(*, tenant: Tenant, idempotency_key: str | None, request_
 def _run_create(*, idempotency_key: str | None, request_hash: str, **fields: Any) -> tuple[Run, bool]:
     """Create a run; with a key another request made first, return that run instead."""
     try:
-        with transaction.atomic():
-            run = Run.objects.create(idempotency_key=idempotency_key, request_hash=request_hash, **fields)
-            return run, True
+        with transaction.atomic():  # in a caller's transaction, a savepoint: a duplicate key leaves it usable
+            return sql.insert(Run(idempotency_key=idempotency_key, request_hash=request_hash, **fields)), True
     except IntegrityError:
         if idempotency_key is None:
             raise
@@ -152,22 +152,21 @@ def run_enqueue(
     Raises ``BrokerUnavailable`` (the run is then recorded as failed).
     """
     agent = agent_get(tenant=tenant, name=agent_name)
-    with transaction.atomic():  # one commit for the session's index rows and the run
-        session = session_open(tenant=tenant, session_id=session_id, user_id=user_id)
-        run, created = _run_create(
-            idempotency_key=idempotency_key,
-            request_hash=request_hash,
-            tenant=tenant,
-            session=session,
-            agent=agent,
-            message=message,
-            is_async=True,
-            enqueued_at=timezone.now(),
-            webhook_url=webhook_url,
-            webhook_status=Run.Webhook.PENDING if webhook_url else Run.Webhook.NONE,
-        )
-        if created:
-            transaction.on_commit(lambda: publish_or_fail(str(run.pk)))
+    session = session_open(tenant=tenant, session_id=session_id, user_id=user_id)
+    run, created = _run_create(
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        tenant=tenant,
+        session=session,
+        agent=agent,
+        message=message,
+        is_async=True,
+        enqueued_at=timezone.now(),
+        webhook_url=webhook_url,
+        webhook_status=Run.Webhook.PENDING if webhook_url else Run.Webhook.NONE,
+    )
+    if created:  # at once, or when the caller's transaction commits
+        transaction.on_commit(lambda: publish_or_fail(str(run.pk)))
     return run, created
 
 

@@ -83,6 +83,9 @@ def platform_env(directory: Path, redis: str, queue: str) -> dict[str, str]:
         "CELERY_BROKER_URL": redis.rsplit("/", 1)[0] + "/2",
         "CELERY_TASK_DEFAULT_QUEUE": queue,
         "DJANGO_SETTINGS_MODULE": "akplatform.settings",
+        # As in production: no debug cursor recording every statement.
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": f"bench-{uuid.uuid4().hex}",
     }
 
 

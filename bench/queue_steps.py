@@ -31,8 +31,7 @@ from _common import ROOT, Log, redis_url, table
 _DRIVER = """
 import time, django
 django.setup()
-from asgiref.sync import async_to_sync
-from agents_app.lifecycle import _execute, run_claim, run_finish
+from agents_app.lifecycle import _execute, _on_loop, run_claim, run_finish
 from agents_app.services import agent_ensure_builtins, run_enqueue
 from sessions_app.selectors import session_key
 from sessions_app.services import tenant_create
@@ -46,7 +45,7 @@ for n in range({runs}):
     t1 = time.perf_counter()
     run = run_claim(run_id=str(queued.pk), worker="steps@bench")
     t2 = time.perf_counter()
-    outcome, _ = async_to_sync(_execute)(run, session_key(run.session), "steps@bench", 0)
+    outcome, _ = _on_loop(_execute(run, session_key(run.session), "steps@bench", 0))
     t3 = time.perf_counter()
     run_finish(run, worker="steps@bench", status="succeeded", result=outcome.reply, total=outcome.commit.total)
     t4 = time.perf_counter()
@@ -88,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "AK_SESSION__REDIS__URL": redis,
             "CELERY_BROKER_URL": "memory://localhost/",
             "DJANGO_SETTINGS_MODULE": "akplatform.settings",
+            # As in production: no debug cursor recording every statement.
+            "DJANGO_DEBUG": "0",
+            "DJANGO_SECRET_KEY": f"bench-{uuid.uuid4().hex}",
         }
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
         out = subprocess.run(

@@ -9,10 +9,10 @@ from django.conf import settings
 from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.auth.models import Group, Permission
 from django.db import IntegrityError, transaction
-from django.db.models import Case, DateTimeField, F, Q, QuerySet, Value, When
-from django.db.models.functions import Greatest
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from akplatform import sql
 from sessions_app.core import new_session_id
 from sessions_app.models import ApiKey, EndUser, Session, Tenant, TenantStaff, Thread
 from sessions_app.stores import get_store
@@ -50,16 +50,15 @@ def session_open(*, tenant: Tenant, session_id: str | None = None, user_id: str 
     """The index row of ``session_id`` in ``tenant``, made (with its thread) if new."""
     session_id = session_id or new_session_id()
     user = end_user_get_or_create(tenant=tenant, external_id=user_id) if user_id else None
-    existing = Session.objects.filter(tenant=tenant, session_id=session_id).first()
-    if existing is not None:
-        existing.tenant = tenant  # the row's own tenant: spares the query its store key would make
+    existing = sql.fetch(Session, tenant_id=tenant.pk, session_id=session_id)
     if existing is None:
         try:
             with transaction.atomic():
-                thread = Thread.objects.create(tenant=tenant, user=user)
-                return Session.objects.create(tenant=tenant, thread=thread, session_id=session_id, user=user)
+                thread = sql.insert(Thread(tenant=tenant, user=user))
+                return sql.insert(Session(tenant=tenant, thread=thread, session_id=session_id, user=user))
         except IntegrityError:  # made by a concurrent request
             existing = Session.objects.get(tenant=tenant, session_id=session_id)
+    existing.tenant = tenant  # the row's own tenant: spares the query its store key would make
     if user is not None and existing.user_id is None:
         Session.objects.filter(pk=existing.pk, user__isnull=True).update(user=user)
         Thread.objects.filter(pk=existing.thread_id, user__isnull=True).update(user=user)
@@ -72,13 +71,16 @@ def session_record_commit(*, session: Session, total: int, at: datetime | None =
     activity backwards (commits of concurrent runs may be recorded out of order)."""
     at = at or timezone.now()
     ttl = settings.AK_SESSION["TTL"]
-    newer = Q(last_activity_at__lt=at)
-    expires_at = at + timedelta(seconds=ttl) if ttl else None
-    when = DateTimeField()
-    Session.objects.filter(pk=session.pk).update(
-        message_count=Greatest(F("message_count"), Value(total)),
-        last_activity_at=Case(When(newer, then=Value(at, when)), default=F("last_activity_at"), output_field=when),
-        expires_at=Case(When(newer, then=Value(expires_at, when)), default=F("expires_at"), output_field=when),
+    when = sql.prep(Session, "last_activity_at", at)
+    expires_at = sql.prep(Session, "expires_at", at + timedelta(seconds=ttl) if ttl else None)
+    # Every right-hand side reads the row as it was before this UPDATE (SQLite and PostgreSQL).
+    sql.execute(
+        f"UPDATE {sql.table(Session)} SET"
+        " message_count = CASE WHEN message_count < %s THEN %s ELSE message_count END,"
+        " last_activity_at = CASE WHEN last_activity_at < %s THEN %s ELSE last_activity_at END,"
+        " expires_at = CASE WHEN last_activity_at < %s THEN %s ELSE expires_at END"
+        " WHERE id = %s",
+        [total, total, when, when, when, expires_at, session.pk],
     )
 
 

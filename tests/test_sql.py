@@ -1,0 +1,74 @@
+"""``akplatform.sql``: the hot path's plain SQL reads and writes exactly what the ORM would."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from agents_app.models import Agent, Run
+from akplatform import sql
+from sessions_app.models import Session, Thread
+
+
+@pytest.fixture
+def session(alice) -> Session:
+    thread = Thread.objects.create(tenant=alice.tenant, metadata={"topic": "ünïcode", "n": [1, 2]})
+    return Session.objects.create(tenant=alice.tenant, thread=thread, session_id="s-1")
+
+
+def test_fetch_reads_every_field_as_the_orm_does(alice, session):
+    agent = Agent.objects.create(tenant=alice.tenant, name="cfg", framework="echo", config={"a": [1, {"b": None}]})
+    made = Run.objects.create(
+        tenant=alice.tenant, session=session, agent=agent, message="hi", started_at=timezone.now(), attempts=2
+    )
+
+    run = sql.fetch(Run, related=("agent", "session", "tenant"), id=str(made.pk))
+
+    expected = Run.objects.select_related("agent", "session", "tenant").get(pk=made.pk)
+    for field in Run._meta.concrete_fields:
+        assert getattr(run, field.attname) == getattr(expected, field.attname), field.name
+    assert isinstance(run.pk, uuid.UUID)
+    assert run.agent.config == {"a": [1, {"b": None}]}  # JSON decoded
+    assert run.started_at.tzinfo is not None  # aware, as the ORM returns it
+    assert (run.session.session_id, run.tenant.slug) == ("s-1", alice.tenant.slug)
+    assert run._state.adding is False
+    with transaction.atomic():  # a fetched instance saves as an UPDATE, like any loaded one
+        run.message = "edited"
+        run.save(update_fields=["message"])
+    assert Run.objects.get(pk=made.pk).message == "edited"
+
+
+def test_fetch_is_none_without_a_row_and_matches_every_condition(alice, session):
+    assert sql.fetch(Session, tenant_id=alice.tenant.pk, session_id="nope") is None
+    assert sql.fetch(Session, tenant_id=alice.tenant.pk + 1, session_id="s-1") is None
+    assert sql.fetch(Session, tenant_id=alice.tenant.pk, session_id="s-1").pk == session.pk
+
+
+def test_insert_sets_defaults_and_the_auto_key(alice):
+    thread = sql.insert(Thread(tenant=alice.tenant, metadata={"k": "v"}))
+
+    assert thread.pk is not None
+    stored = Thread.objects.get(pk=thread.pk)
+    assert (stored.metadata, stored.status, stored.tenant_id) == ({"k": "v"}, "active", alice.tenant.pk)
+    assert abs(stored.created_at - timezone.now()) < timedelta(seconds=5)
+    second = sql.insert(Thread(tenant=alice.tenant))
+    assert second.pk > thread.pk
+
+
+def test_insert_raises_integrity_error_like_the_orm(alice, session):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        sql.insert(Session(tenant=alice.tenant, thread=Thread.objects.create(tenant=alice.tenant), session_id="s-1"))
+    assert Session.objects.filter(tenant=alice.tenant, session_id="s-1").count() == 1
+
+
+def test_execute_returns_the_rows_changed(alice, session):
+    changed = sql.execute(
+        f"UPDATE {sql.table(Session)} SET message_count = %s WHERE id = %s", [7, sql.prep(Session, "id", session.pk)]
+    )
+    assert changed == 1
+    assert Session.objects.get(pk=session.pk).message_count == 7
+    assert sql.execute(f"UPDATE {sql.table(Session)} SET message_count = 1 WHERE id = %s", [session.pk + 99]) == 0
