@@ -129,10 +129,17 @@ class Runner:
         """
         store = store or self.store
         framework = get_framework(agent.framework)
-        lock = await self._io(store.acquire, key, lease=self.lease, wait=self.wait if wait is None else wait)
+        lock, snapshot = await self._io(
+            store.acquire_and_load,
+            key,
+            lease=self.lease,
+            wait=self.wait if wait is None else wait,
+            scopes=(SHARED_SCOPE, agent.name),
+            window=self.window,
+        )
+        held = True
         heartbeat = asyncio.create_task(self._keep_alive(lock))
         try:
-            snapshot = await self._io(store.load, key, scopes=(SHARED_SCOPE, agent.name), window=self.window)
             if run_id is not None and replay:
                 replayed = await self._io(self._replay, store, key, run_id, snapshot)
                 if replayed is not None:
@@ -144,21 +151,22 @@ class Runner:
                 Message(role="user", content=prompt, agent=agent.name, created_at=asked_at),
                 Message(role="assistant", content=reply, agent=agent.name),
             ]
+            await _stopped(heartbeat)  # the adapter is done: the lease covers the commit
             commit = await self._io(
-                store.commit,
-                key,
+                store.commit_and_release,
+                lock,
                 expected_version=snapshot.version,
                 append=messages,
                 state=view.changes(),
                 run_id=run_id,
             )
+            held = False
             return RunOutcome(reply=reply, commit=commit)
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
-            with contextlib.suppress(Exception):
-                await self._io(lock.release)
+            await _stopped(heartbeat)
+            if held:
+                with contextlib.suppress(Exception):
+                    await self._io(lock.release)
 
     async def _io(self, call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         if self.offload:
@@ -208,6 +216,13 @@ class Runner:
                 return
             except Exception:  # a blip: the next beat tries again, the lease still has 2/3 left
                 logger.warning("could not renew the lease on session %s", lock.key.session_id, exc_info=True)
+
+
+async def _stopped(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait until it has stopped."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 runner = Runner()

@@ -71,12 +71,14 @@ def run_find_idempotent(*, tenant: Tenant, idempotency_key: str | None, request_
 
 def _run_create(*, idempotency_key: str | None, request_hash: str, **fields: Any) -> tuple[Run, bool]:
     """Create a run; with a key another request made first, return that run instead."""
+    run = Run(idempotency_key=idempotency_key, request_hash=request_hash, **fields)
+    if idempotency_key is None:
+        return sql.insert(run), True
     try:
         with transaction.atomic():  # in a caller's transaction, a savepoint: a duplicate key leaves it usable
-            return sql.insert(Run(idempotency_key=idempotency_key, request_hash=request_hash, **fields)), True
+            return sql.insert(run), True
     except IntegrityError:
-        if idempotency_key is None:
-            raise
+        pass
     existing = run_find_idempotent(tenant=fields["tenant"], idempotency_key=idempotency_key, request_hash=request_hash)
     assert existing is not None
     return existing, False

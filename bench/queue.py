@@ -6,22 +6,25 @@ processes each, late acks, prefetch 1):
 - **platform**: ``run_enqueue`` of the built-in ``echo`` agent, as ``POST /run {"async": true}``
   does it (Run row committed, then the task published); the workers claim the run, take the
   session's lock, load, run the adapter, commit to the Redis store and record the outcome.
-  Latency is ``finished_at - created_at`` of each Run row.
+  Latency is ``finished_at - created_at`` of each Run row. The runs go round ``--sessions``
+  conversations (default: ten turns each, the shape of the 200-runs-over-20-sessions test);
+  ``--sessions`` equal to ``--runs`` makes every run open a new session, the costliest case.
 - **baseline**: a bare Celery no-op task (``bench/baseline/noop_app.py``) that only records when
   it ran.
 
 It prints runs/s and tasks/s, their ratio (goal: at least 0.5), and the p50 and p99 latency of
 each, then stops everything it started.
 
-    .venv/bin/python bench/queue.py [--runs 500] [--sessions 500] [--workers 2] [--concurrency 2]
+    .venv/bin/python bench/queue.py [--runs 500] [--sessions 50] [--workers 2] [--concurrency 2]
                                     [--clients 4] [--rate R]
 
 Without ``--rate`` the clients enqueue as fast as they can: the throughput figure, with latencies
 that are mostly the wait behind the backlog. With ``--rate`` below both sides' capacity, the
 latencies are those of an unsaturated queue (the throughput ratio then says nothing).
 
-The database is a fresh SQLite file (or, with ``DATABASE_URL=postgres://...``, a fresh PostgreSQL
-database); Redis is the one on 127.0.0.1:6379, else a redis-server of our own.
+Django runs with ``DEBUG`` off, as in production. The database is a fresh SQLite file (or, with
+``DATABASE_URL=postgres://...``, a fresh PostgreSQL database); Redis is the one on 127.0.0.1:6379,
+else a redis-server of our own.
 """
 
 from __future__ import annotations
@@ -249,7 +252,9 @@ def report(results: Sequence[Result], *, rate: float = 0) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=500)
-    parser.add_argument("--sessions", type=int, help="sessions the runs spread over (default: one per run)")
+    parser.add_argument(
+        "--sessions", type=int, help="sessions the runs spread over (default: runs / 10, ten turns each)"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--clients", type=int, default=4, help="threads enqueuing, like web processes (default 4)")
@@ -260,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     log = Log(args.quiet)
     with redis_url(log) as url:
-        sessions = args.sessions or args.runs
+        sessions = args.sessions or max(1, args.runs // 10)
         shape = (args.workers, args.concurrency, args.clients, args.rate)
         platform = bench_platform(args.runs, sessions, *shape, url, log)
         baseline = bench_noop(args.runs, *shape, url, log)

@@ -236,6 +236,41 @@ class SessionStore(ABC):
         service (the in-memory backend: by every thread of one process).
         """
 
+    def acquire_and_load(
+        self, key: SessionKey, *, lease: float, wait: float, scopes: Sequence[str] = (SHARED_SCOPE,), window: int = 50
+    ) -> tuple[Lock, Snapshot]:
+        """``acquire``, then ``load`` under the lock: what every run starts with.
+
+        Raises what those raise; if the load fails, the lock is released first. A backend that
+        can do both in one round trip overrides this.
+        """
+        held = self.acquire(key, lease=lease, wait=wait)
+        try:
+            return held, self.load(key, scopes=scopes, window=window)
+        except BaseException:
+            with suppress(StoreError):
+                held.release()
+            raise
+
+    def commit_and_release(
+        self,
+        lock: Lock,
+        *,
+        expected_version: int | None,
+        append: Sequence[Message] = (),
+        state: Mapping[str, Mapping[str, Any]] | None = None,
+        run_id: str | None = None,
+    ) -> CommitResult:
+        """``commit`` on ``lock.key``, then release ``lock``: what every run ends with.
+
+        The lock is released only once the commit succeeded; when ``commit`` raises, the caller
+        still holds it (and releases it). A backend that can do both in one write overrides this.
+        """
+        result = self.commit(lock.key, expected_version=expected_version, append=append, state=state, run_id=run_id)
+        with suppress(StoreError):  # committed: a lock that could not be released ends with its lease
+            lock.release()
+        return result
+
     @contextmanager
     def lock(self, key: SessionKey, *, lease: float = 30.0, wait: float = 120.0) -> Iterator[Lock]:
         held = self.acquire(key, lease=lease, wait=wait)

@@ -9,7 +9,8 @@ Keys of one session share a hash tag, so they live on one cluster slot::
     ak:{<tenant>:<session>}:runs        hash: run id -> number of the run's first message
     ak:{<tenant>:<session>}:lock        lock token, with the lease as its PX expiry
 
-``load`` is one MULTI/EXEC round trip and ``commit`` one Lua call, whatever the history length:
+``load`` is one MULTI/EXEC round trip and ``commit`` one Lua call, whatever the history length
+(a run's ``acquire_and_load`` and ``commit_and_release`` are one round trip each, too):
 ``LRANGE -window -1`` reads from the tail and ``RPUSH`` appends, so nothing grows with history.
 (A Lua ``load`` was measured slower: Lua copies every message into its own strings.) The window's
 messages are parsed as one JSON array, and hiredis parses the replies.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
 
 import redis
@@ -49,14 +50,14 @@ from sessions_app.stores.base import (
 T = TypeVar("T")
 
 _COMMIT = """
-local meta, msgs, scopes, runs = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local prefix, expected, ttl, run = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local meta, msgs, scopes, runs, lock = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local prefix, expected, ttl, run, token = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
 local version = tonumber(redis.call('HGET', meta, 'v') or '0')
 if expected ~= '' and tonumber(expected) ~= version then
   return {-1, version}
 end
 if run ~= '' then redis.call('HSET', runs, run, redis.call('LLEN', msgs)) end
-local i = 5
+local i = 6
 local m = tonumber(ARGV[i]); i = i + 1
 local total
 if m > 0 then
@@ -85,6 +86,7 @@ if ttl > 0 then
   redis.call('PEXPIRE', runs, ttl)
   for _, scope in ipairs(redis.call('SMEMBERS', scopes)) do redis.call('PEXPIRE', prefix .. 'st:' .. scope, ttl) end
 end
+if token ~= '' and redis.call('GET', lock) == token then redis.call('DEL', lock) end
 return redis.call('HGETALL', meta)
 """
 
@@ -123,6 +125,15 @@ def _prefix(key: SessionKey) -> str:
 def _keys(prefix: str) -> list[str]:
     """The keys of one session that its scripts name (state hashes are found via ``scopes``)."""
     return [prefix + "meta", prefix + "msgs", prefix + "scopes", prefix + "runs"]
+
+
+def _load_commands(key: SessionKey, scopes: Sequence[str], window: int) -> list[tuple[Any, ...]]:
+    """What ``load`` reads: meta, the window of messages (if any), one hash per scope."""
+    prefix = _prefix(key)
+    commands: list[tuple[Any, ...]] = [("HGETALL", prefix + "meta")]
+    if window > 0:
+        commands.append(("LRANGE", prefix + "msgs", -window, -1))
+    return commands + [("HGETALL", prefix + "st:" + scope) for scope in scopes]
 
 
 def _parse_meta(raw: Mapping[bytes, bytes]) -> tuple[int, int, dict[str, int]]:
@@ -182,12 +193,27 @@ class RedisStore(SessionStore):
             return script(keys=keys, args=args, client=self.client)
 
     def load(self, key: SessionKey, *, scopes: Sequence[str] = (SHARED_SCOPE,), window: int = 50) -> Snapshot:
-        prefix = _prefix(key)
-        commands: list[tuple[Any, ...]] = [("HGETALL", prefix + "meta")]
-        if window > 0:
-            commands.append(("LRANGE", prefix + "msgs", -window, -1))
-        commands += [("HGETALL", prefix + "st:" + scope) for scope in scopes]
-        replies = self._transaction(commands)
+        return self._snapshot(self._transaction(_load_commands(key, scopes, window)), scopes, window)
+
+    def acquire_and_load(
+        self, key: SessionKey, *, lease: float, wait: float, scopes: Sequence[str] = (SHARED_SCOPE,), window: int = 50
+    ) -> tuple[Lock, Snapshot]:
+        """The first try is one MULTI/EXEC: take the lock and read; a busy session waits as
+        ``acquire`` does, then reads."""
+        lock = _RedisLock(self, key, lease)
+        take = ("SET", lock.name, lock.token, "NX", "PX", max(1, int(lease * 1000)))
+        replies = self._transaction([take, *_load_commands(key, scopes, window)])
+        if replies[0] is None:  # busy: the read was not under our lock
+            return super().acquire_and_load(key, lease=lease, wait=wait, scopes=scopes, window=window)
+        try:
+            return lock, self._snapshot(replies[1:], scopes, window)
+        except BaseException:
+            with suppress(StoreError):
+                lock.release()
+            raise
+
+    @staticmethod
+    def _snapshot(replies: list[Any], scopes: Sequence[str], window: int) -> Snapshot:
         version, total, counts = _parse_meta(_pairs(replies[0]))
         messages = _messages(replies[1]) if window > 0 else []
         states = replies[2:] if window > 0 else replies[1:]
@@ -242,9 +268,33 @@ class RedisStore(SessionStore):
         state: Mapping[str, Mapping[str, Any]] | None = None,
         run_id: str | None = None,
     ) -> CommitResult:
+        return self._commit_script(key, expected_version, append, state, run_id, release="")
+
+    def commit_and_release(
+        self,
+        lock: Lock,
+        *,
+        expected_version: int | None,
+        append: Sequence[Message] = (),
+        state: Mapping[str, Mapping[str, Any]] | None = None,
+        run_id: str | None = None,
+    ) -> CommitResult:
+        """One Lua call: the commit, then the lock's release if the commit was written."""
+        return self._commit_script(lock.key, expected_version, append, state, run_id, release=lock.token)
+
+    def _commit_script(
+        self,
+        key: SessionKey,
+        expected_version: int | None,
+        append: Sequence[Message],
+        state: Mapping[str, Mapping[str, Any]] | None,
+        run_id: str | None,
+        *,
+        release: str,
+    ) -> CommitResult:
         prefix = _prefix(key)
         expected = "" if expected_version is None else expected_version
-        args: list[Any] = [prefix, expected, int(self.ttl * 1000), run_id or ""]
+        args: list[Any] = [prefix, expected, int(self.ttl * 1000), run_id or "", release]
         args.append(len(append))
         args.extend(m.to_json() for m in append)
         if append:
@@ -262,7 +312,7 @@ class RedisStore(SessionStore):
                 args.extend(pair)
             args.append(len(deletes))
             args.extend(deletes)
-        reply = self._call(self._commit, keys=_keys(prefix), args=args)
+        reply = self._call(self._commit, keys=[*_keys(prefix), prefix + "lock"], args=args)
         if reply and reply[0] == -1:
             raise VersionConflict(f"{key.session_id}: expected version {expected_version}, found {reply[1]}")
         version, total, counts = _parse_meta(dict(zip(reply[::2], reply[1::2], strict=True)))

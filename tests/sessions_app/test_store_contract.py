@@ -215,3 +215,63 @@ def test_locked_cycles_from_threads_lose_nothing(store: SessionStore, key: Sessi
     assert (snap.version, snap.total) == (60, 60)
     contents = [m.content for m in store.history(key, limit=100)]
     assert sorted(contents) == sorted(f"w{n}-{i}" for n in range(6) for i in range(10))
+
+
+def test_acquire_and_load_holds_the_lock_and_reads_under_it(store: SessionStore, key: SessionKey) -> None:
+    store.commit(key, expected_version=0, append=msgs("a", "b", "c"), state={"agent": {"k": 1}})
+
+    lock, snap = store.acquire_and_load(key, lease=10, wait=0, scopes=(SHARED_SCOPE, "agent"), window=2)
+
+    plain = store.load(key, scopes=(SHARED_SCOPE, "agent"), window=2)
+    assert (snap.version, snap.total, snap.offset, snap.state) == (plain.version, 3, 1, plain.state)
+    assert [m.content for m in snap.messages] == ["b", "c"]
+    with pytest.raises(SessionBusy):
+        store.acquire(key, lease=10, wait=0)
+    lock.release()
+    store.acquire(key, lease=10, wait=0).release()
+
+
+def test_acquire_and_load_waits_for_a_busy_session(store: SessionStore, key: SessionKey) -> None:
+    held = store.acquire(key, lease=10, wait=0)
+    with pytest.raises(SessionBusy):
+        store.acquire_and_load(key, lease=10, wait=0)
+    threading.Timer(0.2, lambda: (store.commit(key, expected_version=0, append=msgs("x")), held.release())).start()
+
+    lock, snap = store.acquire_and_load(key, lease=10, wait=5)
+
+    assert (snap.version, [m.content for m in snap.messages]) == (1, ["x"])  # read after the holder's commit
+    lock.release()
+
+
+def test_commit_and_release_commits_then_frees_the_lock(store: SessionStore, key: SessionKey) -> None:
+    lock, snap = store.acquire_and_load(key, lease=10, wait=0)
+
+    result = store.commit_and_release(lock, expected_version=snap.version, append=msgs("q", "a"), run_id="r1")
+
+    assert (result.version, result.total) == (1, 2)
+    assert store.committed(key, "r1") == 0
+    store.acquire(key, lease=10, wait=0).release()  # free
+
+
+def test_a_refused_commit_and_release_keeps_the_lock(store: SessionStore, key: SessionKey) -> None:
+    lock, snap = store.acquire_and_load(key, lease=10, wait=0)
+    store.commit(key, expected_version=None, append=msgs("sneaked in"))
+
+    with pytest.raises(VersionConflict):
+        store.commit_and_release(lock, expected_version=snap.version, append=msgs("late"))
+
+    with pytest.raises(SessionBusy):  # still ours, for the caller to release
+        store.acquire(key, lease=10, wait=0)
+    lock.release()
+
+
+def test_commit_and_release_never_frees_another_holders_lock(store: SessionStore, key: SessionKey) -> None:
+    lapsed, snap = store.acquire_and_load(key, lease=0.2, wait=0)
+    time.sleep(0.4)
+    other = store.acquire(key, lease=10, wait=0)
+
+    store.commit_and_release(lapsed, expected_version=snap.version, append=msgs("late but unchanged"))
+
+    with pytest.raises(SessionBusy):  # the other holder keeps it
+        store.acquire(key, lease=10, wait=0)
+    other.release()
