@@ -1,8 +1,8 @@
 """Where a queued run's time goes: each step of its life, timed in one process.
 
 The steps are the services a request and a worker call, in order: ``run_enqueue`` (the Run row
-and the session's index rows, then the publish), ``run_claim``, the runner (lock, load, adapter,
-commit, unlock on the store) and ``run_finish``. No Celery worker is involved: the broker is
+and the session's index rows, then the publish), ``run_claim``, the runner (lock and load, adapter,
+commit and unlock, on the store) and ``run_finish``. No Celery worker is involved: the broker is
 kombu's in-memory transport, so what is left is the platform's own cost per run.
 
     .venv/bin/python bench/queue_steps.py [--runs 300]
@@ -55,9 +55,9 @@ print(*(steps[name] / {runs} * 1000 for name in steps))
 """
 
 STEPS = {
-    "enqueue": "run_enqueue: agent, session and thread rows, Run row, one commit, publish",
-    "claim": "run_claim: UPDATE queued -> running, then the run with its agent and session",
-    "run": "the runner: lock, load the window, adapter, commit, unlock (Redis store)",
+    "enqueue": "run_enqueue: agent and session rows (thread + session if new), Run INSERT, publish",
+    "claim": "run_claim: UPDATE queued -> running, then the run joined with agent, session, tenant",
+    "run": "the runner: lock+load (1 Redis round trip), adapter, commit+unlock (1 round trip)",
     "finish": "run_finish: UPDATE running -> succeeded and the session's index row, one commit",
 }
 
