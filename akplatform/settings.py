@@ -128,7 +128,11 @@ AK_SESSION = {
     "LOCK_LEASE": env_float("AK_SESSION__LOCK_LEASE", 30.0, minimum=0.1),
     "LOCK_WAIT": env_float("AK_SESSION__LOCK_WAIT", 120.0, minimum=0.0),
     "WINDOW": env_int("AK_SESSION__WINDOW", 50, minimum=0),
-    "IN_MEMORY": {"MAX_SESSIONS": env_int("AK_SESSION__IN_MEMORY__MAX_SESSIONS", 10000, minimum=1)},
+    "IN_MEMORY": {
+        "MAX_SESSIONS": env_int("AK_SESSION__IN_MEMORY__MAX_SESSIONS", 10000, minimum=1),
+        # Set by `serve` for its web server and worker: the one process that keeps the store.
+        "SOCKET": env_optional("AK_SESSION__IN_MEMORY__SOCKET"),
+    },
     "REDIS": {"URL": env_str("AK_SESSION__REDIS__URL", "redis://localhost:6379")},
     "DYNAMODB": {
         "TABLE_NAME": env_str("AK_SESSION__DYNAMODB__TABLE_NAME", "agent-kernel-sessions"),
@@ -221,6 +225,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(CELERY_BROKER_FOLDER / "queue"),
         "data_folder_out": str(CELERY_BROKER_FOLDER / "queue"),
         "processed_folder": str(CELERY_BROKER_FOLDER / "processed"),
+        "control_folder": str(CELERY_BROKER_FOLDER / "control"),  # kombu's default is ./control
         "store_processed": False,
         "polling_interval": 0.1,  # the default 1 s would be most of a run's latency in `make run`
     }

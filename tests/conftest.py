@@ -15,9 +15,13 @@ from rest_framework.test import APIClient
 
 from sessions_app.stores import reset_store
 from sessions_app.stores.base import SessionKey, SessionStore
+from sessions_app.stores.memory import InMemoryStore
+from sessions_app.stores.memory_socket import MemoryStoreServer, SocketMemoryStore
 from tests import services
 
-BACKENDS = ["in_memory", "redis", "dynamodb"]
+#: ``in_memory_socket``: the in-memory store kept by another thread's server and reached over its
+#: Unix socket, as the web server and the worker of ``make run`` reach it.
+BACKENDS = ["in_memory", "in_memory_socket", "redis", "dynamodb"]
 
 
 @pytest.fixture(scope="session")
@@ -57,10 +61,15 @@ def tenant_slug() -> str:
 def make_store(request: pytest.FixtureRequest) -> Iterator[Callable[..., SessionStore]]:
     """Build a store of a backend over its real service: ``make_store("redis", ttl=5)``."""
     made: list[SessionStore] = []
+    servers: list[MemoryStoreServer] = []
 
     def make(kind: str, *, ttl: float = 3600, **options: object) -> SessionStore:
         from sessions_app.stores import build_store
 
+        if kind == "in_memory_socket":
+            servers.append(MemoryStoreServer(InMemoryStore(ttl=ttl, **options)).start())  # type: ignore[arg-type]
+            made.append(SocketMemoryStore(socket=servers[-1].path, ttl=ttl))
+            return made[-1]
         if kind == "redis":
             options.setdefault("url", request.getfixturevalue("redis_url"))
         elif kind == "dynamodb":
@@ -74,6 +83,8 @@ def make_store(request: pytest.FixtureRequest) -> Iterator[Callable[..., Session
     yield make
     for store in made:
         store.close()
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture(params=BACKENDS)

@@ -1,7 +1,9 @@
 """The store registry: ``get_store()`` builds the configured backend once per process.
 
 Backends are named in ``settings.AK_SESSION_BACKENDS`` by dotted path, as Django names cache
-backends, so a deployment can add its own without touching this package.
+backends, so a deployment can add its own without touching this package. An ``in_memory`` store
+that another process keeps (``AK_SESSION__IN_MEMORY__SOCKET``, set by ``serve``) is reached
+through ``memory_socket.SocketMemoryStore``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ _store: SessionStore | None = None
 def store_options(store_type: str, config: dict[str, Any]) -> dict[str, Any]:
     """The constructor arguments of a backend, from the ``AK_SESSION`` setting."""
     options: dict[str, Any] = {"ttl": config["TTL"]}
-    if store_type == "in_memory":
+    if store_type == "in_memory" and config["IN_MEMORY"]["SOCKET"]:
+        options["socket"] = config["IN_MEMORY"]["SOCKET"]
+    elif store_type == "in_memory":
         options["max_sessions"] = config["IN_MEMORY"]["MAX_SESSIONS"]
     elif store_type == "redis":
         options["cache_alias"] = "ak_sessions"
@@ -35,7 +39,10 @@ def build_store(store_type: str | None = None, **overrides: Any) -> SessionStore
     """A new store of ``store_type`` (default: the configured one), with options overridden."""
     config = settings.AK_SESSION
     store_type = store_type or config["TYPE"]
-    backend = import_string(settings.AK_SESSION_BACKENDS[store_type])
+    path = settings.AK_SESSION_BACKENDS[store_type]
+    if store_type == "in_memory" and config["IN_MEMORY"]["SOCKET"]:
+        path = "sessions_app.stores.memory_socket.SocketMemoryStore"
+    backend = import_string(path)
     return backend(**{**store_options(store_type, config), **overrides})
 
 

@@ -1,7 +1,8 @@
 """In-process store: for development, tests and single-process use.
 
 Thread-safe, honours the TTL, and bounded: past ``max_sessions`` it evicts expired sessions, then
-the least recently used. Locks serialize the threads of this process only.
+the least recently used. Locks serialize the threads of this process only; ``memory_socket``
+serves one such store to several processes (what ``make run`` does for its web server and worker).
 """
 
 from __future__ import annotations
@@ -46,17 +47,10 @@ class _MemoryLock(Lock):
         self._store = store
 
     def renew(self) -> None:
-        with self._store._mutex:
-            token, _ = self._store._locks.get(self.key, (None, 0.0))
-            if token != self.token:
-                raise LockLost(f"lock on {self.key.session_id} was lost")
-            self._store._locks[self.key] = (self.token, time.monotonic() + self.lease)
+        self._store.renew_lock(self.key, self.token, self.lease)
 
     def release(self) -> None:
-        with self._store._mutex:
-            token, _ = self._store._locks.get(self.key, (None, 0.0))
-            if token == self.token:
-                del self._store._locks[self.key]
+        self._store.release_lock(self.key, self.token)
 
 
 class InMemoryStore(SessionStore):
@@ -168,6 +162,21 @@ class InMemoryStore(SessionStore):
             if delay is None:
                 raise SessionBusy(f"session {key.session_id} is busy")
             time.sleep(delay)
+
+    def renew_lock(self, key: SessionKey, token: str, lease: float) -> None:
+        """Extend the lease of the holder of ``token``; ``LockLost`` if it no longer holds the lock."""
+        with self._mutex:
+            held, _ = self._locks.get(key, (None, 0.0))
+            if held != token:
+                raise LockLost(f"lock on {key.session_id} was lost")
+            self._locks[key] = (token, time.monotonic() + lease)
+
+    def release_lock(self, key: SessionKey, token: str) -> None:
+        """Release the lock if the holder of ``token`` still has it."""
+        with self._mutex:
+            held, _ = self._locks.get(key, (None, 0.0))
+            if held == token:
+                del self._locks[key]
 
     def ping(self) -> None:
         return None

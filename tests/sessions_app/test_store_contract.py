@@ -1,4 +1,4 @@
-"""One contract, three backends, real services (see ``store`` in conftest)."""
+"""One contract, three backends (the in-memory one also over its socket), real services (see ``store`` in conftest)."""
 
 from __future__ import annotations
 
@@ -132,7 +132,7 @@ def test_tenants_never_see_each_other(store: SessionStore) -> None:
     assert [m.content for m in store.load(one).messages] == ["for one"]
 
 
-@pytest.mark.parametrize("kind", ["in_memory", "redis", "dynamodb"])
+@pytest.mark.parametrize("kind", ["in_memory", "in_memory_socket", "redis", "dynamodb"])
 def test_an_idle_session_expires(make_store, key: SessionKey, kind: str) -> None:
     short = make_store(kind, ttl=1)
     short.commit(key, expected_version=0, append=msgs("soon gone"), state={SHARED_SCOPE: {"k": 1}})

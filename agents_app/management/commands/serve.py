@@ -2,18 +2,25 @@
 (with an embedded beat, which runs the sweeper and the expiry purge).
 
 ``make run`` calls it. Both run as child processes; Ctrl-C (or SIGTERM) stops both, and if one
-of them dies the other is stopped too, so nothing is left running behind the terminal.
+of them dies the other is stopped too, so nothing is left running behind the terminal. With the
+``in_memory`` store, this process keeps the store and serves it to both (``memory_socket``), so
+that a run the worker executes and one the web server executes share one session.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
+
+from sessions_app.stores import build_store
+from sessions_app.stores.memory_socket import MemoryStoreServer
 
 
 class Command(BaseCommand):
@@ -24,12 +31,20 @@ class Command(BaseCommand):
         parser.add_argument("--concurrency", type=int, default=2, help="worker processes (default 2)")
 
     def handle(self, *args: Any, addrport: str, concurrency: int, **options: Any) -> None:
-        python = sys.executable
+        python, env, store_server = sys.executable, dict(os.environ), None
+        if settings.AK_SESSION["TYPE"] == "in_memory" and not settings.AK_SESSION["IN_MEMORY"]["SOCKET"]:
+            store_server = MemoryStoreServer(build_store("in_memory")).start()
+            env["AK_SESSION__IN_MEMORY__SOCKET"] = store_server.path
+            self.stdout.write("the in-memory session store is kept by this process for the server and the worker")
         children = [
             subprocess.Popen(
-                [python, "-m", "celery", "-A", "akplatform", "worker", "--beat", "--loglevel=INFO", f"-c{concurrency}"]
+                [python, "-m", "celery", "-A", "akplatform", "worker", "--beat", "--loglevel=INFO", f"-c{concurrency}"],
+                env=env,
+                cwd=settings.BASE_DIR,
             ),
-            subprocess.Popen([python, "manage.py", "runserver", addrport, "--noreload"]),
+            subprocess.Popen(
+                [python, "manage.py", "runserver", addrport, "--noreload"], env=env, cwd=settings.BASE_DIR
+            ),
         ]
         stopping = False
 
@@ -50,4 +65,6 @@ class Command(BaseCommand):
                 child.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 child.kill()
+        if store_server is not None:
+            store_server.stop()
         self.stdout.write("stopped the server and the worker")

@@ -1,0 +1,264 @@
+"""One in-memory store shared by the processes of one machine, over a Unix socket.
+
+The in-memory backend lives in one process; a web server and a Celery worker are two. ``serve``
+(what ``make run`` runs) keeps an ``InMemoryStore`` in its own process behind a
+``MemoryStoreServer`` and points its children at it with ``AK_SESSION__IN_MEMORY__SOCKET``;
+``build_store`` then gives them a ``SocketMemoryStore``, so a run queued from the web server and
+executed by the worker sees the same history, state and locks as a run executed in the request.
+
+The protocol is one JSON object a line each way, and only JSON: a request names an operation of
+the store contract and its arguments; the answer is ``{"ok": result}`` or ``{"error": name,
+"message": text}`` with the name of a store error, raised again on the client's side. The socket
+lives in a folder only its owner can enter. It is for development: nothing survives the server.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import socketserver
+import tempfile
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from sessions_app.stores import base
+from sessions_app.stores.base import (
+    DELETE,
+    SHARED_SCOPE,
+    CommitResult,
+    Lock,
+    Message,
+    SessionKey,
+    SessionStore,
+    Snapshot,
+    StoreError,
+    StoreUnavailable,
+    dumps,
+    loads,
+)
+from sessions_app.stores.memory import InMemoryStore
+
+#: Errors that cross the socket by name; anything else arrives as ``StoreError``.
+_ERRORS: dict[str, type[Exception]] = {
+    cls.__name__: cls
+    for cls in (
+        base.StoreUnavailable,
+        base.VersionConflict,
+        base.SessionBusy,
+        base.LockLost,
+        base.PayloadTooLarge,
+        StoreError,
+        TypeError,
+        ValueError,
+    )
+}
+
+
+def _message(m: Message) -> list[Any]:
+    return [m.role, m.content, m.agent, m.created_at]
+
+
+# --- the server ------------------------------------------------------------------------------------
+
+
+class MemoryStoreServer:
+    """Serves ``store`` on a Unix socket, one thread per connection, until ``stop``."""
+
+    def __init__(self, store: InMemoryStore, path: str | Path | None = None) -> None:
+        self.store = store
+        self._folder = None if path else tempfile.mkdtemp(prefix="ak-store-")  # mode 0700
+        self.path = str(path or Path(self._folder) / "store.sock")
+        operations = self._operations()
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self) -> None:
+                for line in self.rfile:
+                    self.wfile.write(orjson.dumps(_answer(operations, line)) + b"\n")
+                    self.wfile.flush()
+
+        self._server = socketserver.ThreadingUnixStreamServer(self.path, Handler)
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> MemoryStoreServer:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="memory-store", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        Path(self.path).unlink(missing_ok=True)
+        if self._folder:
+            os.rmdir(self._folder)
+
+    def _operations(self) -> dict[str, Callable[..., Any]]:
+        store = self.store
+
+        def load(key: SessionKey, scopes: Sequence[str], window: int) -> dict[str, Any]:
+            snap = store.load(key, scopes=scopes, window=window)
+            return {
+                "version": snap.version,
+                "messages": [_message(m) for m in snap.messages],
+                "offset": snap.offset,
+                "total": snap.total,
+                "role_counts": snap.role_counts,
+                "state": snap.state,
+            }
+
+        def commit(
+            key: SessionKey, expected_version: int | None, append: list[list[Any]], state: dict, run_id: str | None
+        ) -> list[Any]:
+            changes = {
+                scope: {k: DELETE if v is None else loads(v) for k, v in values.items()}
+                for scope, values in state.items()
+            }
+            messages = [Message(*m) for m in append]
+            result = store.commit(key, expected_version=expected_version, append=messages, state=changes, run_id=run_id)
+            return [result.version, result.total, result.role_counts]
+
+        return {
+            "load": load,
+            "history": lambda key, start, limit: [_message(m) for m in store.history(key, start=start, limit=limit)],
+            "commit": commit,
+            "committed": lambda key, run_id: store.committed(key, run_id),
+            "delete": lambda key: store.delete(key),
+            "acquire": lambda key, lease, wait: store.acquire(key, lease=lease, wait=wait).token,
+            "renew": lambda key, token, lease: store.renew_lock(key, token, lease),
+            "release": lambda key, token: store.release_lock(key, token),
+            "ping": lambda: store.ping(),
+        }
+
+
+def _answer(operations: Mapping[str, Callable[..., Any]], line: bytes) -> dict[str, Any]:
+    try:
+        request = orjson.loads(line)
+        operation = operations[request.pop("op")]
+        if "key" in request:
+            request["key"] = SessionKey(*request["key"])
+        return {"ok": operation(**request)}
+    except (StoreError, TypeError, ValueError, KeyError) as exc:
+        name = type(exc).__name__ if type(exc).__name__ in _ERRORS else "StoreError"
+        return {"error": name, "message": str(exc)}
+
+
+# --- the client ------------------------------------------------------------------------------------
+
+
+class _SocketLock(Lock):
+    def __init__(self, store: SocketMemoryStore, key: SessionKey, lease: float, token: str) -> None:
+        super().__init__(key, lease)
+        self.token = token
+        self._store = store
+
+    def renew(self) -> None:
+        self._store._call("renew", key=self.key, token=self.token, lease=self.lease)
+
+    def release(self) -> None:
+        self._store._call("release", key=self.key, token=self.token)
+
+
+class SocketMemoryStore(SessionStore):
+    """The ``in_memory`` backend of a process whose store another process keeps (see above).
+
+    One connection per thread, made again after a fork (a prefork worker's children) or a failure.
+    ``ttl`` and the size bound are the serving store's."""
+
+    name = "in_memory"
+
+    def __init__(self, *, socket: str, ttl: float = 0, timeout: float = 30.0) -> None:
+        super().__init__(ttl=ttl)
+        self.socket = socket
+        self.timeout = timeout
+        self._local = threading.local()
+
+    def _connection(self) -> tuple[socket.socket, Any]:
+        held = getattr(self._local, "held", None)
+        if held is not None and held[0] == os.getpid():
+            return held[1], held[2]
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        conn.settimeout(self.timeout)
+        conn.connect(self.socket)
+        self._local.held = (os.getpid(), conn, conn.makefile("rb"))
+        return conn, self._local.held[2]
+
+    def _call(self, op: str, *, timeout: float | None = None, **arguments: Any) -> Any:
+        if "key" in arguments:
+            arguments["key"] = [arguments["key"].tenant, arguments["key"].session_id]
+        request = orjson.dumps({"op": op, **arguments}) + b"\n"
+        try:
+            conn, reader = self._connection()
+            conn.settimeout(timeout or self.timeout)
+            conn.sendall(request)
+            line = reader.readline()
+            if not line:
+                raise ConnectionError("the server closed the connection")
+        except OSError as exc:
+            self.close()
+            raise StoreUnavailable(f"the in-memory store at {self.socket} does not answer: {exc}") from exc
+        answer = orjson.loads(line)
+        if "error" in answer:
+            raise _ERRORS.get(answer["error"], StoreError)(answer["message"])
+        return answer["ok"]
+
+    def load(self, key: SessionKey, *, scopes: Sequence[str] = (SHARED_SCOPE,), window: int = 50) -> Snapshot:
+        got = self._call("load", key=key, scopes=list(scopes), window=window)
+        return Snapshot(
+            version=got["version"],
+            messages=[Message(*m) for m in got["messages"]],
+            offset=got["offset"],
+            total=got["total"],
+            role_counts=got["role_counts"],
+            state=got["state"],
+        )
+
+    def history(self, key: SessionKey, *, start: int = 0, limit: int = 100) -> list[Message]:
+        return [Message(*m) for m in self._call("history", key=key, start=start, limit=limit)]
+
+    def commit(
+        self,
+        key: SessionKey,
+        *,
+        expected_version: int | None,
+        append: Sequence[Message] = (),
+        state: Mapping[str, Mapping[str, Any]] | None = None,
+        run_id: str | None = None,
+    ) -> CommitResult:
+        # Values travel encoded (``dumps`` refuses what is not JSON); None stands for DELETE.
+        changes = {
+            scope: {k: None if v is DELETE else dumps(v) for k, v in values.items()}
+            for scope, values in (state or {}).items()
+        }
+        version, total, role_counts = self._call(
+            "commit",
+            key=key,
+            expected_version=expected_version,
+            append=[_message(m) for m in append],
+            state=changes,
+            run_id=run_id,
+        )
+        return CommitResult(version, total, role_counts)
+
+    def committed(self, key: SessionKey, run_id: str) -> int | None:
+        return self._call("committed", key=key, run_id=run_id)
+
+    def delete(self, key: SessionKey) -> bool:
+        return self._call("delete", key=key)
+
+    def acquire(self, key: SessionKey, *, lease: float, wait: float) -> Lock:
+        token = self._call("acquire", key=key, lease=lease, wait=wait, timeout=wait + self.timeout)
+        return _SocketLock(self, key, lease, token)
+
+    def ping(self) -> None:
+        self._call("ping")
+
+    def close(self) -> None:
+        held = getattr(self._local, "held", None)
+        self._local.held = None
+        if held is not None and held[0] == os.getpid():
+            held[2].close()
+            held[1].close()

@@ -1,0 +1,72 @@
+"""``make run``'s platform (``manage.py serve``) with its embedded defaults: SQLite or the suite's
+database, the in-memory store, the filesystem broker and a worker in its own process.
+
+A run the worker executes and one the web server executes must share their session: the
+in-memory store is kept by ``serve`` and reached by both over its socket.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from tests import services
+from tests.conftest import _platform_database
+
+UNSET = ("AK_SESSION__TYPE", "AK_SESSION__IN_MEMORY__SOCKET", "CELERY_BROKER_URL", "CELERY_TASK_DEFAULT_QUEUE")
+
+
+def test_serve_shares_one_in_memory_session_between_the_server_and_the_worker(tmp_path: Path) -> None:
+    database_url, drop = _platform_database(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in UNSET}
+    env.update(
+        DATABASE_URL=database_url, AK_VAR_DIR=str(tmp_path / "var"), DJANGO_SETTINGS_MODULE="akplatform.settings"
+    )
+    manage = [sys.executable, str(services.ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v0"], env=env, check=True, cwd=services.ROOT)
+    made = subprocess.run(
+        [*manage, "create_tenant", "dev"], env=env, check=True, cwd=services.ROOT, capture_output=True
+    )
+    headers = {"Authorization": f"Bearer {made.stdout.decode().strip().splitlines()[-1]}"}
+    stray_control = services.ROOT / "control"
+    had_stray_control = stray_control.exists()
+    port = services.free_port()
+    server = services.Server(
+        args=[*manage, "serve", f"127.0.0.1:{port}"], port=port, cwd=tmp_path, env=env, log=tmp_path / "serve.log"
+    )
+    try:
+        server.start(timeout=60)
+        base = server.url
+
+        def run(message: str, **extra: object) -> requests.Response:
+            body = {"agent": "echo", "message": message, "session_id": "mixed", **extra}
+            return requests.post(f"{base}/run", json=body, headers=headers, timeout=30)
+
+        assert run("one").json()["result"] == "echo[turns=1]: one"
+        queued = run("two", **{"async": True})
+        assert queued.status_code == 202, queued.text
+        deadline = time.monotonic() + 60
+        while (done := requests.get(f"{base}/runs/{queued.json()['run_id']}", headers=headers, timeout=10).json())[
+            "status"
+        ] in ("queued", "running"):
+            assert time.monotonic() < deadline, f"the async run did not finish: {done}; see {server.log}"
+            time.sleep(0.1)
+        assert (done["status"], done["result"]) == ("succeeded", "echo[turns=2]: two")
+        assert run("three").json()["result"] == "echo[turns=3]: three"
+
+        history = requests.get(f"{base}/sessions/mixed/messages", headers=headers, timeout=10).json()["messages"]
+        assert [m["content"] for m in history if m["role"] == "user"] == ["one", "two", "three"]
+        assert requests.delete(f"{base}/sessions/mixed", headers=headers, timeout=10).status_code == 204
+        assert run("again").json()["result"] == "echo[turns=1]: again"
+    finally:
+        server.stop()
+        drop()
+    # The embedded broker keeps every folder it uses under AK_VAR_DIR, none in the working directory.
+    assert (tmp_path / "var" / "broker" / "control").is_dir()
+    assert not (tmp_path / "control").exists()
+    assert stray_control.exists() == had_stray_control
