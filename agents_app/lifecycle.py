@@ -22,7 +22,6 @@ serves other sessions meanwhile.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import os
@@ -41,7 +40,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from agents_app.models import Run
-from agents_app.runner import RunCancelled, Runner, RunOutcome, RunTimedOut
+from agents_app.runner import Cancellation, Every, RunCancelled, Runner, RunOutcome, RunTimedOut
 from akplatform import sql
 from sessions_app.selectors import session_key
 from sessions_app.services import session_record_commit
@@ -88,8 +87,11 @@ def run_publish(
 
     if stamp:
         Run.objects.filter(pk=run_id).update(enqueued_at=timezone.now())
+    run_id = str(run_id)
+    kwargs = {name: n for name, n in (("busy", busy), ("unavailable", unavailable)) if n}
     try:
-        execute_run.apply_async((str(run_id),), {"busy": busy, "unavailable": unavailable}, countdown=countdown)
+        # The reprs are given, not made: Celery's saferepr of the arguments cost more than the rest.
+        execute_run.apply_async((run_id,), kwargs, countdown=countdown, argsrepr=run_id, kwargsrepr=repr(kwargs))
     except Exception as exc:  # kombu raises OperationalError, socket errors, ... depending on transport
         raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
 
@@ -212,16 +214,28 @@ def _on_loop(work: Coroutine[Any, Any, T]) -> T:
     return loop.run_until_complete(work)
 
 
-@dataclass
-class _Watch:
-    lost: bool = False
-
-
 async def _execute(run: Run, key: SessionKey, worker: str, wait: float | None) -> tuple[RunOutcome, bool]:
-    """The run under a watcher that beats the heartbeat and turns a cancel into ``cancelled``."""
-    cancelled = asyncio.Event()
-    watch = _Watch()
-    watcher = asyncio.create_task(_watch(run.pk, worker, cancelled, watch))
+    """The run under a watcher that beats the heartbeat and turns a cancel into ``cancelled``.
+
+    Returns the outcome and whether the run was lost meanwhile (the sweeper gave it to another)."""
+    cancelled = Cancellation()
+    lost = False
+    beat = sync_to_async(_beat, thread_sensitive=False)
+
+    async def watch() -> bool:
+        nonlocal lost
+        try:
+            ours, cancel = await beat(run.pk, worker)
+        except Exception:  # the database blinked: the next beat tries again
+            logger.warning("run %s: heartbeat failed", run.pk, exc_info=True)
+            return True
+        if ours and not cancel:
+            return True
+        lost = not ours
+        cancelled.set()
+        return False
+
+    watcher = Every(config()["HEARTBEAT"], watch)
     try:
         outcome = await runner.execute(
             run.agent,
@@ -234,25 +248,8 @@ async def _execute(run: Run, key: SessionKey, worker: str, wait: float | None) -
             time_limit=config()["TIME_LIMIT"],
         )
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
-    return outcome, watch.lost
-
-
-async def _watch(run_id: Any, worker: str, cancelled: asyncio.Event, watch: _Watch) -> None:
-    beat = sync_to_async(_beat, thread_sensitive=False)
-    while True:
-        await asyncio.sleep(config()["HEARTBEAT"])
-        try:
-            ours, cancel = await beat(run_id, worker)
-        except Exception:  # the database blinked: the next beat tries again
-            logger.warning("run %s: heartbeat failed", run_id, exc_info=True)
-            continue
-        if not ours or cancel:
-            watch.lost = not ours
-            cancelled.set()
-            return
+        await watcher.stop()
+    return outcome, lost
 
 
 def _beat(run_id: Any, worker: str) -> tuple[bool, bool]:
@@ -301,9 +298,15 @@ def run_finish(
 ) -> bool:
     """Record how a running run ended, if ``worker`` (None: anyone) still holds it; queue its webhook.
 
-    ``total``: the session's message count after the run's commit, recorded in the same
-    transaction."""
+    ``total``: the session's message count after the run's store commit. The session's index row
+    is brought up to that commit first, whoever holds the run by now: the commit happened, and the
+    index never moves backwards, so a worker that dies between the two statements leaves a run
+    that the sweeper hands out again and whose replay records the same. Each statement commits
+    on its own (no transaction around them: on the hot path, Django's ``atomic`` cost more than a
+    second commit)."""
     now = timezone.now()
+    if total is not None:
+        session_record_commit(session=run.session, total=total, at=now)
     statement = (
         f"UPDATE {sql.table(Run)} SET status = %s, result = %s, error = %s, finished_at = %s, heartbeat_at = NULL"
         " WHERE id = %s AND status = %s"
@@ -312,14 +315,10 @@ def run_finish(
     if worker is not None:
         statement += " AND worker = %s"
         params.append(worker)
-    with transaction.atomic():
-        done = bool(sql.execute(statement, params))
-        if done and total is not None:
-            session_record_commit(session=run.session, total=total, at=now)
-        if done:
-            _after_finish(run)
+    done = bool(sql.execute(statement, params))
     if done:
         run.status, run.result, run.error, run.finished_at = status, result, error, now
+        _after_finish(run)
     return done
 
 

@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -51,6 +52,53 @@ class RunCancelled(RunStopped):
 
 class RunTimedOut(RunStopped):
     """The adapter took longer than ``time_limit``."""
+
+
+class Cancellation:
+    """Handed to ``Runner.execute`` by whoever watches a run: ``set()`` stops its adapter at the
+    adapter's next ``await`` (the run then raises ``RunCancelled`` and commits nothing)."""
+
+    def __init__(self) -> None:
+        self._set = False
+        self._adapter: asyncio.Future[Any] | None = None
+
+    def set(self) -> None:
+        self._set = True
+        if self._adapter is not None:
+            self._adapter.cancel()
+
+    def is_set(self) -> bool:
+        return self._set
+
+
+class Every:
+    """Await ``work()`` every ``interval`` seconds on the running loop, one call at a time, until
+    ``stop`` or until ``work`` returns False. A timer, not a sleeping task: a run that ends before
+    the first interval costs a timer handle, not a task to start, cancel and wait for."""
+
+    def __init__(self, interval: float, work: Callable[[], Coroutine[Any, Any, bool | None]]) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._interval, self._work = interval, work
+        self._task: asyncio.Task[None] | None = None
+        self._handle: asyncio.TimerHandle | None = self._loop.call_later(interval, self._fire)
+
+    def _fire(self) -> None:
+        self._task = self._loop.create_task(self._call())
+
+    async def _call(self) -> None:
+        again = await self._work()
+        if again is not False and self._handle is not None:
+            self._handle = self._loop.call_later(self._interval, self._fire)
+
+    async def stop(self) -> None:
+        """No more calls; a call under way is cancelled and waited for."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
 
 @dataclass(frozen=True)
@@ -114,7 +162,7 @@ class Runner:
         store: SessionStore | None = None,
         run_id: str | None = None,
         replay: bool = True,
-        cancelled: asyncio.Event | None = None,
+        cancelled: Cancellation | None = None,
         time_limit: float | None = None,
     ) -> RunOutcome:
         """Run under the session's lock and commit the exchange, or raise and commit nothing.
@@ -138,7 +186,7 @@ class Runner:
             window=self.window,
         )
         held = True
-        heartbeat = asyncio.create_task(self._keep_alive(lock))
+        keep_alive = Every(lock.lease / 3, partial(self._renew, lock))
         try:
             if run_id is not None and replay:
                 replayed = await self._io(self._replay, store, key, run_id, snapshot)
@@ -151,7 +199,7 @@ class Runner:
                 Message(role="user", content=prompt, agent=agent.name, created_at=asked_at),
                 Message(role="assistant", content=reply, agent=agent.name),
             ]
-            await _stopped(heartbeat)  # the adapter is done: the lease covers the commit
+            await keep_alive.stop()  # the adapter is done: the lease covers the commit
             commit = await self._io(
                 store.commit_and_release,
                 lock,
@@ -163,7 +211,7 @@ class Runner:
             held = False
             return RunOutcome(reply=reply, commit=commit)
         finally:
-            await _stopped(heartbeat)
+            await keep_alive.stop()
             if held:
                 with contextlib.suppress(Exception):
                     await self._io(lock.release)
@@ -185,44 +233,50 @@ class Runner:
         return RunOutcome(reply=reply, commit=commit, replayed=True)
 
     @staticmethod
-    async def _adapter(work: Coroutine[Any, Any, str], cancelled: asyncio.Event | None, limit: float | None) -> str:
+    async def _adapter(work: Coroutine[Any, Any, str], cancelled: Cancellation | None, limit: float | None) -> str:
         """Await the adapter, unless ``cancelled`` is set or ``limit`` seconds pass first."""
-        task = asyncio.ensure_future(work)
-        waiter = asyncio.ensure_future(cancelled.wait()) if cancelled is not None else None
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(work)
+        timed_out = False
+
+        def time_out() -> None:
+            nonlocal timed_out
+            timed_out = True
+            task.cancel()
+
+        timer = loop.call_later(limit, time_out) if limit is not None else None
+        if cancelled is not None:
+            cancelled._adapter = task
+            if cancelled.is_set():
+                task.cancel()
         try:
-            done, _ = await asyncio.wait(
-                {task} | ({waiter} if waiter else set()), timeout=limit, return_when="FIRST_COMPLETED"
-            )
+            reply = await task
+        except (asyncio.CancelledError, Exception):
+            if not timed_out and not (cancelled is not None and cancelled.is_set()):
+                raise  # the adapter failed, or our caller was cancelled
+            reply = ""  # the stop is what happened, however the adapter ended on its way out
         finally:
-            if waiter is not None:
-                waiter.cancel()
-        if task in done:
-            return task.result()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
+            if timer is not None:
+                timer.cancel()
+            if cancelled is not None:
+                cancelled._adapter = None
         if cancelled is not None and cancelled.is_set():
             raise RunCancelled("the run was cancelled")
-        raise RunTimedOut(f"the run took longer than {limit:g} s")
+        if timed_out:
+            raise RunTimedOut(f"the run took longer than {limit:g} s")
+        return reply
 
-    async def _keep_alive(self, lock: Lock) -> None:
-        """Renew the lease every third of it while the run goes on."""
-        while True:
-            await asyncio.sleep(lock.lease / 3)
-            try:
-                await asyncio.to_thread(lock.renew)
-            except LockLost:
-                logger.warning("lease on session %s lapsed; the commit will be refused", lock.key.session_id)
-                return
-            except Exception:  # a blip: the next beat tries again, the lease still has 2/3 left
-                logger.warning("could not renew the lease on session %s", lock.key.session_id, exc_info=True)
-
-
-async def _stopped(task: asyncio.Task[Any]) -> None:
-    """Cancel ``task`` and wait until it has stopped."""
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    @staticmethod
+    async def _renew(lock: Lock) -> bool:
+        """Renew the lease (every third of it while the run goes on); False once it is lost."""
+        try:
+            await asyncio.to_thread(lock.renew)
+        except LockLost:
+            logger.warning("lease on session %s lapsed; the commit will be refused", lock.key.session_id)
+            return False
+        except Exception:  # a blip: the next beat tries again, the lease still has 2/3 left
+            logger.warning("could not renew the lease on session %s", lock.key.session_id, exc_info=True)
+        return True
 
 
 runner = Runner()
