@@ -43,7 +43,7 @@ from agents_app.models import Run
 from agents_app.runner import Cancellation, Every, RunCancelled, Runner, RunOutcome, RunTimedOut
 from akplatform import sql
 from sessions_app.selectors import session_key
-from sessions_app.services import session_record_commit
+from sessions_app.services import session_record_commit_statement
 from sessions_app.stores.base import LockLost, SessionBusy, SessionKey, StoreError, StoreUnavailable, VersionConflict
 
 logger = logging.getLogger(__name__)
@@ -220,12 +220,11 @@ async def _execute(run: Run, key: SessionKey, worker: str, wait: float | None) -
     Returns the outcome and whether the run was lost meanwhile (the sweeper gave it to another)."""
     cancelled = Cancellation()
     lost = False
-    beat = sync_to_async(_beat, thread_sensitive=False)
 
     async def watch() -> bool:
         nonlocal lost
         try:
-            ours, cancel = await beat(run.pk, worker)
+            ours, cancel = await _beat_in_thread(run.pk, worker)
         except Exception:  # the database blinked: the next beat tries again
             logger.warning("run %s: heartbeat failed", run.pk, exc_info=True)
             return True
@@ -266,6 +265,9 @@ def _beat(run_id: Any, worker: str) -> tuple[bool, bool]:
         connection.close()
 
 
+_beat_in_thread = sync_to_async(_beat, thread_sensitive=False)
+
+
 def _still_ours(run: Run, worker: str) -> bool:
     return Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING, worker=worker).exists()
 
@@ -299,14 +301,13 @@ def run_finish(
     """Record how a running run ended, if ``worker`` (None: anyone) still holds it; queue its webhook.
 
     ``total``: the session's message count after the run's store commit. The session's index row
-    is brought up to that commit first, whoever holds the run by now: the commit happened, and the
-    index never moves backwards, so a worker that dies between the two statements leaves a run
-    that the sweeper hands out again and whose replay records the same. Each statement commits
-    on its own (no transaction around them: on the hot path, Django's ``atomic`` cost more than a
-    second commit)."""
+    is brought up to that commit whoever holds the run by now: the commit happened, and the index
+    never moves backwards. On PostgreSQL both UPDATEs are one statement (a data-modifying CTE: one
+    round trip, one WAL flush). Elsewhere the index row's UPDATE comes first and each commits on
+    its own, with no transaction around them (on SQLite, Django's ``atomic`` held the write lock
+    longer than a second commit takes): a worker that dies between them leaves a run the sweeper
+    hands out again, whose replay records the same."""
     now = timezone.now()
-    if total is not None:
-        session_record_commit(session=run.session, total=total, at=now)
     statement = (
         f"UPDATE {sql.table(Run)} SET status = %s, result = %s, error = %s, finished_at = %s, heartbeat_at = NULL"
         " WHERE id = %s AND status = %s"
@@ -315,6 +316,12 @@ def run_finish(
     if worker is not None:
         statement += " AND worker = %s"
         params.append(worker)
+    if total is not None:
+        index, index_params = session_record_commit_statement(session=run.session, total=total, at=now)
+        if connection.vendor == "postgresql":
+            statement, params = f"WITH index_row AS ({index}) {statement}", [*index_params, *params]
+        else:
+            sql.execute(index, index_params)
     done = bool(sql.execute(statement, params))
     if done:
         run.status, run.result, run.error, run.finished_at = status, result, error, now

@@ -58,7 +58,7 @@ STEPS = {
     "enqueue": "run_enqueue: agent and session rows (thread + session if new), Run INSERT, publish",
     "claim": "run_claim: UPDATE queued -> running, then the run joined with agent, session, tenant",
     "run": "the runner: lock+load (1 Redis round trip), adapter, commit+unlock (1 round trip)",
-    "finish": "run_finish: UPDATE running -> succeeded and the session's index row, one commit",
+    "finish": "run_finish: the session's index row, then UPDATE running -> succeeded, each its own commit",
 }
 
 

@@ -69,19 +69,27 @@ def session_open(*, tenant: Tenant, session_id: str | None = None, user_id: str 
 def session_record_commit(*, session: Session, total: int, at: datetime | None = None) -> None:
     """Bring the index row up to a commit the store made, in one UPDATE. Never moves counts or
     activity backwards (commits of concurrent runs may be recorded out of order)."""
+    sql.execute(*session_record_commit_statement(session=session, total=total, at=at))
+
+
+def session_record_commit_statement(
+    *, session: Session, total: int, at: datetime | None = None
+) -> tuple[str, list[Any]]:
+    """The UPDATE of ``session_record_commit`` and its parameters, for a caller that folds it into
+    a statement of its own (a run's finish on PostgreSQL)."""
     at = at or timezone.now()
     ttl = settings.AK_SESSION["TTL"]
     when = sql.prep(Session, "last_activity_at", at)
     expires_at = sql.prep(Session, "expires_at", at + timedelta(seconds=ttl) if ttl else None)
     # Every right-hand side reads the row as it was before this UPDATE (SQLite and PostgreSQL).
-    sql.execute(
+    statement = (
         f"UPDATE {sql.table(Session)} SET"
         " message_count = CASE WHEN message_count < %s THEN %s ELSE message_count END,"
         " last_activity_at = CASE WHEN last_activity_at < %s THEN %s ELSE last_activity_at END,"
         " expires_at = CASE WHEN last_activity_at < %s THEN %s ELSE expires_at END"
-        " WHERE id = %s",
-        [total, total, when, when, when, expires_at, session.pk],
+        " WHERE id = %s"
     )
+    return statement, [total, total, when, when, when, expires_at, session.pk]
 
 
 def session_delete(*, session: Session) -> None:

@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from agents_app.lifecycle import Step, run_cancel, run_execute, run_sweep
+from agents_app.lifecycle import Step, run_cancel, run_claim, run_execute, run_finish, run_sweep
 from agents_app.models import Run
 from agents_app.services import agent_create, run_enqueue
 from agents_app.webhooks import webhook_sign, webhook_verify
@@ -52,6 +52,21 @@ def test_a_worker_runs_a_queued_run_once(queued) -> None:
     assert run_execute(run_id=str(run.pk), worker="another@host") is Step.SKIPPED  # a duplicate delivery
     assert history(run) == ["hello", "echo[turns=1]: hello"]
     assert run.session.__class__.objects.get(pk=run.session.pk).message_count == 2
+
+
+def test_a_finish_records_the_commit_on_the_index_but_only_the_holder_finishes_the_run(queued) -> None:
+    run = queued("late")
+    claimed = run_claim(run_id=str(run.pk), worker=WORKER)
+    Run.objects.filter(pk=run.pk).update(worker="other@host")  # the sweeper gave it to another worker
+    assert not run_finish(claimed, worker=WORKER, status="succeeded", result="late reply", total=2)
+    run.refresh_from_db()
+    assert (run.status, run.result) == ("running", None)  # the run is the other worker's to finish
+    session = run.session.__class__.objects.get(pk=run.session.pk)
+    assert session.message_count == 2 and session.last_activity_at is not None  # the store commit happened
+    assert run_finish(claimed, worker="other@host", status="succeeded", result="reply", total=1)
+    run.refresh_from_db()
+    assert (run.status, run.result) == ("succeeded", "reply")
+    assert run.session.__class__.objects.get(pk=run.session.pk).message_count == 2  # never backwards
 
 
 def test_a_run_that_committed_before_its_worker_died_is_replayed_not_rerun(queued) -> None:

@@ -1,11 +1,15 @@
 """A tenant's operator, in a real browser: logs in, finds a thread, reads, exports and deletes it.
 
-Also writes the README's screenshots: docs/screenshots/{home,threads,thread}.png.
+Also takes the README's screenshots (home, threads, thread): into docs/screenshots/ with
+``AK_UPDATE_SCREENSHOTS=1``, else into the test's temporary folder, so a test run leaves the
+checkout as it found it.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -23,7 +27,7 @@ from sessions_app.services import tenant_create, tenant_staff_add
 from sessions_app.stores import get_store
 from tests import services
 
-SCREENSHOTS = services.ROOT / "docs" / "screenshots"
+README_SCREENSHOTS = services.ROOT / "docs" / "screenshots"
 PASSWORD = "operator-pass-123"
 
 CONVERSATIONS = [
@@ -68,10 +72,11 @@ def seed() -> tuple[Session, Session]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_operator_finds_reads_exports_and_deletes_a_thread(live_server, browser) -> None:
+def test_operator_finds_reads_exports_and_deletes_a_thread(live_server, browser, tmp_path: Path) -> None:
     target, other = seed()
     wait = WebDriverWait(browser, 15)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shots = README_SCREENSHOTS if os.environ.get("AK_UPDATE_SCREENSHOTS") == "1" else tmp_path
+    shots.mkdir(parents=True, exist_ok=True)
 
     # Log in: the home page counts acme's runs and errors, and nothing of globex.
     browser.get(f"{live_server.url}/admin/login/")
@@ -84,7 +89,7 @@ def test_operator_finds_reads_exports_and_deletes_a_thread(live_server, browser)
     assert browser.find_element(By.CSS_SELECTOR, '#runs-by-status [data-status="failed"] .figure').text == "1"
     assert "StoreUnavailable" in browser.find_element(By.ID, "recent-errors").text
     assert "globex" not in browser.page_source
-    browser.save_screenshot(str(SCREENSHOTS / "home.png"))
+    browser.save_screenshot(str(shots / "home.png"))
 
     # The thread list: acme's five threads; find alice's.
     browser.find_element(By.LINK_TEXT, "Threads").click()
@@ -92,7 +97,7 @@ def test_operator_finds_reads_exports_and_deletes_a_thread(live_server, browser)
     rows = browser.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
     assert len(rows) == len(CONVERSATIONS)
     assert "gina-of-globex" not in browser.page_source
-    browser.save_screenshot(str(SCREENSHOTS / "threads.png"))
+    browser.save_screenshot(str(shots / "threads.png"))
     search = browser.find_element(By.ID, "searchbar")
     search.send_keys("alice@example.com", Keys.ENTER)
     wait.until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, "#changelist-search .small"), "2 results"))
@@ -113,7 +118,7 @@ def test_operator_finds_reads_exports_and_deletes_a_thread(live_server, browser)
     state = browser.find_element(By.ID, "thread-state").text
     assert "customer" in state and "last_intent" in state
     assert len(browser.find_elements(By.CSS_SELECTOR, "#thread-runs tr.run")) == 3
-    browser.save_screenshot(str(SCREENSHOTS / "thread.png"))
+    browser.save_screenshot(str(shots / "thread.png"))
 
     # Export: the JSON the link serves, fetched by the browser with the operator's session.
     href = browser.find_element(By.ID, "export-json").get_attribute("href")
@@ -149,3 +154,5 @@ def test_operator_finds_reads_exports_and_deletes_a_thread(live_server, browser)
     assert status == 404
     browser.get(other_url)
     assert "not_found" in browser.page_source and "globex secret" not in browser.page_source
+    for name in ("home", "threads", "thread"):
+        assert (shots / f"{name}.png").read_bytes().startswith(b"\x89PNG")
