@@ -70,6 +70,12 @@ class Cancellation:
     def is_set(self) -> bool:
         return self._set
 
+    def attach(self, adapter: asyncio.Future[Any] | None) -> None:
+        """The adapter's task to cancel when set (at once if it is set already); None: no more."""
+        self._adapter = adapter
+        if adapter is not None and self._set:
+            adapter.cancel()
+
 
 class Every:
     """Await ``work()`` every ``interval`` seconds on the running loop, one call at a time, until
@@ -246,9 +252,7 @@ class Runner:
 
         timer = loop.call_later(limit, time_out) if limit is not None else None
         if cancelled is not None:
-            cancelled._adapter = task
-            if cancelled.is_set():
-                task.cancel()
+            cancelled.attach(task)
         try:
             reply = await task
         except (asyncio.CancelledError, Exception):
@@ -259,7 +263,7 @@ class Runner:
             if timer is not None:
                 timer.cancel()
             if cancelled is not None:
-                cancelled._adapter = None
+                cancelled.attach(None)
         if cancelled is not None and cancelled.is_set():
             raise RunCancelled("the run was cancelled")
         if timed_out:

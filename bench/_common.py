@@ -74,6 +74,24 @@ def moto_url(log: Log) -> Iterator[str]:
             server.stop()
 
 
+def group_cpu_seconds(groups: Sequence[int]) -> float:
+    """CPU seconds (user + system) that the live processes of these process groups have used so
+    far, read from ``/proc`` (Linux): a worker started in a session of its own and its pool."""
+    ticks, wanted = os.sysconf("SC_CLK_TCK"), set(groups)
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:  # it ended meanwhile
+            continue
+        if int(fields[2]) in wanted:  # pgrp; then utime and stime at 11 and 12
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
 # --- data ----------------------------------------------------------------------------------------
 
 

@@ -14,7 +14,10 @@ processes each, late acks, prefetch 1):
 
 It prints runs/s and tasks/s, their ratio (goal: at least 0.5), and the p50 and p99 latency of
 each, then stops everything it started. The two sides take turns ``--rounds`` times (default 3)
-and the verdict is the median ratio: on a shared machine one round can be a quarter off.
+and the verdict is the median ratio: on a shared machine one round can be a quarter off. Beside
+each side's rate it prints the CPU its workers (main processes and pools) and its enqueuing
+clients spent per run, read from ``/proc``: on a machine that the bench saturates, that ratio is
+the one throughput follows, and it says which side of the queue the cost is on.
 
     .venv/bin/python bench/queue.py [--runs 500] [--sessions 50] [--workers 2] [--concurrency 2]
                                     [--clients 4] [--rate R] [--rounds 3]
@@ -48,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-from _common import ROOT, Log, median, percentile, redis_url, table
+from _common import ROOT, Log, group_cpu_seconds, median, percentile, redis_url, table
 
 from tests import services
 
@@ -61,10 +64,18 @@ class Result:
     count: int
     seconds: float
     latencies: list[float]
+    #: CPU seconds the workers (main processes and pools) and the enqueuing clients used.
+    worker_cpu: float = 0.0
+    client_cpu: float = 0.0
 
     @property
     def per_second(self) -> float:
         return self.count / self.seconds
+
+    @property
+    def cpu_ms(self) -> float:
+        """Workers' and clients' CPU per run, in ms (the broker's and the store's servers aside)."""
+        return (self.worker_cpu + self.client_cpu) / self.count * 1000
 
 
 def platform_env(directory: Path, redis: str, queue: str) -> dict[str, str]:
@@ -95,8 +106,10 @@ def platform_env(directory: Path, redis: str, queue: str) -> dict[str, str]:
 
 def start_workers(
     stack: ExitStack, app: str, concurrency: int, *, env: dict[str, str], workers: int, log: Path
-) -> None:
-    """Start the workers (logging warnings only, as in production) and wait until all answer a ping."""
+) -> list[int]:
+    """Start the workers (logging warnings only, as in production) and wait until all answer a
+    ping. Returns their process groups (each worker and its pool)."""
+    groups = []
     for i in range(workers):
         process = services.Process(
             args=[*worker_args(app, concurrency), f"--hostname=bench{i}-{uuid.uuid4().hex[:4]}@%h"],
@@ -105,12 +118,13 @@ def start_workers(
             env=env,
         ).start()
         stack.callback(process.stop)
+        groups.append(process.proc.pid)  # started in a session of its own: its pid is its group
     deadline = time.monotonic() + 90
     while True:
         ping = [sys.executable, "-m", "celery", "-A", app, "inspect", "ping", "--timeout=1", "--json"]
         out = subprocess.run(ping, cwd=ROOT, env=env, capture_output=True, text=True).stdout
         if out.count('"ok"') >= workers:
-            return
+            return groups
         if time.monotonic() > deadline:
             raise SystemExit(f"{app}: {workers} workers did not answer in 90 s; logs in {log.parent}")
         time.sleep(0.5)
@@ -140,15 +154,17 @@ def bench_platform(
         directory = Path(tmp)
         env = platform_env(directory, redis, f"bench-{uuid.uuid4().hex[:8]}")
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-        start_workers(stack, "akplatform", concurrency, env=env, workers=workers, log=directory / "w")
+        groups = start_workers(stack, "akplatform", concurrency, env=env, workers=workers, log=directory / "w")
         log(f"platform: {workers} workers x {concurrency} ready; enqueueing {runs} runs over {sessions} sessions")
+        worker_cpu = group_cpu_seconds(groups)
         # The enqueuing and the measuring happen in a child with the bench database's settings.
         code = _PLATFORM_DRIVER.format(runs=runs, sessions=sessions, clients=clients, rate=rate)
         out = subprocess.run(
             [sys.executable, "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, text=True
         ).stdout
-    seconds, *latencies = (float(x) for x in out.split())
-    return Result("platform: echo run", runs, seconds, latencies)
+        worker_cpu = group_cpu_seconds(groups) - worker_cpu
+    seconds, client_cpu, *latencies = (float(x) for x in out.split())
+    return Result("platform: echo run", runs, seconds, latencies, worker_cpu, client_cpu)
 
 
 _PLATFORM_DRIVER = """
@@ -170,9 +186,10 @@ def client(first):
         run_enqueue(tenant=tenant, agent_name="echo", message=f"m{{n}}", session_id=f"s{{n % {sessions}}}")
     connection.close()
 
-started = time.time()
+started, cpu = time.time(), time.process_time()
 with ThreadPoolExecutor({clients}) as pool:
     list(pool.map(client, range({clients})))
+cpu = time.process_time() - cpu
 deadline = time.time() + 600
 while Run.objects.exclude(status__in=Run.FINISHED).exists():
     if time.time() > deadline:
@@ -183,7 +200,7 @@ bad = [status for status, _, _ in rows if status != "succeeded"]
 if bad:
     raise SystemExit(f"{{len(bad)}} runs did not succeed: {{set(bad)}}")
 last = max(finished for _, _, finished in rows).timestamp()
-print(last - started, *[(finished - created).total_seconds() for _, created, finished in rows])
+print(last - started, cpu, *[(finished - created).total_seconds() for _, created, finished in rows])
 """
 
 
@@ -200,7 +217,7 @@ def bench_noop(
             # One queue for every round: the no-op app is imported (and bound to its queue) once.
             "NOOP_QUEUE": os.environ.get("NOOP_QUEUE") or f"noop-{uuid.uuid4().hex[:8]}",
         }
-        start_workers(stack, "noop_app", concurrency, env=env, workers=workers, log=Path(tmp) / "n")
+        groups = start_workers(stack, "noop_app", concurrency, env=env, workers=workers, log=Path(tmp) / "n")
         log(f"baseline: {workers} workers x {concurrency} ready; sending {tasks} no-op tasks")
         os.environ.update({k: env[k] for k in ("NOOP_BROKER_URL", "NOOP_RESULTS_URL", "NOOP_QUEUE")})
         sys.path.append(str(ROOT / "bench" / "baseline"))
@@ -216,18 +233,22 @@ def bench_noop(
                 sent[n] = time.time()
                 noop.delay(key, n)
 
-        started = time.time()
+        worker_cpu = group_cpu_seconds(groups)
+        started, client_cpu = time.time(), time.process_time()
         with ThreadPoolExecutor(clients) as pool:
             list(pool.map(client, range(clients)))
+        client_cpu = time.process_time() - client_cpu
         deadline = time.time() + 600
         while results.hlen(key) < tasks:
             if time.time() > deadline:
                 raise SystemExit("no-op tasks did not finish in 600 s")
             time.sleep(0.02)
+        worker_cpu = group_cpu_seconds(groups) - worker_cpu
         finished = {int(k): float(v) for k, v in results.hgetall(key).items()}
         results.delete(key)
     seconds = max(finished.values()) - started
-    return Result("baseline: Celery no-op", tasks, seconds, [finished[n] - sent[n] for n in range(tasks)])
+    latencies = [finished[n] - sent[n] for n in range(tasks)]
+    return Result("baseline: Celery no-op", tasks, seconds, latencies, worker_cpu, client_cpu)
 
 
 def report(rounds: Sequence[tuple[Result, Result]], *, rate: float = 0) -> None:
@@ -238,11 +259,14 @@ def report(rounds: Sequence[tuple[Result, Result]], *, rate: float = 0) -> None:
             f"{r.per_second:,.1f}",
             f"{percentile(r.latencies, 0.5) * 1000:,.1f}",
             f"{percentile(r.latencies, 0.99) * 1000:,.1f}",
+            f"{r.worker_cpu / r.count * 1000:.2f}",
+            f"{r.client_cpu / r.count * 1000:.2f}",
         ]
         for n, pair in enumerate(rounds, start=1)
         for r in pair
     ]
-    print(table(["", "count", "per second", "latency p50 ms", "latency p99 ms"], rows))
+    headers = ["", "count", "per second", "latency p50 ms", "latency p99 ms", "worker CPU ms", "client CPU ms"]
+    print(table(headers, rows))
     print("")
     if rate:
         print(f"both sides offered {rate:g}/s: latency at that load; no throughput verdict (run without --rate)")
@@ -252,6 +276,8 @@ def report(rounds: Sequence[tuple[Result, Result]], *, rate: float = 0) -> None:
     verdict = "ok" if ratio >= GOAL else "BELOW GOAL"
     each = f" (rounds: {', '.join(f'{r:.2f}' for r in ratios)})" if len(ratios) > 1 else ""
     print(f"throughput ratio (platform / bare Celery): {ratio:.2f}{each} ({verdict}: goal >= {GOAL})")
+    cpu = median([baseline.cpu_ms / platform.cpu_ms for platform, baseline in rounds])
+    print(f"CPU per bare task / CPU per run (workers and clients): {cpu:.2f}, what a CPU-bound machine allows")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
