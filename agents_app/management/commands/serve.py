@@ -35,7 +35,10 @@ class Command(BaseCommand):
         if settings.AK_SESSION["TYPE"] == "in_memory" and not settings.AK_SESSION["IN_MEMORY"]["SOCKET"]:
             store_server = MemoryStoreServer(build_store("in_memory")).start()
             env["AK_SESSION__IN_MEMORY__SOCKET"] = store_server.path
-            self.stdout.write("the in-memory session store is kept by this process for the server and the worker")
+            self.stdout.write(
+                "the in-memory session store is kept by this process for the server and the worker;"
+                f" AK_SESSION__IN_MEMORY__SOCKET={store_server.path} lets another (manage.py chat) share it"
+            )
         children = [
             subprocess.Popen(
                 [python, "-m", "celery", "-A", "akplatform", "worker", "--beat", "--loglevel=INFO", f"-c{concurrency}"],
