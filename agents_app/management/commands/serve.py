@@ -24,7 +24,10 @@ from sessions_app.stores.memory_socket import MemoryStoreServer
 
 
 class Command(BaseCommand):
-    help = "Serve the API and admin (runserver) and run a Celery worker with its beat (the sweeper); Ctrl-C stops both."
+    help = (
+        "Serve the API and admin (runserver) and run a Celery worker with its beat (the sweeper); with the"
+        " in-memory store, keep it here and share it with both. Ctrl-C stops both."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000")
