@@ -6,13 +6,14 @@ run as ``python bench/<name>.py`` may import the project's modules right after i
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -90,6 +91,42 @@ def group_cpu_seconds(groups: Sequence[int]) -> float:
         if int(fields[2]) in wanted:  # pgrp; then utime and stime at 11 and 12
             total += int(fields[11]) + int(fields[12])
     return total / ticks
+
+
+def run_clients(
+    work: Callable[[int, float], None], clients: int, *, warm: Callable[[int], None] | None = None
+) -> tuple[float, float]:
+    """Run ``work(n, released)`` for ``n`` in ``range(clients)``, each in a forked process, all
+    released together (``released``: ``time.time()`` then), as that many web processes would send
+    requests; threads of one process would take turns on its GIL. Each first runs ``warm(n)``,
+    unmeasured: a web process serves many requests, so its imports are done and its connections
+    open. Returns when they were released and the CPU seconds they used from then on.
+
+    Fork before opening connections: the caller's database and broker connections are not
+    shared with the children (Django and kombu open their own in each)."""
+    context = multiprocessing.get_context("fork")
+    ready = context.Barrier(clients + 1)
+    cpu = context.Array("d", clients)
+
+    def client(n: int) -> None:
+        if warm is not None:
+            warm(n)
+        ready.wait()
+        began = time.process_time()
+        work(n, time.time())
+        cpu[n] = time.process_time() - began
+
+    processes = [context.Process(target=client, args=(n,), daemon=True) for n in range(clients)]
+    for process in processes:
+        process.start()
+    ready.wait(timeout=120)
+    started = time.time()
+    for process in processes:
+        process.join()
+    failed = [p.exitcode for p in processes if p.exitcode]
+    if failed:
+        raise SystemExit(f"{len(failed)} client processes failed (exit codes {failed})")
+    return started, sum(cpu)
 
 
 # --- data ----------------------------------------------------------------------------------------

@@ -26,6 +26,6 @@ _finished = redis.Redis.from_url(os.environ["NOOP_RESULTS_URL"])
 
 
 @app.task(name="noop")
-def noop(key: str, number: int) -> None:
-    """Do nothing but say when: HSET key number <finish time>."""
-    _finished.hset(key, number, repr(time.time()))
+def noop(key: str, number: int, sent: float) -> None:
+    """Do nothing but say when: HSET key number "<sent> <finished>" (times since the epoch)."""
+    _finished.hset(key, number, f"{sent!r} {time.time()!r}")
