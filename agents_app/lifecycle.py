@@ -127,18 +127,20 @@ def unavailable_delay(unavailable: int) -> float:
 
 
 def run_claim(*, run_id: str, worker: str) -> Run | None:
-    """Take a queued run (``queued → running``); None if it is not queued any more."""
+    """Take a queued run (``queued → running``) and read it with its agent, session and tenant,
+    in one statement; None if it is not queued any more (or a cancel was asked for)."""
     now = sql.prep(Run, "started_at", timezone.now())
-    taken = sql.execute(
-        f"UPDATE {sql.table(Run)} SET status = %s, worker = %s, started_at = %s, heartbeat_at = %s,"
-        " attempts = attempts + 1 WHERE id = %s AND status = %s AND cancel_requested_at IS NULL",
-        [Run.Status.RUNNING, worker, now, now, sql.prep(Run, "id", run_id), Run.Status.QUEUED],
+    run = sql.update_returning(
+        Run,
+        "status = %s, worker = %s, started_at = %s, heartbeat_at = %s, attempts = attempts + 1",
+        [Run.Status.RUNNING, worker, now, now],
+        related=("agent", "session", "tenant"),
+        id=run_id,
+        status=Run.Status.QUEUED,
+        cancel_requested_at__isnull=True,
     )
-    if not taken:
-        return None
-    run = sql.fetch(Run, related=("agent", "session", "tenant"), id=run_id)
-    assert run is not None  # a claimed run is not deleted before it finishes
-    run.session.tenant = run.tenant  # the same row: spare the query session_key would make
+    if run is not None:
+        run.session.tenant = run.tenant  # the same row: spare the query session_key would make
     return run
 
 

@@ -72,3 +72,50 @@ def test_execute_returns_the_rows_changed(alice, session):
     assert changed == 1
     assert Session.objects.get(pk=session.pk).message_count == 7
     assert sql.execute(f"UPDATE {sql.table(Session)} SET message_count = 1 WHERE id = %s", [session.pk + 99]) == 0
+
+
+def test_update_returning_gives_the_row_as_updated_with_its_related_rows(alice, session):
+    agent = Agent.objects.create(tenant=alice.tenant, name="cfg", framework="echo", config={"k": [1, None]})
+    made = Run.objects.create(tenant=alice.tenant, session=session, agent=agent, message="hi", attempts=1)
+    now = timezone.now()
+
+    run = sql.update_returning(
+        Run,
+        "status = %s, started_at = %s, attempts = attempts + 1",
+        ["running", sql.prep(Run, "started_at", now)],
+        related=("agent", "session", "tenant"),
+        id=str(made.pk),
+        status="queued",
+        cancel_requested_at__isnull=True,
+    )
+
+    expected = Run.objects.select_related("agent", "session", "tenant").get(pk=made.pk)
+    assert (expected.status, expected.attempts, expected.started_at) == ("running", 2, now)
+    for field in Run._meta.concrete_fields:
+        assert getattr(run, field.attname) == getattr(expected, field.attname), field.name
+    for name in ("agent", "session", "tenant"):
+        for field in getattr(Run, name).field.related_model._meta.concrete_fields:
+            assert getattr(getattr(run, name), field.attname) == getattr(getattr(expected, name), field.attname)
+    assert run.agent.config == {"k": [1, None]}
+    assert run.started_at.tzinfo is not None
+
+
+def test_update_returning_changes_nothing_when_a_condition_fails(alice, session):
+    agent = Agent.objects.create(tenant=alice.tenant, name="a", framework="echo")
+    made = Run.objects.create(tenant=alice.tenant, session=session, agent=agent, message="hi")
+    Run.objects.filter(pk=made.pk).update(cancel_requested_at=timezone.now())
+
+    changed = sql.update_returning(
+        Run, "status = %s", ["running"], id=str(made.pk), status="queued", cancel_requested_at__isnull=True
+    )
+
+    assert changed is None
+    assert Run.objects.get(pk=made.pk).status == "queued"
+    assert sql.fetch(Run, id=str(made.pk), cancel_requested_at__isnull=True) is None
+
+
+def test_statements_are_seen_by_whatever_watches_queries(alice, session, django_assert_num_queries):
+    with django_assert_num_queries(2) as captured:
+        sql.fetch(Session, tenant_id=alice.tenant.pk, session_id="s-1")
+        sql.execute(f"UPDATE {sql.table(Session)} SET message_count = 3 WHERE id = %s", [session.pk])
+    assert "UPDATE" in captured.captured_queries[1]["sql"]
