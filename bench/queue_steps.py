@@ -56,7 +56,7 @@ print(*(steps[name] / {runs} * 1000 for name in steps))
 
 STEPS = {
     "enqueue": "run_enqueue: agent and session rows (thread + session if new), Run INSERT, publish",
-    "claim": "run_claim: UPDATE queued -> running, then the run joined with agent, session, tenant",
+    "claim": "run_claim: UPDATE queued -> running RETURNING the run with its agent, session, tenant",
     "run": "the runner: lock+load (1 Redis round trip), adapter, commit+unlock (1 round trip)",
     "finish": "run_finish: the session's index row, then UPDATE running -> succeeded, each its own commit",
 }
