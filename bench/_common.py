@@ -75,11 +75,12 @@ def moto_url(log: Log) -> Iterator[str]:
             server.stop()
 
 
-def group_cpu_seconds(groups: Sequence[int]) -> float:
+def group_cpu_seconds(groups: Sequence[int]) -> tuple[float, float]:
     """CPU seconds (user + system) that the live processes of these process groups have used so
-    far, read from ``/proc`` (Linux): a worker started in a session of its own and its pool."""
+    far, read from ``/proc`` (Linux): (the groups' leaders, the rest). A worker started in a session
+    of its own leads its group: its main process (the broker's consumer) and then its pool."""
     ticks, wanted = os.sysconf("SC_CLK_TCK"), set(groups)
-    total = 0
+    leaders = others = 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -89,8 +90,18 @@ def group_cpu_seconds(groups: Sequence[int]) -> float:
         except OSError:  # it ended meanwhile
             continue
         if int(fields[2]) in wanted:  # pgrp; then utime and stime at 11 and 12
-            total += int(fields[11]) + int(fields[12])
-    return total / ticks
+            used = int(fields[11]) + int(fields[12])
+            if int(entry) in wanted:
+                leaders += used
+            else:
+                others += used
+    return leaders / ticks, others / ticks
+
+
+def group_cpu_since(groups: Sequence[int], before: tuple[float, float]) -> tuple[float, float]:
+    """What ``group_cpu_seconds`` adds up to now less what it did at ``before``."""
+    leaders, others = group_cpu_seconds(groups)
+    return leaders - before[0], others - before[1]
 
 
 def run_clients(

@@ -19,9 +19,10 @@ connections when the clock starts).
 It prints runs/s and tasks/s, their ratio (goal: at least 0.5), and the p50 and p99 latency of
 each, then stops everything it started. The two sides take turns ``--rounds`` times (default 3)
 and the verdict is the median ratio: on a shared machine one round can be a quarter off. Beside
-each side's rate it prints the CPU its workers (main processes and pools) and its enqueuing
-clients spent per run, read from ``/proc``: on a machine that the bench saturates, that ratio is
-the one throughput follows, and it says which side of the queue the cost is on.
+each side's rate it prints the CPU spent per run, read from ``/proc``, by the workers' main
+processes (the broker's consumers, which hand tasks to the pool and ack them), by their pools
+(where the tasks run) and by the enqueuing clients: on a machine that the bench saturates, that
+ratio is the one throughput follows, and it says which process the cost is in.
 
     .venv/bin/python bench/queue.py [--runs 500] [--sessions 50] [--workers 2] [--concurrency 2]
                                     [--clients 4] [--rate R] [--rounds 3]
@@ -54,7 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-from _common import ROOT, Log, group_cpu_seconds, median, percentile, redis_url, run_clients, table
+from _common import ROOT, Log, group_cpu_seconds, group_cpu_since, median, percentile, redis_url, run_clients, table
 
 from tests import services
 
@@ -67,8 +68,10 @@ class Result:
     count: int
     seconds: float
     latencies: list[float]
-    #: CPU seconds the workers (main processes and pools) and the enqueuing clients used.
-    worker_cpu: float = 0.0
+    #: CPU seconds the workers' main processes (the broker's consumers), their pools (where the
+    #: tasks run) and the enqueuing clients used.
+    main_cpu: float = 0.0
+    pool_cpu: float = 0.0
     client_cpu: float = 0.0
 
     @property
@@ -78,7 +81,10 @@ class Result:
     @property
     def cpu_ms(self) -> float:
         """Workers' and clients' CPU per run, in ms (the broker's and the store's servers aside)."""
-        return (self.worker_cpu + self.client_cpu) / self.count * 1000
+        return (self.main_cpu + self.pool_cpu + self.client_cpu) / self.count * 1000
+
+    def ms_per_item(self, seconds: float) -> str:
+        return f"{seconds / self.count * 1000:.2f}"
 
 
 def platform_env(directory: Path, redis: str, queue: str) -> dict[str, str]:
@@ -159,15 +165,15 @@ def bench_platform(
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
         groups = start_workers(stack, "akplatform", concurrency, env=env, workers=workers, log=directory / "w")
         log(f"platform: {workers} workers x {concurrency} ready; enqueueing {runs} runs over {sessions} sessions")
-        worker_cpu = group_cpu_seconds(groups)
+        cpu_before = group_cpu_seconds(groups)
         # The enqueuing and the measuring happen in a child with the bench database's settings.
         code = _PLATFORM_DRIVER.format(runs=runs, sessions=sessions, clients=clients, rate=rate)
         out = subprocess.run(
             [sys.executable, "-c", code], cwd=ROOT, env=env, check=True, stdout=subprocess.PIPE, text=True
         ).stdout
-        worker_cpu = group_cpu_seconds(groups) - worker_cpu
+        main_cpu, pool_cpu = group_cpu_since(groups, cpu_before)
     seconds, client_cpu, *latencies = (float(x) for x in out.split())
-    return Result("platform: echo run", runs, seconds, latencies, worker_cpu, client_cpu)
+    return Result("platform: echo run", runs, seconds, latencies, main_cpu, pool_cpu, client_cpu)
 
 
 _PLATFORM_DRIVER = """
@@ -241,19 +247,19 @@ def bench_noop(
         def warm(n: int) -> None:  # each client's first task, not counted
             noop.delay(f"{key}:warm", n, time.time())
 
-        worker_cpu = group_cpu_seconds(groups)
+        cpu_before = group_cpu_seconds(groups)
         started, client_cpu = run_clients(client, clients, warm=warm)
         deadline = time.time() + 600
         while results.hlen(key) < tasks:
             if time.time() > deadline:
                 raise SystemExit("no-op tasks did not finish in 600 s")
             time.sleep(0.02)
-        worker_cpu = group_cpu_seconds(groups) - worker_cpu
+        main_cpu, pool_cpu = group_cpu_since(groups, cpu_before)
         times = [tuple(map(float, v.split())) for v in results.hvals(key)]  # (sent, finished) per task
         results.delete(key, f"{key}:warm")
     seconds = max(finished for _, finished in times) - started
     latencies = [finished - sent for sent, finished in times]
-    return Result("baseline: Celery no-op", tasks, seconds, latencies, worker_cpu, client_cpu)
+    return Result("baseline: Celery no-op", tasks, seconds, latencies, main_cpu, pool_cpu, client_cpu)
 
 
 def report(rounds: Sequence[tuple[Result, Result]], *, rate: float = 0) -> None:
@@ -264,13 +270,14 @@ def report(rounds: Sequence[tuple[Result, Result]], *, rate: float = 0) -> None:
             f"{r.per_second:,.1f}",
             f"{percentile(r.latencies, 0.5) * 1000:,.1f}",
             f"{percentile(r.latencies, 0.99) * 1000:,.1f}",
-            f"{r.worker_cpu / r.count * 1000:.2f}",
-            f"{r.client_cpu / r.count * 1000:.2f}",
+            r.ms_per_item(r.main_cpu),
+            r.ms_per_item(r.pool_cpu),
+            r.ms_per_item(r.client_cpu),
         ]
         for n, pair in enumerate(rounds, start=1)
         for r in pair
     ]
-    headers = ["", "count", "per second", "latency p50 ms", "latency p99 ms", "worker CPU ms", "client CPU ms"]
+    headers = ["", "count", "per second", "latency p50 ms", "latency p99 ms", "CPU ms: worker main", "pool", "clients"]
     print(table(headers, rows))
     print("")
     if rate:
