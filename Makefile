@@ -23,7 +23,7 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(BIN)/python
 
 run: $(VENV)/.installed
 	$(BIN)/python manage.py migrate --noinput -v0
-	$(BIN)/python manage.py ensure_demo
+	$(BIN)/python manage.py ensure_demo --url http://$(HOST):$(PORT)
 	@echo "serving on http://$(HOST):$(PORT) with a Celery worker; Ctrl-C stops both"
 	$(BIN)/python manage.py serve $(HOST):$(PORT)
 

@@ -1,4 +1,4 @@
-"""create_tenant and chat, run as users run them."""
+"""create_tenant, ensure_demo and chat, run as users run them."""
 
 from __future__ import annotations
 
@@ -80,3 +80,16 @@ def test_chat_names_a_missing_tenant_or_agent(db, monkeypatch) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO("hi\n"))
     with pytest.raises(CommandError, match="no agent"):
         call_command("chat", "--agent", "ghost", stdout=io.StringIO())
+
+
+def test_ensure_demo_prints_a_working_key_and_where_the_server_listens(db) -> None:
+    out = io.StringIO()
+    call_command("ensure_demo", "--url", "http://127.0.0.1:8765/", stdout=out)
+    lines = dict(line.split(":", 1) for line in out.getvalue().splitlines())
+    assert "http://127.0.0.1:8765/admin/" in lines["admin login"]
+    assert "curl -s -X POST http://127.0.0.1:8765/run " in lines["try"]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {lines['API key'].strip()}")
+    response = client.post("/run", {"agent": "echo", "message": "hi"}, format="json")
+    assert response.status_code == 200, response.content
+    assert Tenant.objects.get(slug="demo").name == "Demo"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 
 from sessions_app.services import api_key_issue, tenant_create
 
@@ -17,7 +17,13 @@ ADMIN_PASSWORD = "admin"
 class Command(BaseCommand):
     help = "Make sure the demo tenant, an API key for it and an admin login exist, and print them."
 
-    def handle(self, *args: Any, **options: Any) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--url", default="http://127.0.0.1:8000", help="where the server listens, for the printed links"
+        )
+
+    def handle(self, *args: Any, url: str, **options: Any) -> None:
+        url = url.rstrip("/")
         tenant, _ = tenant_create(slug=DEMO_TENANT, name="Demo")
         _, raw = api_key_issue(tenant=tenant, name="make run")
         users = get_user_model().objects
@@ -31,8 +37,8 @@ class Command(BaseCommand):
                 [
                     f"demo tenant:  {tenant.slug}",
                     f"API key:      {raw}",
-                    f"admin login:  {login}  at http://127.0.0.1:8000/admin/",
-                    "try:  curl -s -X POST http://127.0.0.1:8000/run -H 'Authorization: Bearer "
+                    f"admin login:  {login}  at {url}/admin/",
+                    f"try:  curl -s -X POST {url}/run -H 'Authorization: Bearer "
                     f'{raw}\' -H \'Content-Type: application/json\' -d \'{{"agent": "echo", "message": "hi"}}\'',
                 ]
             )
