@@ -78,7 +78,7 @@ def moto_url(log: Log) -> Iterator[str]:
 def group_cpu_seconds(groups: Sequence[int]) -> tuple[float, float]:
     """CPU seconds (user + system) that the live processes of these process groups have used so
     far, read from ``/proc`` (Linux): (the groups' leaders, the rest). A worker started in a session
-    of its own leads its group: its main process (the broker's consumer) and then its pool."""
+    of its own is its group's leader (the main process, the broker's consumer); its pool, the rest."""
     ticks, wanted = os.sysconf("SC_CLK_TCK"), set(groups)
     leaders = others = 0
     for entry in os.listdir("/proc"):
