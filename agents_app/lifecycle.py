@@ -14,6 +14,16 @@ worker and a cancel can never both win:
   after committing but before saying so is replayed from the store, not executed again;
 - the sweeper queues again a running run whose heartbeat lapsed, up to ``MAX_ATTEMPTS``.
 
+Claiming late. Over a store that can revoke a run (``SessionStore.can_revoke``), a first attempt
+is read, not claimed, and executed; its first beat, after ``CLAIM_AFTER`` seconds, claims it, and
+a run that ends sooner goes from ``queued`` to its end in one write (its finish is its claim). What
+the claim guarded is kept: the session's lock keeps other deliveries of the task out while it
+executes, and they find its commit in the store (the lookup rides on the lock's round trip) and
+replay it; a cancel revokes the run in the store before it cancels a queued run, so a run that
+was executing unclaimed has its commit refused (``RunRevoked``), or, if it committed first, is
+left to finish. A run that ran before, or whose task the broker delivers again, is claimed first,
+so that its attempts count.
+
 A queued run whose session is busy does not wait on a worker: it tries the lock once, goes back
 to ``queued`` and is published again with a short, growing, jittered delay, so a worker slot
 serves other sessions meanwhile.
@@ -44,7 +54,16 @@ from agents_app.runner import Cancellation, Every, RunCancelled, Runner, RunOutc
 from akplatform import sql
 from sessions_app.selectors import session_key
 from sessions_app.services import session_record_commit_statement
-from sessions_app.stores.base import LockLost, SessionBusy, SessionKey, StoreError, StoreUnavailable, VersionConflict
+from sessions_app.stores import get_store
+from sessions_app.stores.base import (
+    LockLost,
+    RunRevoked,
+    SessionBusy,
+    SessionKey,
+    StoreError,
+    StoreUnavailable,
+    VersionConflict,
+)
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -144,16 +163,55 @@ def run_claim(*, run_id: str, worker: str) -> Run | None:
     return run
 
 
-def run_execute(*, run_id: str, worker: str) -> Step:
-    """Claim a queued run and execute it on this worker. Returns what the task does next."""
-    run = run_claim(run_id=run_id, worker=worker)
+def run_read(*, run_id: str) -> Run | None:
+    """The queued run with its agent, session and tenant, in one statement; None if not queued."""
+    run = sql.fetch(Run, related=("agent", "session", "tenant"), id=run_id, status=Run.Status.QUEUED)
+    if run is not None:
+        run.session.tenant = run.tenant
+    return run
+
+
+def claims_late() -> bool:
+    """Whether a worker executes a first attempt before claiming it (see the module's docstring):
+    only over a store that can revoke a run, so that a cancel still wins against its commit."""
+    return config()["CLAIM_AFTER"] > 0 and get_store().can_revoke
+
+
+def run_execute(*, run_id: str, worker: str, redelivered: bool = False) -> Step:
+    """Execute a queued run on this worker. Returns what the task does next.
+
+    A first attempt is read, not claimed, and claimed only if it runs longer than
+    ``CLAIM_AFTER`` (``claims_late``). A run that ran before, or whose task the broker delivers
+    again (its worker was lost), is claimed first, so that its attempts are counted.
+    """
+    if redelivered or not claims_late():
+        run = run_claim(run_id=run_id, worker=worker)
+        if run is None:  # taken, finished, or asked to cancel while the store could not revoke it
+            asked = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED, cancel_requested_at__isnull=False)
+            halted = asked.only("pk", "webhook_url").first()
+            if halted is not None and _cancel_queued(halted, error="cancelled before it started"):
+                return Step.DONE
+    else:
+        run = run_read(run_id=run_id)
+        if run is not None and run.cancel_requested_at is not None:
+            try:
+                if _revoke(run):  # else it committed, by an earlier delivery: replayed below
+                    _cancel_queued(run, error="cancelled before it started")
+                    return Step.DONE
+            except StoreUnavailable:
+                return Step.UNAVAILABLE
+        if run is not None and run.attempts:
+            run = run_claim(run_id=run_id, worker=worker)
+        elif run is not None:
+            run.started_at = timezone.now()
     if run is None:
         return Step.SKIPPED
-    return execute_claimed(run, worker=worker, wait=0)
+    return execute_taken(run, worker=worker, wait=0)
 
 
-def execute_claimed(run: Run, *, worker: str, wait: float | None) -> Step:
-    """Execute a run this worker holds (``running``, ``worker`` = us) and record how it ended.
+def execute_taken(run: Run, *, worker: str, wait: float | None) -> Step:
+    """Execute a run this worker took and record how it ended: a claimed run (``running``,
+    ``worker`` = us, as a sync run is made) or a queued one it read (``run_execute``).
 
     ``wait`` is how long to wait for a busy session. An async run whose session is busy goes back
     to ``queued`` (``Step.BUSY``), as it does when the store fails or its lease lapsed
@@ -167,13 +225,14 @@ def execute_claimed(run: Run, *, worker: str, wait: float | None) -> Step:
         if in_request:
             run_finish(run, worker=worker, status=Run.Status.FAILED, error="the session is busy")
             raise
-        _requeue(run, worker=worker, uncount=True)
+        if run.status == Run.Status.RUNNING:
+            _requeue(run, worker=worker, uncount=True)
         return Step.BUSY
-    except RunCancelled:
-        if _still_ours(run, worker):
+    except (RunCancelled, RunRevoked) as exc:
+        if run.status == Run.Status.QUEUED or _still_ours(run, worker):
             run_finish(run, worker=worker, status=Run.Status.CANCELLED, error="cancelled while running")
         if in_request:
-            raise
+            raise RunCancelled("the run was cancelled") from exc
         return Step.DONE
     except RunTimedOut as exc:
         run_finish(run, worker=worker, status=Run.Status.FAILED, error=f"timeout: {exc}")
@@ -185,7 +244,8 @@ def execute_claimed(run: Run, *, worker: str, wait: float | None) -> Step:
             run_finish(run, worker=worker, status=Run.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
             raise
         logger.warning("run %s: %s; queued again", run.pk, exc)
-        _requeue(run, worker=worker, uncount=isinstance(exc, StoreUnavailable))
+        if run.status == Run.Status.RUNNING:
+            _requeue(run, worker=worker, uncount=isinstance(exc, StoreUnavailable))
         return Step.UNAVAILABLE
     except StoreError as exc:
         run_finish(run, worker=worker, status=Run.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
@@ -216,27 +276,42 @@ def _on_loop(work: Coroutine[Any, Any, T]) -> T:
     return loop.run_until_complete(work)
 
 
+def close_thread_loop() -> None:
+    """Close this thread's event loop (for a thread that ends; the next run makes a new one)."""
+    loop = getattr(_loops, "loop", None)
+    if loop is not None and not loop.is_closed():
+        loop.close()
+
+
 async def _execute(run: Run, key: SessionKey, worker: str, wait: float | None) -> tuple[RunOutcome, bool]:
     """The run under a watcher that beats the heartbeat and turns a cancel into ``cancelled``.
 
     Returns the outcome and whether the run was lost meanwhile (the sweeper gave it to another)."""
     cancelled = Cancellation()
     lost = False
+    unclaimed = run.status == Run.Status.QUEUED
 
     async def watch() -> bool:
         nonlocal lost
         try:
-            ours, cancel = await _beat_in_thread(run.pk, worker)
+            if run.status == Run.Status.QUEUED:  # the first beat of a run read unclaimed claims it
+                ours = await _claim_late_in_thread(run.pk, worker, run.started_at)
+                if ours:
+                    run.status, run.worker, run.attempts = Run.Status.RUNNING, worker, run.attempts + 1
+                cancel = not ours  # cancelled meanwhile: nothing else can take a run we hold the lock of
+            else:
+                ours, cancel = await _beat_in_thread(run.pk, worker)
+                lost = not ours
         except Exception:  # the database blinked: the next beat tries again
             logger.warning("run %s: heartbeat failed", run.pk, exc_info=True)
             return True
         if ours and not cancel:
             return True
-        lost = not ours
         cancelled.set()
         return False
 
-    watcher = Every(config()["HEARTBEAT"], watch)
+    beat = config()["HEARTBEAT"]
+    watcher = Every(beat, watch, first=min(config()["CLAIM_AFTER"], beat) if unclaimed else None)
     try:
         outcome = await runner.execute(
             run.agent,
@@ -244,7 +319,9 @@ async def _execute(run: Run, key: SessionKey, worker: str, wait: float | None) -
             run.message,
             wait=wait,
             run_id=str(run.pk),
-            replay=run.attempts > 1,  # a first attempt cannot have committed before
+            # A claimed first attempt cannot have committed before; a run read unclaimed may
+            # have, by another delivery of its task.
+            replay=run.attempts > 1 or run.status == Run.Status.QUEUED,
             cancelled=cancelled,
             time_limit=config()["TIME_LIMIT"],
         )
@@ -268,6 +345,21 @@ def _beat(run_id: Any, worker: str) -> tuple[bool, bool]:
 
 
 _beat_in_thread = sync_to_async(_beat, thread_sensitive=False)
+
+
+def _claim_late(run_id: Any, worker: str, started_at: Any) -> bool:
+    """Claim a run this worker executes since ``started_at`` unclaimed (``queued → running``),
+    unless a cancel came first; in a thread of the loop's executor, as ``_beat``."""
+    try:
+        rows = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED, cancel_requested_at__isnull=True)
+        now = timezone.now()
+        changes = {"status": Run.Status.RUNNING, "worker": worker, "started_at": started_at, "heartbeat_at": now}
+        return bool(rows.update(attempts=F("attempts") + 1, **changes))
+    finally:
+        connection.close()
+
+
+_claim_late_in_thread = sync_to_async(_claim_late, thread_sensitive=False)
 
 
 def _still_ours(run: Run, worker: str) -> bool:
@@ -312,12 +404,24 @@ def run_finish(
     now = timezone.now()
     statement = (
         f"UPDATE {sql.table(Run)} SET status = %s, result = %s, error = %s, finished_at = %s, heartbeat_at = NULL"
-        " WHERE id = %s AND status = %s"
     )
-    params = [status, result, error, sql.prep(Run, "finished_at", now), sql.prep(Run, "id", run.pk), Run.Status.RUNNING]
-    if worker is not None:
-        statement += " AND worker = %s"
-        params.append(worker)
+    params = [status, result, error, sql.prep(Run, "finished_at", now)]
+    if run.status == Run.Status.QUEUED and worker is not None:
+        # Read unclaimed: this write is its claim too. Its late claim may have landed unseen.
+        statement += (
+            ", worker = %s, started_at = COALESCE(started_at, %s),"
+            " attempts = CASE WHEN status = %s THEN attempts + 1 ELSE attempts END"
+            " WHERE id = %s AND (status = %s OR (status = %s AND worker = %s))"
+        )
+        started = sql.prep(Run, "started_at", run.started_at or now)
+        params += [worker, started, Run.Status.QUEUED, sql.prep(Run, "id", run.pk), Run.Status.QUEUED]
+        params += [Run.Status.RUNNING, worker]
+    else:
+        statement += " WHERE id = %s AND status = %s"
+        params += [sql.prep(Run, "id", run.pk), Run.Status.RUNNING]
+        if worker is not None:
+            statement += " AND worker = %s"
+            params.append(worker)
     if total is not None:
         index, index_params = session_record_commit_statement(session=run.session, total=total, at=now)
         if connection.vendor == "postgresql":
@@ -359,19 +463,46 @@ def run_fail_if_queued(*, run_id: str, error: str) -> None:
 
 def run_cancel(*, run: Run) -> Run:
     """Cancel a run: a queued one never starts; a running one stops at the adapter's next check
-    and commits nothing. A finished run stays as it was."""
+    and commits nothing. A finished run stays as it was.
+
+    First the request, which no claim, requeue or sweep gets past. Then, over a store that can,
+    the run is revoked there: its commit is refused from now on, so a running run commits nothing
+    even if it finishes before its worker's next beat, and a queued run that a worker executes
+    unclaimed (``claims_late``) cannot commit either. A run that committed first is not
+    cancelled: its worker is recording it as succeeded. Raises ``StoreUnavailable`` when the
+    store cannot revoke now (the request stays: a queued run still never starts)."""
     now = timezone.now()
-    # First the request, which no claim, requeue or sweep gets past; then a queued run ends here.
     Run.objects.filter(
         pk=run.pk, status__in=[Run.Status.QUEUED, Run.Status.RUNNING], cancel_requested_at__isnull=True
     ).update(cancel_requested_at=now)
-    with transaction.atomic():
-        if Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
-            status=Run.Status.CANCELLED, finished_at=now, error="cancelled before it started"
-        ):
-            _after_finish(run)
+    run.refresh_from_db(fields=["status", "cancel_requested_at"])
+    if run.status == Run.Status.RUNNING and get_store().can_revoke:
+        try:
+            _revoke(run)  # its commit is refused from now on, or it came first
+        except StoreUnavailable:  # its worker's next beat still sees the request
+            logger.warning("run %s: could not revoke it in the store", run.pk)
+    elif run.status == Run.Status.QUEUED and claims_late() and not _revoke(run):
+        run.refresh_from_db()  # too late: a worker that executed it unclaimed committed it
+        return run
+    _cancel_queued(run, error="cancelled before it started", at=now)
     run.refresh_from_db()
     return run
+
+
+def _revoke(run: Run) -> bool:
+    """Revoke the run in the store: True unless it committed there already (a cancel too late)."""
+    return get_store().revoke(session_key(run.session), str(run.pk))
+
+
+def _cancel_queued(run: Run, *, error: str, at: Any = None) -> bool:
+    """``queued → cancelled``, if it is still queued."""
+    with transaction.atomic():
+        if Run.objects.filter(pk=run.pk, status=Run.Status.QUEUED).update(
+            status=Run.Status.CANCELLED, finished_at=at or timezone.now(), error=error
+        ):
+            _after_finish(run)
+            return True
+    return False
 
 
 def run_retry(*, run: Run) -> Run:

@@ -82,11 +82,16 @@ class Every:
     ``stop`` or until ``work`` returns False. A timer, not a sleeping task: a run that ends before
     the first interval costs a timer handle, not a task to start, cancel and wait for."""
 
-    def __init__(self, interval: float, work: Callable[[], Coroutine[Any, Any, bool | None]]) -> None:
+    def __init__(
+        self, interval: float, work: Callable[[], Coroutine[Any, Any, bool | None]], *, first: float | None = None
+    ) -> None:
+        """``first``: seconds before the first call (default: ``interval``)."""
         self._loop = asyncio.get_running_loop()
         self._interval, self._work = interval, work
         self._task: asyncio.Task[None] | None = None
-        self._handle: asyncio.TimerHandle | None = self._loop.call_later(interval, self._fire)
+        self._handle: asyncio.TimerHandle | None = self._loop.call_later(
+            interval if first is None else first, self._fire
+        )
 
     def _fire(self) -> None:
         self._task = self._loop.create_task(self._call())
@@ -174,12 +179,12 @@ class Runner:
         """Run under the session's lock and commit the exchange, or raise and commit nothing.
 
         With ``run_id`` the commit records the run, and (with ``replay``) a run that committed
-        before (its worker died before it could say so) returns its stored reply without running
-        again. Setting
-        ``cancelled`` stops the adapter at its next ``await`` (``RunCancelled``); so does
-        ``time_limit`` seconds passing (``RunTimedOut``). Raises the store's errors
-        (``SessionBusy``, ``StoreUnavailable``, ``VersionConflict`` after a lapsed lease) and the
-        adapter's.
+        before (its worker died before it could say so, or another delivery of its task ran it)
+        returns its stored reply without running again; the lookup rides on the lock's round
+        trip. Setting ``cancelled`` stops the adapter at its next ``await`` (``RunCancelled``); so
+        does ``time_limit`` seconds passing (``RunTimedOut``). Raises the store's errors
+        (``SessionBusy``, ``StoreUnavailable``, ``VersionConflict`` after a lapsed lease,
+        ``RunRevoked`` when the run was revoked) and the adapter's.
         """
         store = store or self.store
         framework = get_framework(agent.framework)
@@ -190,14 +195,13 @@ class Runner:
             wait=self.wait if wait is None else wait,
             scopes=(SHARED_SCOPE, agent.name),
             window=self.window,
+            run_id=run_id if replay else None,
         )
         held = True
         keep_alive = Every(lock.lease / 3, partial(self._renew, lock))
         try:
-            if run_id is not None and replay:
-                replayed = await self._io(self._replay, store, key, run_id, snapshot)
-                if replayed is not None:
-                    return replayed
+            if run_id is not None and replay and snapshot.run_committed is not None:
+                return await self._io(self._replay, store, key, snapshot)
             view = SessionView(snapshot, agent.name)
             asked_at = time.time()
             reply = await self._adapter(framework.run(agent, view, prompt), cancelled, time_limit)
@@ -228,12 +232,9 @@ class Runner:
         return call(*args, **kwargs)
 
     @staticmethod
-    def _replay(store: SessionStore, key: SessionKey, run_id: str, snapshot: Snapshot) -> RunOutcome | None:
-        """The outcome of a run that already committed, read back from the store; else None."""
-        first = store.committed(key, run_id)
-        if first is None:
-            return None
-        exchange = store.history(key, start=first, limit=2)
+    def _replay(store: SessionStore, key: SessionKey, snapshot: Snapshot) -> RunOutcome:
+        """The outcome of the run that already committed (``snapshot.run_committed``), read back."""
+        exchange = store.history(key, start=snapshot.run_committed or 0, limit=2)
         reply = next((m.content for m in exchange if m.role == "assistant"), "")
         commit = CommitResult(snapshot.version, snapshot.total, dict(snapshot.role_counts))
         return RunOutcome(reply=reply, commit=commit, replayed=True)

@@ -12,7 +12,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from agents_app.frameworks import get_framework
-from agents_app.lifecycle import execute_claimed, publish_or_fail, run_cancel, run_retry, web_worker_name
+from agents_app.lifecycle import execute_taken, publish_or_fail, run_cancel, run_retry, web_worker_name
 from agents_app.models import Agent, Run
 from agents_app.runner import RunStopped
 from akplatform import sql
@@ -121,7 +121,7 @@ def run_sync(
     if not created:
         return run, False
     try:
-        execute_claimed(run, worker=worker, wait=wait)
+        execute_taken(run, worker=worker, wait=wait)
     except (StoreError, RunStopped):
         raise
     except Exception as exc:

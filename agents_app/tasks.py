@@ -19,7 +19,9 @@ def execute_run(self, run_id: str, busy: int = 0, unavailable: int = 0) -> str:
     """Execute a queued run once. A busy session or a failing store sends it back to the broker
     with a delay, so the worker slot serves other runs meanwhile."""
     try:
-        step = lifecycle.run_execute(run_id=run_id, worker=self.request.hostname or "worker")
+        # A task the broker delivers again lost its worker: claim it first, so that it counts.
+        redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+        step = lifecycle.run_execute(run_id=run_id, worker=self.request.hostname or "worker", redelivered=redelivered)
     except SoftTimeLimitExceeded:
         limit = settings.CELERY_TASK_SOFT_TIME_LIMIT
         lifecycle.run_fail_if_running(run_id=run_id, error=f"timeout: the run took longer than {limit:g} s")

@@ -175,6 +175,9 @@ AK_RUN = {
     "HEARTBEAT_TIMEOUT": env_float("AK_RUN__HEARTBEAT_TIMEOUT", 30.0, minimum=0.1),
     "SWEEP_INTERVAL": env_float("AK_RUN__SWEEP_INTERVAL", 10.0, minimum=0.1),
     "MAX_ATTEMPTS": env_int("AK_RUN__MAX_ATTEMPTS", 3, minimum=1),
+    # A first attempt is claimed (shown running) once it has run CLAIM_AFTER s: shorter runs go
+    # from queued to finished in one write. 0: claim every run before it starts.
+    "CLAIM_AFTER": env_float("AK_RUN__CLAIM_AFTER", 0.5, minimum=0.0),
     # A queued run whose session is busy goes back to the broker with a delay instead of holding
     # a worker slot: BUSY_RETRY s, doubled up to 8x, with jitter.
     "BUSY_RETRY": env_float("AK_RUN__BUSY_RETRY", 0.5, minimum=0.01),

@@ -24,7 +24,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import orjson
@@ -46,6 +46,10 @@ class StoreUnavailable(StoreError):
 
 class VersionConflict(StoreError):
     """``commit`` found another version than the one the caller read: nothing was written."""
+
+
+class RunRevoked(StoreError):
+    """The run was revoked (``SessionStore.revoke``): its commit wrote nothing."""
 
 
 class SessionBusy(StoreError):
@@ -107,7 +111,8 @@ class Snapshot:
     ``messages`` are the last ``window`` messages, oldest first; ``offset`` is the number of the
     first of them; ``total`` is the length of the whole history. ``state`` maps each requested
     scope to its keys (a scope with no keys maps to ``{}``). ``version`` is 0 for a session that
-    does not exist (never committed, deleted, or expired).
+    does not exist (never committed, deleted, or expired). ``run_committed``: when
+    ``acquire_and_load`` was asked about a run, what ``committed`` says of it.
     """
 
     version: int
@@ -116,6 +121,7 @@ class Snapshot:
     total: int
     role_counts: dict[str, int]
     state: dict[str, dict[str, Any]]
+    run_committed: int | None = None
 
     @property
     def exists(self) -> bool:
@@ -169,6 +175,9 @@ class SessionStore(ABC):
 
     #: Name in ``settings.AK_SESSION_BACKENDS``.
     name: str = ""
+    #: Whether ``revoke`` is implemented (a run may then execute before it is claimed: see
+    #: ``agents_app.lifecycle``).
+    can_revoke: bool = False
 
     def __init__(self, *, ttl: float = 0) -> None:
         self.ttl = float(ttl)
@@ -213,13 +222,22 @@ class SessionStore(ABC):
         (0 for a session that does not exist yet): ``VersionConflict`` otherwise. ``None`` writes
         unconditionally (a plain ``Session.set``). Either way the version goes up by one and the
         session's expiry is pushed ``ttl`` seconds ahead. Only what is given is written: cost does
-        not grow with the history. Raises ``PayloadTooLarge`` (nothing written) and
-        ``StoreUnavailable``.
+        not grow with the history. Raises ``PayloadTooLarge`` (nothing written),
+        ``RunRevoked`` (``run_id`` was revoked: nothing written) and ``StoreUnavailable``.
         """
 
     @abstractmethod
     def committed(self, key: SessionKey, run_id: str) -> int | None:
         """The number of the first message run ``run_id`` appended, or None if it never committed."""
+
+    def revoke(self, key: SessionKey, run_id: str) -> bool:
+        """Make run ``run_id`` unable to commit, unless it already has: atomic against ``commit``.
+
+        True: revoked, every later commit naming it raises ``RunRevoked``. False: it had committed
+        (``committed`` says where). A cancel uses it to stop a run that may be executing without
+        the database knowing. Only where ``can_revoke``; raises ``StoreUnavailable``.
+        """
+        raise NotImplementedError(f"the {self.name} store cannot revoke a run")
 
     @abstractmethod
     def delete(self, key: SessionKey) -> bool:
@@ -237,16 +255,27 @@ class SessionStore(ABC):
         """
 
     def acquire_and_load(
-        self, key: SessionKey, *, lease: float, wait: float, scopes: Sequence[str] = (SHARED_SCOPE,), window: int = 50
+        self,
+        key: SessionKey,
+        *,
+        lease: float,
+        wait: float,
+        scopes: Sequence[str] = (SHARED_SCOPE,),
+        window: int = 50,
+        run_id: str | None = None,
     ) -> tuple[Lock, Snapshot]:
         """``acquire``, then ``load`` under the lock: what every run starts with.
 
-        Raises what those raise; if the load fails, the lock is released first. A backend that
-        can do both in one round trip overrides this.
+        With ``run_id``, the snapshot's ``run_committed`` says whether that run committed before
+        (read under the lock). Raises what those raise; if the load fails, the lock is released
+        first. A backend that can do it all in one round trip overrides this.
         """
         held = self.acquire(key, lease=lease, wait=wait)
         try:
-            return held, self.load(key, scopes=scopes, window=window)
+            snapshot = self.load(key, scopes=scopes, window=window)
+            if run_id is not None:
+                snapshot = replace(snapshot, run_committed=self.committed(key, run_id))
+            return held, snapshot
         except BaseException:
             with suppress(StoreError):
                 held.release()

@@ -8,6 +8,11 @@ One table, partition key ``pk`` = ``<tenant>#<session>``, sort key ``sk``::
     x#run#<run id>           seq: number of the first message that run committed
     lock                     token, until (lease end), expires_at
 
+A revoked run is marked in a partition of its own, ``<tenant>#<session>#revoked``, sort key the
+run id, so that purging what an expired session left never takes a mark with it. ``revoke`` and
+a commit that records a run are each one transaction over both the mark and ``x#run#<run id>``
+(one checks that the other is absent): exactly one of them wins.
+
 A commit is one ``TransactWriteItems``: the new messages and state items plus the meta item,
 conditioned on the version read just before. It writes only what the run produced, so its cost
 does not grow with the history, and no item ever holds the whole session: the 400 KB item limit
@@ -42,6 +47,7 @@ from sessions_app.stores.base import (
     LockLost,
     Message,
     PayloadTooLarge,
+    RunRevoked,
     SessionBusy,
     SessionKey,
     SessionStore,
@@ -95,6 +101,14 @@ class _ConditionFailed(StoreError):
     """Internal: a single-item conditional write did not apply."""
 
 
+class _TransactionCancelled(VersionConflict):
+    """Internal: a transaction did not apply; ``reasons`` holds each action's code, in order."""
+
+    def __init__(self, message: str, reasons: list[str]) -> None:
+        super().__init__(message)
+        self.reasons = reasons
+
+
 class _DynamoLock(Lock):
     def __init__(self, store: DynamoDBStore, key: SessionKey, lease: float) -> None:
         super().__init__(key, lease)
@@ -135,6 +149,7 @@ class _DynamoLock(Lock):
 
 class DynamoDBStore(SessionStore):
     name = "dynamodb"
+    can_revoke = True
 
     def __init__(
         self,
@@ -197,7 +212,8 @@ class DynamoDBStore(SessionStore):
                 if code == "ConditionalCheckFailedException":
                     raise _ConditionFailed(message) from exc
                 if code == "TransactionCanceledException":
-                    raise VersionConflict(f"dynamodb: {message}") from exc
+                    reasons = [r.get("Code", "") for r in exc.response.get("CancellationReasons", [])]
+                    raise _TransactionCancelled(f"dynamodb: {message}", reasons) from exc
                 if code == "ValidationException" and "size" in message.lower():
                     raise PayloadTooLarge(f"dynamodb: {message}") from exc
                 if code in _UNAVAILABLE:
@@ -251,8 +267,34 @@ class DynamoDBStore(SessionStore):
         returns the window, the meta item again and the state items. The meta item of that query is the truth:
         if a commit landed between the two reads, the snapshot is of the newer version.
         """
+        return self._load(key, scopes, window)
+
+    def acquire_and_load(
+        self,
+        key: SessionKey,
+        *,
+        lease: float,
+        wait: float,
+        scopes: Sequence[str] = (SHARED_SCOPE,),
+        window: int = 50,
+        run_id: str | None = None,
+    ) -> tuple[Lock, Snapshot]:
+        """``acquire``, then ``load``, whose first read takes the run's record with the meta item."""
+        held = self.acquire(key, lease=lease, wait=wait)
+        try:
+            return held, self._load(key, scopes, window, run_id)
+        except BaseException:
+            with suppress(StoreError):
+                held.release()
+            raise
+
+    def _load(self, key: SessionKey, scopes: Sequence[str], window: int, run_id: str | None = None) -> Snapshot:
         now = time.time()
-        meta = self._get_meta(key)
+        run_committed = None
+        if run_id is None:
+            meta = self._get_meta(key)
+        else:
+            meta, run_committed = self._meta_and_run(key, run_id)
         if not self._live(meta, now):
             return Snapshot(0, [], 0, 0, {}, {scope: {} for scope in scopes})
         _, total, _ = self._parse_meta(meta)
@@ -281,7 +323,7 @@ class DynamoDBStore(SessionStore):
                 scope = prefixes.get(sk[:cut])
                 if scope is not None:
                     state[scope][sk[cut:]] = loads(item["d"]["S"])
-        return Snapshot(version, messages, offset, total, counts, state)
+        return Snapshot(version, messages, offset, total, counts, state, run_committed)
 
     def history(self, key: SessionKey, *, start: int = 0, limit: int = 100) -> list[Message]:
         if start < 0 or limit <= 0:
@@ -315,7 +357,7 @@ class DynamoDBStore(SessionStore):
         for body in bodies:
             if len(body.encode()) > MAX_ITEM_BYTES:
                 raise PayloadTooLarge(f"a message of {len(body.encode())} bytes exceeds {MAX_ITEM_BYTES}")
-        if len(bodies) + len(writes) + 1 + (run_id is not None) > MAX_ACTIONS:
+        if len(bodies) + len(writes) + 1 + 2 * (run_id is not None) > MAX_ACTIONS:
             raise PayloadTooLarge(
                 f"one commit holds at most {MAX_ACTIONS - 1} messages and state keys, not {len(bodies) + len(writes)}"
             )
@@ -397,11 +439,48 @@ class DynamoDBStore(SessionStore):
         if run_id is not None:
             run_item = {**self._key(key, "x#run#" + run_id), "seq": _n(total)}
             actions.append({"Put": {"TableName": self.table_name, "Item": run_item}})
-        # The token makes botocore's retry of a timed-out call idempotent: DynamoDB applies it once.
-        self._call(self.client.transact_write_items, TransactItems=actions, ClientRequestToken=uuid.uuid4().hex)
+            absent = {"ConditionExpression": "attribute_not_exists(pk)"}
+            actions.append({"ConditionCheck": {"TableName": self.table_name, "Key": self._mark(key, run_id), **absent}})
+        try:
+            # The token makes botocore's retry of a timed-out call idempotent: DynamoDB applies it once.
+            self._call(self.client.transact_write_items, TransactItems=actions, ClientRequestToken=uuid.uuid4().hex)
+        except _TransactionCancelled as exc:
+            if run_id is not None and exc.reasons[-1:] == ["ConditionalCheckFailed"]:
+                raise RunRevoked(f"run {run_id} was revoked") from None
+            raise
         return CommitResult(version + 1, total + len(append), counts)
 
+    def _mark(self, key: SessionKey, run_id: str) -> dict[str, dict[str, str]]:
+        """The key of run ``run_id``'s revoke mark (see the module's docstring)."""
+        return {"pk": _s(self._pk(key) + "#revoked"), "sk": _s(run_id)}
+
+    def revoke(self, key: SessionKey, run_id: str) -> bool:
+        absent = {"ConditionExpression": "attribute_not_exists(pk)"}
+        committed = self._key(key, "x#run#" + run_id)
+        # The mark outlives any run that could still try to commit, and goes with DynamoDB's TTL.
+        expires = _n(math.ceil(time.time() + max(self.ttl, 7 * 86400)))
+        actions = [
+            {"ConditionCheck": {"TableName": self.table_name, "Key": committed, **absent}},
+            {"Put": {"TableName": self.table_name, "Item": {**self._mark(key, run_id), "expires_at": expires}}},
+        ]
+        delays = backoff_delays(UNCONDITIONAL_PATIENCE, first=0.005, cap=0.2)
+        while True:
+            try:
+                self._call(self.client.transact_write_items, TransactItems=actions)
+                return True
+            except _TransactionCancelled as exc:
+                if exc.reasons[:1] == ["ConditionalCheckFailed"]:
+                    return False  # it committed
+                delay = next(delays, None)  # a concurrent transaction on the same items
+                if delay is None:
+                    raise StoreUnavailable(f"dynamodb: could not revoke run {run_id}: {exc}") from None
+                time.sleep(delay)
+
     def committed(self, key: SessionKey, run_id: str) -> int | None:
+        return self._meta_and_run(key, run_id)[1]
+
+    def _meta_and_run(self, key: SessionKey, run_id: str) -> tuple[dict[str, Any] | None, int | None]:
+        """The meta item and what ``committed`` says of the run, in one consistent read."""
         now = time.time()
         reply = self._call(
             self.client.transact_get_items,
@@ -410,7 +489,7 @@ class DynamoDBStore(SessionStore):
             ],
         )
         meta, run = (response.get("Item") for response in reply["Responses"])
-        return int(run["seq"]["N"]) if run is not None and self._live(meta, now) else None
+        return meta, (int(run["seq"]["N"]) if run is not None and self._live(meta, now) else None)
 
     def _has_leftovers(self, key: SessionKey) -> bool:
         reply = self._call(
@@ -423,19 +502,21 @@ class DynamoDBStore(SessionStore):
         )
         return bool(reply.get("Items"))
 
-    def _purge(self, key: SessionKey) -> int:
-        """Delete every item of the session but its lock. Returns how many were deleted."""
+    def _purge(self, key: SessionKey, *, partition: str | None = None) -> int:
+        """Delete every item of the session but its lock (or of another ``partition`` of it).
+        Returns how many were deleted."""
+        pk = partition or self._pk(key)
         keys = [
             item["sk"]["S"]
             for item in self._query(
                 KeyConditionExpression="pk = :pk",
-                ExpressionAttributeValues={":pk": _s(self._pk(key))},
+                ExpressionAttributeValues={":pk": _s(pk)},
                 ProjectionExpression="sk",
             )
             if item["sk"]["S"] != "lock"
         ]
         for start in range(0, len(keys), 25):
-            requests = [{"DeleteRequest": {"Key": self._key(key, sk)}} for sk in keys[start : start + 25]]
+            requests = [{"DeleteRequest": {"Key": {"pk": _s(pk), "sk": _s(sk)}}} for sk in keys[start : start + 25]]
             delays = backoff_delays(UNCONDITIONAL_PATIENCE, first=0.01, cap=0.5)
             while requests:
                 reply = self._call(self.client.batch_write_item, RequestItems={self.table_name: requests})
@@ -450,6 +531,7 @@ class DynamoDBStore(SessionStore):
     def delete(self, key: SessionKey) -> bool:
         meta = self._get_meta(key)
         deleted = self._purge(key)
+        self._purge(key, partition=self._pk(key) + "#revoked")
         return deleted > 0 and self._live(meta, time.time())
 
     # -- coordination -----------------------------------------------------------------------

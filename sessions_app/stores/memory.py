@@ -20,6 +20,7 @@ from sessions_app.stores.base import (
     Lock,
     LockLost,
     Message,
+    RunRevoked,
     SessionBusy,
     SessionKey,
     SessionStore,
@@ -39,6 +40,7 @@ class _Entry:
     state: dict[str, dict[str, str]] = field(default_factory=dict)
     expires_at: float = 0.0  # 0: never
     runs: dict[str, int] = field(default_factory=dict)  # run id -> its first message's number
+    revoked: set[str] = field(default_factory=set)  # run ids that may not commit
 
 
 class _MemoryLock(Lock):
@@ -55,6 +57,7 @@ class _MemoryLock(Lock):
 
 class InMemoryStore(SessionStore):
     name = "in_memory"
+    can_revoke = True
 
     def __init__(self, *, ttl: float = 0, max_sessions: int = 10000) -> None:
         super().__init__(ttl=ttl)
@@ -120,6 +123,8 @@ class InMemoryStore(SessionStore):
             current = entry.version if entry else 0
             if expected_version is not None and expected_version != current:
                 raise VersionConflict(f"{key.session_id}: expected version {expected_version}, found {current}")
+            if entry is not None and run_id in entry.revoked:
+                raise RunRevoked(f"run {run_id} was revoked")
             if entry is None:
                 entry = self._entries[key] = _Entry()
                 self._evict()
@@ -143,6 +148,18 @@ class InMemoryStore(SessionStore):
         with self._mutex:
             entry = self._live(key)
             return None if entry is None else entry.runs.get(run_id)
+
+    def revoke(self, key: SessionKey, run_id: str) -> bool:
+        with self._mutex:
+            entry = self._live(key)
+            if entry is None:
+                # Version 0: the session still reads as empty; the mark lives as a session would.
+                entry = self._entries[key] = _Entry(expires_at=time.time() + self.ttl if self.ttl else 0.0)
+                self._evict()
+            if run_id in entry.runs:
+                return False
+            entry.revoked.add(run_id)
+            return True
 
     def delete(self, key: SessionKey) -> bool:
         with self._mutex:

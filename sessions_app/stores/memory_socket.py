@@ -51,6 +51,7 @@ _ERRORS: dict[str, type[Exception]] = {
         base.SessionBusy,
         base.LockLost,
         base.PayloadTooLarge,
+        base.RunRevoked,
         StoreError,
         TypeError,
         ValueError,
@@ -126,6 +127,7 @@ class MemoryStoreServer:
             "history": lambda key, start, limit: [_message(m) for m in store.history(key, start=start, limit=limit)],
             "commit": commit,
             "committed": lambda key, run_id: store.committed(key, run_id),
+            "revoke": lambda key, run_id: store.revoke(key, run_id),
             "delete": lambda key: store.delete(key),
             "acquire": lambda key, lease, wait: store.acquire(key, lease=lease, wait=wait).token,
             "renew": lambda key, token, lease: store.renew_lock(key, token, lease),
@@ -169,6 +171,7 @@ class SocketMemoryStore(SessionStore):
     ``ttl`` and the size bound are the serving store's."""
 
     name = "in_memory"
+    can_revoke = True
 
     def __init__(self, *, socket: str, ttl: float = 0, timeout: float = 30.0) -> None:
         super().__init__(ttl=ttl)
@@ -245,6 +248,9 @@ class SocketMemoryStore(SessionStore):
 
     def committed(self, key: SessionKey, run_id: str) -> int | None:
         return self._call("committed", key=key, run_id=run_id)
+
+    def revoke(self, key: SessionKey, run_id: str) -> bool:
+        return self._call("revoke", key=key, run_id=run_id)
 
     def delete(self, key: SessionKey) -> bool:
         return self._call("delete", key=key)

@@ -6,7 +6,8 @@ Keys of one session share a hash tag, so they live on one cluster slot::
     ak:{<tenant>:<session>}:msgs        list of JSON messages, oldest first
     ak:{<tenant>:<session>}:scopes      set of state scopes in use
     ak:{<tenant>:<session>}:st:<scope>  hash of JSON state values
-    ak:{<tenant>:<session>}:runs        hash: run id -> number of the run's first message
+    ak:{<tenant>:<session>}:runs        hash: run id -> number of the run's first message, or "r"
+                                        for a revoked run (its commit is refused)
     ak:{<tenant>:<session>}:lock        lock token, with the lease as its PX expiry
 
 ``load`` is one MULTI/EXEC round trip and ``commit`` one Lua call, whatever the history length
@@ -22,6 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import redis
@@ -35,6 +37,7 @@ from sessions_app.stores.base import (
     Lock,
     LockLost,
     Message,
+    RunRevoked,
     SessionBusy,
     SessionKey,
     SessionStore,
@@ -56,7 +59,10 @@ local version = tonumber(redis.call('HGET', meta, 'v') or '0')
 if expected ~= '' and tonumber(expected) ~= version then
   return {-1, version}
 end
-if run ~= '' then redis.call('HSET', runs, run, redis.call('LLEN', msgs)) end
+if run ~= '' then
+  if redis.call('HGET', runs, run) == 'r' then return {-2, version} end
+  redis.call('HSET', runs, run, redis.call('LLEN', msgs))
+end
 local i = 6
 local m = tonumber(ARGV[i]); i = i + 1
 local total
@@ -94,6 +100,15 @@ _DELETE = """
 local n = redis.call('DEL', KEYS[1], KEYS[2], KEYS[4])
 for _, scope in ipairs(redis.call('SMEMBERS', KEYS[3])) do n = n + redis.call('DEL', ARGV[1] .. 'st:' .. scope) end
 return n + redis.call('DEL', KEYS[3])
+"""
+
+_REVOKE = """
+local seen = redis.call('HGET', KEYS[1], ARGV[1])
+if seen and seen ~= 'r' then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], 'r')
+local ttl = tonumber(ARGV[2])
+if ttl > 0 and redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
 """
 
 _RENEW = """
@@ -148,6 +163,11 @@ def _pairs(flat: list[bytes] | dict[bytes, bytes]) -> dict[bytes, bytes]:
     return flat if isinstance(flat, dict) else dict(zip(flat[::2], flat[1::2], strict=True))
 
 
+def _first_message(raw: bytes | None) -> int | None:
+    """A ``runs`` entry: the number of the run's first message; None if it never committed."""
+    return None if raw is None or raw == b"r" else int(raw)
+
+
 def _messages(raw: list[bytes]) -> list[Message]:
     """Parse stored messages as one JSON array: one parser call instead of one per message."""
     return [Message.from_dict(m) for m in loads(b"[" + b",".join(raw) + b"]")] if raw else []
@@ -169,6 +189,7 @@ class _RedisLock(Lock):
 
 class RedisStore(SessionStore):
     name = "redis"
+    can_revoke = True
 
     def __init__(self, *, ttl: float = 0, cache_alias: str = "ak_sessions", url: str | None = None) -> None:
         super().__init__(ttl=ttl)
@@ -179,6 +200,7 @@ class RedisStore(SessionStore):
         client = self.client
         self._commit = client.register_script(_COMMIT)
         self._delete = client.register_script(_DELETE)
+        self._revoke = client.register_script(_REVOKE)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
 
@@ -196,17 +218,30 @@ class RedisStore(SessionStore):
         return self._snapshot(self._transaction(_load_commands(key, scopes, window)), scopes, window)
 
     def acquire_and_load(
-        self, key: SessionKey, *, lease: float, wait: float, scopes: Sequence[str] = (SHARED_SCOPE,), window: int = 50
+        self,
+        key: SessionKey,
+        *,
+        lease: float,
+        wait: float,
+        scopes: Sequence[str] = (SHARED_SCOPE,),
+        window: int = 50,
+        run_id: str | None = None,
     ) -> tuple[Lock, Snapshot]:
-        """The first try is one MULTI/EXEC: take the lock and read; a busy session waits as
-        ``acquire`` does, then reads."""
+        """The first try is one MULTI/EXEC: take the lock, read, and look the run up; a busy
+        session waits as ``acquire`` does, then reads."""
         lock = _RedisLock(self, key, lease)
         take = ("SET", lock.name, lock.token, "NX", "PX", max(1, int(lease * 1000)))
-        replies = self._transaction([take, *_load_commands(key, scopes, window)])
+        commands = [take, *_load_commands(key, scopes, window)]
+        if run_id is not None:
+            commands.append(("HGET", _prefix(key) + "runs", run_id))
+        replies = self._transaction(commands)
         if replies[0] is None:  # busy: the read was not under our lock
-            return super().acquire_and_load(key, lease=lease, wait=wait, scopes=scopes, window=window)
+            return super().acquire_and_load(key, lease=lease, wait=wait, scopes=scopes, window=window, run_id=run_id)
         try:
-            return lock, self._snapshot(replies[1:], scopes, window)
+            if run_id is None:
+                return lock, self._snapshot(replies[1:], scopes, window)
+            snapshot = self._snapshot(replies[1:-1], scopes, window)
+            return lock, replace(snapshot, run_committed=_first_message(replies[-1]))
         except BaseException:
             with suppress(StoreError):
                 lock.release()
@@ -315,13 +350,17 @@ class RedisStore(SessionStore):
         reply = self._call(self._commit, keys=[*_keys(prefix), prefix + "lock"], args=args)
         if reply and reply[0] == -1:
             raise VersionConflict(f"{key.session_id}: expected version {expected_version}, found {reply[1]}")
+        if reply and reply[0] == -2:
+            raise RunRevoked(f"run {run_id} was revoked")
         version, total, counts = _parse_meta(dict(zip(reply[::2], reply[1::2], strict=True)))
         return CommitResult(version, total, counts)
 
     def committed(self, key: SessionKey, run_id: str) -> int | None:
         with _translated():
-            seq = self.client.hget(_prefix(key) + "runs", run_id)
-        return None if seq is None else int(seq)
+            return _first_message(self.client.hget(_prefix(key) + "runs", run_id))
+
+    def revoke(self, key: SessionKey, run_id: str) -> bool:
+        return bool(self._call(self._revoke, keys=[_prefix(key) + "runs"], args=[run_id, int(self.ttl * 1000)]))
 
     def delete(self, key: SessionKey) -> bool:
         prefix = _prefix(key)

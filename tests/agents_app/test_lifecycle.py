@@ -23,6 +23,14 @@ from sessions_app.stores import get_store
 WORKER = "w-test@host"
 
 
+@pytest.fixture(autouse=True, params=["claim late", "claim first"])
+def claim_mode(request, settings) -> str:
+    """Every test here runs both ways: a first attempt read and claimed only past CLAIM_AFTER
+    (the default, over a store that can revoke), and every run claimed before it starts (0)."""
+    settings.AK_RUN = {**settings.AK_RUN, "CLAIM_AFTER": 0.5 if request.param == "claim late" else 0}
+    return request.param
+
+
 @pytest.fixture
 def queued(alice, django_capture_on_commit_callbacks):
     """``queued(message, session_id=..., agent=...)``: an async run, published once committed."""
@@ -111,9 +119,11 @@ def test_a_cancel_that_meets_a_busy_session_cancels(queued) -> None:
     run = queued("racing")
     with get_store().lock(session_key(run.session), lease=10, wait=0):
         Run.objects.filter(pk=run.pk).update(cancel_requested_at=timezone.now())  # arrived mid-claim
-        assert run_execute(run_id=str(run.pk), worker=WORKER) is Step.SKIPPED  # no claim past a cancel
-    assert Run.objects.get(pk=run.pk).status == "queued"
+        assert run_execute(run_id=str(run.pk), worker=WORKER) is Step.DONE  # the worker ends it, unstarted
+    run.refresh_from_db()
+    assert (run.status, run.error, run.attempts) == ("cancelled", "cancelled before it started", 0)
     assert run_cancel(run=run).status == "cancelled"
+    assert history(run) == []
 
 
 def test_the_sweeper_fails_runs_past_their_attempts_or_time(queued, settings) -> None:
@@ -244,3 +254,28 @@ def test_a_webhook_whose_host_moved_to_a_private_address_is_not_called(queued, s
     assert webhook_deliver(run_id=str(run.pk)).status == "refused"
     run.refresh_from_db()
     assert (run.webhook_status, run.webhook_attempts) == ("failed", 0)
+
+
+def test_a_cancel_while_the_store_is_down(alice, queued, make_store, use_store, claim_mode) -> None:
+    """Claiming late, a queued run may be executing unclaimed: only the store can stop its commit,
+    so the cancel is a 503 (the request stands and the run never starts). Claiming first, the
+    database alone cancels a queued run."""
+    from tests.services import free_port
+
+    store = get_store()
+    run = queued("halted")
+    use_store(make_store("redis", url=f"redis://127.0.0.1:{free_port()}/0"))  # down
+
+    response = alice.post(f"/runs/{run.pk}/cancel")
+
+    run.refresh_from_db()
+    if claim_mode == "claim first":
+        assert response.status_code == 200 and response.json()["status"] == run.status == "cancelled"
+        return
+    assert response.status_code == 503 and response.json()["code"] == "store_unavailable"
+    assert run.status == "queued" and run.cancel_requested_at is not None  # the request stands
+    use_store(store)  # back
+    assert run_execute(run_id=str(run.pk), worker=WORKER) is Step.DONE
+    run.refresh_from_db()
+    assert (run.status, run.result, run.attempts) == ("cancelled", None, 0)
+    assert history(run) == []

@@ -13,6 +13,7 @@ from sessions_app.stores.base import (
     SHARED_SCOPE,
     LockLost,
     Message,
+    RunRevoked,
     SessionBusy,
     SessionKey,
     SessionStore,
@@ -241,6 +242,65 @@ def test_acquire_and_load_waits_for_a_busy_session(store: SessionStore, key: Ses
 
     assert (snap.version, [m.content for m in snap.messages]) == (1, ["x"])  # read after the holder's commit
     lock.release()
+
+
+def test_acquire_and_load_says_whether_a_run_committed(store: SessionStore, key: SessionKey) -> None:
+    store.commit(key, expected_version=0, append=msgs("q1", "a1"), run_id="r1")
+
+    for run_id, expected in (("r1", 0), ("r2", None)):
+        lock, snap = store.acquire_and_load(key, lease=10, wait=0, run_id=run_id)
+        assert (snap.run_committed, snap.total) == (expected, 2)
+        lock.release()
+    held = store.acquire(key, lease=10, wait=0)  # busy: the slow path looks the run up too
+    threading.Timer(0.2, held.release).start()
+    lock, snap = store.acquire_and_load(key, lease=10, wait=5, run_id="r1")
+    assert snap.run_committed == 0
+    lock.release()
+    lock, snap = store.acquire_and_load(key, lease=10, wait=0)
+    assert snap.run_committed is None  # not asked
+    lock.release()
+
+
+def test_a_revoked_run_never_commits(store: SessionStore, key: SessionKey) -> None:
+    assert store.can_revoke
+    assert store.revoke(key, "r1") is True  # on a session that does not exist yet
+    assert store.load(key).version == 0 and store.committed(key, "r1") is None
+
+    with pytest.raises(RunRevoked):
+        store.commit(key, expected_version=0, append=msgs("q", "a"), run_id="r1")
+    lock, snap = store.acquire_and_load(key, lease=10, wait=0, run_id="r1")
+    with pytest.raises(RunRevoked):
+        store.commit_and_release(lock, expected_version=snap.version, append=msgs("q", "a"), run_id="r1")
+    lock.release()
+
+    assert (store.load(key).total, snap.run_committed) == (0, None)  # nothing written
+    store.commit(key, expected_version=0, append=msgs("q2", "a2"), run_id="r2")  # other runs go on
+    assert store.revoke(key, "r1") is True  # again: still revoked
+    assert store.revoke(key, "r2") is False  # too late: it committed, and stays committed
+    assert store.committed(key, "r2") == 0
+    assert [m.content for m in store.history(key)] == ["q2", "a2"]
+    store.delete(key)  # the marks go with the session
+    assert store.commit(key, expected_version=0, append=msgs("q3"), run_id="r1").total == 1
+
+
+def test_revoke_and_commit_race_one_winner(store: SessionStore, key: SessionKey) -> None:
+    for n in range(20):
+        run_id, outcome = f"race-{n}", {}
+        version = store.load(key).version
+
+        def commit(run_id: str = run_id, version: int = version, outcome: dict = outcome) -> None:
+            try:
+                store.commit(key, expected_version=version, append=msgs(run_id), run_id=run_id)
+                outcome["committed"] = True
+            except RunRevoked:
+                outcome["committed"] = False
+
+        worker = threading.Thread(target=commit)
+        worker.start()
+        revoked = store.revoke(key, run_id)
+        worker.join()
+        assert revoked is not outcome["committed"]  # exactly one of them won
+        assert (store.committed(key, run_id) is not None) is outcome["committed"]
 
 
 def test_commit_and_release_commits_then_frees_the_lock(store: SessionStore, key: SessionKey) -> None:
