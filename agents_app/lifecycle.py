@@ -163,9 +163,18 @@ def run_claim(*, run_id: str, worker: str) -> Run | None:
     return run
 
 
+#: What a worker reads of a queued run (``run_read``): what executing and finishing it use.
+_EXECUTED_FIELDS = (
+    *("message", "status", "is_async", "attempts", "started_at", "cancel_requested_at", "webhook_url"),
+    *("agent__name", "agent__framework", "agent__config", "session__session_id", "tenant__slug"),
+)
+
+
 def run_read(*, run_id: str) -> Run | None:
     """The queued run with its agent, session and tenant, in one statement; None if not queued."""
-    run = sql.fetch(Run, related=("agent", "session", "tenant"), id=run_id, status=Run.Status.QUEUED)
+    run = sql.fetch(
+        Run, related=("agent", "session", "tenant"), only=_EXECUTED_FIELDS, id=run_id, status=Run.Status.QUEUED
+    )
     if run is not None:
         run.session.tenant = run.tenant
     return run

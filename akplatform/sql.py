@@ -93,11 +93,16 @@ def execute(sql: str, params: Sequence[Any]) -> int:
 
 
 class _Reader:
-    """How to read one model's columns out of a row: its fields and their converters."""
+    """How to read one model's columns out of a row: its fields (``names``: only those, and the
+    primary key; the rest are deferred, as ``QuerySet.only`` leaves them) and their converters."""
 
-    def __init__(self, model: type[Model], alias: str) -> None:
+    def __init__(self, model: type[Model], alias: str, names: frozenset[str] | None = None) -> None:
         self.model = model
-        self.fields = list(model._meta.concrete_fields)
+        self.fields = [
+            f
+            for f in model._meta.concrete_fields
+            if names is None or f.primary_key or f.name in names or f.attname in names
+        ]
         self.attnames = [f.attname for f in self.fields]
         self.names = [connection.ops.quote_name(f.column) for f in self.fields]
         self.columns = [f"{alias}.{name}" for name in self.names]
@@ -130,15 +135,29 @@ def _params(model: type[Model], where: dict[str, Any]) -> list[Any]:
     return [prep(model, key, value) for key, value in where.items() if not key.endswith("__isnull")]
 
 
+def _only(only: Sequence[str] | None, related: Sequence[str]) -> dict[str, frozenset[str] | None]:
+    """``only`` (``QuerySet.only``'s names: ``"message"``, ``"agent__name"``) per model of a
+    fetch: ``""`` for the model itself (with the foreign keys of ``related``), else a relation's
+    name; None: every field."""
+    if only is None:
+        return {}
+    own = {name for name in only if "__" not in name} | {f"{name}_id" for name in related}
+    split = [name.split("__", 1) for name in only if "__" in name]
+    return {"": frozenset(own)} | {rel: frozenset(f for r, f in split if r == rel) for rel, _ in split}
+
+
 @cache
-def _select(model: type[Model], related: tuple[str, ...], keys: tuple[str, ...], vendor: str) -> tuple[str, list]:
+def _select(
+    model: type[Model], related: tuple[str, ...], keys: tuple[str, ...], only: tuple[str, ...] | None, vendor: str
+) -> tuple[str, list]:
     """The SELECT of ``fetch`` and, per model in it, the reader of its slice of the row."""
-    readers = [_Reader(model, "t0")]
+    names = _only(only, related)
+    readers = [_Reader(model, "t0", names.get(""))]
     joins = []
     for n, name in enumerate(related, start=1):
         field = model._meta.get_field(name)
         target = field.related_model
-        readers.append(_Reader(target, f"t{n}"))
+        readers.append(_Reader(target, f"t{n}", names.get(name)))
         pk = connection.ops.quote_name(target._meta.pk.column)
         joins.append(f" INNER JOIN {table(target)} t{n} ON t{n}.{pk} = t0.{connection.ops.quote_name(field.column)}")
     columns = ", ".join(c for reader in readers for c in reader.columns)
@@ -159,15 +178,18 @@ def _build(model: type[M], row: Sequence[Any], readers: list[_Reader], related: 
     return obj  # type: ignore[return-value]
 
 
-def fetch(model: type[M], *, related: Sequence[str] = (), **where: Any) -> M | None:
+def fetch(model: type[M], *, related: Sequence[str] = (), only: Sequence[str] | None = None, **where: Any) -> M | None:
     """The one row of ``model`` where every field in ``where`` equals its value, or None.
 
     ``related``: foreign keys to read in the same query (an inner join), set on the instance as
-    ``select_related`` would. ``where`` should name a unique set of fields; ``<field>__isnull=True``
-    asks for a NULL.
+    ``select_related`` would. ``only``: the fields to read, as ``QuerySet.only`` names them
+    (``"agent__name"`` for a related one; a relation named in none of them is read whole); the
+    others are deferred, read by a query of their own if ever used. Building a model's instance
+    and converting its values costs more than the query: read what is used. ``where`` should
+    name a unique set of fields; ``<field>__isnull=True`` asks for a NULL.
     """
     keys = tuple(where)
-    sql, readers = _select(model, tuple(related), keys, connection.vendor)
+    sql, readers = _select(model, tuple(related), keys, None if only is None else tuple(only), connection.vendor)
     _, row = run(sql, _params(model, where), one=True)
     return None if row is None else _build(model, row, readers, related)
 

@@ -42,6 +42,24 @@ def test_fetch_reads_every_field_as_the_orm_does(alice, session):
     assert Run.objects.get(pk=made.pk).message == "edited"
 
 
+def test_fetch_only_reads_the_named_fields_and_defers_the_rest(alice, session, django_assert_num_queries):
+    agent = Agent.objects.create(tenant=alice.tenant, name="cfg", framework="echo", config={"k": 1})
+    made = Run.objects.create(tenant=alice.tenant, session=session, agent=agent, message="hi", result="r")
+
+    with django_assert_num_queries(1):
+        run = sql.fetch(
+            Run, related=("agent", "session"), only=("message", "agent__config", "session__session_id"), id=made.pk
+        )
+        assert (run.message, run.agent.config, run.session.session_id) == ("hi", {"k": 1}, "s-1")
+        assert (run.agent_id, run.session_id, run.agent.pk) == (agent.pk, session.pk, agent.pk)
+    assert run.get_deferred_fields() >= {"result", "status", "created_at"}
+    assert run.agent.get_deferred_fields() >= {"name", "framework"}
+    with django_assert_num_queries(1):
+        assert run.result == "r"  # a deferred field still reads, by a query of its own
+    whole = sql.fetch(Run, related=("agent",), only=("message",), id=made.pk)
+    assert not whole.agent.get_deferred_fields()  # a relation named in no field is read whole
+
+
 def test_fetch_is_none_without_a_row_and_matches_every_condition(alice, session):
     assert sql.fetch(Session, tenant_id=alice.tenant.pk, session_id="nope") is None
     assert sql.fetch(Session, tenant_id=alice.tenant.pk + 1, session_id="s-1") is None
