@@ -16,7 +16,7 @@ from agents_app.lifecycle import execute_taken, publish_or_fail, run_cancel, run
 from agents_app.models import Agent, Run
 from agents_app.runner import RunStopped
 from akplatform import sql
-from sessions_app.models import Tenant
+from sessions_app.models import Session, Tenant
 from sessions_app.selectors import session_get
 from sessions_app.services import session_open
 from sessions_app.stores.base import StoreError
@@ -52,6 +52,23 @@ def agent_get(*, tenant: Tenant, name: str) -> Agent:
     if agent is None:
         raise Http404("unknown agent")
     return agent
+
+
+def _agent_and_session(
+    *, tenant: Tenant, agent_name: str, session_id: str | None, user_id: str | None
+) -> tuple[Agent, Session]:
+    """The run's agent (``Http404`` if unknown) and session (made if new). An existing agent and
+    session with no user to attach are read in one query: what most turns of a conversation are."""
+    if session_id is not None and user_id is None:
+        agent, session = sql.fetch_each(
+            (Agent, {"tenant_id": tenant.pk, "name": agent_name}),
+            (Session, {"tenant_id": tenant.pk, "session_id": session_id}),
+        )
+        if agent is not None and session is not None:
+            session.tenant = tenant  # the row's own tenant: spares the query its store key would make
+            return agent, session
+    agent = agent_get(tenant=tenant, name=agent_name)
+    return agent, session_open(tenant=tenant, session_id=session_id, user_id=user_id)
 
 
 class IdempotencyConflict(Exception):
@@ -102,8 +119,7 @@ def run_sync(
     (``RunCancelled``, ``RunTimedOut``) are recorded on the run and raised, as is an adapter's
     failure (``RunFailed``); the session is left as it was.
     """
-    agent = agent_get(tenant=tenant, name=agent_name)
-    session = session_open(tenant=tenant, session_id=session_id, user_id=user_id)
+    agent, session = _agent_and_session(tenant=tenant, agent_name=agent_name, session_id=session_id, user_id=user_id)
     worker, now = web_worker_name(), timezone.now()
     run, created = _run_create(
         idempotency_key=idempotency_key,
@@ -153,8 +169,7 @@ def run_enqueue(
     Returns the run and whether it is new (False: an earlier request with the same key made it).
     Raises ``BrokerUnavailable`` (the run is then recorded as failed).
     """
-    agent = agent_get(tenant=tenant, name=agent_name)
-    session = session_open(tenant=tenant, session_id=session_id, user_id=user_id)
+    agent, session = _agent_and_session(tenant=tenant, agent_name=agent_name, session_id=session_id, user_id=user_id)
     run, created = _run_create(
         idempotency_key=idempotency_key,
         request_hash=request_hash,

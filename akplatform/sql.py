@@ -194,6 +194,35 @@ def fetch(model: type[M], *, related: Sequence[str] = (), only: Sequence[str] | 
     return None if row is None else _build(model, row, readers, related)
 
 
+@cache
+def _select_each(lookups: tuple[tuple[type[Model], tuple[str, ...]], ...], vendor: str) -> tuple[str, list[_Reader]]:
+    readers = [_Reader(model, f"t{n}") for n, (model, _) in enumerate(lookups)]
+    joins = "".join(
+        f" LEFT JOIN {table(model)} t{n} ON {_where(model, keys, f't{n}')}" for n, (model, keys) in enumerate(lookups)
+    )
+    columns = ", ".join(c for reader in readers for c in reader.columns)
+    return f"SELECT {columns} FROM (SELECT 1 AS one) one{joins}", readers
+
+
+def fetch_each(*lookups: tuple[type[Model], dict[str, Any]]) -> list[Any]:
+    """For each (model, where), the one row of ``model`` that ``where`` names (as in ``fetch``),
+    or None: several unrelated rows in one round trip.
+
+        agent, session = fetch_each((Agent, {"tenant_id": 1, "name": "echo"}), (Session, {...}))
+    """
+    sql, readers = _select_each(tuple((model, tuple(where)) for model, where in lookups), connection.vendor)
+    params = [p for model, where in lookups for p in _params(model, where)]
+    _, row = run(sql, params, one=True)
+    assert row is not None  # one row, whatever matched
+    found, start = [], 0
+    for reader in readers:
+        values = list(row[start : start + len(reader.fields)])
+        start += len(reader.fields)
+        pk = next(i for i, f in enumerate(reader.fields) if f.primary_key)
+        found.append(None if values[pk] is None else reader.build(values))
+    return found
+
+
 # --- writes ----------------------------------------------------------------------------------------
 
 

@@ -1,9 +1,11 @@
 """Where a queued run's time goes: each step of its life, timed in one process.
 
 The steps are the services a request and a worker call, in order: ``run_enqueue`` (the Run row
-and the session's index rows, then the publish), ``run_claim``, the runner (lock and load, adapter,
-commit and unlock, on the store) and ``run_finish``. No Celery worker is involved: the broker is
-kombu's in-memory transport, so what is left is the platform's own cost per run.
+and the session's index rows, then the publish), ``run_read`` (a first attempt is read, not
+claimed: see ``agents_app.lifecycle``), the runner (lock, load and the run's replay lookup,
+adapter, commit and unlock, on the store) and ``run_finish`` (which claims it too). No Celery
+worker is involved: the broker is kombu's in-memory transport, so what is left is the platform's
+own cost per run.
 
     .venv/bin/python bench/queue_steps.py [--runs 300]
 
@@ -31,19 +33,21 @@ from _common import ROOT, Log, redis_url, table
 _DRIVER = """
 import time, django
 django.setup()
-from agents_app.lifecycle import _execute, _on_loop, run_claim, run_finish
+from django.utils import timezone
+from agents_app.lifecycle import _execute, _on_loop, run_finish, run_read
 from agents_app.services import agent_ensure_builtins, run_enqueue
 from sessions_app.selectors import session_key
 from sessions_app.services import tenant_create
 
 tenant, _ = tenant_create(slug="steps")
 agent_ensure_builtins(tenant=tenant)
-steps = dict.fromkeys(["enqueue", "claim", "run", "finish"], 0.0)
+steps = dict.fromkeys(["enqueue", "read", "run", "finish"], 0.0)
 for n in range({runs}):
     t0 = time.perf_counter()
     queued, _ = run_enqueue(tenant=tenant, agent_name="echo", message=f"m{{n}}", session_id=f"s{{n}}")
     t1 = time.perf_counter()
-    run = run_claim(run_id=str(queued.pk), worker="steps@bench")
+    run = run_read(run_id=str(queued.pk))
+    run.started_at = timezone.now()
     t2 = time.perf_counter()
     outcome, _ = _on_loop(_execute(run, session_key(run.session), "steps@bench", 0))
     t3 = time.perf_counter()
@@ -56,9 +60,9 @@ print(*(steps[name] / {runs} * 1000 for name in steps))
 
 STEPS = {
     "enqueue": "run_enqueue: agent and session rows (thread + session if new), Run INSERT, publish",
-    "claim": "run_claim: UPDATE queued -> running RETURNING the run with its agent, session, tenant",
-    "run": "the runner: lock+load (1 Redis round trip), adapter, commit+unlock (1 round trip)",
-    "finish": "run_finish: the session's index row, then UPDATE running -> succeeded, each its own commit",
+    "read": "run_read: SELECT the queued run with its agent, session, tenant (what executing uses)",
+    "run": "the runner: lock+load+replay lookup (1 Redis round trip), adapter, commit+unlock (1 round trip)",
+    "finish": "run_finish: the session's index row, then UPDATE queued -> succeeded, each its own commit",
 }
 
 

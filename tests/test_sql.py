@@ -60,6 +60,24 @@ def test_fetch_only_reads_the_named_fields_and_defers_the_rest(alice, session, d
     assert not whole.agent.get_deferred_fields()  # a relation named in no field is read whole
 
 
+def test_fetch_each_reads_unrelated_rows_in_one_query(alice, session, django_assert_num_queries):
+    agent = Agent.objects.get(tenant=alice.tenant, name="echo")
+    with django_assert_num_queries(1):
+        found, missing, sess = sql.fetch_each(
+            (Agent, {"tenant_id": alice.tenant.pk, "name": "echo"}),
+            (Agent, {"tenant_id": alice.tenant.pk, "name": "nope"}),
+            (Session, {"tenant_id": alice.tenant.pk, "session_id": "s-1"}),
+        )
+    assert (found.pk, found.config, missing, sess.pk, sess.session_id) == (
+        agent.pk,
+        agent.config,
+        None,
+        session.pk,
+        "s-1",
+    )
+    assert sql.fetch_each((Session, {"tenant_id": alice.tenant.pk + 1, "session_id": "s-1"})) == [None]
+
+
 def test_fetch_is_none_without_a_row_and_matches_every_condition(alice, session):
     assert sql.fetch(Session, tenant_id=alice.tenant.pk, session_id="nope") is None
     assert sql.fetch(Session, tenant_id=alice.tenant.pk + 1, session_id="s-1") is None
