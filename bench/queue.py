@@ -17,15 +17,15 @@ uncounted message first, so that like a long-lived web process it has its import
 connections when the clock starts).
 
 It prints runs/s and tasks/s, their ratio (goal: at least 0.5), and the p50 and p99 latency of
-each, then stops everything it started. The two sides take turns ``--rounds`` times (default 3)
-and the verdict is the median ratio: on a shared machine one round can be a quarter off. Beside
+each, then stops everything it started. The two sides take turns ``--rounds`` times (default 5)
+and the verdict is the median ratio: on a shared machine one round can be a third off. Beside
 each side's rate it prints the CPU spent per run, read from ``/proc``, by the workers' main
 processes (the broker's consumers, which hand tasks to the pool and ack them), by their pools
 (where the tasks run) and by the enqueuing clients: on a machine that the bench saturates, that
 ratio is the one throughput follows, and it says which process the cost is in.
 
     .venv/bin/python bench/queue.py [--runs 500] [--sessions 50] [--workers 2] [--concurrency 2]
-                                    [--clients 4] [--rate R] [--rounds 3]
+                                    [--clients 4] [--rate R] [--rounds 5]
 
 Without ``--rate`` the clients enqueue as fast as they can: the throughput figure, with latencies
 that are mostly the wait behind the backlog. With ``--rate`` below both sides' capacity, the
@@ -305,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--rate", type=float, default=0, help="runs/s to offer (default 0: as fast as they go); for latency"
     )
     parser.add_argument(
-        "--rounds", type=int, default=3, help="platform then baseline, this many times; the verdict is the median"
+        "--rounds", type=int, default=5, help="platform then baseline, this many times; the verdict is the median"
     )
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
