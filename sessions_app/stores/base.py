@@ -272,14 +272,18 @@ class SessionStore(ABC):
         """
         held = self.acquire(key, lease=lease, wait=wait)
         try:
-            snapshot = self.load(key, scopes=scopes, window=window)
-            if run_id is not None:
-                snapshot = replace(snapshot, run_committed=self.committed(key, run_id))
-            return held, snapshot
+            return held, self._load_with_run(key, scopes, window, run_id)
         except BaseException:
             with suppress(StoreError):
                 held.release()
             raise
+
+    def _load_with_run(self, key: SessionKey, scopes: Sequence[str], window: int, run_id: str | None) -> Snapshot:
+        """``load``, and with ``run_id`` what ``committed`` says of it (a backend may read both at once)."""
+        snapshot = self.load(key, scopes=scopes, window=window)
+        if run_id is None:
+            return snapshot
+        return replace(snapshot, run_committed=self.committed(key, run_id))
 
     def commit_and_release(
         self,

@@ -267,28 +267,10 @@ class DynamoDBStore(SessionStore):
         returns the window, the meta item again and the state items. The meta item of that query is the truth:
         if a commit landed between the two reads, the snapshot is of the newer version.
         """
-        return self._load(key, scopes, window)
+        return self._load_with_run(key, scopes, window, None)
 
-    def acquire_and_load(
-        self,
-        key: SessionKey,
-        *,
-        lease: float,
-        wait: float,
-        scopes: Sequence[str] = (SHARED_SCOPE,),
-        window: int = 50,
-        run_id: str | None = None,
-    ) -> tuple[Lock, Snapshot]:
-        """``acquire``, then ``load``, whose first read takes the run's record with the meta item."""
-        held = self.acquire(key, lease=lease, wait=wait)
-        try:
-            return held, self._load(key, scopes, window, run_id)
-        except BaseException:
-            with suppress(StoreError):
-                held.release()
-            raise
-
-    def _load(self, key: SessionKey, scopes: Sequence[str], window: int, run_id: str | None = None) -> Snapshot:
+    def _load_with_run(self, key: SessionKey, scopes: Sequence[str], window: int, run_id: str | None) -> Snapshot:
+        """``load``, whose first read takes the run's record with the meta item."""
         now = time.time()
         run_committed = None
         if run_id is None:
