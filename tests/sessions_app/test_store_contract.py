@@ -284,6 +284,10 @@ def test_a_revoked_run_never_commits(store: SessionStore, key: SessionKey) -> No
 
 
 def test_revoke_and_commit_race_one_winner(store: SessionStore, key: SessionKey) -> None:
+    if store.name == "dynamodb":
+        # moto applies concurrent transactions without isolating them (no lock; a failed one even
+        # restores the table it copied), which DynamoDB does not: a race there tests moto.
+        pytest.skip("moto does not isolate concurrent transactions")
     for n in range(20):
         run_id, outcome = f"race-{n}", {}
         version = store.load(key).version
