@@ -82,6 +82,14 @@ class Queue:
         assert response.status_code == 200, response.text
         return response.json()["messages"]
 
+    def add_worker(self) -> str:
+        """Start one more worker, as a machine joining; it is stopped with the rest."""
+        name = f"w{len(self.workers)}-{uuid.uuid4().hex[:6]}"
+        worker = services.celery_worker(name, env=self.platform.env, log=self.tmp / f"{name}.log").start()
+        self.workers[name] = worker
+        self.extra.append(worker)
+        return name
+
     def invoked(self) -> Counter[str]:
         """How many times the adapter ran each message, across every worker process."""
         return Counter(self.invocations.read_text().splitlines())
@@ -125,7 +133,8 @@ def start_queue(start_platform, tmp_path: Path, redis_url: str) -> Iterator[Call
             env=platform.env, log=tmp_path / f"beat-{tag}.log", schedule=tmp_path / f"beat-{tag}"
         ).start()
         started.append(beat)
-        return Queue(platform=platform, workers=procs, invocations=invocations, tmp=tmp_path, extra=[beat])
+        # ``extra`` is the list of what the fixture stops: workers added later go there too.
+        return Queue(platform=platform, workers=procs, invocations=invocations, tmp=tmp_path, extra=started)
 
     yield start
     for process in started:
