@@ -58,6 +58,8 @@ class Run(models.Model):
     result = models.TextField(null=True, blank=True)  # noqa: DJ001
     error = models.TextField(null=True, blank=True)  # noqa: DJ001
     #: Executions started: more than one only when a worker died or a dependency failed mid-run.
+    #: A first attempt counts when it is claimed (after ``AK_RUN__CLAIM_AFTER``) or finishes; one
+    #: whose worker died before either is not counted.
     attempts = models.PositiveIntegerField(default=0)
     #: The Celery worker (hostname) that ran, or runs, it; blank for sync runs.
     worker = models.CharField(max_length=255, blank=True)
