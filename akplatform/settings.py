@@ -235,6 +235,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # Redis hands an unacked task to another worker after this long; it must outlast a run.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(AK_RUN["TIME_LIMIT"]) + 300}
+    if CELERY_BROKER_URL.startswith("redis://"):
+        # kombu's, sharing one client per pool instead of making one per publish and ack.
+        CELERY_BROKER_TRANSPORT = "akplatform.broker:Transport"
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {}
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 2.0, minimum=0.1)
