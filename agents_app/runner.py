@@ -3,11 +3,11 @@
     from agents_app.runner import runner
     reply = await runner.run(AgentSpec("echo", "echo"), Session(id="s1", tenant="demo"), "hi")
 
-A run reads the agent's own state, the shared state and the last ``window`` messages, and
-appends only what is new, so its cost does not grow with the conversation. The lock serializes
-runs on one session across processes; its lease is renewed while the adapter works, and the
-version check at commit makes a run whose lease lapsed fail (``VersionConflict``) instead of
-overwriting another's work.
+A run reads the agent's own state, the shared state and the last ``window`` messages (fewer if
+its framework reads fewer: ``Framework.window``), and appends only what is new, so its cost does
+not grow with the conversation. The lock serializes runs on one session across processes; its
+lease is renewed while the adapter works, and the version check at commit makes a run whose
+lease lapsed fail (``VersionConflict``) instead of overwriting another's work.
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ class Runner:
             lease=self.lease,
             wait=self.wait if wait is None else wait,
             scopes=(SHARED_SCOPE, agent.name),
-            window=self.window,
+            window=self.window if framework.window is None else min(framework.window, self.window),
             run_id=run_id if replay else None,
         )
         held = True

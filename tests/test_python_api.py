@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from agents_app.frameworks import AgentSpec
+from agents_app.frameworks.base import Framework
 from agents_app.runner import runner
 from sessions_app.core import Session
 
@@ -53,7 +54,6 @@ def test_clear_removes_the_session(backend, tenant_slug: str) -> None:
 
 def test_an_adapter_writes_state_with_its_messages(backend, tenant_slug: str, settings) -> None:
     """A framework's state writes are committed atomically with the run's messages."""
-    from agents_app.frameworks.base import Framework
 
     class Counter(Framework):
         name = "counter"
@@ -72,3 +72,25 @@ def test_an_adapter_writes_state_with_its_messages(backend, tenant_slug: str, se
     assert asyncio.run(runner.run(agent, session, "b")) == "2 (of 2)"
     assert session.get("seen", agent="count-bot") == 2
     assert session.get("last_speaker") == "count-bot"
+
+
+class Recent(Framework):
+    """Replies with the contents of the messages its run was given (at most ``window``)."""
+
+    name = "recent"
+    window = 3
+
+    async def run(self, agent, session, message):
+        return ",".join(m.content for m in session.messages) or "-"
+
+
+def test_a_run_loads_only_the_history_its_framework_reads(backend, tenant_slug: str, settings) -> None:
+    """``Framework.window`` bounds the run's load: echo reads no message, yet counts every turn."""
+    settings.AK_FRAMEWORKS = {**settings.AK_FRAMEWORKS, "recent": f"{__name__}.Recent"}
+    session = Session(tenant=tenant_slug)
+    echo, recent = AgentSpec(name="echo", framework="echo"), AgentSpec(name="recent", framework="recent")
+    for n in range(1, 4):
+        assert asyncio.run(runner.run(echo, session, f"m{n}")) == f"echo[turns={n}]: m{n}"
+    assert asyncio.run(runner.run(recent, session, "x")) == "echo[turns=2]: m2,m3,echo[turns=3]: m3"
+    settings.AK_SESSION = {**settings.AK_SESSION, "WINDOW": 2}  # the setting bounds it too
+    assert asyncio.run(runner.run(recent, session, "y")) == "x,echo[turns=2]: m2,m3,echo[turns=3]: m3"

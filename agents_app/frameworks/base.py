@@ -44,6 +44,10 @@ class Framework(ABC):
     """
 
     name: str = ""
+    #: How many recent messages ``run`` reads from ``session.messages``: the run's load reads no
+    #: more than this (nor than ``AK_SESSION__WINDOW``). None: as many as the setting allows; 0
+    #: for an adapter that needs no history (counts and state always come).
+    window: int | None = None
 
     def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
         """Return the config, normalised; raise ``ConfigError`` naming the bad key."""

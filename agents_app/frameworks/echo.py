@@ -17,6 +17,7 @@ MAX_DELAY_S = 60
 
 class EchoFramework(Framework):
     name = "echo"
+    window = 0  # it counts the user messages; it reads none of them
 
     def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
         config = super().validate_config(config)
