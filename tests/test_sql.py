@@ -60,6 +60,26 @@ def test_fetch_only_reads_the_named_fields_and_defers_the_rest(alice, session, d
     assert not whole.agent.get_deferred_fields()  # a relation named in no field is read whole
 
 
+def test_fetch_goes_through_init_when_something_listens_for_new_instances(alice, session):
+    from django.db.models.signals import post_init
+
+    made: list[tuple[str, bool]] = []
+
+    def seen(sender, instance, **kwargs):
+        made.append((instance.name, instance._state.adding))
+
+    agent = Agent.objects.create(tenant=alice.tenant, name="heard", framework="echo")
+    made.clear()
+    post_init.connect(seen, sender=Agent)
+    try:
+        fetched = sql.fetch(Agent, id=agent.pk)
+    finally:
+        post_init.disconnect(seen, sender=Agent)
+    assert made == [("heard", True)]  # from_db: __init__ first, then the state says "loaded"
+    assert fetched._state.adding is False and fetched.name == "heard"
+    assert sql.fetch(Agent, id=agent.pk) is not None and made == [("heard", True)]  # no listener: no call
+
+
 def test_fetch_each_reads_unrelated_rows_in_one_query(alice, session, django_assert_num_queries):
     agent = Agent.objects.get(tenant=alice.tenant, name="echo")
     with django_assert_num_queries(1):
@@ -93,6 +113,36 @@ def test_insert_sets_defaults_and_the_auto_key(alice):
     assert abs(stored.created_at - timezone.now()) < timedelta(seconds=5)
     second = sql.insert(Thread(tenant=alice.tenant))
     assert second.pk > thread.pk
+
+
+def test_insert_writes_a_run_as_the_orm_does(alice, session):
+    agent = Agent.objects.create(tenant=alice.tenant, name="a", framework="echo")
+    fields = {"tenant": alice.tenant, "session": session, "agent": agent, "message": "hi", "is_async": True}
+    ours = sql.insert(Run(**fields, enqueued_at=timezone.now(), webhook_url="https://x.example/h", attempts=3))
+    theirs = Run.objects.create(**fields, enqueued_at=ours.enqueued_at, webhook_url=ours.webhook_url, attempts=3)
+    rows = Run.objects.filter(pk__in=[ours.pk, theirs.pk]).values()
+    mine, orm = sorted(rows, key=lambda row: row["id"] != ours.pk)
+    assert {k: v for k, v in mine.items() if k not in ("id", "created_at")} == {
+        k: v for k, v in orm.items() if k not in ("id", "created_at")
+    }
+    assert mine["idempotency_key"] is None and mine["result"] is None and mine["started_at"] is None
+
+
+def test_values_inserted_as_they_are_are_those_the_fields_would_not_change():
+    """``insert`` skips ``get_db_prep_save`` for the values ``_AS_IS`` names: it must be a no-op."""
+    from django.apps import apps
+    from django.db import connection
+
+    samples = {str: ["", "text", "ünï"], bool: [True, False], int: [0, 7, 2**40], type(None): [None]}
+    checked = 0
+    for model in apps.get_models():
+        for field in model._meta.concrete_fields:
+            for kind in sql._AS_IS.get(type(field), ()):
+                for value in samples[kind]:
+                    prepared = field.get_db_prep_save(value, connection)
+                    assert prepared == value and type(prepared) is type(value), (model, field.name, value)
+                    checked += 1
+    assert checked > 100
 
 
 def test_insert_raises_integrity_error_like_the_orm(alice, session):
