@@ -86,17 +86,21 @@ def run_find_idempotent(*, tenant: Tenant, idempotency_key: str | None, request_
     return run
 
 
-def _run_create(*, idempotency_key: str | None, request_hash: str, **fields: Any) -> tuple[Run, bool]:
-    """Create a run; with a key another request made first, return that run instead."""
-    run = Run(idempotency_key=idempotency_key, request_hash=request_hash, **fields)
-    if idempotency_key is None:
-        return sql.insert(run), True
+def _run_create(run: Run, **looked_up: sql.Lookup) -> tuple[Run | None, bool]:
+    """Insert ``run``, its ``looked_up`` foreign keys read in the same statement (None when one
+    of them names no row); with a key another request made first, return that run instead.
+    Returns the run and whether it is new."""
+    if run.idempotency_key is None:
+        made = sql.insert_looking_up(run, **looked_up)
+        return made, made is not None
     try:
         with transaction.atomic():  # in a caller's transaction, a savepoint: a duplicate key leaves it usable
-            return sql.insert(run), True
+            made = sql.insert_looking_up(run, **looked_up)
+            return made, made is not None
     except IntegrityError:
         pass
-    existing = run_find_idempotent(tenant=fields["tenant"], idempotency_key=idempotency_key, request_hash=request_hash)
+    key, request_hash = run.idempotency_key, run.request_hash
+    existing = run_find_idempotent(tenant=run.tenant, idempotency_key=key, request_hash=request_hash)
     assert existing is not None
     return existing, False
 
@@ -122,18 +126,21 @@ def run_sync(
     agent, session = _agent_and_session(tenant=tenant, agent_name=agent_name, session_id=session_id, user_id=user_id)
     worker, now = web_worker_name(), timezone.now()
     run, created = _run_create(
-        idempotency_key=idempotency_key,
-        request_hash=request_hash,
-        tenant=tenant,
-        session=session,
-        agent=agent,
-        message=message,
-        status=Run.Status.RUNNING,
-        attempts=1,
-        worker=worker,
-        started_at=now,
-        heartbeat_at=now,
+        Run(
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            tenant=tenant,
+            session=session,
+            agent=agent,
+            message=message,
+            status=Run.Status.RUNNING,
+            attempts=1,
+            worker=worker,
+            started_at=now,
+            heartbeat_at=now,
+        )
     )
+    assert run is not None  # nothing looked up: written, or the key's earlier run
     if not created:
         return run, False
     try:
@@ -169,19 +176,34 @@ def run_enqueue(
     Returns the run and whether it is new (False: an earlier request with the same key made it).
     Raises ``BrokerUnavailable`` (the run is then recorded as failed).
     """
-    agent, session = _agent_and_session(tenant=tenant, agent_name=agent_name, session_id=session_id, user_id=user_id)
-    run, created = _run_create(
+    run = Run(
         idempotency_key=idempotency_key,
         request_hash=request_hash,
         tenant=tenant,
-        session=session,
-        agent=agent,
         message=message,
         is_async=True,
         enqueued_at=timezone.now(),
         webhook_url=webhook_url,
         webhook_status=Run.Webhook.PENDING if webhook_url else Run.Webhook.NONE,
     )
+    made = None
+    if session_id is not None and user_id is None:
+        # Most turns: the agent and the session exist; their keys are read by the INSERT itself.
+        made, created = _run_create(
+            run,
+            agent=(Agent, {"tenant_id": tenant.pk, "name": agent_name}),
+            session=(Session, {"tenant_id": tenant.pk, "session_id": session_id}),
+        )
+        if made is not None and created:  # what the caller reads of them; the rest on demand
+            run.agent = sql.loaded(Agent, id=run.agent_id, tenant_id=tenant.pk, name=agent_name)
+            run.session = sql.loaded(Session, id=run.session_id, tenant_id=tenant.pk, session_id=session_id)
+    if made is None:  # a new session (or agent), or a user to attach
+        run.agent, run.session = _agent_and_session(
+            tenant=tenant, agent_name=agent_name, session_id=session_id, user_id=user_id
+        )
+        made, created = _run_create(run)
+    assert made is not None
+    run = made
     if created:  # at once, or when the caller's transaction commits
         transaction.on_commit(lambda: publish_or_fail(str(run.pk)))
     return run, created

@@ -286,29 +286,69 @@ _AS_IS: dict[type[Field], tuple[type, ...]] = {
 }
 
 
+Lookup = tuple[type[Model], dict[str, Any]]
+
+
 @cache
-def _insert(model: type[Model], vendor: str) -> tuple[str, list[tuple[Field, tuple[type, ...]]], Field | None]:
+def _insert(
+    model: type[Model], looked_up: tuple[tuple[str, type[Model], tuple[str, ...]], ...], vendor: str
+) -> tuple[str, list[tuple[Field, tuple[type, ...]]], list[Field]]:
+    """The INSERT of ``insert``, its fields given as values, and the fields it returns: the auto
+    key, if any, then the foreign keys it looks up (``INSERT ... SELECT``, one table per key)."""
     auto = model._meta.pk if isinstance(model._meta.pk, AutoField) else None
-    fields = [f for f in model._meta.concrete_fields if f is not auto]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    sql = f"INSERT INTO {table(model)} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"
-    if auto is not None:  # SQLite (3.35+) and PostgreSQL: the new key in the same round trip
-        sql += f" RETURNING {connection.ops.quote_name(auto.column)}"
-    return sql, [(f, _AS_IS.get(type(f), ())) for f in fields], auto
+    keys = [model._meta.get_field(name) for name, _, _ in looked_up]
+    given = [f for f in model._meta.concrete_fields if f is not auto and f not in keys]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in [*given, *keys])
+    values = ", ".join(["%s"] * len(given))
+    if looked_up:
+        targets = [(f"t{n}", target, where) for n, (_, target, where) in enumerate(looked_up)]
+        pks = [f"{alias}.{connection.ops.quote_name(target._meta.pk.column)}" for alias, target, _ in targets]
+        sources = ", ".join(f"{table(target)} {alias}" for alias, target, _ in targets)
+        where = " AND ".join(_where(target, where, alias) for alias, target, where in targets)
+        sql = f"INSERT INTO {table(model)} ({columns}) SELECT {values}, {', '.join(pks)} FROM {sources} WHERE {where}"
+    else:
+        sql = f"INSERT INTO {table(model)} ({columns}) VALUES ({values})"
+    returned = [f for f in [auto, *keys] if f is not None]
+    if returned:  # SQLite (3.35+) and PostgreSQL: in the same round trip
+        sql += f" RETURNING {', '.join(connection.ops.quote_name(f.column) for f in returned)}"
+    return sql, [(f, _AS_IS.get(type(f), ())) for f in given], returned
 
 
 def insert(obj: M) -> M:
     """INSERT ``obj`` as ``obj.save()`` would for a new row (defaults, ``auto_now``), without
     signals; sets its auto primary key. Raises ``IntegrityError`` as the ORM does."""
-    sql, fields, auto = _insert(type(obj), connection.vendor)
+    inserted = insert_looking_up(obj)
+    assert inserted is not None  # nothing to look up: the row is written or it raised
+    return inserted
+
+
+def insert_looking_up(obj: M, **looked_up: Lookup) -> M | None:
+    """``insert``, with foreign keys taken from rows named by other columns, in the same statement
+    (``agent=(Agent, {"tenant_id": 1, "name": "echo"})``, as ``fetch`` names a row) instead of a
+    query first: sets them on ``obj``. None, and no row written, if one of them names no row.
+    """
+    spec = tuple((name, model, tuple(where)) for name, (model, where) in looked_up.items())
+    sql, given, returned = _insert(type(obj), spec, connection.vendor)
     params = []
-    for field, as_is in fields:  # most of a row is blanks and defaults: no conversion to make
+    for field, as_is in given:  # most of a row is blanks and defaults: no conversion to make
         value = field.pre_save(obj, True)
         params.append(value if type(value) in as_is else field.get_db_prep_save(value, connection))
-    _, returned = run(sql, params, one=auto is not None)
-    if auto is not None:
-        assert returned is not None  # INSERT ... RETURNING the new row's key
-        setattr(obj, auto.attname, returned[0])
+    for model, where in looked_up.values():
+        params += _params(model, where)
+    _, row = run(sql, params, one=bool(returned))
+    if returned:
+        if row is None:
+            return None
+        for field, value in zip(returned, row, strict=True):
+            setattr(obj, field.attname, value)
     obj._state.adding = False
     obj._state.db = connection.alias
     return obj
+
+
+def loaded(model: type[M], **values: Any) -> M:
+    """An instance of ``model`` as if read with only ``values`` (attnames: ``id``, ``tenant_id``),
+    the other fields deferred: a row the caller knows part of, without reading it."""
+    fields = [f for f in model._meta.concrete_fields if f.attname in values]
+    assert len(fields) == len(values), "values names a field the model does not have"
+    return model.from_db(connection.alias, [f.attname for f in fields], [values[f.attname] for f in fields])

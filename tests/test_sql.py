@@ -145,6 +145,35 @@ def test_values_inserted_as_they_are_are_those_the_fields_would_not_change():
     assert checked > 100
 
 
+def test_insert_looking_up_takes_foreign_keys_from_the_rows_named(alice, session, django_assert_num_queries):
+    agent = Agent.objects.create(tenant=alice.tenant, name="a", framework="echo")
+    run = Run(tenant=alice.tenant, message="hi", is_async=True)
+    agent_by_name = (Agent, {"tenant_id": alice.tenant.pk, "name": "a"})
+    with django_assert_num_queries(1):
+        made = sql.insert_looking_up(
+            run, agent=agent_by_name, session=(Session, {"tenant_id": alice.tenant.pk, "session_id": "s-1"})
+        )
+    assert made is run and (run.agent_id, run.session_id) == (agent.pk, session.pk) and not run._state.adding
+    stored = Run.objects.get(pk=run.pk)
+    assert (stored.agent_id, stored.session_id, stored.message, stored.is_async) == (agent.pk, session.pk, "hi", True)
+
+    # One key naming no row: no row written, the instance untouched.
+    missing = Run(tenant=alice.tenant, message="lost")
+    absent = (Session, {"tenant_id": alice.tenant.pk, "session_id": "nope"})
+    assert sql.insert_looking_up(missing, agent=agent_by_name, session=absent) is None
+    assert missing._state.adding and missing.session_id is None
+    assert not Run.objects.filter(message="lost").exists()
+
+
+def test_loaded_is_a_row_known_in_part_whose_other_fields_read_on_demand(alice, session, django_assert_num_queries):
+    partial = sql.loaded(Session, id=session.pk, tenant_id=alice.tenant.pk, session_id="s-1")
+    assert not partial._state.adding and partial.get_deferred_fields() >= {"thread_id", "message_count"}
+    with django_assert_num_queries(1):
+        assert partial.thread_id == session.thread_id
+    with pytest.raises(AssertionError):
+        sql.loaded(Session, id=session.pk, nonsense=1)
+
+
 def test_insert_raises_integrity_error_like_the_orm(alice, session):
     with pytest.raises(IntegrityError), transaction.atomic():
         sql.insert(Session(tenant=alice.tenant, thread=Thread.objects.create(tenant=alice.tenant), session_id="s-1"))

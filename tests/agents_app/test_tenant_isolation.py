@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.http import Http404
 
 from sessions_app.stores import get_store
 from sessions_app.stores.base import SessionKey
@@ -57,3 +58,26 @@ def test_b_cannot_name_a_in_the_body(make_tenant, backend) -> None:
     body = {"agent": "echo", "message": "y", "session_id": "s1", "tenant": a.tenant.slug, "tenant_id": a.tenant.pk}
     assert b.post("/run", body).json()["result"] == "echo[turns=1]: y"
     assert get_store().load(SessionKey(tenant=a.tenant.slug, session_id="s1")).total == 2
+
+
+@pytest.mark.django_db
+def test_an_async_run_takes_its_own_tenants_agent_and_session(make_tenant, django_assert_num_queries) -> None:
+    """``run_enqueue`` reads the agent's and session's keys in its INSERT: scoped to the tenant too."""
+    from agents_app.models import Agent, Run
+    from agents_app.services import run_enqueue
+
+    a, b = make_tenant(), make_tenant()
+    for tenant in (a.tenant, b.tenant):  # the same agent name and session id in both
+        first, _ = run_enqueue(tenant=tenant, agent_name="echo", message="new", session_id="same")
+        assert (first.session.tenant_id, first.agent.tenant_id) == (tenant.pk, tenant.pk)
+    with django_assert_num_queries(1):  # a turn of a known conversation: the INSERT alone
+        turn, created = run_enqueue(tenant=b.tenant, agent_name="echo", message="again", session_id="same")
+        assert created and turn.session.session_id == "same" and turn.agent.name == "echo"
+    stored = Run.objects.select_related("agent", "session").get(pk=turn.pk)
+    assert (stored.tenant_id, stored.session.tenant_id, stored.agent.tenant_id) == (b.tenant.pk,) * 3
+    assert stored.session_id == first.session_id and stored.message == "again" and stored.status == "queued"
+    assert turn.session.message_count == 0  # a field not read at the insert: read when asked for
+    Agent.objects.create(tenant=a.tenant, name="a-only", framework="echo")
+    with pytest.raises(Http404):  # another tenant's agent is not found by name, session or not
+        run_enqueue(tenant=b.tenant, agent_name="a-only", message="x", session_id="same")
+    assert Run.objects.filter(tenant=b.tenant).count() == 2
