@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from functools import cache, lru_cache
 from typing import Any, TypeVar
 
@@ -42,9 +43,35 @@ def column(model: type[Model], name: str) -> str:
     return connection.ops.quote_name(model._meta.get_field(name).column)
 
 
+#: Field classes (exactly these, not subclasses) whose ``get_db_prep_save`` returns a value of
+#: these types as it is, on every backend: their ``to_python`` passes it through and no backend
+#: adapts it. ``None`` passes through them and the others listed (JSONField's does not).
+_AS_IS: dict[type[Field], tuple[type, ...]] = {
+    **dict.fromkeys((models.CharField, models.TextField, models.URLField, models.SlugField), (str, type(None))),
+    models.BooleanField: (bool, type(None)),
+    # Not ints: on PostgreSQL, Django hands them to psycopg typed (Int4, Int8).
+    **dict.fromkeys(
+        (models.IntegerField, models.PositiveIntegerField, models.DateTimeField, models.UUIDField, models.ForeignKey),
+        (type(None),),
+    ),
+}
+
+
 def prep(model: type[Model], name: str, value: Any) -> Any:
     """``value`` as the database takes it for the field ``name`` of ``model``."""
-    return model._meta.get_field(name).get_db_prep_save(value, connection)
+    return _prep(model._meta.get_field(name), value)
+
+
+def _prep(field: Field, value: Any) -> Any:
+    """``field.get_db_prep_save(value)``, skipping what would change nothing: a value of a type the
+    field passes through (``_AS_IS``), or an aware datetime, which ``DateTimeField`` only hands to
+    the backend's adapter (its ``get_prep_value`` returns it as it is)."""
+    kind = type(value)
+    if kind in _AS_IS.get(type(field), ()):
+        return value
+    if kind is datetime and value.tzinfo is not None and type(field) is models.DateTimeField:
+        return connection.ops.adapt_datetimefield_value(value)
+    return field.get_db_prep_save(value, connection)
 
 
 def run(sql: str, params: Sequence[Any], *, one: bool = False) -> tuple[int, tuple[Any, ...] | None]:
@@ -275,24 +302,13 @@ def update_returning(
     return None if row is None else _build(model, row, readers, related)
 
 
-#: Field classes (exactly these, not subclasses) whose ``get_db_prep_save`` returns a value of
-#: these types as it is, on every backend: their ``to_python`` passes it through and no backend
-#: adapts it. ``None`` passes through them and the others listed (JSONField's does not).
-_AS_IS: dict[type[Field], tuple[type, ...]] = {
-    **dict.fromkeys((models.CharField, models.TextField, models.URLField, models.SlugField), (str, type(None))),
-    models.BooleanField: (bool, type(None)),
-    **dict.fromkeys((models.IntegerField, models.PositiveIntegerField), (int, type(None))),
-    **dict.fromkeys((models.DateTimeField, models.UUIDField, models.ForeignKey), (type(None),)),
-}
-
-
 Lookup = tuple[type[Model], dict[str, Any]]
 
 
 @cache
 def _insert(
     model: type[Model], looked_up: tuple[tuple[str, type[Model], tuple[str, ...]], ...], vendor: str
-) -> tuple[str, list[tuple[Field, tuple[type, ...]]], list[Field]]:
+) -> tuple[str, list[Field], list[Field]]:
     """The INSERT of ``insert``, its fields given as values, and the fields it returns: the auto
     key, if any, then the foreign keys it looks up (``INSERT ... SELECT``, one table per key)."""
     auto = model._meta.pk if isinstance(model._meta.pk, AutoField) else None
@@ -311,7 +327,7 @@ def _insert(
     returned = [f for f in [auto, *keys] if f is not None]
     if returned:  # SQLite (3.35+) and PostgreSQL: in the same round trip
         sql += f" RETURNING {', '.join(connection.ops.quote_name(f.column) for f in returned)}"
-    return sql, [(f, _AS_IS.get(type(f), ())) for f in given], returned
+    return sql, given, returned
 
 
 def insert(obj: M) -> M:
@@ -330,9 +346,8 @@ def insert_looking_up(obj: M, **looked_up: Lookup) -> M | None:
     spec = tuple((name, model, tuple(where)) for name, (model, where) in looked_up.items())
     sql, given, returned = _insert(type(obj), spec, connection.vendor)
     params = []
-    for field, as_is in given:  # most of a row is blanks and defaults: no conversion to make
-        value = field.pre_save(obj, True)
-        params.append(value if type(value) in as_is else field.get_db_prep_save(value, connection))
+    for field in given:  # most of a row is blanks and defaults: no conversion to make
+        params.append(_prep(field, field.pre_save(obj, True)))
     for model, where in looked_up.values():
         params += _params(model, where)
     _, row = run(sql, params, one=bool(returned))

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import IntegrityError, transaction
+from django.db.models import DateTimeField
 from django.utils import timezone
 
 from agents_app.models import Agent, Run
@@ -128,20 +129,25 @@ def test_insert_writes_a_run_as_the_orm_does(alice, session):
     assert mine["idempotency_key"] is None and mine["result"] is None and mine["started_at"] is None
 
 
-def test_values_inserted_as_they_are_are_those_the_fields_would_not_change():
-    """``insert`` skips ``get_db_prep_save`` for the values ``_AS_IS`` names: it must be a no-op."""
+def test_the_shortcuts_of_prep_give_what_the_fields_would():
+    """``_prep`` skips ``get_db_prep_save`` for blanks, defaults and aware datetimes: it must
+    give what the field would, for every field of every model (run on SQLite and PostgreSQL)."""
+    from datetime import UTC, datetime
+    from datetime import timezone as tz
+
     from django.apps import apps
     from django.db import connection
 
-    samples = {str: ["", "text", "ünï"], bool: [True, False], int: [0, 7, 2**40], type(None): [None]}
+    aware = [datetime(2026, 11, 25, 21, 0, 1, 123456, tzinfo=UTC), datetime.now(tz(timedelta(hours=-5)))]
+    samples = {str: ["", "text", "ünï"], bool: [True, False], type(None): [None], datetime: aware}
     checked = 0
     for model in apps.get_models():
         for field in model._meta.concrete_fields:
-            for kind in sql._AS_IS.get(type(field), ()):
-                for value in samples[kind]:
-                    prepared = field.get_db_prep_save(value, connection)
-                    assert prepared == value and type(prepared) is type(value), (model, field.name, value)
-                    checked += 1
+            kinds = [*sql._AS_IS.get(type(field), ()), *([datetime] if type(field) is DateTimeField else [])]
+            for value in (v for kind in kinds for v in samples[kind]):
+                ours, theirs = sql._prep(field, value), field.get_db_prep_save(value, connection)
+                assert ours == theirs and type(ours) is type(theirs), (model, field.name, value)
+                checked += 1
     assert checked > 100
 
 
