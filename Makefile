@@ -43,7 +43,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/history.py
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/queue.py
-	$(BIN)/python bench/queue_steps.py
+	$(BIN)/python bench/concurrency.py
 
 clean:
 	rm -rf $(VENV) var db.sqlite3 db.sqlite3-*

@@ -7,4 +7,10 @@ class AgentsAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from django.db.models.signals import post_save
+
         from agents_app.api import schema  # noqa: F401 - registers the OpenAPI auth extension
+        from agents_app.services import tenant_given_builtins
+        from sessions_app.models import Tenant
+
+        post_save.connect(tenant_given_builtins, sender=Tenant, dispatch_uid="agents_app.tenant_builtins")

@@ -23,7 +23,10 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 
+from agents_app.errors import RunCancelled, RunTimedOut
 from agents_app.frameworks import AgentLike, get_framework
+from agents_app.runs.events import RunEvents
+from akplatform.aio import blocking
 from sessions_app.core import Session, SessionView
 from sessions_app.stores import get_store
 from sessions_app.stores.base import (
@@ -32,26 +35,16 @@ from sessions_app.stores.base import (
     Lock,
     LockLost,
     Message,
+    SessionBusy,
     SessionKey,
     SessionStore,
     Snapshot,
+    backoff_delays,
 )
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-class RunStopped(Exception):
-    """The run was stopped before it committed: nothing of it reached the session."""
-
-
-class RunCancelled(RunStopped):
-    """``cancelled`` was set while the adapter worked."""
-
-
-class RunTimedOut(RunStopped):
-    """The adapter took longer than ``time_limit``."""
 
 
 class Cancellation:
@@ -128,18 +121,12 @@ class Runner:
         window: int | None = None,
         lease: float | None = None,
         wait: float | None = None,
-        offload: bool = True,
     ) -> None:
-        """Unset options follow ``settings.AK_SESSION`` (WINDOW, LOCK_LEASE, LOCK_WAIT).
-
-        ``offload``: run the store's blocking calls in threads, so that other coroutines of the
-        loop go on meanwhile (the Python API, where one loop may serve many sessions). A loop
-        that serves one run (a worker's task, a request) calls them directly: a thread hop costs
-        more than a store round trip.
-        """
+        """Unset options follow ``settings.AK_SESSION`` (WINDOW, LOCK_LEASE, LOCK_WAIT). The
+        store's blocking calls go to the process's I/O threads (``akplatform.aio``): the loop
+        goes on with other runs meanwhile."""
         self._store = store
         self._window, self._lease, self._wait = window, lease, wait
-        self.offload = offload
 
     @property
     def window(self) -> int:
@@ -175,6 +162,7 @@ class Runner:
         replay: bool = True,
         cancelled: Cancellation | None = None,
         time_limit: float | None = None,
+        events: RunEvents | None = None,
     ) -> RunOutcome:
         """Run under the session's lock and commit the exchange, or raise and commit nothing.
 
@@ -184,14 +172,14 @@ class Runner:
         trip. Setting ``cancelled`` stops the adapter at its next ``await`` (``RunCancelled``); so
         does ``time_limit`` seconds passing (``RunTimedOut``). Raises the store's errors
         (``SessionBusy``, ``StoreUnavailable``, ``VersionConflict`` after a lapsed lease,
-        ``RunRevoked`` when the run was revoked) and the adapter's.
+        ``RunRevoked`` when the run was revoked) and the adapter's. ``events`` gets the run's
+        ``run`` event when the adapter starts and its reply's deltas as they come.
         """
         store = store or self.store
         framework = get_framework(agent.framework)
-        lock, snapshot = await self._io(
-            store.acquire_and_load,
+        lock, snapshot = await self._acquire_and_load(
+            store,
             key,
-            lease=self.lease,
             wait=self.wait if wait is None else wait,
             scopes=(SHARED_SCOPE, agent.name),
             window=self.window if framework.window is None else min(framework.window, self.window),
@@ -202,9 +190,13 @@ class Runner:
         try:
             if run_id is not None and replay and snapshot.run_committed is not None:
                 return await self._io(self._replay, store, key, snapshot)
-            view = SessionView(snapshot, agent.name)
+            view = SessionView(snapshot, agent.name, on_delta=events.delta if events else None)
+            if events is not None:
+                events.started()
             asked_at = time.time()
             reply = await self._adapter(framework.run(agent, view, prompt), cancelled, time_limit)
+            if events is not None and not view.streamed:
+                events.delta(reply)
             messages = [
                 Message(role="user", content=prompt, agent=agent.name, created_at=asked_at),
                 Message(role="assistant", content=reply, agent=agent.name),
@@ -227,9 +219,22 @@ class Runner:
                     await self._io(lock.release)
 
     async def _io(self, call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        if self.offload:
-            return await asyncio.to_thread(call, *args, **kwargs)
-        return call(*args, **kwargs)
+        return await blocking(call, *args, **kwargs)
+
+    async def _acquire_and_load(
+        self, store: SessionStore, key: SessionKey, *, wait: float, **load: Any
+    ) -> tuple[Lock, Snapshot]:
+        """``store.acquire_and_load``, waiting for a busy session on the loop, not in a thread:
+        each try asks once (``wait=0``), and the pauses between tries are ``asyncio.sleep``."""
+        delays = backoff_delays(wait, first=0.01, cap=0.25)
+        while True:
+            try:
+                return await self._io(store.acquire_and_load, key, lease=self.lease, wait=0, **load)
+            except SessionBusy:
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                await asyncio.sleep(delay)
 
     @staticmethod
     def _replay(store: SessionStore, key: SessionKey, snapshot: Snapshot) -> RunOutcome:
@@ -275,7 +280,7 @@ class Runner:
     async def _renew(lock: Lock) -> bool:
         """Renew the lease (every third of it while the run goes on); False once it is lost."""
         try:
-            await asyncio.to_thread(lock.renew)
+            await blocking(lock.renew)
         except LockLost:
             logger.warning("lease on session %s lapsed; the commit will be refused", lock.key.session_id)
             return False

@@ -10,24 +10,25 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
-import socket
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
+from agents_app.api.serializers import RunOutput
 from agents_app.models import Run
+from agents_app.outbound import webhook_refusal
 
 logger = logging.getLogger(__name__)
 
+DELIVER_TASK = "agents_app.tasks.deliver_webhook"
 SIGNATURE_HEADER = "X-AK-Signature"
 TIMESTAMP_HEADER = "X-AK-Timestamp"
 
@@ -46,36 +47,16 @@ def webhook_verify(*, secret: str, timestamp: str, body: bytes, signature: str, 
     return fresh and hmac.compare_digest(webhook_sign(secret=secret, timestamp=timestamp, body=body), signature)
 
 
-def webhook_refusal(url: str) -> str | None:
-    """Why the platform will not POST to ``url``, or None. Unless ``AK_RUN__WEBHOOK_ALLOW_PRIVATE``,
-    a host that resolves to a loopback, private, link-local or reserved address is refused, so
-    a tenant cannot aim the platform at its own network. Checked when the run is queued and again
-    before each delivery (the name may resolve elsewhere by then)."""
-    if settings.AK_RUN["WEBHOOK_ALLOW_PRIVATE"]:
-        return None
-    parts = urllib.parse.urlsplit(url)
-    try:
-        infos = socket.getaddrinfo(parts.hostname or "", parts.port or 443, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
-        return f"the host {parts.hostname!r} does not resolve"
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global or address.is_multicast:
-            return f"{parts.hostname} resolves to {address}, a non-public address"
-    return None
-
-
 def webhook_queue(*, run_id: str) -> None:
     """Deliver the run's webhook once the current transaction commits."""
-    from agents_app.tasks import deliver_webhook
-
     Run.objects.filter(pk=run_id).update(webhook_status=Run.Webhook.PENDING)
-    transaction.on_commit(lambda: _publish(deliver_webhook, run_id))
+    transaction.on_commit(lambda: webhook_publish(run_id=run_id))
 
 
-def _publish(task: object, run_id: str) -> None:
+def webhook_publish(*, run_id: str, countdown: float | None = None) -> None:
+    """Hand the delivery task to the broker (by name: the tasks module calls this one)."""
     try:
-        task.delay(run_id)  # type: ignore[attr-defined]
+        current_app.send_task(DELIVER_TASK, (run_id,), countdown=countdown)
     except Exception:  # broker down: the run is finished and recorded; the webhook stays pending
         logger.warning("webhook of run %s stays pending: broker unavailable", run_id)
 
@@ -87,8 +68,6 @@ class Delivery:
 
 
 def webhook_payload(run: Run) -> bytes:
-    from agents_app.api.serializers import RunOutput
-
     return json.dumps(RunOutput(run).data, separators=(",", ":")).encode()
 
 

@@ -41,6 +41,10 @@ class RequestTooLarge(exceptions.APIException):
     default_code = "too_large"
 
 
+class BrokerUnavailable(Exception):
+    """The task broker did not take a task: nothing was queued."""
+
+
 class ServiceUnavailable(exceptions.APIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "A service the platform depends on is unavailable."
@@ -55,10 +59,9 @@ def _body(code: str, detail: Any, fields: Any = None) -> dict[str, Any]:
 
 
 def _run_errors() -> list[tuple[type[Exception], int, str, str | None]]:
-    """Errors of the run services; ``None`` detail: the exception's own message."""
-    from agents_app.lifecycle import BrokerUnavailable
-    from agents_app.runner import RunCancelled, RunTimedOut
-    from agents_app.services import IdempotencyConflict, RunFailed
+    """Errors of the run services; ``None`` detail: the exception's own message. (Imported here:
+    the API's errors are the agents app's; this module is named by settings, which it must not load.)"""
+    from agents_app.errors import IdempotencyConflict, RunCancelled, RunFailed, RunTimedOut
 
     return [
         (BrokerUnavailable, 503, "broker_unavailable", "The task broker is unavailable; nothing was queued."),
@@ -69,21 +72,30 @@ def _run_errors() -> list[tuple[type[Exception], int, str, str | None]]:
     ]
 
 
-def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    if isinstance(exc, RequestDataTooBig):
-        exc = RequestTooLarge()
+def run_error(exc: Exception) -> tuple[int, dict[str, Any]] | None:
+    """The status and body the API answers a run's or the store's error with; None for others.
+    (A streamed run sends the body as its ``error`` event.)"""
     for error_type, status_code, code, detail in _run_errors():
         if isinstance(exc, error_type):
             body = _body(code, detail or str(exc))
             run = getattr(exc, "run", None)
             if run is not None:
                 body["run_id"] = str(run.pk)
-            return Response(body, status=status_code)
+            return status_code, body
     for error_type, status_code, code, detail in _STORE_ERRORS:
         if isinstance(exc, error_type):
             if status_code >= 500:
                 logger.warning("store error: %s", exc)
-            return Response(_body(code, detail), status=status_code)
+            return status_code, _body(code, detail)
+    return None
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, RequestDataTooBig):
+        exc = RequestTooLarge()
+    known = run_error(exc)
+    if known is not None:
+        return Response(known[1], status=known[0])
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

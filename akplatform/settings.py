@@ -85,13 +85,14 @@ TEMPLATES = [
 WSGI_APPLICATION = "akplatform.wsgi.application"
 ASGI_APPLICATION = "akplatform.asgi.application"
 
-DATABASES = {
-    "default": dj_database_url.parse(
-        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0),
-    )
-}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+# Connections are taken for a statement or two and given back (akplatform.aio): never held while
+# a run awaits its model. On PostgreSQL they come from a pool per process (psycopg's, through
+# Django), at most DATABASE_POOL_SIZE of them; SQLite connects per use (a file open).
+DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"))}
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 10, minimum=1)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["OPTIONS"] = {"pool": {"min_size": 1, "max_size": DATABASE_POOL_SIZE, "timeout": 30}}
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and a busy timeout let a web process and a worker share the file.
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 20,
@@ -165,8 +166,7 @@ AK_FRAMEWORKS = {
 AK_RUN = {
     "MAX_MESSAGE_BYTES": env_int("AK_RUN__MAX_MESSAGE_BYTES", 64 * 1024, minimum=1),
     "SESSION_ID_MAX_LENGTH": env_int("AK_RUN__SESSION_ID_MAX_LENGTH", 128, minimum=8, maximum=200),
-    # Async runs. A run longer than TIME_LIMIT fails with a timeout; Celery's soft and
-    # hard limits stand 30 s and 60 s behind it in case the run does not yield.
+    # A run longer than TIME_LIMIT is stopped and fails with a timeout.
     "TIME_LIMIT": env_float("AK_RUN__TIME_LIMIT", 600.0, minimum=0.1),
     # A worker writes the run's heartbeat every HEARTBEAT s; after HEARTBEAT_TIMEOUT s without one
     # the sweeper (every SWEEP_INTERVAL s) takes the run back and queues it again, at most
@@ -175,9 +175,6 @@ AK_RUN = {
     "HEARTBEAT_TIMEOUT": env_float("AK_RUN__HEARTBEAT_TIMEOUT", 30.0, minimum=0.1),
     "SWEEP_INTERVAL": env_float("AK_RUN__SWEEP_INTERVAL", 10.0, minimum=0.1),
     "MAX_ATTEMPTS": env_int("AK_RUN__MAX_ATTEMPTS", 3, minimum=1),
-    # A first attempt is claimed (shown running) once it has run CLAIM_AFTER s: shorter runs go
-    # from queued to finished in one write. 0: claim every run before it starts.
-    "CLAIM_AFTER": env_float("AK_RUN__CLAIM_AFTER", 0.5, minimum=0.0),
     # A queued run whose session is busy goes back to the broker with a delay instead of holding
     # a worker slot: BUSY_RETRY s, doubled up to 8x, with jitter.
     "BUSY_RETRY": env_float("AK_RUN__BUSY_RETRY", 0.5, minimum=0.01),
@@ -192,6 +189,10 @@ AK_RUN = {
     # refused unless allowed; allowed by default only in development (DEBUG).
     "WEBHOOK_ALLOW_PRIVATE": env_bool("AK_RUN__WEBHOOK_ALLOW_PRIVATE", DEBUG),
 }
+# Blocking calls (the ORM, the store's clients) of a process's runs go to this many threads, each
+# holding at most one database connection (akplatform.aio).
+AK_IO_THREADS = env_int("AK_IO_THREADS", 16, minimum=1, maximum=200)
+
 # Bodies a little over the message limit still parse, so the view can answer 413 itself.
 DATA_UPLOAD_MAX_MEMORY_SIZE = AK_RUN["MAX_MESSAGE_BYTES"] * 6 + 64 * 1024
 
@@ -235,9 +236,6 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # Redis hands an unacked task to another worker after this long; it must outlast a run.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(AK_RUN["TIME_LIMIT"]) + 300}
-    if CELERY_BROKER_URL.startswith("redis://"):
-        # kombu's, sharing one client per pool instead of making one per publish and ack.
-        CELERY_BROKER_TRANSPORT = "akplatform.broker:Transport"
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {}
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 2.0, minimum=0.1)
@@ -247,8 +245,10 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.1, "in
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_SOFT_TIME_LIMIT = AK_RUN["TIME_LIMIT"] + 30
-CELERY_TASK_TIME_LIMIT = AK_RUN["TIME_LIMIT"] + 60
+# A plain `celery -A akplatform worker` carries many runs at once: its threads hand each run to
+# the process's event loop and wait for its end (agents_app.tasks); the runs share AK_IO_THREADS.
+CELERY_WORKER_POOL = env_choice("CELERY_WORKER_POOL", "threads", ["threads", "prefork", "solo"])
+CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 500, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "sweep-runs": {"task": "agents_app.tasks.sweep_runs", "schedule": AK_RUN["SWEEP_INTERVAL"]},
     "purge-expired-sessions": {
@@ -257,9 +257,6 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-# Celery's Django fixup closes the database connection after every task unless told to reuse it:
-# a reconnect per run (TCP and auth for PostgreSQL) cost more than the run itself.
-CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000, minimum=0)
 CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

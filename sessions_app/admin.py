@@ -117,12 +117,6 @@ class TenantAdmin(SuperuserOnlyMixin, TenantScopedAdmin):
         for tenant in queryset:
             tenant_delete(tenant=tenant)
 
-    def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
-        from agents_app.services import agent_ensure_builtins
-
-        super().save_model(request, obj, form, change)
-        agent_ensure_builtins(tenant=obj)
-
 
 @admin.register(TenantStaff)
 class TenantStaffAdmin(SuperuserOnlyMixin, admin.ModelAdmin):

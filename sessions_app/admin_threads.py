@@ -18,6 +18,7 @@ from django.utils import timezone
 from sessions_app.admin_scoping import TenantRelatedFilter, TenantScopedAdmin, request_scope
 from sessions_app.models import Session, Thread
 from sessions_app.selectors import session_all_messages, session_key, session_messages
+from sessions_app.serializers import MessageOutput
 from sessions_app.services import session_clear, thread_archive, thread_delete
 from sessions_app.stores import get_store
 from sessions_app.stores.base import SHARED_SCOPE, Message, StoreError, dumps
@@ -28,8 +29,6 @@ RUNS_SHOWN = 20
 
 def message_as_api(message: Message) -> dict[str, Any]:
     """A message in the shape of ``GET /sessions/<id>/messages``."""
-    from agents_app.api.serializers import MessageOutput
-
     return MessageOutput(message).data
 
 

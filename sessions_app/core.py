@@ -12,6 +12,7 @@ adapter gets a ``SessionView`` instead, whose writes are committed with the run'
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sessions_app.stores import get_store
@@ -66,10 +67,20 @@ class Session:
 class SessionView:
     """The session as one run of one agent sees it: read at one version, written at commit."""
 
-    def __init__(self, snapshot: Snapshot, agent: str) -> None:
+    def __init__(self, snapshot: Snapshot, agent: str, *, on_delta: Callable[[str], None] | None = None) -> None:
         self.snapshot = snapshot
         self.agent = agent
         self._changes: dict[str, dict[str, Any]] = {}
+        self._on_delta = on_delta
+        self.streamed = False
+
+    def emit_delta(self, text: str) -> None:
+        """Send a piece of the reply to whoever streams the run, as it is produced. The pieces an
+        adapter emits must add up to the reply it returns; one that emits none is streamed as one
+        piece, its whole reply, when it returns."""
+        self.streamed = True
+        if self._on_delta is not None and text:
+            self._on_delta(text)
 
     @property
     def messages(self) -> list[Message]:

@@ -9,10 +9,9 @@ from django.conf import settings
 from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.auth.models import Group, Permission
 from django.db import IntegrityError, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Case, Count, F, Q, QuerySet, Value, When
 from django.utils import timezone
 
-from akplatform import sql
 from sessions_app.core import new_session_id
 from sessions_app.models import ApiKey, EndUser, Session, Tenant, TenantStaff, Thread
 from sessions_app.stores import get_store
@@ -20,12 +19,9 @@ from sessions_app.stores.base import SessionKey, StoreError
 
 
 def tenant_create(*, slug: str, name: str = "") -> tuple[Tenant, bool]:
-    """Get or create the tenant, with its built-in agents. Returns (tenant, created)."""
-    from agents_app.services import agent_ensure_builtins
-
-    tenant, created = Tenant.objects.get_or_create(slug=slug, defaults={"name": name or slug})
-    agent_ensure_builtins(tenant=tenant)
-    return tenant, created
+    """Get or create the tenant. Returns (tenant, created). (The agents app gives a new tenant
+    its built-in agents, on ``post_save``.)"""
+    return Tenant.objects.get_or_create(slug=slug, defaults={"name": name or slug})
 
 
 def api_key_issue(*, tenant: Tenant, name: str = "") -> tuple[ApiKey, str]:
@@ -50,12 +46,12 @@ def session_open(*, tenant: Tenant, session_id: str | None = None, user_id: str 
     """The index row of ``session_id`` in ``tenant``, made (with its thread) if new."""
     session_id = session_id or new_session_id()
     user = end_user_get_or_create(tenant=tenant, external_id=user_id) if user_id else None
-    existing = sql.fetch(Session, tenant_id=tenant.pk, session_id=session_id)
+    existing = Session.objects.filter(tenant=tenant, session_id=session_id).first()
     if existing is None:
         try:
             with transaction.atomic():
-                thread = sql.insert(Thread(tenant=tenant, user=user))
-                return sql.insert(Session(tenant=tenant, thread=thread, session_id=session_id, user=user))
+                thread = Thread.objects.create(tenant=tenant, user=user)
+                return Session.objects.create(tenant=tenant, thread=thread, session_id=session_id, user=user)
         except IntegrityError:  # made by a concurrent request
             existing = Session.objects.get(tenant=tenant, session_id=session_id)
     existing.tenant = tenant  # the row's own tenant: spares the query its store key would make
@@ -69,27 +65,21 @@ def session_open(*, tenant: Tenant, session_id: str | None = None, user_id: str 
 def session_record_commit(*, session: Session, total: int, at: datetime | None = None) -> None:
     """Bring the index row up to a commit the store made, in one UPDATE. Never moves counts or
     activity backwards (commits of concurrent runs may be recorded out of order)."""
-    sql.execute(*session_record_commit_statement(session=session, total=total, at=at))
-
-
-def session_record_commit_statement(
-    *, session: Session, total: int, at: datetime | None = None
-) -> tuple[str, list[Any]]:
-    """The UPDATE of ``session_record_commit`` and its parameters, for a caller that folds it into
-    a statement of its own (a run's finish on PostgreSQL)."""
     at = at or timezone.now()
     ttl = settings.AK_SESSION["TTL"]
-    when = sql.prep(Session, "last_activity_at", at)
-    expires_at = sql.prep(Session, "expires_at", at + timedelta(seconds=ttl) if ttl else None)
-    # Every right-hand side reads the row as it was before this UPDATE (SQLite and PostgreSQL).
-    statement = (
-        f"UPDATE {sql.table(Session)} SET"
-        " message_count = CASE WHEN message_count < %s THEN %s ELSE message_count END,"
-        " last_activity_at = CASE WHEN last_activity_at < %s THEN %s ELSE last_activity_at END,"
-        " expires_at = CASE WHEN last_activity_at < %s THEN %s ELSE expires_at END"
-        " WHERE id = %s"
+    newer = Q(last_activity_at__lt=at)
+    count, when = Session._meta.get_field("message_count"), Session._meta.get_field("last_activity_at")
+    Session.objects.filter(pk=session.pk).update(  # every right-hand side reads the row as it was
+        message_count=Case(
+            When(message_count__lt=total, then=Value(total)), default=F("message_count"), output_field=count
+        ),
+        last_activity_at=Case(When(newer, then=Value(at)), default=F("last_activity_at"), output_field=when),
+        expires_at=Case(
+            When(newer, then=Value(at + timedelta(seconds=ttl) if ttl else None)),
+            default=F("expires_at"),
+            output_field=when,
+        ),
     )
-    return statement, [total, total, when, when, when, expires_at, session.pk]
 
 
 def session_delete(*, session: Session) -> None:
@@ -162,14 +152,12 @@ def end_user_forget(*, user: EndUser, actor: Any) -> dict[str, int]:
     if the store is down this raises ``StoreUnavailable`` having deleted from the index only the
     sessions already gone from the store, so it can simply be run again. Returns the counts.
     """
-    from agents_app.models import Run
-
     sessions = list(Session.objects.select_related("tenant", "thread").filter(Q(user=user) | Q(thread__user=user)))
     threads = Thread.objects.filter(Q(user=user) | Q(session__in=[s.pk for s in sessions]))
     counts = {
         "sessions": len(sessions),
         "threads": threads.count(),
-        "runs": Run.objects.filter(session__in=[s.pk for s in sessions]).count(),
+        "runs": Session.objects.filter(pk__in=[s.pk for s in sessions]).aggregate(n=Count("runs"))["n"],
     }
     store = get_store()
     for session in sessions:

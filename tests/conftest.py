@@ -138,7 +138,9 @@ class TenantClient:
 
 
 @pytest.fixture
-def make_tenant(db: None) -> Callable[..., TenantClient]:
+def make_tenant(transactional_db: None) -> Callable[..., TenantClient]:
+    """Tenants with an API client. The database is transactional: runs reach it from the I/O
+    threads of ``akplatform.aio`` (their own connections), which must see what the test wrote."""
     from sessions_app.services import api_key_issue, tenant_create
 
     def make(slug: str | None = None) -> TenantClient:
@@ -188,10 +190,11 @@ def _platform_database(tmp_path: Path) -> tuple[str, Callable[[], None]]:
 
 @pytest.fixture
 def start_platform(tmp_path: Path) -> Iterator[Callable[..., Platform]]:
-    """Start gunicorn with 2 worker processes on a migrated database, with extra env."""
+    """Start the web tier as deployed (gunicorn, ``gunicorn.conf.py``: ASGI on uvicorn's worker)
+    with 2 processes on a migrated database, with extra env."""
     started: list[tuple[services.Server, Callable[[], None]]] = []
 
-    def start(env: dict[str, str], *, workers: int = 2, threads: int = 10) -> Platform:
+    def start(env: dict[str, str], *, workers: int = 2) -> Platform:
         database_url, drop = _platform_database(tmp_path)
         full_env = {
             **os.environ,
@@ -214,11 +217,9 @@ def start_platform(tmp_path: Path) -> Iterator[Callable[..., Platform]]:
         server = services.Server(
             args=[
                 str(services.VENV_BIN / "gunicorn"),
-                "akplatform.wsgi:application",
+                "akplatform.asgi:application",
                 f"--bind=127.0.0.1:{port}",
                 f"--workers={workers}",
-                f"--threads={threads}",
-                "--timeout=120",
             ],
             port=port,
             cwd=services.ROOT,

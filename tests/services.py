@@ -116,9 +116,11 @@ class Process:
         self.stop(signal.SIGKILL, timeout=10)
 
 
-def celery_worker(name: str, *, env: dict[str, str], log: Path, concurrency: int = 2) -> Process:
-    args = [sys.executable, "-m", "celery", "-A", "akplatform", "worker", f"--hostname={name}@%h"]
-    args += [f"--concurrency={concurrency}", "--pool=prefork", "--loglevel=INFO"]
+def celery_worker(name: str, *, env: dict[str, str], log: Path, concurrency: int | None = None) -> Process:
+    """A worker as deployed (the settings choose its pool and concurrency), unless ``concurrency``."""
+    args = [sys.executable, "-m", "celery", "-A", "akplatform", "worker", f"--hostname={name}@%h", "--loglevel=INFO"]
+    if concurrency is not None:
+        args.append(f"--concurrency={concurrency}")
     args += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
     return Process(args=args, log=log, ready_text=" ready.", cwd=ROOT, env=env)
 

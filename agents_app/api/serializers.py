@@ -11,7 +11,8 @@ from django.core.validators import RegexValidator, URLValidator
 from rest_framework import serializers
 
 from agents_app.models import Agent, Run
-from sessions_app.stores.base import Message
+from agents_app.outbound import webhook_refusal
+from sessions_app.serializers import MessageOutput
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
 
@@ -50,6 +51,12 @@ class RunInput(serializers.Serializer):
     user_id = StrictCharField(max_length=200, required=False)
     on_busy = serializers.ChoiceField(choices=["enqueue", "reject"], required=False, default="enqueue")
     webhook = StrictCharField(max_length=2048, required=False, validators=[URLValidator(schemes=["http", "https"])])
+    stream = StrictBooleanField(
+        required=False, default=False, help_text="Answer with Server-Sent Events as the reply is produced."
+    )
+    cancel_on_disconnect = StrictBooleanField(
+        required=False, default=False, help_text="With `stream`: cancel the run if the client goes away."
+    )
 
     def get_fields(self) -> dict[str, serializers.Field]:
         # "async" is a Python keyword, so it cannot be a class attribute.
@@ -58,8 +65,6 @@ class RunInput(serializers.Serializer):
         return fields
 
     def validate_webhook(self, url: str) -> str:
-        from agents_app.webhooks import webhook_refusal
-
         refusal = webhook_refusal(url)
         if refusal is not None:
             raise serializers.ValidationError(f"Not a webhook the platform will call: {refusal}.")
@@ -68,6 +73,8 @@ class RunInput(serializers.Serializer):
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
         if data.get("webhook") and not data["run_async"]:
             raise serializers.ValidationError({"webhook": ["A webhook needs an async run."]})
+        if data["stream"] and data["run_async"]:
+            raise serializers.ValidationError({"stream": ["Stream a queued run with GET /runs/<run_id>/events."]})
         return data
 
 
@@ -139,18 +146,6 @@ class RunPageInput(serializers.Serializer):
 class RunPageOutput(serializers.Serializer):
     runs = RunOutput(many=True)
     next = serializers.CharField(allow_null=True)
-
-
-class MessageOutput(serializers.Serializer):
-    role = serializers.CharField()
-    content = serializers.CharField()
-    agent = serializers.CharField()
-    created_at = serializers.SerializerMethodField()
-
-    def get_created_at(self, message: Message) -> str:
-        from datetime import UTC, datetime
-
-        return datetime.fromtimestamp(message.created_at, tz=UTC).isoformat().replace("+00:00", "Z")
 
 
 class MessagePageOutput(serializers.Serializer):

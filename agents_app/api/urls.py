@@ -6,6 +6,7 @@ urlpatterns = [
     path("run", views.RunView.as_view(), name="run"),
     path("api/v1/chat", views.ChatView.as_view(), name="chat"),
     path("runs/<str:run_id>", views.RunDetailView.as_view(), name="run-detail"),
+    path("runs/<str:run_id>/events", views.RunEventsView.as_view(), name="run-events"),
     path("runs/<str:run_id>/cancel", views.RunCancelView.as_view(), name="run-cancel"),
     path("sessions/<str:session_id>/runs", views.SessionRunsView.as_view(), name="session-runs"),
     path("sessions/<str:session_id>", views.SessionView.as_view(), name="session"),

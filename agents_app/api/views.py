@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
 from django.conf import settings
+from django.http import StreamingHttpResponse
 from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
@@ -18,22 +22,26 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from agents_app.api import serializers as s
+from agents_app.api.asyncview import AsyncAPIView
 from agents_app.frameworks import ConfigError, UnknownFramework
 from agents_app.models import Agent, Run
+from agents_app.runs.events import ENDS
+from agents_app.selectors import run_events, run_find_idempotent, run_get, run_list
 from agents_app.services import (
     AgentExists,
     agent_create,
+    agent_ensure_builtins,
     run_cancel,
     run_enqueue,
-    run_find_idempotent,
-    run_get,
-    run_list,
+    run_start,
     run_sync,
 )
+from akplatform.aio import db
 from akplatform.exceptions import RequestTooLarge
 from akplatform.health import health_report
 from sessions_app.selectors import session_get, session_messages
 from sessions_app.services import session_delete
+from sessions_app.stores.base import Event
 
 
 def _check_size(message: str) -> None:
@@ -79,20 +87,20 @@ def _replay(request: Request, run: Run) -> Response:
     return Response({"code": "idempotency_replay", "detail": detail, "run_id": str(run.pk)}, status=409)
 
 
-class RunView(APIView):
+class RunView(AsyncAPIView):
     @extend_schema(
         request=s.RunInput,
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
         responses={200: s.RunResultOutput, 202: s.QueuedRunOutput},
         operation_id="run",
     )
-    def post(self, request: Request) -> Response:
+    async def post(self, request: Request) -> Response:
         data = _validated(s.RunInput, request.data)
         _check_size(data["message"])
         key = _idempotency_key(request)
         fingerprint = _fingerprint(data)
         tenant = request.user.tenant
-        earlier = run_find_idempotent(tenant=tenant, idempotency_key=key, request_hash=fingerprint)
+        earlier = await db(run_find_idempotent, tenant=tenant, idempotency_key=key, request_hash=fingerprint)
         if earlier is not None:
             return _replay(request, earlier)
         common = {
@@ -104,21 +112,80 @@ class RunView(APIView):
             "idempotency_key": key,
             "request_hash": fingerprint,
         }
+        wait = 0 if data["on_busy"] == "reject" else None
         if data["run_async"]:
-            run, _ = run_enqueue(**common, webhook_url=data.get("webhook", ""))
+            run, _ = await db(run_enqueue, **common, webhook_url=data.get("webhook", ""))
             return _queued(request, run)
-        run, created = run_sync(**common, wait=0 if data["on_busy"] == "reject" else None)
+        if data["stream"]:
+            listener: asyncio.Queue[Event] = asyncio.Queue()
+            run, task = await run_start(**common, wait=wait, listener=listener)
+            if task is None:
+                return _replay(request, run)
+            return event_stream(_streamed(run, task, listener, cancel_on_disconnect=data["cancel_on_disconnect"]))
+        run, created = await run_sync(**common, wait=wait)
         if not created:
             return _replay(request, run)
         return Response({"result": run.result, "session_id": run.session.session_id, "run_id": str(run.pk)})
 
 
-class ChatView(APIView):
+async def _streamed(
+    run: Run, task: asyncio.Task, listener: asyncio.Queue[Event], *, cancel_on_disconnect: bool
+) -> AsyncIterator[Event]:
+    """A sync run's events as this process executes it; if the client goes away the run goes on,
+    unless it asked to be cancelled then."""
+    try:
+        while True:
+            event = await listener.get()
+            yield event
+            if event.kind in ENDS:
+                return
+    finally:
+        if cancel_on_disconnect and not task.done():
+            await db(run_cancel, run=run)
+
+
+def event_stream(events: AsyncIterator[Event | None]) -> StreamingHttpResponse:
+    """Server-Sent Events: ``id:``, ``event:`` and ``data:`` (JSON) per event; a comment when
+    ``events`` yields None, to keep the connection open."""
+
+    async def lines() -> AsyncIterator[bytes]:
+        async for event in events:
+            if event is None:
+                yield b": keep-alive\n\n"
+            else:
+                data = json.dumps(event.data, separators=(",", ":"))
+                yield f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n".encode()
+
+    response = StreamingHttpResponse(lines(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # proxies: pass each event on as it comes
+    return response
+
+
+class RunEventsView(AsyncAPIView):
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "Last-Event-ID", int, OpenApiParameter.HEADER, required=False, description="resume after this event"
+            )
+        ],
+        responses={(200, "text/event-stream"): OpenApiTypes.STR},
+        operation_id="run_events",
+    )
+    async def get(self, request: Request, run_id: str) -> StreamingHttpResponse:
+        after = request.headers.get("Last-Event-ID", "0")
+        if not after.isdigit() or len(after) > 12:
+            raise ValidationError({"Last-Event-ID": ["Not an event id."]})
+        run = await db(run_get, tenant=request.user.tenant, run_id=run_id)
+        return event_stream(run_events(run=run, tenant=request.user.tenant, after=int(after)))
+
+
+class ChatView(AsyncAPIView):
     @extend_schema(request=s.ChatInput, responses={200: s.ChatOutput}, operation_id="chat")
-    def post(self, request: Request) -> Response:
+    async def post(self, request: Request) -> Response:
         data = _validated(s.ChatInput, request.data)
         _check_size(data["prompt"])
-        run, _ = run_sync(
+        run, _ = await run_sync(
             tenant=request.user.tenant,
             agent_name=data["agent"],
             message=data["prompt"],
@@ -190,8 +257,6 @@ class SessionMessagesView(APIView):
 class AgentsView(APIView):
     @extend_schema(responses={200: s.AgentOutput(many=True)}, operation_id="agents_list")
     def get(self, request: Request) -> Response:
-        from agents_app.services import agent_ensure_builtins
-
         agent_ensure_builtins(tenant=request.user.tenant)
         agents = Agent.objects.filter(tenant=request.user.tenant).order_by("name")
         return Response(s.AgentOutput(agents, many=True).data)

@@ -1,18 +1,20 @@
 """The built-in ``echo`` framework: replies ``echo[turns=T]: <message>``.
 
 ``T`` counts the user messages of the session, this one included. ``config.delay_s`` (0 to 60)
-makes it wait like a slow model.
+makes it wait like a slow model. Streamed, it sends its reply word by word.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 from agents_app.frameworks.base import AgentLike, ConfigError, Framework
 from sessions_app.core import SessionView
 
 MAX_DELAY_S = 60
+WORDS = re.compile(r"\S+\s*")
 
 
 class EchoFramework(Framework):
@@ -33,4 +35,7 @@ class EchoFramework(Framework):
         delay = float(agent.config.get("delay_s", 0) or 0)
         if delay:
             await asyncio.sleep(delay)
-        return f"echo[turns={session.count('user') + 1}]: {message}"
+        reply = f"echo[turns={session.count('user') + 1}]: {message}"
+        for word in WORDS.findall(reply):  # streamed word by word, each with the spaces after it
+            session.emit_delta(word)
+        return reply

@@ -23,6 +23,24 @@ every read honours ``deadline`` itself because DynamoDB deletes expired items la
 later). Message and state items carry no TTL, so that a commit never has to touch old items; a
 session found expired or orphaned is purged before it is written again, and ``delete`` removes
 every item.
+
+Event logs live in a partition of the session's own, ``<tenant>#<session>#events`` (so that
+neither a load's range nor the purge of an expired session before a commit meets them, and
+``delete`` takes all of a session's logs with one query), sort key prefixed by the run id (``#``
+and ``%`` escaped)::
+
+    <run>#e#<id, 12 digits>  k (kind), d (JSON data), g (the log's generation), expires_at
+    <run>#h                  head: n (last id), g (generation), deadline, expires_at
+
+An append is one ``TransactWriteItems``: the events' items and the head, conditioned on the head
+read before (the same ``n`` and ``g``, or none): concurrent appends cannot take the same ids, and
+the loser reads the head again and retries. The head is remembered from this store's own last
+append to the log, so a process streaming a run appends in one round trip. A head whose deadline
+passed starts a new generation at id 1: old items it has not overwritten yet are told apart by
+``g``. A read is one ``Query`` from the first id wanted to the head (which sorts after the
+events); it returns only what the head covers, consecutive from ``after`` (a query may see part of
+a transaction), and nothing once the deadline passed. The head's ``expires_at`` is its deadline;
+event items keep a day longer, so that DynamoDB's TTL never takes one from a log still written to.
 """
 
 from __future__ import annotations
@@ -31,6 +49,7 @@ import math
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, TypeVar
@@ -43,6 +62,7 @@ from sessions_app.stores.base import (
     DELETE,
     SHARED_SCOPE,
     CommitResult,
+    Event,
     Lock,
     LockLost,
     Message,
@@ -56,7 +76,9 @@ from sessions_app.stores.base import (
     StoreUnavailable,
     VersionConflict,
     backoff_delays,
+    check_run_id,
     dumps,
+    encode_events,
     loads,
 )
 
@@ -69,6 +91,10 @@ MAX_ACTIONS = 100
 MAX_TRANSACTION_BYTES = 4_000_000
 #: How long an unconditional commit keeps retrying against concurrent writers.
 UNCONDITIONAL_PATIENCE = 30.0
+#: How much longer than its log's deadline an event item is kept (DynamoDB's TTL takes it then).
+EVENT_ITEM_SLACK = 86400
+#: Event logs whose head a store remembers from its own appends.
+HEADS_CACHED = 4096
 
 _UNAVAILABLE = {
     "ProvisionedThroughputExceededException",
@@ -87,6 +113,15 @@ def _seq(number: int) -> str:
 def _scope_prefix(scope: str) -> str:
     """``s#<scope>#`` with ``#`` and ``%`` escaped in the scope, so no two scopes share a prefix."""
     return "s#" + scope.replace("%", "%25").replace("#", "%23") + "#"
+
+
+def _run_prefix(run_id: str) -> str:
+    """``<run>#`` with ``#`` and ``%`` escaped in the run id, so no two runs share a prefix."""
+    return run_id.replace("%", "%25").replace("#", "%23") + "#"
+
+
+def _event_sk(prefix: str, number: int) -> str:
+    return f"{prefix}e#{number:012d}"
 
 
 def _n(value: float) -> dict[str, str]:
@@ -155,13 +190,14 @@ class DynamoDBStore(SessionStore):
         self,
         *,
         ttl: float = 0,
+        events_ttl: float = 3600,
         table_name: str = "agent-kernel-sessions",
         endpoint_url: str | None = None,
         region: str = "us-east-1",
         create_table: bool = True,
         read_timeout: float = 5.0,
     ) -> None:
-        super().__init__(ttl=ttl)
+        super().__init__(ttl=ttl, events_ttl=events_ttl)
         self.table_name = table_name
         self.endpoint_url = endpoint_url
         self.region = region
@@ -171,6 +207,9 @@ class DynamoDBStore(SessionStore):
         self._client_lock = threading.Lock()
         self._schema_lock = threading.Lock()
         self._schema_ready = False
+        # (events partition, run prefix) -> (n, g, deadline or 0) as this store's last append left it.
+        self._heads: OrderedDict[tuple[str, str], tuple[int, str, float]] = OrderedDict()
+        self._heads_lock = threading.Lock()
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -514,7 +553,145 @@ class DynamoDBStore(SessionStore):
         meta = self._get_meta(key)
         deleted = self._purge(key)
         self._purge(key, partition=self._pk(key) + "#revoked")
+        self._purge(key, partition=self._events_pk(key))
         return deleted > 0 and self._live(meta, time.time())
+
+    # -- event logs -------------------------------------------------------------------------
+
+    def _events_pk(self, key: SessionKey) -> str:
+        return self._pk(key) + "#events"
+
+    @staticmethod
+    def _head_state(head: dict[str, Any] | None) -> tuple[int, str, float] | None:
+        """(n, g, deadline or 0) of a head item."""
+        if head is None:
+            return None
+        return int(head["n"]["N"]), head["g"]["S"], float(head["deadline"]["N"]) if "deadline" in head else 0.0
+
+    def _read_head(self, pk: str, prefix: str) -> tuple[int, str, float] | None:
+        reply = self._call(
+            self.client.get_item,
+            TableName=self.table_name,
+            Key={"pk": _s(pk), "sk": _s(prefix + "h")},
+            ConsistentRead=True,
+        )
+        return self._head_state(reply.get("Item"))
+
+    def append_events(self, key: SessionKey, run_id: str, events: Sequence[tuple[str, dict[str, Any]]]) -> int:
+        """One ``TransactWriteItems`` when this store made the log's last append, else a
+        ``GetItem`` of the head first; again after losing a race to another appender."""
+        check_run_id(run_id)
+        rows = encode_events(events)
+        for kind, body in rows:
+            if len(body.encode()) + len(kind) > MAX_ITEM_BYTES:
+                raise PayloadTooLarge(f"an event of {len(body.encode())} bytes exceeds {MAX_ITEM_BYTES}")
+        size = sum(len(body.encode()) + len(kind) for kind, body in rows)
+        if size > MAX_TRANSACTION_BYTES:
+            raise PayloadTooLarge(f"one append holds at most {MAX_TRANSACTION_BYTES} bytes, not {size}")
+        pk, prefix = self._events_pk(key), _run_prefix(run_id)
+        if not rows:
+            head = self._read_head(pk, prefix)
+            return head[0] if head is not None and (not head[2] or head[2] > time.time()) else 0
+
+        with self._heads_lock:
+            head = self._heads.get((pk, prefix))
+        remembered = head is not None
+        if not remembered:
+            head = self._read_head(pk, prefix)
+        delays = backoff_delays(UNCONDITIONAL_PATIENCE, first=0.005, cap=0.2)
+        while True:
+            try:
+                return self._append_once(pk, prefix, head, rows)
+            except _TransactionCancelled as exc:
+                with self._heads_lock:
+                    self._heads.pop((pk, prefix), None)
+                if not set(exc.reasons) <= {"None", "ConditionalCheckFailed", "TransactionConflict"}:
+                    raise StoreError(f"dynamodb: append to the event log of run {run_id} failed: {exc}") from None
+                if not remembered:  # lost a race to another appender (a stale memory retries at once)
+                    delay = next(delays, None)
+                    if delay is None:
+                        raise StoreUnavailable(f"dynamodb: could not append to the log of run {run_id}") from None
+                    time.sleep(delay)
+                remembered = False
+                head = self._read_head(pk, prefix)
+
+    def _append_once(
+        self, pk: str, prefix: str, head: tuple[int, str, float] | None, rows: list[tuple[str, str]]
+    ) -> int:
+        now = time.time()
+        if head is None:
+            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(pk)"}
+        else:
+            condition = {
+                "ConditionExpression": "#n = :n AND #g = :g",
+                "ExpressionAttributeNames": {"#n": "n", "#g": "g"},
+                "ExpressionAttributeValues": {":n": _n(head[0]), ":g": _s(head[1])},
+            }
+        if head is not None and (not head[2] or head[2] > now):
+            last, generation = head[0], head[1]
+        else:  # no log, or an expired one: a new generation starts at 1
+            last, generation = 0, uuid.uuid4().hex[:12]
+        total = last + len(rows)
+        head_item: dict[str, Any] = {"pk": _s(pk), "sk": _s(prefix + "h"), "n": _n(total), "g": _s(generation)}
+        event_extra: dict[str, Any] = {"g": _s(generation)}
+        deadline = 0.0
+        if self.events_ttl > 0:
+            deadline = now + self.events_ttl
+            head_item["deadline"] = _n(deadline)
+            head_item["expires_at"] = _n(math.ceil(deadline))
+            event_extra["expires_at"] = _n(math.ceil(deadline) + EVENT_ITEM_SLACK)
+        actions: list[dict[str, Any]] = [{"Put": {"TableName": self.table_name, "Item": head_item, **condition}}]
+        for number, (kind, body) in enumerate(rows, start=last + 1):
+            item = {"pk": _s(pk), "sk": _s(_event_sk(prefix, number)), "k": _s(kind), "d": _s(body)}
+            actions.append({"Put": {"TableName": self.table_name, "Item": {**item, **event_extra}}})
+        # The token makes botocore's retry of a timed-out call idempotent: DynamoDB applies it once.
+        self._call(self.client.transact_write_items, TransactItems=actions, ClientRequestToken=uuid.uuid4().hex)
+        with self._heads_lock:
+            self._heads[(pk, prefix)] = (total, generation, deadline)
+            self._heads.move_to_end((pk, prefix))
+            if len(self._heads) > HEADS_CACHED:
+                self._heads.popitem(last=False)
+        return total
+
+    def read_events(self, key: SessionKey, run_id: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
+        """One ``Query`` (plus a ``GetItem`` of the head when more than ``limit`` events, or 1 MB,
+        are pending, so that the head is past the page)."""
+        check_run_id(run_id)
+        if limit <= 0:
+            return []
+        after = max(after, 0)
+        pk, prefix = self._events_pk(key), _run_prefix(run_id)
+        page = self._call(
+            self.client.query,
+            TableName=self.table_name,
+            ConsistentRead=True,
+            KeyConditionExpression="pk = :pk AND sk BETWEEN :from AND :to",
+            ExpressionAttributeValues={
+                ":pk": _s(pk),
+                ":from": _s(_event_sk(prefix, after + 1)),
+                ":to": _s(prefix + "h"),
+            },
+            Limit=limit + 1,
+        )
+        items = page.get("Items", [])
+        if items and items[-1]["sk"]["S"] == prefix + "h":
+            head = self._head_state(items.pop())
+        elif "LastEvaluatedKey" in page:
+            head = self._read_head(pk, prefix)
+        else:  # the whole range up to the head was read: there is none
+            return []
+        if head is None or (head[2] and head[2] <= time.time()):
+            return []
+        last, generation, _ = head
+        events: list[Event] = []
+        for item in items:
+            number = int(item["sk"]["S"][-12:])
+            if number != after + len(events) + 1 or number > last or item["g"]["S"] != generation:
+                break  # not yet visible, or left by an older generation
+            events.append(Event(number, item["k"]["S"], loads(item["d"]["S"])))
+            if len(events) == limit:
+                break
+        return events
 
     # -- coordination -----------------------------------------------------------------------
 

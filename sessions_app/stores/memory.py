@@ -3,6 +3,11 @@
 Thread-safe, honours the TTL, and bounded: past ``max_sessions`` it evicts expired sessions, then
 the least recently used. Locks serialize the threads of this process only; ``memory_socket``
 serves one such store to several processes (what ``make run`` does for its web server and worker).
+
+Event logs live apart from the sessions (a log needs no committed session, and the eviction of
+sessions must not cut a stream short): ``{session key: {run id: log}}``, so that ``delete`` takes
+a session's logs in one step; expired logs are swept at most once a minute, as appends come.
+``wait_events`` is the base class's polling; appends and reads take the store's one mutex.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 from sessions_app.stores.base import (
     DELETE,
     CommitResult,
+    Event,
     Lock,
     LockLost,
     Message,
@@ -27,9 +33,14 @@ from sessions_app.stores.base import (
     Snapshot,
     VersionConflict,
     backoff_delays,
+    check_run_id,
     dumps,
+    encode_events,
     loads,
 )
+
+#: Seconds between sweeps of expired event logs.
+_SWEEP_EVERY = 60.0
 
 
 @dataclass
@@ -41,6 +52,12 @@ class _Entry:
     expires_at: float = 0.0  # 0: never
     runs: dict[str, int] = field(default_factory=dict)  # run id -> its first message's number
     revoked: set[str] = field(default_factory=set)  # run ids that may not commit
+
+
+@dataclass
+class _EventLog:
+    events: list[tuple[str, str]] = field(default_factory=list)  # (kind, data as JSON); id = index + 1
+    expires_at: float = 0.0  # 0: never
 
 
 class _MemoryLock(Lock):
@@ -59,12 +76,14 @@ class InMemoryStore(SessionStore):
     name = "in_memory"
     can_revoke = True
 
-    def __init__(self, *, ttl: float = 0, max_sessions: int = 10000) -> None:
-        super().__init__(ttl=ttl)
+    def __init__(self, *, ttl: float = 0, events_ttl: float = 3600, max_sessions: int = 10000) -> None:
+        super().__init__(ttl=ttl, events_ttl=events_ttl)
         self.max_sessions = max_sessions
         self._mutex = threading.RLock()
         self._entries: OrderedDict[SessionKey, _Entry] = OrderedDict()
         self._locks: dict[SessionKey, tuple[str, float]] = {}
+        self._logs: dict[SessionKey, dict[str, _EventLog]] = {}
+        self._swept = time.monotonic()
 
     def _live(self, key: SessionKey) -> _Entry | None:
         entry = self._entries.get(key)
@@ -163,7 +182,47 @@ class InMemoryStore(SessionStore):
 
     def delete(self, key: SessionKey) -> bool:
         with self._mutex:
+            self._logs.pop(key, None)
             return self._entries.pop(key, None) is not None
+
+    # -- event logs -------------------------------------------------------------------------
+
+    def _live_log(self, key: SessionKey, run_id: str, now: float) -> _EventLog | None:
+        log = self._logs.get(key, {}).get(run_id)
+        return None if log is None or (log.expires_at and log.expires_at <= now) else log
+
+    def append_events(self, key: SessionKey, run_id: str, events: Sequence[tuple[str, dict[str, Any]]]) -> int:
+        check_run_id(run_id)
+        rows = encode_events(events)
+        with self._mutex:
+            now = time.time()
+            log = self._live_log(key, run_id, now)
+            if not rows:
+                return 0 if log is None else len(log.events)
+            if log is None:
+                log = self._logs.setdefault(key, {})[run_id] = _EventLog()
+            log.events.extend(rows)
+            log.expires_at = now + self.events_ttl if self.events_ttl else 0.0
+            if time.monotonic() - self._swept > _SWEEP_EVERY:
+                self._sweep_logs(now)
+            return len(log.events)
+
+    def _sweep_logs(self, now: float) -> None:
+        for key in list(self._logs):
+            runs = self._logs[key]
+            for run_id in [r for r, log in runs.items() if log.expires_at and log.expires_at <= now]:
+                del runs[run_id]
+            if not runs:
+                del self._logs[key]
+        self._swept = time.monotonic()
+
+    def read_events(self, key: SessionKey, run_id: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
+        check_run_id(run_id)
+        after = max(after, 0)
+        with self._mutex:
+            log = self._live_log(key, run_id, time.time())
+            rows = [] if log is None or limit <= 0 else log.events[after : after + limit]
+        return [Event(after + i + 1, kind, loads(data)) for i, (kind, data) in enumerate(rows)]
 
     def acquire(self, key: SessionKey, *, lease: float, wait: float) -> Lock:
         lock = _MemoryLock(self, key, lease)

@@ -10,6 +10,9 @@ The protocol is one JSON object a line each way, and only JSON: a request names 
 the store contract and its arguments; the answer is ``{"ok": result}`` or ``{"error": name,
 "message": text}`` with the name of a store error, raised again on the client's side. The socket
 lives in a folder only its owner can enter. It is for development: nothing survives the server.
+
+Event logs cross it as the rest does (``append_events``, ``read_events``: one round trip each);
+``wait_events`` is the base class's polling of ``read_events``, from a thread of the caller's.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from sessions_app.stores.base import (
     DELETE,
     SHARED_SCOPE,
     CommitResult,
+    Event,
     Lock,
     Message,
     SessionKey,
@@ -37,7 +41,9 @@ from sessions_app.stores.base import (
     Snapshot,
     StoreError,
     StoreUnavailable,
+    check_run_id,
     dumps,
+    encode_events,
     loads,
 )
 from sessions_app.stores.memory import InMemoryStore
@@ -129,6 +135,12 @@ class MemoryStoreServer:
             "committed": lambda key, run_id: store.committed(key, run_id),
             "revoke": lambda key, run_id: store.revoke(key, run_id),
             "delete": lambda key: store.delete(key),
+            "append_events": lambda key, run_id, events: store.append_events(
+                key, run_id, [(kind, loads(data)) for kind, data in events]
+            ),
+            "read_events": lambda key, run_id, after, limit: [
+                [e.id, e.kind, e.data] for e in store.read_events(key, run_id, after=after, limit=limit)
+            ],
             "acquire": lambda key, lease, wait: store.acquire(key, lease=lease, wait=wait).token,
             "renew": lambda key, token, lease: store.renew_lock(key, token, lease),
             "release": lambda key, token: store.release_lock(key, token),
@@ -164,6 +176,29 @@ class _SocketLock(Lock):
         self._store._call("release", key=self.key, token=self.token)
 
 
+class _Connection:
+    """One thread's connection to the server. Closed by ``close``, or when its thread ends and
+    takes its thread-local with it (``wait_events`` polls from the threads of an executor that its
+    loop shuts down)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.settimeout(timeout)
+            conn.connect(path)
+        except OSError:
+            conn.close()
+            raise
+        self.pid, self.socket, self.reader = os.getpid(), conn, conn.makefile("rb")
+
+    def close(self) -> None:
+        if getattr(self, "pid", None) == os.getpid():  # not a forked copy: that is the parent's
+            self.reader.close()
+            self.socket.close()
+
+    __del__ = close
+
+
 class SocketMemoryStore(SessionStore):
     """The ``in_memory`` backend of a process whose store another process keeps (see above).
 
@@ -181,13 +216,9 @@ class SocketMemoryStore(SessionStore):
 
     def _connection(self) -> tuple[socket.socket, Any]:
         held = getattr(self._local, "held", None)
-        if held is not None and held[0] == os.getpid():
-            return held[1], held[2]
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        conn.settimeout(self.timeout)
-        conn.connect(self.socket)
-        self._local.held = (os.getpid(), conn, conn.makefile("rb"))
-        return conn, self._local.held[2]
+        if held is None or held.pid != os.getpid():
+            held = self._local.held = _Connection(self.socket, self.timeout)
+        return held.socket, held.reader
 
     def _call(self, op: str, *, timeout: float | None = None, **arguments: Any) -> Any:
         if "key" in arguments:
@@ -255,6 +286,15 @@ class SocketMemoryStore(SessionStore):
     def delete(self, key: SessionKey) -> bool:
         return self._call("delete", key=key)
 
+    def append_events(self, key: SessionKey, run_id: str, events: Sequence[tuple[str, dict[str, Any]]]) -> int:
+        # Checked and encoded here (``dumps`` refuses what is not JSON), decoded by the server.
+        rows = encode_events(events)
+        return self._call("append_events", key=key, run_id=check_run_id(run_id), events=rows)
+
+    def read_events(self, key: SessionKey, run_id: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
+        rows = self._call("read_events", key=key, run_id=check_run_id(run_id), after=after, limit=limit)
+        return [Event(*row) for row in rows]
+
     def acquire(self, key: SessionKey, *, lease: float, wait: float) -> Lock:
         token = self._call("acquire", key=key, lease=lease, wait=wait, timeout=wait + self.timeout)
         return _SocketLock(self, key, lease, token)
@@ -265,6 +305,5 @@ class SocketMemoryStore(SessionStore):
     def close(self) -> None:
         held = getattr(self._local, "held", None)
         self._local.held = None
-        if held is not None and held[0] == os.getpid():
-            held[2].close()
-            held[1].close()
+        if held is not None:
+            held.close()

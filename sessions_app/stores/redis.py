@@ -9,24 +9,38 @@ Keys of one session share a hash tag, so they live on one cluster slot::
     ak:{<tenant>:<session>}:runs        hash: run id -> number of the run's first message, or "r"
                                         for a revoked run (its commit is refused)
     ak:{<tenant>:<session>}:lock        lock token, with the lease as its PX expiry
+    ak:{<tenant>:<session>}:ev:<run>    stream: run <run>'s event log, entry ids ``<n>-0`` for
+                                        event n (fields k: kind, d: JSON data)
+    ak:{<tenant>:<session>}:events      set of the run ids that have an event log, for ``delete``
 
 ``load`` is one MULTI/EXEC round trip and ``commit`` one Lua call, whatever the history length
 (a run's ``acquire_and_load`` and ``commit_and_release`` are one round trip each, too):
 ``LRANGE -window -1`` reads from the tail and ``RPUSH`` appends, so nothing grows with history.
 (A Lua ``load`` was measured slower: Lua copies every message into its own strings.) The window's
 messages are parsed as one JSON array, and hiredis parses the replies.
+
+An event log is a stream of its own, appended by one Lua call (``XLEN``, then ``XADD`` with the
+explicit ids that follow, ``PEXPIRE`` of the stream and of the session's ``events`` set) and read
+by one ``XRANGE``. Redis expires each log ``events_ttl`` after its last append; ``delete`` takes
+the logs named in ``events`` (their number, not the database's, bounds its cost).
+``wait_events`` is one ``XREAD BLOCK`` on a ``redis.asyncio`` client of the running event loop,
+built from the store's URL and options (an asyncio connection belongs to the loop that made it).
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
+import weakref
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from typing import Any, TypeVar
 
 import redis
+import redis.asyncio
 from django.conf import settings
 from django_redis.pool import get_connection_factory
 
@@ -34,6 +48,7 @@ from sessions_app.stores.base import (
     DELETE,
     SHARED_SCOPE,
     CommitResult,
+    Event,
     Lock,
     LockLost,
     Message,
@@ -46,7 +61,9 @@ from sessions_app.stores.base import (
     StoreUnavailable,
     VersionConflict,
     backoff_delays,
+    check_run_id,
     dumps,
+    encode_events,
     loads,
 )
 
@@ -99,7 +116,31 @@ return redis.call('HGETALL', meta)
 _DELETE = """
 local n = redis.call('DEL', KEYS[1], KEYS[2], KEYS[4])
 for _, scope in ipairs(redis.call('SMEMBERS', KEYS[3])) do n = n + redis.call('DEL', ARGV[1] .. 'st:' .. scope) end
+for _, run in ipairs(redis.call('SMEMBERS', KEYS[5])) do redis.call('DEL', ARGV[1] .. 'ev:' .. run) end
+redis.call('DEL', KEYS[5])
 return n + redis.call('DEL', KEYS[3])
+"""
+
+# KEYS: the run's stream, the session's set of logs. ARGV: ttl (ms, 0: none), run id, then kind and
+# data per event. Ids follow the stream's length: entries are never trimmed or deleted one by one.
+_APPEND_EVENTS = """
+local stream, logs, ttl, run = KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2]
+local n = redis.call('XLEN', stream)
+if #ARGV < 3 then return n end
+for i = 3, #ARGV, 2 do
+  n = n + 1
+  redis.call('XADD', stream, string.format('%d-0', n), 'k', ARGV[i], 'd', ARGV[i + 1])
+end
+local fresh = redis.call('SADD', logs, run) == 1 and redis.call('SCARD', logs) == 1
+if ttl > 0 then
+  redis.call('PEXPIRE', stream, ttl)
+  local left = redis.call('PTTL', logs)
+  if fresh or (left >= 0 and left < ttl) then redis.call('PEXPIRE', logs, ttl) end
+else
+  redis.call('PERSIST', stream)
+  redis.call('PERSIST', logs)
+end
+return n
 """
 
 _REVOKE = """
@@ -135,6 +176,25 @@ def _translated() -> Iterator[None]:
 
 def _prefix(key: SessionKey) -> str:
     return f"ak:{{{key.tenant}:{key.session_id}}}:"
+
+
+def events_key(key: SessionKey, run_id: str) -> str:
+    """The stream of run ``run_id``'s event log."""
+    return _prefix(key) + "ev:" + run_id
+
+
+def _events(entries: Sequence[tuple[bytes, Mapping[bytes, bytes]]]) -> list[Event]:
+    """Stream entries (``<n>-0``, {k, d}) as events."""
+    return [Event(int(id_.split(b"-", 1)[0]), fields[b"k"].decode(), loads(fields[b"d"])) for id_, fields in entries]
+
+
+async def _closed_with_loop(client: redis.asyncio.Redis) -> AsyncGenerator[None, None]:
+    """Started once per loop: the loop closes it on shutdown (``loop.shutdown_asyncgens``, which
+    ``asyncio.run`` and asgiref call), and the client's connections go with their loop."""
+    try:
+        yield
+    finally:
+        await client.aclose()
 
 
 def _keys(prefix: str) -> list[str]:
@@ -191,15 +251,23 @@ class RedisStore(SessionStore):
     name = "redis"
     can_revoke = True
 
-    def __init__(self, *, ttl: float = 0, cache_alias: str = "ak_sessions", url: str | None = None) -> None:
-        super().__init__(ttl=ttl)
+    def __init__(
+        self, *, ttl: float = 0, events_ttl: float = 3600, cache_alias: str = "ak_sessions", url: str | None = None
+    ) -> None:
+        super().__init__(ttl=ttl, events_ttl=events_ttl)
         cache = settings.CACHES[cache_alias]
         self.url = url or cache["LOCATION"]
         self._options = cache.get("OPTIONS", {})
         self._client: redis.Redis | None = None
+        # One asyncio client per event loop, closed with its loop (see ``_closed_with_loop``).
+        self._async_clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[redis.asyncio.Redis, AsyncGenerator[None, None]]
+        ] = weakref.WeakKeyDictionary()
+        self._async_lock = threading.Lock()
         client = self.client
         self._commit = client.register_script(_COMMIT)
         self._delete = client.register_script(_DELETE)
+        self._append_events = client.register_script(_APPEND_EVENTS)
         self._revoke = client.register_script(_REVOKE)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
@@ -364,7 +432,73 @@ class RedisStore(SessionStore):
 
     def delete(self, key: SessionKey) -> bool:
         prefix = _prefix(key)
-        return bool(self._call(self._delete, keys=_keys(prefix), args=[prefix]))
+        return bool(self._call(self._delete, keys=[*_keys(prefix), prefix + "events"], args=[prefix]))
+
+    # -- event logs -------------------------------------------------------------------------
+
+    def append_events(self, key: SessionKey, run_id: str, events: Sequence[tuple[str, dict[str, Any]]]) -> int:
+        """One Lua call."""
+        check_run_id(run_id)
+        args: list[Any] = [int(self.events_ttl * 1000), run_id]
+        for row in encode_events(events):
+            args.extend(row)
+        return int(self._call(self._append_events, keys=[events_key(key, run_id), _prefix(key) + "events"], args=args))
+
+    def read_events(self, key: SessionKey, run_id: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
+        """One ``XRANGE``."""
+        check_run_id(run_id)
+        if limit <= 0:
+            return []
+        with _translated():
+            entries = self.client.xrange(events_key(key, run_id), min=f"{max(after, 0) + 1}-0", count=limit)
+        return _events(entries)
+
+    async def wait_events(
+        self, key: SessionKey, run_id: str, *, after: int = 0, timeout: float = 15.0, limit: int = 1000
+    ) -> list[Event]:
+        """One ``XREAD BLOCK`` on the running loop's asyncio client: it answers as soon as an event
+        is there. The wait holds one of that client's connections; when its pool has none left
+        (``max_connections`` of the store's options), this polls as the base class does."""
+        check_run_id(run_id)
+        if limit <= 0:
+            return []
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        block = max(1, int(timeout * 1000)) if timeout > 0 else None
+        grace = self._options.get("SOCKET_TIMEOUT") or 5.0
+        try:
+            client = await self._async_client()
+            async with asyncio.timeout(max(timeout, 0) + grace):
+                reply = await client.xread({events_key(key, run_id): f"{max(after, 0)}-0"}, count=limit, block=block)
+        except TimeoutError as exc:
+            raise StoreUnavailable(f"redis: XREAD did not answer within {max(timeout, 0) + grace:.1f}s") from exc
+        except redis.ConnectionError:  # no connection for us (or none at all: then the polls raise)
+            remaining = max(0.0, timeout - (loop.time() - started))
+            return await super().wait_events(key, run_id, after=after, timeout=remaining, limit=limit)
+        except redis.TimeoutError as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        except redis.RedisError as exc:
+            raise StoreError(f"redis: {exc}") from exc
+        return _events(reply[0][1]) if reply else []  # [[stream, entries]]: one stream asked
+
+    async def _async_client(self) -> redis.asyncio.Redis:
+        """The running loop's asyncio client, made on first use from the store's URL and options;
+        its socket timeout is left unset: an ``XREAD BLOCK`` outwaits any, and is bounded above."""
+        loop = asyncio.get_running_loop()
+        with self._async_lock:
+            held = self._async_clients.get(loop)
+            if held is not None:
+                return held[0]
+            options: dict[str, Any] = dict(self._options.get("CONNECTION_POOL_KWARGS", {}))
+            if self._options.get("SOCKET_CONNECT_TIMEOUT"):
+                options["socket_connect_timeout"] = self._options["SOCKET_CONNECT_TIMEOUT"]
+            if self._options.get("PASSWORD"):
+                options["password"] = self._options["PASSWORD"]
+            client = redis.asyncio.Redis.from_url(self.url, **options)
+            closer = _closed_with_loop(client)
+            self._async_clients[loop] = (client, closer)
+        await anext(closer)  # the loop now knows it, and closes it on shutdown
+        return client
 
     def acquire(self, key: SessionKey, *, lease: float, wait: float) -> Lock:
         lock = _RedisLock(self, key, lease)
@@ -385,3 +519,9 @@ class RedisStore(SessionStore):
     def close(self) -> None:
         if self._client is not None:
             self._client.connection_pool.disconnect()
+        with self._async_lock:
+            held = list(self._async_clients.items())
+            self._async_clients.clear()
+        for loop, (_, closer) in held:
+            if loop.is_running():  # its own thread closes it; a stopped loop does on shutdown
+                asyncio.run_coroutine_threadsafe(closer.aclose(), loop)

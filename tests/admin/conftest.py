@@ -1,7 +1,11 @@
-"""Factories for the console's tests: tenants with conversations, and logged-in operators."""
+"""Factories for the console's tests: tenants with conversations, and logged-in operators.
+
+The database is transactional: conversations go through the real run path, whose database calls
+run in the I/O threads of ``akplatform.aio`` on connections of their own."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 
@@ -19,7 +23,7 @@ from sessions_app.stores.base import Message
 
 
 @pytest.fixture
-def make_tenant_row(db: None) -> Callable[..., Tenant]:
+def make_tenant_row(transactional_db: None) -> Callable[..., Tenant]:
     def make(slug: str | None = None) -> Tenant:
         tenant, _ = tenant_create(slug=slug or f"t{uuid.uuid4().hex[:12]}")
         return tenant
@@ -38,7 +42,7 @@ def tenant_b(make_tenant_row: Callable[..., Tenant]) -> Tenant:
 
 
 @pytest.fixture
-def make_staff(db: None) -> Callable[..., Client]:
+def make_staff(transactional_db: None) -> Callable[..., Client]:
     """A logged-in staff user of ``tenant`` (or of none), made as the README says."""
 
     def make(tenant: Tenant | None, username: str | None = None) -> Client:
@@ -62,20 +66,22 @@ def staff_a(make_staff: Callable[..., Client], tenant_a: Tenant) -> Client:
 
 
 @pytest.fixture
-def converse(db: None) -> Callable[..., Session]:
+def converse(transactional_db: None) -> Callable[..., Session]:
     """Run ``turns`` messages through the echo agent (the real run path): returns the session."""
 
     def talk(tenant: Tenant, *, user_id: str = "alice", turns: int = 2, session_id: str | None = None, agent="echo"):
         session_id = session_id or f"s-{uuid.uuid4().hex[:10]}"
         for i in range(turns):
-            run_sync(tenant=tenant, agent_name=agent, message=f"hello {i}", session_id=session_id, user_id=user_id)
+            asyncio.run(
+                run_sync(tenant=tenant, agent_name=agent, message=f"hello {i}", session_id=session_id, user_id=user_id)
+            )
         return Session.objects.select_related("tenant", "thread").get(tenant=tenant, session_id=session_id)
 
     return talk
 
 
 @pytest.fixture
-def long_thread(db: None) -> Callable[..., Session]:
+def long_thread(transactional_db: None) -> Callable[..., Session]:
     """A session of ``n`` messages written straight to the store (one commit), indexed."""
 
     def make(tenant: Tenant, n: int, *, user_id: str = "bob") -> Session:

@@ -41,16 +41,18 @@ def test_actions_never_reach_another_tenants_runs(staff_a, tenant_b, converse) -
     assert Run.objects.filter(tenant=tenant_b).count() == 1
 
 
-def test_cancel_while_the_store_is_down_says_so(staff_a, tenant_a, converse, make_store, use_store) -> None:
+def test_cancel_while_the_store_is_down_still_cancels_a_queued_run(
+    staff_a, tenant_a, converse, make_store, use_store
+) -> None:
+    """No worker holds a queued run, so the database alone cancels it; the store is not needed."""
     from tests.services import free_port
 
     session = converse(tenant_a, turns=1)
     queued, _ = run_enqueue(tenant=tenant_a, agent_name="echo", message="later", session_id=session.session_id)
-    use_store(make_store("redis", url=f"redis://127.0.0.1:{free_port()}/0"))  # down: it cannot revoke
+    use_store(make_store("redis", url=f"redis://127.0.0.1:{free_port()}/0"))  # down
 
     page = staff_a.post(RUNS, {"action": "cancel", "_selected_action": [queued.pk]}, follow=True)
 
     assert page.status_code == 200
-    assert "The session store is unavailable" in page.content.decode()
     run = Run.objects.get(pk=queued.pk)
-    assert run.status == "queued" and run.cancel_requested_at is not None  # the request stands
+    assert run.status == "cancelled" and run.cancel_requested_at is not None

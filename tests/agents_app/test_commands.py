@@ -15,7 +15,7 @@ from sessions_app.models import ApiKey, Session, Tenant
 from tests.services import ROOT
 
 
-def test_create_tenant_prints_a_working_key_last(db) -> None:
+def test_create_tenant_prints_a_working_key_last(transactional_db) -> None:
     out = io.StringIO()
     call_command("create_tenant", "acme", "--name", "Acme Inc", stdout=out)
     key = out.getvalue().strip().splitlines()[-1]
@@ -27,7 +27,7 @@ def test_create_tenant_prints_a_working_key_last(db) -> None:
     assert key not in "".join(ApiKey.objects.values_list("key_hash", flat=True))
 
 
-def test_create_tenant_again_issues_a_new_key(db) -> None:
+def test_create_tenant_again_issues_a_new_key(transactional_db) -> None:
     keys = []
     for _ in range(2):
         out = io.StringIO()
@@ -38,7 +38,7 @@ def test_create_tenant_again_issues_a_new_key(db) -> None:
     assert ApiKey.objects.filter(tenant__slug="acme", revoked_at=None).count() == 2
 
 
-def test_create_tenant_refuses_a_bad_slug(db) -> None:
+def test_create_tenant_refuses_a_bad_slug(transactional_db) -> None:
     with pytest.raises(CommandError):
         call_command("create_tenant", "Not A Slug", stdout=io.StringIO())
 
@@ -57,7 +57,7 @@ def test_create_tenant_key_is_alone_on_the_last_line_of_stdout(tmp_path) -> None
     assert last.startswith("ak_") and " " not in last
 
 
-def test_chat_makes_a_session_per_user_and_carries_on(db, monkeypatch) -> None:
+def test_chat_makes_a_session_per_user_and_carries_on(transactional_db, monkeypatch) -> None:
     call_command("create_tenant", "demo", stdout=io.StringIO())
     monkeypatch.setattr(sys, "stdin", io.StringIO("hello\nagain\n/quit\n"))
     out = io.StringIO()
@@ -73,7 +73,7 @@ def test_chat_makes_a_session_per_user_and_carries_on(db, monkeypatch) -> None:
     assert "echo[turns=3]: third" in out.getvalue()
 
 
-def test_chat_names_a_missing_tenant_or_agent(db, monkeypatch) -> None:
+def test_chat_names_a_missing_tenant_or_agent(transactional_db, monkeypatch) -> None:
     with pytest.raises(CommandError, match="create_tenant"):
         call_command("chat", "--tenant", "nobody", stdout=io.StringIO())
     call_command("create_tenant", "demo", stdout=io.StringIO())
@@ -82,7 +82,7 @@ def test_chat_names_a_missing_tenant_or_agent(db, monkeypatch) -> None:
         call_command("chat", "--agent", "ghost", stdout=io.StringIO())
 
 
-def test_ensure_demo_prints_a_working_key_and_where_the_server_listens(db) -> None:
+def test_ensure_demo_prints_a_working_key_and_where_the_server_listens(transactional_db) -> None:
     out = io.StringIO()
     call_command("ensure_demo", "--url", "http://127.0.0.1:8765/", stdout=out)
     lines = dict(line.split(":", 1) for line in out.getvalue().splitlines())

@@ -1,5 +1,8 @@
 """The run lifecycle in process: claims, replays, busy sessions, cancels, the sweeper, idempotency.
 
+Runs execute as the worker's task does (``runs.execute.run_execute`` on an event loop, its
+database calls in the I/O threads), so the tests use a transactional database.
+
 Runs are published to the embedded (filesystem) broker and executed by calling the worker's
 service directly, so each state change can be checked in between; the live tests do the same
 through real worker processes.
@@ -7,14 +10,18 @@ through real worker processes.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
-from agents_app.lifecycle import Step, run_cancel, run_claim, run_execute, run_finish, run_sweep
 from agents_app.models import Run
+from agents_app.runs import execute
+from agents_app.runs.cancel import run_cancel
+from agents_app.runs.execute import Step
+from agents_app.runs.sweep import run_sweep
 from agents_app.services import agent_create, run_enqueue
 from agents_app.webhooks import webhook_sign, webhook_verify
 from sessions_app.selectors import session_key
@@ -23,12 +30,9 @@ from sessions_app.stores import get_store
 WORKER = "w-test@host"
 
 
-@pytest.fixture(autouse=True, params=["claim late", "claim first"])
-def claim_mode(request, settings) -> str:
-    """Every test here runs both ways: a first attempt read and claimed only past CLAIM_AFTER
-    (the default, over a store that can revoke), and every run claimed before it starts (0)."""
-    settings.AK_RUN = {**settings.AK_RUN, "CLAIM_AFTER": 0.5 if request.param == "claim late" else 0}
-    return request.param
+def run_execute(*, run_id: str, worker: str) -> Step:
+    """What the worker's task does with a run, on an event loop of its own."""
+    return asyncio.run(execute.run_execute(run_id=run_id, worker=worker))
 
 
 @pytest.fixture
@@ -62,21 +66,6 @@ def test_a_worker_runs_a_queued_run_once(queued) -> None:
     assert run.session.__class__.objects.get(pk=run.session.pk).message_count == 2
 
 
-def test_a_finish_records_the_commit_on_the_index_but_only_the_holder_finishes_the_run(queued) -> None:
-    run = queued("late")
-    claimed = run_claim(run_id=str(run.pk), worker=WORKER)
-    Run.objects.filter(pk=run.pk).update(worker="other@host")  # the sweeper gave it to another worker
-    assert not run_finish(claimed, worker=WORKER, status="succeeded", result="late reply", total=2)
-    run.refresh_from_db()
-    assert (run.status, run.result) == ("running", None)  # the run is the other worker's to finish
-    session = run.session.__class__.objects.get(pk=run.session.pk)
-    assert session.message_count == 2 and session.last_activity_at is not None  # the store commit happened
-    assert run_finish(claimed, worker="other@host", status="succeeded", result="reply", total=1)
-    run.refresh_from_db()
-    assert (run.status, run.result) == ("succeeded", "reply")
-    assert run.session.__class__.objects.get(pk=run.session.pk).message_count == 2  # never backwards
-
-
 def test_a_run_that_committed_before_its_worker_died_is_replayed_not_rerun(queued) -> None:
     run = queued("once")
     run_execute(run_id=str(run.pk), worker=WORKER)
@@ -88,6 +77,7 @@ def test_a_run_that_committed_before_its_worker_died_is_replayed_not_rerun(queue
     assert run_execute(run_id=str(run.pk), worker="w2@host") is Step.DONE
     run.refresh_from_db()
     assert (run.status, run.result, run.attempts, run.worker) == ("succeeded", "echo[turns=1]: once", 2, "w2@host")
+    assert run.started_at is not None
     assert history(run) == ["once", "echo[turns=1]: once"]  # committed once
 
 
@@ -139,13 +129,14 @@ def test_the_sweeper_fails_runs_past_their_attempts_or_time(queued, settings) ->
     Run.objects.filter(pk=asked.pk).update(status="running", heartbeat_at=stale, cancel_requested_at=stale)
     fresh = queued("fresh", session_id="d")
     Run.objects.filter(pk=fresh.pk).update(status="running", heartbeat_at=timezone.now())
+    Run.objects.filter(pk__in=[worn.pk, ancient.pk, asked.pk, fresh.pk]).update(is_async=True)
     report = run_sweep()
     assert (report.requeued, report.failed) == (0, 3)
     outcome = {r.message: (r.status, (r.error or "").split(":")[0]) for r in Run.objects.all()}
     assert outcome == {
-        "worn": ("failed", "its worker was lost 3 times"),
+        "worn": ("failed", "its process was lost 3 times"),
         "ancient": ("failed", "timeout"),
-        "asked": ("cancelled", "cancelled; its worker was lost"),
+        "asked": ("cancelled", "cancelled; its process was lost"),
         "fresh": ("running", ""),
     }
 
@@ -256,26 +247,13 @@ def test_a_webhook_whose_host_moved_to_a_private_address_is_not_called(queued, s
     assert (run.webhook_status, run.webhook_attempts) == ("failed", 0)
 
 
-def test_a_cancel_while_the_store_is_down(alice, queued, make_store, use_store, claim_mode) -> None:
-    """Claiming late, a queued run may be executing unclaimed: only the store can stop its commit,
-    so the cancel is a 503 (the request stands and the run never starts). Claiming first, the
-    database alone cancels a queued run."""
+def test_a_cancel_while_the_store_is_down(alice, queued, make_store, use_store) -> None:
+    """The database alone cancels a queued run: no worker has it, so nothing can commit it."""
     from tests.services import free_port
 
-    store = get_store()
     run = queued("halted")
     use_store(make_store("redis", url=f"redis://127.0.0.1:{free_port()}/0"))  # down
-
     response = alice.post(f"/runs/{run.pk}/cancel")
-
     run.refresh_from_db()
-    if claim_mode == "claim first":
-        assert response.status_code == 200 and response.json()["status"] == run.status == "cancelled"
-        return
-    assert response.status_code == 503 and response.json()["code"] == "store_unavailable"
-    assert run.status == "queued" and run.cancel_requested_at is not None  # the request stands
-    use_store(store)  # back
-    assert run_execute(run_id=str(run.pk), worker=WORKER) is Step.DONE
-    run.refresh_from_db()
-    assert (run.status, run.result, run.attempts) == ("cancelled", None, 0)
-    assert history(run) == []
+    assert response.status_code == 200 and response.json()["status"] == run.status == "cancelled"
+    assert run_execute(run_id=str(run.pk), worker=WORKER) is Step.SKIPPED

@@ -7,6 +7,7 @@ checkout as it found it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -46,7 +47,7 @@ def seed() -> tuple[Session, Session]:
     Agent.objects.create(tenant=acme, name="triage", framework="echo")
     for user_id, session_id, message, title in CONVERSATIONS:
         for agent, text in (("triage", message), ("echo", "Thanks!")):
-            run_sync(tenant=acme, agent_name=agent, message=text, session_id=session_id, user_id=user_id)
+            asyncio.run(run_sync(tenant=acme, agent_name=agent, message=text, session_id=session_id, user_id=user_id))
         Thread.objects.filter(session__session_id=session_id, tenant=acme).update(
             title=title, metadata={"channel": "web"}
         )
@@ -62,8 +63,10 @@ def seed() -> tuple[Session, Session]:
         status=Run.Status.FAILED,
         error="StoreUnavailable: the session store did not answer in 5 s",
     )
-    run_sync(
-        tenant=globex, agent_name="echo", message="globex secret", session_id="order-4411", user_id="gina-of-globex"
+    asyncio.run(
+        run_sync(
+            tenant=globex, agent_name="echo", message="globex secret", session_id="order-4411", user_id="gina-of-globex"
+        )
     )
     other = Session.objects.select_related("tenant").get(tenant=globex, session_id="order-4411")
     operator = get_user_model().objects.create_user("olga", password=PASSWORD)

@@ -100,7 +100,9 @@ def start_queue(start_platform, tmp_path: Path, redis_url: str) -> Iterator[Call
     """``start_queue("redis"|"rabbitmq", workers=2, env={...})``: the platform and its workers."""
     started: list[services.Process] = []
 
-    def start(broker: str, *, workers: int = 2, concurrency: int = 2, env: dict[str, str] | None = None) -> Queue:
+    def start(
+        broker: str, *, workers: int = 2, concurrency: int | None = None, env: dict[str, str] | None = None
+    ) -> Queue:
         if broker == "redis":
             broker_url = redis_url.rsplit("/", 1)[0] + "/1"
         else:

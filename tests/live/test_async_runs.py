@@ -69,30 +69,6 @@ def test_a_worker_killed_mid_run_the_run_finishes_once_on_another(start_queue) -
     assert queue.invoked()["survive"] == 2  # the killed attempt started, and never committed
 
 
-def test_workers_killed_before_the_run_was_claimed_it_finishes_once_on_another(start_queue) -> None:
-    """A run executing unclaimed (within AK_RUN__CLAIM_AFTER, here 30 s) stays ``queued``; when its
-    worker dies the sweeper publishes it again after AK_RUN__REQUEUE_AFTER, and it finishes once."""
-    queue: Queue = start_queue("redis", env={"AK_RUN__CLAIM_AFTER": "30", "AK_RUN__REQUEUE_AFTER": "3"})
-    agent = queue.agent("slow", delay_s=3)
-    session_id = f"unclaimed-{uuid.uuid4().hex[:6]}"
-    run_id = queue.enqueue(agent, "survive", session_id)["run_id"]
-    deadline = time.monotonic() + 30
-    while not queue.invoked()["survive"]:  # a worker is in the adapter
-        assert time.monotonic() < deadline, "no worker started the run"
-        time.sleep(0.05)
-    assert queue.run(run_id)["status"] == "queued"  # executing, not claimed
-    for worker in list(queue.workers.values()):
-        worker.kill()
-    queue.add_worker()
-
-    done = queue.finished(run_id, timeout=60)
-
-    assert done["status"] == "succeeded", done
-    assert (done["result"], done["attempts"]) == ("echo[turns=1]: survive", 1)  # the lost try never counted
-    assert [m["content"] for m in queue.messages(session_id)] == ["survive", "echo[turns=1]: survive"]
-    assert queue.invoked()["survive"] == 2  # the killed attempt started, and never committed
-
-
 def test_cancel_a_queued_run_it_never_starts(start_queue) -> None:
     queue: Queue = start_queue("redis")
     agent = queue.agent("slow", delay_s=2)

@@ -6,6 +6,7 @@ Without ``--session`` a new session is made for the user and its id printed, so 
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import sys
 from typing import Any
@@ -13,8 +14,8 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.http import Http404
 
-from agents_app.runner import RunStopped
-from agents_app.services import RunFailed, run_sync
+from agents_app.errors import RunFailed, RunStopped
+from agents_app.services import run_sync
 from sessions_app.core import new_session_id
 from sessions_app.models import Tenant
 from sessions_app.stores.base import StoreError
@@ -49,8 +50,10 @@ class Command(BaseCommand):
             if not line or line.strip() in EXIT_WORDS or not line.strip():
                 break
             try:
-                run, _ = run_sync(
-                    tenant=found, agent_name=agent, message=line.rstrip("\n"), session_id=session, user_id=user
+                run, _ = asyncio.run(
+                    run_sync(
+                        tenant=found, agent_name=agent, message=line.rstrip("\n"), session_id=session, user_id=user
+                    )
                 )
             except Http404:
                 raise CommandError(f"tenant {tenant!r} has no agent {agent!r}") from None

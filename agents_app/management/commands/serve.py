@@ -1,4 +1,5 @@
-"""``serve``: the development platform in one command, the API and admin plus a Celery worker
+"""``serve``: the development platform in one command, the API and admin (gunicorn with
+``gunicorn.conf.py``, as in production) plus a Celery worker
 (with an embedded beat, which runs the sweeper and the expiry purge).
 
 ``make run`` calls it. Both run as child processes; Ctrl-C (or SIGTERM) stops both, and if one
@@ -25,13 +26,15 @@ from sessions_app.stores.memory_socket import MemoryStoreServer
 
 class Command(BaseCommand):
     help = (
-        "Serve the API and admin (runserver) and run a Celery worker with its beat (the sweeper); with the"
+        "Serve the API and admin (gunicorn, as deployed) and run a Celery worker with its beat (the sweeper); with the"
         " in-memory store, keep it here and share it with both. Ctrl-C stops both."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("addrport", nargs="?", default="127.0.0.1:8000")
-        parser.add_argument("--concurrency", type=int, default=2, help="worker processes (default 2)")
+        parser.add_argument(
+            "--concurrency", type=int, default=100, help="runs the worker carries at once (default 100)"
+        )
 
     def handle(self, *args: Any, addrport: str, concurrency: int, **options: Any) -> None:
         python, env, store_server = sys.executable, dict(os.environ), None
@@ -48,8 +51,10 @@ class Command(BaseCommand):
                 env=env,
                 cwd=settings.BASE_DIR,
             ),
-            subprocess.Popen(
-                [python, "manage.py", "runserver", addrport, "--noreload"], env=env, cwd=settings.BASE_DIR
+            subprocess.Popen(  # as deployed (gunicorn.conf.py: ASGI on uvicorn's worker), one process
+                [python, "-m", "gunicorn", "akplatform.asgi:application", "-b", addrport, "-w", "1"],
+                env=env,
+                cwd=settings.BASE_DIR,
             ),
         ]
         stopping = False

@@ -1,0 +1,60 @@
+"""Cancel and retry, as the API and the admin ask for them."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import transaction
+from django.utils import timezone
+
+from agents_app.models import Run
+from agents_app.runs import transitions
+from agents_app.runs.publish import publish_or_fail
+from sessions_app.selectors import session_key
+from sessions_app.stores import get_store
+from sessions_app.stores.base import StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+
+def run_cancel(*, run: Run) -> Run:
+    """Cancel a run: a queued one never starts; a running one stops at its adapter's next
+    ``await`` and commits nothing. A finished run stays as it was.
+
+    First the request (``cancel_requested_at``), which no claim gets past and which the running
+    run's watcher reads at its next beat. Then, over a store that can, the run is revoked there,
+    so its commit is refused even if it ends before that beat; a run that committed first was too
+    late to cancel and ends ``succeeded``.
+    """
+    Run.objects.filter(
+        pk=run.pk, status__in=[Run.Status.QUEUED, Run.Status.RUNNING], cancel_requested_at__isnull=True
+    ).update(cancel_requested_at=timezone.now())
+    run.refresh_from_db()
+    if run.status == Run.Status.QUEUED:
+        transitions.cancel_queued(run)
+    elif run.status == Run.Status.RUNNING and get_store().can_revoke:
+        try:
+            get_store().revoke(session_key(run.session), str(run.pk))
+        except StoreUnavailable:  # the watcher's next beat still sees the request
+            logger.warning("run %s: could not revoke it in the store", run.pk)
+    run.refresh_from_db()
+    return run
+
+
+def run_retry(*, run: Run) -> Run:
+    """A new async run of a finished run's agent, session and message (the old one stays)."""
+    if not run.is_finished:
+        raise ValueError("only a finished run can be retried")
+    with transaction.atomic():
+        retry = Run.objects.create(
+            tenant=run.tenant,
+            session=run.session,
+            agent=run.agent,
+            message=run.message,
+            is_async=True,
+            enqueued_at=timezone.now(),
+            webhook_url=run.webhook_url,
+            webhook_status=Run.Webhook.PENDING if run.webhook_url else Run.Webhook.NONE,
+        )
+        transaction.on_commit(lambda: publish_or_fail(retry))
+    return retry

@@ -1,0 +1,78 @@
+"""A run's events, for streaming: kept in the session store's per-run log, read from anywhere.
+
+    run    {"run_id", "session_id"}            the adapter starts (again, if an attempt is retried)
+    delta  {"text"}                            a piece of the reply, as the adapter produces it
+    done   {"run_id", "session_id", "result"}  the run succeeded; the deltas concatenated are result
+    error  {"code", "detail"}                  it failed
+    cancelled {"code", "detail"}               it was cancelled
+
+Why the store: it is the one service every process of a deployment shares whatever the broker
+(Redis, RabbitMQ, the embedded one) and whatever the store (Redis streams, DynamoDB items, the
+in-memory store behind ``make run``'s socket), and the run's other data lives there already, with
+its tenant in every key. A worker appends; a web process reads, replays what is past (an SSE
+client's ``Last-Event-ID`` picks up after it) and waits for more (``SessionStore.wait_events``).
+
+Writes are batched: the events of the next ``FLUSH_EVERY`` seconds go in one append, so a short
+run costs one write for all its events, and a streamed reply a write per batch, not per word.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from akplatform.aio import blocking
+from sessions_app.stores.base import Event, SessionKey, SessionStore
+
+FLUSH_EVERY = 0.05
+ENDS = frozenset({"done", "error", "cancelled"})
+
+
+class RunEvents:
+    """The events one run emits while it executes: into the store's log in batches, and, for a
+    caller streaming the run from this process, onto ``listener`` as they come (with their ids)."""
+
+    def __init__(
+        self, store: SessionStore, key: SessionKey, run_id: str, *, listener: asyncio.Queue[Event] | None = None
+    ) -> None:
+        self.store, self.key, self.run_id = store, key, run_id
+        self.listener = listener
+        self._pending: list[tuple[str, dict[str, Any]]] = []
+        self._flush: asyncio.TimerHandle | None = None
+        self._writing: asyncio.Task[None] | None = None
+        self._last_id = 0
+
+    def emit(self, kind: str, data: dict[str, Any]) -> None:
+        """Record an event (written within ``FLUSH_EVERY`` s)."""
+        self._pending.append((kind, data))
+        if self.listener is not None:
+            self._last_id += 1
+            self.listener.put_nowait(Event(self._last_id, kind, data))
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_later(FLUSH_EVERY, self._start_write)
+
+    def delta(self, text: str) -> None:
+        if text:
+            self.emit("delta", {"text": text})
+
+    def started(self) -> None:
+        self.emit("run", {"run_id": self.run_id, "session_id": self.key.session_id})
+
+    def _start_write(self) -> None:
+        self._flush = None
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            await blocking(self.store.append_events, self.key, self.run_id, batch)
+
+    async def close(self) -> None:
+        """Write what is pending now; returns once every event is in the store."""
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        if self._writing is not None:
+            await self._writing
+        await self._write()

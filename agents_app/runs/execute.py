@@ -1,0 +1,194 @@
+"""A run executed on the event loop: claimed, run under its session's lock, its end recorded.
+
+A worker's task claims a queued run (``queued → running``) and executes it; a sync request makes
+its run ``running`` from the start and executes it in the web process. Either way the run is an
+asyncio task awaiting its adapter: it holds no thread and no database connection while it waits
+(``akplatform.aio``), and its process's watcher beats its heartbeat and stops it on a cancel.
+
+The store commit records the run id (``SessionStore.commit``): a run whose worker died after
+committing is replayed from the store on its next attempt, not executed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import socket
+
+from django.conf import settings
+
+from agents_app.errors import RunCancelled, RunFailed, RunTimedOut
+from agents_app.models import Run
+from agents_app.runner import Cancellation, Runner, RunOutcome
+from agents_app.runs import transitions
+from agents_app.runs.events import RunEvents
+from agents_app.runs.watch import watcher_for
+from akplatform.aio import db
+from akplatform.exceptions import run_error
+from sessions_app.selectors import session_key
+from sessions_app.services import session_record_commit
+from sessions_app.stores.base import (
+    Event,
+    LockLost,
+    RunRevoked,
+    SessionBusy,
+    StoreError,
+    StoreUnavailable,
+    VersionConflict,
+)
+
+logger = logging.getLogger(__name__)
+
+runner = Runner()
+
+
+class Step(enum.Enum):
+    """What executing a run's task came to, and so what the task does next."""
+
+    DONE = "done"  # it ended (succeeded, failed or cancelled): nothing more to do
+    SKIPPED = "skipped"  # not queued (taken, finished or cancelled), or lost meanwhile: a duplicate
+    BUSY = "busy"  # the session was busy: queued again, to be published later
+    UNAVAILABLE = "unavailable"  # the store failed: queued again, to be published later with backoff
+
+
+def worker_name(hostname: str) -> str:
+    """How a run names the process that executes it: the Celery worker's name and the pid."""
+    return f"{hostname}:{os.getpid()}"
+
+
+def web_worker_name() -> str:
+    """How a run executed inside a web request names its process."""
+    return f"web@{socket.gethostname()}:{os.getpid()}"
+
+
+async def run_execute(*, run_id: str, worker: str) -> Step:
+    """Claim a queued run for ``worker`` and execute it (a worker's task)."""
+    run = await db(transitions.claim, run_id=run_id, worker=worker)
+    if run is None:  # taken, finished, or asked to cancel before it started
+        return Step.DONE if await db(_cancel_if_asked, run_id) else Step.SKIPPED
+    return await execute_claimed(run, worker=worker, wait=0)
+
+
+def _cancel_if_asked(run_id: str) -> bool:
+    halted = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED, cancel_requested_at__isnull=False)
+    run = halted.only("pk", "webhook_url").first()
+    return run is not None and transitions.cancel_queued(run)
+
+
+async def execute_claimed(
+    run: Run, *, worker: str, wait: float | None, listener: asyncio.Queue[Event] | None = None
+) -> Step:
+    """Execute a run ``worker`` holds (``running``) and record how it ended.
+
+    ``wait``: how long to wait for a busy session (None: ``AK_SESSION__LOCK_WAIT``). An async run
+    whose session is busy, or whose store failed, goes back to ``queued`` (``Step.BUSY``,
+    ``Step.UNAVAILABLE``) for its task to publish again later. A sync run, which a request waits
+    for, records every failure on the run and raises it for the view to answer: the store's
+    errors, ``RunCancelled``, ``RunTimedOut``, ``RunFailed`` (the adapter raised).
+
+    The run's events (``runs.events``) go to the store's log, and to ``listener`` when this
+    process streams the run: ``run`` and ``delta`` from the runner, then how it ended, written
+    once that end is recorded.
+    """
+    run_id = str(run.pk)
+    key = session_key(run.session)
+    events = RunEvents(runner.store, key, run_id, listener=listener)
+    cancelled = Cancellation()
+    watcher = watcher_for(worker)
+    watcher.watch(run_id, cancelled)
+    try:
+        outcome = await runner.execute(
+            run.agent,
+            key,
+            run.message,
+            wait=wait,
+            run_id=run_id,
+            replay=run.attempts > 1,  # a first attempt cannot have committed before
+            cancelled=cancelled,
+            time_limit=settings.AK_RUN["TIME_LIMIT"],
+            events=events,
+        )
+    except Exception as exc:
+        if watcher.forget(run_id):
+            return Step.SKIPPED  # the sweeper gave it to another worker
+        try:
+            step = await db(_record_failure, run, worker=worker, exc=exc)
+        except Exception as raised:  # a sync run's failure, for its request to answer
+            await _ended(events, raised)
+            raise
+        if step is Step.DONE:
+            await _ended(events, exc)
+        else:
+            await _close(events)
+        return step
+    if watcher.forget(run_id):
+        return Step.SKIPPED  # another worker has it now: its replay finds our commit
+    await db(_record_success, run, worker=worker, outcome=outcome)
+    if outcome.replayed:  # its events were those of a lost attempt: the reply, whole
+        events.started()
+        events.delta(outcome.reply)
+    events.emit("done", {"run_id": run_id, "session_id": key.session_id, "result": outcome.reply})
+    await _close(events)
+    return Step.DONE
+
+
+async def _ended(events: RunEvents, exc: Exception) -> None:
+    """The event a run that did not succeed ends with, written to its log."""
+    known = run_error(exc)
+    body = {"code": "agent_failed", "detail": f"{type(exc).__name__}: {exc}"} if known is None else known[1]
+    kind = "cancelled" if isinstance(exc, RunCancelled | RunRevoked) else "error"
+    events.emit(kind, {"code": body["code"], "detail": body["detail"]})
+    await _close(events)
+
+
+async def _close(events: RunEvents) -> None:
+    """Write the run's last events; a store that fails now loses them, not the run (its end is
+    recorded on the run, and a stream reads it from there)."""
+    try:
+        await events.close()
+    except StoreError:
+        logger.warning("run %s: its last events were not written", events.run_id)
+
+
+def _record_success(run: Run, *, worker: str, outcome: RunOutcome) -> None:
+    """The session's index row first (the commit happened, whoever holds the run by now), then
+    the run's end."""
+    session_record_commit(session=run.session, total=outcome.commit.total)
+    transitions.finish(run, worker=worker, status=Run.Status.SUCCEEDED, result=outcome.reply)
+
+
+def _record_failure(run: Run, *, worker: str, exc: Exception) -> Step:
+    """Record what ``exc`` did to the run; raise it (as the API answers it) for a sync run."""
+    in_request = not run.is_async
+    if isinstance(exc, RunCancelled | RunRevoked):
+        transitions.finish(run, worker=worker, status=Run.Status.CANCELLED, error="cancelled while running")
+        if in_request:
+            raise RunCancelled("the run was cancelled") from exc
+        return Step.DONE
+    if not in_request and isinstance(exc, SessionBusy | VersionConflict | LockLost | StoreUnavailable):
+        # Try again later; an attempt that never reached the adapter does not count.
+        logger.warning("run %s: %s; queued again", run.pk, exc)
+        uncount = isinstance(exc, SessionBusy | StoreUnavailable)
+        if transitions.requeue(run, worker=worker, uncount=uncount):
+            return Step.BUSY if isinstance(exc, SessionBusy) else Step.UNAVAILABLE
+        # A cancel came meanwhile (or the run is not ours any more): it ends here.
+        error = "cancelled before it started" if uncount else "cancelled while running"
+        transitions.finish(run, worker=worker, status=Run.Status.CANCELLED, error=error, started=not uncount)
+        return Step.DONE
+    if isinstance(exc, SessionBusy):
+        error = "the session is busy"
+    elif isinstance(exc, RunTimedOut):
+        error = f"timeout: {exc}"
+    elif isinstance(exc, StoreError):
+        error = f"{type(exc).__name__}: {exc}"
+    else:  # the adapter failed: the run fails, the process goes on
+        logger.error("run %s failed", run.pk, exc_info=exc)
+        error = f"{type(exc).__name__}: {exc}"
+    transitions.finish(run, worker=worker, status=Run.Status.FAILED, error=error)
+    if in_request:
+        if isinstance(exc, StoreError | RunTimedOut):
+            raise exc
+        raise RunFailed(run) from exc
+    return Step.DONE

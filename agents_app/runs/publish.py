@@ -1,0 +1,51 @@
+"""Handing a run's id to the broker. The task is sent by name: this module needs no task object."""
+
+from __future__ import annotations
+
+import random
+
+from celery import current_app
+from django.conf import settings
+from django.utils import timezone
+
+from agents_app.models import Run
+from agents_app.runs import transitions
+from akplatform.exceptions import BrokerUnavailable
+
+EXECUTE_TASK = "agents_app.tasks.execute_run"
+
+
+def run_publish(*, run_id: str, countdown: float | None = None, busy: int = 0, unavailable: int = 0) -> None:
+    """Hand the run's task to the broker; raises ``BrokerUnavailable``. ``busy`` and
+    ``unavailable`` count the tries so far that found the session busy or the store down."""
+    kwargs = {name: n for name, n in (("busy", busy), ("unavailable", unavailable)) if n}
+    try:
+        current_app.send_task(EXECUTE_TASK, (str(run_id),), kwargs, countdown=countdown)
+    except Exception as exc:  # kombu raises OperationalError, socket errors, ... depending on transport
+        raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
+def run_republish(*, run_id: str, countdown: float | None = None, busy: int = 0, unavailable: int = 0) -> None:
+    """``run_publish`` for a run published before: records when, for the sweeper's ``REQUEUE_AFTER``."""
+    Run.objects.filter(pk=run_id).update(enqueued_at=timezone.now())
+    run_publish(run_id=run_id, countdown=countdown, busy=busy, unavailable=unavailable)
+
+
+def publish_or_fail(run: Run) -> None:
+    """Publish a new run; if the broker is down, fail the run (its idempotency key freed, so the
+    client's retry makes a new one) and raise ``BrokerUnavailable``."""
+    try:
+        run_publish(run_id=str(run.pk))
+    except BrokerUnavailable as exc:
+        transitions.fail_queued(run, error=f"broker unavailable: {exc}", forget_idempotency_key=True)
+        raise
+
+
+def busy_delay(busy: int) -> float:
+    """Delay before a run whose session was busy tries again: doubling to 8x, with jitter."""
+    return settings.AK_RUN["BUSY_RETRY"] * min(2**busy, 8) * random.uniform(0.5, 1.5)
+
+
+def unavailable_delay(unavailable: int) -> float:
+    """Delay before a run whose store was down tries again: doubling to a minute, with jitter."""
+    return min(2.0**unavailable, 60.0) * random.uniform(0.5, 1.0)

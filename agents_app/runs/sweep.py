@@ -1,0 +1,79 @@
+"""The sweeper (celery beat): runs whose process died, and queued runs nobody took."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+
+from agents_app.models import Run
+from agents_app.runs import transitions
+from agents_app.runs.publish import run_republish
+from akplatform.exceptions import BrokerUnavailable
+
+logger = logging.getLogger(__name__)
+
+BATCH = 500
+
+
+@dataclass
+class SweepReport:
+    requeued: int = 0
+    failed: int = 0
+    republished: int = 0
+
+
+def run_sweep() -> SweepReport:
+    """Take back runs whose process died, and hand forgotten queued runs to the broker again.
+
+    A running async run with no heartbeat for ``HEARTBEAT_TIMEOUT`` seconds is queued again,
+    unless a cancel was asked for, it has used ``MAX_ATTEMPTS`` or it outlived the time limit (by a
+    minute): then it ends. A sync run left running by a web process that died fails once it
+    outlived the time limit. A queued run not handed out for ``REQUEUE_AFTER`` seconds is published
+    again (its claim makes a duplicate harmless).
+    """
+    cfg = settings.AK_RUN
+    now = timezone.now()
+    report = SweepReport()
+    too_old = now - timedelta(seconds=cfg["TIME_LIMIT"] + 60)
+    stale = Run.objects.filter(
+        status=Run.Status.RUNNING, heartbeat_at__lt=now - timedelta(seconds=cfg["HEARTBEAT_TIMEOUT"])
+    )
+    fields = ("pk", "is_async", "attempts", "started_at", "heartbeat_at", "cancel_requested_at", "webhook_url")
+    for run in stale.only(*fields)[:BATCH]:
+        if run.cancel_requested_at is not None:
+            ended = transitions.abandon(run, status=Run.Status.CANCELLED, error="cancelled; its process was lost")
+        elif run.started_at and run.started_at < too_old:
+            error = f"timeout: the run took longer than {cfg['TIME_LIMIT'] + 60:g} s"
+            ended = transitions.abandon(run, status=Run.Status.FAILED, error=error)
+        elif not run.is_async:
+            continue  # its request is gone with its process; it fails once it is too old
+        elif run.attempts >= cfg["MAX_ATTEMPTS"]:
+            error = f"its process was lost {run.attempts} times"
+            ended = transitions.abandon(run, status=Run.Status.FAILED, error=error)
+        else:
+            if transitions.lose(run):
+                logger.warning("run %s: its process was lost, queued again", run.pk)
+                report.requeued += 1
+                _republish(str(run.pk))
+            continue
+        report.failed += ended
+    forgotten = Run.objects.filter(
+        status=Run.Status.QUEUED, is_async=True, enqueued_at__lt=now - timedelta(seconds=cfg["REQUEUE_AFTER"])
+    )
+    for run_id in forgotten.values_list("pk", flat=True)[:BATCH]:
+        report.republished += _republish(str(run_id))
+    return report
+
+
+def _republish(run_id: str) -> bool:
+    """Publish again, leaving the run queued for the next sweep when the broker is down."""
+    try:
+        run_republish(run_id=run_id)
+        return True
+    except BrokerUnavailable as exc:
+        logger.warning("run %s stays queued: %s", run_id, exc)
+        return False

@@ -1,0 +1,113 @@
+"""Every change of a run's status, one function each, each one conditional ``UPDATE``.
+
+    queued ──claim──▶ running ──finish──▶ succeeded | failed | cancelled
+      │ ▲                │
+      │ └── requeue ─────┤  (its worker: the session was busy, the store failed)
+      │ └── lose ────────┤  (the sweeper: its heartbeat lapsed)
+      │                  └── abandon ──▶ failed | cancelled  (the sweeper: out of attempts or time)
+      ├── cancel_queued ──▶ cancelled
+      └── fail_queued ────▶ failed
+
+Each returns whether it changed the row: False means the run was not where the transition starts
+(somebody moved it first), and nothing was written. A transition to an end queues the run's
+webhook, if it has one, once the write commits. ``run`` arguments need ``pk`` and ``webhook_url``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from agents_app.models import Run
+from agents_app.webhooks import webhook_queue
+
+QUEUED, RUNNING = Run.Status.QUEUED, Run.Status.RUNNING
+ENDS = frozenset(Run.FINISHED)
+
+
+def claim(*, run_id: str, worker: str) -> Run | None:
+    """``queued → running`` for ``worker`` (attempts + 1), unless a cancel was asked for; the run
+    with its agent, session and tenant, or None when it was not queued."""
+    now = timezone.now()
+    taken = Run.objects.filter(pk=run_id, status=QUEUED, cancel_requested_at__isnull=True).update(
+        status=RUNNING, worker=worker, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1
+    )
+    if not taken:
+        return None
+    return Run.objects.select_related("agent", "session__tenant").get(pk=run_id)
+
+
+def requeue(run: Run, *, worker: str, uncount: bool) -> bool:
+    """``running → queued``, if ``worker`` holds it and no cancel was asked for. ``uncount``: the
+    attempt never reached the adapter (the session was busy, the store down), so it does not count."""
+    changes: dict[str, Any] = {"status": QUEUED, "worker": "", "heartbeat_at": None}
+    if uncount:
+        changes.update(attempts=F("attempts") - 1, started_at=None)
+    rows = Run.objects.filter(pk=run.pk, status=RUNNING, worker=worker, cancel_requested_at__isnull=True)
+    return bool(rows.update(**changes))
+
+
+def finish(
+    run: Run,
+    *,
+    worker: str | None,
+    status: str,
+    result: str | None = None,
+    error: str | None = None,
+    started: bool = True,
+) -> bool:
+    """``running → status`` (an end), if ``worker`` holds it (None: whoever does). ``started``
+    False: the attempt never reached the adapter, so it neither counts nor shows a start."""
+    assert status in ENDS, status
+    rows = Run.objects.filter(pk=run.pk, status=RUNNING)
+    if worker is not None:
+        rows = rows.filter(worker=worker)
+    extra = {} if started else {"started_at": None, "attempts": F("attempts") - 1}
+    return _end(run, rows, status=status, result=result, error=error, **extra)
+
+
+def cancel_queued(run: Run, *, error: str = "cancelled before it started") -> bool:
+    """``queued → cancelled``."""
+    return _end(run, Run.objects.filter(pk=run.pk, status=QUEUED), status=Run.Status.CANCELLED, error=error)
+
+
+def fail_queued(run: Run, *, error: str, forget_idempotency_key: bool = False) -> bool:
+    """``queued → failed`` (the broker refused it, or the store stayed down). With
+    ``forget_idempotency_key`` the client's retry with the same key makes a new run."""
+    extra = {"idempotency_key": None} if forget_idempotency_key else {}
+    return _end(run, Run.objects.filter(pk=run.pk, status=QUEUED), status=Run.Status.FAILED, error=error, **extra)
+
+
+def lose(run: Run) -> bool:
+    """``running → queued`` by the sweeper, if its heartbeat is still the one the sweeper read."""
+    rows = Run.objects.filter(pk=run.pk, status=RUNNING, heartbeat_at=run.heartbeat_at)
+    return bool(rows.update(status=QUEUED, worker="", heartbeat_at=None))
+
+
+def abandon(run: Run, *, status: str, error: str) -> bool:
+    """``running → failed | cancelled`` by the sweeper, if its heartbeat is the one it read."""
+    assert status in ENDS, status
+    rows = Run.objects.filter(pk=run.pk, status=RUNNING, heartbeat_at=run.heartbeat_at)
+    return _end(run, rows, status=status, error=error)
+
+
+def _end(
+    run: Run, rows: Any, *, status: str, result: str | None = None, error: str | None = None, **extra: Any
+) -> bool:
+    """The UPDATE of ``rows`` to an end; on success ``run`` shows it too."""
+    changes = {"status": status, "result": result, "error": error, "finished_at": timezone.now(), **extra}
+    if not run.webhook_url:
+        changed = bool(rows.update(heartbeat_at=None, **changes))
+    else:
+        with transaction.atomic():  # the webhook is published once the end is committed
+            changed = bool(rows.update(heartbeat_at=None, **changes))
+            if changed:
+                webhook_queue(run_id=str(run.pk))
+    if changed:
+        for name, value in changes.items():
+            if not hasattr(value, "resolve_expression"):  # an F() is the database's to compute
+                setattr(run, name, value)
+    return changed

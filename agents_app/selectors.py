@@ -1,0 +1,97 @@
+"""Reads of agents and runs, always scoped to a tenant."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+
+from django.db.models import Q
+from django.http import Http404
+
+from agents_app.errors import IdempotencyConflict
+from agents_app.models import Run
+from agents_app.runs.events import ENDS
+from akplatform.aio import blocking, db
+from sessions_app.models import Tenant
+from sessions_app.selectors import session_get
+from sessions_app.stores import get_store
+from sessions_app.stores.base import Event, SessionKey
+
+
+def run_find_idempotent(*, tenant: Tenant, idempotency_key: str | None, request_hash: str) -> Run | None:
+    """The run an earlier request with this key made, or None. Raises ``IdempotencyConflict``
+    when that request was not the same as this one."""
+    if idempotency_key is None:
+        return None
+    run = Run.objects.select_related("agent", "session").filter(tenant=tenant, idempotency_key=idempotency_key).first()
+    if run is not None and run.request_hash != request_hash:
+        raise IdempotencyConflict("this Idempotency-Key was used with another request")
+    return run
+
+
+def run_get(*, tenant: Tenant, run_id: str) -> Run:
+    """The tenant's run, or ``Http404`` (also for an id that is not a UUID)."""
+    try:
+        run_id = str(uuid.UUID(run_id))
+    except ValueError:
+        raise Http404("unknown run") from None
+    run = Run.objects.select_related("agent", "session").filter(tenant=tenant, pk=run_id).first()
+    if run is None:
+        raise Http404("unknown run")
+    return run
+
+
+def run_list(
+    *, tenant: Tenant, session_id: str, limit: int = 50, before: tuple[datetime, uuid.UUID] | None = None
+) -> list[Run]:
+    """A session's runs, newest first, ``limit`` of them after the ``before`` (created_at, id) cursor."""
+    session = session_get(tenant=tenant, session_id=session_id)
+    runs = Run.objects.select_related("agent").filter(tenant=tenant, session=session).order_by("-created_at", "-id")
+    if before is not None:
+        at, run_id = before
+        runs = runs.filter(Q(created_at__lt=at) | Q(created_at=at, id__lt=run_id))
+    runs = list(runs[:limit])
+    for run in runs:
+        run.session = session
+    return runs
+
+
+async def run_events(*, run: Run, tenant: Tenant, after: int = 0) -> AsyncIterator[Event | None]:
+    """The run's events after event ``after``: those past from the store's log, then the others
+    as they come, until its end; None after each quiet while (a moment for a keep-alive).
+
+    A run that ended without its end in the log (cancelled before it started, failed to queue,
+    its log expired) ends with the event its row records, numbered after the last one read."""
+    store, run_id = get_store(), str(run.pk)
+    key = SessionKey(tenant=tenant.slug, session_id=run.session.session_id)
+    last = after
+    ended = await db(_ended, run_id)
+    while True:
+        if ended is None:
+            events = await store.wait_events(key, run_id, after=last, timeout=10.0)
+        else:
+            events = await blocking(store.read_events, key, run_id, after=last)
+        for event in events:
+            yield event
+            last = event.id
+            if event.kind in ENDS:
+                return
+        if ended is not None and not events:
+            yield Event(last + 1, *ended)
+            return
+        if not events:
+            ended = await db(_ended, run_id)
+            yield None
+
+
+def _ended(run_id: str) -> tuple[str, dict] | None:
+    """The ending event of a finished run as its row records it; None while it is unfinished."""
+    run = Run.objects.select_related("session").filter(pk=run_id).first()
+    if run is None or not run.is_finished:
+        return None
+    if run.status == Run.Status.SUCCEEDED:
+        return "done", {"run_id": run_id, "session_id": run.session.session_id, "result": run.result}
+    if run.status == Run.Status.CANCELLED:
+        return "cancelled", {"code": "run_cancelled", "detail": run.error or "cancelled"}
+    return "error", {"code": "run_failed", "detail": run.error or "failed"}

@@ -1,0 +1,95 @@
+"""Runs are asyncio tasks; what blocks runs in one small pool of threads per process.
+
+A run spends seconds awaiting a model and milliseconds on the database and the session store. So
+a process carries its runs as coroutines on one event loop (a web process: the server's loop; a
+worker process: ``loop_thread()``, a loop of its own fed by Celery's task threads), and every
+blocking call (Django's ORM, the store's clients, the broker) goes through ``blocking`` or ``db``
+to a bounded pool of ``AK_IO_THREADS`` threads. Each of those threads holds at most one database
+connection, and ``db`` gives it back (to PostgreSQL's pool) when the call returns: however many
+runs a process carries, it holds at most ``AK_IO_THREADS`` connections, and none while a run awaits.
+
+    reply = await db(Run.objects.filter(pk=run_id).update, status="running")
+    result = loop_thread().run(some_coroutine())   # from a plain thread: waits for it on the loop
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.db import close_old_connections
+
+T = TypeVar("T")
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def io_executor() -> ThreadPoolExecutor:
+    """The process's pool of threads for blocking calls (made on first use, anew after a fork)."""
+    global _executor
+    if _executor is None:
+        with _executor_lock:
+            if _executor is None:
+                _executor = ThreadPoolExecutor(max_workers=settings.AK_IO_THREADS, thread_name_prefix="ak-io")
+    return _executor
+
+
+async def blocking(call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``call(*args, **kwargs)`` in the process's I/O pool, awaited without blocking the loop."""
+    return await asyncio.get_running_loop().run_in_executor(io_executor(), partial(call, *args, **kwargs))
+
+
+def _with_connection(call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    try:
+        return call(*args, **kwargs)
+    finally:
+        close_old_connections()  # with CONN_MAX_AGE 0: back to the pool (PostgreSQL) or closed
+
+
+async def db(call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``blocking`` for a call that uses the database: its connection is given back as it returns."""
+    return await blocking(_with_connection, call, *args, **kwargs)
+
+
+class LoopThread:
+    """An event loop running in a daemon thread: the worker process's one loop for its runs."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.loop.set_default_executor(io_executor())
+        self._thread = threading.Thread(target=self.loop.run_forever, name="ak-runs-loop", daemon=True)
+        self._thread.start()
+
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` on the loop and wait for its result in the calling thread (not the loop's)."""
+        return asyncio.run_coroutine_threadsafe(work, self.loop).result()
+
+
+_loop_thread: LoopThread | None = None
+_loop_lock = threading.Lock()
+
+
+def loop_thread() -> LoopThread:
+    """The process's loop thread, started on first use."""
+    global _loop_thread
+    if _loop_thread is None:
+        with _loop_lock:
+            if _loop_thread is None:
+                _loop_thread = LoopThread()
+    return _loop_thread
+
+
+def _forget_after_fork() -> None:
+    """A forked child has neither the parent's threads nor its loop: it starts its own."""
+    global _executor, _loop_thread
+    _executor, _loop_thread = None, None
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)

@@ -1,0 +1,104 @@
+"""Every status change of a run, as a table: from each status, which transitions move it, and to what."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from agents_app.models import Run
+from agents_app.runs import transitions
+from sessions_app.services import session_open
+
+WORKER, OTHER = "w1@host:1", "w2@host:2"
+STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"]
+BEAT = timezone.now() - timedelta(minutes=1)
+
+#: name → (the call, the status it leads to, the statuses it starts from)
+TRANSITIONS: dict[str, tuple[Callable[[Run], object], str, set[str]]] = {
+    "claim": (lambda run: transitions.claim(run_id=str(run.pk), worker=WORKER), "running", {"queued"}),
+    "requeue": (lambda run: transitions.requeue(run, worker=WORKER, uncount=False), "queued", {"running"}),
+    "finish": (
+        lambda run: transitions.finish(run, worker=WORKER, status="succeeded", result="ok"),
+        "succeeded",
+        {"running"},
+    ),
+    "finish by anyone": (
+        lambda run: transitions.finish(run, worker=None, status="failed", error="x"),
+        "failed",
+        {"running"},
+    ),
+    "cancel_queued": (lambda run: transitions.cancel_queued(run), "cancelled", {"queued"}),
+    "fail_queued": (lambda run: transitions.fail_queued(run, error="broker down"), "failed", {"queued"}),
+    "lose": (lambda run: transitions.lose(run), "queued", {"running"}),
+    "abandon": (lambda run: transitions.abandon(run, status="failed", error="lost"), "failed", {"running"}),
+}
+
+
+@pytest.fixture
+def make_run(make_tenant) -> Callable[[str], Run]:
+    tenant = make_tenant().tenant
+    session = session_open(tenant=tenant, session_id="s-1")
+    agent = tenant.agents.get(name="echo")
+
+    def make(status: str) -> Run:
+        worker = WORKER if status == "running" else ""
+        return Run.objects.create(
+            tenant=tenant, session=session, agent=agent, message="m", status=status, worker=worker, heartbeat_at=BEAT
+        )
+
+    return make
+
+
+@pytest.mark.parametrize("status", STATUSES)
+@pytest.mark.parametrize("name", list(TRANSITIONS))
+def test_the_transition_table(make_run, name: str, status: str) -> None:
+    call, to, starts = TRANSITIONS[name]
+    run = make_run(status)
+    changed = bool(call(run))
+    after = Run.objects.get(pk=run.pk)
+    if status in starts:
+        assert changed and after.status == to, (name, status, after.status)
+        assert (after.finished_at is not None) == (to in Run.FINISHED)
+    else:
+        assert not changed and after.status == status, (name, status, after.status)  # nothing written
+
+
+def test_only_the_holder_moves_a_running_run(make_run) -> None:
+    run = make_run("running")
+    assert not transitions.requeue(run, worker=OTHER, uncount=False)
+    assert not transitions.finish(run, worker=OTHER, status="succeeded")
+    assert Run.objects.get(pk=run.pk).status == "running"
+
+
+def test_a_cancel_request_blocks_the_claim_and_the_requeue(make_run) -> None:
+    queued, running = make_run("queued"), make_run("running")
+    Run.objects.filter(pk__in=[queued.pk, running.pk]).update(cancel_requested_at=timezone.now())
+    assert transitions.claim(run_id=str(queued.pk), worker=WORKER) is None
+    assert not transitions.requeue(running, worker=WORKER, uncount=False)
+
+
+def test_the_sweeper_moves_a_run_only_while_its_heartbeat_is_the_one_it_read(make_run) -> None:
+    run = make_run("running")
+    Run.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now())  # its worker beat meanwhile
+    assert not transitions.lose(run) and not transitions.abandon(run, status="failed", error="lost")
+    assert Run.objects.get(pk=run.pk).status == "running"
+
+
+def test_claim_counts_the_attempt_and_requeue_can_uncount_it(make_run) -> None:
+    run = make_run("queued")
+    claimed = transitions.claim(run_id=str(run.pk), worker=WORKER)
+    assert claimed is not None and (claimed.attempts, claimed.worker) == (1, WORKER)
+    assert claimed.session.tenant.slug and claimed.agent.name == "echo"  # read with the claim
+    assert transitions.requeue(claimed, worker=WORKER, uncount=True)
+    after = Run.objects.get(pk=run.pk)
+    assert (after.status, after.attempts, after.started_at, after.worker) == ("queued", 0, None, "")
+
+
+def test_fail_queued_can_free_the_idempotency_key(make_run) -> None:
+    run = make_run("queued")
+    Run.objects.filter(pk=run.pk).update(idempotency_key="k-1")
+    assert transitions.fail_queued(run, error="broker down", forget_idempotency_key=True)
+    assert Run.objects.get(pk=run.pk).idempotency_key is None

@@ -1,0 +1,236 @@
+"""The import graph of our own packages: no cycles, and sessions_app never imports agents_app.
+
+Contract. Among the modules of ``agents_app``, ``sessions_app`` and ``akplatform``:
+
+1. no import cycle, counting every import in a file: module level, function bodies, ``try`` blocks;
+2. no module of ``sessions_app`` imports ``agents_app``: dependencies point one way, agents_app
+   uses sessions_app, never the reverse.
+
+How the graph is built (statically with ``ast``; nothing is imported):
+
+- Modules: every ``.py`` under the packages except ``migrations/`` and ``tests`` folders and
+  ``test_*.py`` files; ``pkg/__init__.py`` is the module ``pkg``.
+- Imports under ``if TYPE_CHECKING:`` are left out (its ``else`` branch is kept): they never run,
+  so they cannot take part in an import-time cycle nor load agents_app at run time.
+- An import points at the deepest project module it names: ``import a.b`` -> ``a.b``;
+  ``from a import b`` -> ``a.b`` when ``a/b.py`` or ``a/b/__init__.py`` exists, else ``a`` (``b``
+  is then a name defined in ``a/__init__.py``); relative imports are resolved against the file's
+  package; imports of anything else (stdlib, Django, ...) are ignored.
+- The parent packages an import initialises on the way (``a`` for ``a.b``) are not edges. So
+  ``pkg/__init__.py`` importing ``pkg.sub`` never makes a cycle by itself; it does when
+  ``pkg.sub`` names ``pkg`` itself (``import pkg``, or ``from pkg import name`` with ``name``
+  defined in ``__init__``), which is when ``pkg.sub`` needs ``pkg/__init__`` to have run.
+- A cycle is a strongly connected component of two modules or more (self-imports are ignored).
+  Each is reported as shortest cycles until every import inside the component lies on one, each
+  hop with the ``file:line`` of its imports.
+- Not seen: dynamic imports (``import_string``, ``importlib``, dotted paths in settings).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("agents_app", "sessions_app", "akplatform")
+SKIPPED_DIRS = frozenset({"migrations", "tests", "__pycache__"})
+
+#: module -> imported module -> ["path/to/file.py:line", ...]
+Graph = dict[str, dict[str, list[str]]]
+
+
+def module_files(root: Path, packages: Sequence[str]) -> dict[str, Path]:
+    """Dotted module name -> file, for every module of ``packages`` under ``root``."""
+    modules: dict[str, Path] = {}
+    for package in packages:
+        for path in sorted((root / package).rglob("*.py")):
+            rel = path.relative_to(root)
+            if SKIPPED_DIRS.intersection(rel.parts[:-1]) or rel.name.startswith("test_"):
+                continue
+            parts = rel.with_suffix("").parts
+            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def _runtime_imports(node: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Every import statement under ``node`` except those in the body of ``if TYPE_CHECKING:``."""
+    if isinstance(node, ast.Import | ast.ImportFrom):
+        yield node
+    test = node.test if isinstance(node, ast.If) else None
+    type_checking = (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+    children: Iterable[ast.AST] = node.orelse if type_checking else ast.iter_child_nodes(node)
+    for child in children:
+        yield from _runtime_imports(child)
+
+
+def _deepest(name: str, modules: dict[str, Path]) -> str | None:
+    """The longest prefix of ``name`` that is a project module, or None."""
+    while name and name not in modules:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def _targets(node: ast.Import | ast.ImportFrom, module: str, is_package: bool, modules: dict[str, Path]) -> set[str]:
+    if isinstance(node, ast.Import):
+        found = {_deepest(alias.name, modules) for alias in node.names}
+    else:
+        base = node.module or ""
+        if node.level:  # relative: from the file's package, up ``level - 1`` packages
+            package = (module if is_package else module.rpartition(".")[0]).split(".")
+            anchor = package[: len(package) - node.level + 1] if node.level <= len(package) else []
+            base = ".".join([*anchor, *([base] if base else [])])
+        found = {f"{base}.{a.name}" if f"{base}.{a.name}" in modules else _deepest(base, modules) for a in node.names}
+    return {target for target in found if target and target != module}
+
+
+def build_graph(root: Path, packages: Sequence[str]) -> Graph:
+    """The runtime import graph of ``packages`` (directories under ``root``), as the module docstring says."""
+    modules = module_files(root, packages)
+    graph: Graph = {name: {} for name in modules}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        where = path.relative_to(root).as_posix()
+        for node in _runtime_imports(tree):
+            for target in _targets(node, name, path.name == "__init__.py", modules):
+                sites = graph[name].setdefault(target, [])
+                if f"{where}:{node.lineno}" not in sites:
+                    sites.append(f"{where}:{node.lineno}")
+    return graph
+
+
+def strongly_connected(graph: Graph) -> list[list[str]]:
+    """Tarjan: the components of two modules or more, each sorted, in sorted order."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    components: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in graph[node]:
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = stack[stack.index(node) :]
+            del stack[stack.index(node) :]
+            components.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(component for component in components if len(component) > 1)
+
+
+def _shortest_path(graph: Graph, start: str, goal: str, within: set[str]) -> list[str]:
+    previous: dict[str, str | None] = {start: None}
+    queue = deque([start])
+    while queue and goal not in previous:
+        node = queue.popleft()
+        for target in sorted(graph[node]):
+            if target in within and target not in previous:
+                previous[target] = node
+                queue.append(target)
+    path: list[str] = []
+    step: str | None = goal
+    while step is not None:
+        path.append(step)
+        step = previous[step]
+    return path[::-1]
+
+
+def find_cycles(graph: Graph) -> list[list[str]]:
+    """Cycles as ``[a, b, ..., a]``: per component, shortest ones until each of its edges is on one."""
+    cycles: list[list[str]] = []
+    for component in strongly_connected(graph):
+        members, covered = set(component), set[tuple[str, str]]()
+        for source in component:
+            for target in sorted(graph[source]):
+                if target in members and (source, target) not in covered:
+                    cycle = [source, *_shortest_path(graph, target, source, members)]
+                    covered.update(pairwise(cycle))
+                    cycles.append(cycle)
+    return cycles
+
+
+def describe(graph: Graph, cycle: list[str]) -> str:
+    hops = "".join(f"\n    {a} -> {b}  ({', '.join(graph[a][b])})" for a, b in pairwise(cycle))
+    return " -> ".join(cycle) + hops
+
+
+def imports_of(graph: Graph, importer: str, imported: str) -> list[str]:
+    """``a -> b  (file:line)`` for every import from package ``importer`` into package ``imported``."""
+
+    def within(module: str, package: str) -> bool:
+        return module == package or module.startswith(f"{package}.")
+
+    return [
+        f"{source} -> {target}  ({site})"
+        for source in sorted(graph)
+        if within(source, importer)
+        for target, sites in sorted(graph[source].items())
+        if within(target, imported)
+        for site in sites
+    ]
+
+
+@pytest.fixture(scope="module")
+def project_graph() -> Graph:
+    return build_graph(ROOT, PACKAGES)
+
+
+def test_no_import_cycles(project_graph: Graph) -> None:
+    cycles = find_cycles(project_graph)
+    assert not cycles, "import cycles:\n" + "\n".join(describe(project_graph, cycle) for cycle in cycles)
+
+
+def test_sessions_app_never_imports_agents_app(project_graph: Graph) -> None:
+    found = imports_of(project_graph, "sessions_app", "agents_app")
+    assert not found, "sessions_app must not import agents_app:\n" + "\n".join(found)
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text, encoding="utf-8")
+
+
+def test_checker_finds_a_cycle_through_function_bodies(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "",
+            "pkg/a.py": "def f():\n    from pkg import b\n",
+            "pkg/b.py": "import os\n\n\ndef g():\n    from .a import f\n",
+        },
+    )
+    graph = build_graph(tmp_path, ["pkg"])
+    assert find_cycles(graph) == [["pkg.a", "pkg.b", "pkg.a"]]
+    assert describe(graph, ["pkg.a", "pkg.b", "pkg.a"]) == (
+        "pkg.a -> pkg.b -> pkg.a\n    pkg.a -> pkg.b  (pkg/a.py:2)\n    pkg.b -> pkg.a  (pkg/b.py:5)"
+    )
+
+
+def test_checker_passes_a_package_without_cycles(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        {
+            "pkg/__init__.py": "from pkg.a import f\n",  # a package importing its submodule: no cycle
+            "pkg/a.py": "def f():\n    from . import b\n",
+            "pkg/b.py": "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from pkg.a import f\n",
+            "pkg/migrations/0001.py": "import pkg.a\n",
+        },
+    )
+    graph = build_graph(tmp_path, ["pkg"])
+    assert graph == {"pkg": {"pkg.a": ["pkg/__init__.py:1"]}, "pkg.a": {"pkg.b": ["pkg/a.py:2"]}, "pkg.b": {}}
+    assert find_cycles(graph) == []
