@@ -57,11 +57,10 @@ class Run(models.Model):
     # null, not "": the API reports a run with no result yet as null.
     result = models.TextField(null=True, blank=True)  # noqa: DJ001
     error = models.TextField(null=True, blank=True)  # noqa: DJ001
-    #: Executions started: more than one only when a worker died or a dependency failed mid-run.
-    #: A first attempt counts when it is claimed (after ``AK_RUN__CLAIM_AFTER``) or finishes; one
-    #: whose worker died before either is not counted.
+    #: Executions started (claims): more than one only when a process died or a dependency
+    #: failed mid-run; an attempt that never reached the adapter (busy session) is not counted.
     attempts = models.PositiveIntegerField(default=0)
-    #: The Celery worker (hostname) that ran, or runs, it; blank for sync runs.
+    #: The process that runs, or ran, it: ``<celery worker name>:<pid>``, or ``web@<host>:<pid>``.
     worker = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     #: Last time the run's task was handed to the broker.

@@ -6,17 +6,22 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
 
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from agents_app.errors import IdempotencyConflict
-from agents_app.models import Run
+from agents_app.models import Agent, Run
 from agents_app.runs.events import ENDS
 from akplatform.aio import blocking, db
 from sessions_app.models import Tenant
 from sessions_app.selectors import session_get
 from sessions_app.stores import get_store
 from sessions_app.stores.base import Event, SessionKey
+
+
+def agent_list(*, tenant: Tenant) -> QuerySet[Agent]:
+    """The tenant's agents, by name."""
+    return Agent.objects.filter(tenant=tenant).order_by("name")
 
 
 def run_find_idempotent(*, tenant: Tenant, idempotency_key: str | None, request_hash: str) -> Run | None:

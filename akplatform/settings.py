@@ -55,7 +55,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "akplatform.static.StaticFilesMiddleware",  # WhiteNoise, without a thread per ASGI request
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -87,12 +87,14 @@ ASGI_APPLICATION = "akplatform.asgi.application"
 
 # Connections are taken for a statement or two and given back (akplatform.aio): never held while
 # a run awaits its model. On PostgreSQL they come from a pool per process (psycopg's, through
-# Django), at most DATABASE_POOL_SIZE of them; SQLite connects per use (a file open).
+# Django), at most DATABASE_POOL_SIZE of them. SQLite's are file handles, kept by the threads
+# that use them (a process's I/O threads are few: AK_IO_THREADS).
 DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"))}
 DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 10, minimum=1)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["OPTIONS"] = {"pool": {"min_size": 1, "max_size": DATABASE_POOL_SIZE, "timeout": 30}}
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["CONN_MAX_AGE"] = 600
     # WAL and a busy timeout let a web process and a worker share the file.
     DATABASES["default"]["OPTIONS"] = {
         "timeout": 20,

@@ -77,25 +77,37 @@ def moto_url(log: Log) -> Iterator[str]:
 
 def group_cpu_seconds(groups: Sequence[int]) -> tuple[float, float]:
     """CPU seconds (user + system) that the live processes of these process groups have used so
-    far, read from ``/proc`` (Linux): (the groups' leaders, the rest). A worker started in a session
-    of its own is its group's leader (the main process, the broker's consumer); its pool, the rest."""
+    far, read from ``/proc`` (Linux): (the groups' leaders' main threads, all the rest). A Celery
+    worker started in a session of its own leads its group, and its main thread is the broker's
+    consumer (it takes messages, hands them to the pool and acks them); the rest is where the
+    tasks run: the ``threads`` pool's threads (and, on the platform, its run loop and I/O threads),
+    or a ``prefork`` pool's processes. A process's own figure counts its threads that ended too."""
     ticks, wanted = os.sysconf("SC_CLK_TCK"), set(groups)
     leaders = others = 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:  # it ended meanwhile
-            continue
-        if int(fields[2]) in wanted:  # pgrp; then utime and stime at 11 and 12
+            fields = _stat_fields(f"/proc/{entry}/stat")
+            if int(fields[2]) not in wanted:  # pgrp; then utime and stime at 11 and 12
+                continue
             used = int(fields[11]) + int(fields[12])
             if int(entry) in wanted:
-                leaders += used
+                main = _stat_fields(f"/proc/{entry}/task/{entry}/stat")
+                main_used = int(main[11]) + int(main[12])
+                leaders += main_used
+                others += used - main_used
             else:
                 others += used
+        except OSError:  # it ended meanwhile
+            continue
     return leaders / ticks, others / ticks
+
+
+def _stat_fields(path: str) -> list[str]:
+    """The fields of a ``/proc`` ``stat`` file after the command's name, from the state on."""
+    with open(path) as stat:
+        return stat.read().rsplit(")", 1)[1].split()
 
 
 def group_cpu_since(groups: Sequence[int], before: tuple[float, float]) -> tuple[float, float]:

@@ -24,9 +24,9 @@ from rest_framework.views import APIView
 from agents_app.api import serializers as s
 from agents_app.api.asyncview import AsyncAPIView
 from agents_app.frameworks import ConfigError, UnknownFramework
-from agents_app.models import Agent, Run
+from agents_app.models import Run
 from agents_app.runs.events import ENDS
-from agents_app.selectors import run_events, run_find_idempotent, run_get, run_list
+from agents_app.selectors import agent_list, run_events, run_find_idempotent, run_get, run_list
 from agents_app.services import (
     AgentExists,
     agent_create,
@@ -258,8 +258,7 @@ class AgentsView(APIView):
     @extend_schema(responses={200: s.AgentOutput(many=True)}, operation_id="agents_list")
     def get(self, request: Request) -> Response:
         agent_ensure_builtins(tenant=request.user.tenant)
-        agents = Agent.objects.filter(tenant=request.user.tenant).order_by("name")
-        return Response(s.AgentOutput(agents, many=True).data)
+        return Response(s.AgentOutput(agent_list(tenant=request.user.tenant), many=True).data)
 
     @extend_schema(request=s.AgentInput, responses={201: s.AgentOutput}, operation_id="agents_create")
     def post(self, request: Request) -> Response:

@@ -220,8 +220,8 @@ class SessionStore(ABC):
 
     #: Name in ``settings.AK_SESSION_BACKENDS``.
     name: str = ""
-    #: Whether ``revoke`` is implemented (a run may then execute before it is claimed: see
-    #: ``agents_app.lifecycle``).
+    #: Whether ``revoke`` is implemented (a cancel then stops a running run's commit at once,
+    #: not only at its process's next heartbeat).
     can_revoke: bool = False
 
     #: Seconds a run's event log is kept after its last append (``0``: until its session is deleted).

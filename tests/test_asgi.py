@@ -1,0 +1,24 @@
+"""The web tier under ASGI: no middleware hops to a thread, static files still served."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.core.handlers.asgi import ASGIHandler
+from django.test import AsyncClient
+
+
+def test_no_middleware_is_adapted_to_a_thread(settings, caplog: pytest.LogCaptureFixture) -> None:
+    """A sync-only middleware would hold a thread for each request, through a sync run's wait."""
+    settings.DEBUG = True  # Django says what it adapts only then
+    with caplog.at_level(logging.DEBUG, logger="django.request"):
+        ASGIHandler()
+    assert "adapted" not in caplog.text
+
+
+def test_static_files_are_served_under_asgi() -> None:
+    response = async_to_sync(AsyncClient().get)("/static/admin/css/base.css")
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/css")
+    assert async_to_sync(AsyncClient().get)("/static/admin/css/nope.css").status_code == 404
