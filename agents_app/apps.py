@@ -10,7 +10,9 @@ class AgentsAppConfig(AppConfig):
         from django.db.models.signals import post_save
 
         from agents_app.api import schema  # noqa: F401 - registers the OpenAPI auth extension
+        from agents_app.api.authentication import api_key_changed
         from agents_app.services import tenant_given_builtins
-        from sessions_app.models import Tenant
+        from sessions_app.models import ApiKey, Tenant
 
         post_save.connect(tenant_given_builtins, sender=Tenant, dispatch_uid="agents_app.tenant_builtins")
+        post_save.connect(api_key_changed, sender=ApiKey, dispatch_uid="agents_app.api_key_changed")

@@ -56,13 +56,13 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "akplatform.static.StaticFilesMiddleware",  # WhiteNoise, without a thread per ASGI request
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Session, common, CSRF, auth, messages and clickjacking middleware, for /admin/ only: the
+    # API needs none of them, and under ASGI each costs every request two thread hops.
+    "akplatform.console_middleware.ConsoleMiddleware",
 ]
+AK_CONSOLE_PATH = "/admin/"
+# The admin's checks look for its middleware in MIDDLEWARE; ConsoleMiddleware runs them.
+SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410"]
 
 ROOT_URLCONF = "akplatform.urls"
 APPEND_SLASH = False
@@ -197,6 +197,12 @@ AK_IO_THREADS = env_int("AK_IO_THREADS", 16, minimum=1, maximum=200)
 
 # Bodies a little over the message limit still parse, so the view can answer 413 itself.
 DATA_UPLOAD_MAX_MEMORY_SIZE = AK_RUN["MAX_MESSAGE_BYTES"] * 6 + 64 * 1024
+
+AK_API = {
+    # A process remembers an API key it looked up (or found unknown) this long: a revoked key
+    # stops working within this time; 0 looks every request's key up.
+    "KEY_CACHE_SECONDS": env_float("AK_API__KEY_CACHE_SECONDS", 10.0, minimum=0.0),
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["agents_app.api.authentication.ApiKeyAuthentication"],

@@ -21,7 +21,8 @@ Ctrl-C or error), each process in its own process group:
   ``~/.cache/ak-venv-0.9.5`` (made on first use, as ``lib.sh`` does).
 
 Then it creates the agent ``slow`` (``POST /agents``) and, after a warm-up of 4 uncounted runs per
-mode, for each mode fires N runs at once from one ``httpx.AsyncClient``:
+mode, for each mode fires N runs at once, each on a connection of its own opened beforehand
+(``Client``, a lean HTTP/1.1 client: httpx would cost more CPU than the servers it measures):
 
 - ``agentkernel``: ``POST /api/v1/chat`` on Agent Kernel;
 - ``sync``: ``POST /run`` on the platform, answered 200 when the run is done;
@@ -402,54 +403,111 @@ class Target:
     headers: dict[str, str]
 
 
-async def _one_agentkernel(c: httpx.AsyncClient, i: int) -> tuple[str, str]:
+class Client:
+    """A lean HTTP/1.1 client for the load: one keep-alive connection per concurrent caller.
+
+    httpx spends milliseconds of CPU per request with hundreds of connections open (11 s of CPU
+    for 500 requests here, more than the servers it measured), so the load generator, on the same
+    two cores as the servers, would be what the bench measured. This one writes a request and reads
+    a ``Content-Length`` response on a plain asyncio stream: a few tens of microseconds each.
+    """
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        parts = url.removeprefix("http://").split(":")
+        self.host, self.port = parts[0], int(parts[1])
+        self.headers = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+
+    async def connect(self) -> Connection:
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        return Connection(self, reader, writer)
+
+
+@dataclass
+class Connection:
+    client: Client
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+
+    async def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+        data = b"" if body is None else json.dumps(body).encode()
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: {self.client.host}:{self.client.port}\r\n{self.client.headers}"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+        )
+        self.writer.write(head.encode() + data)
+        status_line = await self.reader.readline()
+        if not status_line:
+            raise ConnectionError("the server closed the connection")
+        length, chunked = 0, False
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            name = name.strip().lower()
+            if name == "content-length":
+                length = int(value)
+            elif name == "transfer-encoding":
+                chunked = "chunked" in value.lower()
+        if not chunked:
+            return int(status_line.split()[1]), await self.reader.readexactly(length)
+        body = b""
+        while size := int((await self.reader.readline()).split(b";")[0], 16):
+            body += (await self.reader.readexactly(size + 2))[:-2]
+        await self.reader.readline()  # the blank line after the last chunk
+        return int(status_line.split()[1]), body
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def _one_agentkernel(c: Connection, i: int) -> tuple[str, str]:
     body = {"agent": "echo", "prompt": f"m{i}", "session_id": f"bench-{uuid.uuid4().hex}"}
-    r = await c.post("/api/v1/chat", json=body)
-    return str(r.status_code), "" if r.status_code == 200 else r.text
+    status, text = await c.request("POST", "/api/v1/chat", body)
+    return str(status), "" if status == 200 else text.decode(errors="replace")
 
 
-async def _one_sync(c: httpx.AsyncClient, i: int) -> tuple[str, str]:
+async def _one_sync(c: Connection, i: int) -> tuple[str, str]:
     body = {"agent": AGENT, "message": f"m{i}", "session_id": f"bench-{uuid.uuid4().hex}"}
-    r = await c.post("/run", json=body)
-    return str(r.status_code), "" if r.status_code == 200 else r.text
+    status, text = await c.request("POST", "/run", body)
+    return str(status), "" if status == 200 else text.decode(errors="replace")
 
 
-async def _poll(c: httpx.AsyncClient, run_id: str, deadline: float) -> tuple[str, str]:
+async def _poll(c: Connection, run_id: str, deadline: float) -> tuple[str, str]:
     while time.perf_counter() < deadline:
-        try:
-            r = await c.get(f"/runs/{run_id}")
-            run = r.json() if r.status_code == 200 else {}
-        except (httpx.TransportError, ValueError):  # e.g. an idle keep-alive connection the server closed
-            run = {}
-        status = run.get("status")
-        if status in FINAL:
-            return status, "" if status == "succeeded" else f"run {run_id}: {run.get('error')}"
+        status, text = await c.request("GET", f"/runs/{run_id}")
+        run = json.loads(text) if status == 200 else {}
+        if run.get("status") in FINAL:
+            return run["status"], "" if run["status"] == "succeeded" else f"run {run_id}: {run.get('error')}"
         await asyncio.sleep(POLL_S)
     return "timeout", f"run {run_id} not finished after {RUN_TIMEOUT_S:.0f}s"
 
 
-async def _one_async(c: httpx.AsyncClient, i: int) -> tuple[str, str]:
+async def _one_async(c: Connection, i: int) -> tuple[str, str]:
     deadline = time.perf_counter() + RUN_TIMEOUT_S
     body = {"agent": AGENT, "message": f"m{i}", "session_id": f"bench-{uuid.uuid4().hex}", "async": True}
-    r = await c.post("/run", json=body)
-    if r.status_code != 202:
-        return f"post {r.status_code}", r.text
-    return await _poll(c, r.json()["run_id"], deadline)
+    status, text = await c.request("POST", "/run", body)
+    if status != 202:
+        return f"post {status}", text.decode(errors="replace")
+    return await _poll(c, json.loads(text)["run_id"], deadline)
 
 
 ONE = {"agentkernel": _one_agentkernel, "sync": _one_sync, "async": _one_async}
 
 
 async def fire(target: Target, n: int, delay: float) -> Result:
-    """N runs at once, each on a new session; the wall time until the last is answered."""
-    limits = httpx.Limits(max_connections=n + 10, max_keepalive_connections=n + 10)
+    """N runs at once, each on a new session and its own connection; the wall time from the first
+    request sent until the last is answered (connections are opened before the clock starts, as a
+    client's keep-alive connections would be)."""
+    client = Client(target.url, target.headers)
+    connections = await asyncio.gather(*(client.connect() for _ in range(n)))
     one = ONE[target.mode]
-    async with httpx.AsyncClient(
-        base_url=target.url, headers=target.headers, timeout=RUN_TIMEOUT_S, limits=limits
-    ) as c:
-        t0 = time.perf_counter()
-        answers = await asyncio.gather(*(one(c, i) for i in range(n)), return_exceptions=True)
-        wall = time.perf_counter() - t0
+
+    async def timed(c: Connection, i: int) -> tuple[str, str]:
+        return await asyncio.wait_for(one(c, i), RUN_TIMEOUT_S)
+
+    t0 = time.perf_counter()
+    answers = await asyncio.gather(*(timed(c, i) for i, c in enumerate(connections)), return_exceptions=True)
+    wall = time.perf_counter() - t0
+    for c in connections:
+        c.close()
     outcome: Counter[str] = Counter()
     errors: Counter[str] = Counter()
     samples: dict[str, str] = {}

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.auth.models import Group, Permission
 from django.db import IntegrityError, transaction
-from django.db.models import Case, Count, F, Q, QuerySet, Value, When
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from sessions_app.core import new_session_id
@@ -63,22 +63,13 @@ def session_open(*, tenant: Tenant, session_id: str | None = None, user_id: str 
 
 
 def session_record_commit(*, session: Session, total: int, at: datetime | None = None) -> None:
-    """Bring the index row up to a commit the store made, in one UPDATE. Never moves counts or
-    activity backwards (commits of concurrent runs may be recorded out of order)."""
+    """Bring the index row up to a commit the store made, in one UPDATE. Never moves it backwards:
+    commits of concurrent runs may be recorded out of order, and the one with more messages is
+    the later one (commits on a session are serialized by its lock)."""
     at = at or timezone.now()
     ttl = settings.AK_SESSION["TTL"]
-    newer = Q(last_activity_at__lt=at)
-    count, when = Session._meta.get_field("message_count"), Session._meta.get_field("last_activity_at")
-    Session.objects.filter(pk=session.pk).update(  # every right-hand side reads the row as it was
-        message_count=Case(
-            When(message_count__lt=total, then=Value(total)), default=F("message_count"), output_field=count
-        ),
-        last_activity_at=Case(When(newer, then=Value(at)), default=F("last_activity_at"), output_field=when),
-        expires_at=Case(
-            When(newer, then=Value(at + timedelta(seconds=ttl) if ttl else None)),
-            default=F("expires_at"),
-            output_field=when,
-        ),
+    Session.objects.filter(pk=session.pk, message_count__lt=total).update(
+        message_count=total, last_activity_at=at, expires_at=at + timedelta(seconds=ttl) if ttl else None
     )
 
 

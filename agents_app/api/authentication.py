@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
@@ -15,6 +17,41 @@ if TYPE_CHECKING:
     from rest_framework.request import Request
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)  # at most one write per key per minute
+
+
+class KnownKeys:
+    """The keys this process looked up in the last ``AK_API__KEY_CACHE_SECONDS`` (unknown ones
+    too), so that a client's requests cost no query each: a revoked key stops working within
+    that time in every process. Kept in the process, as objects: nothing is serialized."""
+
+    MAX_ENTRIES = 10_000
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, ApiKey | None]] = {}
+
+    def get(self, key_hash: str) -> ApiKey | None:
+        """The live key with this hash, with its tenant, or None."""
+        ttl = settings.AK_API["KEY_CACHE_SECONDS"]
+        entry = self._entries.get(key_hash)
+        if entry is not None and time.monotonic() - entry[0] < ttl:
+            return entry[1]
+        key = ApiKey.objects.select_related("tenant").filter(key_hash=key_hash, revoked_at=None).first()
+        if ttl > 0:
+            if len(self._entries) >= self.MAX_ENTRIES:
+                self._entries.clear()
+            self._entries[key_hash] = (time.monotonic(), key)
+        return key
+
+    def forget(self, key_hash: str) -> None:
+        self._entries.pop(key_hash, None)
+
+
+_known_keys = KnownKeys()
+
+
+def api_key_changed(sender: type[ApiKey], instance: ApiKey, **kwargs: object) -> None:
+    """``post_save`` of an ApiKey (revoked): this process forgets it at once."""
+    _known_keys.forget(instance.key_hash)
 
 
 @dataclass(frozen=True)
@@ -43,12 +80,13 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raw = header[1].decode()
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Invalid API key.") from None
-        key = ApiKey.objects.select_related("tenant").filter(key_hash=ApiKey.hash(raw), revoked_at=None).first()
+        key = _known_keys.get(ApiKey.hash(raw))
         if key is None:
             raise exceptions.AuthenticationFailed("Invalid API key.")
         now = timezone.now()
         if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
             ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+            key.last_used_at = now
         return TenantPrincipal(tenant=key.tenant, api_key=key), key
 
     def authenticate_header(self, request: Request) -> str:

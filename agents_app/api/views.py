@@ -195,10 +195,10 @@ class ChatView(AsyncAPIView):
         return Response({"result": run.result, "session_id": run.session.session_id})
 
 
-class RunDetailView(APIView):
+class RunDetailView(AsyncAPIView):  # what a client polls: no thread of its own per request
     @extend_schema(responses={200: s.RunOutput}, operation_id="run_get")
-    def get(self, request: Request, run_id: str) -> Response:
-        return Response(s.RunOutput(run_get(tenant=request.user.tenant, run_id=run_id)).data)
+    async def get(self, request: Request, run_id: str) -> Response:
+        return Response(s.RunOutput(await db(run_get, tenant=request.user.tenant, run_id=run_id)).data)
 
 
 class RunCancelView(APIView):
