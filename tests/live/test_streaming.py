@@ -104,3 +104,18 @@ def test_cancel_a_streaming_run(start_queue) -> None:
     assert time.monotonic() - started < 10  # at its process's next beat, not after the model's 20 s
     assert queue.run(run_id)["status"] == "cancelled"
     assert queue.messages(session_id) == []
+
+
+def test_a_sync_run_whose_client_gives_up_still_ends_and_commits(start_queue) -> None:
+    queue: Queue = start_queue("redis", workers=1)
+    slow = queue.agent("slow", delay_s=1.5)
+    session_id = f"gaveup-{uuid.uuid4().hex[:6]}"
+    body = {"agent": slow, "message": "keep going", "session_id": session_id}
+    with pytest.raises(requests.exceptions.ReadTimeout):  # the client hangs up after 0.5 s
+        requests.post(f"{queue.platform.url}/run", json=body, headers=queue.headers, timeout=0.5)
+    deadline = time.monotonic() + 30
+    while [m["content"] for m in queue.messages(session_id)] != ["keep going", "echo[turns=1]: keep going"]:
+        assert time.monotonic() < deadline, "the run did not end after its client went away"
+        time.sleep(0.2)
+    (run,) = queue.get(f"/sessions/{session_id}/runs").json()["runs"]
+    assert (run["status"], run["result"]) == ("succeeded", "echo[turns=1]: keep going")
