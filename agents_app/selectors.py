@@ -29,8 +29,11 @@ def run_find_idempotent(*, tenant: Tenant, idempotency_key: str | None, request_
     when that request was not the same as this one."""
     if idempotency_key is None:
         return None
-    run = Run.objects.select_related("agent", "session").filter(tenant=tenant, idempotency_key=idempotency_key).first()
-    if run is not None and run.request_hash != request_hash:
+    try:
+        run = Run.objects.select_related("agent", "session").get(tenant=tenant, idempotency_key=idempotency_key)
+    except Run.DoesNotExist:
+        return None
+    if run.request_hash != request_hash:
         raise IdempotencyConflict("this Idempotency-Key was used with another request")
     return run
 
@@ -41,10 +44,10 @@ def run_get(*, tenant: Tenant, run_id: str) -> Run:
         run_id = str(uuid.UUID(run_id))
     except ValueError:
         raise Http404("unknown run") from None
-    run = Run.objects.select_related("agent", "session").filter(tenant=tenant, pk=run_id).first()
-    if run is None:
-        raise Http404("unknown run")
-    return run
+    try:
+        return Run.objects.select_related("agent", "session").get(tenant=tenant, pk=run_id)
+    except Run.DoesNotExist:
+        raise Http404("unknown run") from None
 
 
 def run_list(

@@ -51,13 +51,13 @@ def agent_create(*, tenant: Tenant, name: str, framework: str, config: dict[str,
 
 def agent_get(*, tenant: Tenant, name: str) -> Agent:
     """The tenant's agent, or ``Http404``. Built-in agents are made on first use."""
-    agent = Agent.objects.filter(tenant=tenant, name=name).first()
-    if agent is None and name in BUILTIN_AGENTS:
-        agent_ensure_builtins(tenant=tenant)
-        agent = Agent.objects.filter(tenant=tenant, name=name).first()
-    if agent is None:
-        raise Http404("unknown agent")
-    return agent
+    try:
+        return Agent.objects.get(tenant=tenant, name=name)
+    except Agent.DoesNotExist:
+        if name not in BUILTIN_AGENTS:
+            raise Http404("unknown agent") from None
+    agent_ensure_builtins(tenant=tenant)
+    return Agent.objects.get(tenant=tenant, name=name)
 
 
 def run_create(

@@ -14,10 +14,10 @@ from sessions_app.stores.base import Message, SessionKey
 
 def session_get(*, tenant: Tenant, session_id: str) -> Session:
     """The tenant's session, or ``Http404`` (also when another tenant has that id)."""
-    session = Session.objects.select_related("tenant", "thread").filter(tenant=tenant, session_id=session_id).first()
-    if session is None:
-        raise Http404("unknown session")
-    return session
+    try:
+        return Session.objects.select_related("tenant", "thread").get(tenant=tenant, session_id=session_id)
+    except Session.DoesNotExist:
+        raise Http404("unknown session") from None
 
 
 def session_key(session: Session) -> SessionKey:

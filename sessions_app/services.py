@@ -46,8 +46,9 @@ def session_open(*, tenant: Tenant, session_id: str | None = None, user_id: str 
     """The index row of ``session_id`` in ``tenant``, made (with its thread) if new."""
     session_id = session_id or new_session_id()
     user = end_user_get_or_create(tenant=tenant, external_id=user_id) if user_id else None
-    existing = Session.objects.filter(tenant=tenant, session_id=session_id).first()
-    if existing is None:
+    try:
+        existing = Session.objects.get(tenant=tenant, session_id=session_id)
+    except Session.DoesNotExist:
         try:
             with transaction.atomic():
                 thread = Thread.objects.create(tenant=tenant, user=user)

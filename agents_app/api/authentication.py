@@ -35,7 +35,10 @@ class KnownKeys:
         entry = self._entries.get(key_hash)
         if entry is not None and time.monotonic() - entry[0] < ttl:
             return entry[1]
-        key = ApiKey.objects.select_related("tenant").filter(key_hash=key_hash, revoked_at=None).first()
+        try:
+            key: ApiKey | None = ApiKey.objects.select_related("tenant").get(key_hash=key_hash, revoked_at=None)
+        except ApiKey.DoesNotExist:
+            key = None
         if ttl > 0:
             if len(self._entries) >= self.MAX_ENTRIES:
                 self._entries.clear()
