@@ -20,25 +20,39 @@ import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from django.conf import settings
 from django.db import close_old_connections
 
 T = TypeVar("T")
 
-_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
+
+class PerProcess(Generic[T]):
+    """A value made on first use, once per process: a forked child makes its own (it has neither
+    the parent's threads nor its loop)."""
+
+    made: ClassVar[list[PerProcess[Any]]] = []
+
+    def __init__(self, make: Callable[[], T]) -> None:
+        self._make = make
+        self._value: T | None = None
+        self._lock = threading.Lock()
+        PerProcess.made.append(self)
+
+    def __call__(self) -> T:
+        if self._value is None:
+            with self._lock:
+                if self._value is None:
+                    self._value = self._make()
+        return self._value
+
+    def forget(self) -> None:
+        self._value = None
 
 
-def io_executor() -> ThreadPoolExecutor:
-    """The process's pool of threads for blocking calls (made on first use, anew after a fork)."""
-    global _executor
-    if _executor is None:
-        with _executor_lock:
-            if _executor is None:
-                _executor = ThreadPoolExecutor(max_workers=settings.AK_IO_THREADS, thread_name_prefix="ak-io")
-    return _executor
+#: The process's pool of threads for blocking calls.
+io_executor = PerProcess(lambda: ThreadPoolExecutor(max_workers=settings.AK_IO_THREADS, thread_name_prefix="ak-io"))
 
 
 async def blocking(call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
@@ -72,24 +86,13 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(work, self.loop).result()
 
 
-_loop_thread: LoopThread | None = None
-_loop_lock = threading.Lock()
-
-
-def loop_thread() -> LoopThread:
-    """The process's loop thread, started on first use."""
-    global _loop_thread
-    if _loop_thread is None:
-        with _loop_lock:
-            if _loop_thread is None:
-                _loop_thread = LoopThread()
-    return _loop_thread
+#: The process's loop thread (a worker's), started on first use.
+loop_thread = PerProcess(LoopThread)
 
 
 def _forget_after_fork() -> None:
-    """A forked child has neither the parent's threads nor its loop: it starts its own."""
-    global _executor, _loop_thread
-    _executor, _loop_thread = None, None
+    for value in PerProcess.made:
+        value.forget()
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)
