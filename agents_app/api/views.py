@@ -91,7 +91,11 @@ class RunView(AsyncAPIView):
     @extend_schema(
         request=s.RunInput,
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
-        responses={200: s.RunResultOutput, 202: s.QueuedRunOutput},
+        responses={
+            (200, "application/json"): s.RunResultOutput,
+            (200, "text/event-stream"): OpenApiTypes.STR,
+            202: s.QueuedRunOutput,
+        },
         operation_id="run",
     )
     async def post(self, request: Request) -> Response:
