@@ -16,7 +16,7 @@ from akplatform.aio import blocking, db
 from sessions_app.models import Tenant
 from sessions_app.selectors import session_get
 from sessions_app.stores import get_store
-from sessions_app.stores.base import Event, SessionKey
+from sessions_app.stores.base import Event, SessionKey, SessionStore
 
 
 def agent_list(*, tenant: Tenant) -> QuerySet[Agent]:
@@ -69,17 +69,21 @@ async def run_events(*, run: Run, tenant: Tenant, after: int = 0) -> AsyncIterat
     """The run's events after event ``after``: those past from the store's log, then the others
     as they come, until its end; None after each quiet while (a moment for a keep-alive).
 
-    A run that ended without its end in the log (cancelled before it started, failed to queue,
-    its log expired) ends with the event its row records, numbered after the last one read."""
+    The first read happens here, so that a store that is down raises ``StoreUnavailable`` before
+    anything is streamed. A run that ended without its end in the log (cancelled before it
+    started, failed to queue, its log expired) ends with the event its row records, numbered
+    after the last one read."""
     store, run_id = get_store(), str(run.pk)
     key = SessionKey(tenant=tenant.slug, session_id=run.session.session_id)
-    last = after
     ended = await db(_ended, run_id)
+    past = await blocking(store.read_events, key, run_id, after=after)
+    return _follow(store, key, run_id, past, after, ended)
+
+
+async def _follow(
+    store: SessionStore, key: SessionKey, run_id: str, events: list[Event], last: int, ended: tuple | None
+) -> AsyncIterator[Event | None]:
     while True:
-        if ended is None:
-            events = await store.wait_events(key, run_id, after=last, timeout=10.0)
-        else:
-            events = await blocking(store.read_events, key, run_id, after=last)
         for event in events:
             yield event
             last = event.id
@@ -88,9 +92,14 @@ async def run_events(*, run: Run, tenant: Tenant, after: int = 0) -> AsyncIterat
         if ended is not None and not events:
             yield Event(last + 1, *ended)
             return
-        if not events:
+        if not events and ended is None:
             ended = await db(_ended, run_id)
-            yield None
+            if ended is None:
+                yield None
+        if ended is None:
+            events = await store.wait_events(key, run_id, after=last, timeout=10.0)
+        else:
+            events = await blocking(store.read_events, key, run_id, after=last)
 
 
 def _ended(run_id: str) -> tuple[str, dict] | None:

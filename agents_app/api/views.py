@@ -125,7 +125,12 @@ class RunView(AsyncAPIView):
             run, task = await run_start(**common, wait=wait, listener=listener)
             if task is None:
                 return _replay(request, run)
-            return event_stream(_streamed(run, task, listener, cancel_on_disconnect=data["cancel_on_disconnect"]))
+            first = await listener.get()
+            if first.kind in ENDS and first.kind != "done":
+                await asyncio.shield(task)  # ended before it started (store down, busy): its error, as JSON
+            return event_stream(
+                _streamed(first, run, task, listener, cancel_on_disconnect=data["cancel_on_disconnect"])
+            )
         run, created = await run_sync(**common, wait=wait)
         if not created:
             return _replay(request, run)
@@ -133,16 +138,16 @@ class RunView(AsyncAPIView):
 
 
 async def _streamed(
-    run: Run, task: asyncio.Task, listener: asyncio.Queue[Event], *, cancel_on_disconnect: bool
+    event: Event, run: Run, task: asyncio.Task, listener: asyncio.Queue[Event], *, cancel_on_disconnect: bool
 ) -> AsyncIterator[Event]:
-    """A sync run's events as this process executes it; if the client goes away the run goes on,
-    unless it asked to be cancelled then."""
+    """A sync run's events, its first one given, as this process executes it; if the client goes
+    away the run goes on, unless it asked to be cancelled then."""
     try:
         while True:
-            event = await listener.get()
             yield event
             if event.kind in ENDS:
                 return
+            event = await listener.get()
     finally:
         if cancel_on_disconnect and not task.done():
             await db(run_cancel, run=run)
@@ -181,7 +186,7 @@ class RunEventsView(AsyncAPIView):
         if not after.isdigit() or len(after) > 12:
             raise ValidationError({"Last-Event-ID": ["Not an event id."]})
         run = await db(run_get, tenant=request.user.tenant, run_id=run_id)
-        return event_stream(run_events(run=run, tenant=request.user.tenant, after=int(after)))
+        return event_stream(await run_events(run=run, tenant=request.user.tenant, after=int(after)))
 
 
 class ChatView(AsyncAPIView):

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from agents_app.models import Run
 from agents_app.services import agent_create
 
@@ -75,3 +77,26 @@ def test_events_of_another_tenants_run_are_a_404(alice, make_tenant) -> None:
 def test_stream_and_async_together_are_refused(alice) -> None:
     response = alice.post("/run", {"agent": "echo", "message": "x", "stream": True, "async": True})
     assert response.status_code == 400 and "stream" in response.json()["fields"]
+
+
+@pytest.fixture
+def store_down(make_store, use_store):
+    """The process-wide store is a Redis that does not answer."""
+    from tests.services import free_port
+
+    return use_store(make_store("redis", url=f"redis://127.0.0.1:{free_port()}/0"))
+
+
+def test_events_while_the_store_is_down_are_a_503(alice, make_store, use_store) -> None:
+    run_id = alice.post("/run", {"agent": "echo", "message": "x"}).json()["run_id"]
+    from tests.services import free_port
+
+    use_store(make_store("redis", url=f"redis://127.0.0.1:{free_port()}/0"))
+    response = alice.get(f"/runs/{run_id}/events")
+    assert response.status_code == 503 and response.json()["code"] == "store_unavailable"
+
+
+def test_a_stream_whose_run_cannot_start_is_a_json_error(alice, store_down) -> None:
+    response = alice.post("/run", {"agent": "echo", "message": "x", "session_id": "down", "stream": True})
+    assert response.status_code == 503 and response.json()["code"] == "store_unavailable"
+    assert Run.objects.get(session__session_id="down").status == "failed"

@@ -119,3 +119,16 @@ def test_a_sync_run_whose_client_gives_up_still_ends_and_commits(start_queue) ->
         time.sleep(0.2)
     (run,) = queue.get(f"/sessions/{session_id}/runs").json()["runs"]
     assert (run["status"], run["result"]) == ("succeeded", "echo[turns=1]: keep going")
+
+
+def test_a_streaming_client_that_asked_for_it_cancels_its_run_by_going_away(start_queue) -> None:
+    queue: Queue = start_queue("redis", workers=1)
+    slow = queue.agent("slow", delay_s=20)
+    session_id = f"cod-{uuid.uuid4().hex[:6]}"
+    body = {"agent": slow, "message": "drop me", "session_id": session_id, "stream": True, "cancel_on_disconnect": True}
+    response = stream(queue, "POST", "/run", json=body)
+    run_id = next(sse(response))[2]["run_id"]
+    response.close()
+    done = queue.finished(run_id, timeout=15)  # at its process's next beat, not after the model's 20 s
+    assert done["status"] == "cancelled"
+    assert queue.messages(session_id) == []
