@@ -96,7 +96,8 @@ def run_create(
         return run, True
     except IntegrityError:
         existing = run_find_idempotent(tenant=tenant, idempotency_key=idempotency_key, request_hash=request_hash)
-        assert existing is not None
+        if existing is None:  # the conflict was not the key's
+            raise
         return existing, False
 
 

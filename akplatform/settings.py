@@ -23,7 +23,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("AK_VAR_DIR", str(BASE_DIR / "var")))  # local state: SQLite files, the embedded broker
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
-_DEV_SECRET = "dev-insecure-secret-key-change-me-in-production"
+_DEV_SECRET = "dev-insecure-secret-key-change-me-in-production"  # noqa: S105 - the development default, named as such
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", _DEV_SECRET)
 DEBUG = env_bool("DJANGO_DEBUG", True)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])

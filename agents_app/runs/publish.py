@@ -43,9 +43,9 @@ def publish_or_fail(run: Run) -> None:
 
 def busy_delay(busy: int) -> float:
     """Delay before a run whose session was busy tries again: doubling to 8x, with jitter."""
-    return settings.AK_RUN["BUSY_RETRY"] * min(2**busy, 8) * random.uniform(0.5, 1.5)
+    return settings.AK_RUN["BUSY_RETRY"] * min(2**busy, 8) * random.uniform(0.5, 1.5)  # noqa: S311 - jitter
 
 
 def unavailable_delay(unavailable: int) -> float:
     """Delay before a run whose store was down tries again: doubling to a minute, with jitter."""
-    return min(2.0**unavailable, 60.0) * random.uniform(0.5, 1.0)
+    return min(2.0**unavailable, 60.0) * random.uniform(0.5, 1.0)  # noqa: S311 - jitter

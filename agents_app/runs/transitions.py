@@ -61,7 +61,7 @@ def finish(
 ) -> bool:
     """``running → status`` (an end), if ``worker`` holds it (None: whoever does). ``started``
     False: the attempt never reached the adapter, so it neither counts nor shows a start."""
-    assert status in ENDS, status
+    _check_end(status)
     rows = Run.objects.filter(pk=run.pk, status=RUNNING)
     if worker is not None:
         rows = rows.filter(worker=worker)
@@ -89,9 +89,14 @@ def lose(run: Run) -> bool:
 
 def abandon(run: Run, *, status: str, error: str) -> bool:
     """``running → failed | cancelled`` by the sweeper, if its heartbeat is the one it read."""
-    assert status in ENDS, status
+    _check_end(status)
     rows = Run.objects.filter(pk=run.pk, status=RUNNING, heartbeat_at=run.heartbeat_at)
     return _end(run, rows, status=status, error=error)
+
+
+def _check_end(status: str) -> None:
+    if status not in ENDS:
+        raise ValueError(f"{status!r} is not how a run ends")
 
 
 def _end(

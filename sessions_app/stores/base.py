@@ -427,5 +427,5 @@ def backoff_delays(wait: float, *, first: float = 0.002, cap: float = 0.05) -> I
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return
-        yield min(delay * random.uniform(0.5, 1.0), remaining)
+        yield min(delay * random.uniform(0.5, 1.0), remaining)  # noqa: S311 - jitter, not a secret
         delay = min(delay * 2, cap)

@@ -11,7 +11,7 @@ from sessions_app.services import api_key_issue, tenant_create
 
 DEMO_TENANT = "demo"
 ADMIN_USER = "admin"
-ADMIN_PASSWORD = "admin"
+ADMIN_PASSWORD = "admin"  # noqa: S105 - make run's printed development login, never a deployment's
 
 
 class Command(BaseCommand):

@@ -46,12 +46,12 @@ class Command(BaseCommand):
                 f" AK_SESSION__IN_MEMORY__SOCKET={store_server.path} lets another (manage.py chat) share it"
             )
         children = [
-            subprocess.Popen(
+            subprocess.Popen(  # noqa: S603 - our own interpreter and a fixed command line
                 [python, "-m", "celery", "-A", "akplatform", "worker", "--beat", "--loglevel=INFO", f"-c{concurrency}"],
                 env=env,
                 cwd=settings.BASE_DIR,
             ),
-            subprocess.Popen(  # as deployed (gunicorn.conf.py: ASGI on uvicorn's worker), one process
+            subprocess.Popen(  # noqa: S603 - as deployed (gunicorn.conf.py: uvicorn's worker), one process
                 [python, "-m", "gunicorn", "akplatform.asgi:application", "-b", addrport, "-w", "1"],
                 env=env,
                 cwd=settings.BASE_DIR,
