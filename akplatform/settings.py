@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import sys
-import warnings
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from akplatform.env import (
     env_bool,
@@ -25,19 +24,25 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 _DEV_SECRET = "dev-insecure-secret-key-change-me-in-production"  # noqa: S105 - the development default, named as such
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", _DEV_SECRET)
-DEBUG = env_bool("DJANGO_DEBUG", True)
+# Off unless set: a deployment that forgets it is not in debug mode. `make run` and the tests set it.
+DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
 if not DEBUG and SECRET_KEY == _DEV_SECRET:
-    warnings.warn(
-        "DJANGO_DEBUG is off but DJANGO_SECRET_KEY is the development default: "
-        "set DJANGO_SECRET_KEY before serving real traffic.",
-        RuntimeWarning,
-        stacklevel=1,
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off (the default): the development key "
+        "signs sessions and tokens anyone can forge. For development, set DJANGO_DEBUG=1."
     )
-    print(
-        "WARNING: DJANGO_DEBUG is off and DJANGO_SECRET_KEY is the insecure default.",
-        file=sys.stderr,
-    )
+
+# HTTPS, for deployments behind TLS (the README's production environment sets them all, so that
+# `manage.py check --deploy` has nothing to say).
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", False)
+# Behind a proxy that terminates TLS and sets X-Forwarded-Proto (and strips it from clients).
+if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "sessions_app.admin_apps.ConsoleAdminConfig",  # django.contrib.admin with the console's site
@@ -61,8 +66,10 @@ MIDDLEWARE = [
     "akplatform.console_middleware.ConsoleMiddleware",
 ]
 AK_CONSOLE_PATH = "/admin/"
-# The admin's checks look for its middleware in MIDDLEWARE; ConsoleMiddleware runs them.
-SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410"]
+# The admin's and the deploy checks look for these middleware in MIDDLEWARE; ConsoleMiddleware
+# runs them (sessions, auth, messages; CSRF and X-Frame-Options) for the console, which is all
+# that uses cookies or renders pages; the API authenticates each request by its key.
+SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410", "security.W002", "security.W003"]
 
 ROOT_URLCONF = "akplatform.urls"
 APPEND_SLASH = False

@@ -25,6 +25,7 @@ def _bootstrap() -> None:
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "akplatform.settings")
+    os.environ.setdefault("DJANGO_DEBUG", "1")  # a bench process of its own; what it starts says otherwise
     import django
 
     django.setup()

@@ -40,14 +40,58 @@ def test_a_wrong_value_stops_start_up_naming_the_variable(name: str, value: str)
     assert "ImproperlyConfigured" in result.stderr
 
 
-def test_defaults_start() -> None:
-    result = start({})
+def test_development_defaults_start() -> None:
+    result = start({"DJANGO_DEBUG": "1"})
     assert result.returncode == 0, result.stderr
 
 
-def test_production_with_the_default_secret_warns_loudly() -> None:
-    result = start({"DJANGO_DEBUG": "false", "DJANGO_ALLOWED_HOSTS": "example.com"})
-    assert "DJANGO_SECRET_KEY" in result.stderr
+def test_debug_is_off_unless_set_and_then_the_default_secret_is_refused() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_DEBUG", "DJANGO_SECRET_KEY")}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and "DJANGO_SECRET_KEY" in result.stderr
+
+
+#: The production environment of the README's Deployment section (its secret made up here).
+PRODUCTION_ENV = {
+    "DJANGO_DEBUG": "false",
+    "DJANGO_SECRET_KEY": "k3y-" + "0123456789abcdefghijklmnopqrstuvwxyz" * 2,
+    "DJANGO_ALLOWED_HOSTS": "ak.example.com",
+    "DJANGO_SECURE_HSTS_SECONDS": "31536000",
+    "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS": "true",
+    "DJANGO_SECURE_HSTS_PRELOAD": "true",
+    "DJANGO_SECURE_SSL_REDIRECT": "true",
+    "DJANGO_SECURE_COOKIES": "true",
+    "DJANGO_SECURE_PROXY_SSL_HEADER": "true",
+}
+
+
+def test_the_production_environment_passes_check_deploy_with_no_warning() -> None:
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env={**os.environ, **PRODUCTION_ENV},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_without_the_https_settings_check_deploy_warns() -> None:
+    env = {**os.environ, **PRODUCTION_ENV, "DJANGO_SECURE_HSTS_SECONDS": "0", "DJANGO_SECURE_COOKIES": "false"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0 and "security.W004" in result.stderr and "security.W010" in result.stderr
 
 
 def test_the_store_type_picks_the_backend(settings) -> None:
