@@ -13,8 +13,6 @@ import hmac
 import json
 import logging
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 
 from celery import current_app
@@ -22,9 +20,9 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
+from agents_app import outbound
 from agents_app.api.serializers import RunOutput
 from agents_app.models import Run
-from agents_app.outbound import webhook_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -77,33 +75,26 @@ def webhook_deliver(*, run_id: str) -> Delivery:
     if run is None or not run.webhook_url or run.webhook_status == Run.Webhook.DELIVERED:
         return Delivery("nothing to do")
     cfg = settings.AK_RUN
-    refusal = webhook_refusal(run.webhook_url)
-    if refusal is not None:
-        Run.objects.filter(pk=run.pk).update(webhook_status=Run.Webhook.FAILED, webhook_error=refusal)
-        return Delivery("refused")
     body = webhook_payload(run)
     timestamp = str(int(time.time()))
-    request = urllib.request.Request(  # noqa: S310 - http(s) only (RunInput), its host checked by webhook_refusal
-        run.webhook_url,
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "User-Agent": "ak-platform-webhook/1",
-            "X-AK-Run-Id": str(run.pk),
-            TIMESTAMP_HEADER: timestamp,
-            SIGNATURE_HEADER: webhook_sign(secret=run.tenant.webhook_secret, timestamp=timestamp, body=body),
-        },
-    )
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "ak-platform-webhook/1",
+        "X-AK-Run-Id": str(run.pk),
+        TIMESTAMP_HEADER: timestamp,
+        SIGNATURE_HEADER: webhook_sign(secret=run.tenant.webhook_secret, timestamp=timestamp, body=body),
+    }
+    try:
+        target = outbound.resolve(run.webhook_url)
+    except outbound.Refused as exc:
+        Run.objects.filter(pk=run.pk).update(webhook_status=Run.Webhook.FAILED, webhook_error=str(exc))
+        return Delivery("refused")
     Run.objects.filter(pk=run.pk).update(webhook_attempts=F("webhook_attempts") + 1)
     attempts = run.webhook_attempts + 1
     try:
-        with urllib.request.urlopen(request, timeout=cfg["WEBHOOK_TIMEOUT"]) as response:  # noqa: S310 - as above
-            code = response.status
-        error = "" if 200 <= code < 300 else f"HTTP {code}"
-    except urllib.error.HTTPError as exc:
-        error = f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError) as exc:
+        answer = outbound.post_to(target, body, headers=headers, timeout=cfg["WEBHOOK_TIMEOUT"])
+        error = "" if 200 <= answer.status < 300 else f"HTTP {answer.status}"
+    except OSError as exc:
         error = f"{type(exc).__name__}: {exc}"
     if not error:
         Run.objects.filter(pk=run.pk).update(webhook_status=Run.Webhook.DELIVERED, webhook_error="")

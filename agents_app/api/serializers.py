@@ -11,7 +11,7 @@ from django.core.validators import RegexValidator, URLValidator
 from rest_framework import serializers
 
 from agents_app.models import Agent, Run
-from agents_app.outbound import webhook_refusal
+from agents_app.outbound import refusal
 from sessions_app.serializers import MessageOutput
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
@@ -65,9 +65,9 @@ class RunInput(serializers.Serializer):
         return fields
 
     def validate_webhook(self, url: str) -> str:
-        refusal = webhook_refusal(url)
-        if refusal is not None:
-            raise serializers.ValidationError(f"Not a webhook the platform will call: {refusal}.")
+        why = refusal(url)
+        if why is not None:
+            raise serializers.ValidationError(f"Not a webhook the platform will call: {why}.")
         return url
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:
