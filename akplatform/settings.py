@@ -152,8 +152,26 @@ AK_SESSION = {
 }
 
 # django-redis owns the Redis connection pool of the session store.
+# The default cache keeps the API's rate limits and the failed-authentication counts. Shared by
+# every process when it is Redis (AK_CACHE__URL; by default the session store's Redis when the
+# store is Redis), else per process. JSON, never pickle: it may be a shared Redis.
+_CACHE_URL = env_optional("AK_CACHE__URL") or (AK_SESSION["REDIS"]["URL"] if AK_SESSION["TYPE"] == "redis" else None)
 CACHES = {
-    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "default": (
+        {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": _CACHE_URL,
+            "KEY_PREFIX": env_str("AK_CACHE__PREFIX", "ak:cache"),
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                "SERIALIZER": "django_redis.serializers.json.JSONSerializer",
+                "SOCKET_CONNECT_TIMEOUT": 2.0,
+                "SOCKET_TIMEOUT": 2.0,
+            },
+        }
+        if _CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    ),
     "ak_sessions": {
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": AK_SESSION["REDIS"]["URL"],
@@ -209,6 +227,10 @@ AK_API = {
     # A process remembers an API key it looked up (or found unknown) this long: a revoked key
     # stops working within this time; 0 looks every request's key up.
     "KEY_CACHE_SECONDS": env_float("AK_API__KEY_CACHE_SECONDS", 10.0, minimum=0.0),
+    # A client address with this many failed authentications (a bad API key, a wrong admin
+    # password) within the window is answered 429 until the window has passed.
+    "AUTH_FAILURE_LIMIT": env_int("AK_API__AUTH_FAILURE_LIMIT", 20, minimum=1),
+    "AUTH_FAILURE_WINDOW": env_int("AK_API__AUTH_FAILURE_WINDOW", 600, minimum=1),
 }
 
 REST_FRAMEWORK = {

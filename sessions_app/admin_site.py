@@ -8,10 +8,11 @@ from typing import Any
 from django.apps import apps
 from django.contrib import admin
 from django.db.models import Count, Q
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from akplatform.lockout import lockout_failed, lockout_wait
 from sessions_app.admin_scoping import Scope, request_scope
 from sessions_app.models import Session
 
@@ -61,6 +62,24 @@ class ConsoleAdminSite(admin.AdminSite):
             context["console_everything"] = scope.everything
         return context
 
+    def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        """The admin's login, refused (429) to an address with too many failed logins (and bad API
+        keys): see ``akplatform.lockout``. Failures are counted by ``login_failed``."""
+        wait = lockout_wait(request) if request.method == "POST" else None
+        if wait is not None:
+            response = HttpResponse("Too many failed logins from this address; try again later.", status=429)
+            response["Retry-After"] = str(wait)
+            return response
+        return super().login(request, extra_context)
+
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
         overview = console_overview(scope=request_scope(request))
         return super().index(request, {**overview, **(extra_context or {})})
+
+
+def login_failed(
+    sender: object, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any
+) -> None:
+    """``user_login_failed``: a wrong password counts against the address it came from."""
+    if request is not None:
+        lockout_failed(request)

@@ -111,6 +111,20 @@ def use_store() -> Iterator[Callable[[SessionStore], SessionStore]]:
 
 
 @pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    """Rate limits and failed-authentication counts start from nothing in every test."""
+    from django.core.cache import cache
+    from django.core.cache.backends.locmem import LocMemCache
+
+    local = isinstance(cache, LocMemCache)  # a shared Redis is left alone: its clear() flushes the db
+    if local:
+        cache.clear()
+    yield
+    if local:
+        cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_memory_store() -> Iterator[None]:
     """Every test starts with an empty process-wide store of the configured (in-memory) type."""
     reset_store(None)
@@ -203,6 +217,8 @@ def start_platform(tmp_path: Path) -> Iterator[Callable[..., Platform]]:
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "DJANGO_SETTINGS_MODULE": "akplatform.settings",
+            # Its own rate limits and failure counts, whatever Redis it shares with other tests.
+            "AK_CACHE__PREFIX": f"test-{uuid.uuid4().hex[:8]}",
             **env,
         }
         manage = [sys.executable, str(services.ROOT / "manage.py")]

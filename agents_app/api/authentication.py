@@ -11,6 +11,7 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from akplatform.lockout import lockout_failed, lockout_wait
 from sessions_app.models import ApiKey, Tenant
 
 if TYPE_CHECKING:
@@ -79,12 +80,15 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("Authorization must be 'Bearer <api key>'.")
+        wait = lockout_wait(request)
+        if wait is not None:  # before the key is looked at: a guess tells nothing while it waits
+            raise exceptions.Throttled(wait=wait, detail="Too many failed authentications from this address.")
         try:
-            raw = header[1].decode()
+            key = _known_keys.get(ApiKey.hash(header[1].decode()))
         except UnicodeDecodeError:
-            raise exceptions.AuthenticationFailed("Invalid API key.") from None
-        key = _known_keys.get(ApiKey.hash(raw))
+            key = None
         if key is None:
+            lockout_failed(request)
             raise exceptions.AuthenticationFailed("Invalid API key.")
         now = timezone.now()
         if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
