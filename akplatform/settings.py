@@ -167,6 +167,9 @@ CACHES = {
                 "SERIALIZER": "django_redis.serializers.json.JSONSerializer",
                 "SOCKET_CONNECT_TIMEOUT": 2.0,
                 "SOCKET_TIMEOUT": 2.0,
+                # Limits fail open while the cache's Redis is down (logged): the request goes on
+                # and meets its own dependencies' 503s, rather than a 500 here.
+                "IGNORE_EXCEPTIONS": True,
             },
         }
         if _CACHE_URL
@@ -222,6 +225,8 @@ AK_IO_THREADS = env_int("AK_IO_THREADS", 16, minimum=1, maximum=200)
 
 # Bodies a little over the message limit still parse, so the view can answer 413 itself.
 DATA_UPLOAD_MAX_MEMORY_SIZE = AK_RUN["MAX_MESSAGE_BYTES"] * 6 + 64 * 1024
+
+DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 
 AK_API = {
     # A process remembers an API key it looked up (or found unknown) this long: a revoked key
