@@ -72,6 +72,12 @@ async def db(call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     return await blocking(_with_connection, call, *args, **kwargs)
 
 
+async def db_in(executor: ThreadPoolExecutor, call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``db`` in a pool of the caller's: work that must not wait behind the I/O pool's queue."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(executor, partial(_with_connection, call, *args, **kwargs))
+
+
 class LoopThread:
     """An event loop running in a daemon thread: the worker process's one loop for its runs."""
 

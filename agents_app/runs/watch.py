@@ -13,15 +13,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 
 from django.conf import settings
 from django.utils import timezone
 
 from agents_app.models import Run
 from agents_app.runner import Cancellation, Every
-from akplatform.aio import db
+from akplatform.aio import PerProcess, db_in
 
 logger = logging.getLogger(__name__)
+
+#: The beats' own thread (and database connection): a burst of the runs' database and store work
+#: in the I/O pool must not delay a beat past ``AK_RUN__HEARTBEAT_TIMEOUT``.
+_beat_thread = PerProcess(lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="ak-beat"))
 
 
 class Watcher:
@@ -49,7 +54,7 @@ class Watcher:
         if not ids:
             return True
         try:
-            cancelled, gone = await db(beat, worker=self.worker, run_ids=ids)
+            cancelled, gone = await db_in(_beat_thread(), beat, worker=self.worker, run_ids=ids)
         except Exception:  # the database blinked: the next beat tries again
             logger.warning("heartbeat of %d runs failed", len(ids), exc_info=True)
             return True
