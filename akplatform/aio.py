@@ -64,7 +64,7 @@ def _with_connection(call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
     try:
         return call(*args, **kwargs)
     finally:
-        close_old_connections()  # with CONN_MAX_AGE 0: back to the pool (PostgreSQL) or closed
+        close_old_connections()  # PostgreSQL (CONN_MAX_AGE 0): back to the pool; SQLite: kept by this thread
 
 
 async def db(call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
