@@ -1,4 +1,5 @@
-"""The console's admin for agents (configs validated per framework) and runs (watch, cancel, retry)."""
+"""The console's admin for agents (configs validated per framework), runs (watch, cancel, retry)
+and secrets (values written, never shown)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
+from django.views.decorators.debug import sensitive_post_parameters
 
-from agents_app.frameworks import ConfigError, UnknownFramework, framework_names, get_framework
-from agents_app.models import Agent, Run
+from agents_app.frameworks import ConfigError, UnknownFramework, agent_config_check, framework_names
+from agents_app.models import Agent, Run, Secret
+from agents_app.secrets import SECRET_VALUE_MAX_BYTES, secret_encrypt, secret_value_check
 from agents_app.services import run_cancel, run_retry
 from akplatform.exceptions import BrokerUnavailable
 from sessions_app.admin_scoping import TenantRelatedFilter, TenantScopedAdmin
@@ -37,7 +41,7 @@ class AgentForm(forms.ModelForm):
         if framework is None or "config" in self.errors:
             return cleaned
         try:
-            cleaned["config"] = get_framework(framework).validate_config({} if config is None else config)
+            cleaned["config"] = agent_config_check(framework, {} if config is None else config)
         except UnknownFramework as exc:
             self.add_error("framework", str(exc))
         except ConfigError as exc:
@@ -110,3 +114,53 @@ class RunAdmin(TenantScopedAdmin):
         skipped = queryset.count() - len(runs)
         note = f"; {skipped} unfinished run(s) skipped" if skipped else ""
         self.message_user(request, f"Queued {len(runs)} new run(s){note}.", messages.SUCCESS)
+
+
+class SecretForm(forms.ModelForm):
+    """The value is written here and never shown: not on the change page, not after an error."""
+
+    value = forms.CharField(
+        widget=forms.PasswordInput(render_value=False),
+        required=False,
+        strip=False,
+        help_text=f"Stored encrypted; at most {SECRET_VALUE_MAX_BYTES} bytes. Leave empty to keep the current value.",
+    )
+
+    class Meta:
+        model = Secret
+        fields = ["tenant", "name"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is None:
+            self.fields["value"].required = True
+            self.fields["value"].help_text = f"Stored encrypted; at most {SECRET_VALUE_MAX_BYTES} bytes."
+
+    def clean_value(self) -> str:
+        value = self.cleaned_data["value"]
+        if value:
+            try:
+                secret_value_check(value)
+            except ValueError as exc:  # its message does not quote the value
+                raise forms.ValidationError(str(exc)) from None
+        return value
+
+
+@admin.register(Secret)
+class SecretAdmin(TenantScopedAdmin):
+    form = SecretForm
+    exclude = ["ciphertext"]
+    readonly_fields = ["created_at", "updated_at"]
+    list_display = ["name", "tenant", "created_at", "updated_at"]
+    list_filter = [("tenant", TenantRelatedFilter)]
+    list_select_related = ["tenant"]
+    search_fields = ["name"]
+
+    @method_decorator(sensitive_post_parameters("value"))
+    def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return super().changeform_view(request, *args, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: Secret, form: forms.ModelForm, change: bool) -> None:
+        if form.cleaned_data.get("value"):  # a new value rotates the secret; none keeps it
+            obj.ciphertext = secret_encrypt(form.cleaned_data["value"])
+        super().save_model(request, obj, form, change)

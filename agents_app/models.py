@@ -77,6 +77,8 @@ class Run(models.Model):
     webhook_status = models.CharField(max_length=16, choices=Webhook.choices, blank=True)
     webhook_attempts = models.PositiveIntegerField(default=0)
     webhook_error = models.TextField(blank=True)
+    #: Tokens the model reported for the run: ``{"prompt_tokens", "completion_tokens"}``.
+    usage = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -99,3 +101,25 @@ class Run(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+
+class Secret(models.Model):
+    """A value a tenant's agents use (a model provider's API key), encrypted at rest.
+
+    An agent's config names it (``{"secret": NAME}``); only the run that uses it decrypts it
+    (``agents_app.secrets``). No API answer and no admin page shows the value.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="secrets")
+    name = models.CharField(max_length=63, validators=[agent_name_validator])
+    #: The value, encrypted with ``AK_SECRETS_KEY`` (Fernet: AES-128-CBC with HMAC-SHA256).
+    ciphertext = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="secret_unique_per_tenant")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 
 from agents_app.errors import RunCancelled, RunTimedOut
-from agents_app.frameworks import AgentLike, get_framework
+from agents_app.frameworks import AgentLike, Reply, Usage, get_framework
 from agents_app.runs.events import RunEvents
 from akplatform.aio import blocking
 from sessions_app.core import Session, SessionView
@@ -111,6 +111,8 @@ class RunOutcome:
     commit: CommitResult
     #: True when the run had committed before (its worker died after the commit): nothing ran.
     replayed: bool = False
+    #: Tokens the adapter reported, if it did.
+    usage: Usage | None = None
 
 
 class Runner:
@@ -182,7 +184,7 @@ class Runner:
             key,
             wait=self.wait if wait is None else wait,
             scopes=(SHARED_SCOPE, agent.name),
-            window=self.window if framework.window is None else min(framework.window, self.window),
+            window=self._window_of(framework.window_for(agent.config)),
             run_id=run_id if replay else None,
         )
         held = True
@@ -190,15 +192,17 @@ class Runner:
         try:
             if run_id is not None and replay and snapshot.run_committed is not None:
                 return await self._io(self._replay, store, key, snapshot)
-            view = SessionView(snapshot, agent.name, on_delta=events.delta if events else None)
+            view = SessionView(snapshot, agent.name, key=key, on_delta=events.delta if events else None)
             if events is not None:
                 events.started()
             asked_at = time.time()
-            reply = await self._adapter(framework.run(agent, view, prompt), cancelled, time_limit)
+            answer = await self._adapter(framework.run(agent, view, prompt), cancelled, time_limit)
+            reply, usage = (answer.text, answer.usage) if isinstance(answer, Reply) else (answer, None)
             if events is not None and not view.streamed:
                 events.delta(reply)
             messages = [
                 Message(role="user", content=prompt, agent=agent.name, created_at=asked_at),
+                *view.items,
                 Message(role="assistant", content=reply, agent=agent.name),
             ]
             await keep_alive.stop()  # the adapter is done: the lease covers the commit
@@ -211,12 +215,15 @@ class Runner:
                 run_id=run_id,
             )
             held = False
-            return RunOutcome(reply=reply, commit=commit)
+            return RunOutcome(reply=reply, commit=commit, usage=usage)
         finally:
             await keep_alive.stop()
             if held:
                 with contextlib.suppress(Exception):
                     await self._io(lock.release)
+
+    def _window_of(self, wanted: int | None) -> int:
+        return self.window if wanted is None else min(wanted, self.window)
 
     async def _io(self, call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         return await blocking(call, *args, **kwargs)
@@ -238,14 +245,22 @@ class Runner:
 
     @staticmethod
     def _replay(store: SessionStore, key: SessionKey, snapshot: Snapshot) -> RunOutcome:
-        """The outcome of the run that already committed (``snapshot.run_committed``), read back."""
-        exchange = store.history(key, start=snapshot.run_committed or 0, limit=2)
-        reply = next((m.content for m in exchange if m.role == "assistant"), "")
+        """The outcome of the run that already committed (``snapshot.run_committed``), read back:
+        its reply is the first text message from the assistant after the user's, past its items."""
+        start, reply = snapshot.run_committed or 0, ""
+        while page := store.history(key, start=start, limit=50):
+            found = next((m for m in page if m.is_text and m.role == "assistant"), None)
+            if found is not None:
+                reply = found.content
+                break
+            start += len(page)
         commit = CommitResult(snapshot.version, snapshot.total, dict(snapshot.role_counts))
         return RunOutcome(reply=reply, commit=commit, replayed=True)
 
     @staticmethod
-    async def _adapter(work: Coroutine[Any, Any, str], cancelled: Cancellation | None, limit: float | None) -> str:
+    async def _adapter(
+        work: Coroutine[Any, Any, str | Reply], cancelled: Cancellation | None, limit: float | None
+    ) -> str | Reply:
         """Await the adapter, unless ``cancelled`` is set or ``limit`` seconds pass first."""
         loop = asyncio.get_running_loop()
         task = loop.create_task(work)

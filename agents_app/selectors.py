@@ -10,8 +10,9 @@ from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from agents_app.errors import IdempotencyConflict
-from agents_app.models import Agent, Run
+from agents_app.models import Agent, Run, Secret
 from agents_app.runs.events import ENDS
+from agents_app.secrets import SecretMissing, SecretUnreadable, secret_decrypt
 from akplatform.aio import blocking, db
 from sessions_app.models import Tenant
 from sessions_app.selectors import session_get
@@ -22,6 +23,31 @@ from sessions_app.stores.base import Event, SessionKey, SessionStore
 def agent_list(*, tenant: Tenant) -> QuerySet[Agent]:
     """The tenant's agents, by name."""
     return Agent.objects.filter(tenant=tenant).order_by("name")
+
+
+def secret_list(*, tenant: Tenant) -> QuerySet[Secret]:
+    """The tenant's secrets, by name, without their ciphertexts."""
+    return Secret.objects.filter(tenant=tenant).defer("ciphertext").order_by("name")
+
+
+def secret_value(*, name: str, tenant_id: int | None = None, tenant_slug: str | None = None) -> str:
+    """The decrypted value of the tenant's secret ``name`` (the tenant by id or by slug, as a run's
+    session key names it): for the run that sends it, and nothing else. ``SecretMissing`` when the
+    tenant has none of that name, ``SecretUnreadable`` (a ``SecretMissing``) when no configured
+    key decrypts it; either message names the secret only."""
+    if (tenant_id is None) == (tenant_slug is None):
+        raise TypeError("name the tenant by tenant_id or by tenant_slug")
+    rows = Secret.objects.filter(name=name)
+    rows = rows.filter(tenant_id=tenant_id) if tenant_id is not None else rows.filter(tenant__slug=tenant_slug)
+    ciphertext = rows.values_list("ciphertext", flat=True).first()
+    if ciphertext is None:
+        raise SecretMissing(f"The tenant has no secret named {name!r}.")
+    try:
+        return secret_decrypt(ciphertext)
+    except SecretUnreadable:
+        raise SecretUnreadable(
+            f"The secret {name!r} could not be decrypted with AK_SECRETS_KEY or any of AK_SECRETS_OLD_KEYS."
+        ) from None
 
 
 def run_find_idempotent(*, tenant: Tenant, idempotency_key: str | None, request_hash: str) -> Run | None:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.http import Http404
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from agents_app.errors import IdempotencyConflict
-from agents_app.frameworks import get_framework
-from agents_app.models import Agent, Run
+from agents_app.frameworks import agent_config_check
+from agents_app.models import Agent, Run, Secret
 from agents_app.runs.cancel import run_cancel, run_retry
 from agents_app.runs.execute import Step, execute_claimed, web_worker_name
 from agents_app.runs.publish import publish_or_fail
+from agents_app.secrets import SECRET_NAME_PATTERN, secret_encrypt, secret_reencrypt, secret_value_check
 from agents_app.selectors import run_find_idempotent
 from akplatform.aio import db
 from sessions_app.models import Tenant
@@ -41,7 +44,7 @@ def tenant_given_builtins(sender: type[Tenant], instance: Tenant, created: bool,
 
 def agent_create(*, tenant: Tenant, name: str, framework: str, config: dict[str, Any]) -> Agent:
     """Create an agent; raises ``UnknownFramework``, ``ConfigError`` or ``AgentExists``."""
-    config = get_framework(framework).validate_config(config)
+    config = agent_config_check(framework, config)
     try:
         with transaction.atomic():
             return Agent.objects.create(tenant=tenant, name=name, framework=framework, config=config)
@@ -167,6 +170,35 @@ def run_enqueue(*, webhook_url: str = "", **request: Any) -> tuple[Run, bool]:
     return run, created
 
 
+@sensitive_variables("value")
+def secret_set(*, tenant: Tenant, name: str, value: str) -> Secret:
+    """Create the tenant's secret ``name``, or rotate it (a new value, encrypted anew) if it
+    exists; returns the row. ``ValueError`` for a name that is not letters, digits, ``_.-`` (up
+    to 63), or a value that is not a non-empty string of at most 8 KB (that message does not
+    quote it)."""
+    if not isinstance(name, str) or not re.fullmatch(SECRET_NAME_PATTERN, name):
+        raise ValueError(f"Not a secret name: {name!r}; use letters, digits, '_', '.', '-' (up to 63).")
+    ciphertext = secret_encrypt(secret_value_check(value))
+    secret, _ = Secret.objects.update_or_create(tenant=tenant, name=name, defaults={"ciphertext": ciphertext})
+    return secret
+
+
+def secret_delete(*, tenant: Tenant, name: str) -> bool:
+    """Delete the tenant's secret ``name``; False if it had none of that name."""
+    deleted, _ = Secret.objects.filter(tenant=tenant, name=name).delete()
+    return deleted > 0
+
+
+def secret_reencrypt_all() -> int:
+    """Encrypt every secret anew under the current ``AK_SECRETS_KEY`` (after a key rotation, so
+    that the old key may leave ``AK_SECRETS_OLD_KEYS``); returns how many rows were rewritten.
+    ``updated_at`` is left alone: the values did not change."""
+    count = 0
+    for pk, ciphertext in Secret.objects.values_list("pk", "ciphertext").iterator():
+        count += Secret.objects.filter(pk=pk, ciphertext=ciphertext).update(ciphertext=secret_reencrypt(ciphertext))
+    return count
+
+
 __all__ = [
     "AgentExists",
     "IdempotencyConflict",
@@ -179,4 +211,7 @@ __all__ = [
     "run_retry",
     "run_start",
     "run_sync",
+    "secret_delete",
+    "secret_reencrypt_all",
+    "secret_set",
 ]

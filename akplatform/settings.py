@@ -33,6 +33,23 @@ if not DEBUG and SECRET_KEY == _DEV_SECRET:
         "signs sessions and tokens anyone can forge. For development, set DJANGO_DEBUG=1."
     )
 
+# Tenant secrets are encrypted at rest under a key derived from AK_SECRETS_KEY; values encrypted
+# under an earlier key still decrypt while it is listed in AK_SECRETS_OLD_KEYS (agents_app.secrets).
+_DEV_SECRETS_KEY = "dev-insecure-secrets-key-change-me-in-production"  # the development default, named as such
+AK_SECRETS_KEY = env_str("AK_SECRETS_KEY", _DEV_SECRETS_KEY if DEBUG else "")
+AK_SECRETS_OLD_KEYS = env_list("AK_SECRETS_OLD_KEYS", [])
+if not DEBUG and AK_SECRETS_KEY in ("", _DEV_SECRETS_KEY):
+    raise ImproperlyConfigured(
+        "AK_SECRETS_KEY must be set when DJANGO_DEBUG is off (the default): it encrypts the tenants' "
+        "secrets, and the development key is public. Use 32 or more random characters; for "
+        "development, set DJANGO_DEBUG=1."
+    )
+# The messages say how long a key must be, never what it is.
+if len(AK_SECRETS_KEY) < 32:
+    raise ImproperlyConfigured(f"AK_SECRETS_KEY must be at least 32 characters long, got {len(AK_SECRETS_KEY)}.")
+if any(len(key) < 32 for key in AK_SECRETS_OLD_KEYS):
+    raise ImproperlyConfigured("AK_SECRETS_OLD_KEYS: each key (comma-separated) must be at least 32 characters long.")
+
 # HTTPS, for deployments behind TLS (the README's production environment sets them all, so that
 # `manage.py check --deploy` has nothing to say).
 SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0, minimum=0)
@@ -108,8 +125,12 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "transaction_mode": "IMMEDIATE",
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
-    # A file, not shared memory, so that tests with threads see real concurrent connections.
-    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+    # A file, not shared memory, so that tests with threads see real concurrent connections; one
+    # per database file, so that suites run at once on different DATABASE_URLs do not collide.
+    _db_stem = Path(DATABASES["default"]["NAME"]).stem
+    DATABASES["default"]["TEST"] = {
+        "NAME": str(VAR_DIR / ("test.sqlite3" if _db_stem == "db" else f"test-{_db_stem}.sqlite3"))
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
@@ -191,7 +212,24 @@ CACHES = {
 # Adapters by name; AK_FRAMEWORKS="name=dotted.Path,..." adds a deployment's own.
 AK_FRAMEWORKS = {
     "echo": "agents_app.frameworks.echo.EchoFramework",
+    "openai_chat": "agents_app.frameworks.openai_chat.OpenAIChatFramework",
+    # Optional libraries (requirements/<framework>.txt): imported by a run, not at start-up.
+    "openai_agents": "agents_app.frameworks.openai_agents.OpenAIAgentsFramework",
+    "langgraph": "agents_app.frameworks.langgraph.LangGraphFramework",
     **env_mapping("AK_FRAMEWORKS"),
+}
+AK_AGENTS = {
+    # Model servers (an agent's base_url) on loopback, private and link-local addresses.
+    "ALLOW_PRIVATE_URLS": env_bool("AK_AGENTS__ALLOW_PRIVATE_URLS", DEBUG),
+    # Seconds a model server may take to connect, or between two pieces of its answer.
+    "TIMEOUT": env_float("AK_AGENTS__TIMEOUT", 120.0, minimum=0.1),
+    # The tools openai_agents agents may name: {name: dotted path of a function}, declared by the
+    # deployment (AK_AGENTS__TOOLS="name=pkg.module.fn,..."); a tenant's config names, never paths.
+    "TOOLS": env_mapping("AK_AGENTS__TOOLS"),
+    # The graphs langgraph agents may pick: {name: dotted path of a factory taking the agent's config}.
+    "GRAPHS": env_mapping("AK_AGENTS__GRAPHS"),
+    # The OpenAI Agents SDK's tracing (to OpenAI's servers) stays off unless this is on.
+    "OPENAI_TRACING": env_bool("AK_AGENTS__OPENAI_TRACING", False),
 }
 AK_RUN = {
     "MAX_MESSAGE_BYTES": env_int("AK_RUN__MAX_MESSAGE_BYTES", 64 * 1024, minimum=1),

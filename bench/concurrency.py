@@ -277,6 +277,7 @@ def platform_env(redis_port: int, database_url: str) -> dict[str, str]:
     return {
         **os.environ,
         "DJANGO_SECRET_KEY": secrets.token_hex(32),
+        "AK_SECRETS_KEY": secrets.token_hex(32),
         "DJANGO_DEBUG": "0",
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
         "AK_SESSION__TYPE": "redis",

@@ -167,6 +167,7 @@ def platform_env(directory: Path, redis: str, queue: str) -> dict[str, str]:
         # As in production: no debug cursor recording every statement.
         "DJANGO_DEBUG": "0",
         "DJANGO_SECRET_KEY": f"bench-{uuid.uuid4().hex}",
+        "AK_SECRETS_KEY": f"bench-{uuid.uuid4().hex}",
     }
 
 

@@ -58,6 +58,15 @@ class ShownMessage:
     agent: str
     content: str
     at: datetime
+    kind: str = "message"
+    #: An item's data (a tool call's arguments, a result's output), as indented JSON.
+    details: str = ""
+
+    @classmethod
+    def of(cls, number: int, message: Message) -> ShownMessage:
+        at = datetime.fromtimestamp(message.created_at, tz=UTC)
+        details = "" if message.is_text else json.dumps(message.data, ensure_ascii=False, indent=2)
+        return cls(number, message.role, message.agent, message.content, at, message.kind, details)
 
 
 @dataclass
@@ -102,10 +111,7 @@ def thread_conversation(*, session: Session, page: int, scopes: list[str]) -> Th
     except StoreError as exc:
         conversation.error = f"The session store did not answer: {exc}"
         return conversation
-    conversation.messages = [
-        ShownMessage(start + i, m.role, m.agent, m.content, datetime.fromtimestamp(m.created_at, tz=UTC))
-        for i, m in enumerate(rows)
-    ]
+    conversation.messages = [ShownMessage.of(start + i, m) for i, m in enumerate(rows)]
     for scope in scopes:
         keys = []
         for key, value in sorted(snapshot.state.get(scope, {}).items()):

@@ -16,7 +16,17 @@ from collections.abc import Callable
 from typing import Any
 
 from sessions_app.stores import get_store
-from sessions_app.stores.base import DELETE, SHARED_SCOPE, Message, SessionKey, SessionStore, Snapshot
+from sessions_app.stores.base import (
+    DELETE,
+    HANDOFF,
+    MESSAGE,
+    SHARED_SCOPE,
+    TOOL_RESULT,
+    Message,
+    SessionKey,
+    SessionStore,
+    Snapshot,
+)
 
 
 def new_session_id() -> str:
@@ -65,14 +75,54 @@ class Session:
 
 
 class SessionView:
-    """The session as one run of one agent sees it: read at one version, written at commit."""
+    """The session as one run of one agent sees it: read at one version, written at commit.
 
-    def __init__(self, snapshot: Snapshot, agent: str, *, on_delta: Callable[[str], None] | None = None) -> None:
+    What an adapter writes (its state, the items its framework produced) is kept here and
+    committed with the run's messages, atomically, only if the run completes.
+    """
+
+    def __init__(
+        self,
+        snapshot: Snapshot,
+        agent: str,
+        *,
+        key: SessionKey | None = None,
+        on_delta: Callable[[str], None] | None = None,
+    ) -> None:
         self.snapshot = snapshot
         self.agent = agent
+        #: Which session of which tenant this is (None for a view made outside a run).
+        self.key = key
         self._changes: dict[str, dict[str, Any]] = {}
+        self._items: list[Message] = []
         self._on_delta = on_delta
         self.streamed = False
+
+    def append(self, kind: str, data: dict[str, Any], *, content: str, agent: str | None = None) -> Message:
+        """Record an item of the run (``TOOL_CALL``, ``TOOL_RESULT``, ``HANDOFF``): JSON ``data``
+        and a line a person can read. Items go to the history after the user's message and
+        before the reply, in the order they were appended. ``agent`` defaults to this view's."""
+        if kind == MESSAGE:
+            raise ValueError("text messages are the runner's to append; use an item kind")
+        role = "tool" if kind == TOOL_RESULT else "assistant"
+        item = Message(role, content, agent or self.agent, kind=kind, data=data)
+        self._items.append(item)
+        return item
+
+    def handoff(self, to: str, **data: Any) -> Message:
+        """Record that the run handed the conversation from this agent to ``to``."""
+        return self.append(HANDOFF, {"from": self.agent, "to": to, **data}, content=f"{self.agent} → {to}")
+
+    @property
+    def items(self) -> list[Message]:
+        """The items appended so far in this run."""
+        return list(self._items)
+
+    @property
+    def streaming(self) -> bool:
+        """Whether someone takes the reply's pieces as they come (``emit_delta``): an adapter may
+        then ask its model for a streamed answer."""
+        return self._on_delta is not None
 
     def emit_delta(self, text: str) -> None:
         """Send a piece of the reply to whoever streams the run, as it is produced. The pieces an
@@ -84,8 +134,12 @@ class SessionView:
 
     @property
     def messages(self) -> list[Message]:
-        """The most recent messages (the run's window), oldest first."""
+        """The most recent entries (the run's window), oldest first: text messages and items."""
         return self.snapshot.messages
+
+    def text_messages(self, roles: tuple[str, ...] = ("user", "assistant")) -> list[Message]:
+        """The window's text messages with one of ``roles``, oldest first."""
+        return [m for m in self.snapshot.messages if m.is_text and m.role in roles]
 
     @property
     def total_messages(self) -> int:

@@ -181,7 +181,11 @@ OPERATOR_PERMISSIONS = {
         "thread": ("view", "change", "delete"),
         "session": ("view", "delete"),
     },
-    "agents_app": {"agent": ("view", "add", "change", "delete"), "run": ("view", "change")},
+    "agents_app": {
+        "agent": ("view", "add", "change", "delete"),
+        "run": ("view", "change"),
+        "secret": ("view", "add", "change", "delete"),
+    },
 }
 
 

@@ -18,6 +18,7 @@ from sessions_app.stores.base import SessionKey, SessionStore
 from sessions_app.stores.memory import InMemoryStore
 from sessions_app.stores.memory_socket import MemoryStoreServer, SocketMemoryStore
 from tests import services
+from tests.modelserver import ModelServer
 
 #: ``in_memory_socket``: the in-memory store kept by another thread's server and reached over its
 #: Unix socket, as the web server and the worker of ``make run`` reach it.
@@ -249,3 +250,13 @@ def start_platform(tmp_path: Path) -> Iterator[Callable[..., Platform]]:
     for server, drop in started:
         server.stop()
         drop()
+
+
+# --- A model to talk to: an OpenAI-compatible server on a free loopback port ----------------------
+
+
+@pytest.fixture
+def model_server() -> Iterator[ModelServer]:
+    """A started :class:`~tests.modelserver.ModelServer` (its ``url`` is the ``base_url``), stopped after the test."""
+    with ModelServer() as server:
+        yield server

@@ -54,10 +54,37 @@ def test_debug_is_off_unless_set_and_then_the_default_secret_is_refused() -> Non
     assert "ImproperlyConfigured" in result.stderr and "DJANGO_SECRET_KEY" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "secrets_key",
+    [None, "", "too-short-for-a-key", "dev-insecure-secrets-key-change-me-in-production"],
+    ids=["unset", "empty", "short", "the-development-key"],
+)
+def test_with_debug_off_a_missing_or_weak_secrets_key_stops_start_up(secrets_key: str | None) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "AK_SECRETS_KEY"}
+    env.update({"DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": "k3y-" + "0123456789abcdefghijklmnopqrstuvwxyz" * 2})
+    if secrets_key is not None:
+        env["AK_SECRETS_KEY"] = secrets_key
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and "AK_SECRETS_KEY" in result.stderr
+    if secrets_key:
+        assert secrets_key not in result.stderr.replace("AK_SECRETS_KEY", "")  # the message never shows a key
+
+
+def test_a_short_old_secrets_key_stops_start_up_even_in_development() -> None:
+    result = start({"DJANGO_DEBUG": "1", "AK_SECRETS_OLD_KEYS": "a" * 40 + ",short-old-key"})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and "AK_SECRETS_OLD_KEYS" in result.stderr
+    assert "short-old-key" not in result.stderr
+
+
 #: The production environment of the README's Deployment section (its secret made up here).
 PRODUCTION_ENV = {
     "DJANGO_DEBUG": "false",
     "DJANGO_SECRET_KEY": "k3y-" + "0123456789abcdefghijklmnopqrstuvwxyz" * 2,
+    "AK_SECRETS_KEY": "s3crets-" + "abcdefghijklmnopqrstuvwxyz0123456789",
     "DJANGO_ALLOWED_HOSTS": "ak.example.com",
     "DJANGO_SECURE_HSTS_SECONDS": "31536000",
     "DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS": "true",

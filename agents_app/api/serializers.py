@@ -10,8 +10,9 @@ from django.conf import settings
 from django.core.validators import RegexValidator, URLValidator
 from rest_framework import serializers
 
-from agents_app.models import Agent, Run
+from agents_app.models import Agent, Run, Secret
 from agents_app.outbound import refusal
+from agents_app.secrets import SECRET_NAME_PATTERN, SECRET_VALUE_MAX_BYTES
 from sessions_app.serializers import MessageOutput
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
@@ -35,6 +36,10 @@ class StrictBooleanField(serializers.BooleanField):
 
 session_id_validator = RegexValidator(
     SESSION_ID_PATTERN, "Use letters, digits and . _ : @ - (starting with a letter or digit)."
+)
+
+secret_name_validator = RegexValidator(
+    SECRET_NAME_PATTERN, "Use letters, digits and _ . - (starting with a letter or digit), at most 63."
 )
 
 
@@ -104,10 +109,16 @@ class ChatOutput(serializers.Serializer):
     session_id = serializers.CharField()
 
 
+class UsageOutput(serializers.Serializer):
+    prompt_tokens = serializers.IntegerField()
+    completion_tokens = serializers.IntegerField()
+
+
 class RunOutput(serializers.ModelSerializer):
     run_id = serializers.CharField(source="id")
     session_id = serializers.CharField(source="session.session_id")
     agent = serializers.CharField(source="agent.name")
+    usage = UsageOutput(allow_null=True, read_only=True, help_text="Tokens the model reported, when it did.")
 
     class Meta:
         model = Run
@@ -124,6 +135,7 @@ class RunOutput(serializers.ModelSerializer):
             "attempts",
             "worker",
             "webhook_status",
+            "usage",
         ]
 
 
@@ -168,3 +180,30 @@ class AgentOutput(serializers.ModelSerializer):
     class Meta:
         model = Agent
         fields = ["name", "framework", "config", "created_at", "updated_at"]
+
+
+class SecretInput(serializers.Serializer):
+    name = StrictCharField(
+        max_length=63, validators=[secret_name_validator], help_text='What an agent config names as `{"secret": NAME}`.'
+    )
+    value = StrictCharField(
+        max_length=SECRET_VALUE_MAX_BYTES,
+        trim_whitespace=False,
+        write_only=True,
+        help_text=f"Stored encrypted, as given; never returned. At most {SECRET_VALUE_MAX_BYTES} bytes (UTF-8).",
+    )
+
+    def validate_value(self, value: str) -> str:
+        if len(value.encode()) > SECRET_VALUE_MAX_BYTES:  # the messages never quote the value
+            raise serializers.ValidationError(f"Ensure this field has no more than {SECRET_VALUE_MAX_BYTES} bytes.")
+        return value
+
+
+class SecretOutput(serializers.ModelSerializer):
+    class Meta:
+        model = Secret
+        fields = ["name", "created_at", "updated_at"]
+
+
+class SecretListOutput(serializers.Serializer):
+    secrets = SecretOutput(many=True)

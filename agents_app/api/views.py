@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from django.conf import settings
-from django.http import StreamingHttpResponse
+from django.http import Http404, StreamingHttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -26,7 +26,7 @@ from agents_app.api.asyncview import AsyncAPIView
 from agents_app.frameworks import ConfigError, UnknownFramework
 from agents_app.models import Run
 from agents_app.runs.events import ENDS
-from agents_app.selectors import agent_list, run_events, run_find_idempotent, run_get, run_list
+from agents_app.selectors import agent_list, run_events, run_find_idempotent, run_get, run_list, secret_list
 from agents_app.services import (
     AgentExists,
     agent_create,
@@ -35,6 +35,8 @@ from agents_app.services import (
     run_enqueue,
     run_start,
     run_sync,
+    secret_delete,
+    secret_set,
 )
 from akplatform.aio import db
 from akplatform.exceptions import RequestTooLarge
@@ -281,6 +283,35 @@ class AgentsView(APIView):
         except AgentExists as exc:
             raise ValidationError({"name": [str(exc)]}) from None
         return Response(s.AgentOutput(agent).data, status=status.HTTP_201_CREATED)
+
+
+class SecretsView(APIView):
+    """A tenant's secrets: names and dates out, values only in (stored encrypted, never returned)."""
+
+    @extend_schema(responses={200: s.SecretListOutput}, operation_id="secrets_list")
+    def get(self, request: Request) -> Response:
+        return Response({"secrets": s.SecretOutput(secret_list(tenant=request.user.tenant), many=True).data})
+
+    @extend_schema(
+        request=s.SecretInput,
+        responses={201: s.SecretOutput, 200: s.SecretOutput},
+        operation_id="secrets_set",
+        description="Creates the secret (201), or rotates it if the name exists (200): the new value replaces the old.",
+    )
+    def post(self, request: Request) -> Response:
+        data = _validated(s.SecretInput, request.data)
+        tenant = request.user.tenant
+        existed = secret_list(tenant=tenant).filter(name=data["name"]).exists()
+        secret = secret_set(tenant=tenant, name=data["name"], value=data["value"])
+        return Response(s.SecretOutput(secret).data, status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED)
+
+
+class SecretView(APIView):
+    @extend_schema(responses={204: None}, operation_id="secrets_delete")
+    def delete(self, request: Request, name: str) -> Response:
+        if not secret_delete(tenant=request.user.tenant, name=name):
+            raise Http404("unknown secret")
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class HealthView(APIView):

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from agents_app.frameworks.base import AgentLike, AgentSpec, ConfigError, Framework
+from agents_app.frameworks.base import AgentLike, AgentSpec, ConfigError, Framework, Reply, Usage
 
 
 class UnknownFramework(LookupError):
@@ -23,6 +24,16 @@ def _load(path: str) -> Framework:
     return import_string(path)()
 
 
+def agent_config_check(framework: str, config: Any) -> dict[str, Any]:
+    """The config of an agent of ``framework`` about to be saved, normalised: valid for its
+    framework, and runnable here (its library installed, its model server one the platform
+    calls). Raises ``UnknownFramework`` or ``ConfigError``."""
+    adapter = get_framework(framework)
+    config = adapter.validate_config(config)
+    adapter.check_runnable(config)
+    return config
+
+
 def get_framework(name: str) -> Framework:
     try:
         path = settings.AK_FRAMEWORKS[name]
@@ -31,4 +42,15 @@ def get_framework(name: str) -> Framework:
     return _load(path)
 
 
-__all__ = ["AgentLike", "AgentSpec", "ConfigError", "Framework", "UnknownFramework", "framework_names", "get_framework"]
+__all__ = [
+    "AgentLike",
+    "AgentSpec",
+    "ConfigError",
+    "Framework",
+    "Reply",
+    "UnknownFramework",
+    "Usage",
+    "agent_config_check",
+    "framework_names",
+    "get_framework",
+]

@@ -26,6 +26,28 @@ class AgentSpec:
     config: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Usage:
+    """Tokens a model reported for a run (summed over the run's model calls)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What ``Framework.run`` returns when it has more to say than the reply's text."""
+
+    text: str
+    usage: Usage | None = None
+
+
 class ConfigError(ValueError):
     """An agent's config is not valid for its framework. ``field`` names the bad key."""
 
@@ -39,8 +61,10 @@ class Framework(ABC):
     """One adapter per agent library.
 
     ``run`` gets the session as a ``SessionView``: the recent history, the counts of messages by
-    role, the agent's own state and the shared state. Whatever it writes to those two maps is
-    committed with the run's messages, atomically, and only if the run completes.
+    role, the agent's own state and the shared state. Whatever it writes to those two maps, and
+    the items it appends (tool calls, tool results, handoffs), are committed with the run's
+    messages, atomically, and only if the run completes: an adapter that raises commits nothing.
+    It streams its reply with ``session.emit_delta`` as the reply is produced.
     """
 
     name: str = ""
@@ -55,6 +79,16 @@ class Framework(ABC):
             raise ConfigError("config", "must be an object")
         return config
 
+    def window_for(self, config: dict[str, Any]) -> int | None:
+        """How many recent entries a run of an agent with ``config`` reads (see ``window``)."""
+        return self.window
+
+    def check_runnable(self, config: dict[str, Any]) -> None:
+        """Raise ``ConfigError`` if a run of an agent with this (validated) config cannot start
+        here: an optional library missing, a model server the platform will not call. Called
+        when an agent is saved; a run checks again."""
+        return None  # nothing to check unless a framework says otherwise
+
     @abstractmethod
-    async def run(self, agent: AgentLike, session: SessionView, message: str) -> str:
-        """Answer ``message`` and return the reply text."""
+    async def run(self, agent: AgentLike, session: SessionView, message: str) -> str | Reply:
+        """Answer ``message``: the reply's text, or a ``Reply`` with the tokens it used."""

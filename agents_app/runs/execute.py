@@ -156,7 +156,8 @@ def _record_success(run: Run, *, worker: str, outcome: RunOutcome) -> None:
     """The session's index row first (the commit happened, whoever holds the run by now), then
     the run's end."""
     session_record_commit(session=run.session, total=outcome.commit.total)
-    transitions.finish(run, worker=worker, status=Run.Status.SUCCEEDED, result=outcome.reply)
+    usage = outcome.usage.as_dict() if outcome.usage is not None else None
+    transitions.finish(run, worker=worker, status=Run.Status.SUCCEEDED, result=outcome.reply, usage=usage)
 
 
 def _record_failure(run: Run, *, worker: str, exc: Exception) -> Step:

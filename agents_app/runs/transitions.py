@@ -58,14 +58,18 @@ def finish(
     result: str | None = None,
     error: str | None = None,
     started: bool = True,
+    usage: dict[str, int] | None = None,
 ) -> bool:
     """``running → status`` (an end), if ``worker`` holds it (None: whoever does). ``started``
-    False: the attempt never reached the adapter, so it neither counts nor shows a start."""
+    False: the attempt never reached the adapter, so it neither counts nor shows a start.
+    ``usage``: the tokens its model reported."""
     _check_end(status)
     rows = Run.objects.filter(pk=run.pk, status=RUNNING)
     if worker is not None:
         rows = rows.filter(worker=worker)
-    extra = {} if started else {"started_at": None, "attempts": F("attempts") - 1}
+    extra: dict[str, Any] = {} if started else {"started_at": None, "attempts": F("attempts") - 1}
+    if usage is not None:
+        extra["usage"] = usage
     return _end(run, rows, status=status, result=result, error=error, **extra)
 
 

@@ -91,18 +91,52 @@ class SessionKey:
                 raise ValueError(f"invalid {name}: {value!r}")
 
 
+#: The kinds of history entries: a text message, or an item a framework produced in a run.
+MESSAGE: Final = "message"
+TOOL_CALL: Final = "tool_call"
+TOOL_RESULT: Final = "tool_result"
+HANDOFF: Final = "handoff"
+ITEM_KINDS: Final = (MESSAGE, TOOL_CALL, TOOL_RESULT, HANDOFF)
+
+
 @dataclass(slots=True)
 class Message:
     """One entry of the history. (Not frozen: a load builds fifty of these, and frozen
-    dataclasses construct three times slower.)"""
+    dataclasses construct three times slower.)
+
+    A text message (``kind="message"``) has a ``role`` (``user``, ``assistant``, ``system``) and
+    its ``content``. An item a framework produced (a tool call, a tool's result, a handoff) has
+    its ``kind``, its JSON ``data`` and, in ``content``, a line a person can read; its ``role``
+    is ``assistant`` (calls, handoffs) or ``tool`` (results). Counts by role (``role_counts``)
+    count text messages by role and items by kind, so ``count("user")`` is the number of turns.
+    """
 
     role: str
     content: str
     agent: str = ""
     created_at: float = field(default_factory=time.time)
+    kind: str = MESSAGE
+    data: dict[str, Any] | None = None
+
+    @property
+    def counted_as(self) -> str:
+        """The key of ``role_counts`` this entry counts under."""
+        return self.role if self.kind == MESSAGE else self.kind
+
+    @property
+    def is_text(self) -> bool:
+        return self.kind == MESSAGE
+
+    def to_dict(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"role": self.role, "content": self.content, "agent": self.agent}
+        entry["created_at"] = self.created_at
+        if self.kind != MESSAGE:
+            entry["kind"] = self.kind
+            entry["data"] = self.data
+        return entry
 
     def to_json(self) -> str:
-        return _encode({"role": self.role, "content": self.content, "agent": self.agent, "created_at": self.created_at})
+        return _encode(self.to_dict())
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Message:
@@ -110,7 +144,14 @@ class Message:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Message:
-        return cls(data["role"], data["content"], data.get("agent", ""), data.get("created_at", 0.0))
+        return cls(
+            data["role"],
+            data["content"],
+            data.get("agent", ""),
+            data.get("created_at", 0.0),
+            data.get("kind", MESSAGE),
+            data.get("data"),
+        )
 
 
 @dataclass(frozen=True, slots=True)

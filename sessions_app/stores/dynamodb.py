@@ -437,7 +437,7 @@ class DynamoDBStore(SessionStore):
             raise VersionConflict(f"{key.session_id}: expected version {expected_version}, found {version}")
 
         for message in append:
-            counts[message.role] = counts.get(message.role, 0) + 1
+            counts[message.counted_as] = counts.get(message.counted_as, 0) + 1
         new_meta: dict[str, Any] = {
             **self._key(key, "meta"),
             "v": _n(version + 1),

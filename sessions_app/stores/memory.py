@@ -151,7 +151,7 @@ class InMemoryStore(SessionStore):
                 entry.runs[run_id] = len(entry.messages)
             entry.messages.extend(encoded)
             for message in append:
-                entry.role_counts[message.role] = entry.role_counts.get(message.role, 0) + 1
+                entry.role_counts[message.counted_as] = entry.role_counts.get(message.counted_as, 0) + 1
             for scope, values in changes.items():
                 bucket = entry.state.setdefault(scope, {})
                 for k, v in values.items():

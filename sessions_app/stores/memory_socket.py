@@ -66,7 +66,7 @@ _ERRORS: dict[str, type[Exception]] = {
 
 
 def _message(m: Message) -> list[Any]:
-    return [m.role, m.content, m.agent, m.created_at]
+    return [m.role, m.content, m.agent, m.created_at, m.kind, m.data]
 
 
 # --- the server ------------------------------------------------------------------------------------

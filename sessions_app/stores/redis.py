@@ -401,7 +401,7 @@ class RedisStore(SessionStore):
         args.append(len(append))
         args.extend(m.to_json() for m in append)
         if append:
-            roles = Counter(m.role for m in append)
+            roles = Counter(m.counted_as for m in append)
             args.append(len(roles))
             for pair in roles.items():
                 args.extend(pair)

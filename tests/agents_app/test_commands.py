@@ -11,6 +11,7 @@ from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from agents_app.models import Agent
+from agents_app.services import agent_create
 from sessions_app.models import ApiKey, Session, Tenant
 from tests.services import ROOT
 
@@ -93,3 +94,34 @@ def test_ensure_demo_prints_a_working_key_and_where_the_server_listens(transacti
     response = client.post("/run", {"agent": "echo", "message": "hi"}, format="json")
     assert response.status_code == 200, response.content
     assert Tenant.objects.get(slug="demo").name == "Demo"
+
+
+class Writes(io.StringIO):
+    """stdout that remembers each write, to see a reply arrive in pieces."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pieces: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.pieces.append(text)
+        return super().write(text)
+
+
+def test_chat_streams_the_reply_and_switches_agents_on_the_same_session(transactional_db, monkeypatch, model_server):
+    call_command("create_tenant", "demo", stdout=io.StringIO())
+    tenant = Tenant.objects.get(slug="demo")
+    agent_create(tenant=tenant, name="gpt", framework="openai_chat", config={"base_url": model_server.url, "model": "m"})
+    model_server.reply("one two three four")
+    script = "hello\n/agent ghost\n/agent gpt\nhow are you\n/agent echo\nback\n/quit\n"
+    monkeypatch.setattr(sys, "stdin", io.StringIO(script))
+    out = Writes()
+    call_command("chat", "--user", "ann", stdout=out)
+    text = out.getvalue()
+    assert "echo> echo[turns=1]: hello" in text
+    assert "gpt> one two three four" in text
+    assert "echo> echo[turns=3]: back" in text  # the same session: the gpt turn counted
+    pieces = ["echo[turns=1]: ", "one ", "two ", "three ", "four"]
+    assert all(piece in out.pieces for piece in pieces)  # written as they came, word by word
+    sent = model_server.last.body["messages"]
+    assert sent[0] == {"role": "user", "content": "hello"} and sent[-1] == {"role": "user", "content": "how are you"}

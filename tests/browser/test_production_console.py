@@ -7,7 +7,12 @@ import requests
 
 def test_the_login_page_loads_its_css_with_debug_off(start_platform, browser) -> None:
     platform = start_platform(
-        {"DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": "k3y-" + "x7" * 30, "DJANGO_ALLOWED_HOSTS": "127.0.0.1"}
+        {
+            "DJANGO_DEBUG": "false",
+            "DJANGO_SECRET_KEY": "k3y-" + "x7" * 30,
+            "AK_SECRETS_KEY": "s3c-" + "y8" * 20,
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+        }
     )
     browser.get(f"{platform.url}/admin/login/")
     sheets = browser.execute_script("return Array.from(document.styleSheets).map(s => s.href).filter(Boolean)")

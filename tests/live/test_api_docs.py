@@ -8,7 +8,7 @@ import requests
 
 
 def test_schema_and_offline_docs(start_platform) -> None:
-    platform = start_platform({"DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": "x" * 50})
+    platform = start_platform({"DJANGO_DEBUG": "false", "DJANGO_SECRET_KEY": "x" * 50, "AK_SECRETS_KEY": "y" * 40})
     schema = requests.get(f"{platform.url}/api/schema/?format=json", timeout=30)
     assert schema.status_code == 200
     document = schema.json()

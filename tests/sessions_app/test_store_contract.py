@@ -11,6 +11,8 @@ import pytest
 from sessions_app.stores.base import (
     DELETE,
     SHARED_SCOPE,
+    TOOL_CALL,
+    TOOL_RESULT,
     LockLost,
     Message,
     RunRevoked,
@@ -43,6 +45,22 @@ def test_commit_appends_and_raises_the_version(store: SessionStore, key: Session
     assert [m.role for m in snap.messages] == ["user", "assistant", "user"]
     assert snap.role_counts == {"user": 2, "assistant": 1}
     assert snap.messages[0].agent == "a" and snap.messages[0].created_at > 0
+
+
+def test_items_keep_their_kind_and_data_and_count_by_kind(store: SessionStore, key: SessionKey) -> None:
+    call = Message("assistant", 'get_weather({"city": "Paris"})', "a", kind=TOOL_CALL, data={"name": "get_weather"})
+    result = Message("tool", "18 °C", "a", kind=TOOL_RESULT, data={"call_id": "c1", "output": {"temp": 18.5}})
+    first = store.commit(key, expected_version=0, append=[*msgs("hi"), call, result, *msgs("warm", role="assistant")])
+    assert first.role_counts == {"user": 1, "assistant": 1, TOOL_CALL: 1, TOOL_RESULT: 1}
+    for entries in (store.load(key, window=10).messages, store.history(key)):
+        assert [(m.kind, m.role) for m in entries] == [
+            ("message", "user"),
+            (TOOL_CALL, "assistant"),
+            (TOOL_RESULT, "tool"),
+            ("message", "assistant"),
+        ]
+        assert entries[1].data == {"name": "get_weather"} and entries[2].data["output"] == {"temp": 18.5}
+        assert entries[0].data is None and entries[2].content == "18 °C"
 
 
 def test_a_commit_records_the_run_that_made_it(store: SessionStore, key: SessionKey) -> None:

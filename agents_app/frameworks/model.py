@@ -1,0 +1,89 @@
+"""What every adapter that calls a model server shares: its config keys, its API key, its errors.
+
+An agent names its model server with data only::
+
+    {"base_url": "https://api.openai.com/v1", "model": "gpt-4o-mini",
+     "api_key": {"secret": "openai"}, "temperature": 0.2, "max_tokens": 512}
+
+``api_key`` names one of the tenant's secrets; its value is read (decrypted) by the run that calls
+the server, and never written to a config, a log line or an error.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from agents_app.frameworks.base import ConfigError
+from agents_app.outbound import model_url_refusal
+from akplatform.aio import db
+from sessions_app.core import SessionView
+
+MODEL_KEYS = frozenset({"base_url", "model", "api_key", "temperature", "max_tokens"})
+SECRET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+class ModelError(Exception):
+    """The model server failed, timed out or answered something that is not a model's answer.
+    Its message says what happened and never carries the API key."""
+
+
+def validate_model_keys(config: dict[str, Any]) -> None:
+    """Check the model keys of ``config`` (``base_url``, ``model``, ``api_key``, ``temperature``,
+    ``max_tokens``); raise ``ConfigError`` naming the bad one."""
+    base_url = config.get("base_url")
+    if not isinstance(base_url, str) or not re.match(r"^https?://[^/\s]+", base_url):
+        raise ConfigError("base_url", "required: the API root, e.g. https://api.openai.com/v1")
+    model = config.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise ConfigError("model", "required: the model name to send")
+    if "api_key" in config:
+        secret_name(config["api_key"])
+    temperature = config.get("temperature")
+    if temperature is not None and (
+        isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 <= temperature <= 2
+    ):
+        raise ConfigError("temperature", "must be a number from 0 to 2")
+    max_tokens = config.get("max_tokens")
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+        raise ConfigError("max_tokens", "must be a positive integer")
+
+
+def secret_name(reference: Any) -> str:
+    """The secret an ``api_key`` names: ``{"secret": NAME}``. A literal key is refused: a config
+    is data anyone who can read the agent sees, never the place of a secret's value."""
+    if isinstance(reference, dict) and set(reference) == {"secret"}:
+        name = reference["secret"]
+        if isinstance(name, str) and SECRET_NAME.match(name):
+            return name
+    raise ConfigError("api_key", 'must be {"secret": NAME}, naming one of the tenant\'s secrets (POST /secrets)')
+
+
+def check_base_url(config: dict[str, Any]) -> None:
+    """Refuse a ``base_url`` on a loopback, private or link-local address (unless
+    ``AK_AGENTS__ALLOW_PRIVATE_URLS``)."""
+    refusal = model_url_refusal(config["base_url"])
+    if refusal is not None:
+        raise ConfigError("base_url", refusal)
+
+
+async def api_key(session: SessionView, config: dict[str, Any]) -> str | None:
+    """The value of the secret the config's ``api_key`` names, decrypted for this run (None
+    without one). Raises ``ModelError`` when the tenant has no such secret."""
+    from agents_app.secrets import SecretMissing
+    from agents_app.selectors import secret_value
+
+    if "api_key" not in config:
+        return None
+    name = secret_name(config["api_key"])
+    if session.key is None:
+        raise ModelError(f"the secret {name!r} has no tenant to belong to outside a session's run")
+    try:
+        return await db(secret_value, tenant_slug=session.key.tenant, name=name)
+    except SecretMissing as exc:
+        raise ModelError(str(exc)) from None
+
+
+def redacted(text: str, secret: str | None) -> str:
+    """``text`` without ``secret`` in it (a server's error may quote the key it was sent)."""
+    return text.replace(secret, "***") if secret else text

@@ -1,0 +1,195 @@
+"""``openai_chat``: an agent that talks to any server speaking OpenAI's Chat Completions API.
+
+OpenAI, vLLM, Ollama, llama.cpp's server, LiteLLM... Config (see CONTRACT.md)::
+
+    {"base_url": "http://127.0.0.1:11434/v1", "model": "llama3.2", "api_key": {"secret": "ollama"},
+     "system_prompt": "You are terse.", "temperature": 0.2, "max_tokens": 256, "history": 20}
+
+A run sends the system prompt, the session's latest ``history`` text messages (``user`` and
+``assistant``, in order) and the new message to ``<base_url>/chat/completions``, and returns the
+assistant's content. When the run is streamed (to a client, or to its event log) it asks for a
+streamed answer and passes each piece on as it comes. The call goes through
+``agents_app.outbound`` (public addresses only, no redirects, a timeout, a size cap) on the
+event loop: a run waiting for its model holds no thread. A server that fails, times out or
+answers nonsense raises ``ModelError``: the run fails (``agent_failed``) and commits nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import orjson
+from django.conf import settings
+
+from agents_app.frameworks.base import AgentLike, ConfigError, Framework, Reply, Usage
+from agents_app.frameworks.model import (
+    MODEL_KEYS,
+    ModelError,
+    api_key,
+    check_base_url,
+    redacted,
+    validate_model_keys,
+)
+from agents_app.outbound import MAX_MODEL_ANSWER_BYTES, Refused, shared_client
+from sessions_app.core import SessionView
+
+DEFAULT_HISTORY = 20
+MAX_HISTORY = 500
+KEYS = MODEL_KEYS | {"system_prompt", "history"}
+
+
+class OpenAIChatFramework(Framework):
+    name = "openai_chat"
+
+    def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        config = super().validate_config(config)
+        unknown = set(config) - KEYS
+        if unknown:
+            raise ConfigError(sorted(unknown)[0], "unknown option for the openai_chat framework")
+        validate_model_keys(config)
+        if "system_prompt" in config and not isinstance(config["system_prompt"], str):
+            raise ConfigError("system_prompt", "must be a string")
+        history = config.get("history", DEFAULT_HISTORY)
+        if isinstance(history, bool) or not isinstance(history, int) or not 0 <= history <= MAX_HISTORY:
+            raise ConfigError("history", f"must be an integer from 0 to {MAX_HISTORY}")
+        return config
+
+    def check_runnable(self, config: dict[str, Any]) -> None:
+        check_base_url(config)
+
+    def window_for(self, config: dict[str, Any]) -> int:
+        # Room for items (tool calls of other agents on the session) between the text messages.
+        return 2 * config.get("history", DEFAULT_HISTORY)
+
+    async def run(self, agent: AgentLike, session: SessionView, message: str) -> Reply:
+        config = agent.config
+        key = await api_key(session, config)
+        body: dict[str, Any] = {"model": config["model"], "messages": chat_messages(config, session, message)}
+        for option in ("temperature", "max_tokens"):
+            if config.get(option) is not None:
+                body[option] = config[option]
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        url = config["base_url"].rstrip("/") + "/chat/completions"
+        try:
+            if session.streaming:
+                body.update(stream=True, stream_options={"include_usage": True})
+                return await _streamed(url, body, headers, session)
+            return await _plain(url, body, headers)
+        except Refused as exc:
+            raise ModelError(f"the model server is refused: {exc}") from None
+        except httpx.TimeoutException:
+            raise ModelError(f"the model server did not answer within {settings.AK_AGENTS['TIMEOUT']:g} s") from None
+        except httpx.HTTPError as exc:
+            raise ModelError(redacted(f"the model server could not be reached: {type(exc).__name__}", key)) from None
+        except ModelError as exc:
+            raise ModelError(redacted(str(exc), key)) from None
+
+
+def chat_messages(config: dict[str, Any], session: SessionView, message: str) -> list[dict[str, str]]:
+    """The request's messages: the system prompt, the latest ``history`` text messages of the
+    session, the new user message."""
+    sent: list[dict[str, str]] = []
+    if config.get("system_prompt"):
+        sent.append({"role": "system", "content": config["system_prompt"]})
+    history = config.get("history", DEFAULT_HISTORY)
+    if history:
+        sent.extend({"role": m.role, "content": m.content} for m in session.text_messages()[-history:])
+    sent.append({"role": "user", "content": message})
+    return sent
+
+
+async def _plain(url: str, body: dict[str, Any], headers: dict[str, str]) -> Reply:
+    async with shared_client().stream("POST", url, json=body, headers=headers) as response:
+        raw = await _read_capped(response)
+    _check_status(response.status_code, raw)
+    answer = _json(raw)
+    try:
+        content = answer["choices"][0]["message"].get("content") or ""
+    except (KeyError, IndexError, TypeError, AttributeError):
+        raise ModelError("the model server's answer has no choices[0].message") from None
+    if not isinstance(content, str):
+        raise ModelError("the model server's answer is not text")
+    return Reply(content, _usage(answer.get("usage")))
+
+
+async def _streamed(url: str, body: dict[str, Any], headers: dict[str, str], session: SessionView) -> Reply:
+    pieces: list[str] = []
+    usage: Usage | None = None
+    finished = False
+    async with shared_client().stream("POST", url, json=body, headers=headers) as response:
+        if response.status_code >= 400:
+            _check_status(response.status_code, await _read_capped(response))
+        async for chunk in _sse_data(response):
+            if chunk == b"[DONE]":
+                finished = True
+                break
+            data = _json(chunk)
+            usage = _usage(data.get("usage")) or usage
+            for choice in data.get("choices") or ():
+                text = (choice.get("delta") or {}).get("content")
+                if isinstance(text, str) and text:
+                    pieces.append(text)
+                    session.emit_delta(text)
+                if choice.get("finish_reason"):
+                    finished = True
+    if not finished:
+        raise ModelError("the model server's stream ended before the answer did")
+    return Reply("".join(pieces), usage)
+
+
+async def _sse_data(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The ``data:`` payloads of a Server-Sent Events answer, capped in size."""
+    read = 0
+    buffer = b""
+    async for block in response.aiter_bytes():
+        read += len(block)
+        if read > MAX_MODEL_ANSWER_BYTES:
+            raise ModelError(f"the model server's answer is over {MAX_MODEL_ANSWER_BYTES} bytes")
+        buffer += block
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            line = line.rstrip(b"\r")
+            if line.startswith(b"data:"):
+                yield line[5:].strip()
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    body = b""
+    async for block in response.aiter_bytes():
+        body += block
+        if len(body) > MAX_MODEL_ANSWER_BYTES:
+            raise ModelError(f"the model server's answer is over {MAX_MODEL_ANSWER_BYTES} bytes")
+    return body
+
+
+def _check_status(status: int, raw: bytes) -> None:
+    if status < 400:
+        return
+    detail = ""
+    try:
+        error = orjson.loads(raw).get("error")
+        detail = error.get("message", "") if isinstance(error, dict) else str(error or "")
+    except (orjson.JSONDecodeError, AttributeError):
+        detail = raw[:200].decode(errors="replace")
+    raise ModelError(f"the model server answered {status}" + (f": {detail[:300]}" if detail else ""))
+
+
+def _json(raw: bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ModelError("the model server's answer is not JSON") from None
+    if not isinstance(data, dict):
+        raise ModelError("the model server's answer is not a JSON object")
+    return data
+
+
+def _usage(usage: Any) -> Usage | None:
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    if not isinstance(prompt, int) or not isinstance(completion, int):
+        return None
+    return Usage(prompt, completion)
