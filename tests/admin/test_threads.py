@@ -12,6 +12,7 @@ from sessions_app.core import Session as StoreSession
 from sessions_app.models import Session, Thread
 from sessions_app.selectors import session_key
 from sessions_app.stores import get_store
+from sessions_app.stores.base import TOOL_CALL, TOOL_RESULT, Message
 
 THREADS = "/admin/sessions_app/thread/"
 
@@ -80,6 +81,22 @@ def test_thread_page_renders_the_conversation_state_and_runs(staff_a, tenant_a, 
     assert [(k.key, k.size) for k in conversation.state["echo"]] == [("mood", len('"calm"'))]
     assert len(page.context["thread_runs"]) == 2
     assert body.count('class="run"') == 2
+
+
+def test_thread_page_shows_tool_calls_and_results_readably(staff_a, tenant_a, converse) -> None:
+    session = converse(tenant_a, turns=1)
+    items = [
+        Message("user", "weather in Paris?", "helper"),
+        Message("assistant", 'get_weather({"city": "Paris"})', "helper", kind=TOOL_CALL, data={"name": "get_weather"}),
+        Message("tool", "18 °C <sunny>", "helper", kind=TOOL_RESULT, data={"call_id": "c1", "output": "18 °C"}),
+        Message("assistant", "It is 18 °C.", "helper"),
+    ]
+    get_store().commit(session_key(session), expected_version=None, append=items)
+    page = staff_a.get(thread_url(session)).content.decode()
+    assert 'class="message role-assistant item kind-tool_call"' in page
+    assert 'get_weather({&quot;city&quot;: &quot;Paris&quot;})' in page  # escaped, readable
+    assert "18 °C &lt;sunny&gt;" in page and '&quot;call_id&quot;: &quot;c1&quot;' in page
+    assert '<span class="kind">tool_result</span>' in page
 
 
 def test_thread_page_pages_through_a_long_history(staff_a, tenant_a, long_thread) -> None:

@@ -7,12 +7,33 @@ import pytest
 from agents_app.models import Run
 from sessions_app.models import Session, Thread
 from sessions_app.stores import get_store
-from sessions_app.stores.base import SHARED_SCOPE, SessionKey
+from sessions_app.stores.base import HANDOFF, SHARED_SCOPE, TOOL_CALL, Message, SessionKey
 
 
 @pytest.fixture(params=["in_memory", "redis", "dynamodb"])
 def backend(request, make_store, use_store):
     return use_store(make_store(request.param))
+
+
+def test_text_messages_keep_their_shape_and_items_add_kind_and_data(alice, backend) -> None:
+    alice.post("/run", {"agent": "echo", "message": "hi", "session_id": "items"})
+    call = Message("assistant", "lookup({})", "planner", kind=TOOL_CALL, data={"name": "lookup", "arguments": {}})
+    handoff = Message("assistant", "planner → echo", "planner", kind=HANDOFF, data={"from": "planner", "to": "echo"})
+    backend.commit(SessionKey(alice.tenant.slug, "items"), expected_version=None, append=[call, handoff])
+    shown = alice.get("/sessions/items/messages").json()["messages"]
+    assert [set(m) for m in shown[:2]] == [{"role", "content", "agent", "created_at"}] * 2
+    assert shown[2] | {"created_at": None} == {
+        "role": "assistant",
+        "content": "lookup({})",
+        "agent": "planner",
+        "created_at": None,
+        "kind": "tool_call",
+        "data": {"name": "lookup", "arguments": {}},
+    }
+    assert shown[3]["kind"] == "handoff" and shown[3]["data"]["to"] == "echo"
+    assert alice.post("/run", {"agent": "echo", "message": "again", "session_id": "items"}).json()["result"] == (
+        "echo[turns=2]: again"  # items are not turns
+    )
 
 
 def test_messages_page_with_a_cursor(alice, backend) -> None:
