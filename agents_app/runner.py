@@ -197,13 +197,16 @@ class Runner:
                 events.started()
             asked_at = time.time()
             answer = await self._adapter(framework.run(agent, view, prompt), cancelled, time_limit)
-            reply, usage = (answer.text, answer.usage) if isinstance(answer, Reply) else (answer, None)
+            if isinstance(answer, Reply):
+                reply, usage, author = answer.text, answer.usage, answer.agent or agent.name
+            else:
+                reply, usage, author = answer, None, agent.name
             if events is not None and not view.streamed:
                 events.delta(reply)
             messages = [
                 Message(role="user", content=prompt, agent=agent.name, created_at=asked_at),
                 *view.items,
-                Message(role="assistant", content=reply, agent=agent.name),
+                Message(role="assistant", content=reply, agent=author),
             ]
             await keep_alive.stop()  # the adapter is done: the lease covers the commit
             commit = await self._io(

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from datetime import datetime
+from typing import Any
 
 from django.db.models import Q, QuerySet
 from django.http import Http404
@@ -23,6 +24,12 @@ from sessions_app.stores.base import Event, SessionKey, SessionStore
 def agent_list(*, tenant: Tenant) -> QuerySet[Agent]:
     """The tenant's agents, by name."""
     return Agent.objects.filter(tenant=tenant).order_by("name")
+
+
+def agent_configs(*, tenant_slug: str, names: Collection[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+    """``{name: (framework, config)}`` of those of ``names`` the tenant has (one query)."""
+    rows = Agent.objects.filter(tenant__slug=tenant_slug, name__in=list(names))
+    return {name: (framework, config) for name, framework, config in rows.values_list("name", "framework", "config")}
 
 
 def secret_list(*, tenant: Tenant) -> QuerySet[Secret]:

@@ -374,6 +374,9 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body are separate writes: without TCP_NODELAY, Nagle's algorithm and the
+    # client's delayed ACK hold every answer ~40 ms.
+    disable_nagle_algorithm = True
     server: _HTTPServer
 
     def setup(self) -> None:

@@ -46,6 +46,8 @@ class Reply:
 
     text: str
     usage: Usage | None = None
+    #: The agent that wrote the reply, when it is not the one that was run (after a handoff).
+    agent: str | None = None
 
 
 class ConfigError(ValueError):

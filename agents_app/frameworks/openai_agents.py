@@ -1,0 +1,322 @@
+"""``openai_agents``: an agent of the OpenAI Agents SDK, configured by data, not code.
+
+Config::
+
+    {"instructions": "You triage support questions.",
+     "base_url": "https://api.openai.com/v1", "model": "gpt-4o-mini", "api_key": {"secret": "openai"},
+     "temperature": 0.2, "max_tokens": 512,
+     "tools": ["get_weather"], "handoffs": ["billing"], "history": 20, "max_turns": 10}
+
+- the model keys are ``openai_chat``'s: the SDK talks Chat Completions to ``base_url`` through
+  the platform's guarded client (``agents_app.outbound``), so any OpenAI-compatible server works;
+- ``tools`` are names the deployment declares (``AK_AGENTS__TOOLS``, see ``tools.py``);
+- ``handoffs`` name the tenant's other ``openai_agents`` agents; each keeps its own model, key,
+  instructions and tools. The agents reachable through handoffs (at most ``MAX_AGENTS``, cycles
+  allowed) are loaded when the agent runs: a name that is not one of them fails the run;
+- ``history``: how many of the session's latest items (messages, tool calls and results,
+  handoffs) the model sees; ``max_turns``: model calls a run may make before it fails.
+
+History comes from the run's window through the SDK's ``Session`` protocol
+(``openai_agents_session.WindowSession``), and what the run produced (tool calls, their results,
+handoffs) goes back to the session as items, committed with the reply, or not at all when the run
+fails. The agent a run ended on (after handoffs) is remembered in the entry agent's own state
+(``current_agent``) and the session's next turn of that agent starts there. Tracing (to OpenAI)
+stays off unless ``AK_AGENTS__OPENAI_TRACING``. The SDK is imported when an agent runs: the
+platform starts without it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+
+from agents_app.frameworks.base import AgentLike, ConfigError, Framework, Reply, Usage
+from agents_app.frameworks.model import (
+    MODEL_KEYS,
+    ModelError,
+    api_key,
+    check_base_url,
+    redacted,
+    validate_model_keys,
+)
+from agents_app.frameworks.openai_agents_session import HandoffTool, WindowSession
+from agents_app.frameworks.tools import UnknownTool, tool_names, tools_named
+from agents_app.outbound import Refused, shared_client
+from akplatform.aio import db
+from sessions_app.core import SessionView
+
+DEFAULT_HISTORY = 20
+MAX_HISTORY = 500
+DEFAULT_MAX_TURNS = 10
+MAX_MAX_TURNS = 50
+#: Most agents one run may reach: its own and those its handoffs lead to.
+MAX_AGENTS = 10
+KEYS = MODEL_KEYS | {"instructions", "tools", "handoffs", "history", "max_turns"}
+#: The key of the entry agent's own state naming the agent its session's next turn starts with.
+CURRENT_AGENT = "current_agent"
+#: Between the texts of two model answers of one run (e.g. before a tool call, then after it).
+SEPARATOR = "\n\n"
+SDK_MISSING = "the OpenAI Agents SDK is not installed: pip install -r requirements/openai_agents.txt"
+AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+class OpenAIAgentsFramework(Framework):
+    name = "openai_agents"
+
+    def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        config = super().validate_config(config)
+        unknown = set(config) - KEYS
+        if unknown:
+            raise ConfigError(sorted(unknown)[0], "unknown option for the openai_agents framework")
+        validate_model_keys(config)
+        if "instructions" in config and not isinstance(config["instructions"], str):
+            raise ConfigError("instructions", "must be a string")
+        _check_tools(config.get("tools", []))
+        _check_handoffs(config.get("handoffs", []))
+        _check_int(config, "history", DEFAULT_HISTORY, 0, MAX_HISTORY)
+        _check_int(config, "max_turns", DEFAULT_MAX_TURNS, 1, MAX_MAX_TURNS)
+        return config
+
+    def check_runnable(self, config: dict[str, Any]) -> None:
+        try:
+            import agents  # noqa: F401
+        except ImportError:
+            raise ConfigError("framework", SDK_MISSING) from None
+        try:
+            tools_named(config.get("tools", []))
+        except UnknownTool as exc:
+            raise ConfigError("tools", str(exc)) from None
+        check_base_url(config)
+
+    def window_for(self, config: dict[str, Any]) -> int:
+        return config.get("history", DEFAULT_HISTORY)
+
+    async def run(self, agent: AgentLike, session: SessionView, message: str) -> Reply:
+        """Run the agent the session's last turn ended on (or ``agent``) with the SDK's runner."""
+        try:
+            from agents import RunConfig
+        except ImportError:
+            raise ModelError(SDK_MISSING) from None
+        team = await Team.load(agent, session)
+        start = team.agents.get(session.get(CURRENT_AGENT, agent.name)) or team.agents[agent.name]
+        memory = WindowSession(
+            session,
+            history=agent.config.get("history", DEFAULT_HISTORY),
+            handoffs=team.handoff_tools,
+            first=start.name,
+        )
+        run_config = RunConfig(tracing_disabled=not settings.AK_AGENTS["OPENAI_TRACING"])
+        max_turns = agent.config.get("max_turns", DEFAULT_MAX_TURNS)
+        try:
+            if session.streaming:
+                result, text = await _streamed(start, message, session, memory, run_config, max_turns)
+            else:
+                result, text = await _plain(start, message, memory, run_config, max_turns)
+        except Exception as exc:
+            raise ModelError(_failure(exc, max_turns, team.keys)) from None
+        memory.flush()
+        if session.get(CURRENT_AGENT, agent.name) != result.last_agent.name:
+            session.set(CURRENT_AGENT, result.last_agent.name)
+        return Reply(text, _usage(result), agent=result.last_agent.name)
+
+
+def _check_tools(tools: Any) -> None:
+    if not isinstance(tools, list) or not all(isinstance(name, str) for name in tools):
+        raise ConfigError("tools", "must be a list of tool names")
+    declared = tool_names()
+    for name in tools:
+        if name not in declared:
+            offered = ", ".join(declared) or "none"
+            raise ConfigError("tools", f"unknown tool {name!r}; this deployment declares: {offered}")
+    if len(set(tools)) != len(tools):
+        raise ConfigError("tools", "names a tool twice")
+
+
+def _check_handoffs(handoffs: Any) -> None:
+    if not isinstance(handoffs, list) or not all(isinstance(n, str) and AGENT_NAME.match(n) for n in handoffs):
+        raise ConfigError("handoffs", "must be a list of the names of the tenant's openai_agents agents")
+    if len(set(handoffs)) != len(handoffs):
+        raise ConfigError("handoffs", "names an agent twice")
+    if len(handoffs) >= MAX_AGENTS:
+        raise ConfigError("handoffs", f"at most {MAX_AGENTS - 1} agents")
+
+
+def _check_int(config: dict[str, Any], key: str, default: int, low: int, high: int) -> None:
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(key, f"must be an integer from {low} to {high}")
+
+
+@dataclass
+class Team:
+    """The SDK agents one run may use: the entry agent and those its handoffs reach."""
+
+    #: SDK ``Agent`` by name (the tenant's agent names).
+    agents: dict[str, Any]
+    #: Every handoff tool of those agents, by the tool's name.
+    handoff_tools: dict[str, HandoffTool] = field(default_factory=dict)
+    #: The API keys the run sends (to keep them out of its errors).
+    keys: list[str] = field(default_factory=list)
+
+    @classmethod
+    async def load(cls, agent: AgentLike, session: SessionView) -> Team:
+        """Load the agents reachable from ``agent`` and build each (its model, key, tools).
+        Raises ``ModelError`` for a handoff that names no ``openai_agents`` agent, or an
+        unknown tool."""
+        configs = {agent.name: agent.config}
+        if agent.config.get("handoffs"):
+            if session.key is None:
+                raise ModelError("handoffs name the tenant's agents: they need a session's tenant")
+            configs = await db(_reachable, tenant_slug=session.key.tenant, entry=agent.name, config=agent.config)
+        team = cls(agents={})
+        secrets: dict[str, str | None] = {}
+        for name, config in configs.items():
+            name_of_secret = str(config.get("api_key"))
+            if name_of_secret not in secrets:
+                secrets[name_of_secret] = await api_key(session, config)
+            key = secrets[name_of_secret]
+            team.agents[name] = _sdk_agent(name, config, key)
+            if key:
+                team.keys.append(key)
+        team._wire(configs)
+        return team
+
+    def _wire(self, configs: dict[str, dict[str, Any]]) -> None:
+        """Give each agent its handoffs (after all are built: handoffs may go round, A→B→A)."""
+        from agents import handoff
+
+        for name, config in configs.items():
+            for target in config.get("handoffs", []):
+                made = handoff(self.agents[target])
+                known = self.handoff_tools.get(made.tool_name)
+                if known is not None and known.agent != target:
+                    raise ModelError(f"the handoffs to {known.agent!r} and {target!r} have one tool name")
+                self.handoff_tools[made.tool_name] = HandoffTool(target, made.get_transfer_message(self.agents[target]))
+                self.agents[name].handoffs.append(made)
+
+
+def _reachable(*, tenant_slug: str, entry: str, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The configs of ``entry`` and of every agent its handoffs reach, by name (a query per
+    step). Raises ``ModelError`` for a name that is not the tenant's ``openai_agents`` agent,
+    or when more than ``MAX_AGENTS`` are reachable."""
+    from agents_app.selectors import agent_configs
+
+    configs = {entry: config}
+    wanted = _unknown(config.get("handoffs", []), configs)
+    while wanted:
+        found = agent_configs(tenant_slug=tenant_slug, names=wanted)
+        for name in wanted:
+            if name not in found:
+                raise ModelError(f"the handoff {name!r} names no agent of the tenant (one of its openai_agents agents)")
+            framework, target = found[name]
+            if framework != OpenAIAgentsFramework.name:
+                raise ModelError(f"the handoff {name!r} names an agent of framework {framework}, not openai_agents")
+            configs[name] = target
+        if len(configs) > MAX_AGENTS:
+            raise ModelError(f"more than {MAX_AGENTS} agents are reachable through handoffs")
+        wanted = _unknown((t for name in wanted for t in configs[name].get("handoffs", [])), configs)
+    return configs
+
+
+def _unknown(names: Iterable[str], known: Collection[str]) -> list[str]:
+    return sorted({name for name in names if name not in known})
+
+
+def _sdk_agent(name: str, config: dict[str, Any], key: str | None) -> Any:
+    """The SDK ``Agent`` for an agent's config: its model over the platform's guarded client."""
+    import httpx2
+    from agents import Agent, ModelSettings, OpenAIChatCompletionsModel
+    from openai import AsyncOpenAI
+
+    client = AsyncOpenAI(
+        base_url=config["base_url"],
+        api_key=key or "unused",  # the SDK wants one; a server without keys ignores it
+        http_client=shared_client(http=httpx2),
+        max_retries=0,
+        timeout=settings.AK_AGENTS["TIMEOUT"],
+    )
+    try:
+        tools = tools_named(config.get("tools", []))
+    except UnknownTool as exc:
+        raise ModelError(str(exc)) from None
+    return Agent(
+        name=name,
+        instructions=config.get("instructions") or None,
+        model=OpenAIChatCompletionsModel(model=config["model"], openai_client=client),
+        model_settings=ModelSettings(
+            temperature=config.get("temperature"), max_tokens=config.get("max_tokens"), include_usage=True
+        ),
+        tools=tools,
+        handoffs=[],
+    )
+
+
+async def _plain(start: Any, message: str, memory: WindowSession, run_config: Any, max_turns: int) -> tuple[Any, str]:
+    from agents import ItemHelpers, MessageOutputItem, Runner
+
+    result = await Runner.run(start, message, session=memory, run_config=run_config, max_turns=max_turns)
+    texts = [ItemHelpers.text_message_output(i) for i in result.new_items if isinstance(i, MessageOutputItem)]
+    return result, SEPARATOR.join(text for text in texts if text)
+
+
+async def _streamed(
+    start: Any, message: str, session: SessionView, memory: WindowSession, run_config: Any, max_turns: int
+) -> tuple[Any, str]:
+    """Run streamed, passing the text of the model's answers on as it comes. The reply is what
+    was passed on: the answers' texts, ``SEPARATOR`` between two of them."""
+    from agents import Runner
+    from openai.types.responses import ResponseCreatedEvent, ResponseTextDeltaEvent
+
+    result = Runner.run_streamed(start, message, session=memory, run_config=run_config, max_turns=max_turns)
+    pieces: list[str] = []
+    new_answer = True
+    try:
+        async for event in result.stream_events():
+            if event.type != "raw_response_event":
+                continue
+            if isinstance(event.data, ResponseCreatedEvent):
+                new_answer = True
+            elif isinstance(event.data, ResponseTextDeltaEvent) and event.data.delta:
+                for piece in ([SEPARATOR] if new_answer and pieces else []) + [event.data.delta]:
+                    pieces.append(piece)
+                    session.emit_delta(piece)
+                new_answer = False
+    except BaseException:
+        result.cancel()
+        raise
+    return result, "".join(pieces)
+
+
+def _usage(result: Any) -> Usage | None:
+    usage = result.context_wrapper.usage
+    if not usage.input_tokens and not usage.output_tokens:
+        return None  # the server reported none
+    return Usage(usage.input_tokens, usage.output_tokens)
+
+
+def _failure(exc: Exception, max_turns: int, keys: list[str]) -> str:
+    """What failed, for the run's error: without the API keys the run sent."""
+    import openai
+    from agents.exceptions import MaxTurnsExceeded
+
+    if isinstance(exc, MaxTurnsExceeded):
+        text = f"the run reached max_turns ({max_turns} model calls) without a final answer"
+    elif isinstance(exc, openai.APITimeoutError):
+        text = f"the model server did not answer within {settings.AK_AGENTS['TIMEOUT']:g} s"
+    elif isinstance(exc, openai.APIStatusError):
+        detail = exc.body.get("message") if isinstance(exc.body, dict) else None
+        text = f"the model server answered {exc.status_code}: {str(detail or exc.message)[:300]}"
+    elif isinstance(exc.__cause__, Refused) or isinstance(exc, Refused):
+        text = f"the model server is refused: {exc.__cause__ if isinstance(exc.__cause__, Refused) else exc}"
+    elif isinstance(exc, openai.APIConnectionError):
+        cause = exc.__cause__
+        text = f"the model server could not be reached: {type(cause or exc).__name__}"
+    else:
+        text = f"the agent failed: {type(exc).__name__}: {str(exc)[:300]}"
+    for key in keys:
+        text = redacted(text, key)
+    return text

@@ -1,0 +1,154 @@
+"""A tool-calling agent's turn as history grows, side by side with Agent Kernel (``history.py --agents``).
+
+One turn of an ``openai_agents`` agent with a tool: the model asks for ``get_weather``, the tool
+answers, the model replies (two model calls, a tool call and its result as items). Both sides talk
+to the same model server (the project's, answering at once, so what grows is what the history
+costs) over the same Redis, on sessions that already hold 10, 1,000 and 10,000 items:
+
+- the platform: ``runner.execute`` (lock, load the window, the SDK run, commit the new items);
+- Agent Kernel 0.9.5: its ``OpenAIModule`` and ``Runtime.run`` (load the pickled session, run
+  the SDK with every item as input, store the whole session again), in its own venv
+  (``AKV``, default ``~/.cache/ak-venv-0.9.5``, as ``../shared/bench/agentkernel/`` makes it);
+  skipped with a note when that venv is missing.
+
+Medians are printed with their ratio to the smallest session's; the goal is at most 1.2 for the
+platform.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from _common import Log, median, redis_url, table, unique_tenant
+from django.conf import settings
+
+from agents_app.frameworks import AgentSpec
+from agents_app.runner import Runner
+from sessions_app.stores import build_store
+from sessions_app.stores.base import TOOL_CALL, TOOL_RESULT, Message, SessionKey, SessionStore
+from tests.modelserver import ModelServer, Reply
+
+SIZES = (10, 1_000, 10_000)
+RUNS = 30
+GOAL = 1.2
+PROMPT = "What is the weather in Paris?"
+AKV = Path(os.environ.get("AKV", Path.home() / ".cache/ak-venv-0.9.5"))
+HERE = Path(__file__).resolve().parent
+
+
+def weather_model(body: dict) -> Reply:
+    """Ask for the tool first; once its result is in the request, answer with text."""
+    last = body["messages"][-1]
+    if last.get("role") == "tool":
+        return Reply("It is sunny in Paris today.")
+    return Reply(tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}}])
+
+
+def prior(n: int, agent: str) -> list[Message]:
+    """The entries ``n`` earlier turns of four entries each left (user, call, result, reply)."""
+    entries: list[Message] = []
+    for turn in range(n // 4 + 1):
+        call = f"call_{turn}"
+        entries += [
+            Message("user", f"user message {turn}: " + "x" * 150, agent),
+            Message(
+                "assistant",
+                'get_weather({"city": "Paris"})',
+                agent,
+                kind=TOOL_CALL,
+                data={"call_id": call, "name": "get_weather", "arguments": '{"city": "Paris"}'},
+            ),
+            Message("tool", "It is sunny in Paris.", agent, kind=TOOL_RESULT, data={"call_id": call, "output": "x"}),
+            Message("assistant", f"assistant message {turn}: " + "y" * 150, agent),
+        ]
+    return entries[:n]
+
+
+def seed(store: SessionStore, key: SessionKey, entries: list[Message]) -> None:
+    for first in range(0, len(entries), 1_000):
+        store.commit(key, expected_version=None, append=entries[first : first + 1_000])
+
+
+async def platform_turns(store: SessionStore, model_url: str, sizes: Sequence[int], runs: int) -> dict[int, list]:
+    config = {"base_url": model_url, "model": "bench-model", "tools": ["get_weather"]}
+    agent = AgentSpec("weather", "openai_agents", config)
+    runner = Runner(store=store)
+    tenant = unique_tenant("agentbench")
+    keys = {size: SessionKey(tenant, f"agent-{size}") for size in sizes}
+    for size, key in keys.items():
+        seed(store, key, prior(size, agent.name))
+        await runner.execute(agent, key, PROMPT)  # warm-up
+    samples: dict[int, list[float]] = {size: [] for size in sizes}
+    order = list(sizes)
+    for _ in range(runs):
+        random.shuffle(order)
+        for size in order:
+            started = time.perf_counter()
+            outcome = await runner.execute(agent, keys[size], PROMPT)
+            samples[size].append((time.perf_counter() - started) * 1000)
+            assert outcome.reply == "It is sunny in Paris today.", outcome.reply
+    for key in keys.values():
+        store.delete(key)
+    return samples
+
+
+def agentkernel_turns(model_url: str, redis: str, sizes: Sequence[int], runs: int, log: Log) -> dict[int, dict]:
+    python = AKV / "bin/python"
+    if not python.exists():
+        log(f"no Agent Kernel venv at {AKV}: run ../shared/bench/agentkernel/compare.sh once to make it")
+        return {}
+    ak_redis = redis.rsplit("/", 1)[0] + "/3"
+    script = str(HERE / "agentkernel_turn.py")  # -P: bench/queue.py must not hide the stdlib's queue
+    command = [str(python), "-P", script, model_url, ak_redis, ",".join(map(str, sizes)), str(runs)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=3600, cwd=HERE.parent)
+    if done.returncode != 0:
+        log(f"Agent Kernel's side failed: {done.stderr[-2000:]}")
+        return {}
+    results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    return {r["size"]: r for r in results}
+
+
+def run(sizes: Sequence[int] = SIZES, runs: int = RUNS, log: Log | None = None) -> int:
+    log = log or Log(False)
+    settings.AK_AGENTS["TOOLS"].setdefault("get_weather", "tests.agent_tools.get_weather")
+    with ModelServer() as model, redis_url(log) as redis:
+        model.reply_with(weather_model)
+        store = build_store("redis", ttl=3600, url=redis)
+        log(f"platform: {runs} tool-calling turns per size on sessions of {', '.join(f'{s:,}' for s in sizes)} items")
+        ours = asyncio.run(platform_turns(store, model.url, sizes, runs))
+        log("Agent Kernel: the same turns")
+        theirs = agentkernel_turns(model.url, redis, sizes, runs, log)
+        store.close()
+    rows = []
+    base = median(ours[sizes[0]])
+    ak_base = median(theirs[sizes[0]]["samples_ms"]) if theirs else 0
+    ak_store_base = median(theirs[sizes[0]]["store_ms"]) if theirs else 0
+    for size in sizes:
+        row = [f"{size:,}", f"{median(ours[size]):.1f}", f"{median(ours[size]) / base:.2f}"]
+        if theirs:
+            ak = theirs[size]
+            row += [
+                f"{median(ak['samples_ms']):.1f}",
+                f"{median(ak['samples_ms']) / ak_base:.2f}",
+                f"{median(ak['store_ms']):.1f}",
+                f"{median(ak['store_ms']) / ak_store_base:.2f}",
+                f"{ak['pickle_bytes']:,}",
+            ]
+        rows.append(row)
+    headers = ["prior items", "platform ms", "ratio"]
+    if theirs:
+        headers += ["Agent Kernel ms", "ratio", "its load+store ms", "ratio", "its pickle bytes"]
+    print("a tool-calling openai_agents turn (2 model calls, a tool) on the Redis store, median of", runs)
+    print("")
+    print(table(headers, rows))
+    worst = max(median(ours[s]) / base for s in sizes)
+    print("")
+    print(f"platform: {'flat' if worst <= GOAL else 'NOT flat'}: max ratio {worst:.2f} (goal <= {GOAL})")
+    return 0

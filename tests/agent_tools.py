@@ -1,0 +1,25 @@
+"""Tools the tests declare in ``AK_AGENTS["TOOLS"]`` for ``openai_agents`` agents: plain functions."""
+
+from __future__ import annotations
+
+
+def get_weather(city: str) -> str:
+    """The weather in a city.
+
+    Args:
+        city: The city's name.
+    """
+    return f"It is sunny in {city}."
+
+
+async def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+def broken(reason: str) -> str:
+    """A tool that always fails."""
+    raise RuntimeError(f"the tool broke: {reason}")
+
+
+NOT_A_FUNCTION = 42
