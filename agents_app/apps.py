@@ -7,12 +7,17 @@ class AgentsAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from celery.signals import worker_init
         from django.db.models.signals import post_save
 
         from agents_app.api import schema  # noqa: F401 - registers the OpenAPI auth extension
         from agents_app.api.authentication import api_key_changed
+        from agents_app.frameworks import preload_frameworks
         from agents_app.services import tenant_given_builtins
         from sessions_app.models import ApiKey, Tenant
 
         post_save.connect(tenant_given_builtins, sender=Tenant, dispatch_uid="agents_app.tenant_builtins")
         post_save.connect(api_key_changed, sender=ApiKey, dispatch_uid="agents_app.api_key_changed")
+        # A worker imports its frameworks' libraries as it starts, not in its first runs (the web
+        # tier does so in akplatform/asgi.py).
+        worker_init.connect(lambda **_: preload_frameworks(), weak=False, dispatch_uid="agents_app.preload")

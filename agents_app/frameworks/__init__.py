@@ -34,6 +34,16 @@ def agent_config_check(framework: str, config: Any) -> dict[str, Any]:
     return config
 
 
+def preload_frameworks() -> None:
+    """``Framework.preload`` for every configured framework: called as a web or worker process
+    starts. A framework whose library is missing is skipped (its agents are refused when saved)."""
+    for name in framework_names():
+        try:
+            get_framework(name).preload()
+        except ImportError:
+            continue
+
+
 def get_framework(name: str) -> Framework:
     try:
         path = settings.AK_FRAMEWORKS[name]
@@ -53,4 +63,5 @@ __all__ = [
     "agent_config_check",
     "framework_names",
     "get_framework",
+    "preload_frameworks",
 ]

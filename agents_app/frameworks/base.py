@@ -91,6 +91,12 @@ class Framework(ABC):
         when an agent is saved; a run checks again."""
         return None  # nothing to check unless a framework says otherwise
 
+    def preload(self) -> None:
+        """Import what the adapter's runs will need (its library, if installed) now, at a
+        process's start, rather than in its first run: importing an SDK takes a second or more of
+        CPU, during which the process's event loop, and every run on it, would stall."""
+        return None
+
     @abstractmethod
     async def run(self, agent: AgentLike, session: SessionView, message: str) -> str | Reply:
         """Answer ``message``: the reply's text, or a ``Reply`` with the tokens it used."""

@@ -27,6 +27,7 @@ platform starts without it.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
@@ -44,7 +45,7 @@ from agents_app.frameworks.model import (
     validate_model_keys,
 )
 from agents_app.frameworks.openai_agents_session import HandoffTool, WindowSession
-from agents_app.frameworks.tools import UnknownTool, tool_names, tools_named
+from agents_app.frameworks.tools import UnknownTool, tool_names, tool_registry, tools_named
 from agents_app.outbound import Refused, shared_client
 from akplatform.aio import db
 from sessions_app.core import SessionView
@@ -91,6 +92,14 @@ class OpenAIAgentsFramework(Framework):
         except UnknownTool as exc:
             raise ConfigError("tools", str(exc)) from None
         check_base_url(config)
+
+    def preload(self) -> None:
+        import agents  # noqa: F401
+        import httpx2  # noqa: F401
+        from openai.types.responses import ResponseTextDeltaEvent  # noqa: F401
+
+        with contextlib.suppress(UnknownTool):  # refused when an agent names it
+            tool_registry()
 
     def window_for(self, config: dict[str, Any]) -> int:
         return config.get("history", DEFAULT_HISTORY)

@@ -94,8 +94,8 @@ def test_thread_page_shows_tool_calls_and_results_readably(staff_a, tenant_a, co
     get_store().commit(session_key(session), expected_version=None, append=items)
     page = staff_a.get(thread_url(session)).content.decode()
     assert 'class="message role-assistant item kind-tool_call"' in page
-    assert 'get_weather({&quot;city&quot;: &quot;Paris&quot;})' in page  # escaped, readable
-    assert "18 °C &lt;sunny&gt;" in page and '&quot;call_id&quot;: &quot;c1&quot;' in page
+    assert "get_weather({&quot;city&quot;: &quot;Paris&quot;})" in page  # escaped, readable
+    assert "18 °C &lt;sunny&gt;" in page and "&quot;call_id&quot;: &quot;c1&quot;" in page
     assert '<span class="kind">tool_result</span>' in page
 
 

@@ -111,7 +111,8 @@ class Writes(io.StringIO):
 def test_chat_streams_the_reply_and_switches_agents_on_the_same_session(transactional_db, monkeypatch, model_server):
     call_command("create_tenant", "demo", stdout=io.StringIO())
     tenant = Tenant.objects.get(slug="demo")
-    agent_create(tenant=tenant, name="gpt", framework="openai_chat", config={"base_url": model_server.url, "model": "m"})
+    config = {"base_url": model_server.url, "model": "m"}
+    agent_create(tenant=tenant, name="gpt", framework="openai_chat", config=config)
     model_server.reply("one two three four")
     script = "hello\n/agent ghost\n/agent gpt\nhow are you\n/agent echo\nback\n/quit\n"
     monkeypatch.setattr(sys, "stdin", io.StringIO(script))

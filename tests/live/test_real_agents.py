@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 SECRET = "sk-live-do-not-leak-0123456789"
 TOOLS = "get_weather=tests.agent_tools.get_weather"
-GRAPHS = "approval=tests.agent_graphs.approval_graph"
+GRAPHS = "approval=tests.agent_graphs.approval"
 
 
 @pytest.fixture(params=["redis", "dynamodb"])
@@ -67,6 +67,69 @@ def test_an_openai_chat_agent_holds_a_five_turn_conversation(queue: Queue, model
         exchanged += [{"role": "user", "content": message}, {"role": "assistant", "content": run["result"]}]
     assert [(m["role"], m["content"]) for m in queue.messages(session_id)] == [
         (m["role"], m["content"]) for m in exchanged
+    ]
+
+
+def test_an_openai_agents_agent_calls_a_tool_hands_off_and_the_next_turn_starts_there(
+    queue: Queue, model_server: ModelServer
+) -> None:
+    make_agent(queue, "billing", "openai_agents", base_url=model_server.url, model="m-billing", instructions="Billing.")
+    make_agent(
+        queue,
+        "triage",
+        "openai_agents",
+        base_url=model_server.url,
+        model="m-triage",
+        instructions="Triage.",
+        tools=["get_weather"],
+        handoffs=["billing"],
+    )
+    session_id = f"team-{uuid.uuid4().hex[:6]}"
+    model_server.reply(tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}}])
+    model_server.reply(tool_calls=[{"name": "transfer_to_billing", "arguments": {}}])
+    model_server.reply("Billing: it is sunny in Paris, and you owe nothing.")
+    first = turn(queue, "triage", "Weather, then my bill?", session_id, run_async=True)  # on the worker
+    assert first["status"] == "succeeded", first
+    assert first["result"] == "Billing: it is sunny in Paris, and you owe nothing."
+    sent = [(r.body["model"], r.body["messages"][-1]["role"]) for r in model_server.requests]
+    assert sent == [("m-triage", "user"), ("m-triage", "tool"), ("m-billing", "tool")], (sent, first["attempts"])
+    tool_answer = model_server.requests[1].body["messages"][-1]
+    assert tool_answer["role"] == "tool" and tool_answer["content"] == "It is sunny in Paris."
+    assert model_server.requests[2].body["model"] == "m-billing"
+    entries = queue.messages(session_id)
+    assert [m.get("kind", m["role"]) for m in entries] == ["user", "tool_call", "tool_result", "handoff", "assistant"]
+    assert entries[1]["data"]["name"] == "get_weather" and entries[3]["data"]["to"] == "billing"
+
+    model_server.clear()
+    model_server.reply("Still billing here.")
+    second = turn(queue, "triage", "Are you sure?", session_id, run_async=False)  # in a web process
+    assert second["result"] == "Still billing here."
+    (request,) = model_server.requests
+    assert request.body["model"] == "m-billing"  # the turn started where the last one ended
+    assert request.body["messages"][0] == {"role": "system", "content": "Billing."}
+
+
+def test_a_langgraph_graph_interrupts_and_resumes_across_two_runs(queue: Queue, model_server: ModelServer) -> None:
+    make_agent(
+        queue, "approver", "langgraph", graph="approval", mode="checkpoint", base_url=model_server.url, model="m"
+    )
+    session_id = f"graph-{uuid.uuid4().hex[:6]}"
+    asked = turn(queue, "approver", "delete the old invoices", session_id, run_async=True)  # the worker
+    assert asked["status"] == "succeeded", asked
+    assert asked["result"] == "Shall I delete the old invoices?"
+    assert model_server.requests == []  # it stopped at the question, before the model
+
+    model_server.reply("Done: 12 old invoices deleted.")
+    done = turn(queue, "approver", "yes", session_id, run_async=False)  # a web process resumes it
+    assert done["status"] == "succeeded", done
+    assert done["result"] == "Done: 12 old invoices deleted."
+    sent = [(m["role"], m["content"]) for m in model_server.last.body["messages"]]
+    assert sent == [("user", "delete the old invoices"), ("user", "approval: yes")]
+    assert [(m["role"], m["content"]) for m in queue.messages(session_id)] == [
+        ("user", "delete the old invoices"),
+        ("assistant", "Shall I delete the old invoices?"),
+        ("user", "yes"),
+        ("assistant", "Done: 12 old invoices deleted."),
     ]
 
 

@@ -1,0 +1,281 @@
+"""``langgraph``: an agent that runs one of the deployment's LangGraph graphs.
+
+Graphs are code, so the deployment registers them by name (``AK_AGENTS["GRAPHS"]``: a name to
+the dotted path of a factory ``factory(options: dict) -> StateGraph | CompiledStateGraph``); a
+tenant's agent picks one by name and configures its model, with data only::
+
+    {"graph": "support", "mode": "messages", "options": {"tone": "brief"}, "history": 20,
+     "base_url": "https://api.openai.com/v1", "model": "gpt-4o-mini", "api_key": {"secret": "openai"}}
+
+The graph is compiled once per (name, options) in a process and shared by every run, never
+changed: what differs between runs reaches it when it is invoked, as LangGraph's runtime context
+(``GraphContext``: the run's model, built from the agent's model keys with the tenant's secret).
+Its state has a ``messages`` key (``MessagesState``).
+
+``mode``:
+
+- ``"messages"`` (default): the graph gets the session's latest ``history`` text messages and
+  the new one; the messages it adds become the run's items (tool calls, tool results) and the
+  text of the last AI message is the reply.
+- ``"checkpoint"``: for graphs that wait for the user (``langgraph.types.interrupt``). The graph
+  keeps its own state: a run seeds a saver of its own with the checkpoint stored as JSON in the
+  agent's state (``langgraph_checkpoint``), starts the graph with the new message, or resumes it
+  with ``Command(resume=message)`` when it waits at an interrupt, and stores the newest checkpoint
+  back (at most ``langgraph_run.MAX_CHECKPOINT_BYTES``, 256 KB). A run that stops at an interrupt replies with the
+  interrupt's value (text as it is, anything else as JSON).
+
+Model calls go through ``agents_app.outbound`` (checked addresses only) on the event loop. Any
+failure of the graph or its model raises ``ModelError`` (never carrying the API key): the run
+fails and commits nothing, the stored checkpoint included.
+
+LangGraph is an optional dependency (``requirements/langgraph.txt``), imported by a run, not
+when the platform starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import logging
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Final
+
+import orjson
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from agents_app.frameworks.base import AgentLike, ConfigError, Framework, Reply
+from agents_app.frameworks.model import MODEL_KEYS, ModelError, api_key, check_base_url, redacted, validate_model_keys
+from agents_app.outbound import Refused, shared_client
+from akplatform.aio import io_executor
+from sessions_app.core import SessionView
+
+logger = logging.getLogger(__name__)
+
+MODES: Final = ("messages", "checkpoint")
+DEFAULT_HISTORY: Final = 20
+MAX_HISTORY: Final = 500
+KEYS: Final = MODEL_KEYS | {"graph", "mode", "history", "options"}
+#: Compiled graphs a process keeps, one per (name, factory, options).
+MAX_CACHED_GRAPHS: Final = 64
+NOT_INSTALLED: Final = "LangGraph is not installed: pip install -r requirements/langgraph.txt"
+
+
+@dataclass(frozen=True)
+class GraphContext:
+    """What a graph's nodes get as ``runtime.context`` (LangGraph's runtime context): declare
+    ``StateGraph(MessagesState, context_schema=GraphContext)`` and read it in a node::
+
+        async def answer(state: MessagesState, runtime: Runtime[GraphContext]) -> dict:
+            return {"messages": [await runtime.context.model.ainvoke(state["messages"])]}
+    """
+
+    #: The agent's model (a ``langchain_openai.ChatOpenAI`` for this run, with the tenant's API
+    #: key), or None when the agent's config names no model. Call it asynchronously
+    #: (``ainvoke``, ``astream``): a synchronous call is refused.
+    model: Any = None
+    #: The agent's name.
+    agent: str = ""
+    #: The session's id.
+    session_id: str | None = None
+
+
+class LangGraphFramework(Framework):
+    name = "langgraph"
+
+    def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        config = super().validate_config(config)
+        unknown = set(config) - KEYS
+        if unknown:
+            raise ConfigError(sorted(unknown)[0], "unknown option for the langgraph framework")
+        graph = config.get("graph")
+        graphs = settings.AK_AGENTS["GRAPHS"]
+        if not isinstance(graph, str) or graph not in graphs:
+            known = ", ".join(sorted(graphs)) or "none registered (AK_AGENTS__GRAPHS)"
+            raise ConfigError("graph", f"must name one of the deployment's graphs: {known}")
+        if config.get("mode", MODES[0]) not in MODES:
+            raise ConfigError("mode", f"must be one of: {', '.join(MODES)}")
+        if MODEL_KEYS & set(config):  # a model is optional, but whole when given
+            validate_model_keys(config)
+        history = config.get("history", DEFAULT_HISTORY)
+        if isinstance(history, bool) or not isinstance(history, int) or not 0 <= history <= MAX_HISTORY:
+            raise ConfigError("history", f"must be an integer from 0 to {MAX_HISTORY}")
+        if not isinstance(config.get("options", {}), dict):
+            raise ConfigError("options", "must be a JSON object (given to the graph's factory)")
+        return config
+
+    def check_runnable(self, config: dict[str, Any]) -> None:
+        if not langgraph_installed():
+            raise ConfigError("framework", NOT_INSTALLED)
+        path = settings.AK_AGENTS["GRAPHS"][config["graph"]]
+        try:
+            import_string(path)
+        except ImportError as exc:
+            logger.warning("the factory %s of graph %r does not import: %s", path, config["graph"], exc)
+            raise ConfigError("graph", f"the graph {config['graph']!r} cannot be loaded here") from None
+        if "base_url" in config:
+            check_base_url(config)
+
+    def preload(self) -> None:
+        import langchain_openai  # noqa: F401
+        import langgraph.graph
+        import langgraph.types  # noqa: F401
+
+    def window_for(self, config: dict[str, Any]) -> int:
+        if config.get("mode", MODES[0]) == "checkpoint":
+            return 0  # the graph keeps its own history, in its checkpoint
+        # Room for items (tool calls and results) between the text messages.
+        return 2 * config.get("history", DEFAULT_HISTORY)
+
+    async def run(self, agent: AgentLike, session: SessionView, message: str) -> Reply:
+        if not langgraph_installed():
+            raise ModelError(NOT_INSTALLED)
+        from agents_app.frameworks.langgraph_run import GraphRun
+
+        config = agent.config
+        key = await api_key(session, config)
+        try:
+            graph = await graph_for(config["graph"], config.get("options", {}))
+            context = GraphContext(chat_model(config, key), agent.name, session.key and session.key.session_id)
+            mode, history = config.get("mode", MODES[0]), config.get("history", DEFAULT_HISTORY)
+            graph_run = GraphRun(graph, session, context, name=config["graph"], mode=mode, history=history)
+            return await graph_run.run(message)
+        except ModelError as exc:
+            raise ModelError(redacted(str(exc), key)) from None
+        except Exception as exc:
+            raise ModelError(redacted(described(exc, config["graph"]), key)) from None
+
+
+@cache
+def langgraph_installed() -> bool:
+    """Whether ``requirements/langgraph.txt`` is installed (LangGraph, and LangChain's OpenAI models)."""
+    try:
+        importlib.import_module("langgraph.graph")
+        importlib.import_module("langchain_openai")
+    except ImportError:
+        return False
+    return True
+
+
+# --- the graphs -----------------------------------------------------------------------------------
+
+_graphs: OrderedDict[tuple[str, str, bytes], Future[Any]] = OrderedDict()
+_graphs_lock = threading.Lock()
+
+
+async def graph_for(name: str, options: dict[str, Any]) -> Any:
+    """The compiled graph ``name`` with ``options``: built by its factory once per process (in
+    the I/O threads, as a factory may take its time; runs that ask meanwhile wait for the same
+    build) and shared by every run, which must not change it (``graph.copy(update=...)`` makes a
+    run's own). Raises ``ModelError``, and what the factory raised."""
+    path = settings.AK_AGENTS["GRAPHS"].get(name)
+    if path is None:
+        raise ModelError(f"the deployment has no graph {name!r} (AK_AGENTS__GRAPHS)")
+    key = (name, path, orjson.dumps(options, option=orjson.OPT_SORT_KEYS))
+    with _graphs_lock:
+        built = _graphs.get(key)
+        if built is None or built.cancelled() or (built.done() and built.exception() is not None):
+            built = _graphs[key] = io_executor().submit(_build, name, path, options)  # a failed one again
+            while len(_graphs) > MAX_CACHED_GRAPHS:
+                _graphs.popitem(last=False)
+        else:
+            _graphs.move_to_end(key)
+    # Shielded: a run cancelled while it waits does not cancel the build others wait for.
+    return await asyncio.shield(asyncio.wrap_future(built))
+
+
+def _build(name: str, path: str, options: dict[str, Any]) -> Any:
+    from langgraph.graph import StateGraph
+    from langgraph.pregel import Pregel
+
+    try:
+        factory = import_string(path)
+    except ImportError as exc:
+        logger.warning("the factory %s of graph %r does not import: %s", path, name, exc)
+        raise ModelError(f"the graph {name!r} cannot be loaded here") from None
+    built = factory(json.loads(json.dumps(options)))  # its own copy of the options
+    if isinstance(built, StateGraph):
+        built = built.compile()
+    if not isinstance(built, Pregel):
+        raise ModelError(f"the factory of graph {name!r} made a {type(built).__name__}, not a StateGraph")
+    if built.checkpointer not in (None, False):  # the platform keeps the checkpoints, per session
+        built = built.copy(update={"checkpointer": None})
+    return built
+
+
+# --- the model ------------------------------------------------------------------------------------
+
+
+def chat_model(config: dict[str, Any], key: str | None) -> Any:
+    """The agent's model for one run: a ``ChatOpenAI`` on its ``base_url`` with the tenant's key,
+    calling through the loop's guarded client, or None when the config names no model.
+
+    Nothing comes from the server's environment (``OPENAI_API_KEY``, ``OPENAI_ORG_ID``...): a
+    model without an ``api_key`` sends no ``Authorization`` header at all."""
+    if "base_url" not in config:
+        return None
+    import httpx2
+    import openai
+    from langchain_openai import ChatOpenAI
+
+    headers: dict[str, Any] = {"OpenAI-Organization": openai.omit, "OpenAI-Project": openai.omit}
+    if key is None:
+        headers["Authorization"] = openai.omit
+    passed = {option: config[option] for option in ("temperature", "max_tokens") if config.get(option) is not None}
+    return ChatOpenAI(
+        base_url=config["base_url"],
+        model=config["model"],
+        api_key=key or "unused",  # never sent without a key: its header is omitted
+        timeout=settings.AK_AGENTS["TIMEOUT"],
+        max_retries=0,
+        stream_usage=True,
+        http_async_client=shared_client(http=httpx2),
+        http_client=_sync_refused(),
+        model_kwargs={"extra_headers": headers},
+        **passed,
+    )
+
+
+@cache
+def _sync_refused() -> Any:
+    """An httpx2 client that sends nothing: a graph's model is called on the loop, through the
+    guarded client; a synchronous call would skip the platform's address checks."""
+    import httpx2
+
+    class Refusing(httpx2.BaseTransport):  # type: ignore[misc]
+        def handle_request(self, request: Any) -> Any:
+            raise Refused("a graph calls its model asynchronously only (ainvoke, astream)")
+
+    return httpx2.Client(transport=Refusing(), trust_env=False)
+
+
+def described(exc: Exception, graph: str) -> str:
+    """What went wrong in a run of ``graph``, in a line (never with the API key: see ``redacted``)."""
+    import openai  # with langchain-openai, as a run needs
+
+    refused = _in_chain(exc, Refused)
+    if refused is not None:
+        return f"the model server is refused: {refused}"
+    if isinstance(exc, openai.APITimeoutError):
+        return f"the model server did not answer within {settings.AK_AGENTS['TIMEOUT']:g} s"
+    if isinstance(exc, openai.APIStatusError):
+        return f"the model server answered {exc.status_code}: {str(exc.message)[:300]}"
+    if isinstance(exc, openai.APIConnectionError):
+        return f"the model server could not be reached: {type(exc.__cause__ or exc).__name__}"
+    return f"the graph {graph!r} failed: {type(exc).__name__}: {str(exc)[:300]}"
+
+
+def _in_chain(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

@@ -1,0 +1,251 @@
+"""One run of a ``langgraph`` agent: the graph's input, its stream, and what the run keeps of it.
+
+Imported by ``LangGraphFramework.run`` only (it needs LangGraph installed); see
+``agents_app.frameworks.langgraph`` for the framework and its config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any, Final
+
+from langchain_core.callbacks import UsageMetadataCallbackHandler
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
+from langgraph.channels.delta import DeltaChannel
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.types import Command
+
+from agents_app.frameworks.base import Reply, Usage
+from agents_app.frameworks.langgraph_checkpoint import (
+    THREAD,
+    CheckpointNotJSON,
+    CheckpointUnreadable,
+    export,
+    seed,
+    size_of,
+    thread_config,
+)
+from agents_app.frameworks.model import ModelError
+from sessions_app.core import SessionView
+from sessions_app.stores.base import TOOL_CALL, TOOL_RESULT, Message
+
+logger = logging.getLogger(__name__)
+
+#: The most a checkpoint may take in the agent's state, as JSON.
+MAX_CHECKPOINT_BYTES: Final = 256 * 1024
+#: The key of the agent's own state that holds its checkpoint.
+CHECKPOINT_KEY: Final = "checkpoint"
+#: The most of a tool's output (or of a call's line) an item keeps.
+MAX_ITEM_CHARS: Final = 16_000
+#: Put between the texts of two model calls that were both streamed (see ``Deltas``).
+SEPARATOR: Final = "\n\n"
+INTERRUPT: Final = "__interrupt__"
+
+
+class GraphRun:
+    """Run ``graph`` (the shared compiled graph ``name``, never changed) for one agent on one
+    session, in ``mode`` (``messages``: with the session's latest ``history`` text messages;
+    ``checkpoint``: on its stored checkpoint). ``context`` is the graph's runtime context."""
+
+    def __init__(self, graph: Any, session: SessionView, context: Any, *, name: str, mode: str, history: int) -> None:
+        self._graph = graph
+        self._name, self._mode, self._history = name, mode, history
+        self._session = session
+        self._context = context
+        self._usage = UsageMetadataCallbackHandler()
+        self._deltas = Deltas(session) if session.streaming else None
+
+    async def run(self, message: str) -> Reply:
+        """Answer ``message``; raises ``ModelError`` for what the graph's state cannot be, and lets
+        the graph's and the model's own errors through."""
+        if self._mode == "checkpoint":
+            return await self._checkpoint_mode(message)
+        return await self._messages_mode(message)
+
+    async def _messages_mode(self, message: str) -> Reply:
+        window = self._session.text_messages()[-self._history :] if self._history else []
+        sent = [as_langchain(entry, f"ak-{i}") for i, entry in enumerate(window)]
+        sent.append(HumanMessage(message, id=uuid.uuid4().hex))
+        messages, interrupts = await self._drive(self._graph, {"messages": sent}, {})
+        if interrupts:
+            raise ModelError("the graph stopped at an interrupt: graphs that wait for the user run in mode checkpoint")
+        return self._reply(added(messages, {m.id for m in sent}), ())
+
+    async def _checkpoint_mode(self, message: str) -> Reply:
+        if any(isinstance(channel, DeltaChannel) for channel in self._graph.channels.values()):
+            raise ModelError(
+                "a graph with a DeltaChannel cannot run in mode checkpoint: only its latest checkpoint is kept"
+            )
+        saver = InMemorySaver()
+        graph = self._graph.copy(update={"checkpointer": saver})  # the run's own; the shared one stays as it is
+        await self._seed(saver)
+        before = await graph.aget_state(thread_config())
+        known = {m.id for m in before.values.get("messages", ()) if isinstance(m, BaseMessage)}
+        if before.interrupts:
+            graph_input: Any = Command(resume={before.interrupts[0].id: message})
+        else:
+            human = HumanMessage(message, id=uuid.uuid4().hex)
+            known.add(human.id)
+            graph_input = {"messages": [human]}
+        messages, interrupts = await self._drive(graph, graph_input, {"configurable": {"thread_id": THREAD}})
+        await self._store(saver, with_subgraphs=bool(interrupts))
+        return self._reply(added(messages, known), interrupts)
+
+    async def _seed(self, saver: InMemorySaver) -> None:
+        stored = self._session.get(CHECKPOINT_KEY)
+        if not stored:
+            return
+        if not isinstance(stored, dict) or stored.get("graph") != self._name:
+            logger.info("agent %s: the stored checkpoint is another graph's; starting afresh", self._session.agent)
+            return
+        try:
+            await seed(saver, stored)
+        except CheckpointUnreadable as exc:
+            raise ModelError(f"the agent's stored checkpoint cannot be read: {exc}") from None
+
+    async def _store(self, saver: InMemorySaver, *, with_subgraphs: bool) -> None:
+        try:
+            document = await export(saver, self._name, with_subgraphs=with_subgraphs)
+        except CheckpointNotJSON as exc:
+            raise ModelError(f"the graph's checkpoint cannot be kept: {exc}") from None
+        size = size_of(document)
+        if size > MAX_CHECKPOINT_BYTES:
+            raise ModelError(
+                f"the graph's checkpoint is {size} bytes, over the limit of {MAX_CHECKPOINT_BYTES} "
+                "(MAX_CHECKPOINT_BYTES): trim the graph's state"
+            )
+        self._session.set(CHECKPOINT_KEY, document)
+
+    async def _drive(
+        self, graph: Any, graph_input: Any, config: dict[str, Any]
+    ) -> tuple[list[BaseMessage], tuple[Any, ...]]:
+        """Run the graph to its end or to an interrupt, passing the streamed text on; return its
+        messages at the end and the interrupts it stopped at."""
+        modes = ["values", "messages"] if self._deltas is not None else ["values"]
+        final: Any = None
+        interrupts: tuple[Any, ...] = ()
+        stream = graph.astream(
+            graph_input, {**config, "callbacks": [self._usage]}, context=self._context, stream_mode=modes
+        )
+        async for mode, chunk in stream:
+            if mode == "messages":
+                self._deltas.take(chunk[0])  # type: ignore[union-attr]
+            elif isinstance(chunk, dict) and INTERRUPT in chunk:
+                interrupts = tuple(chunk[INTERRUPT])
+                final = {key: value for key, value in chunk.items() if key != INTERRUPT} or final
+            else:
+                final = chunk
+        if not isinstance(final, dict) or not isinstance(final.get("messages"), list):
+            raise ModelError("the graph's state has no list of messages (a graph here uses MessagesState)")
+        return final["messages"], interrupts
+
+    def _reply(self, new: list[BaseMessage], interrupts: tuple[Any, ...]) -> Reply:
+        record_items(self._session, new)
+        if interrupts:
+            text = interrupt_text(interrupts[0].value)
+        else:
+            answers = [m for m in new if isinstance(m, AIMessage)]
+            if not answers:
+                raise ModelError("the graph ended without an AI message to reply with")
+            text = str(answers[-1].text)
+        if self._deltas is not None:
+            text = self._deltas.finish(text)
+        return Reply(text, usage_of(self._usage))
+
+
+def as_langchain(entry: Message, id: str) -> BaseMessage:
+    """A text message of the session as LangChain's message."""
+    if entry.role == "user":
+        return HumanMessage(entry.content, id=id)
+    return AIMessage(entry.content, id=id)
+
+
+def added(messages: list[BaseMessage], known: set[str | None]) -> list[BaseMessage]:
+    """The messages the graph added: those that were not in its input or its stored state."""
+    return [m for m in messages if isinstance(m, BaseMessage) and m.id not in known]
+
+
+def interrupt_text(value: Any) -> str:
+    """An interrupt's value as the run's reply: text as it is, anything else as JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def record_items(session: SessionView, messages: list[BaseMessage]) -> None:
+    """The tool calls and tool results among the messages a run added, as the run's items."""
+    for message in messages:
+        if isinstance(message, AIMessage):
+            for call in message.tool_calls:
+                arguments = json.loads(json.dumps(call.get("args") or {}, default=str))
+                line = f"{call['name']}({json.dumps(arguments, ensure_ascii=False)})"
+                data = {"call_id": call.get("id"), "name": call["name"], "arguments": arguments}
+                session.append(TOOL_CALL, data, content=capped(line))
+        elif isinstance(message, ToolMessage):
+            output = capped(str(message.text))
+            data = {"call_id": message.tool_call_id, "name": message.name, "output": output}
+            session.append(TOOL_RESULT, data, content=output)
+
+
+def capped(text: str) -> str:
+    return text if len(text) <= MAX_ITEM_CHARS else text[:MAX_ITEM_CHARS] + "…"
+
+
+def usage_of(handler: UsageMetadataCallbackHandler) -> Usage | None:
+    """The tokens the run's model calls reported, summed; None when none did."""
+    counted = list(handler.usage_metadata.values())
+    if not counted:
+        return None
+    return Usage(
+        sum(int(usage.get("input_tokens") or 0) for usage in counted),
+        sum(int(usage.get("output_tokens") or 0) for usage in counted),
+    )
+
+
+class Deltas:
+    """The reply's pieces, passed on as the graph's model calls produce them.
+
+    The pieces must add up to the reply, and which model call gives the reply is known only when
+    the graph ends. So the text of each model call is passed on as it comes (but not once the
+    call has begun to call tools), and ``finish`` sends what the reply has beyond what was sent.
+    When something streamed is not the start of the reply (a call that spoke, then called tools),
+    the reply becomes what was streamed, then ``SEPARATOR`` and the reply unless it ended with it
+    already: what the user saw is what is kept. A model call whose text is not for the user is
+    tagged ``nostream`` (LangGraph's tag for that), and is not streamed.
+    """
+
+    def __init__(self, session: SessionView) -> None:
+        self._session = session
+        self._sent = ""
+        self._call: str | None = None
+        self._calling_tools: set[str | None] = set()
+
+    def take(self, chunk: Any) -> None:
+        """One item of LangGraph's ``messages`` stream."""
+        if not isinstance(chunk, AIMessageChunk):
+            return
+        if chunk.tool_call_chunks:
+            self._calling_tools.add(chunk.id)
+        text = str(chunk.text)
+        if not text or chunk.id in self._calling_tools:
+            return
+        if self._sent and chunk.id != self._call:
+            self._send(SEPARATOR)
+        self._call = chunk.id
+        self._send(text)
+
+    def finish(self, reply: str) -> str:
+        """Send the rest of ``reply``; return the reply the pieces add up to."""
+        if reply.startswith(self._sent):
+            self._send(reply[len(self._sent) :])
+            return reply
+        if not self._sent.endswith(reply):
+            self._send(SEPARATOR + reply)
+        return self._sent
+
+    def _send(self, text: str) -> None:
+        if text:
+            self._sent += text
+            self._session.emit_delta(text)
