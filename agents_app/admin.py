@@ -45,7 +45,7 @@ class AgentForm(forms.ModelForm):
         except UnknownFramework as exc:
             self.add_error("framework", str(exc))
         except ConfigError as exc:
-            self.add_error("config", f"{exc.field}: {exc.message}")
+            self.add_error("framework" if exc.field == "framework" else "config", f"{exc.field}: {exc.message}")
         return cleaned
 
 

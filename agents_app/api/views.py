@@ -279,6 +279,8 @@ class AgentsView(APIView):
         except UnknownFramework as exc:
             raise ValidationError({"framework": [str(exc)]}) from None
         except ConfigError as exc:
+            if exc.field == "framework":  # the framework cannot run here (its library is missing)
+                raise ValidationError({"framework": [exc.message]}) from None
             raise ValidationError({"config": {exc.field: [exc.message]}}) from None
         except AgentExists as exc:
             raise ValidationError({"name": [str(exc)]}) from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from agents_app.models import Agent
@@ -39,3 +41,28 @@ def test_invalid_agents_are_400(alice, body: dict, field: str) -> None:
     assert response.status_code == 400
     assert field in response.json()["fields"]
     assert Agent.objects.count() == before
+
+
+@pytest.mark.parametrize(
+    ("framework", "module", "config", "install"),
+    [
+        ("openai_agents", "agents", {}, "requirements/openai_agents.txt"),
+        ("langgraph", "langgraph.graph", {"graph": "chat"}, "requirements/langgraph.txt"),
+    ],
+)
+def test_an_agent_of_a_framework_whose_library_is_missing_is_a_400(
+    alice, settings, monkeypatch, framework, module, config, install
+) -> None:
+    """As on a deployment that did not install the framework's requirements: the import fails
+    (``None`` in ``sys.modules`` is how Python spells a module that cannot be imported)."""
+    settings.AK_AGENTS = {**settings.AK_AGENTS, "GRAPHS": {"chat": "tests.agent_graphs.chat"}}
+    monkeypatch.setitem(sys.modules, module, None)
+    body = {
+        "name": "x",
+        "framework": framework,
+        "config": {"base_url": "https://api.example.com/v1", "model": "m", **config},
+    }
+    response = alice.post("/agents", body)
+    assert response.status_code == 400
+    assert "framework" in response.json()["fields"] and install in str(response.json())
+    assert not Agent.objects.filter(tenant=alice.tenant, name="x").exists()
