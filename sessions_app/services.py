@@ -43,16 +43,16 @@ def end_user_get_or_create(*, tenant: Tenant, external_id: str) -> EndUser:
 
 
 def session_open(*, tenant: Tenant, session_id: str | None = None, user_id: str | None = None) -> Session:
-    """The index row of ``session_id`` in ``tenant``, made (with its thread) if new."""
-    session_id = session_id or new_session_id()
+    """The index row of ``session_id`` in ``tenant``, made (with its thread) if new; without a
+    ``session_id``, a new session (no lookup: no row can have the id just made)."""
     user = end_user_get_or_create(tenant=tenant, external_id=user_id) if user_id else None
+    if session_id is None:
+        return _session_create(tenant=tenant, session_id=new_session_id(), user=user)
     try:
         existing = Session.objects.get(tenant=tenant, session_id=session_id)
     except Session.DoesNotExist:
         try:
-            with transaction.atomic():
-                thread = Thread.objects.create(tenant=tenant, user=user)
-                return Session.objects.create(tenant=tenant, thread=thread, session_id=session_id, user=user)
+            return _session_create(tenant=tenant, session_id=session_id, user=user)
         except IntegrityError:  # made by a concurrent request
             existing = Session.objects.get(tenant=tenant, session_id=session_id)
     existing.tenant = tenant  # the row's own tenant: spares the query its store key would make
@@ -61,6 +61,12 @@ def session_open(*, tenant: Tenant, session_id: str | None = None, user_id: str 
         Thread.objects.filter(pk=existing.thread_id, user__isnull=True).update(user=user)
         existing.user = user
     return existing
+
+
+def _session_create(*, tenant: Tenant, session_id: str, user: EndUser | None) -> Session:
+    with transaction.atomic():
+        thread = Thread.objects.create(tenant=tenant, user=user)
+        return Session.objects.create(tenant=tenant, thread=thread, session_id=session_id, user=user)
 
 
 def session_record_commit(*, session: Session, total: int, at: datetime | None = None) -> None:
