@@ -41,6 +41,10 @@ class Refused(Exception):
     """The URL is not one the platform will call; the message says why."""
 
 
+class Unresolved(Refused):
+    """The URL's host does not resolve (now): nothing to call, and nothing refused for good."""
+
+
 @dataclass(frozen=True)
 class Answer:
     status: int
@@ -84,7 +88,7 @@ def resolve(url: str, *, allow_private: bool | None = None) -> Target:
     try:
         infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError):
-        raise Refused(f"the host {parts.hostname!r} does not resolve") from None
+        raise Unresolved(f"the host {parts.hostname!r} does not resolve") from None
     address = _checked(parts.hostname, infos, allow_private=allow_private)
     path = parts.path or "/"
     if parts.query:
@@ -106,9 +110,12 @@ def _checked(host: str, infos: Sequence[tuple[Any, ...]], *, allow_private: bool
 
 
 def refusal(url: str) -> str | None:
-    """Why the platform will not call ``url``, or None (checked again when it calls)."""
+    """Why the platform will not call ``url``, or None (checked again when it calls). A host that
+    does not resolve yet is not a reason: the call resolves it again, and refuses it then."""
     try:
         resolve(url)
+    except Unresolved:
+        return None
     except Refused as exc:
         return str(exc)
     return None
@@ -230,9 +237,12 @@ def shared_client(http: ModuleType = httpx) -> Any:
 
 
 def model_url_refusal(url: str) -> str | None:
-    """Why the platform will not call a model server at ``url`` (its ``base_url``), or None."""
+    """Why the platform will not call a model server at ``url`` (its ``base_url``), or None (a
+    host that does not resolve yet is checked again by each run, which fails then)."""
     try:
         resolve(url, allow_private=settings.AK_AGENTS["ALLOW_PRIVATE_URLS"])
+    except Unresolved:
+        return None
     except Refused as exc:
         return str(exc)
     return None

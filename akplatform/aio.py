@@ -25,6 +25,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 from django.conf import settings
 from django.db import close_old_connections
 
+from akplatform import logs
+
 T = TypeVar("T")
 
 
@@ -56,8 +58,10 @@ io_executor = PerProcess(lambda: ThreadPoolExecutor(max_workers=settings.AK_IO_T
 
 
 async def blocking(call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    """``call(*args, **kwargs)`` in the process's I/O pool, awaited without blocking the loop."""
-    return await asyncio.get_running_loop().run_in_executor(io_executor(), partial(call, *args, **kwargs))
+    """``call(*args, **kwargs)`` in the process's I/O pool, awaited without blocking the loop; it
+    logs with the caller's log fields (its run, its request)."""
+    work = partial(logs.carrying(call), *args, **kwargs)
+    return await asyncio.get_running_loop().run_in_executor(io_executor(), work)
 
 
 def _with_connection(call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:

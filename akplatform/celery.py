@@ -1,10 +1,15 @@
-"""The Celery app: `celery -A akplatform worker`. Configured by the ``CELERY_*`` Django settings."""
+"""The Celery app: `celery -A akplatform worker`. Configured by the ``CELERY_*`` Django settings.
+
+Its processes log as the web tier does (``settings.LOGGING``: ``AK_LOG_FORMAT``, ``AK_LOG_LEVEL``;
+Celery's ``--loglevel`` does not apply), not in Celery's own format, and keep the books of the
+metrics' directory when there is one (``akplatform.metrics``)."""
 
 from __future__ import annotations
 
 import os
 
 from celery import Celery
+from celery.signals import setup_logging, worker_init, worker_process_shutdown, worker_shutdown
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "akplatform.settings")
 
@@ -20,3 +25,39 @@ def _make_broker_folders(sender: Celery, **kwargs: object) -> None:
     for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
         if options.get(key):
             os.makedirs(options[key], exist_ok=True)
+
+
+@setup_logging.connect
+def _log_as_the_platform(**kwargs: object) -> None:
+    """Celery configures no logging of its own when this signal has a receiver (its documented
+    way out): the worker's and beat's lines are the platform's, JSON when it is."""
+    from logging.config import dictConfig
+
+    from django.conf import settings
+
+    dictConfig(settings.LOGGING)
+
+
+def _metrics_dir() -> str | None:
+    from django.conf import settings
+
+    return settings.AK_METRICS["MULTIPROC_DIR"]
+
+
+@worker_init.connect
+def _forget_dead_processes(**kwargs: object) -> None:
+    """A worker starting drops the in-flight gauges that killed processes left behind."""
+    if path := _metrics_dir():
+        from akplatform.metrics import forget_dead_processes
+
+        forget_dead_processes(path)
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def _mark_process_dead(**kwargs: object) -> None:
+    """An exiting worker (or prefork child) takes its runs-in-flight gauge with it."""
+    if path := _metrics_dir():
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(os.getpid(), path)

@@ -76,6 +76,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "akplatform.request_id.RequestIdMiddleware",  # first: every answer has its X-Request-ID and is counted
     "django.middleware.security.SecurityMiddleware",
     "akplatform.static.StaticFilesMiddleware",  # WhiteNoise, without a thread per ASGI request
     # Session, common, CSRF, auth, messages and clickjacking middleware, for /admin/ only: the
@@ -226,7 +227,7 @@ AK_AGENTS = {
     # The tools openai_agents agents may name: {name: dotted path of a function}, declared by the
     # deployment (AK_AGENTS__TOOLS="name=pkg.module.fn,..."); a tenant's config names, never paths.
     "TOOLS": env_mapping("AK_AGENTS__TOOLS"),
-    # The graphs langgraph agents may pick: {name: dotted path of a factory taking the agent's config}.
+    # The graphs langgraph agents may pick: {name: dotted path of a factory taking the agent's options}.
     "GRAPHS": env_mapping("AK_AGENTS__GRAPHS"),
     # The OpenAI Agents SDK's tracing (to OpenAI's servers) stays off unless this is on.
     "OPENAI_TRACING": env_bool("AK_AGENTS__OPENAI_TRACING", False),
@@ -283,7 +284,8 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {"tenant": env_str("AK_API__THROTTLE_RATE", "6000/min")},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # drf-spectacular's, with every operation's errors documented.
+    "DEFAULT_SCHEMA_CLASS": "agents_app.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "akplatform.exceptions.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
@@ -297,6 +299,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_AUTHENTICATION": [],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    # Request bodies get components of their own, where a string that may not be blank says minLength 1.
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 # --- Celery (CELERY_*) ---------------------------------------------------------------------
@@ -342,11 +346,33 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_BACKEND = None
 
+# --- Metrics and logs (AK_METRICS__*, AK_LOG_*) -------------------------------------------------
+AK_METRICS = {
+    # GET /metrics answers only "Authorization: Bearer <TOKEN>"; unset, it is a 404.
+    "TOKEN": env_optional("AK_METRICS__TOKEN"),
+    # prometheus_client's multiprocess mode (it reads the variable itself): a directory shared by
+    # the web processes and workers of a machine, whose values a scrape adds up (akplatform.metrics).
+    "MULTIPROC_DIR": env_optional("PROMETHEUS_MULTIPROC_DIR"),
+}
+if AK_METRICS["TOKEN"] is not None and len(AK_METRICS["TOKEN"]) < 32:  # the message says how long, never what
+    raise ImproperlyConfigured(f"AK_METRICS__TOKEN must be at least 32 characters long, got {len(AK_METRICS['TOKEN'])}")
+if AK_METRICS["MULTIPROC_DIR"] is not None:
+    Path(AK_METRICS["MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)  # the metrics' files go there from import on
+
+# text for people (development), json for a log pipeline (production): one JSON object a line.
+AK_LOG_FORMAT = env_choice("AK_LOG_FORMAT", "text", ["text", "json"])
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "akplatform.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": AK_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("AK_LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # httpx (and the OpenAI SDK's copy of it) log every request at INFO: a line per model call.
+    "loggers": {name: {"level": "WARNING"} for name in ("django.db.backends", "httpx", "httpx2")},
 }
+# Django's own lines go to the root's handler only, once: Django's default handler would print
+# them again, unformatted (not JSON), in debug mode.
+LOGGING["loggers"]["django"] = {"level": "INFO"}

@@ -8,6 +8,7 @@ the API's exception handler as in any other view.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from django.http import HttpRequest
@@ -19,7 +20,8 @@ from akplatform.aio import db
 
 
 class AsyncAPIView(APIView):
-    """Subclasses define ``async def post(self, request)`` (and so on) instead of plain methods."""
+    """Subclasses define ``async def post(self, request)`` (and so on) instead of plain methods;
+    the handlers DRF defines itself (``options``) stay plain, and run in an I/O thread."""
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:  # a coroutine: Django awaits it
         return self._dispatch(request, *args, **kwargs)
@@ -34,8 +36,10 @@ class AsyncAPIView(APIView):
             handler = getattr(self, drf_request.method.lower(), None)
             if handler is None or drf_request.method.lower() not in self.http_method_names:
                 response = self.http_method_not_allowed(drf_request, *args, **kwargs)
-            else:
+            elif inspect.iscoroutinefunction(handler):
                 response = await handler(drf_request, *args, **kwargs)
+            else:  # DRF's own, plain ones (``options``): in an I/O thread, like the rest of DRF's work
+                response = await db(handler, drf_request, *args, **kwargs)
         except Exception as exc:
             response = self.handle_exception(exc)
         self.response = self.finalize_response(drf_request, response, *args, **kwargs)

@@ -1,6 +1,14 @@
-"""OpenAPI description of the API-key scheme (loaded by drf-spectacular on app ready)."""
+"""The OpenAPI document's own parts (loaded on app ready): the API-key scheme, the errors of every
+operation (``AutoSchema``, the project's ``DEFAULT_SCHEMA_CLASS``), and what a serializer's fields
+cannot say alone (a run's options that go together, an agent's config per framework)."""
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from drf_spectacular import openapi
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
@@ -9,3 +17,147 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema: object) -> dict[str, str]:
         return {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <api key>"}
+
+
+#: What each error status means, for every operation that may answer it.
+ERRORS: dict[int, str] = {
+    400: "Invalid input (`invalid`): `fields` names each bad field with its messages.",
+    401: "No API key, or not a valid one (`not_authenticated`, `authentication_failed`).",
+    404: "Not found (`not_found`): no such agent, session, run or secret in the tenant (another tenant's too).",
+    409: "A conflict: the session is busy and `on_busy` is `reject` (`session_busy`), it changed during the run"
+    " (`session_changed`), an `Idempotency-Key` used with another body (`idempotency_conflict`) or whose run did"
+    " not succeed (`idempotency_replay`, with `run_id`), a sync run cancelled (`run_cancelled`), a name taken"
+    " (`agent_exists`).",
+    413: "Too large (`too_large`): the message is over `AK_RUN__MAX_MESSAGE_BYTES` bytes, or the body over what"
+    " the server reads.",
+    415: "The body is not `application/json` (`unsupported_media_type`).",
+    429: "Throttled (`throttled`): the tenant's rate, or too many failed authentications from the address;"
+    " `Retry-After` says when to come back.",
+    502: "The agent failed (`agent_failed`, with `run_id`): its model server failed or timed out; nothing was saved.",
+    503: "The session store or the broker is down (`store_unavailable`, `store_error`, `broker_unavailable`):"
+    " nothing was queued or saved.",
+    504: "A sync run went over `AK_RUN__TIME_LIMIT` (`run_timeout`, with `run_id`).",
+}
+
+
+def errors(*codes: int) -> dict[int, Any]:
+    """The errors an operation answers besides those ``AutoSchema`` infers, for its
+    ``extend_schema(responses=...)``: ``{**errors(404, 503)}``."""
+    from agents_app.api.serializers import ErrorOutput
+
+    return dict.fromkeys(codes, ErrorOutput)
+
+
+def _links(source: str, **operations: str) -> dict[str, Any]:
+    """OpenAPI links: ``{LinkName: operationId}``, whose one parameter is ``source``'s field."""
+    parameter = {"run_id": "run_id", "session_id": "session_id", "name": "name"}[source]
+    return {
+        name: {"operationId": operation, "parameters": {parameter: f"$response.body#/{source}"}}
+        for name, operation in operations.items()
+    }
+
+
+def _agent_links(pointer: str) -> dict[str, Any]:
+    """Links to the operations that run the agent at ``pointer`` (its name) in the answer."""
+    body = {"agent": f"$response.body#{pointer}"}
+    return {
+        "RunAgent": {"operationId": "run", "requestBody": body},
+        "ChatAgent": {"operationId": "chat", "requestBody": body},
+    }
+
+
+_SESSION_LINKS = _links("session_id", Messages="session_messages", Runs="session_runs", Delete="session_delete")
+_RUN_LINKS = _links("run_id", Run="run_get", Events="run_events", Cancel="run_cancel")
+_SECRET_LINKS = _links("name", Delete="secrets_delete")
+#: What an answer names, and where to use it next: ``{operationId: {status: links}}``.
+LINKS: dict[str, dict[str, dict[str, Any]]] = {
+    "agents_list": {"200": _agent_links("/0/name")},
+    "agents_create": {"201": _agent_links("/name")},
+    "run": {"200": {**_RUN_LINKS, **_SESSION_LINKS}, "202": {**_RUN_LINKS, **_SESSION_LINKS}},
+    "chat": {"200": _SESSION_LINKS},
+    "run_get": {"200": _SESSION_LINKS},
+    "secrets_set": {"200": _SECRET_LINKS, "201": _SECRET_LINKS},
+}
+
+
+def _json_schema(response: dict[str, Any]) -> Any:
+    return response.get("content", {}).get("application/json", {}).get("schema")
+
+
+class AutoSchema(openapi.AutoSchema):
+    """drf-spectacular's, with every operation's errors documented as ``ErrorOutput`` (the one
+    error shape of ``akplatform.exceptions``): those its view names with ``errors(...)``, and those
+    it infers: 400 when the operation takes input (a body, query or header parameters), 401 and
+    429 when it needs a key (a bad key; the tenant's rate, failed authentications), 404 when its
+    path names something, 413 and 415 when it takes a body. And the links from an answer to the
+    operations that take what it names (a run's id, a session's)."""
+
+    def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
+        from agents_app.api.serializers import ErrorOutput
+
+        operation = super().get_operation(*args, **kwargs)
+        if operation is None:
+            return None
+        responses = operation["responses"]
+        schema = self.resolve_serializer(ErrorOutput, "response").ref
+        codes = {int(code) for code, response in responses.items() if _json_schema(response) == schema}
+        locations = {parameter["in"] for parameter in operation.get("parameters", [])}
+        if "requestBody" in operation:
+            codes |= {400, 413, 415}
+        if locations & {"query", "header"}:
+            codes.add(400)
+        if "path" in locations:
+            codes.add(404)
+        if self.view.authentication_classes:
+            codes |= {401, 429}
+        for code in codes:
+            responses[str(code)] = {
+                "description": ERRORS[code],
+                "content": {"application/json": {"schema": schema}},
+            }
+        for code, links in LINKS.get(operation["operationId"], {}).items():
+            responses[code]["links"] = links
+        operation["responses"] = dict(sorted(responses.items()))
+        return operation
+
+
+class RunInputScheme(OpenApiSerializerExtension):
+    """``POST /run``'s options that go together (``RunInput.validate``): ``webhook`` needs
+    ``async``; ``stream`` and ``async`` are not both true."""
+
+    target_class = "agents_app.api.serializers.RunInput"
+
+    def map_serializer(self, auto_schema: openapi.AutoSchema, direction: str) -> dict[str, Any]:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        # "not" around the enums: drf-spectacular makes a component of every property's enum.
+        true, false = {"not": {"enum": [False]}}, {"not": {"enum": [True]}}
+        schema["anyOf"] = [
+            {"required": ["async"], "properties": {"async": true, "stream": false}},
+            {"properties": {"async": false, "webhook": {"not": {}}}},
+        ]
+        return schema
+
+
+class AgentInputScheme(OpenApiSerializerExtension):
+    """``POST /agents``: ``framework`` one of the deployment's, ``config`` as that framework takes
+    it (``Framework.config_schema``; required when the framework requires a key)."""
+
+    target_class = "agents_app.api.serializers.AgentInput"
+
+    def map_serializer(self, auto_schema: openapi.AutoSchema, direction: str) -> dict[str, Any]:
+        from agents_app.frameworks import framework_names, get_framework
+
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        names = framework_names()
+        schema["properties"]["framework"] = {**schema["properties"]["framework"], "enum": names}
+        branches = []
+        for name in names:
+            config = get_framework(name).config_schema()
+            # A pattern, not an enum: drf-spectacular makes a component of every property's enum.
+            framework = {"type": "string", "pattern": f"^(?:{re.escape(name)})$"}
+            branch: dict[str, Any] = {"properties": {"framework": framework, "config": config}}
+            if config.get("required"):
+                branch["required"] = ["config"]
+            branches.append(branch)
+        schema["oneOf"] = branches
+        return schema

@@ -1,21 +1,28 @@
-"""Input and output serializers of the API. Inputs are strict: a number is not a string."""
+"""Input and output serializers of the API. Inputs are strict: a number is not a string, and a
+string is taken as sent (never trimmed), so that the OpenAPI document, which drf-spectacular
+derives from these fields (lengths, patterns from ``agents_app.patterns``, enums), says exactly
+what is accepted.
+"""
 
 from __future__ import annotations
 
+import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.validators import RegexValidator, URLValidator
+from django.core.validators import RegexValidator
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import empty
 
+from agents_app import patterns
 from agents_app.models import Agent, Run, Secret
 from agents_app.outbound import refusal
-from agents_app.secrets import SECRET_NAME_PATTERN, SECRET_VALUE_MAX_BYTES
+from agents_app.patterns import validator_regex
+from agents_app.secrets import SECRET_VALUE_MAX_BYTES
 from sessions_app.serializers import MessageOutput
-
-SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
 
 
 class StrictCharField(serializers.CharField):
@@ -35,27 +42,79 @@ class StrictBooleanField(serializers.BooleanField):
 
 
 session_id_validator = RegexValidator(
-    SESSION_ID_PATTERN, "Use letters, digits and . _ : @ - (starting with a letter or digit)."
+    validator_regex(patterns.SESSION_ID), "Use letters, digits and . _ : @ - (starting with a letter or digit)."
 )
-
-secret_name_validator = RegexValidator(
-    SECRET_NAME_PATTERN, "Use letters, digits and _ . - (starting with a letter or digit), at most 63."
+name_validator = RegexValidator(
+    validator_regex(patterns.NAME), "Use letters, digits and _ . - (starting with a letter or digit), at most 63."
+)
+no_nul_validator = RegexValidator(validator_regex(patterns.NO_NUL), "Null characters are not allowed.")
+not_blank_validator = RegexValidator(
+    validator_regex(patterns.NOT_BLANK), "Give some text (not only spaces), without null characters."
+)
+url_validator = RegexValidator(
+    validator_regex(patterns.URL), "Enter an http or https URL: a host name, a port, a path of printable ASCII."
 )
 
 
 def session_id_field(**kwargs: Any) -> StrictCharField:
     return StrictCharField(
-        max_length=settings.AK_RUN["SESSION_ID_MAX_LENGTH"], validators=[session_id_validator], **kwargs
+        max_length=settings.AK_RUN["SESSION_ID_MAX_LENGTH"],
+        trim_whitespace=False,
+        validators=[session_id_validator],
+        **kwargs,
     )
 
 
+def name_field(**kwargs: Any) -> StrictCharField:
+    return StrictCharField(max_length=63, trim_whitespace=False, validators=[name_validator], **kwargs)
+
+
+def user_id_field() -> StrictCharField:
+    return StrictCharField(
+        max_length=200,
+        trim_whitespace=False,
+        required=False,
+        validators=[not_blank_validator],
+        help_text="Your id of the user who talks (not only spaces).",
+    )
+
+
+_MAX_MESSAGE = settings.AK_RUN["MAX_MESSAGE_BYTES"]
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "maxLength": _MAX_MESSAGE,
+        "description": f"At most {_MAX_MESSAGE} bytes of UTF-8 (`maxLength` counts characters, which take 1 to 4"
+        " bytes each): a longer message is a 413.",
+    }
+)
+class MessageField(StrictCharField):
+    """A message, as sent (spaces kept). Over ``AK_RUN__MAX_MESSAGE_BYTES`` bytes of UTF-8 it is a
+    413, from the view (not a 400 from a length validator)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(trim_whitespace=False, validators=[no_nul_validator], **kwargs)
+
+
 class RunInput(serializers.Serializer):
-    agent = StrictCharField(max_length=63)
-    message = StrictCharField(trim_whitespace=False)
+    """With ``webhook``, ``async`` must be true; ``stream`` and ``async`` are not both true (the
+    document says so too: ``agents_app.api.schema.RunInputScheme``)."""
+
+    agent = name_field(help_text="The name of one of the tenant's agents.")
+    message = MessageField()
     session_id = session_id_field(required=False)
-    user_id = StrictCharField(max_length=200, required=False)
+    user_id = user_id_field()
     on_busy = serializers.ChoiceField(choices=["enqueue", "reject"], required=False, default="enqueue")
-    webhook = StrictCharField(max_length=2048, required=False, validators=[URLValidator(schemes=["http", "https"])])
+    webhook = StrictCharField(
+        max_length=2048,
+        trim_whitespace=False,
+        required=False,
+        validators=[url_validator],
+        help_text="With `async`: POSTed the run when it ends. Refused (400) when its host resolves to a"
+        " non-public address (unless the deployment allows them).",
+    )
     stream = StrictBooleanField(
         required=False, default=False, help_text="Answer with Server-Sent Events as the reply is produced."
     )
@@ -92,10 +151,10 @@ class QueuedRunOutput(serializers.Serializer):
 class ChatInput(serializers.Serializer):
     """Agent Kernel's ``/api/v1/chat`` shape."""
 
-    agent = StrictCharField(max_length=63)
-    prompt = StrictCharField(trim_whitespace=False)
+    agent = name_field(help_text="The name of one of the tenant's agents.")
+    prompt = MessageField()
     session_id = session_id_field(required=False)
-    user_id = StrictCharField(max_length=200, required=False)
+    user_id = user_id_field()
 
 
 class RunResultOutput(serializers.Serializer):
@@ -139,20 +198,57 @@ class RunOutput(serializers.ModelSerializer):
         ]
 
 
+class QueryParameter:
+    """A field of a query string where an empty value (``?cursor=``) is a value, and so refused
+    (DRF takes it for an absent one), as the document says (``minLength``, ``type``)."""
+
+    field_name: str
+
+    def get_value(self, dictionary: Any) -> Any:
+        return dictionary.get(self.field_name, empty)
+
+
+class QueryIntegerField(QueryParameter, serializers.IntegerField):
+    """An integer in a query string: ASCII digits only (``int`` also takes ``" 5"``, ``"+5"``,
+    other scripts' digits, and DRF ``"5.0"``, none of which an integer parameter of the document allows)."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if not isinstance(data, str) or not re.fullmatch(r"[0-9]{1,10}", data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class QueryCharField(QueryParameter, StrictCharField):
+    pass
+
+
+def cursor_field(pattern: str, **kwargs: Any) -> StrictCharField:
+    return QueryCharField(
+        required=False,
+        trim_whitespace=False,
+        validators=[RegexValidator(validator_regex(pattern), "Not a valid cursor.")],
+        help_text="The `next` of the previous page.",
+        **kwargs,
+    )
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: ``<created_at in microseconds since 1970>_<run id>``: every string of this shape is a cursor.
+RUN_CURSOR = r"[0-9]{1,16}_[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+
+
+def run_cursor(run: Run) -> str:
+    """The cursor of the page after ``run``."""
+    return f"{(run.created_at - EPOCH) // timedelta(microseconds=1)}_{run.pk}"
+
+
 class RunPageInput(serializers.Serializer):
-    limit = serializers.IntegerField(min_value=1, max_value=200, required=False, default=50)
-    cursor = serializers.CharField(required=False, max_length=80)
+    limit = QueryIntegerField(min_value=1, max_value=200, required=False, default=50)
+    cursor = cursor_field(RUN_CURSOR)
 
     def validate_cursor(self, cursor: str) -> tuple[datetime, uuid.UUID]:
-        """``<created_at, ISO 8601 with offset>_<run id>``, as the previous page's ``next``."""
-        at, _, run_id = cursor.partition("_")
-        try:
-            created_at, parsed_id = datetime.fromisoformat(at), uuid.UUID(run_id)
-        except ValueError:
-            raise serializers.ValidationError("Not a valid cursor.") from None
-        if created_at.tzinfo is None:
-            raise serializers.ValidationError("Not a valid cursor.")
-        return created_at, parsed_id
+        micros, _, run_id = cursor.partition("_")
+        return EPOCH + timedelta(microseconds=int(micros)), uuid.UUID(run_id)
 
 
 class RunPageOutput(serializers.Serializer):
@@ -166,13 +262,16 @@ class MessagePageOutput(serializers.Serializer):
 
 
 class MessagePageInput(serializers.Serializer):
-    limit = serializers.IntegerField(min_value=1, max_value=500, required=False, default=50)
-    cursor = serializers.RegexField(r"^\d{1,12}$", required=False, error_messages={"invalid": "Not a valid cursor."})
+    limit = QueryIntegerField(min_value=1, max_value=500, required=False, default=50)
+    cursor = cursor_field(r"[0-9]{1,12}")
 
 
 class AgentInput(serializers.Serializer):
-    name = serializers.RegexField(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-    framework = StrictCharField(max_length=63)
+    """``config`` as the framework takes it: the document gives each framework's (see
+    ``Framework.config_schema`` and ``agents_app.api.schema``)."""
+
+    name = name_field()
+    framework = StrictCharField(max_length=63, trim_whitespace=False)
     config = serializers.DictField(required=False, default=dict)
 
 
@@ -183,14 +282,14 @@ class AgentOutput(serializers.ModelSerializer):
 
 
 class SecretInput(serializers.Serializer):
-    name = StrictCharField(
-        max_length=63, validators=[secret_name_validator], help_text='What an agent config names as `{"secret": NAME}`.'
-    )
+    name = name_field(help_text='What an agent config names as `{"secret": NAME}`.')
     value = StrictCharField(
         max_length=SECRET_VALUE_MAX_BYTES,
         trim_whitespace=False,
         write_only=True,
-        help_text=f"Stored encrypted, as given; never returned. At most {SECRET_VALUE_MAX_BYTES} bytes (UTF-8).",
+        validators=[no_nul_validator],
+        help_text=f"Stored encrypted, as given; never returned. At most {SECRET_VALUE_MAX_BYTES} bytes of UTF-8"
+        " (`maxLength` counts characters, which take 1 to 4 bytes each).",
     )
 
     def validate_value(self, value: str) -> str:
@@ -207,3 +306,42 @@ class SecretOutput(serializers.ModelSerializer):
 
 class SecretListOutput(serializers.Serializer):
     secrets = SecretOutput(many=True)
+
+
+class ErrorOutput(serializers.Serializer):
+    """Every error of the API: ``code`` says which (``invalid``, ``not_authenticated``,
+    ``not_found``, ``session_busy``, ``too_large``, ``throttled``, ``agent_failed``,
+    ``store_unavailable``...), ``detail`` says it to a person."""
+
+    code = serializers.CharField()
+    detail = serializers.CharField()
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        # "fields" would shadow the serializer's own ``fields``.
+        fields = super().get_fields()
+        fields["fields"] = serializers.DictField(
+            child=serializers.JSONField(), required=False, help_text="400: each bad field with its messages."
+        )
+        fields["run_id"] = serializers.CharField(
+            required=False, help_text="The run the error is about, when one was made (502, 504, 409)."
+        )
+        return fields
+
+
+class HealthOutput(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok", "unavailable"])
+    checks = serializers.DictField(child=serializers.CharField(), help_text='Each dependency: "ok", or its error.')
+    failing = serializers.ListField(child=serializers.CharField())
+
+
+class StreamEventOutput(serializers.Serializer):
+    """One Server-Sent Event of a streamed run (``text/event-stream``)."""
+
+    id = serializers.RegexField(
+        validator_regex("[0-9]+"), help_text="Its number in the run; `Last-Event-ID` resumes after it."
+    )
+    event = serializers.ChoiceField(choices=["run", "delta", "done", "error", "cancelled"])
+    data = serializers.CharField(
+        help_text="JSON. run: `{run_id, session_id}`; delta: `{text}`; done: `{run_id, session_id, result}`;"
+        " error and cancelled: `{code, detail}`."
+    )

@@ -21,10 +21,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from agents_app import patterns
 from agents_app.api import serializers as s
 from agents_app.api.asyncview import AsyncAPIView
+from agents_app.api.schema import errors
 from agents_app.frameworks import ConfigError, UnknownFramework
 from agents_app.models import Run
+from agents_app.patterns import anchored
 from agents_app.runs.events import ENDS
 from agents_app.selectors import agent_list, run_events, run_find_idempotent, run_get, run_list, secret_list
 from agents_app.services import (
@@ -58,12 +61,22 @@ def _validated(serializer_class: type[s.serializers.Serializer], data: object) -
     return serializer.validated_data
 
 
-IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+IDEMPOTENCY_KEY = r"[\u0021-\u007e]{1,255}"
+IDEMPOTENCY_KEY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    required=False,
+    pattern=anchored(IDEMPOTENCY_KEY),
+    description="1 to 255 printable ASCII characters: the same key with the same body answers as the first"
+    " request did (nothing runs again); with another body, 409.",
+)
+LAST_EVENT_ID = r"[0-9]{1,12}"
 
 
 def _idempotency_key(request: Request) -> str | None:
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not IDEMPOTENCY_KEY.match(key):
+    if key is not None and not re.fullmatch(IDEMPOTENCY_KEY, key):
         raise ValidationError({"Idempotency-Key": ["Use 1 to 255 printable ASCII characters, no spaces."]})
     return key
 
@@ -89,16 +102,31 @@ def _replay(request: Request, run: Run) -> Response:
     return Response({"code": "idempotency_replay", "detail": detail, "run_id": str(run.pk)}, status=409)
 
 
+RUN_ID = OpenApiParameter("run_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
+SESSION_ID = OpenApiParameter(
+    "session_id",
+    {
+        "type": "string",
+        "pattern": anchored(patterns.SESSION_ID),
+        "maxLength": settings.AK_RUN["SESSION_ID_MAX_LENGTH"],
+    },
+    OpenApiParameter.PATH,
+)
+
+
 class RunView(AsyncAPIView):
     @extend_schema(
         request=s.RunInput,
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+        parameters=[IDEMPOTENCY_KEY_HEADER],
         responses={
             (200, "application/json"): s.RunResultOutput,
-            (200, "text/event-stream"): OpenApiTypes.STR,
+            (200, "text/event-stream"): s.StreamEventOutput,
             202: s.QueuedRunOutput,
+            **errors(404, 409, 502, 503, 504),
         },
         operation_id="run",
+        description="Runs the agent now (200), queues the run (`async`: 202, `Location` names it), or streams it"
+        " (`stream`: 200 `text/event-stream`, each event as `StreamEventOutput` describes it).",
     )
     async def post(self, request: Request) -> Response:
         data = _validated(s.RunInput, request.data)
@@ -176,23 +204,31 @@ def event_stream(events: AsyncIterator[Event | None]) -> StreamingHttpResponse:
 class RunEventsView(AsyncAPIView):
     @extend_schema(
         parameters=[
+            RUN_ID,
             OpenApiParameter(
-                "Last-Event-ID", int, OpenApiParameter.HEADER, required=False, description="resume after this event"
-            )
+                "Last-Event-ID",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                pattern=anchored(LAST_EVENT_ID),
+                description="Resume after this event.",
+            ),
         ],
-        responses={(200, "text/event-stream"): OpenApiTypes.STR},
+        responses={(200, "text/event-stream"): s.StreamEventOutput, **errors(503)},
         operation_id="run_events",
     )
     async def get(self, request: Request, run_id: str) -> StreamingHttpResponse:
         after = request.headers.get("Last-Event-ID", "0")
-        if not after.isdigit() or len(after) > 12:
+        if not re.fullmatch(LAST_EVENT_ID, after):  # ASCII digits: isdigit() also takes "²", which int() refuses
             raise ValidationError({"Last-Event-ID": ["Not an event id."]})
         run = await db(run_get, tenant=request.user.tenant, run_id=run_id)
         return event_stream(await run_events(run=run, tenant=request.user.tenant, after=int(after)))
 
 
 class ChatView(AsyncAPIView):
-    @extend_schema(request=s.ChatInput, responses={200: s.ChatOutput}, operation_id="chat")
+    @extend_schema(
+        request=s.ChatInput, responses={200: s.ChatOutput, **errors(404, 409, 502, 503, 504)}, operation_id="chat"
+    )
     async def post(self, request: Request) -> Response:
         data = _validated(s.ChatInput, request.data)
         _check_size(data["prompt"])
@@ -207,13 +243,15 @@ class ChatView(AsyncAPIView):
 
 
 class RunDetailView(AsyncAPIView):  # what a client polls: no thread of its own per request
-    @extend_schema(responses={200: s.RunOutput}, operation_id="run_get")
+    @extend_schema(parameters=[RUN_ID], responses={200: s.RunOutput}, operation_id="run_get")
     async def get(self, request: Request, run_id: str) -> Response:
         return Response(s.RunOutput(await db(run_get, tenant=request.user.tenant, run_id=run_id)).data)
 
 
 class RunCancelView(APIView):
-    @extend_schema(request=None, responses={200: s.RunOutput}, operation_id="run_cancel")
+    @extend_schema(
+        parameters=[RUN_ID], request=None, responses={200: s.RunOutput, **errors(503)}, operation_id="run_cancel"
+    )
     def post(self, request: Request, run_id: str) -> Response:
         run = run_cancel(run=run_get(tenant=request.user.tenant, run_id=run_id))
         return Response(s.RunOutput(run).data)
@@ -221,10 +259,7 @@ class RunCancelView(APIView):
 
 class SessionRunsView(APIView):
     @extend_schema(
-        parameters=[
-            OpenApiParameter("limit", int, description="1 to 200, default 50"),
-            OpenApiParameter("cursor", str, description="the `next` of the previous page"),
-        ],
+        parameters=[SESSION_ID, s.RunPageInput],
         responses={200: s.RunPageOutput},
         operation_id="session_runs",
     )
@@ -233,12 +268,12 @@ class SessionRunsView(APIView):
         limit, before = query["limit"], query.get("cursor")
         runs = run_list(tenant=request.user.tenant, session_id=session_id, limit=limit + 1, before=before)
         page, more = runs[:limit], len(runs) > limit
-        next_cursor = f"{page[-1].created_at.isoformat()}_{page[-1].pk}" if more else None
+        next_cursor = s.run_cursor(page[-1]) if more else None
         return Response({"runs": s.RunOutput(page, many=True).data, "next": next_cursor})
 
 
 class SessionView(APIView):
-    @extend_schema(responses={204: None}, operation_id="session_delete")
+    @extend_schema(parameters=[SESSION_ID], responses={204: None, **errors(503)}, operation_id="session_delete")
     def delete(self, request: Request, session_id: str) -> Response:
         session_delete(session=session_get(tenant=request.user.tenant, session_id=session_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -246,11 +281,8 @@ class SessionView(APIView):
 
 class SessionMessagesView(APIView):
     @extend_schema(
-        parameters=[
-            OpenApiParameter("limit", int, description="1 to 500, default 50"),
-            OpenApiParameter("cursor", str, description="the `next` of the previous page"),
-        ],
-        responses={200: s.MessagePageOutput},
+        parameters=[SESSION_ID, s.MessagePageInput],
+        responses={200: s.MessagePageOutput, **errors(503)},
         operation_id="session_messages",
     )
     def get(self, request: Request, session_id: str) -> Response:
@@ -282,7 +314,7 @@ class AgentsView(APIView):
             if exc.field == "framework":  # the framework cannot run here (its library is missing)
                 raise ValidationError({"framework": [exc.message]}) from None
             raise ValidationError({"config": {exc.field: [exc.message]}}) from None
-        except AgentExists as exc:
+        except AgentExists as exc:  # CONTRACT: an invalid body is a 400 naming the field
             raise ValidationError({"name": [str(exc)]}) from None
         return Response(s.AgentOutput(agent).data, status=status.HTTP_201_CREATED)
 
@@ -309,7 +341,13 @@ class SecretsView(APIView):
 
 
 class SecretView(APIView):
-    @extend_schema(responses={204: None}, operation_id="secrets_delete")
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("name", {"type": "string", "pattern": anchored(patterns.NAME)}, OpenApiParameter.PATH)
+        ],
+        responses={204: None},
+        operation_id="secrets_delete",
+    )
     def delete(self, request: Request, name: str) -> Response:
         if not secret_delete(tenant=request.user.tenant, name=name):
             raise Http404("unknown secret")
@@ -321,7 +359,7 @@ class HealthView(APIView):
     permission_classes = [AllowAny]
     throttle_classes: list = []
 
-    @extend_schema(responses={200: dict, 503: dict}, operation_id="health", auth=[])
+    @extend_schema(responses={200: s.HealthOutput, 503: s.HealthOutput}, operation_id="health", auth=[])
     def get(self, request: Request) -> Response:
         report = health_report()
         return Response(report, status=200 if report["status"] == "ok" else 503)

@@ -59,6 +59,16 @@ class ConfigError(ValueError):
         self.message = message
 
 
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
 class Framework(ABC):
     """One adapter per agent library.
 
@@ -79,7 +89,16 @@ class Framework(ABC):
         """Return the config, normalised; raise ``ConfigError`` naming the bad key."""
         if not isinstance(config, dict):
             raise ConfigError("config", "must be an object")
+        for key, value in config.items():
+            if _holds_nul(key) or _holds_nul(value):  # PostgreSQL's JSON cannot hold one
+                raise ConfigError(key, "must not hold a null character")
         return config
+
+    def config_schema(self) -> dict[str, Any]:
+        """The JSON Schema (OpenAPI 3.0's dialect) of the configs that ``validate_config`` and
+        ``check_runnable`` accept, for the API's document: a framework states it exactly, so that
+        clients and schema-driven tests know what is valid. By default: any object."""
+        return {"type": "object", "description": "Checked by the framework when the agent is saved."}
 
     def window_for(self, config: dict[str, Any]) -> int | None:
         """How many recent entries a run of an agent with ``config`` reads (see ``window``)."""

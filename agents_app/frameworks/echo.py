@@ -21,6 +21,15 @@ class EchoFramework(Framework):
     name = "echo"
     window = 0  # it counts the user messages; it reads none of them
 
+    def config_schema(self) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "delay_s": {"type": "number", "minimum": 0, "maximum": MAX_DELAY_S, "description": "Seconds to wait."}
+            },
+        }
+
     def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
         config = super().validate_config(config)
         unknown = set(config) - {"delay_s"}

@@ -50,7 +50,15 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from agents_app.frameworks.base import AgentLike, ConfigError, Framework, Reply
-from agents_app.frameworks.model import MODEL_KEYS, ModelError, api_key, check_base_url, redacted, validate_model_keys
+from agents_app.frameworks.model import (
+    MODEL_KEYS,
+    MODEL_KEYS_SCHEMA,
+    ModelError,
+    api_key,
+    check_base_url,
+    redacted,
+    validate_model_keys,
+)
 from agents_app.outbound import Refused, shared_client
 from akplatform.aio import io_executor
 from sessions_app.core import SessionView
@@ -87,6 +95,27 @@ class GraphContext:
 
 class LangGraphFramework(Framework):
     name = "langgraph"
+
+    def config_schema(self) -> dict[str, Any]:
+        graphs = sorted(settings.AK_AGENTS["GRAPHS"])
+        return {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["graph"],
+            "properties": {
+                **MODEL_KEYS_SCHEMA,
+                # None registered (AK_AGENTS__GRAPHS): no config is valid.
+                "graph": {"type": "string", "enum": graphs} if graphs else {"not": {}},
+                "mode": {"type": "string", "enum": list(MODES)},
+                "history": {"type": "integer", "minimum": 0, "maximum": MAX_HISTORY},
+                "options": {"type": "object", "description": "Given to the graph's factory (no null characters)."},
+            },
+            # A model is optional, but whole when given.
+            "anyOf": [
+                {"not": {"anyOf": [{"required": [key]} for key in sorted(MODEL_KEYS)]}},
+                {"required": ["base_url", "model"]},
+            ],
+        }
 
     def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
         config = super().validate_config(config)
@@ -151,9 +180,9 @@ class LangGraphFramework(Framework):
             raise ModelError(redacted(described(exc, config["graph"]), key)) from None
 
 
-@cache
 def langgraph_installed() -> bool:
-    """Whether ``requirements/langgraph.txt`` is installed (LangGraph, and LangChain's OpenAI models)."""
+    """Whether ``requirements/langgraph.txt`` is installed (LangGraph, and LangChain's OpenAI
+    models). Not cached: once imported, asking again is a lookup in ``sys.modules``."""
     try:
         importlib.import_module("langgraph.graph")
         importlib.import_module("langchain_openai")

@@ -14,13 +14,33 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from agents_app import patterns
 from agents_app.frameworks.base import ConfigError
 from agents_app.outbound import model_url_refusal
 from akplatform.aio import db
 from sessions_app.core import SessionView
 
 MODEL_KEYS = frozenset({"base_url", "model", "api_key", "temperature", "max_tokens"})
-SECRET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+SECRET_NAME = re.compile(patterns.NAME)
+#: The JSON Schema of the model keys (``validate_model_keys``): ``base_url`` and ``model`` required.
+MODEL_KEYS_SCHEMA: dict[str, Any] = {
+    "base_url": {
+        "type": "string",
+        "pattern": patterns.anchored(patterns.URL),
+        "description": "The API root; it calls `<base_url>/chat/completions`. Refused when its host resolves to a"
+        " non-public address, unless the deployment allows them.",
+    },
+    "model": {"type": "string", "pattern": patterns.anchored(patterns.NOT_BLANK)},
+    "api_key": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["secret"],
+        "properties": {"secret": {"type": "string", "pattern": patterns.anchored(patterns.NAME)}},
+        "description": "One of the tenant's secrets, by name.",
+    },
+    "temperature": {"type": "number", "minimum": 0, "maximum": 2, "nullable": True},
+    "max_tokens": {"type": "integer", "minimum": 1, "nullable": True},
+}
 
 
 class ModelError(Exception):
@@ -32,7 +52,7 @@ def validate_model_keys(config: dict[str, Any]) -> None:
     """Check the model keys of ``config`` (``base_url``, ``model``, ``api_key``, ``temperature``,
     ``max_tokens``); raise ``ConfigError`` naming the bad one."""
     base_url = config.get("base_url")
-    if not isinstance(base_url, str) or not re.match(r"^https?://[^/\s]+", base_url):
+    if not isinstance(base_url, str) or not patterns.matches(patterns.URL, base_url):
         raise ConfigError("base_url", "required: the API root, e.g. https://api.openai.com/v1")
     model = config.get("model")
     if not isinstance(model, str) or not model.strip():
@@ -54,7 +74,7 @@ def secret_name(reference: Any) -> str:
     is data anyone who can read the agent sees, never the place of a secret's value."""
     if isinstance(reference, dict) and set(reference) == {"secret"}:
         name = reference["secret"]
-        if isinstance(name, str) and SECRET_NAME.match(name):
+        if isinstance(name, str) and SECRET_NAME.fullmatch(name):
             return name
     raise ConfigError("api_key", 'must be {"secret": NAME}, naming one of the tenant\'s secrets (POST /secrets)')
 

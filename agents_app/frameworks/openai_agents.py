@@ -35,9 +35,11 @@ from typing import Any
 
 from django.conf import settings
 
+from agents_app import patterns
 from agents_app.frameworks.base import AgentLike, ConfigError, Framework, Reply, Usage
 from agents_app.frameworks.model import (
     MODEL_KEYS,
+    MODEL_KEYS_SCHEMA,
     ModelError,
     api_key,
     check_base_url,
@@ -62,11 +64,35 @@ CURRENT_AGENT = "current_agent"
 #: Between the texts of two model answers of one run (e.g. before a tool call, then after it).
 SEPARATOR = "\n\n"
 SDK_MISSING = "the OpenAI Agents SDK is not installed: pip install -r requirements/openai_agents.txt"
-AGENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+AGENT_NAME = re.compile(patterns.NAME)
 
 
 class OpenAIAgentsFramework(Framework):
     name = "openai_agents"
+
+    def config_schema(self) -> dict[str, Any]:
+        declared = tool_names()
+        tools: dict[str, Any] = {"type": "array", "uniqueItems": True, "description": "Tools the deployment declares."}
+        tools.update({"items": {"type": "string", "enum": declared}} if declared else {"maxItems": 0})
+        return {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["base_url", "model"],
+            "properties": {
+                **MODEL_KEYS_SCHEMA,
+                "instructions": {"type": "string", "pattern": patterns.anchored(patterns.NO_NUL)},
+                "tools": tools,
+                "handoffs": {
+                    "type": "array",
+                    "uniqueItems": True,
+                    "maxItems": MAX_AGENTS - 1,
+                    "items": {"type": "string", "pattern": patterns.anchored(patterns.NAME)},
+                    "description": "The names of the tenant's openai_agents agents it may hand the conversation to.",
+                },
+                "history": {"type": "integer", "minimum": 0, "maximum": MAX_HISTORY},
+                "max_turns": {"type": "integer", "minimum": 1, "maximum": MAX_MAX_TURNS},
+            },
+        }
 
     def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
         config = super().validate_config(config)
@@ -146,7 +172,7 @@ def _check_tools(tools: Any) -> None:
 
 
 def _check_handoffs(handoffs: Any) -> None:
-    if not isinstance(handoffs, list) or not all(isinstance(n, str) and AGENT_NAME.match(n) for n in handoffs):
+    if not isinstance(handoffs, list) or not all(isinstance(n, str) and AGENT_NAME.fullmatch(n) for n in handoffs):
         raise ConfigError("handoffs", "must be a list of the names of the tenant's openai_agents agents")
     if len(set(handoffs)) != len(handoffs):
         raise ConfigError("handoffs", "names an agent twice")

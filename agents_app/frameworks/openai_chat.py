@@ -23,9 +23,11 @@ import httpx
 import orjson
 from django.conf import settings
 
+from agents_app import patterns
 from agents_app.frameworks.base import AgentLike, ConfigError, Framework, Reply, Usage
 from agents_app.frameworks.model import (
     MODEL_KEYS,
+    MODEL_KEYS_SCHEMA,
     ModelError,
     api_key,
     check_base_url,
@@ -42,6 +44,18 @@ KEYS = MODEL_KEYS | {"system_prompt", "history"}
 
 class OpenAIChatFramework(Framework):
     name = "openai_chat"
+
+    def config_schema(self) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["base_url", "model"],
+            "properties": {
+                **MODEL_KEYS_SCHEMA,
+                "system_prompt": {"type": "string", "pattern": patterns.anchored(patterns.NO_NUL)},
+                "history": {"type": "integer", "minimum": 0, "maximum": MAX_HISTORY},
+            },
+        }
 
     def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
         config = super().validate_config(config)

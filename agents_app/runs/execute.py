@@ -25,6 +25,7 @@ from agents_app.runner import Cancellation, Runner, RunOutcome
 from agents_app.runs import transitions
 from agents_app.runs.events import RunEvents
 from agents_app.runs.watch import watcher_for
+from akplatform import logs, metrics
 from akplatform.aio import db
 from akplatform.exceptions import run_error
 from sessions_app.selectors import session_key
@@ -34,6 +35,7 @@ from sessions_app.stores.base import (
     LockLost,
     RunRevoked,
     SessionBusy,
+    SessionKey,
     StoreError,
     StoreUnavailable,
     VersionConflict,
@@ -90,10 +92,23 @@ async def execute_claimed(
 
     The run's events (``runs.events``) go to the store's log, and to ``listener`` when this
     process streams the run: ``run`` and ``delta`` from the runner, then how it ended, written
-    once that end is recorded.
+    once that end is recorded. Meanwhile it counts in ``ak_runs_in_flight``, and what is logged
+    for it carries its id and tenant (``akplatform.logs``).
     """
-    run_id = str(run.pk)
     key = session_key(run.session)
+    token = logs.bind(run_id=str(run.pk), tenant=key.tenant)
+    metrics.RUNS_IN_FLIGHT.inc()
+    try:
+        return await _execute(run, key, worker=worker, wait=wait, listener=listener)
+    finally:
+        metrics.RUNS_IN_FLIGHT.dec()
+        logs.unbind(token)
+
+
+async def _execute(
+    run: Run, key: SessionKey, *, worker: str, wait: float | None, listener: asyncio.Queue[Event] | None
+) -> Step:
+    run_id = str(run.pk)
     events = RunEvents(runner.store, key, run_id, listener=listener)
     cancelled = Cancellation()
     watcher = watcher_for(worker)
@@ -148,7 +163,8 @@ async def _close(events: RunEvents) -> None:
     recorded on the run, and a stream reads it from there)."""
     try:
         await events.close()
-    except StoreError:
+    except StoreError as exc:
+        metrics.STORE_ERRORS.labels(error=type(exc).__name__).inc()
         logger.warning("run %s: its last events were not written", events.run_id)
 
 
@@ -162,6 +178,7 @@ def _record_success(run: Run, *, worker: str, outcome: RunOutcome) -> None:
 
 def _record_failure(run: Run, *, worker: str, exc: Exception) -> Step:
     """Record what ``exc`` did to the run; raise it (as the API answers it) for a sync run."""
+    _count_failure(run, exc)
     in_request = not run.is_async
     if isinstance(exc, RunCancelled | RunRevoked):
         transitions.finish(run, worker=worker, status=Run.Status.CANCELLED, error="cancelled while running")
@@ -193,3 +210,13 @@ def _record_failure(run: Run, *, worker: str, exc: Exception) -> Step:
             raise exc
         raise RunFailed(run) from exc
     return Step.DONE
+
+
+def _count_failure(run: Run, exc: Exception) -> None:
+    """A store's error by its class, an adapter's by its framework; a busy session, a cancel
+    and a timeout are none."""
+    if isinstance(exc, StoreError):
+        if not isinstance(exc, SessionBusy | RunRevoked):
+            metrics.STORE_ERRORS.labels(error=type(exc).__name__).inc()
+    elif not isinstance(exc, RunCancelled | RunTimedOut):
+        metrics.ADAPTER_ERRORS.labels(framework=run.agent.framework).inc()

@@ -10,19 +10,25 @@
 
 Each returns whether it changed the row: False means the run was not where the transition starts
 (somebody moved it first), and nothing was written. A transition to an end queues the run's
-webhook, if it has one, once the write commits. ``run`` arguments need ``pk`` and ``webhook_url``.
+webhook, if it has one, once the write commits, and counts and logs the end (``akplatform.metrics``:
+once per run, since only one transition ends it). ``run`` arguments need ``pk`` and ``webhook_url``;
+the agent loaded with them (``claim`` and ``run_create`` load it) spares a query for its name.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from agents_app.models import Run
 from agents_app.webhooks import webhook_queue
+from akplatform import metrics
+
+logger = logging.getLogger(__name__)
 
 QUEUED, RUNNING = Run.Status.QUEUED, Run.Status.RUNNING
 ENDS = frozenset(Run.FINISHED)
@@ -37,7 +43,11 @@ def claim(*, run_id: str, worker: str) -> Run | None:
     )
     if not taken:
         return None
-    return Run.objects.select_related("agent", "session__tenant").get(pk=run_id)
+    run = Run.objects.select_related("agent", "session__tenant").get(pk=run_id)
+    # Its wait before its first execution (a run sent back because its session was busy is still waiting).
+    if run.enqueued_at is not None and run.attempts == 1:
+        metrics.RUN_QUEUE_WAIT.observe(max((now - run.enqueued_at).total_seconds(), 0.0))
+    return run
 
 
 def requeue(run: Run, *, worker: str, uncount: bool) -> bool:
@@ -119,4 +129,26 @@ def _end(
         for name, value in changes.items():
             if not hasattr(value, "resolve_expression"):  # an F() is the database's to compute
                 setattr(run, name, value)
+        _observe_end(run, status)
     return changed
+
+
+def _observe_end(run: Run, status: str) -> None:
+    """Count the run's end, and log it."""
+    agent = _agent_name(run)
+    metrics.RUNS.labels(status=status, agent=agent).inc()
+    started = None if "started_at" in run.get_deferred_fields() else run.started_at
+    if started is not None:
+        metrics.RUN_DURATION.labels(status=status).observe(max((run.finished_at - started).total_seconds(), 0.0))
+    logger.info("run %s %s (agent %s)", run.pk, status, agent, extra={"run_id": str(run.pk)})
+
+
+def _agent_name(run: Run) -> str:
+    """The run's agent's name: loaded with the run by those that end most runs (``claim``,
+    ``run_create``), one query for the others (the sweeper's, a cancel's, a failed publish's)."""
+    try:
+        if "agent_id" not in run.get_deferred_fields():
+            return run.agent.name
+        return Run.objects.filter(pk=run.pk).values_list("agent__name", flat=True).first() or ""
+    except DatabaseError:  # the end is written; only its label is missing
+        return ""

@@ -31,7 +31,9 @@ def test_create_an_agent(alice) -> None:
         ({"name": "x", "framework": "echo", "config": {"delay_s": "soon"}}, "config"),
         ({"name": "x", "framework": "echo", "config": {"temperature": 1}}, "config"),
         ({"name": "x", "framework": "echo", "config": [1]}, "config"),
-        ({"name": "echo", "framework": "echo"}, "name"),
+        ({"name": "x", "framework": "echo", "config": {"delay_s": 1, "a\u0000": 1}}, "config"),
+        ({"name": " x", "framework": "echo"}, "name"),
+        ({"name": "x\n", "framework": "echo"}, "name"),
     ],
 )
 def test_invalid_agents_are_400(alice, body: dict, field: str) -> None:
@@ -40,6 +42,15 @@ def test_invalid_agents_are_400(alice, body: dict, field: str) -> None:
     response = alice.post("/agents", body)
     assert response.status_code == 400
     assert field in response.json()["fields"]
+    assert Agent.objects.count() == before
+
+
+def test_a_name_taken_is_a_400_naming_it(alice) -> None:
+    """As CONTRACT.md has it: a body the API refuses is a 400 naming the bad field."""
+    alice.get("/agents")
+    before = Agent.objects.count()
+    response = alice.post("/agents", {"name": "echo", "framework": "echo"})
+    assert response.status_code == 400 and "name" in response.json()["fields"]
     assert Agent.objects.count() == before
 
 

@@ -213,7 +213,7 @@ def test_the_openapi_document_describes_the_secrets_endpoints(alice) -> None:
     document = APIClient().get("/api/schema/", {"format": "json"}).json()
     assert {"post", "get"} <= set(document["paths"]["/secrets"])
     assert "delete" in document["paths"]["/secrets/{name}"]
-    schema = document["components"]["schemas"]["SecretInput"]
+    schema = document["components"]["schemas"]["SecretInputRequest"]
     assert schema["properties"]["name"]["maxLength"] == 63 and "pattern" in schema["properties"]["name"]
     assert schema["properties"]["value"]["maxLength"] == 8192
     assert set(document["components"]["schemas"]["SecretOutput"]["properties"]) == {"name", "created_at", "updated_at"}
