@@ -2,8 +2,9 @@
 
 One table, partition key ``pk`` = ``<tenant>#<session>``, sort key ``sk``::
 
-    meta                     v (version), n (messages), c (map: count per role), deadline, expires_at
-    m#<seq, 12 digits>       d: one message as JSON (never rewritten)
+    meta                     v (version), n (messages), c (map: count per role), t (the last commit's
+                             id), deadline, expires_at
+    m#<seq, 12 digits>       d: one message as JSON (never rewritten); the first of a commit: t too
     s#<scope>#<key>          d: one state value as JSON
     x#run#<run id>           seq: number of the first message that run committed
     lock                     token, until (lease end), expires_at
@@ -17,6 +18,17 @@ A commit is one ``TransactWriteItems``: the new messages and state items plus th
 conditioned on the version read just before. It writes only what the run produced, so its cost
 does not grow with the history, and no item ever holds the whole session: the 400 KB item limit
 bounds one message or one state value, never a conversation.
+
+A transaction whose answer never came (a read timeout, a 500) may have applied all the same, and
+botocore sends it again: DynamoDB's ``ClientRequestToken`` makes that retry a no-op, but an
+endpoint that ignores the token (moto) cancels it by the version condition the first attempt
+already moved past. So every commit writes its id, ``t``, and a commit cancelled by its version
+condition reads it back: its own id (on the meta item, or on its first message once later commits
+followed) means it applied, and it succeeds; the version it read, still there, means nothing
+applied, and it is sent again; anything else is a real ``VersionConflict``. A cancellation for
+another reason is never a conflict: a concurrent transaction or throttling is retried for a while
+(``StoreUnavailable`` after), an item too large is ``PayloadTooLarge``, anything else
+``StoreUnavailable``. An event log's head carries its last append's id the same way.
 
 Expiry: ``meta`` and ``lock`` carry ``expires_at`` (epoch seconds), the table's TTL attribute, and
 every read honours ``deadline`` itself because DynamoDB deletes expired items lazily (up to days
@@ -91,6 +103,8 @@ MAX_ACTIONS = 100
 MAX_TRANSACTION_BYTES = 4_000_000
 #: How long an unconditional commit keeps retrying against concurrent writers.
 UNCONDITIONAL_PATIENCE = 30.0
+#: How long a commit keeps retrying a transaction that a concurrent one or throttling cancelled.
+TRANSIENT_PATIENCE = 10.0
 #: How much longer than its log's deadline an event item is kept (DynamoDB's TTL takes it then).
 EVENT_ITEM_SLACK = 86400
 #: Event logs whose head a store remembers from its own appends.
@@ -104,6 +118,10 @@ _UNAVAILABLE = {
     "ServiceUnavailable",
     "LimitExceededException",
 }
+#: Cancellation reasons of a transaction that applied nothing and may apply when sent again.
+_TRANSIENT_REASONS = frozenset(
+    {"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded", "RequestLimitExceeded"}
+)
 
 
 def _seq(number: int) -> str:
@@ -136,12 +154,43 @@ class _ConditionFailed(StoreError):
     """Internal: a single-item conditional write did not apply."""
 
 
-class _TransactionCancelled(VersionConflict):
-    """Internal: a transaction did not apply; ``reasons`` holds each action's code, in order."""
+class _TransactionCancelled(StoreUnavailable):
+    """Internal: a transaction did not apply; ``reasons`` holds each action's code (``"None"`` for
+    an action that was fine), ``details`` each action's message, in order. Where a caller does not
+    map it (``_cancellation_error``), the store is unavailable: never a conflict it cannot prove."""
 
-    def __init__(self, message: str, reasons: list[str]) -> None:
+    def __init__(self, message: str, reasons: list[str], details: list[str] | None = None) -> None:
         super().__init__(message)
         self.reasons = reasons
+        self.details = details or [""] * len(reasons)
+
+
+class _Transient(StoreUnavailable):
+    """Internal: nothing applied, and sending it again may succeed (a concurrent transaction,
+    throttling, our own earlier attempt still in progress)."""
+
+
+def _cancellation_error(exc: _TransactionCancelled, what: str) -> StoreError:
+    """The contract's error for a transaction cancelled by anything but a condition of ours."""
+    codes = [code for code in exc.reasons if code not in ("None", "")]
+    text = "; ".join(
+        f"{code}: {detail}" if detail else code for code, detail in zip(exc.reasons, exc.details, strict=True)
+    )
+    if "ItemCollectionSizeLimitExceeded" in codes:
+        return PayloadTooLarge(f"dynamodb: {what}: the session's items exceed their collection's size limit ({text})")
+    for code, detail in zip(exc.reasons, exc.details, strict=True):
+        if code == "ValidationError":
+            if "size" in detail.lower():
+                return PayloadTooLarge(f"dynamodb: {what}: {detail}")
+            return StoreError(f"dynamodb: {what} was refused: {text}")
+    if codes and set(codes) <= _TRANSIENT_REASONS:
+        return _Transient(f"dynamodb: {what} was cancelled: {text}")
+    return StoreUnavailable(f"dynamodb: {what} was cancelled: {text or exc}")
+
+
+def _commit_of(item: dict[str, Any] | None) -> str | None:
+    """The commit id an item carries (``t``), if any."""
+    return None if item is None else item.get("t", {}).get("S")
 
 
 class _DynamoLock(Lock):
@@ -251,8 +300,12 @@ class DynamoDBStore(SessionStore):
                 if code == "ConditionalCheckFailedException":
                     raise _ConditionFailed(message) from exc
                 if code == "TransactionCanceledException":
-                    reasons = [r.get("Code", "") for r in exc.response.get("CancellationReasons", [])]
-                    raise _TransactionCancelled(f"dynamodb: {message}", reasons) from exc
+                    cancelled = exc.response.get("CancellationReasons", [])
+                    reasons = [r.get("Code") or "None" for r in cancelled]
+                    details = [r.get("Message") or "" for r in cancelled]
+                    raise _TransactionCancelled(f"dynamodb: {message}", reasons, details) from exc
+                if code == "TransactionInProgressException":  # a retry met its first attempt still running
+                    raise _Transient(f"dynamodb: {code}: {message}") from exc
                 if code == "ValidationException" and "size" in message.lower():
                     raise PayloadTooLarge(f"dynamodb: {message}") from exc
                 if code in _UNAVAILABLE:
@@ -386,17 +439,25 @@ class DynamoDBStore(SessionStore):
         if size > MAX_TRANSACTION_BYTES:
             raise PayloadTooLarge(f"one commit holds at most {MAX_TRANSACTION_BYTES} bytes, not {size}")
 
-        delays = backoff_delays(UNCONDITIONAL_PATIENCE, first=0.005, cap=0.2)
+        # Every attempt of this commit writes this id: one whose answer was lost is recognised by it.
+        commit_id = uuid.uuid4().hex
+        sent: dict[str, Any] = {}  # what the last attempt sent: its base version, first message, result
+        conflicts = backoff_delays(UNCONDITIONAL_PATIENCE, first=0.005, cap=0.2)
+        transients = backoff_delays(TRANSIENT_PATIENCE, first=0.02, cap=0.5)
         while True:
             try:
-                return self._commit_once(key, expected_version, append, bodies, writes, run_id)
+                return self._commit_once(key, expected_version, append, bodies, writes, run_id, commit_id, sent)
+            except _Transient as exc:
+                delay = next(transients, None)
+                if delay is None:
+                    raise StoreUnavailable(f"dynamodb: the commit to {key.session_id} kept failing: {exc}") from None
             except VersionConflict:
                 if expected_version is not None:
                     raise
-                delay = next(delays, None)
+                delay = next(conflicts, None)
                 if delay is None:
                     raise
-                time.sleep(delay)
+            time.sleep(delay)
 
     def _state_writes(self, key: SessionKey, state: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
         writes: list[dict[str, Any]] = []
@@ -424,9 +485,14 @@ class DynamoDBStore(SessionStore):
         bodies: list[str],
         writes: list[dict[str, Any]],
         run_id: str | None,
+        commit_id: str,
+        sent: dict[str, Any],
     ) -> CommitResult:
         now = time.time()
         meta = self._get_meta(key)
+        moved = bool(sent) and self._parse_meta(meta)[0] != sent["version"]  # since our last attempt: by it?
+        if moved and self._commit_landed(key, commit_id, sent["version"], sent["total"], appended=bool(bodies)):
+            return sent["result"]
         if meta is not None and not self._live(meta, now):
             self._purge(key)  # expired: what is left of it must not show through the new session
             meta = None
@@ -443,6 +509,7 @@ class DynamoDBStore(SessionStore):
             "v": _n(version + 1),
             "n": _n(total + len(append)),
             "c": {"M": {role: _n(count) for role, count in counts.items()}},
+            "t": _s(commit_id),
         }
         if self.ttl > 0:
             new_meta["deadline"] = _n(now + self.ttl)
@@ -452,24 +519,77 @@ class DynamoDBStore(SessionStore):
         else:
             condition = {"ConditionExpression": "v = :v", "ExpressionAttributeValues": {":v": _n(version)}}
         actions: list[dict[str, Any]] = [{"Put": {"TableName": self.table_name, "Item": new_meta, **condition}}]
-        actions += [
-            {"Put": {"TableName": self.table_name, "Item": {**self._key(key, _seq(total + i)), "d": _s(body)}}}
-            for i, body in enumerate(bodies)
-        ]
+        for i, body in enumerate(bodies):
+            item = {**self._key(key, _seq(total + i)), "d": _s(body)}
+            if i == 0:
+                item["t"] = _s(commit_id)
+            actions.append({"Put": {"TableName": self.table_name, "Item": item}})
         actions += writes
         if run_id is not None:
             run_item = {**self._key(key, "x#run#" + run_id), "seq": _n(total)}
             actions.append({"Put": {"TableName": self.table_name, "Item": run_item}})
             absent = {"ConditionExpression": "attribute_not_exists(pk)"}
             actions.append({"ConditionCheck": {"TableName": self.table_name, "Key": self._mark(key, run_id), **absent}})
+        result = CommitResult(version + 1, total + len(append), counts)
+        sent.update(version=version, total=total, result=result)
         try:
             # The token makes botocore's retry of a timed-out call idempotent: DynamoDB applies it once.
             self._call(self.client.transact_write_items, TransactItems=actions, ClientRequestToken=uuid.uuid4().hex)
         except _TransactionCancelled as exc:
             if run_id is not None and exc.reasons[-1:] == ["ConditionalCheckFailed"]:
-                raise RunRevoked(f"run {run_id} was revoked") from None
+                raise RunRevoked(f"run {run_id} was revoked") from None  # the mark exists: nothing of ours applied
+            if exc.reasons[:1] != ["ConditionalCheckFailed"]:
+                raise _cancellation_error(exc, f"the commit to {key.session_id}") from None
+            # The version condition: another commit, or an attempt of ours whose answer was lost.
+            landed = self._commit_landed(key, commit_id, version, total, appended=bool(bodies))
+            if landed is None:  # the version we read is still there: nothing applied, send it again
+                raise _Transient(
+                    f"dynamodb: the commit to {key.session_id} was cancelled at version {version}, which did not move"
+                ) from None
+            if not landed:
+                raise VersionConflict(
+                    f"{key.session_id}: expected version {version}, another commit came first"
+                ) from None
+        except _Transient:
             raise
-        return CommitResult(version + 1, total + len(append), counts)
+        except StoreUnavailable as exc:
+            # botocore gave up (timeouts, 500s), yet an attempt may have applied (or still be under
+            # way): applied, it succeeded; the version unmoved, sending it again is safe, as at most
+            # one of two attempts on the same version applies. A store that cannot say: unavailable.
+            try:
+                landed = self._commit_landed(key, commit_id, version, total, appended=bool(bodies))
+            except _Transient:
+                raise
+            except StoreError:
+                raise exc from None
+            if landed:
+                return result
+            if landed is None:
+                raise _Transient(str(exc)) from exc
+            raise VersionConflict(f"{key.session_id}: expected version {version}, another commit came first") from exc
+        return result
+
+    def _commit_landed(
+        self, key: SessionKey, commit_id: str, version: int, total: int, *, appended: bool
+    ) -> bool | None:
+        """Whether commit ``commit_id``, made on ``version`` with its first message numbered
+        ``total``, is stored: True; False, another commit took its place; None, the session is
+        still at ``version`` (nothing applied). One consistent read of the meta item and that message."""
+        sks = ["meta", _seq(total)] if appended else ["meta"]
+        try:
+            reply = self._call(
+                self.client.transact_get_items,
+                TransactItems=[{"Get": {"TableName": self.table_name, "Key": self._key(key, sk)}} for sk in sks],
+            )
+        except _TransactionCancelled as exc:  # a write transaction on these items was under way
+            raise _Transient(f"dynamodb: could not read back the commit to {key.session_id}: {exc}") from None
+        meta, first = ([response.get("Item") for response in reply["Responses"]] + [None])[:2]
+        if _commit_of(meta) == commit_id:
+            return True
+        stored = self._parse_meta(meta)[0]
+        if stored > version + 1 and _commit_of(first) == commit_id:  # later commits followed it
+            return True
+        return None if stored == version else False
 
     def _mark(self, key: SessionKey, run_id: str) -> dict[str, dict[str, str]]:
         """The key of run ``run_id``'s revoke mark (see the module's docstring)."""
@@ -502,13 +622,23 @@ class DynamoDBStore(SessionStore):
 
     def _meta_and_run(self, key: SessionKey, run_id: str) -> tuple[dict[str, Any] | None, int | None]:
         """The meta item and what ``committed`` says of the run, in one consistent read."""
-        now = time.time()
-        reply = self._call(
-            self.client.transact_get_items,
-            TransactItems=[
-                {"Get": {"TableName": self.table_name, "Key": self._key(key, sk)}} for sk in ("meta", "x#run#" + run_id)
-            ],
-        )
+        delays = backoff_delays(TRANSIENT_PATIENCE, first=0.02, cap=0.5)
+        while True:
+            now = time.time()
+            try:
+                reply = self._call(
+                    self.client.transact_get_items,
+                    TransactItems=[
+                        {"Get": {"TableName": self.table_name, "Key": self._key(key, sk)}}
+                        for sk in ("meta", "x#run#" + run_id)
+                    ],
+                )
+                break
+            except _TransactionCancelled as exc:  # a write transaction on these items (a revoke, a commit)
+                delay = next(delays, None)
+                if delay is None:
+                    raise StoreUnavailable(f"dynamodb: could not read session {key.session_id}: {exc}") from None
+                time.sleep(delay)
         meta, run = (response.get("Item") for response in reply["Responses"])
         return meta, (int(run["seq"]["N"]) if run is not None and self._live(meta, now) else None)
 
@@ -569,13 +699,16 @@ class DynamoDBStore(SessionStore):
         return int(head["n"]["N"]), head["g"]["S"], float(head["deadline"]["N"]) if "deadline" in head else 0.0
 
     def _read_head(self, pk: str, prefix: str) -> tuple[int, str, float] | None:
+        return self._head_state(self._read_head_item(pk, prefix))
+
+    def _read_head_item(self, pk: str, prefix: str) -> dict[str, Any] | None:
         reply = self._call(
             self.client.get_item,
             TableName=self.table_name,
             Key={"pk": _s(pk), "sk": _s(prefix + "h")},
             ConsistentRead=True,
         )
-        return self._head_state(reply.get("Item"))
+        return reply.get("Item")
 
     def append_events(self, key: SessionKey, run_id: str, events: Sequence[tuple[str, dict[str, Any]]]) -> int:
         """One ``TransactWriteItems`` when this store made the log's last append, else a
@@ -598,25 +731,30 @@ class DynamoDBStore(SessionStore):
         remembered = head is not None
         if not remembered:
             head = self._read_head(pk, prefix)
+        append_id = uuid.uuid4().hex  # on the head: an attempt whose answer was lost is recognised by it
         delays = backoff_delays(UNCONDITIONAL_PATIENCE, first=0.005, cap=0.2)
         while True:
             try:
-                return self._append_once(pk, prefix, head, rows)
+                return self._append_once(pk, prefix, head, rows, append_id)
             except _TransactionCancelled as exc:
                 with self._heads_lock:
                     self._heads.pop((pk, prefix), None)
-                if not set(exc.reasons) <= {"None", "ConditionalCheckFailed", "TransactionConflict"}:
-                    raise StoreError(f"dynamodb: append to the event log of run {run_id} failed: {exc}") from None
+                if not set(exc.reasons) <= {"None", "ConditionalCheckFailed", *_TRANSIENT_REASONS}:
+                    raise _cancellation_error(exc, f"the append to the event log of run {run_id}") from None
+                item = self._read_head_item(pk, prefix)
+                head = self._head_state(item)
+                if head is not None and _commit_of(item) == append_id:  # it applied: botocore's retry was cancelled
+                    self._remember_head(pk, prefix, head)
+                    return head[0]
                 if not remembered:  # lost a race to another appender (a stale memory retries at once)
                     delay = next(delays, None)
                     if delay is None:
                         raise StoreUnavailable(f"dynamodb: could not append to the log of run {run_id}") from None
                     time.sleep(delay)
                 remembered = False
-                head = self._read_head(pk, prefix)
 
     def _append_once(
-        self, pk: str, prefix: str, head: tuple[int, str, float] | None, rows: list[tuple[str, str]]
+        self, pk: str, prefix: str, head: tuple[int, str, float] | None, rows: list[tuple[str, str]], append_id: str
     ) -> int:
         now = time.time()
         if head is None:
@@ -633,6 +771,7 @@ class DynamoDBStore(SessionStore):
             last, generation = 0, uuid.uuid4().hex[:12]
         total = last + len(rows)
         head_item: dict[str, Any] = {"pk": _s(pk), "sk": _s(prefix + "h"), "n": _n(total), "g": _s(generation)}
+        head_item["t"] = _s(append_id)
         event_extra: dict[str, Any] = {"g": _s(generation)}
         deadline = 0.0
         if self.events_ttl > 0:
@@ -646,12 +785,15 @@ class DynamoDBStore(SessionStore):
             actions.append({"Put": {"TableName": self.table_name, "Item": {**item, **event_extra}}})
         # The token makes botocore's retry of a timed-out call idempotent: DynamoDB applies it once.
         self._call(self.client.transact_write_items, TransactItems=actions, ClientRequestToken=uuid.uuid4().hex)
+        self._remember_head(pk, prefix, (total, generation, deadline))
+        return total
+
+    def _remember_head(self, pk: str, prefix: str, head: tuple[int, str, float]) -> None:
         with self._heads_lock:
-            self._heads[(pk, prefix)] = (total, generation, deadline)
+            self._heads[(pk, prefix)] = head
             self._heads.move_to_end((pk, prefix))
             if len(self._heads) > HEADS_CACHED:
                 self._heads.popitem(last=False)
-        return total
 
     def read_events(self, key: SessionKey, run_id: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
         """One ``Query`` (plus a ``GetItem`` of the head when more than ``limit`` events, or 1 MB,
@@ -710,9 +852,10 @@ class DynamoDBStore(SessionStore):
                         "until": _n(now + lease),
                         "expires_at": _n(math.ceil(now + lease) + 60),
                     },
-                    ConditionExpression="attribute_not_exists(pk) OR #u <= :now",
-                    ExpressionAttributeNames={"#u": "until"},
-                    ExpressionAttributeValues={":now": _n(now)},
+                    # Our own token: botocore's retry of a put whose answer was lost (it applied).
+                    ConditionExpression="attribute_not_exists(pk) OR #u <= :now OR #t = :token",
+                    ExpressionAttributeNames={"#u": "until", "#t": "token"},
+                    ExpressionAttributeValues={":now": _n(now), ":token": _s(lock.token)},
                 )
                 return lock
             except _ConditionFailed:
