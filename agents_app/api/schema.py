@@ -76,7 +76,7 @@ LINKS: dict[str, dict[str, dict[str, Any]]] = {
     "run": {"200": {**_RUN_LINKS, **_SESSION_LINKS}, "202": {**_RUN_LINKS, **_SESSION_LINKS}},
     "chat": {"200": _SESSION_LINKS},
     "run_get": {"200": _SESSION_LINKS},
-    "secrets_set": {"200": _SECRET_LINKS, "201": _SECRET_LINKS},
+    "secrets_set": {"201": _SECRET_LINKS},
 }
 
 

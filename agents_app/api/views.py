@@ -328,16 +328,14 @@ class SecretsView(APIView):
 
     @extend_schema(
         request=s.SecretInput,
-        responses={201: s.SecretOutput, 200: s.SecretOutput},
+        responses={201: s.SecretOutput},
         operation_id="secrets_set",
-        description="Creates the secret (201), or rotates it if the name exists (200): the new value replaces the old.",
+        description="Stores the secret; a name that exists is rotated (the new value replaces the old).",
     )
     def post(self, request: Request) -> Response:
         data = _validated(s.SecretInput, request.data)
-        tenant = request.user.tenant
-        existed = secret_list(tenant=tenant).filter(name=data["name"]).exists()
-        secret = secret_set(tenant=tenant, name=data["name"], value=data["value"])
-        return Response(s.SecretOutput(secret).data, status=status.HTTP_200_OK if existed else status.HTTP_201_CREATED)
+        secret = secret_set(tenant=request.user.tenant, name=data["name"], value=data["value"])
+        return Response(s.SecretOutput(secret).data, status=status.HTTP_201_CREATED)  # CONTRACT: 201, set or rotated
 
 
 class SecretView(APIView):

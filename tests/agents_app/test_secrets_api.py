@@ -46,7 +46,7 @@ def test_posting_an_existing_name_rotates_it(alice) -> None:
     first = alice.post("/secrets", {"name": "openai", "value": VALUE}).json()
     before = Secret.objects.get(tenant=alice.tenant, name="openai").ciphertext
     rotated = alice.post("/secrets", {"name": "openai", "value": "sk-rotated"})
-    assert rotated.status_code == 200
+    assert rotated.status_code == 201  # CONTRACT: 201, set or rotated
     assert rotated.json()["created_at"] == first["created_at"]
     assert rotated.json()["updated_at"] > first["updated_at"]
     assert Secret.objects.filter(tenant=alice.tenant).count() == 1
