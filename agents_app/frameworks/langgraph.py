@@ -51,12 +51,15 @@ from django.utils.module_loading import import_string
 
 from agents_app.frameworks.base import AgentLike, ConfigError, Framework, Reply
 from agents_app.frameworks.model import (
+    DEFAULT_HISTORY,
+    HISTORY_SCHEMA,
     MODEL_KEYS,
     MODEL_KEYS_SCHEMA,
     ModelError,
     api_key,
     check_base_url,
     redacted,
+    validate_history,
     validate_model_keys,
 )
 from agents_app.outbound import Refused, shared_client
@@ -66,8 +69,6 @@ from sessions_app.core import SessionView
 logger = logging.getLogger(__name__)
 
 MODES: Final = ("messages", "checkpoint")
-DEFAULT_HISTORY: Final = 20
-MAX_HISTORY: Final = 500
 KEYS: Final = MODEL_KEYS | {"graph", "mode", "history", "options"}
 #: Compiled graphs a process keeps, one per (name, factory, options).
 MAX_CACHED_GRAPHS: Final = 64
@@ -107,7 +108,7 @@ class LangGraphFramework(Framework):
                 # None registered (AK_AGENTS__GRAPHS): no config is valid.
                 "graph": {"type": "string", "enum": graphs} if graphs else {"not": {}},
                 "mode": {"type": "string", "enum": list(MODES)},
-                "history": {"type": "integer", "minimum": 0, "maximum": MAX_HISTORY},
+                "history": HISTORY_SCHEMA,
                 "options": {"type": "object", "description": "Given to the graph's factory (no null characters)."},
             },
             # A model is optional, but whole when given.
@@ -131,9 +132,7 @@ class LangGraphFramework(Framework):
             raise ConfigError("mode", f"must be one of: {', '.join(MODES)}")
         if MODEL_KEYS & set(config):  # a model is optional, but whole when given
             validate_model_keys(config)
-        history = config.get("history", DEFAULT_HISTORY)
-        if isinstance(history, bool) or not isinstance(history, int) or not 0 <= history <= MAX_HISTORY:
-            raise ConfigError("history", f"must be an integer from 0 to {MAX_HISTORY}")
+        validate_history(config)
         if not isinstance(config.get("options", {}), dict):
             raise ConfigError("options", "must be a JSON object (given to the graph's factory)")
         return config

@@ -48,6 +48,19 @@ class ModelError(Exception):
     Its message says what happened and never carries the API key."""
 
 
+#: How many of the session's latest entries an agent that sends history sends, by default and at most.
+DEFAULT_HISTORY = 20
+MAX_HISTORY = 500
+HISTORY_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": MAX_HISTORY}
+
+
+def validate_history(config: dict[str, Any]) -> None:
+    """Check the config's ``history`` (an integer from 0 to ``MAX_HISTORY``, if given)."""
+    history = config.get("history", DEFAULT_HISTORY)
+    if isinstance(history, bool) or not isinstance(history, int) or not 0 <= history <= MAX_HISTORY:
+        raise ConfigError("history", f"must be an integer from 0 to {MAX_HISTORY}")
+
+
 def validate_model_keys(config: dict[str, Any]) -> None:
     """Check the model keys of ``config`` (``base_url``, ``model``, ``api_key``, ``temperature``,
     ``max_tokens``); raise ``ConfigError`` naming the bad one."""

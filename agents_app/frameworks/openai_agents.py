@@ -38,12 +38,15 @@ from django.conf import settings
 from agents_app import patterns
 from agents_app.frameworks.base import AgentLike, ConfigError, Framework, Reply, Usage
 from agents_app.frameworks.model import (
+    DEFAULT_HISTORY,
+    HISTORY_SCHEMA,
     MODEL_KEYS,
     MODEL_KEYS_SCHEMA,
     ModelError,
     api_key,
     check_base_url,
     redacted,
+    validate_history,
     validate_model_keys,
 )
 from agents_app.frameworks.openai_agents_session import HandoffTool, WindowSession
@@ -52,8 +55,6 @@ from agents_app.outbound import Refused, shared_client
 from akplatform.aio import db
 from sessions_app.core import SessionView
 
-DEFAULT_HISTORY = 20
-MAX_HISTORY = 500
 DEFAULT_MAX_TURNS = 10
 MAX_MAX_TURNS = 50
 #: Most agents one run may reach: its own and those its handoffs lead to.
@@ -89,7 +90,7 @@ class OpenAIAgentsFramework(Framework):
                     "items": {"type": "string", "pattern": patterns.anchored(patterns.NAME)},
                     "description": "The names of the tenant's openai_agents agents it may hand the conversation to.",
                 },
-                "history": {"type": "integer", "minimum": 0, "maximum": MAX_HISTORY},
+                "history": HISTORY_SCHEMA,
                 "max_turns": {"type": "integer", "minimum": 1, "maximum": MAX_MAX_TURNS},
             },
         }
@@ -104,7 +105,7 @@ class OpenAIAgentsFramework(Framework):
             raise ConfigError("instructions", "must be a string")
         _check_tools(config.get("tools", []))
         _check_handoffs(config.get("handoffs", []))
-        _check_int(config, "history", DEFAULT_HISTORY, 0, MAX_HISTORY)
+        validate_history(config)
         _check_int(config, "max_turns", DEFAULT_MAX_TURNS, 1, MAX_MAX_TURNS)
         return config
 

@@ -26,19 +26,20 @@ from django.conf import settings
 from agents_app import patterns
 from agents_app.frameworks.base import AgentLike, ConfigError, Framework, Reply, Usage
 from agents_app.frameworks.model import (
+    DEFAULT_HISTORY,
+    HISTORY_SCHEMA,
     MODEL_KEYS,
     MODEL_KEYS_SCHEMA,
     ModelError,
     api_key,
     check_base_url,
     redacted,
+    validate_history,
     validate_model_keys,
 )
 from agents_app.outbound import MAX_MODEL_ANSWER_BYTES, Refused, shared_client
 from sessions_app.core import SessionView
 
-DEFAULT_HISTORY = 20
-MAX_HISTORY = 500
 KEYS = MODEL_KEYS | {"system_prompt", "history"}
 
 
@@ -53,7 +54,7 @@ class OpenAIChatFramework(Framework):
             "properties": {
                 **MODEL_KEYS_SCHEMA,
                 "system_prompt": {"type": "string", "pattern": patterns.anchored(patterns.NO_NUL)},
-                "history": {"type": "integer", "minimum": 0, "maximum": MAX_HISTORY},
+                "history": HISTORY_SCHEMA,
             },
         }
 
@@ -65,9 +66,7 @@ class OpenAIChatFramework(Framework):
         validate_model_keys(config)
         if "system_prompt" in config and not isinstance(config["system_prompt"], str):
             raise ConfigError("system_prompt", "must be a string")
-        history = config.get("history", DEFAULT_HISTORY)
-        if isinstance(history, bool) or not isinstance(history, int) or not 0 <= history <= MAX_HISTORY:
-            raise ConfigError("history", f"must be an integer from 0 to {MAX_HISTORY}")
+        validate_history(config)
         return config
 
     def check_runnable(self, config: dict[str, Any]) -> None:
