@@ -71,14 +71,16 @@ def run_find_idempotent(*, tenant: Tenant, idempotency_key: str | None, request_
     return run
 
 
-def run_get(*, tenant: Tenant, run_id: str) -> Run:
-    """The tenant's run, or ``Http404`` (also for an id that is not a UUID)."""
+def run_get(*, tenant: Tenant, run_id: str, fields: Collection[str] = ()) -> Run:
+    """The tenant's run, or ``Http404`` (also for an id that is not a UUID). ``fields``: only
+    these of the run, its agent and its session (``agent__name``, ...); all when empty."""
     try:
         run_id = str(uuid.UUID(run_id))
     except ValueError:
         raise Http404("unknown run") from None
     try:
-        return Run.objects.select_related("agent", "session").get(tenant=tenant, pk=run_id)
+        runs = Run.objects.select_related("agent", "session")
+        return (runs.only(*fields) if fields else runs).get(tenant=tenant, pk=run_id)
     except Run.DoesNotExist:
         raise Http404("unknown run") from None
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+from functools import partial
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.http import Http404
 from django.utils import timezone
@@ -20,6 +23,7 @@ from agents_app.runs.publish import publish_or_fail
 from agents_app.secrets import SECRET_NAME_PATTERN, secret_encrypt, secret_reencrypt, secret_value_check
 from agents_app.selectors import run_find_idempotent
 from akplatform.aio import db
+from akplatform.recent import Recent
 from sessions_app.models import Tenant
 from sessions_app.services import session_open
 from sessions_app.stores.base import Event
@@ -53,7 +57,12 @@ def agent_create(*, tenant: Tenant, name: str, framework: str, config: dict[str,
 
 
 def agent_get(*, tenant: Tenant, name: str) -> Agent:
-    """The tenant's agent, or ``Http404``. Built-in agents are made on first use."""
+    """The tenant's agent, or ``Http404``. Built-in agents are made on first use. Remembered by
+    the process for ``AK_AGENTS__CACHE_SECONDS`` (``akplatform.recent``): treat it as read-only."""
+    return _recent_agents.get((tenant.pk, name), partial(_agent_lookup, tenant=tenant, name=name))
+
+
+def _agent_lookup(*, tenant: Tenant, name: str) -> Agent:
     try:
         return Agent.objects.get(tenant=tenant, name=name)
     except Agent.DoesNotExist:
@@ -61,6 +70,14 @@ def agent_get(*, tenant: Tenant, name: str) -> Agent:
             raise Http404("unknown agent") from None
     agent_ensure_builtins(tenant=tenant)
     return Agent.objects.get(tenant=tenant, name=name)
+
+
+_recent_agents: Recent[Agent] = Recent(lambda: settings.AK_AGENTS["CACHE_SECONDS"])
+
+
+def agent_changed(sender: type[Agent], instance: Agent, **kwargs: Any) -> None:
+    """``post_save`` and ``post_delete`` of an Agent: this process looks its agents up again."""
+    _recent_agents.clear()
 
 
 def run_create(
@@ -74,34 +91,34 @@ def run_create(
     request_hash: str = "",
     **fields: Any,
 ) -> tuple[Run, bool]:
-    """Record a run of ``agent_name`` on the session (made if new) with ``fields`` (status, ...).
+    """Record a run of ``agent_name`` on the session (made if new) with ``fields`` (status, ...):
+    a new session's thread and index row, and the run, in one transaction.
 
     Returns the run and whether it is new: with an ``idempotency_key`` an earlier request made,
     that request's run (``IdempotencyConflict`` if it was another request). ``Http404`` for an
-    unknown agent."""
+    unknown agent (also one deleted since this process remembered it)."""
     agent = agent_get(tenant=tenant, name=agent_name)
-    session = session_open(tenant=tenant, session_id=session_id, user_id=user_id)
-    run = Run(
-        tenant=tenant,
-        agent=agent,
-        session=session,
-        message=message,
-        idempotency_key=idempotency_key,
-        request_hash=request_hash,
-        **fields,
-    )
-    if idempotency_key is None:
-        run.save(force_insert=True)
-        return run, True
+    fields = {"tenant": tenant, "agent": agent, "message": message, **fields}
+    fields.update(idempotency_key=idempotency_key, request_hash=request_hash)
     try:
-        with transaction.atomic():  # in a caller's transaction, a savepoint: a duplicate key leaves it usable
-            run.save(force_insert=True)
+        if session_id is None:  # a new session: its thread, its index row and the run, all or nothing
+            with transaction.atomic():
+                run = Run.objects.create(session=session_open(tenant=tenant, user_id=user_id), **fields)
+        else:
+            session = session_open(tenant=tenant, session_id=session_id, user_id=user_id)
+            # With a key, a savepoint in a caller's transaction: a duplicate key leaves it usable.
+            with transaction.atomic() if idempotency_key is not None else contextlib.nullcontext():
+                run = Run.objects.create(session=session, **fields)
         return run, True
     except IntegrityError:
-        existing = run_find_idempotent(tenant=tenant, idempotency_key=idempotency_key, request_hash=request_hash)
-        if existing is None:  # the conflict was not the key's
-            raise
-        return existing, False
+        if idempotency_key is not None:
+            existing = run_find_idempotent(tenant=tenant, idempotency_key=idempotency_key, request_hash=request_hash)
+            if existing is not None:
+                return existing, False
+        if not Agent.objects.filter(pk=agent.pk).exists():  # deleted in another process meanwhile
+            _recent_agents.clear()
+            raise Http404("unknown agent") from None
+        raise
 
 
 async def run_start(

@@ -9,11 +9,10 @@ the request's ``REMOTE_ADDR`` (behind a proxy, the server sets it from the proxy
 
 from __future__ import annotations
 
-import time
-
 from django.conf import settings
-from django.core.cache import cache
 from django.http import HttpRequest
+
+from akplatform.rate_window import window_count, window_peek, window_wait
 
 
 def _key(request: HttpRequest) -> str:
@@ -23,19 +22,11 @@ def _key(request: HttpRequest) -> str:
 def lockout_wait(request: HttpRequest) -> int | None:
     """Seconds the request's address must wait before it may authenticate again, or None."""
     key = _key(request)
-    found = cache.get_many([f"{key}:n", f"{key}:since"])
-    if found.get(f"{key}:n", 0) < settings.AK_API["AUTH_FAILURE_LIMIT"]:
+    if window_peek(key) < settings.AK_API["AUTH_FAILURE_LIMIT"]:
         return None
-    since = found.get(f"{key}:since", time.time())
-    return max(1, int(since + settings.AK_API["AUTH_FAILURE_WINDOW"] - time.time()))
+    return window_wait(key, settings.AK_API["AUTH_FAILURE_WINDOW"])
 
 
 def lockout_failed(request: HttpRequest) -> None:
     """Count a failed authentication from the request's address (atomically: ``incr``)."""
-    key, window = _key(request), settings.AK_API["AUTH_FAILURE_WINDOW"]
-    cache.add(f"{key}:since", time.time(), timeout=window)
-    cache.add(f"{key}:n", 0, timeout=window)
-    try:
-        cache.incr(f"{key}:n")
-    except ValueError:  # expired between the two calls: this failure starts a new window
-        cache.set(f"{key}:n", 1, timeout=window)
+    window_count(_key(request), settings.AK_API["AUTH_FAILURE_WINDOW"])

@@ -117,7 +117,12 @@ ASGI_APPLICATION = "akplatform.asgi.application"
 DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"))}
 DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 10, minimum=1)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    DATABASES["default"]["OPTIONS"] = {"pool": {"min_size": 1, "max_size": DATABASE_POOL_SIZE, "timeout": 30}}
+    DATABASES["default"]["OPTIONS"] = {
+        "pool": {"min_size": 1, "max_size": DATABASE_POOL_SIZE, "timeout": 30},
+        # Parameters bound by the server, not quoted into the SQL in Python: less CPU per
+        # statement, and psycopg prepares the statements a pooled connection runs often.
+        "server_side_binding": True,
+    }
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 600
     # WAL and a busy timeout let a web process and a worker share the file.
@@ -231,6 +236,10 @@ AK_AGENTS = {
     "GRAPHS": env_mapping("AK_AGENTS__GRAPHS"),
     # The OpenAI Agents SDK's tracing (to OpenAI's servers) stays off unless this is on.
     "OPENAI_TRACING": env_bool("AK_AGENTS__OPENAI_TRACING", False),
+    # A process remembers an agent it ran this long: a change to an agent (the admin, a deploy)
+    # reaches the runs of every process within this time, of the changing process at once; 0
+    # looks the agent up for every run.
+    "CACHE_SECONDS": env_float("AK_AGENTS__CACHE_SECONDS", 10.0, minimum=0.0),
 }
 AK_RUN = {
     "MAX_MESSAGE_BYTES": env_int("AK_RUN__MAX_MESSAGE_BYTES", 64 * 1024, minimum=1),

@@ -52,7 +52,8 @@ def session_open(*, tenant: Tenant, session_id: str | None = None, user_id: str 
         existing = Session.objects.get(tenant=tenant, session_id=session_id)
     except Session.DoesNotExist:
         try:
-            return _session_create(tenant=tenant, session_id=session_id, user=user)
+            with transaction.atomic():  # a savepoint in a caller's transaction: left usable
+                return _session_create(tenant=tenant, session_id=session_id, user=user)
         except IntegrityError:  # made by a concurrent request
             existing = Session.objects.get(tenant=tenant, session_id=session_id)
     existing.tenant = tenant  # the row's own tenant: spares the query its store key would make
@@ -64,7 +65,8 @@ def session_open(*, tenant: Tenant, session_id: str | None = None, user_id: str 
 
 
 def _session_create(*, tenant: Tenant, session_id: str, user: EndUser | None) -> Session:
-    with transaction.atomic():
+    """The thread and the index row, in the caller's transaction (no savepoint) or one of their own."""
+    with transaction.atomic(savepoint=False):
         thread = Thread.objects.create(tenant=tenant, user=user)
         return Session.objects.create(tenant=tenant, thread=thread, session_id=session_id, user=user)
 

@@ -22,3 +22,15 @@ def test_static_files_are_served_under_asgi() -> None:
     response = async_to_sync(AsyncClient().get)("/static/admin/css/base.css")
     assert response.status_code == 200 and response["Content-Type"].startswith("text/css")
     assert async_to_sync(AsyncClient().get)("/static/admin/css/nope.css").status_code == 404
+
+
+def test_a_plain_handler_of_an_async_view_answers_under_asgi(alice) -> None:
+    """GET /runs/<id> is a plain handler, run in the I/O hop of DRF's checks; a method the view
+    does not have is a 405 there, after authentication."""
+    run = alice.post("/run", {"agent": "echo", "message": "hi"}).json()
+    client, key = AsyncClient(), {"Authorization": f"Bearer {alice.key}"}
+    shown = async_to_sync(client.get)(f"/runs/{run['run_id']}", headers=key)
+    assert shown.status_code == 200 and shown.json()["status"] == "succeeded"
+    assert shown.json()["result"] == run["result"] and shown.json()["agent"] == "echo"
+    assert async_to_sync(client.delete)(f"/runs/{run['run_id']}", headers=key).status_code == 405
+    assert async_to_sync(AsyncClient().delete)(f"/runs/{run['run_id']}").status_code == 401

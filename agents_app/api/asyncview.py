@@ -1,14 +1,16 @@
 """A DRF view whose handlers are coroutines, for the endpoints that wait on a model.
 
 Authentication, permissions and throttles are DRF's, run in the process's I/O threads with their
-database connection given back at once (``akplatform.aio.db``); then the handler awaits on the
-server's event loop, holding no thread and no connection while the run works. Errors go through
+database connection given back at once (``akplatform.aio.db``); then a coroutine handler awaits on
+the server's event loop, holding no thread and no connection while the run works, and a plain
+one runs on in the same thread (one hop for the request). Errors go through
 the API's exception handler as in any other view.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 from django.http import HttpRequest
@@ -19,9 +21,12 @@ from rest_framework.views import APIView
 from akplatform.aio import db
 
 
+# Subclasses define ``async def post(self, request)`` (and so on) for handlers that await, or plain
+# methods for handlers that only read and write: a plain handler runs in the same I/O hop as DRF's
+# checks (one thread hop for the whole request), as do DRF's own (``options``). (A comment, not a
+# docstring: the API's document would show a docstring as the operations' description.)
 class AsyncAPIView(APIView):
-    """Subclasses define ``async def post(self, request)`` (and so on) instead of plain methods;
-    the handlers DRF defines itself (``options``) stay plain, and run in an I/O thread."""
+    view_is_async = True  # ``dispatch`` is a coroutine, whatever the handlers are
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:  # a coroutine: Django awaits it
         return self._dispatch(request, *args, **kwargs)
@@ -32,14 +37,13 @@ class AsyncAPIView(APIView):
         self.request = drf_request
         self.headers = self.default_response_headers
         try:
-            await db(self._initial, drf_request, *args, **kwargs)
-            handler = getattr(self, drf_request.method.lower(), None)
-            if handler is None or drf_request.method.lower() not in self.http_method_names:
-                response = self.http_method_not_allowed(drf_request, *args, **kwargs)
-            elif inspect.iscoroutinefunction(handler):
+            method = drf_request.method.lower()
+            handler = getattr(self, method, None) if method in self.http_method_names else None
+            if handler is not None and inspect.iscoroutinefunction(handler):
+                await db(self._initial, drf_request, *args, **kwargs)
                 response = await handler(drf_request, *args, **kwargs)
-            else:  # DRF's own, plain ones (``options``): in an I/O thread, like the rest of DRF's work
-                response = await db(handler, drf_request, *args, **kwargs)
+            else:
+                response = await db(self._initial_then, handler, drf_request, *args, **kwargs)
         except Exception as exc:
             response = self.handle_exception(exc)
         self.response = self.finalize_response(drf_request, response, *args, **kwargs)
@@ -49,3 +53,12 @@ class AsyncAPIView(APIView):
         """DRF's ``initial`` (authentication, permissions, throttles), and the body parsed."""
         self.initial(request, *args, **kwargs)
         request.data  # noqa: B018 - parse now, in this thread: the handler only reads it
+
+    def _initial_then(
+        self, handler: Callable[..., Response] | None, request: Request, *args: Any, **kwargs: Any
+    ) -> Response:
+        """``_initial``, then the plain ``handler`` (None: the method is not allowed)."""
+        self._initial(request, *args, **kwargs)
+        if handler is None:
+            return self.http_method_not_allowed(request, *args, **kwargs)
+        return handler(request, *args, **kwargs)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -12,6 +11,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from akplatform.lockout import lockout_failed, lockout_wait
+from akplatform.recent import Recent
 from sessions_app.models import ApiKey, Tenant
 
 if TYPE_CHECKING:
@@ -20,37 +20,17 @@ if TYPE_CHECKING:
 LAST_USED_RESOLUTION = timedelta(minutes=1)  # at most one write per key per minute
 
 
-class KnownKeys:
-    """The keys this process looked up in the last ``AK_API__KEY_CACHE_SECONDS`` (unknown ones
-    too), so that a client's requests cost no query each: a revoked key stops working within
-    that time in every process. Kept in the process, as objects: nothing is serialized."""
-
-    MAX_ENTRIES = 10_000
-
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[float, ApiKey | None]] = {}
-
-    def get(self, key_hash: str) -> ApiKey | None:
-        """The live key with this hash, with its tenant, or None."""
-        ttl = settings.AK_API["KEY_CACHE_SECONDS"]
-        entry = self._entries.get(key_hash)
-        if entry is not None and time.monotonic() - entry[0] < ttl:
-            return entry[1]
-        try:
-            key: ApiKey | None = ApiKey.objects.select_related("tenant").get(key_hash=key_hash, revoked_at=None)
-        except ApiKey.DoesNotExist:
-            key = None
-        if ttl > 0:
-            if len(self._entries) >= self.MAX_ENTRIES:
-                self._entries.clear()
-            self._entries[key_hash] = (time.monotonic(), key)
-        return key
-
-    def forget(self, key_hash: str) -> None:
-        self._entries.pop(key_hash, None)
+def _live_key(key_hash: str) -> ApiKey | None:
+    try:
+        return ApiKey.objects.select_related("tenant").get(key_hash=key_hash, revoked_at=None)
+    except ApiKey.DoesNotExist:
+        return None
 
 
-_known_keys = KnownKeys()
+#: The keys this process looked up in the last ``AK_API__KEY_CACHE_SECONDS`` (unknown ones too),
+#: so that a client's requests cost no query each: a revoked key stops working within that time
+#: in every process, at once in the one that revoked it.
+_known_keys: Recent[ApiKey | None] = Recent(lambda: settings.AK_API["KEY_CACHE_SECONDS"])
 
 
 def api_key_changed(sender: type[ApiKey], instance: ApiKey, **kwargs: object) -> None:
@@ -84,7 +64,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if wait is not None:  # before the key is looked at: a guess tells nothing while it waits
             raise exceptions.Throttled(wait=wait, detail="Too many failed authentications from this address.")
         try:
-            key = _known_keys.get(ApiKey.hash(header[1].decode()))
+            key_hash = ApiKey.hash(header[1].decode())
+            key = _known_keys.get(key_hash, lambda: _live_key(key_hash))
         except UnicodeDecodeError:
             key = None
         if key is None:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import empty
@@ -173,29 +173,47 @@ class UsageOutput(serializers.Serializer):
     completion_tokens = serializers.IntegerField()
 
 
-class RunOutput(serializers.ModelSerializer):
+def _largest(name: str) -> int | None:
+    """The largest value the database takes in the field ``name`` of ``Run`` (as a
+    ``ModelSerializer`` finds it, in the field's validators)."""
+    limits = [v.limit_value for v in Run._meta.get_field(name).validators if isinstance(v, MaxValueValidator)]
+    return min(limits, default=None)
+
+
+# A run as the API shows it. Declared field by field, as a ``ModelSerializer`` of ``Run`` would
+# derive them (the document is the same), without deriving them again for every run shown:
+# ``GET /runs/<id>`` is what a client polls.
+class RunOutput(serializers.Serializer):
     run_id = serializers.CharField(source="id")
     session_id = serializers.CharField(source="session.session_id")
     agent = serializers.CharField(source="agent.name")
+    status = serializers.ChoiceField(choices=Run.Status.choices, required=False)
+    result = serializers.CharField(allow_null=True, required=False)
+    error = serializers.CharField(allow_null=True, required=False)
+    created_at = serializers.DateTimeField(required=False)
+    started_at = serializers.DateTimeField(allow_null=True, required=False)
+    finished_at = serializers.DateTimeField(allow_null=True, required=False)
+    attempts = serializers.IntegerField(min_value=0, max_value=_largest("attempts"), required=False)
+    worker = serializers.CharField(max_length=255, allow_blank=True, required=False)
+    webhook_status = serializers.ChoiceField(choices=Run.Webhook.choices, allow_blank=True, required=False)
     usage = UsageOutput(allow_null=True, read_only=True, help_text="Tokens the model reported, when it did.")
 
-    class Meta:
-        model = Run
-        fields = [
-            "run_id",
-            "session_id",
-            "agent",
-            "status",
-            "result",
-            "error",
-            "created_at",
-            "started_at",
-            "finished_at",
-            "attempts",
-            "worker",
-            "webhook_status",
-            "usage",
-        ]
+    #: What showing a run reads: ``Run.objects.only(*RunOutput.COLUMNS)``.
+    COLUMNS = (
+        "id",
+        "session__session_id",
+        "agent__name",
+        "status",
+        "result",
+        "error",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "attempts",
+        "worker",
+        "webhook_status",
+        "usage",
+    )
 
 
 class QueryParameter:

@@ -134,9 +134,10 @@ class RunView(AsyncAPIView):
         key = _idempotency_key(request)
         fingerprint = _fingerprint(data)
         tenant = request.user.tenant
-        earlier = await db(run_find_idempotent, tenant=tenant, idempotency_key=key, request_hash=fingerprint)
-        if earlier is not None:
-            return _replay(request, earlier)
+        if key is not None:
+            earlier = await db(run_find_idempotent, tenant=tenant, idempotency_key=key, request_hash=fingerprint)
+            if earlier is not None:
+                return _replay(request, earlier)
         common = {
             "tenant": tenant,
             "agent_name": data["agent"],
@@ -216,6 +217,8 @@ class RunEventsView(AsyncAPIView):
         ],
         responses={(200, "text/event-stream"): s.StreamEventOutput, **errors(503)},
         operation_id="run_events",
+        description="The run's events as Server-Sent Events, from its start or after `Last-Event-ID`, until it"
+        " ends: a queued run's too, executed by any worker.",
     )
     async def get(self, request: Request, run_id: str) -> StreamingHttpResponse:
         after = request.headers.get("Last-Event-ID", "0")
@@ -227,7 +230,10 @@ class RunEventsView(AsyncAPIView):
 
 class ChatView(AsyncAPIView):
     @extend_schema(
-        request=s.ChatInput, responses={200: s.ChatOutput, **errors(404, 409, 502, 503, 504)}, operation_id="chat"
+        request=s.ChatInput,
+        responses={200: s.ChatOutput, **errors(404, 409, 502, 503, 504)},
+        operation_id="chat",
+        description="Agent Kernel's `POST /api/v1/chat`: runs the agent now and answers its reply.",
     )
     async def post(self, request: Request) -> Response:
         data = _validated(s.ChatInput, request.data)
@@ -242,10 +248,16 @@ class ChatView(AsyncAPIView):
         return Response({"result": run.result, "session_id": run.session.session_id})
 
 
-class RunDetailView(AsyncAPIView):  # what a client polls: no thread of its own per request
-    @extend_schema(parameters=[RUN_ID], responses={200: s.RunOutput}, operation_id="run_get")
-    async def get(self, request: Request, run_id: str) -> Response:
-        return Response(s.RunOutput(await db(run_get, tenant=request.user.tenant, run_id=run_id)).data)
+class RunDetailView(AsyncAPIView):  # what a client polls: one I/O hop, no thread of its own per request
+    @extend_schema(
+        parameters=[RUN_ID],
+        responses={200: s.RunOutput},
+        operation_id="run_get",
+        description="The run: its status, and its result or error once it has ended.",
+    )
+    def get(self, request: Request, run_id: str) -> Response:
+        run = run_get(tenant=request.user.tenant, run_id=run_id, fields=s.RunOutput.COLUMNS)
+        return Response(s.RunOutput(run).data)
 
 
 class RunCancelView(APIView):

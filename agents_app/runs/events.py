@@ -19,10 +19,15 @@ run costs one write for all its events, and a streamed reply a write per batch, 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from typing import Any
 
-from akplatform.aio import blocking
-from sessions_app.stores.base import Event, SessionKey, SessionStore
+from akplatform import metrics
+from akplatform.aio import blocking, db
+from sessions_app.stores.base import Event, SessionKey, SessionStore, StoreError
+
+logger = logging.getLogger(__name__)
 
 FLUSH_EVERY = 0.05
 ENDS = frozenset({"done", "error", "cancelled"})
@@ -45,11 +50,14 @@ class RunEvents:
     def emit(self, kind: str, data: dict[str, Any]) -> None:
         """Record an event (written within ``FLUSH_EVERY`` s)."""
         self._pending.append((kind, data))
+        self._notify(kind, data)
+        if self._flush is None:
+            self._flush = asyncio.get_running_loop().call_later(FLUSH_EVERY, self._start_write)
+
+    def _notify(self, kind: str, data: dict[str, Any]) -> None:
         if self.listener is not None:
             self._last_id += 1
             self.listener.put_nowait(Event(self._last_id, kind, data))
-        if self._flush is None:
-            self._flush = asyncio.get_running_loop().call_later(FLUSH_EVERY, self._start_write)
 
     def delta(self, text: str) -> None:
         if text:
@@ -70,9 +78,31 @@ class RunEvents:
 
     async def close(self) -> None:
         """Write what is pending now; returns once every event is in the store."""
+        await self._settle()
+        await self._write()
+
+    async def end(self, record: Callable[[], object], kind: str, data: dict[str, Any]) -> None:
+        """Record the run's end with ``record`` (blocking; it may use the database), then write the
+        pending events and ``kind``, the last one, in the same I/O hop: a reader sees ``kind`` once
+        ``record`` has returned. An error of ``record`` is raised, and nothing written; a store
+        that fails now loses the events, not the run (a stream reads its end from the run)."""
+        await self._settle()
+        batch, self._pending = [*self._pending, (kind, data)], []
+        await db(self._record_then_write, record, batch)
+        self._notify(kind, data)
+
+    def _record_then_write(self, record: Callable[[], object], batch: list[tuple[str, dict[str, Any]]]) -> None:
+        record()
+        try:
+            self.store.append_events(self.key, self.run_id, batch)
+        except StoreError as exc:
+            metrics.STORE_ERRORS.labels(error=type(exc).__name__).inc()
+            logger.warning("run %s: its last events were not written", self.run_id)
+
+    async def _settle(self) -> None:
+        """No write scheduled, none under way."""
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
         if self._writing is not None:
             await self._writing
-        await self._write()

@@ -16,6 +16,7 @@ import enum
 import logging
 import os
 import socket
+from functools import partial
 
 from django.conf import settings
 
@@ -140,12 +141,11 @@ async def _execute(
         return step
     if watcher.forget(run_id):
         return Step.SKIPPED  # another worker has it now: its replay finds our commit
-    await db(_record_success, run, worker=worker, outcome=outcome)
     if outcome.replayed:  # its events were those of a lost attempt: the reply, whole
         events.started()
         events.delta(outcome.reply)
-    events.emit("done", {"run_id": run_id, "session_id": key.session_id, "result": outcome.reply})
-    await _close(events)
+    done = {"run_id": run_id, "session_id": key.session_id, "result": outcome.reply}
+    await events.end(partial(_record_success, run, worker=worker, outcome=outcome), "done", done)
     return Step.DONE
 
 

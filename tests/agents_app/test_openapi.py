@@ -121,3 +121,10 @@ def test_a_webhook_whose_host_does_not_resolve_yet_is_taken(alice) -> None:
     """Its delivery resolves it, and refuses it then; a typo is not a 400 the document cannot state."""
     body = {"agent": "echo", "message": "x", "async": True, "webhook": "https://no-such-host.invalid/hook"}
     assert alice.post("/run", body).status_code == 202
+
+
+def test_no_operation_describes_itself_with_a_python_docstring(document) -> None:
+    """A view's class docstring becomes its operation's description: the document is for users, in
+    Markdown, so none shows a docstring (reStructuredText's double backticks) of the code."""
+    for name, operation in operations(document):
+        assert "``" not in operation.get("description", ""), name

@@ -1,0 +1,59 @@
+"""A process remembers the agents it ran for AK_AGENTS__CACHE_SECONDS (akplatform.recent).
+
+What another process changes reaches this one within that time; what this process changes, at
+once; an agent deleted elsewhere meanwhile is a 404, not a server error.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.http import Http404
+
+from agents_app.models import Agent
+from agents_app.services import agent_changed, agent_get, run_enqueue
+
+
+@pytest.fixture
+def bot(alice):
+    agent = Agent.objects.create(tenant=alice.tenant, name="bot", framework="echo", config={})
+    yield agent
+    agent_changed(Agent, agent)  # nothing remembered leaks into the next test
+
+
+def _config_used(alice) -> dict:
+    run, _ = run_enqueue(tenant=alice.tenant, agent_name="bot", message="hi")
+    return run.agent.config
+
+
+def test_a_change_made_in_this_process_applies_to_the_next_run(alice, bot) -> None:
+    assert _config_used(alice) == {}
+    bot.config = {"delay_s": 0.1}
+    bot.save()  # the admin, the API: post_save
+    assert _config_used(alice) == {"delay_s": 0.1}
+
+
+def test_a_change_made_elsewhere_arrives_within_the_cache_time(alice, bot, settings) -> None:
+    assert _config_used(alice) == {}
+    Agent.objects.filter(pk=bot.pk).update(config={"delay_s": 0.1})  # no signal here: another process
+    assert _config_used(alice) == {}  # still the remembered one
+    settings.AK_AGENTS = {**settings.AK_AGENTS, "CACHE_SECONDS": 0.0}  # that time has passed
+    assert _config_used(alice) == {"delay_s": 0.1}
+
+
+def test_an_agent_deleted_elsewhere_is_a_404(alice, bot) -> None:
+    assert agent_get(tenant=alice.tenant, name="bot") == bot  # remembered, no run made with it
+    with connection.cursor() as cursor:  # as another process would: no signal here
+        cursor.execute("DELETE FROM agents_app_agent WHERE id = %s", [bot.pk])
+    for session_id in (None, "kept"):  # a new session (one transaction), a named one
+        with pytest.raises(Http404):
+            run_enqueue(tenant=alice.tenant, agent_name="bot", message="hi", session_id=session_id)
+
+
+def test_agents_are_remembered_per_tenant(make_tenant) -> None:
+    a, b = make_tenant(), make_tenant()
+    Agent.objects.create(tenant=a.tenant, name="bot", framework="echo", config={"delay_s": 0.1})
+    Agent.objects.create(tenant=b.tenant, name="bot", framework="echo", config={})
+    for _ in range(2):
+        assert run_enqueue(tenant=a.tenant, agent_name="bot", message="x")[0].agent.tenant_id == a.tenant.pk
+        assert run_enqueue(tenant=b.tenant, agent_name="bot", message="x")[0].agent.tenant_id == b.tenant.pk
