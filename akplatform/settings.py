@@ -77,7 +77,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "akplatform.request_id.RequestIdMiddleware",  # first: every answer has its X-Request-ID and is counted
-    "django.middleware.security.SecurityMiddleware",
+    "akplatform.security.SecurityMiddleware",  # Django's, without two thread hops per request
     "akplatform.static.StaticFilesMiddleware",  # WhiteNoise, without a thread per ASGI request
     # Session, common, CSRF, auth, messages and clickjacking middleware, for /admin/ only: the
     # API needs none of them, and under ASGI each costs every request two thread hops.
@@ -87,7 +87,9 @@ AK_CONSOLE_PATH = "/admin/"
 # The admin's and the deploy checks look for these middleware in MIDDLEWARE; ConsoleMiddleware
 # runs them (sessions, auth, messages; CSRF and X-Frame-Options) for the console, which is all
 # that uses cookies or renders pages; the API authenticates each request by its key.
-SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410", "security.W002", "security.W003"]
+# security.W001: Django's SecurityMiddleware is there as akplatform.security's subclass, which checks
+# its settings itself.
+SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410", "security.W001", "security.W002", "security.W003"]
 
 ROOT_URLCONF = "akplatform.urls"
 APPEND_SLASH = False

@@ -34,3 +34,12 @@ def test_a_plain_handler_of_an_async_view_answers_under_asgi(alice) -> None:
     assert shown.json()["result"] == run["result"] and shown.json()["agent"] == "echo"
     assert async_to_sync(client.delete)(f"/runs/{run['run_id']}", headers=key).status_code == 405
     assert async_to_sync(AsyncClient().delete)(f"/runs/{run['run_id']}").status_code == 401
+
+
+def test_the_security_headers_are_set_under_asgi(settings) -> None:
+    """akplatform.security runs Django's SecurityMiddleware inline: its headers, and its redirect."""
+    response = async_to_sync(AsyncClient().get)("/health")
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Referrer-Policy"] == "same-origin" and response["Cross-Origin-Opener-Policy"] == "same-origin"
+    settings.SECURE_SSL_REDIRECT = True
+    assert async_to_sync(AsyncClient().get)("/health").status_code == 301
