@@ -8,7 +8,6 @@ import re
 from functools import partial
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.http import Http404
 from django.utils import timezone
@@ -21,9 +20,8 @@ from agents_app.runs.cancel import run_cancel, run_retry
 from agents_app.runs.execute import Step, execute_claimed, web_worker_name
 from agents_app.runs.publish import publish_or_fail
 from agents_app.secrets import SECRET_NAME_PATTERN, secret_encrypt, secret_reencrypt, secret_value_check
-from agents_app.selectors import run_find_idempotent
+from agents_app.selectors import agent_remembered, agents_forget, run_find_idempotent
 from akplatform.aio import db
-from akplatform.recent import Recent
 from sessions_app.models import Tenant
 from sessions_app.services import session_open
 from sessions_app.stores.base import Event
@@ -59,7 +57,7 @@ def agent_create(*, tenant: Tenant, name: str, framework: str, config: dict[str,
 def agent_get(*, tenant: Tenant, name: str) -> Agent:
     """The tenant's agent, or ``Http404``. Built-in agents are made on first use. Remembered by
     the process for ``AK_AGENTS__CACHE_SECONDS`` (``akplatform.recent``): treat it as read-only."""
-    return _recent_agents.get((tenant.pk, name), partial(_agent_lookup, tenant=tenant, name=name))
+    return agent_remembered((tenant.pk, name), partial(_agent_lookup, tenant=tenant, name=name))
 
 
 def _agent_lookup(*, tenant: Tenant, name: str) -> Agent:
@@ -72,12 +70,9 @@ def _agent_lookup(*, tenant: Tenant, name: str) -> Agent:
     return Agent.objects.get(tenant=tenant, name=name)
 
 
-_recent_agents: Recent[Agent] = Recent(lambda: settings.AK_AGENTS["CACHE_SECONDS"])
-
-
 def agent_changed(sender: type[Agent], instance: Agent, **kwargs: Any) -> None:
     """``post_save`` and ``post_delete`` of an Agent: this process looks its agents up again."""
-    _recent_agents.clear()
+    agents_forget()
 
 
 def run_create(
@@ -116,7 +111,7 @@ def run_create(
             if existing is not None:
                 return existing, False
         if not Agent.objects.filter(pk=agent.pk).exists():  # deleted in another process meanwhile
-            _recent_agents.clear()
+            agents_forget()
             raise Http404("unknown agent") from None
         raise
 
