@@ -86,8 +86,9 @@ def run_create(
     request_hash: str = "",
     **fields: Any,
 ) -> tuple[Run, bool]:
-    """Record a run of ``agent_name`` on the session (made if new) with ``fields`` (status, ...):
-    a new session's thread and index row, and the run, in one transaction.
+    """Record a run of ``agent_name`` on the session (made if new) with ``fields`` (status, ...).
+    Without a ``session_id``, the new session's thread and index row and the run are one
+    transaction.
 
     Returns the run and whether it is new: with an ``idempotency_key`` an earlier request made,
     that request's run (``IdempotencyConflict`` if it was another request). ``Http404`` for an
