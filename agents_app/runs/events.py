@@ -77,9 +77,14 @@ class RunEvents:
             await blocking(self.store.append_events, self.key, self.run_id, batch)
 
     async def close(self) -> None:
-        """Write what is pending now; returns once every event is in the store."""
+        """Write what is pending now: the run's last events. Returns once every event is in the
+        store, or lost with a store that fails now (not the run: its end is recorded on the run,
+        and a stream reads it from there)."""
         await self._settle()
-        await self._write()
+        try:
+            await self._write()
+        except StoreError as exc:
+            self._lost(exc)
 
     async def end(self, record: Callable[[], object], kind: str, data: dict[str, Any]) -> None:
         """Record the run's end with ``record`` (blocking; it may use the database), then write the
@@ -96,8 +101,11 @@ class RunEvents:
         try:
             self.store.append_events(self.key, self.run_id, batch)
         except StoreError as exc:
-            metrics.STORE_ERRORS.labels(error=type(exc).__name__).inc()
-            logger.warning("run %s: its last events were not written", self.run_id)
+            self._lost(exc)
+
+    def _lost(self, exc: StoreError) -> None:
+        metrics.STORE_ERRORS.labels(error=type(exc).__name__).inc()
+        logger.warning("run %s: its last events were not written", self.run_id)
 
     async def _settle(self) -> None:
         """No write scheduled, none under way."""

@@ -137,7 +137,7 @@ async def _execute(
         if step is Step.DONE:
             await _ended(events, exc)
         else:
-            await _close(events)
+            await events.close()
         return step
     if watcher.forget(run_id):
         return Step.SKIPPED  # another worker has it now: its replay finds our commit
@@ -155,17 +155,7 @@ async def _ended(events: RunEvents, exc: Exception) -> None:
     body = {"code": "agent_failed", "detail": f"{type(exc).__name__}: {exc}"} if known is None else known[1]
     kind = "cancelled" if isinstance(exc, RunCancelled | RunRevoked) else "error"
     events.emit(kind, {"code": body["code"], "detail": body["detail"]})
-    await _close(events)
-
-
-async def _close(events: RunEvents) -> None:
-    """Write the run's last events; a store that fails now loses them, not the run (its end is
-    recorded on the run, and a stream reads it from there)."""
-    try:
-        await events.close()
-    except StoreError as exc:
-        metrics.STORE_ERRORS.labels(error=type(exc).__name__).inc()
-        logger.warning("run %s: its last events were not written", events.run_id)
+    await events.close()
 
 
 def _record_success(run: Run, *, worker: str, outcome: RunOutcome) -> None:
