@@ -2,21 +2,17 @@
 
 import os
 
-import django
+from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "akplatform.settings")
-django.setup(set_prefix=False)  # what django.core.asgi.get_asgi_application does first
+application = get_asgi_application()
 
 from django.core.signals import request_started  # noqa: E402 - after the apps are loaded
 from django.db import close_old_connections, reset_queries  # noqa: E402
 
 from agents_app.frameworks import preload_frameworks  # noqa: E402
-from akplatform.asgi_handler import Handler  # noqa: E402
 
-application = Handler()
-
-# Under ASGI a request's synchronous code runs in a thread made for that request (or, for a
-# coroutine view, asgiref's thread of the process: akplatform.asgi_handler), which holds no
+# Under ASGI a request's synchronous code runs in a thread made for that request, which holds no
 # connection when the request starts, and the async views give theirs back after each call
 # (akplatform.aio.db). Django's two request_started receivers would find nothing to close or reset
 # there, and cost every request a thread hop; request_finished still closes what a request opened.

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 
-import httpx
 import pytest
 from asgiref.sync import async_to_sync
 from django.core.handlers.asgi import ASGIHandler
-from django.core.signals import request_finished
 from django.test import AsyncClient
-
-from akplatform.asgi_handler import Handler
 
 
 def test_no_middleware_is_adapted_to_a_thread(settings, caplog: pytest.LogCaptureFixture) -> None:
@@ -49,31 +43,3 @@ def test_the_security_headers_are_set_under_asgi(settings) -> None:
     assert response["Referrer-Policy"] == "same-origin" and response["Cross-Origin-Opener-Policy"] == "same-origin"
     settings.SECURE_SSL_REDIRECT = True
     assert async_to_sync(AsyncClient().get)("/health").status_code == 301
-
-
-def test_a_coroutine_views_requests_start_no_thread_of_their_own(alice) -> None:
-    """akplatform.asgi_handler: the polls of a run close in the process's one thread; the requests
-    of a sync view each in a thread of their own, as Django runs them."""
-    run = alice.post("/run", {"agent": "echo", "message": "hi"}).json()
-    closed_in: list[str] = []
-
-    def closing(**kwargs: object) -> None:
-        closed_in.append(threading.current_thread().name)
-
-    async def get(paths: list[str]) -> list[int]:
-        transport = httpx.ASGITransport(app=Handler())
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            headers = {"Authorization": f"Bearer {alice.key}"}
-            return [(await client.get(path, headers=headers)).status_code for path in paths]
-
-    request_finished.connect(closing)
-    try:
-        # On a loop of its own, as a server runs it (async_to_sync would send Django's synchronous
-        # calls back to this thread).
-        assert asyncio.run(get([f"/runs/{run['run_id']}"] * 3)) == [200, 200, 200]
-        polls, closed_in[:] = closed_in[:], []
-        assert asyncio.run(get([f"/sessions/{run['session_id']}/runs"] * 3)) == [200, 200, 200]
-    finally:
-        request_finished.disconnect(closing)
-    assert len(polls) == 3 and len(set(polls)) == 1 and polls[0] != threading.current_thread().name
-    assert len(closed_in) == 3 and len(set(closed_in)) == 3 and not set(closed_in) & set(polls)
