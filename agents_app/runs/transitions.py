@@ -17,10 +17,12 @@ the agent loaded with them (``claim`` and ``run_create`` load it) spares a query
 
 from __future__ import annotations
 
+import functools
 import logging
+import uuid
 from typing import Any
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -28,6 +30,7 @@ from agents_app.models import Run
 from agents_app.selectors import agent_by_id
 from agents_app.webhooks import webhook_queue
 from akplatform import metrics
+from sessions_app.models import Session, Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -37,19 +40,61 @@ ENDS = frozenset(Run.FINISHED)
 
 def claim(*, run_id: str, worker: str) -> Run | None:
     """``queued → running`` for ``worker`` (attempts + 1), unless a cancel was asked for; the run
-    with its agent, session and tenant, or None when it was not queued."""
+    with its agent, session and tenant, or None when it was not queued.
+
+    One statement, ``UPDATE … RETURNING`` (``claim_sql``): the run as it now is, with its session's
+    id and its tenant's slug, which are all its execution needs of them (the rest of the session and
+    tenant rows load if asked for)."""
     now = timezone.now()
-    taken = Run.objects.filter(pk=run_id, status=QUEUED, cancel_requested_at__isnull=True).update(
-        status=RUNNING, worker=worker, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1
-    )
-    if not taken:
+    pk = Run._meta.pk.get_db_prep_value(uuid.UUID(run_id), connection)
+    claimed = list(Run.objects.raw(claim_sql(), [RUNNING, worker, now, now, pk, QUEUED]))
+    if not claimed:
         return None
-    run = Run.objects.select_related("session__tenant").get(pk=run_id)
+    run = claimed[0]
+    db = run._state.db
+    tenant = Tenant.from_db(db, ["id", "slug"], [run.tenant_id, run.claimed_tenant_slug])
+    run.session = Session.from_db(
+        db, ["id", "tenant_id", "session_id"], [run.session_id, run.tenant_id, run.claimed_session_id]
+    )
+    run.tenant = run.session.tenant = tenant
     run.agent = agent_by_id(run.agent_id)  # remembered by the process, as in the web's runs
     # Its wait before its first execution (a run sent back because its session was busy is still waiting).
     if run.enqueued_at is not None and run.attempts == 1:
         metrics.RUN_QUEUE_WAIT.observe(max((now - run.enqueued_at).total_seconds(), 0.0))
     return run
+
+
+CLAIM = """UPDATE {run} SET {status} = %s, {worker} = %s, {started_at} = %s, {heartbeat_at} = %s,
+ {attempts} = {run}.{attempts} + 1
+ WHERE {run}.{id} = %s AND {run}.{status} = %s AND {run}.{cancel_requested_at} IS NULL
+ RETURNING {returned},
+ (SELECT {session}.{session_id} FROM {session} WHERE {session}.{session_pk} = {run}.{session_fk})
+ AS claimed_session_id,
+ (SELECT {tenant}.{slug} FROM {tenant} WHERE {tenant}.{tenant_pk} = {run}.{tenant_fk}) AS claimed_tenant_slug"""
+
+
+@functools.cache
+def claim_sql() -> str:
+    """``CLAIM`` with the models' table and column names (PostgreSQL and SQLite): the run's row
+    updated, its columns returned, with its session's id and its tenant's slug."""
+    q = connection.ops.quote_name
+    run = q(Run._meta.db_table)
+    names = {name: q(Run._meta.get_field(name).column) for name in ("status", "worker", "attempts", "id")}
+    names.update({name: q(Run._meta.get_field(name).column) for name in ("started_at", "heartbeat_at")})
+    return CLAIM.format(  # the names from the models' _meta; every value is a parameter
+        run=run,
+        **names,
+        cancel_requested_at=q(Run._meta.get_field("cancel_requested_at").column),
+        returned=", ".join(f"{run}.{q(field.column)}" for field in Run._meta.concrete_fields),
+        session=q(Session._meta.db_table),
+        session_id=q(Session._meta.get_field("session_id").column),
+        session_pk=q(Session._meta.pk.column),
+        session_fk=q(Run._meta.get_field("session").column),
+        tenant=q(Tenant._meta.db_table),
+        slug=q(Tenant._meta.get_field("slug").column),
+        tenant_pk=q(Tenant._meta.pk.column),
+        tenant_fk=q(Run._meta.get_field("tenant").column),
+    )
 
 
 def requeue(run: Run, *, worker: str, uncount: bool) -> bool:

@@ -97,12 +97,30 @@ def test_claim_counts_the_attempt_and_requeue_can_uncount_it(make_run) -> None:
     assert (after.status, after.attempts, after.started_at, after.worker) == ("queued", 0, None, "")
 
 
-def test_a_claim_is_two_statements_once_its_agent_is_remembered(make_run, django_assert_num_queries) -> None:
+def test_a_claim_is_one_statement_once_its_agent_is_remembered(make_run, django_assert_num_queries) -> None:
     first, second = make_run("queued"), make_run("queued")
     transitions.claim(run_id=str(first.pk), worker=WORKER)  # the agent looked up, and remembered
-    with django_assert_num_queries(2):  # the UPDATE, the run with its session and tenant
+    with django_assert_num_queries(1):  # UPDATE … RETURNING the run, its session's id, its tenant's slug
         claimed = transitions.claim(run_id=str(second.pk), worker=WORKER)
-        assert claimed.agent.name == "echo" and claimed.session.tenant.slug
+        assert claimed.agent.name == "echo"
+        assert (claimed.session.session_id, claimed.session.tenant.slug) == (
+            second.session.session_id,
+            second.tenant.slug,
+        )
+        assert claimed.session.pk == second.session_id and claimed.tenant is claimed.session.tenant
+    stored = Run.objects.get(pk=second.pk)
+    assert (claimed.status, claimed.worker, claimed.attempts) == (stored.status, stored.worker, stored.attempts)
+    assert (claimed.started_at, claimed.heartbeat_at, claimed.enqueued_at) == (
+        stored.started_at,
+        stored.heartbeat_at,
+        stored.enqueued_at,
+    )
+    assert (claimed.message, claimed.is_async, claimed.created_at) == (
+        stored.message,
+        stored.is_async,
+        stored.created_at,
+    )
+    assert claimed.get_deferred_fields() == set()  # every column of the run, converted as the ORM does
 
 
 def test_fail_queued_can_free_the_idempotency_key(make_run) -> None:
