@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.http import Http404
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
@@ -21,9 +22,9 @@ from agents_app.runs.execute import Step, execute_claimed, web_worker_name
 from agents_app.runs.publish import publish_or_fail
 from agents_app.secrets import SECRET_NAME_PATTERN, secret_encrypt, secret_reencrypt, secret_value_check
 from agents_app.selectors import agent_remembered, agents_forget, run_find_idempotent
-from akplatform.aio import db
-from sessions_app.models import Tenant
-from sessions_app.services import session_open
+from akplatform.together import Together
+from sessions_app.models import Session, Tenant
+from sessions_app.services import session_open, sessions_open
 from sessions_app.stores.base import Event
 
 BUILTIN_AGENTS: dict[str, dict[str, Any]] = {"echo": {"framework": "echo", "config": {}}}
@@ -117,6 +118,84 @@ def run_create(
         raise
 
 
+def run_record(**request: Any) -> tuple[Run, bool]:
+    """``run_create``; an async run that is new is then published, once its row is committed
+    (``BrokerUnavailable`` if the broker refuses it: the run is then recorded as failed)."""
+    run, created = run_create(**request)
+    if created and run.is_async:  # at once, or when the caller's transaction commits
+        transaction.on_commit(lambda: publish_or_fail(run))
+    return run, created
+
+
+def runs_record(requests: list[dict[str, Any]]) -> list[tuple[Run, bool] | Exception]:
+    """``run_record`` for requests that arrived together (``runs_recorded``): the runs of those
+    without an Idempotency-Key or an end user, their new sessions and threads, in one transaction
+    of a few statements (``sessions_open``, ``bulk_create``), then the async ones published; if
+    that transaction fails (a session made elsewhere meanwhile, an agent deleted), and for the
+    others, each request on its own. One outcome per request: what ``run_record`` returns or raises."""
+    outcomes: list[tuple[Run, bool] | Exception | None] = [None] * len(requests)
+    plain = [
+        i for i, request in enumerate(requests) if not request.get("idempotency_key") and not request.get("user_id")
+    ]
+    if len(plain) > 1 and connection.features.can_return_rows_from_bulk_insert:
+        try:
+            for i, outcome in zip(plain, _record_together([requests[i] for i in plain]), strict=True):
+                outcomes[i] = outcome
+        except IntegrityError:
+            pass  # on their own, below
+    for i, request in enumerate(requests):
+        if outcomes[i] is None:
+            outcomes[i] = _outcome(partial(run_record, **request))
+    return outcomes  # type: ignore[return-value] - each filled above
+
+
+def _record_together(requests: list[dict[str, Any]]) -> list[tuple[Run, bool] | Exception]:
+    outcomes: list[tuple[Run, bool] | Exception | None] = [None] * len(requests)
+    agents: dict[int, Agent] = {}
+    for i, request in enumerate(requests):
+        try:
+            agents[i] = agent_get(tenant=request["tenant"], name=request["agent_name"])
+        except Http404 as exc:
+            outcomes[i] = exc
+    by_tenant: dict[int, list[int]] = {}
+    for i in agents:
+        by_tenant.setdefault(requests[i]["tenant"].pk, []).append(i)
+    with transaction.atomic():
+        sessions = {}
+        for indexes in by_tenant.values():
+            tenant = requests[indexes[0]]["tenant"]
+            opened = sessions_open(tenant=tenant, session_ids=[requests[i].get("session_id") for i in indexes])
+            sessions.update(zip(indexes, opened, strict=True))
+        runs = Run.objects.bulk_create([_new_run(requests[i], agents[i], sessions[i]) for i in agents])
+    for i, run in zip(agents, runs, strict=True):
+        outcomes[i] = _outcome(partial(_published, run))
+    return outcomes  # type: ignore[return-value] - each filled above
+
+
+def _new_run(request: dict[str, Any], agent: Agent, session: Session) -> Run:
+    """The unsaved Run of a ``run_create`` request without an Idempotency-Key or an end user."""
+    fields = {k: v for k, v in request.items() if k not in ("agent_name", "session_id", "user_id", "idempotency_key")}
+    return Run(agent=agent, session=session, **fields)
+
+
+def _published(run: Run) -> tuple[Run, bool]:
+    if run.is_async:
+        publish_or_fail(run)
+    return run, True
+
+
+def _outcome(call: Callable[[], tuple[Run, bool]]) -> tuple[Run, bool] | Exception:
+    try:
+        return call()
+    except Exception as exc:  # this request's, raised to it by runs_recorded
+        return exc
+
+
+#: ``await runs_recorded(request)``: ``run_record`` for one request, with the others that arrive
+#: meanwhile in this process (``akplatform.together``).
+runs_recorded: Together[dict[str, Any], tuple[Run, bool]] = Together(runs_record)
+
+
 async def run_start(
     *, wait: float | None = None, listener: asyncio.Queue[Event] | None = None, **request: Any
 ) -> tuple[Run, asyncio.Task[Step] | None]:
@@ -129,9 +208,8 @@ async def run_start(
     not at all; ``None``: the setting); ``listener``: gets the run's events as they come.
     """
     worker, now = web_worker_name(), timezone.now()
-    run, created = await db(
-        run_create, **request, status=Run.Status.RUNNING, attempts=1, worker=worker, started_at=now, heartbeat_at=now
-    )
+    started = {"status": Run.Status.RUNNING, "attempts": 1, "worker": worker, "started_at": now, "heartbeat_at": now}
+    run, created = await runs_recorded({**request, **started})
     if not created:
         return run, None
     task = asyncio.get_running_loop().create_task(execute_claimed(run, worker=worker, wait=wait, listener=listener))
@@ -171,16 +249,18 @@ def run_enqueue(*, webhook_url: str = "", **request: Any) -> tuple[Run, bool]:
     earlier request with the same key made it). Raises ``BrokerUnavailable`` (the run is then
     recorded as failed).
     """
-    run, created = run_create(
-        **request,
-        is_async=True,
-        enqueued_at=timezone.now(),
-        webhook_url=webhook_url,
-        webhook_status=Run.Webhook.PENDING if webhook_url else Run.Webhook.NONE,
-    )
-    if created:  # at once, or when the caller's transaction commits
-        transaction.on_commit(lambda: publish_or_fail(run))
-    return run, created
+    return run_record(**request, **queued_fields(webhook_url=webhook_url))
+
+
+def queued_fields(*, webhook_url: str = "") -> dict[str, Any]:
+    """What a ``run_create`` request adds for an async run (``run_enqueue``)."""
+    webhook_status = Run.Webhook.PENDING if webhook_url else Run.Webhook.NONE
+    return {
+        "is_async": True,
+        "enqueued_at": timezone.now(),
+        "webhook_url": webhook_url,
+        "webhook_status": webhook_status,
+    }
 
 
 @sensitive_variables("value")
@@ -221,9 +301,12 @@ __all__ = [
     "run_cancel",
     "run_create",
     "run_enqueue",
+    "run_record",
     "run_retry",
     "run_start",
     "run_sync",
+    "runs_record",
+    "runs_recorded",
     "secret_delete",
     "secret_reencrypt_all",
     "secret_set",

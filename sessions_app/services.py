@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -62,6 +63,25 @@ def session_open(*, tenant: Tenant, session_id: str | None = None, user_id: str 
         Thread.objects.filter(pk=existing.thread_id, user__isnull=True).update(user=user)
         existing.user = user
     return existing
+
+
+def sessions_open(*, tenant: Tenant, session_ids: Sequence[str | None]) -> list[Session]:
+    """``session_open`` for many at once, without end users: one index row per id in
+    ``session_ids`` (None: a new session; an id named twice: one session), the named ones that
+    exist read in one statement, the others made with their threads in two, in the caller's
+    transaction. ``IntegrityError`` if another request made one of them meanwhile (the caller's
+    transaction is then to be rolled back)."""
+    wanted = [session_id if session_id is not None else new_session_id() for session_id in session_ids]
+    named = {session_id for session_id in session_ids if session_id is not None}
+    rows = {row.session_id: row for row in Session.objects.filter(tenant=tenant, session_id__in=named)} if named else {}
+    missing = [session_id for session_id in dict.fromkeys(wanted) if session_id not in rows]
+    if missing:
+        threads = Thread.objects.bulk_create([Thread(tenant=tenant) for _ in missing])
+        made = [Session(tenant=tenant, thread=t, session_id=sid) for t, sid in zip(threads, missing, strict=True)]
+        rows.update((row.session_id, row) for row in Session.objects.bulk_create(made))
+    for row in rows.values():
+        row.tenant = tenant  # as session_open does: spares the query a store key would make
+    return [rows[session_id] for session_id in wanted]
 
 
 def _session_create(*, tenant: Tenant, session_id: str, user: EndUser | None) -> Session:

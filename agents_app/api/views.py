@@ -34,10 +34,11 @@ from agents_app.services import (
     AgentExists,
     agent_create,
     agent_ensure_builtins,
+    queued_fields,
     run_cancel,
-    run_enqueue,
     run_start,
     run_sync,
+    runs_recorded,
     secret_delete,
     secret_set,
 )
@@ -149,7 +150,7 @@ class RunView(AsyncAPIView):
         }
         wait = 0 if data["on_busy"] == "reject" else None
         if data["run_async"]:
-            run, _ = await db(run_enqueue, **common, webhook_url=data.get("webhook", ""))
+            run, _ = await runs_recorded({**common, **queued_fields(webhook_url=data.get("webhook", ""))})
             return _queued(request, run)
         if data["stream"]:
             listener: asyncio.Queue[Event] = asyncio.Queue()
