@@ -10,7 +10,7 @@ from django.conf import settings
 from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.auth.models import Group, Permission
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Case, Count, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from sessions_app.core import new_session_id
@@ -95,10 +95,26 @@ def session_record_commit(*, session: Session, total: int, at: datetime | None =
     """Bring the index row up to a commit the store made, in one UPDATE. Never moves it backwards:
     commits of concurrent runs may be recorded out of order, and the one with more messages is
     the later one (commits on a session are serialized by its lock)."""
+    sessions_record_commits(commits=[(session, total)], at=at)
+
+
+def sessions_record_commits(*, commits: Sequence[tuple[Session, int]], at: datetime | None = None) -> None:
+    """``session_record_commit`` for many commits in one UPDATE: each index row brought up to the
+    largest of its commits' totals, never backwards."""
+    totals: dict[Any, int] = {}
+    for session, total in commits:
+        totals[session.pk] = max(total, totals.get(session.pk, 0))
+    if not totals:
+        return
     at = at or timezone.now()
     ttl = settings.AK_SESSION["TTL"]
-    Session.objects.filter(pk=session.pk, message_count__lt=total).update(
-        message_count=total, last_activity_at=at, expires_at=at + timedelta(seconds=ttl) if ttl else None
+    behind = Q()
+    for pk, total in totals.items():
+        behind |= Q(pk=pk, message_count__lt=total)
+    Session.objects.filter(behind).update(
+        message_count=Case(*(When(pk=pk, then=Value(total)) for pk, total in totals.items())),
+        last_activity_at=at,
+        expires_at=at + timedelta(seconds=ttl) if ttl else None,
     )
 
 

@@ -20,17 +20,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from akplatform import metrics
-from akplatform.aio import blocking, db
+from akplatform.aio import blocking
 from sessions_app.stores.base import Event, SessionKey, SessionStore, StoreError
 
 logger = logging.getLogger(__name__)
 
 FLUSH_EVERY = 0.05
 ENDS = frozenset({"done", "error", "cancelled"})
+
+#: ``await record(write)``: records a run's end, then calls ``write`` in the same I/O hop.
+Recorder = Callable[[Callable[[], None]], Awaitable[object]]
 
 
 class RunEvents:
@@ -86,18 +90,18 @@ class RunEvents:
         except StoreError as exc:
             self._lost(exc)
 
-    async def end(self, record: Callable[[], object], kind: str, data: dict[str, Any]) -> None:
-        """Record the run's end with ``record`` (blocking; it may use the database), then write the
-        pending events and ``kind``, the last one, in the same I/O hop: a reader sees ``kind`` once
-        ``record`` has returned. An error of ``record`` is raised, and nothing written; a store
-        that fails now loses the events, not the run (a stream reads its end from the run)."""
+    async def end(self, record: Recorder, kind: str, data: dict[str, Any]) -> None:
+        """Record the run's end with ``await record(write)``, which calls ``write`` (blocking: the
+        pending events and ``kind``, the last one) once the end is recorded, in the same I/O hop:
+        a reader sees ``kind`` once the end is recorded. An error of ``record`` is raised, with
+        nothing written; a store that fails in ``write`` loses the events, not the run (a stream
+        reads its end from the run)."""
         await self._settle()
         batch, self._pending = [*self._pending, (kind, data)], []
-        await db(self._record_then_write, record, batch)
+        await record(partial(self._write_last, batch))
         self._notify(kind, data)
 
-    def _record_then_write(self, record: Callable[[], object], batch: list[tuple[str, dict[str, Any]]]) -> None:
-        record()
+    def _write_last(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
         try:
             self.store.append_events(self.key, self.run_id, batch)
         except StoreError as exc:

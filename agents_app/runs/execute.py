@@ -16,21 +16,23 @@ import enum
 import logging
 import os
 import socket
-from functools import partial
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.conf import settings
 
 from agents_app.errors import RunCancelled, RunFailed, RunTimedOut
 from agents_app.models import Run
-from agents_app.runner import Cancellation, Runner, RunOutcome
+from agents_app.runner import Cancellation, Runner
 from agents_app.runs import transitions
 from agents_app.runs.events import RunEvents
 from agents_app.runs.watch import watcher_for
 from akplatform import logs, metrics
 from akplatform.aio import db
 from akplatform.exceptions import run_error
+from akplatform.together import Together
 from sessions_app.selectors import session_key
-from sessions_app.services import session_record_commit
+from sessions_app.services import sessions_record_commits
 from sessions_app.stores.base import (
     Event,
     LockLost,
@@ -45,6 +47,7 @@ from sessions_app.stores.base import (
 logger = logging.getLogger(__name__)
 
 runner = Runner()
+SUCCEEDED = Run.Status.SUCCEEDED
 
 
 class Step(enum.Enum):
@@ -68,10 +71,26 @@ def web_worker_name() -> str:
 
 async def run_execute(*, run_id: str, worker: str) -> Step:
     """Claim a queued run for ``worker`` and execute it (a worker's task)."""
-    run = await db(transitions.claim, run_id=run_id, worker=worker)
+    run = await claims_made((run_id, worker))
     if run is None:  # taken, finished, or asked to cancel before it started
         return Step.DONE if await db(_cancel_if_asked, run_id) else Step.SKIPPED
     return await execute_claimed(run, worker=worker, wait=0)
+
+
+def claims_make(claims: list[tuple[str, str]]) -> list[Run | None]:
+    """``transitions.claim`` of the runs whose tasks arrived together (``claims_made``), each a
+    ``(run_id, worker)``: one statement for all (a process has one worker name). One outcome per
+    claim: the run, or None when it was not queued (and for a run id met twice, the second)."""
+    claimed: dict[str, Run] = {}
+    for worker in dict.fromkeys(worker for _, worker in claims):
+        ids = [run_id for run_id, its_worker in claims if its_worker == worker]
+        claimed.update(transitions.claim_many(run_ids=ids, worker=worker))
+    return [claimed.pop(run_id, None) for run_id, _ in claims]
+
+
+#: ``await claims_made((run_id, worker))``: ``claims_make`` for one task's run, with the others this
+#: process receives meanwhile (``akplatform.together``).
+claims_made: Together[tuple[str, str], Run | None] = Together(claims_make)
 
 
 def _cancel_if_asked(run_id: str) -> bool:
@@ -145,7 +164,9 @@ async def _execute(
         events.started()
         events.delta(outcome.reply)
     done = {"run_id": run_id, "session_id": key.session_id, "result": outcome.reply}
-    await events.end(partial(_record_success, run, worker=worker, outcome=outcome), "done", done)
+    usage = outcome.usage.as_dict() if outcome.usage is not None else None
+    ending = transitions.Ending(run, worker, result=outcome.reply, usage=usage)
+    await events.end(lambda write: successes_recorded(Success(ending, outcome.commit.total, write)), "done", done)
     return Step.DONE
 
 
@@ -158,12 +179,50 @@ async def _ended(events: RunEvents, exc: Exception) -> None:
     await events.close()
 
 
-def _record_success(run: Run, *, worker: str, outcome: RunOutcome) -> None:
-    """The session's index row first (the commit happened, whoever holds the run by now), then
-    the run's end."""
-    session_record_commit(session=run.session, total=outcome.commit.total)
-    usage = outcome.usage.as_dict() if outcome.usage is not None else None
-    transitions.finish(run, worker=worker, status=Run.Status.SUCCEEDED, result=outcome.reply, usage=usage)
+@dataclass(frozen=True)
+class Success:
+    """A run that succeeded, for ``successes_record``: its end, its commit's total of messages, and
+    what writes its last events once its end is recorded."""
+
+    ending: transitions.Ending
+    total: int
+    write: Callable[[], None]
+
+
+def successes_record(successes: list[Success]) -> list[Exception | None]:
+    """Record the ends of runs that succeeded together (``successes_recorded``), then write each
+    one's last events. Their sessions' index rows first, in one UPDATE (the commits happened,
+    whoever holds the runs by now); then the runs' ends, in one more (``finish_together``) or,
+    when that cannot be (a run the sweeper took meanwhile, a webhook to queue), each on its own.
+    One outcome per run: None, or what its end raised (and its events are not written)."""
+    sessions_record_commits(commits=[(s.ending.run.session, s.total) for s in successes])
+    plain = [s for s in successes if not s.ending.run.webhook_url]
+    finished = len(plain) > 1 and transitions.finish_together([s.ending for s in plain], status=SUCCEEDED)
+    outcomes: list[Exception | None] = []
+    for success in successes:
+        if not finished or success.ending.run.webhook_url:
+            try:
+                _finish_alone(success.ending)
+            except Exception as exc:  # this run's, raised to it by successes_recorded
+                outcomes.append(exc)
+                continue
+        success.write()
+        outcomes.append(None)
+    return outcomes
+
+
+def _finish_alone(ending: transitions.Ending) -> None:
+    token = logs.bind(**ending.log_fields)
+    try:
+        run, worker = ending.run, ending.worker
+        transitions.finish(run, worker=worker, status=SUCCEEDED, result=ending.result, usage=ending.usage)
+    finally:
+        logs.unbind(token)
+
+
+#: ``await successes_recorded(success)``: ``successes_record`` for one run, with the others of this
+#: process that end meanwhile (``akplatform.together``).
+successes_recorded: Together[Success, None] = Together(successes_record)
 
 
 def _record_failure(run: Run, *, worker: str, exc: Exception) -> Step:

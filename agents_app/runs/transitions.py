@@ -20,16 +20,19 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from django.db import DatabaseError, connection, transaction
-from django.db.models import F
+from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from agents_app.models import Run
 from agents_app.selectors import agent_by_id
 from agents_app.webhooks import webhook_queue
-from akplatform import metrics
+from akplatform import logs, metrics
 from sessions_app.models import Session, Tenant
 
 logger = logging.getLogger(__name__)
@@ -45,12 +48,21 @@ def claim(*, run_id: str, worker: str) -> Run | None:
     One statement, ``UPDATE … RETURNING`` (``claim_sql``): the run as it now is, with its session's
     id and its tenant's slug, which are all its execution needs of them (the rest of the session and
     tenant rows load if asked for)."""
+    return claim_many(run_ids=[run_id], worker=worker).get(run_id)
+
+
+def claim_many(*, run_ids: Sequence[str], worker: str) -> dict[str, Run]:
+    """``claim`` of several runs in one statement: those it claimed, by id (the others were not
+    queued, or a cancel was asked for)."""
     now = timezone.now()
-    pk = Run._meta.pk.get_db_prep_value(uuid.UUID(run_id), connection)
-    claimed = list(Run.objects.raw(claim_sql(), [RUNNING, worker, now, now, pk, QUEUED]))
-    if not claimed:
-        return None
-    run = claimed[0]
+    ids = list(dict.fromkeys(run_ids))
+    pks = [Run._meta.pk.get_db_prep_value(uuid.UUID(run_id), connection) for run_id in ids]
+    claimed = Run.objects.raw(claim_sql(len(pks)), [RUNNING, worker, now, now, *pks, QUEUED])
+    return {str(run.pk): _claimed(run, now) for run in claimed}
+
+
+def _claimed(run: Run, now: datetime) -> Run:
+    """A run as ``claim_sql`` returns it, with its session, tenant and agent."""
     db = run._state.db
     tenant = Tenant.from_db(db, ["id", "slug"], [run.tenant_id, run.claimed_tenant_slug])
     run.session = Session.from_db(
@@ -66,23 +78,25 @@ def claim(*, run_id: str, worker: str) -> Run | None:
 
 CLAIM = """UPDATE {run} SET {status} = %s, {worker} = %s, {started_at} = %s, {heartbeat_at} = %s,
  {attempts} = {run}.{attempts} + 1
- WHERE {run}.{id} = %s AND {run}.{status} = %s AND {run}.{cancel_requested_at} IS NULL
+ WHERE {run}.{id} IN ({ids}) AND {run}.{status} = %s AND {run}.{cancel_requested_at} IS NULL
  RETURNING {returned},
  (SELECT {session}.{session_id} FROM {session} WHERE {session}.{session_pk} = {run}.{session_fk})
  AS claimed_session_id,
  (SELECT {tenant}.{slug} FROM {tenant} WHERE {tenant}.{tenant_pk} = {run}.{tenant_fk}) AS claimed_tenant_slug"""
 
 
-@functools.cache
-def claim_sql() -> str:
-    """``CLAIM`` with the models' table and column names (PostgreSQL and SQLite): the run's row
-    updated, its columns returned, with its session's id and its tenant's slug."""
+@functools.lru_cache(maxsize=64)
+def claim_sql(count: int = 1) -> str:
+    """``CLAIM`` of ``count`` runs, with the models' table and column names (PostgreSQL and
+    SQLite): the runs' rows updated, their columns returned, with their sessions' ids and their
+    tenants' slugs."""
     q = connection.ops.quote_name
     run = q(Run._meta.db_table)
     names = {name: q(Run._meta.get_field(name).column) for name in ("status", "worker", "attempts", "id")}
     names.update({name: q(Run._meta.get_field(name).column) for name in ("started_at", "heartbeat_at")})
     return CLAIM.format(  # the names from the models' _meta; every value is a parameter
         run=run,
+        ids=", ".join(["%s"] * count),
         **names,
         cancel_requested_at=q(Run._meta.get_field("cancel_requested_at").column),
         returned=", ".join(f"{run}.{q(field.column)}" for field in Run._meta.concrete_fields),
@@ -128,6 +142,58 @@ def finish(
     if usage is not None:
         extra["usage"] = usage
     return _end(run, rows, status=status, result=result, error=error, **extra)
+
+
+@dataclass(frozen=True)
+class Ending:
+    """A run's end for ``finish_together``: the run, the worker that holds it, what it returned."""
+
+    run: Run
+    worker: str
+    result: str | None = None
+    usage: dict[str, int] | None = None  # None: the run's usage stays as it is
+    log_fields: dict[str, str] = field(default_factory=logs.bound)  # its end is logged with them
+
+
+def finish_together(endings: Sequence[Ending], *, status: str) -> bool:
+    """``finish`` of runs that ended together, in one conditional UPDATE: all of them, or none
+    when one of them is no longer ``running`` for its worker (False: the caller then finishes each
+    on its own, which tells which). For runs without a webhook (``finish`` queues theirs)."""
+    _check_end(status)
+    if any(ending.run.webhook_url for ending in endings):
+        raise ValueError("a run with a webhook is finished on its own")
+    held = Q()
+    for worker, pks in _by_worker(endings).items():
+        held |= Q(pk__in=pks, worker=worker)
+    changes: dict[str, Any] = {"status": status, "finished_at": timezone.now(), "heartbeat_at": None}
+    result_field, usage_field = Run._meta.get_field("result"), Run._meta.get_field("usage")
+    changes["result"] = Case(*(When(pk=e.run.pk, then=Value(e.result, output_field=result_field)) for e in endings))
+    reported = [e for e in endings if e.usage is not None]
+    if reported:
+        whens = (When(pk=e.run.pk, then=Value(e.usage, output_field=usage_field)) for e in reported)
+        changes["usage"] = Case(*whens, default=F("usage"))
+    with transaction.atomic():
+        if Run.objects.filter(held, status=RUNNING).update(**changes) != len(endings):
+            transaction.set_rollback(True)
+            return False
+    for ending in endings:
+        ending.run.status, ending.run.finished_at, ending.run.heartbeat_at = status, changes["finished_at"], None
+        ending.run.result = ending.result
+        if ending.usage is not None:
+            ending.run.usage = ending.usage
+        token = logs.bind(**ending.log_fields)
+        try:
+            _observe_end(ending.run, status)
+        finally:
+            logs.unbind(token)
+    return True
+
+
+def _by_worker(endings: Sequence[Ending]) -> dict[str, list[Any]]:
+    pks: dict[str, list[Any]] = {}
+    for ending in endings:
+        pks.setdefault(ending.worker, []).append(ending.run.pk)
+    return pks
 
 
 def cancel_queued(run: Run, *, error: str = "cancelled before it started") -> bool:

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from agents_app.models import Run
 from agents_app.runs import transitions
+from agents_app.runs.execute import claims_make
 from sessions_app.services import session_open
 
 WORKER, OTHER = "w1@host:1", "w2@host:2"
@@ -121,6 +122,23 @@ def test_a_claim_is_one_statement_once_its_agent_is_remembered(make_run, django_
         stored.created_at,
     )
     assert claimed.get_deferred_fields() == set()  # every column of the run, converted as the ORM does
+
+
+def test_tasks_that_arrive_together_claim_their_runs_in_one_statement(make_run, django_assert_num_queries) -> None:
+    """``claims_make``, what a worker's tasks that arrive together await: one statement for the
+    group; each claim gets its run, or None for a run that was not queued, one a cancel was asked
+    for, and the second of a run id delivered twice (a run is never executed twice)."""
+    queued = [make_run("queued") for _ in range(3)]
+    running, halted = make_run("running"), make_run("queued")
+    Run.objects.filter(pk=halted.pk).update(cancel_requested_at=timezone.now())
+    transitions.claim(run_id=str(make_run("queued").pk), worker=WORKER)  # its agent remembered
+    claims = [(str(run.pk), WORKER) for run in [*queued, running, halted, queued[0]]]
+    with django_assert_num_queries(1):
+        outcomes = claims_make(claims)
+    assert [run.pk for run in outcomes[:3]] == [run.pk for run in queued]
+    assert outcomes[3:] == [None, None, None]
+    assert all(run.status == "running" and run.worker == WORKER and run.attempts == 1 for run in outcomes[:3])
+    assert Run.objects.get(pk=halted.pk).status == "queued"
 
 
 def test_fail_queued_can_free_the_idempotency_key(make_run) -> None:
