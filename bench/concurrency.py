@@ -395,6 +395,11 @@ class Result:
     outcome: dict[str, int]
     errors: dict[str, int]
     samples: dict[str, str] = field(default_factory=dict)  # the first body or message per failure
+    # Where the time went, in seconds after the first request: when the last async run was enqueued
+    # (its 202 answered), claimed by the worker, finished (the last two from the database).
+    timeline: dict[str, float] = field(default_factory=dict)
+    started_epoch: float = 0.0
+    requests: int = 0  # HTTP requests made: N, and an async mode's polls
 
 
 @dataclass
@@ -428,8 +433,11 @@ class Connection:
     client: Client
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
+    posted_at: float | None = None  # an async run's: when its 202 came
+    requests: int = 0
 
     async def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, bytes]:
+        self.requests += 1
         data = b"" if body is None else json.dumps(body).encode()
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: {self.client.host}:{self.client.port}\r\n{self.client.headers}"
@@ -485,6 +493,7 @@ async def _one_async(c: Connection, i: int) -> tuple[str, str]:
     deadline = time.perf_counter() + RUN_TIMEOUT_S
     body = {"agent": AGENT, "message": f"m{i}", "session_id": f"bench-{uuid.uuid4().hex}", "async": True}
     status, text = await c.request("POST", "/run", body)
+    c.posted_at = time.perf_counter()
     if status != 202:
         return f"post {status}", text.decode(errors="replace")
     return await _poll(c, json.loads(text)["run_id"], deadline)
@@ -504,9 +513,10 @@ async def fire(target: Target, n: int, delay: float) -> Result:
     async def timed(c: Connection, i: int) -> tuple[str, str]:
         return await asyncio.wait_for(one(c, i), RUN_TIMEOUT_S)
 
-    t0 = time.perf_counter()
+    started_epoch, t0 = time.time(), time.perf_counter()
     answers = await asyncio.gather(*(timed(c, i) for i, c in enumerate(connections)), return_exceptions=True)
     wall = time.perf_counter() - t0
+    posted = [c.posted_at - t0 for c in connections if c.posted_at is not None]
     for c in connections:
         c.close()
     outcome: Counter[str] = Counter()
@@ -531,10 +541,33 @@ async def fire(target: Target, n: int, delay: float) -> Result:
         outcome=dict(outcome),
         errors=dict(errors),
         samples=samples,
+        timeline={"enqueued": round(max(posted), 2)} if posted else {},
+        started_epoch=started_epoch,
+        requests=sum(c.requests for c in connections),
     )
 
 
-async def measure(targets: list[Target], n: int, delay: float) -> list[Result]:
+def runs_timeline(db_name: str | None, since_epoch: float) -> dict[str, float]:
+    """When the runs made since ``since_epoch`` were last claimed and last finished, in seconds
+    after it (PostgreSQL only: the SQLite fallback's file belongs to the platform)."""
+    if db_name is None:
+        return {}
+    sql = (
+        "SELECT round((extract(epoch from max(started_at)) - :since)::numeric, 2),"
+        " round((extract(epoch from max(finished_at)) - :since)::numeric, 2)"
+        " FROM agents_app_run WHERE created_at >= to_timestamp(:since);"
+    )
+    argv = ["psql", "-h", PG_ADMIN["host"], "-p", str(PG_ADMIN["port"]), "-U", PG_ADMIN["user"], "-d", db_name]
+    argv += ["-At", "-v", f"since={since_epoch}"]
+    result = subprocess.run(argv, input=sql, capture_output=True, text=True, check=False, timeout=60)
+    try:
+        claimed, finished = (float(value) for value in result.stdout.strip().split("|"))
+    except ValueError:
+        return {}
+    return {"claimed": claimed, "finished": finished}
+
+
+async def measure(targets: list[Target], n: int, delay: float, db_name: str | None = None) -> list[Result]:
     for target in targets:
         warm = await fire(target, WARMUP_RUNS, delay)
         note = "" if warm.ok == warm.n else f"; NOT ALL OK: {warm.outcome} {warm.errors} {warm.samples}"
@@ -544,6 +577,8 @@ async def measure(targets: list[Target], n: int, delay: float) -> list[Result]:
         await asyncio.sleep(1)
         log(f"{target.mode}: {n} runs at once ...")
         result = await fire(target, n, delay)
+        if target.mode != "agentkernel":
+            result.timeline.update(runs_timeline(db_name, result.started_epoch))
         log(f"{target.mode}: {result.ok}/{n} ok, wall {result.wall_s:.2f}s")
         results.append(result)
     return results
@@ -590,6 +625,12 @@ def print_table(results: list[Result], meta: dict[str, object]) -> None:
             f"{_counts(r.outcome):<28} {_counts(r.errors)}"
         )
     for r in results:
+        if r.timeline:
+            last = ", ".join(f"{what} {at:.2f}" for what, at in r.timeline.items())
+            print(
+                f"  {r.mode}: the last run {last}, answered {r.wall_s:.2f} (s after the first request)"
+                f"; {r.requests} requests"
+            )
         for key, sample in r.samples.items():
             print(f"  {r.mode} {key}: {sample}")
     parts = []
@@ -664,7 +705,7 @@ def run(args: argparse.Namespace, work: Path, procs: Processes, dropped: list[st
     create_agent(platform, args.delay)
     auth = {"Authorization": f"Bearer {platform.key}"}
     targets = [Target(m, ak_url, {}) if m == "agentkernel" else Target(m, platform.url, auth) for m in args.modes]
-    results = asyncio.run(measure(targets, args.n, args.delay))
+    results = asyncio.run(measure(targets, args.n, args.delay, db_name))
     meta = {
         "n": args.n,
         "delay_s": args.delay,
