@@ -108,14 +108,16 @@ def sessions_record_commits(*, commits: Sequence[tuple[Session, int]], at: datet
         return
     at = at or timezone.now()
     ttl = settings.AK_SESSION["TTL"]
+    touched = {"last_activity_at": at, "expires_at": at + timedelta(seconds=ttl) if ttl else None}
+    if len(totals) == 1:  # the plain statement: cheaper for the ORM to build
+        [(pk, total)] = totals.items()
+        Session.objects.filter(pk=pk, message_count__lt=total).update(message_count=total, **touched)
+        return
     behind = Q()
     for pk, total in totals.items():
         behind |= Q(pk=pk, message_count__lt=total)
-    Session.objects.filter(behind).update(
-        message_count=Case(*(When(pk=pk, then=Value(total)) for pk, total in totals.items())),
-        last_activity_at=at,
-        expires_at=at + timedelta(seconds=ttl) if ttl else None,
-    )
+    counts = Case(*(When(pk=pk, then=Value(total)) for pk, total in totals.items()))
+    Session.objects.filter(behind).update(message_count=counts, **touched)
 
 
 def session_delete(*, session: Session) -> None:
