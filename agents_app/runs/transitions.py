@@ -165,7 +165,7 @@ def finish_together(endings: Sequence[Ending], *, status: str) -> bool:
     held = Q()
     for worker, pks in _by_worker(endings).items():
         held |= Q(pk__in=pks, worker=worker)
-    changes: dict[str, Any] = {"status": status, "finished_at": timezone.now(), "heartbeat_at": None}
+    changes: dict[str, Any] = {"status": status, "error": None, "finished_at": timezone.now(), "heartbeat_at": None}
     result_field, usage_field = Run._meta.get_field("result"), Run._meta.get_field("usage")
     changes["result"] = Case(*(When(pk=e.run.pk, then=Value(e.result, output_field=result_field)) for e in endings))
     reported = [e for e in endings if e.usage is not None]
@@ -178,7 +178,7 @@ def finish_together(endings: Sequence[Ending], *, status: str) -> bool:
             return False
     for ending in endings:
         ending.run.status, ending.run.finished_at, ending.run.heartbeat_at = status, changes["finished_at"], None
-        ending.run.result = ending.result
+        ending.run.result, ending.run.error = ending.result, None
         if ending.usage is not None:
             ending.run.usage = ending.usage
         token = logs.bind(**ending.log_fields)

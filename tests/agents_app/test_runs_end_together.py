@@ -58,13 +58,14 @@ def _endings(runs: list[Run], **usage) -> list[transitions.Ending]:
 def test_runs_end_together_each_with_its_own_result_in_one_statement(running) -> None:
     counts = []
     for size in (2, 8):
-        runs = running(size)
+        runs = running(size, error="an earlier attempt's")
         with CaptureQueriesContext(connection) as queries:
             assert transitions.finish_together(_endings(runs, tokens=3), status="succeeded")
         counts.append(len([q for q in queries if q["sql"].startswith("UPDATE")]))
         for i, run in enumerate(runs):
             stored = Run.objects.get(pk=run.pk)
             assert (stored.status, stored.result, stored.usage) == ("succeeded", f"r{i}", {"tokens": 3})
+            assert stored.error is None and run.error is None  # as ``finish`` leaves it
             assert stored.finished_at is not None and stored.heartbeat_at is None
             assert (run.status, run.result, run.finished_at) == ("succeeded", f"r{i}", stored.finished_at)
     assert counts == [1, 1]
