@@ -32,11 +32,12 @@ class _Group:
 
 class Together(Generic[T, R]):
     """``await together(item)``: ``many`` called (in the I/O threads, ``akplatform.aio.db``) with
-    the items that arrived while its last call was under way. ``many`` returns one outcome per
-    item, in order: the item's result, or the exception to raise to its caller."""
+    the items that arrived while its last call was under way, ``most`` at a time. ``many`` returns
+    one outcome per item, in order: the item's result, or the exception to raise to its caller."""
 
-    def __init__(self, many: Callable[[list[T]], list[R | Exception]]) -> None:
+    def __init__(self, many: Callable[[list[T]], list[R | Exception]], *, most: int = 500) -> None:
         self.many = many
+        self.most = most  # items per call at the most: bounds the statements ``many`` builds
         self._groups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Group] = weakref.WeakKeyDictionary()
 
     async def __call__(self, item: T) -> R:
@@ -52,7 +53,7 @@ class Together(Generic[T, R]):
     async def _call(self, group: _Group) -> None:
         try:
             while group.waiting:
-                batch, group.waiting = group.waiting, []
+                batch, group.waiting = group.waiting[: self.most], group.waiting[self.most :]
                 try:
                     outcomes = await db(self.many, [item for item, _ in batch])
                 except Exception as exc:  # the call failed as a whole: every caller gets why

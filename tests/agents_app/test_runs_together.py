@@ -164,6 +164,22 @@ def test_together_keeps_each_outcome_to_its_caller(transactional_db: None) -> No
     assert isinstance(outcomes[4], RuntimeError)
 
 
+def test_together_calls_with_at_most_its_most(transactional_db: None) -> None:
+    groups: list[list[int]] = []
+
+    def many(items: list[int]) -> list[int]:
+        groups.append(items)
+        return [item * 2 for item in items]
+
+    together = Together(many, most=2)
+
+    async def burst() -> list[int]:
+        return await asyncio.gather(*(together(i) for i in range(5)))
+
+    assert async_to_sync(burst)() == [0, 2, 4, 6, 8]
+    assert groups == [[0, 1], [2, 3], [4]]
+
+
 @pytest.mark.parametrize("named", [True, False])
 def test_the_api_answers_runs_that_arrive_together(alice, named: bool) -> None:
     """``runs_recorded`` as the API uses it: sync runs started together each answer with their own run."""
