@@ -91,16 +91,11 @@ def _session_create(*, tenant: Tenant, session_id: str, user: EndUser | None) ->
         return Session.objects.create(tenant=tenant, thread=thread, session_id=session_id, user=user)
 
 
-def session_record_commit(*, session: Session, total: int, at: datetime | None = None) -> None:
-    """Bring the index row up to a commit the store made, in one UPDATE. Never moves it backwards:
-    commits of concurrent runs may be recorded out of order, and the one with more messages is
-    the later one (commits on a session are serialized by its lock)."""
-    sessions_record_commits(commits=[(session, total)], at=at)
-
-
 def sessions_record_commits(*, commits: Sequence[tuple[Session, int]], at: datetime | None = None) -> None:
-    """``session_record_commit`` for many commits in one UPDATE: each index row brought up to the
-    largest of its commits' totals, never backwards."""
+    """Bring index rows up to commits the store made, ``(session, total)`` each, in one UPDATE:
+    each row to the largest of its commits' totals. Never moves a row backwards: commits of
+    concurrent runs may be recorded out of order, and the one with more messages is the later one
+    (commits on a session are serialized by its lock)."""
     totals: dict[Any, int] = {}
     for session, total in commits:
         totals[session.pk] = max(total, totals.get(session.pk, 0))
