@@ -11,6 +11,7 @@ from django.core.signals import request_started  # noqa: E402 - after the apps a
 from django.db import close_old_connections, reset_queries  # noqa: E402
 
 from agents_app.frameworks import preload_frameworks  # noqa: E402
+from akplatform.heap import freeze_loaded  # noqa: E402
 
 # Under ASGI a request's synchronous code runs in a thread made for that request, which holds no
 # connection when the request starts, and the async views give theirs back after each call
@@ -20,3 +21,4 @@ request_started.disconnect(close_old_connections)
 request_started.disconnect(reset_queries)
 
 preload_frameworks()  # an SDK imported now, not in a first run, on the event loop
+freeze_loaded()  # what is loaded stays out of the collector's full passes (akplatform.heap)
