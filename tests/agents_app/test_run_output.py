@@ -32,3 +32,36 @@ def test_what_showing_a_run_reads_covers_every_field() -> None:
     sources = {field.source for field in RunOutput().fields.values()}
     columns = {column.replace("__", ".") for column in RunOutput.COLUMNS}
     assert sources <= columns
+
+
+def test_a_run_is_shown_as_its_fields_would_show_it(alice, settings) -> None:
+    """``RunOutput.to_representation`` is written out (a poll's CPU): the same values, of the same
+    types, as DRF's representation through the declared fields, for runs in every state."""
+    from django.utils import timezone
+
+    from agents_app.selectors import run_get
+    from agents_app.services import runs_record
+
+    done = alice.post("/run", {"agent": "echo", "message": "hi"}).json()["run_id"]
+    queued = alice.post("/run", {"agent": "echo", "message": "later", "async": True}).json()["run_id"]
+    runs = [run_get(tenant=alice.tenant, run_id=run_id) for run_id in (done, queued)]
+    failed = runs_record([{"tenant": alice.tenant, "agent_name": "echo", "message": "x", "request_hash": ""}])[0][0]
+    Run.objects.filter(pk=failed.pk).update(
+        status=Run.Status.FAILED,
+        error="RuntimeError: no",
+        started_at=timezone.now(),
+        finished_at=timezone.now(),
+        attempts=2,
+        worker="w@host:12",
+        webhook_status=Run.Webhook.FAILED,
+        usage={"prompt_tokens": 7, "completion_tokens": 3},
+    )
+    runs.append(run_get(tenant=alice.tenant, run_id=str(failed.pk)))
+    for zone in ("UTC", "Europe/Paris"):
+        settings.TIME_ZONE = zone
+        for run in runs:
+            written, through_fields = RunOutput(run).data, serializers.Serializer.to_representation(RunOutput(run), run)
+            assert written == through_fields
+            assert [type(v) for v in written.values()] == [type(v) for v in through_fields.values()]
+            assert list(written) == list(through_fields)
+    assert {RunOutput(run).data["status"] for run in runs} == {"succeeded", "queued", "failed"}
