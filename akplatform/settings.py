@@ -342,7 +342,10 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # A plain `celery -A akplatform worker` carries many runs at once: its threads hand each run to
 # the process's event loop and wait for its end (agents_app.tasks); the runs share AK_IO_THREADS.
-CELERY_WORKER_POOL = env_choice("CELERY_WORKER_POOL", "threads", ["threads", "prefork", "solo"])
+# "threads" is Celery's threads pool with its threads started up front (akplatform.pool).
+CELERY_WORKER_POOL = {"threads": "akplatform.pool:ThreadsPool"}.get(
+    pool := env_choice("CELERY_WORKER_POOL", "threads", ["threads", "prefork", "solo"]), pool
+)
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 500, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "sweep-runs": {"task": "agents_app.tasks.sweep_runs", "schedule": AK_RUN["SWEEP_INTERVAL"]},
@@ -382,7 +385,13 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": AK_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("AK_LOG_LEVEL", "INFO")},
     # httpx (and the OpenAI SDK's copy of it) log every request at INFO: a line per model call.
-    "loggers": {name: {"level": "WARNING"} for name in ("django.db.backends", "httpx", "httpx2")},
+    # Celery logs each task received and each task done at INFO, two lines per run that say less
+    # than the run's own line (runs.transitions), the first of them in the thread that takes every
+    # message off the broker; its warnings and errors (a task that raised) stay.
+    "loggers": {
+        name: {"level": "WARNING"}
+        for name in ("django.db.backends", "httpx", "httpx2", "celery.worker.strategy", "celery.app.trace")
+    },
 }
 # Django's own lines go to the root's handler only, once: Django's default handler would print
 # them again, unformatted (not JSON), in debug mode.
