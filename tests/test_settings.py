@@ -134,7 +134,8 @@ def test_the_celery_app_reads_the_celery_settings_by_namespace(settings) -> None
     conf = app.conf
     assert conf.task_acks_late is True and conf.task_reject_on_worker_lost is True
     assert conf.worker_prefetch_multiplier == settings.CELERY_WORKER_PREFETCH_MULTIPLIER == 1
-    assert conf.worker_pool == "akplatform.pool:ThreadsPool" and conf.worker_concurrency == settings.CELERY_WORKER_CONCURRENCY >= 100
+    assert conf.worker_pool == "akplatform.pool:ThreadsPool"  # Celery's threads pool, its threads started up front
+    assert conf.worker_concurrency == settings.CELERY_WORKER_CONCURRENCY >= 100
     assert conf.task_default_queue == settings.CELERY_TASK_DEFAULT_QUEUE
     assert conf.broker_url == settings.CELERY_BROKER_URL
     assert conf.beat_schedule["sweep-runs"]["task"] == "agents_app.tasks.sweep_runs"
