@@ -6,11 +6,13 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.services import ROOT
 
 WEB = """
 import gc
-import akplatform.asgi
+import akplatform.{entry}
 print(gc.get_freeze_count(), len(gc.get_objects()))
 """
 
@@ -33,8 +35,9 @@ def _python(code: str) -> list[int]:
     return [int(n) for n in result.stdout.split()]
 
 
-def test_the_asgi_application_freezes_what_it_loaded() -> None:
-    frozen, walked = _python(WEB)
+@pytest.mark.parametrize("entry", ["asgi", "wsgi"])
+def test_the_web_application_freezes_what_it_loaded(entry: str) -> None:
+    frozen, walked = _python(WEB.format(entry=entry))
     assert frozen > 50_000  # Django, DRF and the apps: left out of every full collection
     assert walked < frozen / 5  # what a full pass walks once the process serves
 
