@@ -343,9 +343,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # A plain `celery -A akplatform worker` carries many runs at once: its threads hand each run to
 # the process's event loop and wait for its end (agents_app.tasks); the runs share AK_IO_THREADS.
 # "threads" is Celery's threads pool with its threads started up front (akplatform.pool).
-CELERY_WORKER_POOL = {"threads": "akplatform.pool:ThreadsPool"}.get(
-    pool := env_choice("CELERY_WORKER_POOL", "threads", ["threads", "prefork", "solo"]), pool
-)
+_POOL = env_choice("CELERY_WORKER_POOL", "threads", ["threads", "prefork", "solo"])
+CELERY_WORKER_POOL = "akplatform.pool:ThreadsPool" if _POOL == "threads" else _POOL
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 500, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "sweep-runs": {"task": "agents_app.tasks.sweep_runs", "schedule": AK_RUN["SWEEP_INTERVAL"]},

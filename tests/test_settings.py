@@ -73,6 +73,21 @@ def test_with_debug_off_a_missing_or_weak_secrets_key_stops_start_up(secrets_key
         assert secrets_key not in result.stderr.replace("AK_SECRETS_KEY", "")  # the message never shows a key
 
 
+@pytest.mark.parametrize(
+    ("chosen", "pool"),
+    [(None, "akplatform.pool:ThreadsPool"), ("threads", "akplatform.pool:ThreadsPool"), ("prefork", "prefork")],
+)
+def test_the_worker_pool_a_deployment_chooses(chosen: str | None, pool: str) -> None:
+    """``threads`` is Celery's threads pool with its threads started up front; the others are Celery's."""
+    env = {k: v for k, v in os.environ.items() if k != "CELERY_WORKER_POOL"}
+    env.update({"DJANGO_DEBUG": "1", "DJANGO_SETTINGS_MODULE": "akplatform.settings"})
+    if chosen is not None:
+        env["CELERY_WORKER_POOL"] = chosen
+    code = "from django.conf import settings; print(settings.CELERY_WORKER_POOL)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == pool, result.stderr
+
+
 def test_a_short_old_secrets_key_stops_start_up_even_in_development() -> None:
     result = start({"DJANGO_DEBUG": "1", "AK_SECRETS_OLD_KEYS": "a" * 40 + ",short-old-key"})
     assert result.returncode != 0
