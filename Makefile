@@ -45,6 +45,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/queue.py
 	$(BIN)/python bench/concurrency.py
+	$(BIN)/python bench/cheap_path.py
 
 clean:
 	rm -rf $(VENV) var db.sqlite3 db.sqlite3-*
