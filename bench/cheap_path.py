@@ -32,13 +32,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from concurrency import (
@@ -48,13 +46,12 @@ from concurrency import (
     Processes,
     SetupError,
     create_database,
-    drop_database,
+    deployed,
     ensure_agentkernel_venv,
     free_port,
     log,
     platform_env,
     port_open,
-    sigterm_as_exit,
     start_agentkernel,
     start_platform,
     start_redis,
@@ -178,26 +175,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="ak-bench-cheap-path-"))
-    procs = Processes(work)
-    databases: list[str] = []
-    try:
-        with sigterm_as_exit():
-            try:
-                targets = run(args, work, procs, databases)
-            except SetupError as exc:
-                log(f"set-up failed: {exc}")
-                return 2
-            except KeyboardInterrupt:
-                log("interrupted: stopping everything")
-                return 130
-            finally:
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
-                procs.stop_all()
-                for name in databases:
-                    drop_database(name)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    targets = deployed("ak-bench-cheap-path-", partial(run, args))
+    if isinstance(targets, int):
+        return targets
     summary = report(targets, args)
     if args.json:
         print(json.dumps(summary))

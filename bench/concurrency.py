@@ -66,7 +66,9 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 
@@ -85,6 +87,8 @@ WARMUP_RUNS = 4
 POLL_S = 0.25
 RUN_TIMEOUT_S = 600.0
 STOP_GRACE_S = 15.0
+
+T = TypeVar("T")
 
 
 def log(message: str) -> None:
@@ -717,16 +721,18 @@ def run(args: argparse.Namespace, work: Path, procs: Processes, dropped: list[st
     return results, meta
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    raise_fd_limit()
-    work = Path(tempfile.mkdtemp(prefix="ak-bench-concurrency-"))
+def deployed(prefix: str, body: Callable[[Path, Processes, list[str]], T], keep_logs: Path | None = None) -> T | int:
+    """``body(work, procs, databases)`` in a fresh temporary folder ``work``; whatever happens, every
+    process it started in ``procs`` is stopped, every database it named in ``databases`` dropped
+    and ``work`` removed (its logs copied to ``keep_logs`` first). Its result, or the exit code
+    when the set-up failed (2) or Ctrl-C stopped it (130)."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
     procs = Processes(work)
     databases: list[str] = []
     try:
         with sigterm_as_exit():
             try:
-                results, meta = run(args, work, procs, databases)
+                return body(work, procs, databases)
             except SetupError as exc:
                 log(f"set-up failed: {exc}")
                 return 2
@@ -738,13 +744,22 @@ def main(argv: list[str] | None = None) -> int:
                 procs.stop_all()
                 for name in databases:
                     drop_database(name)
-                if args.keep_logs:
-                    args.keep_logs.mkdir(parents=True, exist_ok=True)
+                if keep_logs:
+                    keep_logs.mkdir(parents=True, exist_ok=True)
                     for path in work.glob("*.log"):
-                        shutil.copy2(path, args.keep_logs / path.name)
-                    log(f"logs copied to {args.keep_logs}")
+                        shutil.copy2(path, keep_logs / path.name)
+                    log(f"logs copied to {keep_logs}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    raise_fd_limit()
+    outcome = deployed("ak-bench-concurrency-", partial(run, args), args.keep_logs)
+    if isinstance(outcome, int):
+        return outcome
+    results, meta = outcome
     all_ok = all(r.ok == r.n for r in results)
     if args.json:
         payload = {**meta, "modes": [asdict(r) for r in results], "comparison": comparison(results), "ok": all_ok}
