@@ -144,6 +144,10 @@ def report(targets: list[Target], args: argparse.Namespace) -> dict[str, object]
     }
 
 
+def _times(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}"
+
+
 def print_report(summary: dict) -> None:
     print(
         f"\ncheap path, echo without a model: {summary['clients']} clients, {summary['duration_s']:g} s a run,"
@@ -153,10 +157,10 @@ def print_report(summary: dict) -> None:
     for name, t in summary["targets"].items():
         rounds = " ".join(f"{r:.1f}" for r in t["rps"])
         p50 = statistics.median(t["p50_ms"]) if t["p50_ms"] else float("nan")
-        ratio = summary["vs_agentkernel"][name]
-        print(f"{name:<12} {rounds:<28} {t['median_rps']:>8.1f} {p50:>7.1f} {t['errors']:>6} {ratio:>6.2f}")
+        ratio = _times(summary["vs_agentkernel"][name])
+        print(f"{name:<12} {rounds:<28} {t['median_rps']:>8.1f} {p50:>7.1f} {t['errors']:>6} {ratio:>6}")
     vs = summary["platform_vs"]
-    print(f"platform / empty Django view: {vs['django']:.2f}; platform / empty DRF view: {vs['drf']:.2f}")
+    print(f"platform / empty Django view: {_times(vs['django'])}; platform / empty DRF view: {_times(vs['drf'])}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
