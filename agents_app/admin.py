@@ -41,7 +41,9 @@ class AgentForm(forms.ModelForm):
         if framework is None or "config" in self.errors:
             return cleaned
         try:
-            cleaned["config"] = agent_config_check(framework, {} if config is None else config)
+            tenant = cleaned.get("tenant") or getattr(self, "console_tenant", None)  # tenant staff's own
+            config = {} if config is None else config
+            cleaned["config"] = agent_config_check(framework, config, tenant=tenant.slug if tenant else None)
         except UnknownFramework as exc:
             self.add_error("framework", str(exc))
         except ConfigError as exc:

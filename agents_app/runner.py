@@ -192,7 +192,7 @@ class Runner:
         try:
             if run_id is not None and replay and snapshot.run_committed is not None:
                 return await self._io(self._replay, store, key, snapshot)
-            view = SessionView(snapshot, agent.name, key=key, on_delta=events.delta if events else None)
+            view = SessionView(snapshot, agent.name, key=key, on_delta=events.delta if events else None, run_id=run_id)
             if events is not None:
                 events.started()
             asked_at = time.time()

@@ -47,7 +47,7 @@ def tenant_given_builtins(sender: type[Tenant], instance: Tenant, created: bool,
 
 def agent_create(*, tenant: Tenant, name: str, framework: str, config: dict[str, Any]) -> Agent:
     """Create an agent; raises ``UnknownFramework``, ``ConfigError`` or ``AgentExists``."""
-    config = agent_config_check(framework, config)
+    config = agent_config_check(framework, config, tenant=tenant.slug)
     try:
         with transaction.atomic():
             return Agent.objects.create(tenant=tenant, name=name, framework=framework, config=config)

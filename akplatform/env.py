@@ -7,12 +7,15 @@ wrong value stops start-up with a message naming the variable instead of being i
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import re
+from collections.abc import Collection, Iterable
 
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+#: A tenant's slug (``sessions_app.models.Tenant.slug``).
+_SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
 def _raw(name: str) -> str | None:
@@ -93,3 +96,24 @@ def env_mapping(name: str) -> dict[str, str]:
             raise ImproperlyConfigured(f"{name}: expected name=value pairs separated by commas, got {item!r}")
         mapping[key.strip()] = value.strip()
     return mapping
+
+
+def env_tenants_of(name: str, *, declared: Collection[str], declared_in: str) -> dict[str, frozenset[str]]:
+    """``thing=slug|slug,...``: the tenants (by slug) that alone may use each named thing, e.g. a
+    tool of ``declared_in``; empty when unset (every tenant may use every thing). Every name must
+    be one of ``declared``, named once, with one or more slugs of a tenant slug's form."""
+    restricted: dict[str, frozenset[str]] = {}
+    for item in env_list(name, []):
+        thing, sep, slugs = (part.strip() for part in item.partition("="))
+        tenants = [slug.strip() for slug in slugs.split("|")]
+        if not sep or not thing or not all(tenants):
+            raise ImproperlyConfigured(f"{name}: expected name=tenant|tenant pairs separated by commas, got {item!r}")
+        if thing not in declared:
+            raise ImproperlyConfigured(f"{name}: {thing!r} is not declared in {declared_in}")
+        if thing in restricted:
+            raise ImproperlyConfigured(f"{name}: {thing!r} is named twice")
+        for slug in tenants:
+            if not _SLUG.fullmatch(slug):
+                raise ImproperlyConfigured(f"{name}: {slug!r} is not a tenant's slug (lowercase letters, digits, -)")
+        restricted[thing] = frozenset(tenants)
+    return restricted

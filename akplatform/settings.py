@@ -16,6 +16,7 @@ from akplatform.env import (
     env_mapping,
     env_optional,
     env_str,
+    env_tenants_of,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -226,6 +227,7 @@ AK_FRAMEWORKS = {
     "langgraph": "agents_app.frameworks.langgraph.LangGraphFramework",
     **env_mapping("AK_FRAMEWORKS"),
 }
+_TOOLS, _GRAPHS = env_mapping("AK_AGENTS__TOOLS"), env_mapping("AK_AGENTS__GRAPHS")
 AK_AGENTS = {
     # Model servers (an agent's base_url) on loopback, private and link-local addresses.
     "ALLOW_PRIVATE_URLS": env_bool("AK_AGENTS__ALLOW_PRIVATE_URLS", DEBUG),
@@ -233,9 +235,14 @@ AK_AGENTS = {
     "TIMEOUT": env_float("AK_AGENTS__TIMEOUT", 120.0, minimum=0.1),
     # The tools openai_agents agents may name: {name: dotted path of a function}, declared by the
     # deployment (AK_AGENTS__TOOLS="name=pkg.module.fn,..."); a tenant's config names, never paths.
-    "TOOLS": env_mapping("AK_AGENTS__TOOLS"),
+    "TOOLS": _TOOLS,
+    # The tools only some tenants may use: {name: tenant slugs} (AK_AGENTS__TOOL_TENANTS=
+    # "crm=acme|globex,..."); a tool not named here is every tenant's. Other tenants never see it.
+    "TOOL_TENANTS": env_tenants_of("AK_AGENTS__TOOL_TENANTS", declared=_TOOLS, declared_in="AK_AGENTS__TOOLS"),
     # The graphs langgraph agents may pick: {name: dotted path of a factory taking the agent's options}.
-    "GRAPHS": env_mapping("AK_AGENTS__GRAPHS"),
+    "GRAPHS": _GRAPHS,
+    # The graphs only some tenants may pick, as TOOL_TENANTS (AK_AGENTS__GRAPH_TENANTS).
+    "GRAPH_TENANTS": env_tenants_of("AK_AGENTS__GRAPH_TENANTS", declared=_GRAPHS, declared_in="AK_AGENTS__GRAPHS"),
     # The OpenAI Agents SDK's tracing (to OpenAI's servers) stays off unless this is on.
     "OPENAI_TRACING": env_bool("AK_AGENTS__OPENAI_TRACING", False),
     # A process remembers an agent it ran this long: a change to an agent (the admin, a deploy)

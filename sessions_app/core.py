@@ -88,11 +88,14 @@ class SessionView:
         *,
         key: SessionKey | None = None,
         on_delta: Callable[[str], None] | None = None,
+        run_id: str | None = None,
     ) -> None:
         self.snapshot = snapshot
         self.agent = agent
         #: Which session of which tenant this is (None for a view made outside a run).
         self.key = key
+        #: The id of the recorded run this view is for (None when the run records none).
+        self.run_id = run_id
         self._changes: dict[str, dict[str, Any]] = {}
         self._items: list[Message] = []
         self._on_delta = on_delta

@@ -15,7 +15,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.tools import tool
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.prebuilt import ToolNode, tools_condition
+from langgraph.prebuilt import ToolNode, ToolRuntime, tools_condition
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
@@ -62,6 +62,38 @@ def weather(options: dict[str, Any]) -> CompiledStateGraph:
     builder.add_conditional_edges("agent", tools_condition)
     builder.add_edge("tools", "agent")
     return builder.compile()
+
+
+def _who(context: GraphContext) -> str:
+    return f"tenant={context.tenant} session={context.session_id} run={context.run_id} agent={context.agent}"
+
+
+@tool
+def whoami(runtime: ToolRuntime[GraphContext]) -> str:
+    """Who this tool works for."""
+    return _who(runtime.context)
+
+
+def who(options: dict[str, Any]) -> StateGraph:
+    """A node that says whom the run is for (from its runtime context), then the model, which may
+    call ``whoami`` (a tool that reads the same context through LangGraph's ``ToolRuntime``)."""
+
+    def say(state: MessagesState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
+        return {"messages": [AIMessage(f"node: {_who(runtime.context)}")]}
+
+    async def agent(state: MessagesState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
+        model = runtime.context.model.bind_tools([whoami])
+        return {"messages": [await model.ainvoke(state["messages"])]}
+
+    builder = StateGraph(MessagesState, context_schema=GraphContext)
+    builder.add_node("say", say)
+    builder.add_node("agent", agent)
+    builder.add_node("tools", ToolNode([whoami]))
+    builder.add_edge(START, "say")
+    builder.add_edge("say", "agent")
+    builder.add_conditional_edges("agent", tools_condition)
+    builder.add_edge("tools", "agent")
+    return builder
 
 
 def approval(options: dict[str, Any]) -> StateGraph:

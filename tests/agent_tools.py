@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from agents import RunContextWrapper
+
+from agents_app.frameworks.context import CallContext
+
 
 def get_weather(city: str) -> str:
     """The weather in a city.
@@ -23,3 +27,9 @@ def broken(reason: str) -> str:
 
 
 NOT_A_FUNCTION = 42
+
+
+def whoami(ctx: RunContextWrapper[CallContext]) -> str:
+    """Who this tool works for: the run's context, as the platform gives it."""
+    call = ctx.context
+    return f"tenant={call.tenant} session={call.session_id} run={call.run_id} agent={call.agent}"

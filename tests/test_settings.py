@@ -40,6 +40,43 @@ def test_a_wrong_value_stops_start_up_naming_the_variable(name: str, value: str)
     assert "ImproperlyConfigured" in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("tenants", "why"),
+    [
+        ("nope=acme", "'nope' is not declared in AK_AGENTS__TOOLS"),
+        ("crm=Acme", "'Acme' is not a tenant's slug"),
+        ("crm=", "expected name=tenant|tenant pairs"),
+        ("crm=acme||globex", "expected name=tenant|tenant pairs"),
+        ("crm=acme,crm=globex", "'crm' is named twice"),
+    ],
+)
+def test_tools_kept_for_tenants_must_be_declared_tools_and_tenant_slugs(tenants: str, why: str) -> None:
+    result = start(
+        {"DJANGO_DEBUG": "1", "AK_AGENTS__TOOLS": "crm=tests.agent_tools.add", "AK_AGENTS__TOOL_TENANTS": tenants}
+    )
+    assert result.returncode != 0
+    assert "AK_AGENTS__TOOL_TENANTS" in result.stderr and why in result.stderr
+
+
+def test_tools_and_graphs_kept_for_tenants_are_read_by_name() -> None:
+    env = {
+        **os.environ,
+        "DJANGO_DEBUG": "1",
+        "DJANGO_SETTINGS_MODULE": "akplatform.settings",
+        "AK_AGENTS__TOOLS": "crm=tests.agent_tools.add,weather=tests.agent_tools.get_weather",
+        "AK_AGENTS__TOOL_TENANTS": "crm=acme|globex",
+        "AK_AGENTS__GRAPHS": "chat=tests.agent_graphs.chat",
+        "AK_AGENTS__GRAPH_TENANTS": "chat=acme",
+    }
+    code = (
+        "from django.conf import settings; a = settings.AK_AGENTS; "
+        "print(sorted(a['TOOL_TENANTS']['crm']), sorted(a['TOOL_TENANTS']), sorted(a['GRAPH_TENANTS']['chat']))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "['acme', 'globex'] ['crm'] ['acme']", result.stderr
+    assert "GRAPH_TENANTS" in start({**env, "AK_AGENTS__GRAPH_TENANTS": "support=acme"}).stderr
+
+
 def test_development_defaults_start() -> None:
     result = start({"DJANGO_DEBUG": "1"})
     assert result.returncode == 0, result.stderr

@@ -24,12 +24,14 @@ def _load(path: str) -> Framework:
     return import_string(path)()
 
 
-def agent_config_check(framework: str, config: Any) -> dict[str, Any]:
-    """The config of an agent of ``framework`` about to be saved, normalised: valid for its
-    framework, and runnable here (its library installed, its model server one the platform
-    calls). Raises ``UnknownFramework`` or ``ConfigError``."""
+def agent_config_check(framework: str, config: Any, *, tenant: str | None = None) -> dict[str, Any]:
+    """The config of an agent of ``framework`` about to be saved for ``tenant`` (its slug),
+    normalised: valid for its framework, naming only tools and graphs the tenant may use, and
+    runnable here (its library installed, its model server one the platform calls). Raises
+    ``UnknownFramework`` or ``ConfigError``."""
     adapter = get_framework(framework)
     config = adapter.validate_config(config)
+    adapter.check_tenant(config, tenant=tenant)
     adapter.check_runnable(config)
     return config
 

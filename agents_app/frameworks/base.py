@@ -110,6 +110,13 @@ class Framework(ABC):
         when an agent is saved; a run checks again."""
         return None  # nothing to check unless a framework says otherwise
 
+    def check_tenant(self, config: dict[str, Any], *, tenant: str | None) -> None:
+        """Raise ``ConfigError`` if the (validated) config names a tool or a graph that ``tenant``
+        may not use (``AK_AGENTS__TOOL_TENANTS``, ``AK_AGENTS__GRAPH_TENANTS``), as if the
+        deployment had none of that name. None: a tenant that may use only what all may. Called
+        when an agent is saved; a run checks again."""
+        return None  # nothing is kept for some tenants unless a framework says otherwise
+
     def preload(self) -> None:
         """Import what the adapter's runs will need (its library, if installed) now, at a
         process's start, rather than in its first run: importing an SDK takes a second or more of

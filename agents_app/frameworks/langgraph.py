@@ -9,8 +9,10 @@ tenant's agent picks one by name and configures its model, with data only::
 
 The graph is compiled once per (name, options) in a process and shared by every run, never
 changed: what differs between runs reaches it when it is invoked, as LangGraph's runtime context
-(``GraphContext``: the run's model, built from the agent's model keys with the tenant's secret).
-Its state has a ``messages`` key (``MessagesState``).
+(``GraphContext``: the run's model, built from the agent's model keys with the tenant's secret, and
+the tenant, session, run and agent it works for). Its state has a ``messages`` key
+(``MessagesState``). A deployment may keep a graph for some tenants (``AK_AGENTS__GRAPH_TENANTS``):
+to the others it does not exist.
 
 ``mode``:
 
@@ -50,6 +52,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from agents_app.frameworks.base import AgentLike, ConfigError, Framework, Reply
+from agents_app.frameworks.context import call_context, open_to
 from agents_app.frameworks.model import (
     DEFAULT_HISTORY,
     HISTORY_SCHEMA,
@@ -82,6 +85,11 @@ class GraphContext:
 
         async def answer(state: MessagesState, runtime: Runtime[GraphContext]) -> dict:
             return {"messages": [await runtime.context.model.ainvoke(state["messages"])]}
+
+    A tool that LangGraph's ``ToolNode`` runs reads it too, from a ``runtime: ToolRuntime[GraphContext]``
+    parameter (``runtime.context.tenant``). ``tenant``, ``session_id``, ``run_id`` and ``agent``
+    are those of a tool's ``CallContext`` (``agents_app.frameworks.context``): scope the graph's
+    own data to ``tenant`` (a session id repeats across tenants).
     """
 
     #: The agent's model (a ``langchain_openai.ChatOpenAI`` for this run, with the tenant's API
@@ -90,15 +98,19 @@ class GraphContext:
     model: Any = None
     #: The agent's name.
     agent: str = ""
-    #: The session's id.
+    #: The session's id (unique within the tenant only).
     session_id: str | None = None
+    #: The tenant's slug.
+    tenant: str = ""
+    #: The run's id; None for a run made through the Python API, which records no run.
+    run_id: str | None = None
 
 
 class LangGraphFramework(Framework):
     name = "langgraph"
 
     def config_schema(self) -> dict[str, Any]:
-        graphs = sorted(settings.AK_AGENTS["GRAPHS"])
+        graphs = graph_names()  # those every tenant may pick: some may be kept for some tenants
         return {
             "type": "object",
             "additionalProperties": False,
@@ -123,11 +135,8 @@ class LangGraphFramework(Framework):
         unknown = set(config) - KEYS
         if unknown:
             raise ConfigError(sorted(unknown)[0], "unknown option for the langgraph framework")
-        graph = config.get("graph")
-        graphs = settings.AK_AGENTS["GRAPHS"]
-        if not isinstance(graph, str) or graph not in graphs:
-            known = ", ".join(sorted(graphs)) or "none registered (AK_AGENTS__GRAPHS)"
-            raise ConfigError("graph", f"must name one of the deployment's graphs: {known}")
+        if not isinstance(config.get("graph"), str):  # which names a tenant may pick: check_tenant
+            raise ConfigError("graph", "must name one of the deployment's graphs")
         if config.get("mode", MODES[0]) not in MODES:
             raise ConfigError("mode", f"must be one of: {', '.join(MODES)}")
         if MODEL_KEYS & set(config):  # a model is optional, but whole when given
@@ -137,10 +146,18 @@ class LangGraphFramework(Framework):
             raise ConfigError("options", "must be a JSON object (given to the graph's factory)")
         return config
 
+    def check_tenant(self, config: dict[str, Any], *, tenant: str | None) -> None:
+        graphs = graph_names(tenant)
+        if config["graph"] not in graphs:
+            known = ", ".join(graphs) or "none registered (AK_AGENTS__GRAPHS)"
+            raise ConfigError("graph", f"must name one of the deployment's graphs: {known}")
+
     def check_runnable(self, config: dict[str, Any]) -> None:
         if not langgraph_installed():
             raise ConfigError("framework", NOT_INSTALLED)
-        path = settings.AK_AGENTS["GRAPHS"][config["graph"]]
+        path = settings.AK_AGENTS["GRAPHS"].get(config["graph"])
+        if path is None:
+            raise ConfigError("graph", "must name one of the deployment's graphs (AK_AGENTS__GRAPHS)")
         try:
             import_string(path)
         except ImportError as exc:
@@ -166,10 +183,15 @@ class LangGraphFramework(Framework):
         from agents_app.frameworks.langgraph_run import GraphRun
 
         config = agent.config
+        call = call_context(agent, session)
+        if not open_to(config["graph"], call.tenant, settings.AK_AGENTS["GRAPH_TENANTS"]):
+            raise ModelError(f"the deployment has no graph {config['graph']!r} (AK_AGENTS__GRAPHS)")
         key = await api_key(session, config)
         try:
             graph = await graph_for(config["graph"], config.get("options", {}))
-            context = GraphContext(chat_model(config, key), agent.name, session.key and session.key.session_id)
+            context = GraphContext(
+                chat_model(config, key), call.agent, call.session_id, tenant=call.tenant, run_id=call.run_id
+            )
             mode, history = config.get("mode", MODES[0]), config.get("history", DEFAULT_HISTORY)
             graph_run = GraphRun(graph, session, context, name=config["graph"], mode=mode, history=history)
             return await graph_run.run(message)
@@ -177,6 +199,12 @@ class LangGraphFramework(Framework):
             raise ModelError(redacted(str(exc), key)) from None
         except Exception as exc:
             raise ModelError(redacted(described(exc, config["graph"]), key)) from None
+
+
+def graph_names(tenant: str | None = None) -> list[str]:
+    """The graphs a config of ``tenant``'s may pick (without a tenant: those every tenant may)."""
+    restricted = settings.AK_AGENTS["GRAPH_TENANTS"]
+    return sorted(name for name in settings.AK_AGENTS["GRAPHS"] if open_to(name, tenant, restricted))
 
 
 def langgraph_installed() -> bool:

@@ -9,7 +9,9 @@ Config::
 
 - the model keys are ``openai_chat``'s: the SDK talks Chat Completions to ``base_url`` through
   the platform's guarded client (``agents_app.outbound``), so any OpenAI-compatible server works;
-- ``tools`` are names the deployment declares (``AK_AGENTS__TOOLS``, see ``tools.py``);
+- ``tools`` are names the deployment declares (``AK_AGENTS__TOOLS``, see ``tools.py``) for the
+  agent's tenant; each call gets the run's ``CallContext`` (``context.py``: tenant, session, run,
+  agent) as the SDK's run context;
 - ``handoffs`` name the tenant's other ``openai_agents`` agents; each keeps its own model, key,
   instructions and tools. The agents reachable through handoffs (at most ``MAX_AGENTS``, cycles
   allowed) are loaded when the agent runs: a name that is not one of them fails the run;
@@ -37,6 +39,7 @@ from django.conf import settings
 
 from agents_app import patterns
 from agents_app.frameworks.base import AgentLike, ConfigError, Framework, Reply, Usage
+from agents_app.frameworks.context import CallContext, call_context
 from agents_app.frameworks.model import (
     DEFAULT_HISTORY,
     HISTORY_SCHEMA,
@@ -50,7 +53,7 @@ from agents_app.frameworks.model import (
     validate_model_keys,
 )
 from agents_app.frameworks.openai_agents_session import HandoffTool, WindowSession
-from agents_app.frameworks.tools import UnknownTool, tool_names, tool_registry, tools_named
+from agents_app.frameworks.tools import UnknownTool, tool_loaded, tool_names, tool_registry, tools_named
 from agents_app.outbound import Refused, shared_client
 from akplatform.aio import db
 from sessions_app.core import SessionView
@@ -72,8 +75,8 @@ class OpenAIAgentsFramework(Framework):
     name = "openai_agents"
 
     def config_schema(self) -> dict[str, Any]:
-        declared = tool_names()
-        tools: dict[str, Any] = {"type": "array", "uniqueItems": True, "description": "Tools the deployment declares."}
+        declared = tool_names()  # those every tenant may use: some may be kept for some tenants
+        tools: dict[str, Any] = {"type": "array", "uniqueItems": True, "description": "Tools the deployment offers."}
         tools.update({"items": {"type": "string", "enum": declared}} if declared else {"maxItems": 0})
         return {
             "type": "object",
@@ -115,10 +118,18 @@ class OpenAIAgentsFramework(Framework):
         except ImportError:
             raise ConfigError("framework", SDK_MISSING) from None
         try:
-            tools_named(config.get("tools", []))
+            for name in config.get("tools", []):
+                tool_loaded(name)
         except UnknownTool as exc:
             raise ConfigError("tools", str(exc)) from None
         check_base_url(config)
+
+    def check_tenant(self, config: dict[str, Any], *, tenant: str | None) -> None:
+        offered = tool_names(tenant)
+        for name in config.get("tools", []):
+            if name not in offered:
+                listed = ", ".join(offered) or "none"
+                raise ConfigError("tools", f"unknown tool {name!r}; this deployment offers: {listed}")
 
     def preload(self) -> None:
         import agents  # noqa: F401
@@ -137,6 +148,7 @@ class OpenAIAgentsFramework(Framework):
             from agents import RunConfig
         except ImportError:
             raise ModelError(SDK_MISSING) from None
+        context = call_context(agent, session)
         team = await Team.load(agent, session)
         start = team.agents.get(session.get(CURRENT_AGENT, agent.name)) or team.agents[agent.name]
         memory = WindowSession(
@@ -149,9 +161,9 @@ class OpenAIAgentsFramework(Framework):
         max_turns = agent.config.get("max_turns", DEFAULT_MAX_TURNS)
         try:
             if session.streaming:
-                result, text = await _streamed(start, message, session, memory, run_config, max_turns)
+                result, text = await _streamed(start, message, session, memory, run_config, max_turns, context)
             else:
-                result, text = await _plain(start, message, memory, run_config, max_turns)
+                result, text = await _plain(start, message, memory, run_config, max_turns, context)
         except Exception as exc:
             raise ModelError(_failure(exc, max_turns, team.keys)) from None
         memory.flush()
@@ -161,13 +173,9 @@ class OpenAIAgentsFramework(Framework):
 
 
 def _check_tools(tools: Any) -> None:
+    """The form of ``tools``; which names a tenant may list is ``check_tenant``'s to say."""
     if not isinstance(tools, list) or not all(isinstance(name, str) for name in tools):
         raise ConfigError("tools", "must be a list of tool names")
-    declared = tool_names()
-    for name in tools:
-        if name not in declared:
-            offered = ", ".join(declared) or "none"
-            raise ConfigError("tools", f"unknown tool {name!r}; this deployment declares: {offered}")
     if len(set(tools)) != len(tools):
         raise ConfigError("tools", "names a tool twice")
 
@@ -209,13 +217,14 @@ class Team:
                 raise ModelError("handoffs name the tenant's agents: they need a session's tenant")
             configs = await db(_reachable, tenant_slug=session.key.tenant, entry=agent.name, config=agent.config)
         team = cls(agents={})
+        tenant = session.key.tenant if session.key is not None else None
         secrets: dict[str, str | None] = {}
         for name, config in configs.items():
             name_of_secret = str(config.get("api_key"))
             if name_of_secret not in secrets:
                 secrets[name_of_secret] = await api_key(session, config)
             key = secrets[name_of_secret]
-            team.agents[name] = _sdk_agent(name, config, key)
+            team.agents[name] = _sdk_agent(name, config, key, tenant=tenant)
             if key:
                 team.keys.append(key)
         team._wire(configs)
@@ -262,8 +271,9 @@ def _unknown(names: Iterable[str], known: Collection[str]) -> list[str]:
     return sorted({name for name in names if name not in known})
 
 
-def _sdk_agent(name: str, config: dict[str, Any], key: str | None) -> Any:
-    """The SDK ``Agent`` for an agent's config: its model over the platform's guarded client."""
+def _sdk_agent(name: str, config: dict[str, Any], key: str | None, *, tenant: str | None) -> Any:
+    """The SDK ``Agent`` for an agent's config of ``tenant``'s: its model over the platform's
+    guarded client, its tools (only those the tenant may use)."""
     import httpx2
     from agents import Agent, ModelSettings, OpenAIChatCompletionsModel
     from openai import AsyncOpenAI
@@ -276,7 +286,7 @@ def _sdk_agent(name: str, config: dict[str, Any], key: str | None) -> Any:
         timeout=settings.AK_AGENTS["TIMEOUT"],
     )
     try:
-        tools = tools_named(config.get("tools", []))
+        tools = tools_named(config.get("tools", []), tenant=tenant)
     except UnknownTool as exc:
         raise ModelError(str(exc)) from None
     return Agent(
@@ -291,23 +301,36 @@ def _sdk_agent(name: str, config: dict[str, Any], key: str | None) -> Any:
     )
 
 
-async def _plain(start: Any, message: str, memory: WindowSession, run_config: Any, max_turns: int) -> tuple[Any, str]:
+async def _plain(
+    start: Any, message: str, memory: WindowSession, run_config: Any, max_turns: int, context: CallContext
+) -> tuple[Any, str]:
+    """Run to the end; the tools get ``context`` as the run's (``RunContextWrapper.context``)."""
     from agents import ItemHelpers, MessageOutputItem, Runner
 
-    result = await Runner.run(start, message, session=memory, run_config=run_config, max_turns=max_turns)
+    result = await Runner.run(
+        start, message, session=memory, run_config=run_config, max_turns=max_turns, context=context
+    )
     texts = [ItemHelpers.text_message_output(i) for i in result.new_items if isinstance(i, MessageOutputItem)]
     return result, SEPARATOR.join(text for text in texts if text)
 
 
 async def _streamed(
-    start: Any, message: str, session: SessionView, memory: WindowSession, run_config: Any, max_turns: int
+    start: Any,
+    message: str,
+    session: SessionView,
+    memory: WindowSession,
+    run_config: Any,
+    max_turns: int,
+    context: CallContext,
 ) -> tuple[Any, str]:
     """Run streamed, passing the text of the model's answers on as it comes. The reply is what
     was passed on: the answers' texts, ``SEPARATOR`` between two of them."""
     from agents import Runner
     from openai.types.responses import ResponseCreatedEvent, ResponseTextDeltaEvent
 
-    result = Runner.run_streamed(start, message, session=memory, run_config=run_config, max_turns=max_turns)
+    result = Runner.run_streamed(
+        start, message, session=memory, run_config=run_config, max_turns=max_turns, context=context
+    )
     pieces: list[str] = []
     new_answer = True
     try:

@@ -3,14 +3,19 @@
 ``settings.AK_AGENTS["TOOLS"]`` maps a tool's name to the dotted path of a plain Python function
 (sync or async; ``AK_AGENTS__TOOLS="get_weather=myco.tools.get_weather,..."``). A tenant's
 config names tools, never paths: what code a run may call is the deployment's choice alone.
+``AK_AGENTS["TOOL_TENANTS"]`` keeps some tools for some tenants
+(``AK_AGENTS__TOOL_TENANTS="crm=acme|globex"``): to any other tenant such a tool does not exist.
 
-    tool_registry()                 # {"get_weather": FunctionTool(name="get_weather", ...)}
-    tools_named(["get_weather"])    # [FunctionTool(...)], or UnknownTool
+    tool_registry()                             # {"get_weather": FunctionTool(name="get_weather", ...)}
+    tool_names(tenant="acme")                   # the names acme's configs may list
+    tools_named(["get_weather"], tenant="acme") # [FunctionTool(...)], or UnknownTool
 
 A function becomes an OpenAI Agents SDK ``FunctionTool`` (its signature is the tool's parameters,
 its docstring the description) under its registry name; a sync one runs in a thread, off the
-event loop. A tool that raises answers the model with the error's message, as the SDK does. The
-SDK is imported by the first call, not with this module.
+event loop. A tool that raises answers the model with the error's message, as the SDK does. A
+function whose first parameter is a ``RunContextWrapper[CallContext]`` gets the run's
+``CallContext`` (``agents_app.frameworks.context``: tenant, session, run, agent) in it, not from
+the model. The SDK is imported by the first call, not with this module.
 """
 
 from __future__ import annotations
@@ -22,14 +27,17 @@ from typing import Any
 from django.conf import settings
 from django.utils.module_loading import import_string
 
+from agents_app.frameworks.context import open_to
+
 
 class UnknownTool(LookupError):
     """A tool name the deployment does not declare, or whose path does not load."""
 
 
-def tool_names() -> list[str]:
-    """The names a config's ``tools`` may list."""
-    return sorted(settings.AK_AGENTS["TOOLS"])
+def tool_names(tenant: str | None = None) -> list[str]:
+    """The names a config of ``tenant``'s may list (without a tenant: those every tenant may)."""
+    restricted = settings.AK_AGENTS["TOOL_TENANTS"]
+    return sorted(name for name in settings.AK_AGENTS["TOOLS"] if open_to(name, tenant, restricted))
 
 
 def tool_registry() -> dict[str, Any]:
@@ -38,15 +46,25 @@ def tool_registry() -> dict[str, Any]:
     return {name: _tool(name, path) for name, path in settings.AK_AGENTS["TOOLS"].items()}
 
 
-def tools_named(names: Iterable[str]) -> list[Any]:
-    """The ``FunctionTool`` of each of ``names``, in order; raises ``UnknownTool``."""
-    declared = settings.AK_AGENTS["TOOLS"]
-    tools = []
+def tools_named(names: Iterable[str], *, tenant: str | None) -> list[Any]:
+    """The ``FunctionTool`` of each of ``names``, in order, for a run of ``tenant``'s; raises
+    ``UnknownTool`` for a name the deployment does not declare or keeps for other tenants (alike:
+    the message names the tools the tenant may use, never the others)."""
+    restricted = settings.AK_AGENTS["TOOL_TENANTS"]
     for name in names:
-        if name not in declared:
-            raise UnknownTool(f"the tool {name!r} is not one this deployment declares (AK_AGENTS__TOOLS)")
-        tools.append(_tool(name, declared[name]))
-    return tools
+        if name not in settings.AK_AGENTS["TOOLS"] or not open_to(name, tenant, restricted):
+            offered = ", ".join(tool_names(tenant)) or "none"
+            raise UnknownTool(f"unknown tool {name!r}; this deployment offers: {offered} (AK_AGENTS__TOOLS)")
+    return [tool_loaded(name) for name in names]
+
+
+def tool_loaded(name: str) -> Any:
+    """The ``FunctionTool`` of the declared tool ``name``, whichever tenants may use it; raises
+    ``UnknownTool`` when it is not declared or does not load."""
+    path = settings.AK_AGENTS["TOOLS"].get(name)
+    if path is None:
+        raise UnknownTool(f"unknown tool {name!r} (AK_AGENTS__TOOLS)")
+    return _tool(name, path)
 
 
 @cache

@@ -85,6 +85,20 @@ def test_a_good_agent_config_is_saved_and_edited(staff_a, tenant_a) -> None:
     assert agent.config == {"delay_s": 0.5}
 
 
+def test_a_tool_kept_for_another_tenant_is_a_form_error(staff_a, tenant_a, tenant_b, model_server, settings) -> None:
+    tools = {"crm": "tests.agent_tools.add"}
+    settings.AK_AGENTS = {**settings.AK_AGENTS, "TOOLS": tools, "TOOL_TENANTS": {"crm": frozenset({tenant_b.slug})}}
+    config = f'{{"base_url": "{model_server.url}", "model": "m", "tools": ["crm"]}}'
+    form = {"name": "crm-bot", "framework": "openai_agents", "config": config}
+    answer = staff_a.post("/admin/agents_app/agent/add/", form)
+    assert answer.context["adminform"].form.errors["config"] == [
+        "tools: unknown tool 'crm'; this deployment offers: none"
+    ]
+    settings.AK_AGENTS = {**settings.AK_AGENTS, "TOOL_TENANTS": {"crm": frozenset({tenant_a.slug})}}
+    staff_a.post("/admin/agents_app/agent/add/", form)
+    assert Agent.objects.get(tenant=tenant_a, name="crm-bot").config["tools"] == ["crm"]
+
+
 def test_an_unknown_framework_is_refused(staff_a) -> None:
     answer = staff_a.post("/admin/agents_app/agent/add/", {"name": "x", "framework": "nope", "config": "{}"})
     assert "framework" in answer.context["adminform"].form.errors

@@ -1,0 +1,64 @@
+"""Who calls a deployment's code: the run a tool or a graph works for.
+
+The deployment's tools (``AK_AGENTS__TOOLS``) and graphs (``AK_AGENTS__GRAPHS``) serve every
+tenant. Each call gets a ``CallContext`` naming the tenant, session, run and agent it works for,
+so that what a tool reads or writes can be scoped to that tenant (a session id alone repeats
+across tenants). A tool of an ``openai_agents`` agent gets it as the run's context (the OpenAI
+Agents SDK's ``RunContextWrapper.context``)::
+
+    from agents import RunContextWrapper
+    from agents_app.frameworks.context import CallContext
+
+    async def open_orders(ctx: RunContextWrapper[CallContext], customer: str) -> str:
+        \"\"\"The customer's open orders.\"\"\"
+        return await orders.open(tenant=ctx.context.tenant, customer=customer)
+
+A graph's nodes and its tools read the same fields on ``GraphContext``
+(``agents_app.frameworks.langgraph``), LangGraph's runtime context.
+
+A deployment may keep a tool or a graph for some tenants (``AK_AGENTS__TOOL_TENANTS``,
+``AK_AGENTS__GRAPH_TENANTS``, see ``open_to``): to the others it does not exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from agents_app.frameworks.base import AgentLike
+from agents_app.frameworks.model import ModelError
+from sessions_app.core import SessionView
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """The run a tool call is made for. Frozen: a tool reads it, never changes it."""
+
+    #: The tenant's slug: scope every read and write of the tool's own data to it.
+    tenant: str
+    #: The session's id (unique within the tenant only).
+    session_id: str
+    #: The run's id (``GET /runs/<run_id>``); None for a run made through the Python API
+    #: (``runner.run``), which records no run.
+    run_id: str | None
+    #: The name of the tenant's agent the run was made for (after a handoff, the tools of the agent
+    #: handed to are called with the same context: the SDK's ``ToolContext.agent`` is the current one).
+    agent: str
+
+
+def call_context(agent: AgentLike, session: SessionView) -> CallContext:
+    """The context of a run of ``agent`` on ``session``. Raises ``ModelError`` for a view made
+    outside a run (no session key): a tool must never be called without its tenant."""
+    if session.key is None:
+        raise ModelError("a run of the deployment's tools or graphs needs its session's tenant")
+    return CallContext(
+        tenant=session.key.tenant, session_id=session.key.session_id, run_id=session.run_id, agent=agent.name
+    )
+
+
+def open_to(name: str, tenant: str | None, restricted: Mapping[str, frozenset[str]]) -> bool:
+    """Whether ``tenant`` may use the tool or graph ``name``: a name that ``restricted`` (the
+    ``TOOL_TENANTS`` or ``GRAPH_TENANTS`` setting) keeps for some tenants is theirs only; any
+    other is every tenant's. No tenant (None) may use a restricted one."""
+    allowed = restricted.get(name)
+    return allowed is None or (tenant is not None and tenant in allowed)
