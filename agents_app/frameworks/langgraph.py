@@ -169,7 +169,8 @@ class LangGraphFramework(Framework):
         key = await api_key(session, config)
         try:
             graph = await graph_for(config["graph"], config.get("options", {}))
-            context = GraphContext(chat_model(config, key), agent.name, session.key and session.key.session_id)
+            model = chat_model(config, key, tenant=session.key and session.key.tenant)
+            context = GraphContext(model, agent.name, session.key and session.key.session_id)
             mode, history = config.get("mode", MODES[0]), config.get("history", DEFAULT_HISTORY)
             graph_run = GraphRun(graph, session, context, name=config["graph"], mode=mode, history=history)
             return await graph_run.run(message)
@@ -239,9 +240,9 @@ def _build(name: str, path: str, options: dict[str, Any]) -> Any:
 # --- the model ------------------------------------------------------------------------------------
 
 
-def chat_model(config: dict[str, Any], key: str | None) -> Any:
+def chat_model(config: dict[str, Any], key: str | None, *, tenant: str | None) -> Any:
     """The agent's model for one run: a ``ChatOpenAI`` on its ``base_url`` with the tenant's key,
-    calling through the loop's guarded client, or None when the config names no model.
+    calling through the loop's guarded client of ``tenant``, or None when the config names no model.
 
     Nothing comes from the server's environment (``OPENAI_API_KEY``, ``OPENAI_ORG_ID``...): a
     model without an ``api_key`` sends no ``Authorization`` header at all."""
@@ -262,7 +263,7 @@ def chat_model(config: dict[str, Any], key: str | None) -> Any:
         timeout=settings.AK_AGENTS["TIMEOUT"],
         max_retries=0,
         stream_usage=True,
-        http_async_client=shared_client(http=httpx2),
+        http_async_client=shared_client(tenant, http=httpx2),
         http_client=_sync_refused(),
         model_kwargs={"extra_headers": headers},
         **passed,

@@ -28,6 +28,7 @@ platform starts without it.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
@@ -215,7 +216,7 @@ class Team:
             if name_of_secret not in secrets:
                 secrets[name_of_secret] = await api_key(session, config)
             key = secrets[name_of_secret]
-            team.agents[name] = _sdk_agent(name, config, key)
+            team.agents[name] = _sdk_agent(name, config, key, session.key and session.key.tenant)
             if key:
                 team.keys.append(key)
         team._wire(configs)
@@ -262,19 +263,39 @@ def _unknown(names: Iterable[str], known: Collection[str]) -> list[str]:
     return sorted({name for name in names if name not in known})
 
 
-def _sdk_agent(name: str, config: dict[str, Any], key: str | None) -> Any:
-    """The SDK ``Agent`` for an agent's config: its model over the platform's guarded client."""
+def sdk_client(base_url: str, key: str | None, *, tenant: str | None) -> Any:
+    """OpenAI's ``AsyncOpenAI`` for a tenant's ``base_url``, over the loop's guarded client of
+    ``tenant``, sending what the agent's config says and nothing of the server's environment:
+    the SDK would add ``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID``, ``OPENAI_ADMIN_KEY`` and the
+    headers of ``OPENAI_CUSTOM_HEADERS`` to every request; here they are left out (the
+    ``Authorization`` header is the tenant's key, or a placeholder without one)."""
     import httpx2
-    from agents import Agent, ModelSettings, OpenAIChatCompletionsModel
-    from openai import AsyncOpenAI
+    import openai
 
-    client = AsyncOpenAI(
-        base_url=config["base_url"],
-        api_key=key or "unused",  # the SDK wants one; a server without keys ignores it
-        http_client=shared_client(http=httpx2),
+    headers: dict[str, Any] = {name: openai.omit for name in _environment_headers()}
+    headers.update({"OpenAI-Organization": openai.omit, "OpenAI-Project": openai.omit})
+    headers["Authorization"] = f"Bearer {key or 'unused'}"  # the SDK wants one; a server without keys ignores it
+    return openai.AsyncOpenAI(
+        base_url=base_url,
+        api_key=key or "unused",
+        default_headers=headers,
+        http_client=shared_client(tenant, http=httpx2),
         max_retries=0,
         timeout=settings.AK_AGENTS["TIMEOUT"],
     )
+
+
+def _environment_headers() -> list[str]:
+    """The names of the headers ``OPENAI_CUSTOM_HEADERS`` (``Name: value`` lines) adds."""
+    lines = os.environ.get("OPENAI_CUSTOM_HEADERS", "").splitlines()
+    return [line.split(":", 1)[0].strip() for line in lines if ":" in line]
+
+
+def _sdk_agent(name: str, config: dict[str, Any], key: str | None, tenant: str | None) -> Any:
+    """The SDK ``Agent`` for an agent's config: its model over the platform's guarded client."""
+    from agents import Agent, ModelSettings, OpenAIChatCompletionsModel
+
+    client = sdk_client(config["base_url"], key, tenant=tenant)
     try:
         tools = tools_named(config.get("tools", []))
     except UnknownTool as exc:
