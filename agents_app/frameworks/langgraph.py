@@ -59,6 +59,7 @@ from agents_app.frameworks.model import (
     api_key,
     check_base_url,
     redacted,
+    sdk_headers,
     validate_history,
     validate_model_keys,
 )
@@ -244,17 +245,15 @@ def chat_model(config: dict[str, Any], key: str | None, *, tenant: str | None) -
     """The agent's model for one run: a ``ChatOpenAI`` on its ``base_url`` with the tenant's key,
     calling through the loop's guarded client of ``tenant``, or None when the config names no model.
 
-    Nothing comes from the server's environment (``OPENAI_API_KEY``, ``OPENAI_ORG_ID``...): a
-    model without an ``api_key`` sends no ``Authorization`` header at all."""
+    Nothing comes from the server's environment (``OPENAI_API_KEY``, ``OPENAI_ORG_ID``,
+    ``OPENAI_CUSTOM_HEADERS``...: ``sdk_headers``): a model without an ``api_key`` sends no
+    ``Authorization`` header at all."""
     if "base_url" not in config:
         return None
     import httpx2
-    import openai
     from langchain_openai import ChatOpenAI
 
-    headers: dict[str, Any] = {"OpenAI-Organization": openai.omit, "OpenAI-Project": openai.omit}
-    if key is None:
-        headers["Authorization"] = openai.omit
+    headers = sdk_headers(key, placeholder=None)
     passed = {option: config[option] for option in ("temperature", "max_tokens") if config.get(option) is not None}
     return ChatOpenAI(
         base_url=config["base_url"],

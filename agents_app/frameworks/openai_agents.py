@@ -28,7 +28,6 @@ platform starts without it.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
@@ -47,6 +46,7 @@ from agents_app.frameworks.model import (
     api_key,
     check_base_url,
     redacted,
+    sdk_headers,
     validate_history,
     validate_model_keys,
 )
@@ -67,6 +67,8 @@ CURRENT_AGENT = "current_agent"
 SEPARATOR = "\n\n"
 SDK_MISSING = "the OpenAI Agents SDK is not installed: pip install -r requirements/openai_agents.txt"
 AGENT_NAME = re.compile(patterns.NAME)
+#: The API key sent to a server when the agent names none.
+PLACEHOLDER_KEY = "unused"
 
 
 class OpenAIAgentsFramework(Framework):
@@ -265,30 +267,20 @@ def _unknown(names: Iterable[str], known: Collection[str]) -> list[str]:
 
 def sdk_client(base_url: str, key: str | None, *, tenant: str | None) -> Any:
     """OpenAI's ``AsyncOpenAI`` for a tenant's ``base_url``, over the loop's guarded client of
-    ``tenant``, sending what the agent's config says and nothing of the server's environment:
-    the SDK would add ``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID``, ``OPENAI_ADMIN_KEY`` and the
-    headers of ``OPENAI_CUSTOM_HEADERS`` to every request; here they are left out (the
-    ``Authorization`` header is the tenant's key, or a placeholder without one)."""
+    ``tenant``, sending nothing of the server's environment (``sdk_headers``: no
+    ``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID``, ``OPENAI_CUSTOM_HEADERS``); without a key, a
+    placeholder (the SDK wants one; a server without keys ignores it)."""
     import httpx2
-    import openai
+    from openai import AsyncOpenAI
 
-    headers: dict[str, Any] = {name: openai.omit for name in _environment_headers()}
-    headers.update({"OpenAI-Organization": openai.omit, "OpenAI-Project": openai.omit})
-    headers["Authorization"] = f"Bearer {key or 'unused'}"  # the SDK wants one; a server without keys ignores it
-    return openai.AsyncOpenAI(
+    return AsyncOpenAI(
         base_url=base_url,
-        api_key=key or "unused",
-        default_headers=headers,
+        api_key=key or PLACEHOLDER_KEY,
+        default_headers=sdk_headers(key, placeholder=PLACEHOLDER_KEY),
         http_client=shared_client(tenant, http=httpx2),
         max_retries=0,
         timeout=settings.AK_AGENTS["TIMEOUT"],
     )
-
-
-def _environment_headers() -> list[str]:
-    """The names of the headers ``OPENAI_CUSTOM_HEADERS`` (``Name: value`` lines) adds."""
-    lines = os.environ.get("OPENAI_CUSTOM_HEADERS", "").splitlines()
-    return [line.split(":", 1)[0].strip() for line in lines if ":" in line]
 
 
 def _sdk_agent(name: str, config: dict[str, Any], key: str | None, tenant: str | None) -> Any:
