@@ -36,7 +36,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from types import ModuleType
 from typing import Any
 
@@ -208,6 +208,8 @@ def post_to(target: Target, body: bytes, *, headers: dict[str, str], timeout: fl
 MAX_MODEL_ANSWER_BYTES = 8 * 1024 * 1024
 #: How long an idle connection to a model server is kept open for the next call.
 KEEPALIVE_SECONDS = 5.0
+#: Closes under way (see ``_hold``).
+_closing: set[asyncio.Task[Any]] = set()
 #: Tenants whose clients a loop keeps (beyond them, the least recently used idle ones are closed).
 MAX_TENANT_CLIENTS = 100
 
@@ -314,6 +316,37 @@ class Slots:
         self._free.release()
 
 
+def _on_loop(loop: asyncio.AbstractEventLoop, call: Callable[[], None]) -> None:
+    """``call`` on ``loop``, from any thread (a garbage collection's), unless the loop is closed."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(call)
+
+
+def _close_dropped(stream: Any, release: Callable[[], None]) -> None:
+    """Close the httpcore stream of an answer dropped unclosed (its connection back to the pool,
+    or closed), and give its slot back."""
+
+    async def close() -> None:
+        try:
+            await stream.aclose()
+        finally:
+            release()
+
+    _hold(asyncio.get_running_loop().create_task(close()))
+
+
+def _hold(task: asyncio.Task[Any]) -> None:
+    """Keep ``task`` until it is done (the loop holds its tasks only weakly)."""
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+
+
+@cache
+def _default_ssl_context(http: ModuleType) -> ssl.SSLContext:
+    """httpx's default context (its CA bundle, loaded once per process rather than per client)."""
+    return http.create_ssl_context()
+
+
 @cache
 def guarded_transport_class(http: ModuleType = httpx) -> type:
     """``GuardedTransport`` for ``http``: ``httpx``, or a module with its API (OpenAI's SDK
@@ -321,11 +354,15 @@ def guarded_transport_class(http: ModuleType = httpx) -> type:
     core = _core(http)
 
     class Answer(http.AsyncByteStream):  # type: ignore[name-defined,misc]
-        """An answer's body, read through; closing it gives its tenant's slot back."""
+        """An answer's body, read through; closing it gives its slot back (and so does its
+        garbage collection, should a caller drop it unclosed)."""
 
         def __init__(self, stream: Any, release: Callable[[], None]) -> None:
             self._stream = stream
             self._release = release
+            closing = partial(_close_dropped, stream, release)
+            self._dropped = weakref.finalize(self, _on_loop, asyncio.get_running_loop(), closing)
+            self._dropped.atexit = False
 
         async def __aiter__(self) -> AsyncIterator[bytes]:
             with _mapped(http, core):
@@ -333,6 +370,7 @@ def guarded_transport_class(http: ModuleType = httpx) -> type:
                     yield part
 
         async def aclose(self) -> None:
+            self._dropped.detach()
             try:
                 with _mapped(http, core):
                     await self._stream.aclose()
@@ -358,7 +396,7 @@ def guarded_transport_class(http: ModuleType = httpx) -> type:
             slots: Slots | None = None,
         ) -> None:
             self._pool = core.AsyncConnectionPool(
-                ssl_context=http.create_ssl_context(verify=verify),
+                ssl_context=_default_ssl_context(http) if verify is True else http.create_ssl_context(verify=verify),
                 max_connections=max_connections,
                 max_keepalive_connections=max_connections,
                 keepalive_expiry=KEEPALIVE_SECONDS,
@@ -419,8 +457,8 @@ def guarded_client(
 ) -> Any:
     """An ``http.AsyncClient`` for model servers: every request checked and sent by
     ``GuardedTransport`` (at most ``max_connections`` at once, and no more than ``slots`` allow
-    when given), redirects not followed,
-    ``timeout`` seconds for each step (connect, each read, write, and the wait for a connection).
+    when given), redirects not followed, ``timeout`` seconds for each step (connect, each read,
+    write, and the wait for a connection).
     ``allow_private`` defaults to ``AK_AGENTS__ALLOW_PRIVATE_URLS``; ``verify`` is httpx's (an
     ``ssl.SSLContext`` to trust other CAs)."""
     if allow_private is None:
@@ -437,12 +475,12 @@ class _Tenant:
 
     slots: Slots
     clients: dict[str, Any]
+    #: When a run last asked for one of them (the loop's clock).
+    used: float
 
 
 _tenants: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, OrderedDict[tuple[Any, ...], _Tenant]]
 _tenants = weakref.WeakKeyDictionary()
-#: Closes under way (the loop holds its tasks only weakly).
-_closing: set[asyncio.Task[Any]] = set()
 
 
 def shared_client(tenant: str | None, http: ModuleType = httpx) -> Any:
@@ -450,9 +488,12 @@ def shared_client(tenant: str | None, http: ModuleType = httpx) -> Any:
     timeout and ``ALLOW_PRIVATE_URLS``), made once per loop, tenant and HTTP library: its
     connections are kept alive between runs. A tenant's clients share its
     ``MAX_CONNECTIONS_PER_TENANT`` slots: its calls wait for its own, never for another tenant's.
-    A loop keeps the clients of ``MAX_TENANT_CLIENTS`` tenants, closing the least recently used
-    idle ones beyond. ``tenant`` None: calls outside a tenant's run, which share their own.
-    (An httpx client belongs to one loop.)"""
+    ``tenant`` None: calls outside a tenant's run, which share their own. (An httpx client
+    belongs to one loop.)
+
+    A loop keeps the clients of ``MAX_TENANT_CLIENTS`` tenants: beyond, the least recently used
+    are closed, of those with no call under way and not asked for within ``AK_RUN__TIME_LIMIT``
+    (a run still going may hold its client between two calls; no run lasts longer)."""
     loop = asyncio.get_running_loop()
     cfg = settings.AK_AGENTS
     allow_private, timeout, cap = cfg["ALLOW_PRIVATE_URLS"], cfg["TIMEOUT"], cfg["MAX_CONNECTIONS_PER_TENANT"]
@@ -461,7 +502,8 @@ def shared_client(tenant: str | None, http: ModuleType = httpx) -> Any:
     found = per_loop.get(key)
     if found is None:
         _evict(loop, per_loop, room=1)
-        found = per_loop[key] = _Tenant(Slots(cap), {})
+        found = per_loop[key] = _Tenant(Slots(cap), {}, loop.time())
+    found.used = loop.time()
     per_loop.move_to_end(key)
     client = found.clients.get(http.__name__)
     if client is None:
@@ -472,14 +514,16 @@ def shared_client(tenant: str | None, http: ModuleType = httpx) -> Any:
 
 
 def _evict(loop: asyncio.AbstractEventLoop, per_loop: OrderedDict[tuple[Any, ...], _Tenant], *, room: int) -> None:
-    """Close the least recently used idle tenants' clients, to leave ``room`` for new ones within
-    ``MAX_TENANT_CLIENTS`` (tenants with requests under way stay)."""
-    idle = [key for key, tenant in per_loop.items() if tenant.slots.under_way == 0]
-    for key in idle[: max(0, len(per_loop) + room - MAX_TENANT_CLIENTS)]:
+    """Close the clients of the least recently used tenants no run may still hold (see
+    ``shared_client``), to leave ``room`` for new ones within ``MAX_TENANT_CLIENTS``."""
+    over = len(per_loop) + room - MAX_TENANT_CLIENTS
+    if over <= 0:
+        return
+    unused_since = loop.time() - settings.AK_RUN["TIME_LIMIT"]
+    done = [key for key, tenant in per_loop.items() if tenant.slots.under_way == 0 and tenant.used <= unused_since]
+    for key in done[:over]:
         for client in per_loop.pop(key).clients.values():
-            closing = loop.create_task(client.aclose())
-            _closing.add(closing)
-            closing.add_done_callback(_closing.discard)
+            _hold(loop.create_task(client.aclose()))
 
 
 def model_url_refusal(url: str) -> str | None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gc
 import ipaddress
 import ssl
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from agents_app import outbound
+from sessions_app.core import SessionView
+from sessions_app.stores.base import SessionKey, Snapshot
 
 #: Two names of one loopback address (no /etc/hosts edit needed): a name and the address itself.
 HOST_A, HOST_B = "localhost", "127.0.0.1"
@@ -360,6 +364,98 @@ def test_a_tenant_waiting_past_the_timeout_gets_a_pool_timeout(settings) -> None
             server.release("alice-2")
             assert await held_call(server, "alice", "alice-2") == b"firstlast"  # closed: free again
             assert server.arrived == ["alice-0", "alice-2"]
+
+    run(work)
+
+
+def test_the_adapters_call_through_their_tenants_connections(model_server, settings) -> None:
+    """openai_chat (httpx) and openai_agents (the SDK's httpx2) runs of one tenant share its cap;
+    another tenant's run goes on while they wait."""
+    pytest.importorskip("agents")
+    from agents_app.frameworks import AgentSpec
+    from agents_app.frameworks.openai_agents import OpenAIAgentsFramework
+    from agents_app.frameworks.openai_chat import OpenAIChatFramework
+
+    settings.AK_AGENTS = {**settings.AK_AGENTS, "ALLOW_PRIVATE_URLS": True, "MAX_CONNECTIONS_PER_TENANT": 1}
+    arrived, release = threading.Event(), threading.Event()
+
+    def answer(body: dict[str, Any]) -> None:
+        if body["messages"][-1]["content"] == "hold":
+            arrived.set()
+            release.wait(30)
+        return None  # the default reply
+
+    model_server.reply_with(answer)
+    config = {"base_url": model_server.url, "model": "m1"}
+    chat, agents = AgentSpec("chat", "openai_chat", config), AgentSpec("sdk", "openai_agents", config)
+
+    def view(tenant: str) -> SessionView:
+        snapshot = Snapshot(version=0, messages=[], offset=0, total=0, role_counts={}, state={})
+        return SessionView(snapshot, "bot", key=SessionKey(tenant=tenant, session_id="s1"))
+
+    def sent() -> list[str]:
+        return [r.body["messages"][-1]["content"] for r in model_server.requests if r.body]
+
+    async def work() -> None:
+        held = asyncio.create_task(OpenAIChatFramework().run(chat, view("alice"), "hold"))
+        await asyncio.to_thread(arrived.wait, 30)
+        later = asyncio.create_task(OpenAIAgentsFramework().run(agents, view("alice"), "later"))
+        other = await OpenAIAgentsFramework().run(agents, view("bob"), "hi")
+        assert other.text == "reply to: hi"  # bob's run is not kept waiting
+        assert sent() == ["hold", "hi"] and not held.done() and not later.done()
+        release.set()
+        assert (await held).text == "reply to: hold"
+        assert (await later).text == "reply to: later"  # sent once alice's first call ended
+        assert sent() == ["hold", "hi", "later"]
+
+    try:
+        run(work)
+    finally:
+        release.set()
+
+
+def test_an_answer_dropped_unclosed_gives_its_connection_back(settings) -> None:
+    limits = {"ALLOW_PRIVATE_URLS": True, "MAX_CONNECTIONS_PER_TENANT": 1, "TIMEOUT": 10.0}  # a failure: PoolTimeout
+    settings.AK_AGENTS = {**settings.AK_AGENTS, **limits}
+    server = HoldingServer()
+
+    async def work() -> None:
+        async with await server.start():
+            client = outbound.shared_client("alice")
+            answer = await client.send(client.build_request("POST", server.url("dropped"), json={}), stream=True)
+            assert answer.status_code == 200
+            del answer  # never read nor closed
+            gc.collect()
+            server.release("next")
+            assert await held_call(server, "alice", "next") == b"firstlast"
+            assert server.arrived == ["dropped", "next"]
+            server.release("dropped")
+
+    run(work)
+
+
+def test_a_loop_keeps_a_bounded_number_of_tenants_clients(settings) -> None:
+    settings.AK_AGENTS = {**settings.AK_AGENTS, "ALLOW_PRIVATE_URLS": True}
+    settings.AK_RUN = {**settings.AK_RUN, "TIME_LIMIT": 0}  # no run may still hold an idle client
+    server = HoldingServer()
+
+    async def work() -> None:
+        async with await server.start():
+            started = asyncio.Event()
+            busy = asyncio.create_task(held_call(server, "busy", "busy", started))
+            await started.wait()
+            first = {f"t{i}": outbound.shared_client(f"t{i}") for i in range(outbound.MAX_TENANT_CLIENTS - 1)}
+            assert len({id(c) for c in first.values()}) == len(first)
+            outbound.shared_client("one-more")  # over the bound: the least recently used idle one goes
+            for _ in range(100):
+                if first["t0"].is_closed:
+                    break
+                await asyncio.sleep(0)
+            assert first["t0"].is_closed and not first["t1"].is_closed
+            assert outbound.shared_client("t0") is not first["t0"]  # made again when needed
+            assert outbound.shared_client("t2") is first["t2"]
+            server.release("busy")
+            assert await busy == b"firstlast"  # the busy tenant, least recently asked for, was kept
 
     run(work)
 
