@@ -233,6 +233,9 @@ AK_AGENTS = {
     "ALLOW_PRIVATE_URLS": env_bool("AK_AGENTS__ALLOW_PRIVATE_URLS", DEBUG),
     # Seconds a model server may take to connect, or between two pieces of its answer.
     "TIMEOUT": env_float("AK_AGENTS__TIMEOUT", 120.0, minimum=0.1),
+    # Model calls of one tenant under way at once in a process (each holds a connection); a
+    # tenant's further calls wait for one of its own to end (at most TIMEOUT), never for another's.
+    "MAX_CONNECTIONS_PER_TENANT": env_int("AK_AGENTS__MAX_CONNECTIONS_PER_TENANT", 100, minimum=1, maximum=1000),
     # The tools openai_agents agents may name: {name: dotted path of a function}, declared by the
     # deployment (AK_AGENTS__TOOLS="name=pkg.module.fn,..."); a tenant's config names, never paths.
     "TOOLS": _TOOLS,

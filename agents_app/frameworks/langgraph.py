@@ -62,6 +62,7 @@ from agents_app.frameworks.model import (
     api_key,
     check_base_url,
     redacted,
+    sdk_headers,
     validate_history,
     validate_model_keys,
 )
@@ -189,9 +190,8 @@ class LangGraphFramework(Framework):
         key = await api_key(session, config)
         try:
             graph = await graph_for(config["graph"], config.get("options", {}))
-            context = GraphContext(
-                chat_model(config, key), call.agent, call.session_id, tenant=call.tenant, run_id=call.run_id
-            )
+            model = chat_model(config, key, tenant=call.tenant)
+            context = GraphContext(model, call.agent, call.session_id, tenant=call.tenant, run_id=call.run_id)
             mode, history = config.get("mode", MODES[0]), config.get("history", DEFAULT_HISTORY)
             graph_run = GraphRun(graph, session, context, name=config["graph"], mode=mode, history=history)
             return await graph_run.run(message)
@@ -267,21 +267,19 @@ def _build(name: str, path: str, options: dict[str, Any]) -> Any:
 # --- the model ------------------------------------------------------------------------------------
 
 
-def chat_model(config: dict[str, Any], key: str | None) -> Any:
+def chat_model(config: dict[str, Any], key: str | None, *, tenant: str | None) -> Any:
     """The agent's model for one run: a ``ChatOpenAI`` on its ``base_url`` with the tenant's key,
-    calling through the loop's guarded client, or None when the config names no model.
+    calling through the loop's guarded client of ``tenant``, or None when the config names no model.
 
-    Nothing comes from the server's environment (``OPENAI_API_KEY``, ``OPENAI_ORG_ID``...): a
-    model without an ``api_key`` sends no ``Authorization`` header at all."""
+    Nothing comes from the server's environment (``OPENAI_API_KEY``, ``OPENAI_ORG_ID``,
+    ``OPENAI_CUSTOM_HEADERS``...: ``sdk_headers``): a model without an ``api_key`` sends no
+    ``Authorization`` header at all."""
     if "base_url" not in config:
         return None
     import httpx2
-    import openai
     from langchain_openai import ChatOpenAI
 
-    headers: dict[str, Any] = {"OpenAI-Organization": openai.omit, "OpenAI-Project": openai.omit}
-    if key is None:
-        headers["Authorization"] = openai.omit
+    headers = sdk_headers(key, placeholder=None)
     passed = {option: config[option] for option in ("temperature", "max_tokens") if config.get(option) is not None}
     return ChatOpenAI(
         base_url=config["base_url"],
@@ -290,7 +288,7 @@ def chat_model(config: dict[str, Any], key: str | None) -> Any:
         timeout=settings.AK_AGENTS["TIMEOUT"],
         max_retries=0,
         stream_usage=True,
-        http_async_client=shared_client(http=httpx2),
+        http_async_client=shared_client(tenant, http=httpx2),
         http_client=_sync_refused(),
         model_kwargs={"extra_headers": headers},
         **passed,

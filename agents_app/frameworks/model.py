@@ -11,6 +11,7 @@ the server, and never written to a config, a log line or an error.
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -120,3 +121,19 @@ async def api_key(session: SessionView, config: dict[str, Any]) -> str | None:
 def redacted(text: str, secret: str | None) -> str:
     """``text`` without ``secret`` in it (a server's error may quote the key it was sent)."""
     return text.replace(secret, "***") if secret else text
+
+
+def sdk_headers(key: str | None, *, placeholder: str | None) -> dict[str, Any]:
+    """``default_headers``/``extra_headers`` for an OpenAI SDK client calling a tenant's server:
+    nothing of the server's environment. The SDK adds ``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID`` and
+    the headers of ``OPENAI_CUSTOM_HEADERS`` (an ``Authorization`` among them would replace the
+    tenant's key) to every request; here each is omitted, and ``Authorization`` is the tenant's
+    key, or ``placeholder`` (omitted when None) without one."""
+    import openai
+
+    lines = os.environ.get("OPENAI_CUSTOM_HEADERS", "").splitlines()
+    headers: dict[str, Any] = {line.split(":", 1)[0].strip(): openai.omit for line in lines if ":" in line}
+    headers.update({"OpenAI-Organization": openai.omit, "OpenAI-Project": openai.omit})
+    token = key or placeholder
+    headers["Authorization"] = f"Bearer {token}" if token else openai.omit
+    return headers

@@ -49,6 +49,7 @@ from agents_app.frameworks.model import (
     api_key,
     check_base_url,
     redacted,
+    sdk_headers,
     validate_history,
     validate_model_keys,
 )
@@ -69,6 +70,8 @@ CURRENT_AGENT = "current_agent"
 SEPARATOR = "\n\n"
 SDK_MISSING = "the OpenAI Agents SDK is not installed: pip install -r requirements/openai_agents.txt"
 AGENT_NAME = re.compile(patterns.NAME)
+#: The API key sent to a server when the agent names none.
+PLACEHOLDER_KEY = "unused"
 
 
 class OpenAIAgentsFramework(Framework):
@@ -271,20 +274,30 @@ def _unknown(names: Iterable[str], known: Collection[str]) -> list[str]:
     return sorted({name for name in names if name not in known})
 
 
-def _sdk_agent(name: str, config: dict[str, Any], key: str | None, *, tenant: str | None) -> Any:
-    """The SDK ``Agent`` for an agent's config of ``tenant``'s: its model over the platform's
-    guarded client, its tools (only those the tenant may use)."""
+def sdk_client(base_url: str, key: str | None, *, tenant: str | None) -> Any:
+    """OpenAI's ``AsyncOpenAI`` for a tenant's ``base_url``, over the loop's guarded client of
+    ``tenant``, sending nothing of the server's environment (``sdk_headers``: no
+    ``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID``, ``OPENAI_CUSTOM_HEADERS``); without a key, a
+    placeholder (the SDK wants one; a server without keys ignores it)."""
     import httpx2
-    from agents import Agent, ModelSettings, OpenAIChatCompletionsModel
     from openai import AsyncOpenAI
 
-    client = AsyncOpenAI(
-        base_url=config["base_url"],
-        api_key=key or "unused",  # the SDK wants one; a server without keys ignores it
-        http_client=shared_client(http=httpx2),
+    return AsyncOpenAI(
+        base_url=base_url,
+        api_key=key or PLACEHOLDER_KEY,
+        default_headers=sdk_headers(key, placeholder=PLACEHOLDER_KEY),
+        http_client=shared_client(tenant, http=httpx2),
         max_retries=0,
         timeout=settings.AK_AGENTS["TIMEOUT"],
     )
+
+
+def _sdk_agent(name: str, config: dict[str, Any], key: str | None, *, tenant: str | None) -> Any:
+    """The SDK ``Agent`` for an agent's config of ``tenant``'s: its model over the platform's
+    guarded client, its tools (only those the tenant may use)."""
+    from agents import Agent, ModelSettings, OpenAIChatCompletionsModel
+
+    client = sdk_client(config["base_url"], key, tenant=tenant)
     try:
         tools = tools_named(config.get("tools", []), tenant=tenant)
     except UnknownTool as exc:

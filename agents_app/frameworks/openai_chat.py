@@ -85,11 +85,12 @@ class OpenAIChatFramework(Framework):
                 body[option] = config[option]
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         url = config["base_url"].rstrip("/") + "/chat/completions"
+        client = shared_client(session.key and session.key.tenant)  # the tenant's connections
         try:
             if session.streaming:
                 body.update(stream=True, stream_options={"include_usage": True})
-                return await _streamed(url, body, headers, session)
-            return await _plain(url, body, headers)
+                return await _streamed(client, url, body, headers, session)
+            return await _plain(client, url, body, headers)
         except Refused as exc:
             raise ModelError(f"the model server is refused: {exc}") from None
         except httpx.TimeoutException:
@@ -113,8 +114,8 @@ def chat_messages(config: dict[str, Any], session: SessionView, message: str) ->
     return sent
 
 
-async def _plain(url: str, body: dict[str, Any], headers: dict[str, str]) -> Reply:
-    async with shared_client().stream("POST", url, json=body, headers=headers) as response:
+async def _plain(client: httpx.AsyncClient, url: str, body: dict[str, Any], headers: dict[str, str]) -> Reply:
+    async with client.stream("POST", url, json=body, headers=headers) as response:
         raw = await _read_capped(response)
     _check_status(response.status_code, raw)
     answer = _json(raw)
@@ -127,11 +128,13 @@ async def _plain(url: str, body: dict[str, Any], headers: dict[str, str]) -> Rep
     return Reply(content, _usage(answer.get("usage")))
 
 
-async def _streamed(url: str, body: dict[str, Any], headers: dict[str, str], session: SessionView) -> Reply:
+async def _streamed(
+    client: httpx.AsyncClient, url: str, body: dict[str, Any], headers: dict[str, str], session: SessionView
+) -> Reply:
     pieces: list[str] = []
     usage: Usage | None = None
     finished = False
-    async with shared_client().stream("POST", url, json=body, headers=headers) as response:
+    async with client.stream("POST", url, json=body, headers=headers) as response:
         if response.status_code >= 400:
             _check_status(response.status_code, await _read_capped(response))
         async for chunk in _sse_data(response):

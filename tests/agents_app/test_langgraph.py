@@ -273,6 +273,20 @@ def test_a_failing_model_in_messages_mode_commits_nothing_and_hides_the_key(alic
     assert texts_of(alice, "m") == [("user", "first"), ("assistant", "reply to: first")]
 
 
+@pytest.mark.parametrize("keyed", [True, False])
+def test_nothing_of_the_servers_openai_environment_reaches_a_tenants_server(alice, model_server, monkeypatch, keyed):
+    for name, value in [("OPENAI_ORG_ID", "org-env"), ("OPENAI_PROJECT_ID", "proj-env"), ("OPENAI_API_KEY", "sk-env")]:
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("OPENAI_CUSTOM_HEADERS", "X-Server-Token: t0k3n\nAuthorization: Bearer sk-custom-env")
+    if keyed:
+        assert alice.post("/secrets", {"name": "provider", "value": SECRET}).status_code == 201
+    graph_agent(alice, model_server, **({"api_key": {"secret": "provider"}} if keyed else {}))
+    assert run(alice, "g", "hi", "env").status_code == 200
+    headers = model_server.last.headers
+    assert not {"openai-organization", "openai-project", "x-server-token"} & set(headers)
+    assert headers.get("authorization") == (f"Bearer {SECRET}" if keyed else None)
+
+
 @pytest.mark.parametrize("failure", ["timeout", "private", "synchronous"])
 def test_model_calls_go_only_through_the_guarded_client(alice, model_server, settings, failure) -> None:
     graph_agent(alice, model_server, graph="blocking" if failure == "synchronous" else "chat")

@@ -319,6 +319,21 @@ def test_without_a_key_the_server_gets_a_placeholder(alice, model_server) -> Non
     assert model_server.last.headers["authorization"] == "Bearer unused"
 
 
+def test_nothing_of_the_servers_openai_environment_reaches_a_tenants_server(alice, model_server, monkeypatch) -> None:
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-of-the-server")
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-of-the-server")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-of-the-server")
+    monkeypatch.setenv("OPENAI_ADMIN_KEY", "sk-admin-of-the-server")
+    monkeypatch.setenv("OPENAI_CUSTOM_HEADERS", "X-Server-Token: t0k3n\nAuthorization: Bearer sk-env")
+    make_agent(alice, model_server)
+    assert run(alice, "bot", "hi", "env").status_code == 200
+    headers = model_server.last.headers
+    assert "openai-organization" not in headers and "openai-project" not in headers
+    assert "x-server-token" not in headers
+    assert headers["authorization"] == "Bearer unused"
+    assert not [value for value in headers.values() if "of-the-server" in value or "sk-env" in value]
+
+
 # --- the session ---------------------------------------------------------------------------------
 
 
