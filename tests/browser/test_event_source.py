@@ -11,6 +11,7 @@ text/event-stream``, gets the run's events to its end, reconnects by itself with
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 import requests
@@ -69,8 +70,11 @@ def http_answers(queue: Queue) -> dict[tuple[str, str], float]:
     return answers
 
 
-def test_an_event_source_follows_a_queued_run_to_its_end_then_stops(start_queue, make_store, browser) -> None:
-    queue: Queue = start_queue("redis", workers=1, env={"AK_METRICS__TOKEN": METRICS_TOKEN})
+def test_an_event_source_follows_a_queued_run_to_its_end_then_stops(
+    start_queue, make_store, browser, tmp_path: Path
+) -> None:
+    metrics = {"AK_METRICS__TOKEN": METRICS_TOKEN, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+    queue: Queue = start_queue("redis", workers=1, env=metrics)  # the metrics of every web process
     session_id, message = f"es-{uuid.uuid4().hex[:6]}", "followed by a browser"
     # The session is held, as by another run: the run stays queued until the browser follows it.
     held = make_store("redis").acquire(SessionKey(tenant="live", session_id=session_id), lease=120, wait=0)
