@@ -189,3 +189,16 @@ def test_a_transition_withdraws_only_a_running_run_its_worker_holds(alice) -> No
         assert transitions.withdraw(run, worker="w@host:1") == (status == "running"), status
     left = set(Run.objects.filter(tenant=alice.tenant).values_list("status", flat=True))
     assert left == set(Run.Status.values) - {"running"}
+
+
+def test_the_document_says_so() -> None:
+    document = APIClient().get("/api/schema/", {"format": "json"}).json()
+    events = document["paths"]["/runs/{run_id}/events"]["get"]
+    assert set(events["responses"]["200"]["content"]) == {EVENT_STREAM} and "204" in events["responses"]
+    cancel = document["paths"]["/runs/{run_id}/cancel"]["post"]["responses"]
+    assert cancel["202"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/RunOutput"}
+    assert "cancel_requested_at" in document["components"]["schemas"]["RunOutput"]["properties"]
+    run = document["paths"]["/run"]["post"]
+    assert set(run["responses"]["202"]["content"]) == {"application/json"}
+    for operation in (events, run):  # DRF's ?format= is not the way to ask for the stream: Accept is
+        assert "format" not in {parameter["name"] for parameter in operation.get("parameters", [])}
