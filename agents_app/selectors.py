@@ -144,19 +144,31 @@ def run_list(
     return runs
 
 
-async def run_events(*, run: Run, tenant: Tenant, after: int = 0) -> AsyncIterator[Event | None]:
+async def run_events(*, run: Run, tenant: Tenant, after: int = 0) -> AsyncIterator[Event | None] | None:
     """The run's events after event ``after``: those past from the store's log, then the others
     as they come, until its end; None after each quiet while (a moment for a keep-alive).
 
     The first read happens here, so that a store that is down raises ``StoreUnavailable`` before
     anything is streamed. A run that ended without its end in the log (cancelled before it
     started, failed to queue, its log expired) ends with the event its row records, numbered
-    after the last one read."""
+    after the last one read. None instead of the events when ``after`` is at or after the last
+    event of a run that has ended: there is nothing to send (no event is repeated or invented)."""
     store, run_id = get_store(), str(run.pk)
     key = SessionKey(tenant=tenant.slug, session_id=run.session.session_id)
     ended = await db(_ended, run_id)
     past = await blocking(store.read_events, key, run_id, after=after)
+    if ended is not None and not past and after > 0 and await blocking(_end_seen, store, key, run_id, after):
+        return None
     return _follow(store, key, run_id, past, after, ended)
+
+
+def _end_seen(store: SessionStore, key: SessionKey, run_id: str, after: int) -> bool:
+    """Whether a client that has seen event ``after`` of an ended run, the log having nothing past
+    it, has seen the run's last event: event ``after`` is its end, or lies past the log (whose end,
+    when the log lacks one, is sent numbered after the log's last event). False when event
+    ``after`` is one before the end: the end is still to be sent."""
+    seen = store.read_events(key, run_id, after=after - 1, limit=1)
+    return not seen or seen[0].kind in ENDS
 
 
 async def _follow(

@@ -193,6 +193,9 @@ class RunOutput(serializers.Serializer):
     created_at = serializers.DateTimeField(required=False)
     started_at = serializers.DateTimeField(allow_null=True, required=False)
     finished_at = serializers.DateTimeField(allow_null=True, required=False)
+    cancel_requested_at = serializers.DateTimeField(
+        allow_null=True, required=False, help_text="When a cancel was asked for (`POST /runs/<run_id>/cancel`)."
+    )
     attempts = serializers.IntegerField(min_value=0, max_value=_largest("attempts"), required=False)
     worker = serializers.CharField(max_length=255, allow_blank=True, required=False)
     webhook_status = serializers.ChoiceField(choices=Run.Webhook.choices, allow_blank=True, required=False)
@@ -209,6 +212,7 @@ class RunOutput(serializers.Serializer):
         "created_at",
         "started_at",
         "finished_at",
+        "cancel_requested_at",
         "attempts",
         "worker",
         "webhook_status",
@@ -231,6 +235,7 @@ class RunOutput(serializers.Serializer):
             "created_at": _DATETIME.to_representation(run.created_at),
             "started_at": _DATETIME.to_representation(run.started_at),
             "finished_at": _DATETIME.to_representation(run.finished_at),
+            "cancel_requested_at": _DATETIME.to_representation(run.cancel_requested_at),
             "attempts": run.attempts,
             "worker": run.worker,
             "webhook_status": run.webhook_status,

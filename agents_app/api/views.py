@@ -14,7 +14,7 @@ from django.conf import settings
 from django.http import Http404, StreamingHttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
@@ -25,6 +25,7 @@ from rest_framework.views import APIView
 from agents_app import patterns
 from agents_app.api import serializers as s
 from agents_app.api.asyncview import AsyncAPIView
+from agents_app.api.renderers import NO_FORMAT_PARAMETER, EventStreamViewMixin
 from agents_app.api.schema import errors
 from agents_app.frameworks import ConfigError, UnknownFramework
 from agents_app.models import Run
@@ -117,14 +118,14 @@ SESSION_ID = OpenApiParameter(
 )
 
 
-class RunView(AsyncAPIView):
+class RunView(EventStreamViewMixin, AsyncAPIView):
     @extend_schema(
         request=s.RunInput,
-        parameters=[IDEMPOTENCY_KEY_HEADER],
+        parameters=[IDEMPOTENCY_KEY_HEADER, NO_FORMAT_PARAMETER],
         responses={
             (200, "application/json"): s.RunResultOutput,
             (200, "text/event-stream"): s.StreamEventOutput,
-            202: s.QueuedRunOutput,
+            (202, "application/json"): s.QueuedRunOutput,
             **errors(404, 409, 502, 503, 504),
         },
         operation_id="run",
@@ -205,10 +206,11 @@ def event_stream(events: AsyncIterator[Event | None]) -> StreamingHttpResponse:
     return response
 
 
-class RunEventsView(AsyncAPIView):
+class RunEventsView(EventStreamViewMixin, AsyncAPIView):
     @extend_schema(
         parameters=[
             RUN_ID,
+            NO_FORMAT_PARAMETER,
             OpenApiParameter(
                 "Last-Event-ID",
                 str,
@@ -218,17 +220,25 @@ class RunEventsView(AsyncAPIView):
                 description="Resume after this event.",
             ),
         ],
-        responses={(200, "text/event-stream"): s.StreamEventOutput, **errors(503)},
+        responses={
+            (200, "text/event-stream"): s.StreamEventOutput,
+            204: OpenApiResponse(description="`Last-Event-ID` is at or after the last event of a run that has ended."),
+            **errors(503),
+        },
         operation_id="run_events",
         description="The run's events as Server-Sent Events, from its start or after `Last-Event-ID`, until it"
-        " ends: a queued run's too, executed by any worker.",
+        " ends: a queued run's too, executed by any worker. `204` when `Last-Event-ID` is at or after the last"
+        " event of a run that has ended: there is nothing more to send (an `EventSource` stops there).",
     )
-    async def get(self, request: Request, run_id: str) -> StreamingHttpResponse:
+    async def get(self, request: Request, run_id: str) -> StreamingHttpResponse | Response:
         after = request.headers.get("Last-Event-ID", "0")
         if not re.fullmatch(LAST_EVENT_ID, after):  # ASCII digits: isdigit() also takes "²", which int() refuses
             raise ValidationError({"Last-Event-ID": ["Not an event id."]})
         run = await db(run_get, tenant=request.user.tenant, run_id=run_id)
-        return event_stream(await run_events(run=run, tenant=request.user.tenant, after=int(after)))
+        events = await run_events(run=run, tenant=request.user.tenant, after=int(after))
+        if events is None:  # the client has seen the run's end: 204 stops an EventSource
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return event_stream(events)
 
 
 class ChatView(AsyncAPIView):
@@ -270,11 +280,25 @@ runs_polled = Together(partial(runs_get, fields=s.RunOutput.COLUMNS))
 
 class RunCancelView(APIView):
     @extend_schema(
-        parameters=[RUN_ID], request=None, responses={200: s.RunOutput, **errors(503)}, operation_id="run_cancel"
+        parameters=[RUN_ID],
+        request=None,
+        responses={
+            200: OpenApiResponse(
+                s.RunOutput, description="It had ended (it stays as it was), or was queued: now `cancelled`."
+            ),
+            202: OpenApiResponse(
+                s.RunOutput,
+                description="It is running: the cancel is asked for"
+                " (`cancel_requested_at`), and it ends `cancelled` shortly.",
+            ),
+            **errors(503),
+        },
+        operation_id="run_cancel",
     )
     def post(self, request: Request, run_id: str) -> Response:
         run = run_cancel(run=run_get(tenant=request.user.tenant, run_id=run_id))
-        return Response(s.RunOutput(run).data)
+        running = run.status == Run.Status.RUNNING  # the cancel is asked for; its process stops it
+        return Response(s.RunOutput(run).data, status=status.HTTP_202_ACCEPTED if running else status.HTTP_200_OK)
 
 
 class SessionRunsView(APIView):

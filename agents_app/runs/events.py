@@ -63,6 +63,15 @@ class RunEvents:
             self._last_id += 1
             self.listener.put_nowait(Event(self._last_id, kind, data))
 
+    def refused(self, kind: str, data: dict[str, Any]) -> None:
+        """The run is not kept (a busy session turned its request away): ``kind`` goes to the
+        listener only; nothing pending, nothing to the store's log."""
+        if self._flush is not None:
+            self._flush.cancel()
+            self._flush = None
+        self._pending = []
+        self._notify(kind, data)
+
     def delta(self, text: str) -> None:
         if text:
             self.emit("delta", {"text": text})

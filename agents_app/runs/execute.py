@@ -151,7 +151,7 @@ async def _execute(
         try:
             step = await db(_record_failure, run, worker=worker, exc=exc)
         except Exception as raised:  # a sync run's failure, for its request to answer
-            await _ended(events, raised)
+            await _ended(events, raised, kept=not _turned_away(run, raised))
             raise
         if step is Step.DONE:
             await _ended(events, exc)
@@ -170,13 +170,23 @@ async def _execute(
     return Step.DONE
 
 
-async def _ended(events: RunEvents, exc: Exception) -> None:
-    """The event a run that did not succeed ends with, written to its log."""
+async def _ended(events: RunEvents, exc: Exception, *, kept: bool = True) -> None:
+    """The event a run that did not succeed ends with, written to its log; only given to the
+    listener when the run was not ``kept`` (``_turned_away``)."""
     known = run_error(exc)
     body = {"code": "agent_failed", "detail": f"{type(exc).__name__}: {exc}"} if known is None else known[1]
     kind = "cancelled" if isinstance(exc, RunCancelled | RunRevoked) else "error"
+    if not kept:
+        events.refused(kind, {"code": body["code"], "detail": body["detail"]})
+        return
     events.emit(kind, {"code": body["code"], "detail": body["detail"]})
     await events.close()
+
+
+def _turned_away(run: Run, exc: Exception) -> bool:
+    """A sync run whose session was busy (``on_busy: "reject"``, or busy past the wait): its
+    request answers ``409 session_busy`` and the run is not kept (``transitions.withdraw``)."""
+    return not run.is_async and isinstance(exc, SessionBusy)
 
 
 @dataclass(frozen=True)
@@ -244,9 +254,10 @@ def _record_failure(run: Run, *, worker: str, exc: Exception) -> Step:
         error = "cancelled before it started" if uncount else "cancelled while running"
         transitions.finish(run, worker=worker, status=Run.Status.CANCELLED, error=error, started=not uncount)
         return Step.DONE
-    if isinstance(exc, SessionBusy):
-        error = "the session is busy"
-    elif isinstance(exc, RunTimedOut):
+    if _turned_away(run, exc):  # not a failed run: no run at all
+        transitions.withdraw(run, worker=worker)
+        raise exc
+    if isinstance(exc, RunTimedOut):
         error = f"timeout: {exc}"
     elif isinstance(exc, StoreError):
         error = f"{type(exc).__name__}: {exc}"

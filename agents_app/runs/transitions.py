@@ -7,6 +7,7 @@
       │                  └── abandon ──▶ failed | cancelled  (the sweeper: out of attempts or time)
       ├── cancel_queued ──▶ cancelled
       └── fail_queued ────▶ failed
+    running ──withdraw──▶ (no run)  a sync request its busy session turned away: never kept
 
 Each returns whether it changed the row: False means the run was not where the transition starts
 (somebody moved it first), and nothing was written. A transition to an end queues the run's
@@ -206,6 +207,15 @@ def fail_queued(run: Run, *, error: str, forget_idempotency_key: bool = False) -
     ``forget_idempotency_key`` the client's retry with the same key makes a new run."""
     extra = {"idempotency_key": None} if forget_idempotency_key else {}
     return _end(run, Run.objects.filter(pk=run.pk, status=QUEUED), status=Run.Status.FAILED, error=error, **extra)
+
+
+def withdraw(run: Run, *, worker: str) -> bool:
+    """A sync run turned away before it started (its session was busy, ``SessionBusy``): its row
+    goes, as if the request had never made one, so that it counts, lists and shows nowhere as a
+    run (nor as a failure), and its ``Idempotency-Key`` may be sent again. Only while ``worker``
+    holds it ``running``; nothing is counted or logged as an end."""
+    deleted, _ = Run.objects.filter(pk=run.pk, status=RUNNING, worker=worker).delete()
+    return bool(deleted)
 
 
 def lose(run: Run) -> bool:

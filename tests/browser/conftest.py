@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests import services
+from tests.live.queue import start_queue  # the platform with its workers, for the browser to follow runs
 
 
 @pytest.fixture
@@ -39,3 +40,6 @@ def browser(tmp_path: Path) -> Iterator[object]:
     finally:
         driver.quit()
         shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
+
+
+__all__ = ["browser", "start_queue"]
