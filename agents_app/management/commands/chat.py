@@ -44,6 +44,8 @@ from sessions_app.selectors import session_key
 from sessions_app.services import session_history_lost
 from sessions_app.stores import get_store
 from sessions_app.stores.base import Event, StoreError
+from sessions_app.stores.memory import InMemoryStore
+from sessions_app.stores.memory_socket import SocketMemoryStore
 
 EXIT_WORDS = {"/quit", "/exit", "quit", "exit"}
 #: The least level of the log lines shown, by ``--verbosity``.
@@ -52,21 +54,20 @@ LOG_LEVELS = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO, 3: logging.
 
 def store_is_private() -> bool:
     """Whether this process's session store is its own: in-memory, kept by no other process."""
-    config = settings.AK_SESSION
-    return config["TYPE"] == "in_memory" and not config["IN_MEMORY"]["SOCKET"]
+    return isinstance(get_store(), InMemoryStore)
 
 
 def store_description() -> str:
     """One line on the session store the chat uses, and whether a server shares it."""
-    config = settings.AK_SESSION
-    if store_is_private():
+    store = get_store()
+    if isinstance(store, InMemoryStore):
         return (
             "store: in_memory, this process's own: it starts empty and is not shared with a server (`make run`"
             " prints the AK_SESSION__IN_MEMORY__SOCKET=... that shares its store; set it to talk on its sessions)"
         )
-    if config["TYPE"] == "in_memory":
-        return f"store: in_memory, shared over {config['IN_MEMORY']['SOCKET']}"
-    return f"store: {config['TYPE']}, shared with every process configured like this one"
+    if isinstance(store, SocketMemoryStore):
+        return f"store: in_memory, shared over {store.socket}"
+    return f"store: {store.name}, shared with every process configured like this one"
 
 
 @contextlib.contextmanager
@@ -163,8 +164,9 @@ class Command(BaseCommand):
                 " own in-memory store, which is not the server's: set AK_SESSION__IN_MEMORY__SOCKET to the socket"
                 " `make run` printed to carry it on, or leave out --session for a new one"
             )
-        session_history_lost(session=row, count=row.message_count)
-        self._notice(SessionExpired(session_id, row.message_count))
+        lost = SessionExpired(session_id, row.message_count)
+        session_history_lost(session=row, count=lost.count)
+        self._notice(lost)
 
     def _notice(self, lost: SessionExpired) -> None:
         self.stdout.write(
@@ -180,6 +182,8 @@ class Command(BaseCommand):
                     self.stdout.write("you> ", ending="")
                     self.stdout.flush()
                 line = sys.stdin.readline()
+                if not line and interactive:  # Ctrl-D: the terminal did not end the prompt's line
+                    self.stdout.write("")
                 if not line or line.strip() in EXIT_WORDS:  # "": Ctrl-D (the end of the input)
                     break
                 if not line.strip():
