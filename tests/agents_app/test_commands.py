@@ -333,3 +333,11 @@ def test_ensure_demo_does_not_take_another_tenants_key(transactional_db, setting
     other = out.getvalue().strip().splitlines()[-1]
     (tmp_path / "demo-api-key").write_text(other + "\n")
     assert ensure_demo() != other
+
+
+def test_chat_on_a_store_that_does_not_answer_is_one_line(demo_db, tmp_path) -> None:
+    gone = tmp_path / "gone.sock"  # the socket of a make run that stopped
+    result = manage("chat", env={**demo_db, "AK_SESSION__IN_MEMORY__SOCKET": str(gone)}, stdin="hi\n")
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert result.stderr.startswith("CommandError: the session store did not answer")

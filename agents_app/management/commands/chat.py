@@ -139,6 +139,7 @@ class Command(BaseCommand):
             raise CommandError(f"no tenant {tenant!r}; make one with: python manage.py create_tenant {tenant}")
         if not found.agents.filter(name=agent).exists():
             raise CommandError(f"tenant {tenant!r} has no agent {agent!r}")
+        get_store().ping()  # a store that does not answer (a server gone with its socket) stops the chat here
         if session is None:
             session = new_session_id()
             self.stdout.write(f"new session {session} for user {user or getpass.getuser()}")
