@@ -1,4 +1,5 @@
-# make run:  serve the API and admin on 127.0.0.1:8000 and run a Celery worker (Ctrl-C stops both).
+# make run:  serve the API and admin on 127.0.0.1:8000 and run a Celery worker (Ctrl-C stops both);
+#            the demo API key it prints is kept in var/demo-api-key (owner-only) across restarts.
 # make test: install the dev requirements, check the test services, run the whole suite.
 
 PYTHON ?= python3

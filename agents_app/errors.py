@@ -17,6 +17,21 @@ class RunTimedOut(RunStopped):
     """The adapter took longer than ``AK_RUN__TIME_LIMIT`` (504 ``run_timeout``)."""
 
 
+class SessionExpired(RunStopped):
+    """The session's history is no longer in the store while its index row counts messages: the
+    store expired it, or an in-memory store was restarted. The run did not start (409
+    ``session_expired``); the index now says the session is empty, so the next run on it starts
+    the conversation over."""
+
+    def __init__(self, session_id: str, count: int) -> None:
+        super().__init__(
+            f"the history of session {session_id!r} ({count} messages) is no longer in the session store (it"
+            " expired there, or the store was restarted); nothing was run, and the session now starts over empty:"
+            " send the message again to go on without that history"
+        )
+        self.session_id, self.count = session_id, count
+
+
 class RunFailed(Exception):
     """The agent's adapter raised: the run is recorded as failed (502 ``agent_failed``)."""
 

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 
-from agents_app.errors import RunCancelled, RunTimedOut
+from agents_app.errors import RunCancelled, RunTimedOut, SessionExpired
 from agents_app.frameworks import AgentLike, Reply, Usage, get_framework
 from agents_app.runs.events import RunEvents
 from akplatform.aio import blocking
@@ -165,6 +165,7 @@ class Runner:
         cancelled: Cancellation | None = None,
         time_limit: float | None = None,
         events: RunEvents | None = None,
+        indexed: int = 0,
     ) -> RunOutcome:
         """Run under the session's lock and commit the exchange, or raise and commit nothing.
 
@@ -175,7 +176,9 @@ class Runner:
         does ``time_limit`` seconds passing (``RunTimedOut``). Raises the store's errors
         (``SessionBusy``, ``StoreUnavailable``, ``VersionConflict`` after a lapsed lease,
         ``RunRevoked`` when the run was revoked) and the adapter's. ``events`` gets the run's
-        ``run`` event when the adapter starts and its reply's deltas as they come.
+        ``run`` event when the adapter starts and its reply's deltas as they come. ``indexed``: the
+        messages the index says the session has; if the store has no such session, its history is
+        gone and the run raises ``SessionExpired`` instead of running on an empty one.
         """
         store = store or self.store
         framework = get_framework(agent.framework)
@@ -192,6 +195,8 @@ class Runner:
         try:
             if run_id is not None and replay and snapshot.run_committed is not None:
                 return await self._io(self._replay, store, key, snapshot)
+            if indexed > 0 and not snapshot.exists:
+                raise SessionExpired(key.session_id, indexed)
             view = SessionView(snapshot, agent.name, key=key, on_delta=events.delta if events else None, run_id=run_id)
             if events is not None:
                 events.started()

@@ -61,12 +61,13 @@ def _body(code: str, detail: Any, fields: Any = None) -> dict[str, Any]:
 def _run_errors() -> list[tuple[type[Exception], int, str, str | None]]:
     """Errors of the run services; ``None`` detail: the exception's own message. (Imported here:
     the API's errors are the agents app's; this module is named by settings, which it must not load.)"""
-    from agents_app.errors import IdempotencyConflict, RunCancelled, RunFailed, RunTimedOut
+    from agents_app.errors import IdempotencyConflict, RunCancelled, RunFailed, RunTimedOut, SessionExpired
 
     return [
         (BrokerUnavailable, 503, "broker_unavailable", "The task broker is unavailable; nothing was queued."),
         (IdempotencyConflict, 409, "idempotency_conflict", "This Idempotency-Key was used with another request."),
         (RunCancelled, 409, "run_cancelled", "The run was cancelled; nothing was saved."),
+        (SessionExpired, 409, "session_expired", None),
         (RunTimedOut, 504, "run_timeout", None),
         (RunFailed, 502, "agent_failed", None),
     ]

@@ -19,7 +19,7 @@ from sessions_app.admin_scoping import TenantRelatedFilter, TenantScopedAdmin, r
 from sessions_app.models import Session, Thread
 from sessions_app.selectors import session_all_messages, session_key, session_messages
 from sessions_app.serializers import MessageOutput
-from sessions_app.services import session_clear, thread_archive, thread_delete
+from sessions_app.services import session_clear, session_history_lost, thread_archive, thread_delete
 from sessions_app.stores import get_store
 from sessions_app.stores.base import SHARED_SCOPE, Message, StoreError, dumps
 
@@ -86,6 +86,8 @@ class ThreadConversation:
     messages: list[ShownMessage] = field(default_factory=list)
     state: dict[str, list[StateKey]] = field(default_factory=dict)
     error: str = ""
+    #: The messages the index counted for a session whose history is no longer in the store.
+    lost: int = 0
 
     @property
     def page_numbers(self) -> dict[str, int | None]:
@@ -98,11 +100,17 @@ class ThreadConversation:
 
 
 def thread_conversation(*, session: Session, page: int, scopes: list[str]) -> ThreadConversation:
-    """Read one page of ``session``'s history and its state keys per scope: two store calls."""
+    """Read one page of ``session``'s history and its state keys per scope: two store calls.
+
+    A session the store does not have while its index row counts messages has lost its history
+    (``session_history_lost``): the index follows the store, and ``lost`` says how many there were."""
     conversation = ThreadConversation(page=max(page, 1))
     store = get_store()
     try:
         snapshot = store.load(session_key(session), scopes=scopes, window=0)
+        if not snapshot.exists and session.message_count > 0:
+            conversation.lost = session.message_count
+            session_history_lost(session=session, count=conversation.lost)
         conversation.total = snapshot.total
         conversation.pages = max(1, -(-snapshot.total // MESSAGES_PER_PAGE))
         conversation.page = min(conversation.page, conversation.pages)

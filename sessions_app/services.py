@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,8 +16,11 @@ from django.utils import timezone
 
 from sessions_app.core import new_session_id
 from sessions_app.models import ApiKey, EndUser, Session, Tenant, TenantStaff, Thread
+from sessions_app.selectors import MessagePage, session_messages
 from sessions_app.stores import get_store
 from sessions_app.stores.base import SessionKey, StoreError
+
+logger = logging.getLogger(__name__)
 
 
 def tenant_create(*, slug: str, name: str = "") -> tuple[Tenant, bool]:
@@ -113,6 +117,31 @@ def sessions_record_commits(*, commits: Sequence[tuple[Session, int]], at: datet
         behind |= Q(pk=pk, message_count__lt=total)
     counts = Case(*(When(pk=pk, then=Value(total)) for pk, total in totals.items()))
     Session.objects.filter(behind).update(message_count=counts, **touched)
+
+
+def session_history_lost(*, session: Session, count: int) -> bool:
+    """The store has no history for ``session`` while its index row counted ``count`` messages:
+    the store expired the session, or an in-memory store was restarted (``make run``). The index
+    follows the store: the row says 0 messages and no expiry, as after ``session_clear``, and a
+    warning is logged. True when this call changed the row (False: it said 0 already)."""
+    changed = Session.objects.filter(pk=session.pk, message_count__gt=0).update(message_count=0, expires_at=None)
+    session.message_count, session.expires_at = 0, None
+    if changed:
+        logger.warning(
+            "session %s: its history (%d messages) is no longer in the session store; the index now says 0",
+            session.session_id,
+            count,
+        )
+    return bool(changed)
+
+
+def session_messages_read(*, session: Session, start: int = 0, limit: int = 50) -> MessagePage:
+    """``session_messages``; when the store has no message at all for a session whose index row
+    counts some, its history is gone (``session_history_lost``) and the index follows."""
+    page = session_messages(session=session, start=start, limit=limit)
+    if start == 0 and not page.messages and session.message_count > 0:
+        session_history_lost(session=session, count=session.message_count)
+    return page
 
 
 def session_delete(*, session: Session) -> None:

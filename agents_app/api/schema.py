@@ -26,8 +26,9 @@ ERRORS: dict[int, str] = {
     404: "Not found (`not_found`): no such agent, session, run or secret in the tenant (another tenant's too).",
     409: "A conflict: the session is busy and `on_busy` is `reject` (`session_busy`), it changed during the run"
     " (`session_changed`), an `Idempotency-Key` used with another body (`idempotency_conflict`) or whose run did"
-    " not succeed (`idempotency_replay`, with `run_id`), a sync run cancelled (`run_cancelled`), a name taken"
-    " (`agent_exists`).",
+    " not succeed (`idempotency_replay`, with `run_id`), a sync run cancelled (`run_cancelled`), a session whose"
+    " history is no longer in the store (`session_expired`: nothing ran, the session starts over on the next"
+    " message), a name taken (`agent_exists`).",
     413: "Too large (`too_large`): the message is over `AK_RUN__MAX_MESSAGE_BYTES` bytes, or the body over what"
     " the server reads.",
     415: "The body is not `application/json` (`unsupported_media_type`).",

@@ -48,8 +48,8 @@ from akplatform.aio import db
 from akplatform.exceptions import RequestTooLarge
 from akplatform.health import health_report
 from akplatform.together import Together
-from sessions_app.selectors import session_get, session_messages
-from sessions_app.services import session_delete
+from sessions_app.selectors import session_get
+from sessions_app.services import session_delete, session_messages_read
 from sessions_app.stores.base import Event
 
 
@@ -332,7 +332,7 @@ class SessionMessagesView(APIView):
     def get(self, request: Request, session_id: str) -> Response:
         query = _validated(s.MessagePageInput, request.query_params)
         session = session_get(tenant=request.user.tenant, session_id=session_id)
-        page = session_messages(session=session, start=int(query.get("cursor", 0)), limit=query["limit"])
+        page = session_messages_read(session=session, start=int(query.get("cursor", 0)), limit=query["limit"])
         return Response(
             {
                 "messages": s.MessageOutput(page.messages, many=True).data,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from agents_app.errors import RunCancelled, RunFailed, RunTimedOut
+from agents_app.errors import RunCancelled, RunFailed, RunTimedOut, SessionExpired
 from agents_app.models import Run
 from agents_app.runner import Cancellation, Runner
 from agents_app.runs import transitions
@@ -32,7 +32,7 @@ from akplatform.aio import db
 from akplatform.exceptions import run_error
 from akplatform.together import Together
 from sessions_app.selectors import session_key
-from sessions_app.services import sessions_record_commits
+from sessions_app.services import session_history_lost, sessions_record_commits
 from sessions_app.stores.base import (
     Event,
     LockLost,
@@ -144,6 +144,7 @@ async def _execute(
             cancelled=cancelled,
             time_limit=settings.AK_RUN["TIME_LIMIT"],
             events=events,
+            indexed=_indexed(run),
         )
     except Exception as exc:
         if watcher.forget(run_id):
@@ -168,6 +169,13 @@ async def _execute(
     ending = transitions.Ending(run, worker, result=outcome.reply, usage=usage)
     await events.end(lambda write: successes_recorded(Success(ending, outcome.commit.total, write)), "done", done)
     return Step.DONE
+
+
+def _indexed(run: Run) -> int:
+    """The messages the index counted for the run's session when the run was recorded or claimed
+    (0 when its row was read without them: nothing to compare the store with)."""
+    session = run.session
+    return 0 if "message_count" in session.get_deferred_fields() else session.message_count
 
 
 async def _ended(events: RunEvents, exc: Exception, *, kept: bool = True) -> None:
@@ -239,6 +247,12 @@ def _record_failure(run: Run, *, worker: str, exc: Exception) -> Step:
     """Record what ``exc`` did to the run; raise it (as the API answers it) for a sync run."""
     _count_failure(run, exc)
     in_request = not run.is_async
+    if isinstance(exc, SessionExpired):  # the index follows the store; the run did not start
+        session_history_lost(session=run.session, count=exc.count)
+        transitions.finish(run, worker=worker, status=Run.Status.FAILED, error=f"session_expired: {exc}")
+        if in_request:
+            raise exc
+        return Step.DONE
     if isinstance(exc, RunCancelled | RunRevoked):
         transitions.finish(run, worker=worker, status=Run.Status.CANCELLED, error="cancelled while running")
         if in_request:
@@ -278,5 +292,5 @@ def _count_failure(run: Run, exc: Exception) -> None:
     if isinstance(exc, StoreError):
         if not isinstance(exc, SessionBusy | RunRevoked):
             metrics.STORE_ERRORS.labels(error=type(exc).__name__).inc()
-    elif not isinstance(exc, RunCancelled | RunTimedOut):
+    elif not isinstance(exc, RunCancelled | RunTimedOut | SessionExpired):
         metrics.ADAPTER_ERRORS.labels(framework=run.agent.framework).inc()

@@ -67,7 +67,9 @@ def _claimed(run: Run, now: datetime) -> Run:
     db = run._state.db
     tenant = Tenant.from_db(db, ["id", "slug"], [run.tenant_id, run.claimed_tenant_slug])
     run.session = Session.from_db(
-        db, ["id", "tenant_id", "session_id"], [run.session_id, run.tenant_id, run.claimed_session_id]
+        db,
+        ["id", "tenant_id", "session_id", "message_count"],
+        [run.session_id, run.tenant_id, run.claimed_session_id, run.claimed_message_count],
     )
     run.tenant = run.session.tenant = tenant
     run.agent = agent_by_id(run.agent_id)  # remembered by the process, as in the web's runs
@@ -83,14 +85,16 @@ CLAIM = """UPDATE {run} SET {status} = %s, {worker} = %s, {started_at} = %s, {he
  RETURNING {returned},
  (SELECT {session}.{session_id} FROM {session} WHERE {session}.{session_pk} = {run}.{session_fk})
  AS claimed_session_id,
+ (SELECT {session}.{message_count} FROM {session} WHERE {session}.{session_pk} = {run}.{session_fk})
+ AS claimed_message_count,
  (SELECT {tenant}.{slug} FROM {tenant} WHERE {tenant}.{tenant_pk} = {run}.{tenant_fk}) AS claimed_tenant_slug"""
 
 
 @functools.lru_cache(maxsize=64)
 def claim_sql(count: int = 1) -> str:
     """``CLAIM`` of ``count`` runs, with the models' table and column names (PostgreSQL and
-    SQLite): the runs' rows updated, their columns returned, with their sessions' ids and their
-    tenants' slugs."""
+    SQLite): the runs' rows updated, their columns returned, with their sessions' ids and counts of
+    messages (the index's) and their tenants' slugs."""
     q = connection.ops.quote_name
     run = q(Run._meta.db_table)
     names = {name: q(Run._meta.get_field(name).column) for name in ("status", "worker", "attempts", "id")}
@@ -103,6 +107,7 @@ def claim_sql(count: int = 1) -> str:
         returned=", ".join(f"{run}.{q(field.column)}" for field in Run._meta.concrete_fields),
         session=q(Session._meta.db_table),
         session_id=q(Session._meta.get_field("session_id").column),
+        message_count=q(Session._meta.get_field("message_count").column),
         session_pk=q(Session._meta.pk.column),
         session_fk=q(Run._meta.get_field("session").column),
         tenant=q(Tenant._meta.db_table),

@@ -70,3 +70,66 @@ def test_serve_shares_one_in_memory_session_between_the_server_and_the_worker(tm
     assert (tmp_path / "var" / "broker" / "control").is_dir()
     assert not (tmp_path / "control").exists()
     assert stray_control.exists() == had_stray_control
+
+
+def test_make_run_again_keeps_its_key_and_says_which_histories_went(tmp_path: Path) -> None:
+    """``make run``, stopped and run again: the same demo key; the sessions of the first run lost
+    their history with its store, and the API, the server's start and the CLI say so."""
+    database_url, drop = _platform_database(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in UNSET}
+    env.update(
+        DATABASE_URL=database_url, AK_VAR_DIR=str(tmp_path / "var"), DJANGO_SETTINGS_MODULE="akplatform.settings"
+    )
+    manage = [sys.executable, str(services.ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v0"], env=env, check=True, cwd=services.ROOT)
+
+    def make_run(log: str) -> tuple[services.Server, str]:
+        """What ``make run`` does: ensure_demo (its key printed), then serve."""
+        demo = subprocess.run([*manage, "ensure_demo"], env=env, check=True, cwd=services.ROOT, capture_output=True)
+        key = dict(line.split(":", 1) for line in demo.stdout.decode().splitlines())["API key"].strip()
+        port = services.free_port()
+        server = services.Server(
+            args=[*manage, "serve", f"127.0.0.1:{port}"], port=port, cwd=tmp_path, env=env, log=tmp_path / log
+        )
+        return server.start(timeout=60), key
+
+    def run(server: services.Server, key: str, message: str) -> requests.Response:
+        body = {"agent": "echo", "message": message, "session_id": "kept"}
+        return requests.post(f"{server.url}/run", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=180)
+
+    first, key = make_run("first.log")
+    try:
+        assert run(first, key, "one").json()["result"] == "echo[turns=1]: one"
+        assert run(first, key, "two").json()["result"] == "echo[turns=2]: two"
+    finally:
+        first.stop()
+    second, again = make_run("second.log")
+    try:
+        assert again == key  # one demo key across restarts
+        assert (tmp_path / "var" / "demo-api-key").stat().st_mode & 0o777 == 0o600
+        started = (tmp_path / "second.log").read_text()
+        assert "the 1 sessions with messages in the index lost their history" in started
+        lost = run(second, key, "three")
+        assert (lost.status_code, lost.json()["code"]) == (409, "session_expired"), lost.text
+        assert run(second, key, "three").json()["result"] == "echo[turns=1]: three"  # starts over, said so
+
+        # A chat without the socket has a store of its own: it refuses the server's session.
+        alone = subprocess.run(
+            [*manage, "chat", "--session", "kept"], env=env, cwd=services.ROOT, input=b"four\n", capture_output=True
+        )
+        assert alone.returncode == 1 and b"AK_SESSION__IN_MEMORY__SOCKET" in alone.stderr
+        assert b"not shared with a server" in alone.stdout
+        # With the socket serve printed, it carries the session on.
+        socket_path = started.split("AK_SESSION__IN_MEMORY__SOCKET=", 1)[1].split()[0]
+        shared = subprocess.run(
+            [*manage, "chat", "--session", "kept"],
+            env={**env, "AK_SESSION__IN_MEMORY__SOCKET": socket_path},
+            cwd=services.ROOT,
+            input=b"four\n",
+            capture_output=True,
+        )
+        assert shared.returncode == 0, shared.stderr
+        assert b"echo> echo[turns=2]: four" in shared.stdout and b"shared over" in shared.stdout
+    finally:
+        second.stop()
+        drop()

@@ -2,10 +2,12 @@
 ``gunicorn.conf.py``, as in production) plus a Celery worker
 (with an embedded beat, which runs the sweeper and the expiry purge).
 
-``make run`` calls it. Both run as child processes; Ctrl-C (or SIGTERM) stops both, and if one
-of them dies the other is stopped too, so nothing is left running behind the terminal. With the
+``make run`` calls it (after ``ensure_demo``, which prints the demo key). Both run as child
+processes; Ctrl-C (or SIGTERM) stops both, and if one of them dies the other is stopped too, so
+nothing is left running behind the terminal. With the
 ``in_memory`` store, this process keeps the store and serves it to both (``memory_socket``), so
-that a run the worker executes and one the web server executes share one session.
+that a run the worker executes and one the web server executes share one session. That store
+starts empty: it says how many sessions of the index lost their history with the last run.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
+from sessions_app.models import Session
 from sessions_app.stores import build_store
 from sessions_app.stores.memory_socket import MemoryStoreServer
 
@@ -45,6 +48,13 @@ class Command(BaseCommand):
                 "the in-memory session store is kept by this process for the server and the worker;"
                 f" AK_SESSION__IN_MEMORY__SOCKET={store_server.path} lets another (manage.py chat) share it"
             )
+            remembered = Session.objects.filter(message_count__gt=0).count()
+            if remembered:
+                self.stdout.write(
+                    f"it starts empty: the {remembered} sessions with messages in the index lost their history"
+                    " with the last run; each says so at its next run (409 session_expired) or when its thread"
+                    " is opened in the console, and then starts over"
+                )
         children = [
             subprocess.Popen(  # noqa: S603 - our own interpreter and a fixed command line
                 [python, "-m", "celery", "-A", "akplatform", "worker", "--beat", "--loglevel=INFO", f"-c{concurrency}"],
