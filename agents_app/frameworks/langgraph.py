@@ -49,7 +49,7 @@ import orjson
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from agents_app.frameworks.base import AgentLike, ConfigError, Framework, Reply
+from agents_app.frameworks.base import AgentLike, ConfigError, ConfigProblems, Framework, Reply, check_unknown_keys
 from agents_app.frameworks.model import (
     DEFAULT_HISTORY,
     HISTORY_SCHEMA,
@@ -58,6 +58,7 @@ from agents_app.frameworks.model import (
     ModelError,
     api_key,
     check_base_url,
+    model_secret_references,
     redacted,
     validate_history,
     validate_model_keys,
@@ -118,24 +119,24 @@ class LangGraphFramework(Framework):
             ],
         }
 
-    def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
-        config = super().validate_config(config)
-        unknown = set(config) - KEYS
-        if unknown:
-            raise ConfigError(sorted(unknown)[0], "unknown option for the langgraph framework")
+    def check_config(self, config: dict[str, Any], problems: ConfigProblems) -> None:
+        check_unknown_keys(config, KEYS, self.name, problems)
         graph = config.get("graph")
         graphs = settings.AK_AGENTS["GRAPHS"]
         if not isinstance(graph, str) or graph not in graphs:
             known = ", ".join(sorted(graphs)) or "none registered (AK_AGENTS__GRAPHS)"
-            raise ConfigError("graph", f"must name one of the deployment's graphs: {known}")
+            start = "required: the name of" if graph is None else "must name"
+            problems.add("graph", f"{start} one of the deployment's graphs: {known}")
         if config.get("mode", MODES[0]) not in MODES:
-            raise ConfigError("mode", f"must be one of: {', '.join(MODES)}")
+            problems.add("mode", f"must be one of: {', '.join(MODES)}")
         if MODEL_KEYS & set(config):  # a model is optional, but whole when given
-            validate_model_keys(config)
-        validate_history(config)
+            validate_model_keys(config, problems)
+        validate_history(config, problems)
         if not isinstance(config.get("options", {}), dict):
-            raise ConfigError("options", "must be a JSON object (given to the graph's factory)")
-        return config
+            problems.add("options", "must be a JSON object (given to the graph's factory)")
+
+    def secret_references(self, config: dict[str, Any]) -> dict[str, str]:
+        return model_secret_references(config)
 
     def check_runnable(self, config: dict[str, Any]) -> None:
         if not langgraph_installed():
