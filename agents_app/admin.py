@@ -14,8 +14,10 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters
 
-from agents_app.frameworks import ConfigError, UnknownFramework, agent_config_check, framework_names
+from agents_app.errors import AgentInvalid
+from agents_app.frameworks import framework_names
 from agents_app.models import Agent, Run, Secret
+from agents_app.references import agent_config_validated
 from agents_app.secrets import SECRET_VALUE_MAX_BYTES, secret_encrypt, secret_value_check
 from agents_app.services import run_cancel, run_retry
 from akplatform.exceptions import BrokerUnavailable
@@ -40,12 +42,25 @@ class AgentForm(forms.ModelForm):
         framework, config = cleaned.get("framework"), cleaned.get("config")
         if framework is None or "config" in self.errors:
             return cleaned
-        try:
-            cleaned["config"] = agent_config_check(framework, {} if config is None else config)
-        except UnknownFramework as exc:
-            self.add_error("framework", str(exc))
-        except ConfigError as exc:
-            self.add_error("framework" if exc.field == "framework" else "config", f"{exc.field}: {exc.message}")
+        tenant = cleaned.get("tenant") or getattr(self, "console_tenant", None)
+        if tenant is None:  # a tenant is required: its own error says so
+            return cleaned
+        name = cleaned.get("name") or self.instance.name
+        # The constraint is on the live agents only (a deleted one's name is free), a condition on a
+        # field no form has: Django's model validation leaves it to the database. Checked here.
+        if Agent.objects.filter(tenant=tenant, name=name).exclude(pk=self.instance.pk).exists():
+            self.add_error("name", f"The tenant has an agent named {name!r}.")
+        try:  # checked whole, as the API checks it: every bad field, the secrets and handoffs it names
+            cleaned["config"] = agent_config_validated(
+                tenant=tenant, name=name, framework=framework, config={} if config is None else config
+            )
+        except AgentInvalid as exc:
+            for field, errors in exc.fields.items():
+                for error in errors:
+                    if field == "framework":
+                        self.add_error("framework", error)
+                    else:
+                        self.add_error("config", f"{field.removeprefix('config.')}: {error}" if "." in field else error)
         return cleaned
 
 

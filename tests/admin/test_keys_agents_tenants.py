@@ -74,6 +74,17 @@ def test_a_bad_agent_config_is_a_form_error(staff_a, tenant_a) -> None:
     assert "temperature: unknown option" in str(answer.context["adminform"].form.errors["config"])
 
 
+def test_an_agent_config_is_checked_whole_as_the_api_checks_it(staff_a, tenant_a) -> None:
+    config = '{"base_url": "ftp://x", "model": 3, "api_key": {"secret": "provider"}}'
+    answer = staff_a.post("/admin/agents_app/agent/add/", {"name": "gpt", "framework": "openai_chat", "config": config})
+    errors = str(answer.context["adminform"].form.errors["config"])
+    assert "base_url: must be an http or https URL" in errors and "model: must be a model name" in errors
+    config = '{"base_url": "https://api.example.com/v1", "model": "m", "api_key": {"secret": "provider"}}'
+    answer = staff_a.post("/admin/agents_app/agent/add/", {"name": "gpt", "framework": "openai_chat", "config": config})
+    assert "api_key: the tenant has no secret named 'provider'" in answer.context["adminform"].form.errors["config"][0]
+    assert not Agent.objects.filter(name="gpt").exists()
+
+
 def test_a_good_agent_config_is_saved_and_edited(staff_a, tenant_a) -> None:
     staff_a.post("/admin/agents_app/agent/add/", {"name": "slow", "framework": "echo", "config": '{"delay_s": 2}'})
     agent = Agent.objects.get(tenant=tenant_a, name="slow")
