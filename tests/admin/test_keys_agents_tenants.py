@@ -131,3 +131,25 @@ def test_a_superuser_sees_and_rotates_a_tenants_webhook_secret(admin_client, ten
     )
     tenant_a.refresh_from_db()
     assert tenant_a.webhook_secret != before and len(tenant_a.webhook_secret) == 64
+
+
+def test_an_agent_deleted_here_keeps_its_runs_and_what_others_use_is_protected(staff_a, tenant_a, converse) -> None:
+    model = {"base_url": "https://api.example.com/v1", "model": "m"}
+    Agent.objects.create(tenant=tenant_a, name="billing", framework="openai_agents", config=model)
+    handing_off = {**model, "handoffs": ["billing"]}
+    Agent.objects.create(tenant=tenant_a, name="triage", framework="openai_agents", config=handing_off)
+    Agent.objects.create(tenant=tenant_a, name="bot", framework="echo")
+    session = converse(tenant_a, agent="bot", turns=1)
+    agents = {agent.name: agent for agent in Agent.objects.filter(tenant=tenant_a)}
+    for name in ("billing", "echo"):  # handed off to; built in
+        url = f"/admin/agents_app/agent/{agents[name].pk}/delete/"
+        assert staff_a.get(url).context["protected"]
+        staff_a.post(url, {"post": "yes"})
+        assert Agent.objects.filter(pk=agents[name].pk).exists()
+    answer = staff_a.post(f"/admin/agents_app/agent/{agents['bot'].pk}/delete/", {"post": "yes"})
+    assert answer.status_code == 302
+    assert not Agent.objects.filter(pk=agents["bot"].pk).exists()
+    assert [run.agent.name for run in session.runs.all()] == ["bot"]  # its runs stay
+    selected = [agents["billing"].pk, agents["triage"].pk]  # together: refused whole, billing is protected
+    staff_a.post("/admin/agents_app/agent/", {"action": "delete_selected", "_selected_action": selected, "post": "yes"})
+    assert sorted(Agent.objects.filter(tenant=tenant_a).values_list("name", flat=True)) == ["billing", "echo", "triage"]
