@@ -14,10 +14,12 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters
 
-from agents_app.frameworks import ConfigError, UnknownFramework, agent_config_check, framework_names
+from agents_app.errors import AgentInvalid
+from agents_app.frameworks import framework_names
 from agents_app.models import Agent, Run, Secret
+from agents_app.references import agent_config_validated, agents_handing_off_to, agents_using_secret
 from agents_app.secrets import SECRET_VALUE_MAX_BYTES, secret_encrypt, secret_value_check
-from agents_app.services import run_cancel, run_retry
+from agents_app.services import BUILTIN_AGENTS, agent_delete, run_cancel, run_retry
 from akplatform.exceptions import BrokerUnavailable
 from sessions_app.admin_scoping import TenantRelatedFilter, TenantScopedAdmin
 
@@ -40,24 +42,55 @@ class AgentForm(forms.ModelForm):
         framework, config = cleaned.get("framework"), cleaned.get("config")
         if framework is None or "config" in self.errors:
             return cleaned
-        try:
-            tenant = cleaned.get("tenant") or getattr(self, "console_tenant", None)  # tenant staff's own
-            config = {} if config is None else config
-            cleaned["config"] = agent_config_check(framework, config, tenant=tenant.slug if tenant else None)
-        except UnknownFramework as exc:
-            self.add_error("framework", str(exc))
-        except ConfigError as exc:
-            self.add_error("framework" if exc.field == "framework" else "config", f"{exc.field}: {exc.message}")
+        tenant = cleaned.get("tenant") or getattr(self, "console_tenant", None)
+        if tenant is None:  # a tenant is required: its own error says so
+            return cleaned
+        name = cleaned.get("name") or self.instance.name
+        # The constraint is on the live agents only (a deleted one's name is free), a condition on a
+        # field no form has: Django's model validation leaves it to the database. Checked here.
+        if Agent.objects.filter(tenant=tenant, name=name).exclude(pk=self.instance.pk).exists():
+            self.add_error("name", f"The tenant has an agent named {name!r}.")
+        try:  # checked whole, as the API checks it: every bad field, the secrets and handoffs it names
+            cleaned["config"] = agent_config_validated(
+                tenant=tenant, name=name, framework=framework, config={} if config is None else config
+            )
+        except AgentInvalid as exc:
+            for field, errors in exc.fields.items():
+                for error in errors:
+                    if field == "framework":
+                        self.add_error("framework", error)
+                    else:
+                        self.add_error("config", f"{field.removeprefix('config.')}: {error}" if "." in field else error)
         return cleaned
 
 
 @admin.register(Agent)
 class AgentAdmin(TenantScopedAdmin):
+    """Deleting an agent here is the API's ``DELETE /agents/<name>``: its runs stay, and one that
+    is built in or that other agents hand off to is shown as protected, not deleted."""
+
     form = AgentForm
     list_display = ["name", "tenant", "framework", "updated_at"]
     list_filter = [("tenant", TenantRelatedFilter), "framework"]
     list_select_related = ["tenant"]
     search_fields = ["name"]
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[list, dict, set, list]:
+        protected = []
+        for agent in objs:
+            if agent.name in BUILTIN_AGENTS:
+                protected.append(f"{agent} ({agent.tenant}): built in, every tenant has it")
+            elif handing_off := agents_handing_off_to(tenant=agent.tenant, name=agent.name):
+                protected.append(f"{agent} ({agent.tenant}): {', '.join(handing_off)} hand off to it")
+        agents = [str(agent) for agent in objs]
+        return agents, {Agent._meta.verbose_name_plural: len(agents)}, set(), protected
+
+    def delete_model(self, request: HttpRequest, obj: Agent) -> None:
+        agent_delete(agent=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Agent]) -> None:
+        for agent in queryset:
+            agent_delete(agent=agent)
 
 
 @admin.register(Run)
@@ -161,6 +194,14 @@ class SecretAdmin(TenantScopedAdmin):
     @method_decorator(sensitive_post_parameters("value"))
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         return super().changeform_view(request, *args, **kwargs)
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[list, dict, set, list]:
+        """A secret that agents use is protected, as ``DELETE /secrets/<name>`` answers 409."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        for secret in objs:
+            if users := agents_using_secret(tenant=secret.tenant, name=secret.name):
+                protected.append(f"{secret} ({secret.tenant}): used by {', '.join(users)}")
+        return deleted, counts, perms_needed, protected
 
     def save_model(self, request: HttpRequest, obj: Secret, form: forms.ModelForm, change: bool) -> None:
         if form.cleaned_data.get("value"):  # a new value rotates the secret; none keeps it

@@ -42,3 +42,24 @@ class RunFailed(Exception):
 
 class IdempotencyConflict(Exception):
     """The Idempotency-Key was used before with another request (409)."""
+
+
+class AgentInvalid(ValueError):
+    """An agent as it would be saved is not valid (400): ``fields`` names each bad field of the
+    request (``framework``, ``config``, ``config.model``, ``config.tools[1]``) with its messages."""
+
+    def __init__(self, fields: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(f"{field}: {' '.join(messages)}" for field, messages in fields.items()))
+        self.fields = fields
+
+
+class InUse(Exception):
+    """Other agents use what was to be deleted or changed (409): ``agents`` names them."""
+
+    def __init__(self, message: str, agents: list[str]) -> None:
+        super().__init__(message)
+        self.agents = agents
+
+
+class BuiltinAgent(Exception):
+    """A built-in agent (``echo``) is the same for every tenant: it is not changed or deleted (409)."""

@@ -13,16 +13,36 @@ from sessions_app.models import Session, Tenant
 agent_name_validator = RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", "Use letters, digits, '_', '.', '-'.")
 
 
+class LiveAgents(models.Manager["Agent"]):
+    """The agents that are not deleted: what the API, the admin and every lookup by name see."""
+
+    def get_queryset(self) -> models.QuerySet[Agent]:
+        return super().get_queryset().filter(deleted_at__isnull=True)
+
+
 class Agent(models.Model):
+    """A tenant's agent. Deleting one through the API (``agent_delete``) sets ``deleted_at``: it is
+    gone from every lookup (``objects``) and its name is free again, while the runs it made keep
+    it (``run.agent`` reads through ``all_objects``, the base manager)."""
+
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="agents")
     name = models.CharField(max_length=63, validators=[agent_name_validator])
     framework = models.CharField(max_length=63)
     config = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
+    deleted_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = LiveAgents()
+    all_objects = models.Manager()  # noqa: DJ012 - a manager (ruff reads models.X() as a field)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="agent_unique_per_tenant")]
+        base_manager_name = "all_objects"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "name"], condition=models.Q(deleted_at__isnull=True), name="agent_unique_per_tenant"
+            )
+        ]
         ordering = ["name"]
 
     def __str__(self) -> str:

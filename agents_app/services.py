@@ -14,9 +14,9 @@ from django.http import Http404
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from agents_app.errors import IdempotencyConflict
-from agents_app.frameworks import agent_config_check
+from agents_app.errors import AgentInvalid, BuiltinAgent, IdempotencyConflict, InUse
 from agents_app.models import Agent, Run, Secret
+from agents_app.references import agent_config_validated, agents_handing_off_to, agents_using_secret, takes_handoffs
 from agents_app.runs.cancel import run_cancel, run_retry
 from agents_app.runs.execute import Step, execute_claimed, web_worker_name
 from agents_app.runs.publish import publish_or_fail
@@ -46,13 +46,49 @@ def tenant_given_builtins(sender: type[Tenant], instance: Tenant, created: bool,
 
 
 def agent_create(*, tenant: Tenant, name: str, framework: str, config: dict[str, Any]) -> Agent:
-    """Create an agent; raises ``UnknownFramework``, ``ConfigError`` or ``AgentExists``."""
-    config = agent_config_check(framework, config, tenant=tenant.slug)
+    """Create an agent; raises ``AgentInvalid`` (naming every bad field: ``agent_config_validated``)
+    or ``AgentExists``."""
+    config = agent_config_validated(tenant=tenant, name=name, framework=framework, config=config)
     try:
         with transaction.atomic():
             return Agent.objects.create(tenant=tenant, name=name, framework=framework, config=config)
     except IntegrityError:
         raise AgentExists(f"an agent named {name!r} exists") from None
+
+
+def agent_update(*, agent: Agent, framework: str | None = None, config: dict[str, Any] | None = None) -> Agent:
+    """Give ``agent`` (a fresh row: ``agent_find``) a new framework and/or a new config (the whole
+    config: what it does not name is gone), checked whole as ``agent_create`` checks it; the next
+    run of the agent uses them. Raises ``AgentInvalid``, ``BuiltinAgent`` (a valid change of a
+    built-in agent), or ``InUse`` when a new framework cannot take the handoffs other agents make
+    to it."""
+    if framework is None and config is None:
+        return agent
+    framework = agent.framework if framework is None else framework
+    config = agent.config if config is None else config
+    config = agent_config_validated(tenant=agent.tenant, name=agent.name, framework=framework, config=config)
+    if agent.name in BUILTIN_AGENTS:
+        raise BuiltinAgent(f"{agent.name!r} is built in: every tenant has it as it is")
+    if framework != agent.framework and not takes_handoffs(framework):
+        handing_off = agents_handing_off_to(tenant=agent.tenant, name=agent.name)
+        if handing_off:
+            raise InUse(f"agents hand off to {agent.name!r}; a {framework} agent cannot take a handoff", handing_off)
+    agent.framework, agent.config = framework, config
+    agent.save(update_fields=["framework", "config", "updated_at"])  # post_save: forgotten by this process
+    return agent
+
+
+def agent_delete(*, agent: Agent) -> None:
+    """Delete ``agent``: gone from the tenant's agents, its name free again; its runs and
+    sessions stay (``Agent.deleted_at``). Raises ``BuiltinAgent``, or ``InUse`` naming the
+    tenant's agents that hand off to it."""
+    if agent.name in BUILTIN_AGENTS:
+        raise BuiltinAgent(f"{agent.name!r} is built in: every tenant has it")
+    handing_off = agents_handing_off_to(tenant=agent.tenant, name=agent.name)
+    if handing_off:
+        raise InUse(f"agents hand off to {agent.name!r}: change their handoffs first", handing_off)
+    agent.deleted_at = timezone.now()
+    agent.save(update_fields=["deleted_at", "updated_at"])  # post_save: forgotten by this process
 
 
 def agent_get(*, tenant: Tenant, name: str) -> Agent:
@@ -277,7 +313,13 @@ def secret_set(*, tenant: Tenant, name: str, value: str) -> Secret:
 
 
 def secret_delete(*, tenant: Tenant, name: str) -> bool:
-    """Delete the tenant's secret ``name``; False if it had none of that name."""
+    """Delete the tenant's secret ``name``; False if it had none of that name. Raises ``InUse``
+    naming the tenant's agents whose configs name it."""
+    if not Secret.objects.filter(tenant=tenant, name=name).exists():
+        return False
+    users = agents_using_secret(tenant=tenant, name=name)
+    if users:
+        raise InUse(f"agents use the secret {name!r}: change their configs first", users)
     deleted, _ = Secret.objects.filter(tenant=tenant, name=name).delete()
     return deleted > 0
 
@@ -294,10 +336,15 @@ def secret_reencrypt_all() -> int:
 
 __all__ = [
     "AgentExists",
+    "AgentInvalid",
+    "BuiltinAgent",
     "IdempotencyConflict",
+    "InUse",
     "agent_create",
+    "agent_delete",
     "agent_ensure_builtins",
     "agent_get",
+    "agent_update",
     "run_cancel",
     "run_create",
     "run_enqueue",

@@ -16,9 +16,9 @@ from django.test import Client
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from agents_app.models import Agent
 from agents_app.runs.execute import run_execute
 from agents_app.services import agent_create, run_enqueue, run_start
-from tests.agents_app.test_openai_chat import chat_agent
 from tests.services import ROOT
 
 TOKEN = "metrics-token-0123456789abcdef0123456789"
@@ -141,7 +141,9 @@ def test_a_run_counts_in_flight_while_it_executes(alice) -> None:
 
 
 def test_an_adapters_failure_is_counted_by_framework(alice, model_server) -> None:
-    chat_agent(alice, model_server, api_key={"secret": "nope"})  # a secret it does not have
+    config = {"base_url": model_server.url, "model": "m1", "api_key": {"secret": "nope"}}
+    # A secret it does not have (the API refuses such an agent; made so, it fails its runs).
+    Agent.objects.create(tenant=alice.tenant, name="gpt", framework="openai_chat", config=config)
     before = scrape()
     assert alice.post("/run", {"agent": "gpt", "message": "hi"}).status_code == 502
     after = scrape()

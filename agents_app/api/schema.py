@@ -28,7 +28,8 @@ ERRORS: dict[int, str] = {
     " (`session_changed`), an `Idempotency-Key` used with another body (`idempotency_conflict`) or whose run did"
     " not succeed (`idempotency_replay`, with `run_id`), a sync run cancelled (`run_cancelled`), a session whose"
     " history is no longer in the store (`session_expired`: nothing ran, the session starts over on the next"
-    " message), a name taken (`agent_exists`).",
+    " message), a name taken (`agent_exists`), a secret or an agent that other agents use (`in_use`, with"
+    " `agents` naming them), the built-in agent (`builtin_agent`).",
     413: "Too large (`too_large`): the message is over `AK_RUN__MAX_MESSAGE_BYTES` bytes, or the body over what"
     " the server reads.",
     415: "The body is not `application/json` (`unsupported_media_type`).",
@@ -59,11 +60,16 @@ def _links(source: str, **operations: str) -> dict[str, Any]:
 
 
 def _agent_links(pointer: str) -> dict[str, Any]:
-    """Links to the operations that run the agent at ``pointer`` (its name) in the answer."""
+    """Links to the operations that run, read, change or delete the agent at ``pointer`` (its
+    name) in the answer."""
     body = {"agent": f"$response.body#{pointer}"}
+    name = {"name": f"$response.body#{pointer}"}
     return {
         "RunAgent": {"operationId": "run", "requestBody": body},
         "ChatAgent": {"operationId": "chat", "requestBody": body},
+        "GetAgent": {"operationId": "agents_get", "parameters": name},
+        "UpdateAgent": {"operationId": "agents_update", "parameters": name},
+        "DeleteAgent": {"operationId": "agents_delete", "parameters": name},
     }
 
 
@@ -74,6 +80,8 @@ _SECRET_LINKS = _links("name", Delete="secrets_delete")
 LINKS: dict[str, dict[str, dict[str, Any]]] = {
     "agents_list": {"200": _agent_links("/0/name")},
     "agents_create": {"201": _agent_links("/name")},
+    "agents_get": {"200": _agent_links("/name")},
+    "agents_update": {"200": _agent_links("/name")},
     "run": {"200": {**_RUN_LINKS, **_SESSION_LINKS}, "202": {**_RUN_LINKS, **_SESSION_LINKS}},
     "chat": {"200": _SESSION_LINKS},
     "run_get": {"200": _SESSION_LINKS},
@@ -139,6 +147,32 @@ class RunInputScheme(OpenApiSerializerExtension):
         return schema
 
 
+def _framework_branches(*, framework_required: bool) -> list[dict[str, Any]]:
+    """One branch per framework: ``framework`` is its name and ``config`` as it takes it
+    (``Framework.config_schema``; required when the framework requires a key, on creation)."""
+    from agents_app.frameworks import framework_names, get_framework
+
+    branches = []
+    for name in framework_names():
+        config = get_framework(name).config_schema()
+        # A pattern, not an enum: drf-spectacular makes a component of every property's enum.
+        framework = {"type": "string", "pattern": f"^(?:{re.escape(name)})$"}
+        branch: dict[str, Any] = {"properties": {"framework": framework, "config": config}}
+        if framework_required:
+            branch["required"] = ["framework"]
+        elif config.get("required"):
+            branch["required"] = ["config"]
+        branches.append(branch)
+    return branches
+
+
+def _with_frameworks(schema: dict[str, Any]) -> dict[str, Any]:
+    from agents_app.frameworks import framework_names
+
+    schema["properties"]["framework"] = {**schema["properties"]["framework"], "enum": framework_names()}
+    return schema
+
+
 class AgentInputScheme(OpenApiSerializerExtension):
     """``POST /agents``: ``framework`` one of the deployment's, ``config`` as that framework takes
     it (``Framework.config_schema``; required when the framework requires a key)."""
@@ -146,19 +180,18 @@ class AgentInputScheme(OpenApiSerializerExtension):
     target_class = "agents_app.api.serializers.AgentInput"
 
     def map_serializer(self, auto_schema: openapi.AutoSchema, direction: str) -> dict[str, Any]:
-        from agents_app.frameworks import framework_names, get_framework
+        schema = _with_frameworks(auto_schema._map_serializer(self.target, direction, bypass_extensions=True))
+        schema["oneOf"] = _framework_branches(framework_required=False)
+        return schema
 
-        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
-        names = framework_names()
-        schema["properties"]["framework"] = {**schema["properties"]["framework"], "enum": names}
-        branches = []
-        for name in names:
-            config = get_framework(name).config_schema()
-            # A pattern, not an enum: drf-spectacular makes a component of every property's enum.
-            framework = {"type": "string", "pattern": f"^(?:{re.escape(name)})$"}
-            branch: dict[str, Any] = {"properties": {"framework": framework, "config": config}}
-            if config.get("required"):
-                branch["required"] = ["config"]
-            branches.append(branch)
-        schema["oneOf"] = branches
+
+class AgentUpdateInputScheme(OpenApiSerializerExtension):
+    """``PATCH /agents/<name>``: with a ``framework``, ``config`` (if given) as that framework takes
+    it; without one, any object (the agent's own framework checks it)."""
+
+    target_class = "agents_app.api.serializers.AgentUpdateInput"
+
+    def map_serializer(self, auto_schema: openapi.AutoSchema, direction: str) -> dict[str, Any]:
+        schema = _with_frameworks(auto_schema._map_serializer(self.target, direction, bypass_extensions=True))
+        schema["oneOf"] = [*_framework_branches(framework_required=True), {"not": {"required": ["framework"]}}]
         return schema

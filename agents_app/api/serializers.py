@@ -325,6 +325,15 @@ class AgentInput(serializers.Serializer):
     config = serializers.DictField(required=False, default=dict)
 
 
+class AgentUpdateInput(serializers.Serializer):
+    """``PATCH /agents/<name>``: a new ``framework`` and/or a new ``config``, which replaces the
+    whole config (without one, the agent's config must suit the new framework). Checked whole, as
+    when the agent was made."""
+
+    framework = StrictCharField(max_length=63, trim_whitespace=False, required=False)
+    config = serializers.DictField(required=False)
+
+
 class AgentOutput(serializers.ModelSerializer):
     class Meta:
         model = Agent
@@ -374,6 +383,9 @@ class ErrorOutput(serializers.Serializer):
         )
         fields["run_id"] = serializers.CharField(
             required=False, help_text="The run the error is about, when one was made (502, 504, 409)."
+        )
+        fields["agents"] = serializers.ListField(
+            child=serializers.CharField(), required=False, help_text="409 `in_use`: the agents that use it."
         )
         return fields
 

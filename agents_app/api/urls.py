@@ -12,6 +12,7 @@ urlpatterns = [
     path("sessions/<str:session_id>", views.SessionView.as_view(), name="session"),
     path("sessions/<str:session_id>/messages", views.SessionMessagesView.as_view(), name="session-messages"),
     path("agents", views.AgentsView.as_view(), name="agents"),
+    path("agents/<str:name>", views.AgentView.as_view(), name="agent"),
     path("secrets", views.SecretsView.as_view(), name="secrets"),
     path("secrets/<str:name>", views.SecretView.as_view(), name="secret"),
     path("health", views.HealthView.as_view(), name="health"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from functools import cache
-from typing import Any
 
 from django.conf import settings
 from django.utils.module_loading import import_string
@@ -22,18 +21,6 @@ def framework_names() -> list[str]:
 @cache
 def _load(path: str) -> Framework:
     return import_string(path)()
-
-
-def agent_config_check(framework: str, config: Any, *, tenant: str | None = None) -> dict[str, Any]:
-    """The config of an agent of ``framework`` about to be saved for ``tenant`` (its slug),
-    normalised: valid for its framework, naming only tools and graphs the tenant may use, and
-    runnable here (its library installed, its model server one the platform calls). Raises
-    ``UnknownFramework`` or ``ConfigError``."""
-    adapter = get_framework(framework)
-    config = adapter.validate_config(config)
-    adapter.check_tenant(config, tenant=tenant)
-    adapter.check_runnable(config)
-    return config
 
 
 def preload_frameworks() -> None:
@@ -62,7 +49,6 @@ __all__ = [
     "Reply",
     "UnknownFramework",
     "Usage",
-    "agent_config_check",
     "framework_names",
     "get_framework",
     "preload_frameworks",

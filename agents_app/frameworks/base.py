@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -51,22 +53,100 @@ class Reply:
 
 
 class ConfigError(ValueError):
-    """An agent's config is not valid for its framework. ``field`` names the bad key."""
+    """An agent's config is not valid for its framework, or cannot run here.
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+    ``problems`` maps each bad field, by its path in the config (``model``, ``tools[1]``,
+    ``options.a``; ``""`` for the config itself; ``framework`` when ``check_runnable`` finds that
+    the framework cannot run here) to what is wrong with it: every one found, so that one answer
+    names them all. ``field`` and ``message`` are the first of them."""
+
+    def __init__(self, field: str, message: str, *, problems: Mapping[str, str] | None = None) -> None:
+        self.problems: dict[str, str] = dict(problems) if problems else {field: message}
+        self.field, self.message = next(iter(self.problems.items()))
+        super().__init__("; ".join(f"{path}: {text}" for path, text in self.problems.items()))
+
+    @classmethod
+    def of(cls, problems: Mapping[str, str]) -> ConfigError:
+        """One error naming every one of ``problems`` (at least one)."""
+        field, message = next(iter(problems.items()))
+        return cls(field, message, problems=problems)
 
 
-def _holds_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_holds_nul(item) for item in value)
-    return False
+class ConfigProblems:
+    """The bad fields of one config, collected as they are found (the first message per field)::
+
+    problems = ConfigProblems()
+    problems.add("model", "required: the model name to send")
+    with problems.checking():  # a check that raises ConfigError adds its problems
+        check_something(config)
+    problems.raise_any()
+    """
+
+    def __init__(self) -> None:
+        self.found: dict[str, str] = {}
+
+    def add(self, path: str, message: str) -> None:
+        self.found.setdefault(path, message)
+
+    def absorb(self, error: ConfigError) -> None:
+        for path, message in error.problems.items():
+            self.add(path, message)
+
+    @contextmanager
+    def checking(self) -> Iterator[None]:
+        try:
+            yield
+        except ConfigError as exc:
+            self.absorb(exc)
+
+    def __bool__(self) -> bool:
+        return bool(self.found)
+
+    def raise_any(self) -> None:
+        if self.found:
+            raise ConfigError.of(self.found)
+
+
+#: How many levels of objects and lists a config may nest, itself the first: deeper is refused
+#: when the agent is saved, before anything walks it recursively.
+MAX_CONFIG_DEPTH = 32
+
+
+def path_of(parent: str, key: str | int) -> str:
+    """``tools`` + 1 -> ``tools[1]``; ``options`` + ``a`` -> ``options.a``; ``""`` + ``a`` -> ``a``."""
+    if isinstance(key, int):
+        return f"{parent}[{key}]"
+    return f"{parent}.{key}" if parent else key
+
+
+def check_json_tree(config: dict[str, Any], problems: ConfigProblems) -> None:
+    """Walk the config without recursion: a value nested deeper than ``MAX_CONFIG_DEPTH`` or a
+    string holding a null character (PostgreSQL's JSON cannot hold one) is a problem at its path."""
+    pending: list[tuple[str, Any, int]] = [("", config, 0)]
+    while pending:
+        path, value, depth = pending.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                problems.add(path, "must not hold a null character")
+            continue
+        if not isinstance(value, dict | list):
+            continue
+        if depth >= MAX_CONFIG_DEPTH:
+            problems.add(path, f"nested too deep: at most {MAX_CONFIG_DEPTH} levels of objects and lists")
+            continue
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(key, str) and "\x00" in key:
+                problems.add(path, "must not hold a null character in a key")
+                continue
+            pending.append((path_of(path, key), item, depth + 1))
+
+
+def check_unknown_keys(
+    config: dict[str, Any], known: Collection[str], framework: str, problems: ConfigProblems
+) -> None:
+    for key in sorted(set(config) - set(known)):
+        problems.add(key, f"unknown option for the {framework} framework")
 
 
 class Framework(ABC):
@@ -85,14 +165,33 @@ class Framework(ABC):
     #: for an adapter that needs no history (counts and state always come).
     window: int | None = None
 
+    #: Whether an ``openai_agents`` agent's ``handoffs`` may name an agent of this framework.
+    takes_handoffs: bool = False
+
     def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
-        """Return the config, normalised; raise ``ConfigError`` naming the bad key."""
+        """Return the config, normalised; raise ``ConfigError`` naming every bad key (by its
+        path: ``model``, ``tools[1]``). A framework checks its keys in ``check_config``."""
         if not isinstance(config, dict):
             raise ConfigError("config", "must be an object")
-        for key, value in config.items():
-            if _holds_nul(key) or _holds_nul(value):  # PostgreSQL's JSON cannot hold one
-                raise ConfigError(key, "must not hold a null character")
+        problems = ConfigProblems()
+        check_json_tree(config, problems)
+        problems.raise_any()  # the framework's checks below may walk what is given
+        self.check_config(config, problems)
+        problems.raise_any()
         return config
+
+    def check_config(self, config: dict[str, Any], problems: ConfigProblems) -> None:
+        """Add to ``problems`` each bad key of ``config`` (a JSON object of bounded depth,
+        without null characters). By default: any key goes."""
+        return None
+
+    def secret_references(self, config: dict[str, Any]) -> dict[str, str]:
+        """The tenant's secrets a valid config names: ``{path: secret name}``."""
+        return {}
+
+    def handoff_references(self, config: dict[str, Any]) -> dict[str, str]:
+        """The tenant's agents a valid config hands conversations off to: ``{path: agent name}``."""
+        return {}
 
     def config_schema(self) -> dict[str, Any]:
         """The JSON Schema (OpenAPI 3.0's dialect) of the configs that ``validate_config`` and

@@ -10,7 +10,7 @@ import asyncio
 import re
 from typing import Any
 
-from agents_app.frameworks.base import AgentLike, ConfigError, Framework
+from agents_app.frameworks.base import AgentLike, ConfigProblems, Framework, check_unknown_keys
 from sessions_app.core import SessionView
 
 MAX_DELAY_S = 60
@@ -30,15 +30,11 @@ class EchoFramework(Framework):
             },
         }
 
-    def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
-        config = super().validate_config(config)
-        unknown = set(config) - {"delay_s"}
-        if unknown:
-            raise ConfigError(sorted(unknown)[0], "unknown option for the echo framework")
+    def check_config(self, config: dict[str, Any], problems: ConfigProblems) -> None:
+        check_unknown_keys(config, {"delay_s"}, self.name, problems)
         delay = config.get("delay_s", 0)
         if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay <= MAX_DELAY_S:
-            raise ConfigError("delay_s", f"must be a number from 0 to {MAX_DELAY_S}")
-        return config
+            problems.add("delay_s", f"must be a number from 0 to {MAX_DELAY_S}")
 
     async def run(self, agent: AgentLike, session: SessionView, message: str) -> str:
         delay = float(agent.config.get("delay_s", 0) or 0)

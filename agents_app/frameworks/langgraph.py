@@ -51,7 +51,7 @@ import orjson
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from agents_app.frameworks.base import AgentLike, ConfigError, Framework, Reply
+from agents_app.frameworks.base import AgentLike, ConfigError, ConfigProblems, Framework, Reply, check_unknown_keys
 from agents_app.frameworks.context import call_context, open_to
 from agents_app.frameworks.model import (
     DEFAULT_HISTORY,
@@ -61,6 +61,7 @@ from agents_app.frameworks.model import (
     ModelError,
     api_key,
     check_base_url,
+    model_secret_references,
     redacted,
     sdk_headers,
     validate_history,
@@ -131,21 +132,22 @@ class LangGraphFramework(Framework):
             ],
         }
 
-    def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
-        config = super().validate_config(config)
-        unknown = set(config) - KEYS
-        if unknown:
-            raise ConfigError(sorted(unknown)[0], "unknown option for the langgraph framework")
+    def check_config(self, config: dict[str, Any], problems: ConfigProblems) -> None:
+        check_unknown_keys(config, KEYS, self.name, problems)
         if not isinstance(config.get("graph"), str):  # which names a tenant may pick: check_tenant
-            raise ConfigError("graph", "must name one of the deployment's graphs")
+            known = ", ".join(graph_names()) or "none registered (AK_AGENTS__GRAPHS)"
+            start = "required: the name of" if config.get("graph") is None else "must name"
+            problems.add("graph", f"{start} one of the deployment's graphs: {known}")
         if config.get("mode", MODES[0]) not in MODES:
-            raise ConfigError("mode", f"must be one of: {', '.join(MODES)}")
+            problems.add("mode", f"must be one of: {', '.join(MODES)}")
         if MODEL_KEYS & set(config):  # a model is optional, but whole when given
-            validate_model_keys(config)
-        validate_history(config)
+            validate_model_keys(config, problems)
+        validate_history(config, problems)
         if not isinstance(config.get("options", {}), dict):
-            raise ConfigError("options", "must be a JSON object (given to the graph's factory)")
-        return config
+            problems.add("options", "must be a JSON object (given to the graph's factory)")
+
+    def secret_references(self, config: dict[str, Any]) -> dict[str, str]:
+        return model_secret_references(config)
 
     def check_tenant(self, config: dict[str, Any], *, tenant: str | None) -> None:
         graphs = graph_names(tenant)

@@ -16,7 +16,7 @@ import re
 from typing import Any
 
 from agents_app import patterns
-from agents_app.frameworks.base import ConfigError
+from agents_app.frameworks.base import ConfigError, ConfigProblems
 from agents_app.outbound import model_url_refusal
 from akplatform.aio import db
 from sessions_app.core import SessionView
@@ -55,32 +55,40 @@ MAX_HISTORY = 500
 HISTORY_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": MAX_HISTORY}
 
 
-def validate_history(config: dict[str, Any]) -> None:
+def validate_history(config: dict[str, Any], problems: ConfigProblems) -> None:
     """Check the config's ``history`` (an integer from 0 to ``MAX_HISTORY``, if given)."""
     history = config.get("history", DEFAULT_HISTORY)
     if isinstance(history, bool) or not isinstance(history, int) or not 0 <= history <= MAX_HISTORY:
-        raise ConfigError("history", f"must be an integer from 0 to {MAX_HISTORY}")
+        problems.add("history", f"must be an integer from 0 to {MAX_HISTORY}")
 
 
-def validate_model_keys(config: dict[str, Any]) -> None:
+def validate_model_keys(config: dict[str, Any], problems: ConfigProblems) -> None:
     """Check the model keys of ``config`` (``base_url``, ``model``, ``api_key``, ``temperature``,
-    ``max_tokens``); raise ``ConfigError`` naming the bad one."""
-    base_url = config.get("base_url")
-    if not isinstance(base_url, str) or not patterns.matches(patterns.URL, base_url):
-        raise ConfigError("base_url", "required: the API root, e.g. https://api.openai.com/v1")
-    model = config.get("model")
-    if not isinstance(model, str) or not model.strip():
-        raise ConfigError("model", "required: the model name to send")
+    ``max_tokens``): each bad one is added to ``problems``."""
+    if "base_url" not in config:
+        problems.add("base_url", "required: the API root, e.g. https://api.openai.com/v1")
+    elif not isinstance(config["base_url"], str) or not patterns.matches(patterns.URL, config["base_url"]):
+        problems.add("base_url", "must be an http or https URL with a host, e.g. https://api.openai.com/v1")
+    if "model" not in config:
+        problems.add("model", "required: the model name to send")
+    elif not isinstance(config["model"], str) or not config["model"].strip():
+        problems.add("model", "must be a model name: a string that is not blank")
     if "api_key" in config:
-        secret_name(config["api_key"])
+        with problems.checking():
+            secret_name(config["api_key"])
     temperature = config.get("temperature")
     if temperature is not None and (
         isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 <= temperature <= 2
     ):
-        raise ConfigError("temperature", "must be a number from 0 to 2")
+        problems.add("temperature", "must be a number from 0 to 2")
     max_tokens = config.get("max_tokens")
     if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
-        raise ConfigError("max_tokens", "must be a positive integer")
+        problems.add("max_tokens", "must be a positive integer")
+
+
+def model_secret_references(config: dict[str, Any]) -> dict[str, str]:
+    """``Framework.secret_references`` of a valid config with the model keys."""
+    return {"api_key": secret_name(config["api_key"])} if "api_key" in config else {}
 
 
 def secret_name(reference: Any) -> str:

@@ -38,7 +38,16 @@ from typing import Any
 from django.conf import settings
 
 from agents_app import patterns
-from agents_app.frameworks.base import AgentLike, ConfigError, Framework, Reply, Usage
+from agents_app.frameworks.base import (
+    AgentLike,
+    ConfigError,
+    ConfigProblems,
+    Framework,
+    Reply,
+    Usage,
+    check_unknown_keys,
+    path_of,
+)
 from agents_app.frameworks.context import CallContext, call_context
 from agents_app.frameworks.model import (
     DEFAULT_HISTORY,
@@ -48,6 +57,7 @@ from agents_app.frameworks.model import (
     ModelError,
     api_key,
     check_base_url,
+    model_secret_references,
     redacted,
     sdk_headers,
     validate_history,
@@ -101,19 +111,23 @@ class OpenAIAgentsFramework(Framework):
             },
         }
 
-    def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
-        config = super().validate_config(config)
-        unknown = set(config) - KEYS
-        if unknown:
-            raise ConfigError(sorted(unknown)[0], "unknown option for the openai_agents framework")
-        validate_model_keys(config)
+    takes_handoffs = True
+
+    def check_config(self, config: dict[str, Any], problems: ConfigProblems) -> None:
+        check_unknown_keys(config, KEYS, self.name, problems)
+        validate_model_keys(config, problems)
         if "instructions" in config and not isinstance(config["instructions"], str):
-            raise ConfigError("instructions", "must be a string")
-        _check_tools(config.get("tools", []))
-        _check_handoffs(config.get("handoffs", []))
-        validate_history(config)
-        _check_int(config, "max_turns", DEFAULT_MAX_TURNS, 1, MAX_MAX_TURNS)
-        return config
+            problems.add("instructions", "must be a string")
+        _check_tools(config.get("tools", []), problems)
+        _check_handoffs(config.get("handoffs", []), problems)
+        validate_history(config, problems)
+        _check_int(config, "max_turns", DEFAULT_MAX_TURNS, 1, MAX_MAX_TURNS, problems)
+
+    def secret_references(self, config: dict[str, Any]) -> dict[str, str]:
+        return model_secret_references(config)
+
+    def handoff_references(self, config: dict[str, Any]) -> dict[str, str]:
+        return {path_of("handoffs", i): name for i, name in enumerate(config.get("handoffs", []))}
 
     def check_runnable(self, config: dict[str, Any]) -> None:
         try:
@@ -129,10 +143,10 @@ class OpenAIAgentsFramework(Framework):
 
     def check_tenant(self, config: dict[str, Any], *, tenant: str | None) -> None:
         offered = tool_names(tenant)
-        for name in config.get("tools", []):
+        for i, name in enumerate(config.get("tools", [])):
             if name not in offered:
                 listed = ", ".join(offered) or "none"
-                raise ConfigError("tools", f"unknown tool {name!r}; this deployment offers: {listed}")
+                raise ConfigError(path_of("tools", i), f"unknown tool {name!r}; this deployment offers: {listed}")
 
     def preload(self) -> None:
         import agents  # noqa: F401
@@ -175,27 +189,35 @@ class OpenAIAgentsFramework(Framework):
         return Reply(text, _usage(result), agent=result.last_agent.name)
 
 
-def _check_tools(tools: Any) -> None:
+def _check_tools(tools: Any, problems: ConfigProblems) -> None:
     """The form of ``tools``; which names a tenant may list is ``check_tenant``'s to say."""
-    if not isinstance(tools, list) or not all(isinstance(name, str) for name in tools):
-        raise ConfigError("tools", "must be a list of tool names")
-    if len(set(tools)) != len(tools):
-        raise ConfigError("tools", "names a tool twice")
+    if not isinstance(tools, list):
+        problems.add("tools", "must be a list of tool names")
+        return
+    for i, name in enumerate(tools):
+        if not isinstance(name, str):
+            problems.add(path_of("tools", i), "must be a tool's name (a string)")
+        elif name in tools[:i]:
+            problems.add(path_of("tools", i), f"names the tool {name!r} twice")
 
 
-def _check_handoffs(handoffs: Any) -> None:
-    if not isinstance(handoffs, list) or not all(isinstance(n, str) and AGENT_NAME.fullmatch(n) for n in handoffs):
-        raise ConfigError("handoffs", "must be a list of the names of the tenant's openai_agents agents")
-    if len(set(handoffs)) != len(handoffs):
-        raise ConfigError("handoffs", "names an agent twice")
+def _check_handoffs(handoffs: Any, problems: ConfigProblems) -> None:
+    if not isinstance(handoffs, list):
+        problems.add("handoffs", "must be a list of the names of the tenant's openai_agents agents")
+        return
     if len(handoffs) >= MAX_AGENTS:
-        raise ConfigError("handoffs", f"at most {MAX_AGENTS - 1} agents")
+        problems.add("handoffs", f"at most {MAX_AGENTS - 1} agents")
+    for i, name in enumerate(handoffs):
+        if not isinstance(name, str) or not AGENT_NAME.fullmatch(name):
+            problems.add(path_of("handoffs", i), "must be the name of one of the tenant's openai_agents agents")
+        elif name in handoffs[:i]:
+            problems.add(path_of("handoffs", i), f"names the agent {name!r} twice")
 
 
-def _check_int(config: dict[str, Any], key: str, default: int, low: int, high: int) -> None:
+def _check_int(config: dict[str, Any], key: str, default: int, low: int, high: int, problems: ConfigProblems) -> None:
     value = config.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(key, f"must be an integer from {low} to {high}")
+        problems.add(key, f"must be an integer from {low} to {high}")
 
 
 @dataclass

@@ -24,7 +24,7 @@ import orjson
 from django.conf import settings
 
 from agents_app import patterns
-from agents_app.frameworks.base import AgentLike, ConfigError, Framework, Reply, Usage
+from agents_app.frameworks.base import AgentLike, ConfigProblems, Framework, Reply, Usage, check_unknown_keys
 from agents_app.frameworks.model import (
     DEFAULT_HISTORY,
     HISTORY_SCHEMA,
@@ -33,6 +33,7 @@ from agents_app.frameworks.model import (
     ModelError,
     api_key,
     check_base_url,
+    model_secret_references,
     redacted,
     validate_history,
     validate_model_keys,
@@ -58,16 +59,15 @@ class OpenAIChatFramework(Framework):
             },
         }
 
-    def validate_config(self, config: dict[str, Any]) -> dict[str, Any]:
-        config = super().validate_config(config)
-        unknown = set(config) - KEYS
-        if unknown:
-            raise ConfigError(sorted(unknown)[0], "unknown option for the openai_chat framework")
-        validate_model_keys(config)
+    def check_config(self, config: dict[str, Any], problems: ConfigProblems) -> None:
+        check_unknown_keys(config, KEYS, self.name, problems)
+        validate_model_keys(config, problems)
         if "system_prompt" in config and not isinstance(config["system_prompt"], str):
-            raise ConfigError("system_prompt", "must be a string")
-        validate_history(config)
-        return config
+            problems.add("system_prompt", "must be a string")
+        validate_history(config, problems)
+
+    def secret_references(self, config: dict[str, Any]) -> dict[str, str]:
+        return model_secret_references(config)
 
     def check_runnable(self, config: dict[str, Any]) -> None:
         check_base_url(config)

@@ -74,6 +74,17 @@ def test_a_bad_agent_config_is_a_form_error(staff_a, tenant_a) -> None:
     assert "temperature: unknown option" in str(answer.context["adminform"].form.errors["config"])
 
 
+def test_an_agent_config_is_checked_whole_as_the_api_checks_it(staff_a, tenant_a) -> None:
+    config = '{"base_url": "ftp://x", "model": 3, "api_key": {"secret": "provider"}}'
+    answer = staff_a.post("/admin/agents_app/agent/add/", {"name": "gpt", "framework": "openai_chat", "config": config})
+    errors = str(answer.context["adminform"].form.errors["config"])
+    assert "base_url: must be an http or https URL" in errors and "model: must be a model name" in errors
+    config = '{"base_url": "https://api.example.com/v1", "model": "m", "api_key": {"secret": "provider"}}'
+    answer = staff_a.post("/admin/agents_app/agent/add/", {"name": "gpt", "framework": "openai_chat", "config": config})
+    assert "api_key: the tenant has no secret named 'provider'" in answer.context["adminform"].form.errors["config"][0]
+    assert not Agent.objects.filter(name="gpt").exists()
+
+
 def test_a_good_agent_config_is_saved_and_edited(staff_a, tenant_a) -> None:
     staff_a.post("/admin/agents_app/agent/add/", {"name": "slow", "framework": "echo", "config": '{"delay_s": 2}'})
     agent = Agent.objects.get(tenant=tenant_a, name="slow")
@@ -134,3 +145,25 @@ def test_a_superuser_sees_and_rotates_a_tenants_webhook_secret(admin_client, ten
     )
     tenant_a.refresh_from_db()
     assert tenant_a.webhook_secret != before and len(tenant_a.webhook_secret) == 64
+
+
+def test_an_agent_deleted_here_keeps_its_runs_and_what_others_use_is_protected(staff_a, tenant_a, converse) -> None:
+    model = {"base_url": "https://api.example.com/v1", "model": "m"}
+    Agent.objects.create(tenant=tenant_a, name="billing", framework="openai_agents", config=model)
+    handing_off = {**model, "handoffs": ["billing"]}
+    Agent.objects.create(tenant=tenant_a, name="triage", framework="openai_agents", config=handing_off)
+    Agent.objects.create(tenant=tenant_a, name="bot", framework="echo")
+    session = converse(tenant_a, agent="bot", turns=1)
+    agents = {agent.name: agent for agent in Agent.objects.filter(tenant=tenant_a)}
+    for name in ("billing", "echo"):  # handed off to; built in
+        url = f"/admin/agents_app/agent/{agents[name].pk}/delete/"
+        assert staff_a.get(url).context["protected"]
+        staff_a.post(url, {"post": "yes"})
+        assert Agent.objects.filter(pk=agents[name].pk).exists()
+    answer = staff_a.post(f"/admin/agents_app/agent/{agents['bot'].pk}/delete/", {"post": "yes"})
+    assert answer.status_code == 302
+    assert not Agent.objects.filter(pk=agents["bot"].pk).exists()
+    assert [run.agent.name for run in session.runs.all()] == ["bot"]  # its runs stay
+    selected = [agents["billing"].pk, agents["triage"].pk]  # together: refused whole, billing is protected
+    staff_a.post("/admin/agents_app/agent/", {"action": "delete_selected", "_selected_action": selected, "post": "yes"})
+    assert sorted(Agent.objects.filter(tenant=tenant_a).values_list("name", flat=True)) == ["billing", "echo", "triage"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents_app.models import Secret
+from agents_app.models import Agent, Secret
 from agents_app.selectors import secret_value
 from agents_app.services import secret_set
 
@@ -122,3 +122,14 @@ def test_delete_works(staff_a, tenant_a, how: str) -> None:
         answer = staff_a.post(LIST, {"action": "delete_selected", "_selected_action": [secret.pk], "post": "yes"})
     assert answer.status_code == 302
     assert not Secret.objects.filter(pk=secret.pk).exists()
+
+
+def test_a_secret_an_agent_uses_is_protected(staff_a, tenant_a) -> None:
+    secret = secret_set(tenant=tenant_a, name="openai", value=VALUE)
+    config = {"base_url": "https://api.example.com/v1", "model": "m", "api_key": {"secret": "openai"}}
+    Agent.objects.create(tenant=tenant_a, name="gpt", framework="openai_chat", config=config)
+    page = staff_a.get(f"/admin/agents_app/secret/{secret.pk}/delete/")
+    assert "used by gpt" in " ".join(map(str, page.context["protected"]))
+    staff_a.post(f"/admin/agents_app/secret/{secret.pk}/delete/", {"post": "yes"})
+    staff_a.post(LIST, {"action": "delete_selected", "_selected_action": [secret.pk], "post": "yes"})
+    assert Secret.objects.filter(pk=secret.pk).exists()

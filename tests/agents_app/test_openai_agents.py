@@ -11,7 +11,7 @@ import pytest
 
 from agents_app.frameworks import AgentSpec
 from agents_app.frameworks.openai_agents_session import HandoffTool, WindowSession, history_items, run_entries
-from agents_app.models import Run
+from agents_app.models import Agent, Run
 from agents_app.runner import runner
 from sessions_app.core import Session, SessionView
 from sessions_app.stores.base import HANDOFF, TOOL_CALL, TOOL_RESULT, Message, Snapshot
@@ -204,8 +204,8 @@ def test_the_python_api_runs_it_without_streaming(alice, model_server) -> None:
 
 
 def test_a_handoff_is_recorded_and_the_next_turn_starts_where_it_ended(alice, model_server) -> None:
-    make_agent(alice, model_server, "triage", instructions="You triage.", handoffs=["billing"])
     make_agent(alice, model_server, "billing", instructions="You do billing.", model="m-billing")
+    make_agent(alice, model_server, "triage", instructions="You triage.", handoffs=["billing"])
     model_server.reply(tool_calls=[{"name": "transfer_to_billing", "arguments": {}}])
     model_server.reply("Billing here: you owe nothing.")
     answer = run(alice, "triage", "Do I owe money?", "h")
@@ -237,8 +237,10 @@ def test_a_handoff_is_recorded_and_the_next_turn_starts_where_it_ended(alice, mo
 
 
 def test_handoffs_may_go_round(alice, model_server) -> None:
+    make_agent(alice, model_server, "billing", instructions="You do billing.")
     make_agent(alice, model_server, "triage", instructions="You triage.", handoffs=["billing"])
-    make_agent(alice, model_server, "billing", instructions="You do billing.", handoffs=["triage"])
+    config = {"base_url": model_server.url, "model": "m1", "instructions": "You do billing.", "handoffs": ["triage"]}
+    assert alice.client.patch("/agents/billing", {"config": config}, format="json").status_code == 200
     model_server.reply(tool_calls=[{"name": "transfer_to_billing", "arguments": {}}])
     model_server.reply(tool_calls=[{"name": "transfer_to_triage", "arguments": {}}])
     model_server.reply("Back at triage.")
@@ -255,7 +257,12 @@ def test_handoffs_may_go_round(alice, model_server) -> None:
 
 @pytest.mark.parametrize("target", ["ghost", "echo"])
 def test_a_handoff_to_no_openai_agents_agent_fails_the_run(alice, model_server, target) -> None:
-    make_agent(alice, model_server, "triage", handoffs=[target])
+    """Refused when the agent is saved (``test_agents_api``), and checked again by the run: as for
+    an agent saved before its target was removed behind the API's back (the admin, a script)."""
+    config = {"base_url": model_server.url, "model": "m1", "handoffs": [target]}
+    refused = alice.post("/agents", {"name": "triage", "framework": "openai_agents", "config": config})
+    assert refused.status_code == 400 and "config.handoffs[0]" in refused.json()["fields"]
+    Agent.objects.create(tenant=alice.tenant, name="triage", framework="openai_agents", config=config)
     answer = run(alice, "triage", "hi", "g")
     assert answer.status_code == 502 and answer.json()["code"] == "agent_failed"
     assert f"'{target}'" in answer.json()["detail"] and "openai_agents" in answer.json()["detail"]
@@ -353,8 +360,8 @@ def test_the_model_sees_the_last_history_items_of_the_window(alice, model_server
 
 
 def test_two_frameworks_share_the_history_and_keep_their_own_state(alice, model_server) -> None:
-    make_agent(alice, model_server, "triage", handoffs=["billing"])
     make_agent(alice, model_server, "billing")
+    make_agent(alice, model_server, "triage", handoffs=["billing"])
     model_server.reply(tool_calls=[{"name": "transfer_to_billing", "arguments": {}}])
     model_server.reply("billing: hello")
     assert run(alice, "echo", "one", "mix").json()["result"] == "echo[turns=1]: one"

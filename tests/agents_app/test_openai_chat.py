@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from agents_app.models import Run
+from agents_app.models import Run, Secret
 from tests.agents_app.test_streaming import events_of
 from tests.modelserver import ModelServer
 
@@ -105,7 +105,12 @@ def test_the_api_key_comes_from_a_secret_and_is_shown_nowhere(alice, model_serve
 
 
 def test_a_missing_secret_fails_the_run_naming_it(alice, model_server) -> None:
+    """Refused when the agent is saved, and checked again by the run: as for a secret removed
+    behind the API's back (the admin, a script), which answers 409 while an agent uses it."""
+    alice.post("/secrets", {"name": "nope", "value": SECRET})
     chat_agent(alice, model_server, api_key={"secret": "nope"})
+    assert alice.delete("/secrets/nope").status_code == 409
+    Secret.objects.filter(tenant=alice.tenant, name="nope").delete()
     answer = alice.post("/run", {"agent": "gpt", "message": "hi"})
     assert answer.status_code == 502 and "nope" in answer.json()["detail"]
     assert model_server.requests == []

@@ -60,6 +60,26 @@ def test_the_fields_constraints_are_in_the_document(document) -> None:
     assert (limit["minimum"], limit["maximum"]) == (1, 500)
 
 
+def test_an_agent_is_read_changed_and_deleted_as_documented(document) -> None:
+    ops = dict(operations(document))
+    get, update, delete = (ops[f"{method} /agents/{{name}}"] for method in ("GET", "PATCH", "DELETE"))
+    assert (get["operationId"], update["operationId"], delete["operationId"]) == (
+        "agents_get",
+        "agents_update",
+        "agents_delete",
+    )
+    assert {"200", "404"} <= set(get["responses"])
+    assert {"200", "400", "404", "409"} <= set(update["responses"])
+    assert {"204", "404", "409"} <= set(delete["responses"])
+    assert "409" in ops["DELETE /secrets/{name}"]["responses"]
+    error = document["components"]["schemas"]["ErrorOutput"]["properties"]
+    assert error["agents"]["type"] == "array"  # 409 in_use names the agents
+    patch = document["components"]["schemas"]["PatchedAgentUpdateInputRequest"]
+    assert len(patch["oneOf"]) == 5  # one config per framework, and any object without a framework
+    for created in (ops["POST /agents"]["responses"]["201"], ops["GET /agents"]["responses"]["200"]):
+        assert {"GetAgent", "UpdateAgent", "DeleteAgent"} <= set(created["links"])
+
+
 @pytest.mark.parametrize(
     ("body", "pattern", "valid"),
     [
