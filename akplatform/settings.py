@@ -279,11 +279,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = AK_RUN["MAX_MESSAGE_BYTES"] * 6 + 64 * 1024
 DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 
 AK_API = {
-    # A process remembers an API key it looked up (or found unknown) this long: a revoked key
-    # stops working within this time; 0 looks every request's key up.
-    "KEY_CACHE_SECONDS": env_float("AK_API__KEY_CACHE_SECONDS", 10.0, minimum=0.0),
-    # A client address with this many failed authentications (a bad API key, a wrong admin
-    # password) within the window is answered 429 until the window has passed.
+    # A client with this many failed authentications within the window is answered 429 until
+    # the window has passed: bad API keys per address, wrong admin passwords per (address,
+    # username); a valid API key is always accepted (akplatform.lockout).
     "AUTH_FAILURE_LIMIT": env_int("AK_API__AUTH_FAILURE_LIMIT", 20, minimum=1),
     "AUTH_FAILURE_WINDOW": env_int("AK_API__AUTH_FAILURE_WINDOW", 600, minimum=1),
 }
