@@ -292,7 +292,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["agents_app.api.throttling.TenantRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"tenant": env_str("AK_API__THROTTLE_RATE", "6000/min")},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["agents_app.api.parsers.JSONParser"],  # bounds the depth
     # drf-spectacular's, with every operation's errors documented.
     "DEFAULT_SCHEMA_CLASS": "agents_app.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "akplatform.exceptions.exception_handler",
