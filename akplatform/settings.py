@@ -370,13 +370,18 @@ if AK_METRICS["TOKEN"] is not None and len(AK_METRICS["TOKEN"]) < 32:  # the mes
 if AK_METRICS["MULTIPROC_DIR"] is not None:
     Path(AK_METRICS["MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)  # the metrics' files go there from import on
 
+# Logs carry no user's or model's words (a failed run's exception is logged by type and place,
+# its message withheld) unless this asks for them: a developer's, while debugging.
+AK_LOG_CONTENT = env_bool("AK_LOG__CONTENT", False)
+# The debug page and error reports mask the password of every URL (settings, local variables).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "akplatform.reporting.ExceptionReporterFilter"
 # text for people (development), json for a log pipeline (production): one JSON object a line.
 AK_LOG_FORMAT = env_choice("AK_LOG_FORMAT", "text", ["text", "json"])
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "text": {"()": "akplatform.logs.TextFormatter", "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
         "json": {"()": "akplatform.logs.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": AK_LOG_FORMAT}},
