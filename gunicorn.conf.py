@@ -8,6 +8,11 @@ Metrics: with PROMETHEUS_MULTIPROC_DIR set (shared with the machine's Celery wor
 arbiter makes the directory and drops what killed processes left there as it starts, and drops
 each exited worker's live gauges (akplatform.metrics). With AK_LOG_FORMAT=json, gunicorn's and
 uvicorn's own lines are JSON too (akplatform.logs).
+
+Client addresses: uvicorn takes a request's REMOTE_ADDR from X-Forwarded-For only when the
+connection comes from gunicorn's `forwarded_allow_ips` (`--forwarded-allow-ips`, or the
+FORWARDED_ALLOW_IPS variable; default 127.0.0.1,::1). Behind a proxy elsewhere, set it to the
+proxy's address, or the failed-authentication lockout counts every client as the proxy.
 """
 
 import os

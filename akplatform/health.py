@@ -7,6 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
+from akplatform.redact import redact_urls
 from sessions_app.stores import get_store
 
 
@@ -30,13 +31,16 @@ CHECKS = {"database": _database, "store": _store, "broker": _broker}
 
 
 def health_report() -> dict[str, Any]:
-    """``{"status": "ok"|"unavailable", "checks": {name: "ok"|error}, "failing": [...]}``."""
+    """``{"status": "ok"|"unavailable", "checks": {name: "ok"|error}, "failing": [...]}``.
+
+    The checks and their errors are for operators (``GET /health`` shows them only with the
+    metrics token); an error's URL passwords are masked."""
     checks: dict[str, str] = {}
     for name, check in CHECKS.items():
         try:
             check()
             checks[name] = "ok"
         except Exception as exc:  # any failure of a dependency is reported, not raised
-            checks[name] = f"{type(exc).__name__}: {exc}"[:300]
+            checks[name] = redact_urls(f"{type(exc).__name__}: {exc}")[:300]
     failing = [name for name, result in checks.items() if result != "ok"]
     return {"status": "unavailable" if failing else "ok", "checks": checks, "failing": failing}

@@ -9,17 +9,24 @@ takes them along to a thread (``akplatform.aio.blocking`` does, for every blocki
 request id is bound by ``akplatform.request_id``, the run and its tenant by ``runs.execute``. A
 record's own ``extra={"run_id": ...}`` wins over the context.
 
-Log lines carry messages, never configuration: no value of a setting or a secret is logged.
+Log lines carry messages, never configuration: no value of a setting or a secret is logged, and
+both formatters mask the password of any URL in a line (``akplatform.redact``). Nor do they carry
+what users or models said: a failed run logs its exception's type and where it was raised, not its
+message (which may quote the model server's answer), unless ``AK_LOG__CONTENT=1`` asks for it
+(``exception_summary``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import traceback
 from collections.abc import Callable
 from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+
+from akplatform.redact import redact_urls
 
 T = TypeVar("T")
 
@@ -58,6 +65,39 @@ def carrying(call: Callable[..., T]) -> Callable[..., T]:
     return with_fields
 
 
+def exception_summary(exc: BaseException) -> str:
+    """``exc``'s traceback as Python prints it, each exception of the chain by its type only: its
+    message may hold a user's or a model's words (``settings.AK_LOG_CONTENT`` logs it whole)."""
+    chain: list[tuple[BaseException, str]] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    link = ""
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        chain.append((current, link))
+        if current.__cause__ is not None:
+            current, link = current.__cause__, "The above exception was the direct cause of the following exception:"
+        elif current.__context__ is not None and not current.__suppress_context__:
+            current, link = current.__context__, "During handling of the above exception, another exception occurred:"
+        else:
+            current = None
+    parts: list[str] = []
+    for error, following in reversed(chain):  # the first cause first, as Python prints them
+        frames = "".join(traceback.format_tb(error.__traceback__))
+        name = f"{type(error).__module__}.{type(error).__qualname__}"
+        parts.append(f"Traceback (most recent call last):\n{frames}{name} (message withheld)")
+        if following:
+            parts.append(f"\n{following}\n")
+    return "\n".join(parts)
+
+
+class TextFormatter(logging.Formatter):
+    """``logging.Formatter``, with the password of any URL in a line masked."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_urls(super().format(record))
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ``time``, ``level``, ``logger``, ``message``, the bound fields
     that are set, and ``exception`` (its traceback) if any. Newlines inside are escaped."""
@@ -67,7 +107,7 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact_urls(record.getMessage()),
         }
         context = bound()
         for name in FIELDS:
@@ -75,9 +115,9 @@ class JsonFormatter(logging.Formatter):
             if value:
                 entry[name] = str(value)
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = redact_urls(self.formatException(record.exc_info))
         elif record.exc_text:
-            entry["exception"] = record.exc_text
+            entry["exception"] = redact_urls(record.exc_text)
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
         return json.dumps(entry, default=str)

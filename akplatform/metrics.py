@@ -67,14 +67,22 @@ def exposition(accept: str = "") -> tuple[bytes, str]:
     return encoder(registry), content_type
 
 
+def metrics_token_given(request: HttpRequest) -> bool:
+    """Whether ``request`` carries ``Authorization: Bearer <AK_METRICS__TOKEN>`` (never, while
+    the variable is unset): an operator's tool, which may see ``/metrics`` and ``/health``'s detail."""
+    token = settings.AK_METRICS["TOKEN"]
+    if token is None:
+        return False
+    given = request.headers.get("Authorization", "")
+    return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+
 @require_GET
 async def metrics_view(request: HttpRequest) -> HttpResponse:
     """``GET /metrics`` for Prometheus, with the bearer token; the files are read in a thread."""
-    token = settings.AK_METRICS["TOKEN"]
-    if token is None:
+    if settings.AK_METRICS["TOKEN"] is None:
         return JsonResponse({"code": "not_found", "detail": "Not found."}, status=404)
-    given = request.headers.get("Authorization", "")
-    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+    if not metrics_token_given(request):
         body = {"code": "not_authenticated", "detail": "The metrics token is missing or wrong."}
         return JsonResponse(body, status=401, headers={"WWW-Authenticate": 'Bearer realm="metrics"'})
     data, content_type = await sync_to_async(exposition, thread_sensitive=False)(request.headers.get("Accept", ""))

@@ -1,7 +1,8 @@
 """What a process looked up lately, kept in the process for a few seconds.
 
-A request reads rows that almost never change (its API key, its agent) and whose change may take
-a few seconds to reach every process. Remembering them spares each request a database round trip;
+A run reads rows that almost never change (its agent) and whose change may take a few seconds to
+reach every process. (Not API keys: a revoked key must be refused at once, everywhere, so every
+request looks its key up.) Remembering them spares each request a database round trip;
 the process that makes a change forgets at once (a ``post_save`` receiver calls ``forget`` or
 ``clear``), the others within ``ttl`` seconds. Entries are objects, nothing is serialized; past
 ``max_entries`` the process starts over.

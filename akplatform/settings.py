@@ -289,11 +289,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = AK_RUN["MAX_MESSAGE_BYTES"] * 6 + 64 * 1024
 DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 
 AK_API = {
-    # A process remembers an API key it looked up (or found unknown) this long: a revoked key
-    # stops working within this time; 0 looks every request's key up.
-    "KEY_CACHE_SECONDS": env_float("AK_API__KEY_CACHE_SECONDS", 10.0, minimum=0.0),
-    # A client address with this many failed authentications (a bad API key, a wrong admin
-    # password) within the window is answered 429 until the window has passed.
+    # A client with this many failed authentications within the window is answered 429 until
+    # the window has passed: bad API keys per address, wrong admin passwords per (address,
+    # username); a valid API key is always accepted (akplatform.lockout).
     "AUTH_FAILURE_LIMIT": env_int("AK_API__AUTH_FAILURE_LIMIT", 20, minimum=1),
     "AUTH_FAILURE_WINDOW": env_int("AK_API__AUTH_FAILURE_WINDOW", 600, minimum=1),
 }
@@ -304,7 +302,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_CLASSES": ["agents_app.api.throttling.TenantRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"tenant": env_str("AK_API__THROTTLE_RATE", "6000/min")},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["agents_app.api.parsers.JSONParser"],  # bounds the depth
     # drf-spectacular's, with every operation's errors documented.
     "DEFAULT_SCHEMA_CLASS": "agents_app.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "akplatform.exceptions.exception_handler",
@@ -382,13 +380,18 @@ if AK_METRICS["TOKEN"] is not None and len(AK_METRICS["TOKEN"]) < 32:  # the mes
 if AK_METRICS["MULTIPROC_DIR"] is not None:
     Path(AK_METRICS["MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)  # the metrics' files go there from import on
 
+# Logs carry no user's or model's words (a failed run's exception is logged by type and place,
+# its message withheld) unless this asks for them: a developer's, while debugging.
+AK_LOG_CONTENT = env_bool("AK_LOG__CONTENT", False)
+# The debug page and error reports mask the password of every URL (settings, local variables).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "akplatform.reporting.ExceptionReporterFilter"
 # text for people (development), json for a log pipeline (production): one JSON object a line.
 AK_LOG_FORMAT = env_choice("AK_LOG_FORMAT", "text", ["text", "json"])
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "text": {"()": "akplatform.logs.TextFormatter", "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
         "json": {"()": "akplatform.logs.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": AK_LOG_FORMAT}},

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import timedelta
 from typing import Any
 
 from django.apps import apps
 from django.contrib import admin
+from django.contrib.auth import get_user_model
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -63,11 +65,14 @@ class ConsoleAdminSite(admin.AdminSite):
         return context
 
     def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
-        """The admin's login, refused (429) to an address with too many failed logins (and bad API
-        keys): see ``akplatform.lockout``. Failures are counted by ``login_failed``."""
-        wait = lockout_wait(request) if request.method == "POST" else None
+        """The admin's login, refused (429) to a username with too many failed logins from this
+        address, before its password is looked at: see ``akplatform.lockout``. Failures are
+        counted by ``login_failed``."""
+        wait = None
+        if request.method == "POST":
+            wait = lockout_wait(request, username=_login_username(request.POST))
         if wait is not None:
-            response = HttpResponse("Too many failed logins from this address; try again later.", status=429)
+            response = HttpResponse("Too many failed logins for this user; try again later.", status=429)
             response["Retry-After"] = str(wait)
             return response
         return super().login(request, extra_context)
@@ -80,6 +85,14 @@ class ConsoleAdminSite(admin.AdminSite):
 def login_failed(
     sender: object, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any
 ) -> None:
-    """``user_login_failed``: a wrong password counts against the address it came from."""
+    """``user_login_failed``: a wrong password counts against its username from the address it
+    came from."""
     if request is not None:
-        lockout_failed(request)
+        lockout_failed(request, username=_login_username(credentials))
+
+
+def _login_username(data: Any) -> str:
+    """The username a login form (or the credentials it was checked with) names, as the form
+    cleans it (stripped, NFKC: ``UsernameField``), so that every spelling counts as one."""
+    value = data.get(get_user_model().USERNAME_FIELD)
+    return unicodedata.normalize("NFKC", value.strip()) if isinstance(value, str) else ""

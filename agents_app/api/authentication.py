@@ -1,4 +1,10 @@
-"""API-key authentication: ``Authorization: Bearer <key>``. The key decides the tenant."""
+"""API-key authentication: ``Authorization: Bearer <key>``. The key decides the tenant.
+
+Every request looks its key up (one query on a unique index): nothing is remembered between
+requests, so a key that is revoked or deleted is refused by every process from its next request
+on. Failed authentications lock out the address that made them, never a valid key
+(``akplatform.lockout``).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +12,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from django.conf import settings
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from akplatform.lockout import lockout_failed, lockout_wait
-from akplatform.recent import Recent
 from sessions_app.models import ApiKey, Tenant
 
 if TYPE_CHECKING:
@@ -25,17 +29,6 @@ def _live_key(key_hash: str) -> ApiKey | None:
         return ApiKey.objects.select_related("tenant").get(key_hash=key_hash, revoked_at=None)
     except ApiKey.DoesNotExist:
         return None
-
-
-#: The keys this process looked up in the last ``AK_API__KEY_CACHE_SECONDS`` (unknown ones too),
-#: so that a client's requests cost no query each: a revoked key stops working within that time
-#: in every process, at once in the one that revoked it.
-_known_keys: Recent[ApiKey | None] = Recent(lambda: settings.AK_API["KEY_CACHE_SECONDS"])
-
-
-def api_key_changed(sender: type[ApiKey], instance: ApiKey, **kwargs: object) -> None:
-    """``post_save`` of an ApiKey (revoked): this process forgets it at once."""
-    _known_keys.forget(instance.key_hash)
 
 
 @dataclass(frozen=True)
@@ -60,15 +53,16 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("Authorization must be 'Bearer <api key>'.")
-        wait = lockout_wait(request)
-        if wait is not None:  # before the key is looked at: a guess tells nothing while it waits
-            raise exceptions.Throttled(wait=wait, detail="Too many failed authentications from this address.")
         try:
-            key_hash = ApiKey.hash(header[1].decode())
-            key = _known_keys.get(key_hash, lambda: _live_key(key_hash))
+            key = _live_key(ApiKey.hash(header[1].decode()))
         except UnicodeDecodeError:
             key = None
         if key is None:
+            # The key first: a valid one passes whatever its address did; a bad one from an
+            # address over its limit is a 429 until its window has passed.
+            wait = lockout_wait(request)
+            if wait is not None:
+                raise exceptions.Throttled(wait=wait, detail="Too many failed authentications from this address.")
             lockout_failed(request)
             raise exceptions.AuthenticationFailed("Invalid API key.")
         now = timezone.now()

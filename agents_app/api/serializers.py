@@ -180,7 +180,8 @@ def _largest(name: str) -> int | None:
     return min(limits, default=None)
 
 
-# A run as the API shows it. Declared field by field, as a ``ModelSerializer`` of ``Run`` would
+# A run as the API (and a webhook) shows it to its tenant: not which process ran it (``worker``,
+# the admin's), nor anything else of the platform's. Declared field by field, as a ``ModelSerializer`` of ``Run`` would
 # derive them (the document is the same), without deriving them again for every run shown:
 # ``GET /runs/<id>`` is what a client polls.
 class RunOutput(serializers.Serializer):
@@ -197,7 +198,6 @@ class RunOutput(serializers.Serializer):
         allow_null=True, required=False, help_text="When a cancel was asked for (`POST /runs/<run_id>/cancel`)."
     )
     attempts = serializers.IntegerField(min_value=0, max_value=_largest("attempts"), required=False)
-    worker = serializers.CharField(max_length=255, allow_blank=True, required=False)
     webhook_status = serializers.ChoiceField(choices=Run.Webhook.choices, allow_blank=True, required=False)
     usage = UsageOutput(allow_null=True, read_only=True, help_text="Tokens the model reported, when it did.")
 
@@ -214,14 +214,13 @@ class RunOutput(serializers.Serializer):
         "finished_at",
         "cancel_requested_at",
         "attempts",
-        "worker",
         "webhook_status",
         "usage",
     )
 
     def to_representation(self, run: Run) -> dict[str, Any]:
         """The run as the fields above show it, written out: DRF copies a serializer's declared
-        fields for each instance it makes, 0.14 ms a poll for these thirteen against 0.02 ms here.
+        fields for each instance it makes, 0.14 ms a poll for these twelve against 0.02 ms here.
         The fields stay what the document and the tests (``tests/agents_app/test_run_output.py``)
         read; the values are what they would give."""
         usage = run.usage
@@ -237,7 +236,6 @@ class RunOutput(serializers.Serializer):
             "finished_at": _DATETIME.to_representation(run.finished_at),
             "cancel_requested_at": _DATETIME.to_representation(run.cancel_requested_at),
             "attempts": run.attempts,
-            "worker": run.worker,
             "webhook_status": run.webhook_status,
             "usage": None
             if usage is None
@@ -392,8 +390,14 @@ class ErrorOutput(serializers.Serializer):
 
 class HealthOutput(serializers.Serializer):
     status = serializers.ChoiceField(choices=["ok", "unavailable"])
-    checks = serializers.DictField(child=serializers.CharField(), help_text='Each dependency: "ok", or its error.')
-    failing = serializers.ListField(child=serializers.CharField())
+    checks = serializers.DictField(
+        child=serializers.CharField(),
+        required=False,
+        help_text='With the metrics token only: each dependency, "ok" or its error.',
+    )
+    failing = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="With the metrics token only: the failing ones."
+    )
 
 
 class StreamEventOutput(serializers.Serializer):

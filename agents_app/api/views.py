@@ -60,6 +60,7 @@ from agents_app.services import (
 from akplatform.aio import db
 from akplatform.exceptions import RequestTooLarge
 from akplatform.health import health_report
+from akplatform.metrics import metrics_token_given
 from akplatform.together import Together
 from sessions_app.selectors import session_get
 from sessions_app.services import session_delete, session_messages_read
@@ -469,7 +470,14 @@ class HealthView(APIView):
     permission_classes = [AllowAny]
     throttle_classes: list = []
 
-    @extend_schema(responses={200: s.HealthOutput, 503: s.HealthOutput}, operation_id="health", auth=[])
+    @extend_schema(
+        responses={200: s.HealthOutput, 503: s.HealthOutput},
+        operation_id="health",
+        auth=[],
+        description="`ok` when the database, the session store and the broker answer, `unavailable` when"
+        " one does not. Which one, and why, only with `Authorization: Bearer <AK_METRICS__TOKEN>`.",
+    )
     def get(self, request: Request) -> Response:
         report = health_report()
-        return Response(report, status=200 if report["status"] == "ok" else 503)
+        body = report if metrics_token_given(request) else {"status": report["status"]}
+        return Response(body, status=200 if report["status"] == "ok" else 503)

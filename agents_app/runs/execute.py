@@ -276,7 +276,10 @@ def _record_failure(run: Run, *, worker: str, exc: Exception) -> Step:
     elif isinstance(exc, StoreError):
         error = f"{type(exc).__name__}: {exc}"
     else:  # the adapter failed: the run fails, the process goes on
-        logger.error("run %s failed", run.pk, exc_info=exc)
+        if settings.AK_LOG_CONTENT:
+            logger.error("run %s failed", run.pk, exc_info=exc)
+        else:  # its message may quote the model server's answer, or the user's words
+            logger.error("run %s failed\n%s", run.pk, logs.exception_summary(exc))
         error = f"{type(exc).__name__}: {exc}"
     transitions.finish(run, worker=worker, status=Run.Status.FAILED, error=error)
     if in_request:

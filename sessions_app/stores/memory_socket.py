@@ -9,7 +9,11 @@ executed by the worker sees the same history, state and locks as a run executed 
 The protocol is one JSON object a line each way, and only JSON: a request names an operation of
 the store contract and its arguments; the answer is ``{"ok": result}`` or ``{"error": name,
 "message": text}`` with the name of a store error, raised again on the client's side. The socket
-lives in a folder only its owner can enter. It is for development: nothing survives the server.
+is its owner's only (``0600``, in a ``0700`` folder when the server makes one). A request line
+is read up to ``MAX_LINE_BYTES`` (its newline included): past that the server answers
+``PayloadTooLarge`` and closes that connection (the client refuses to send such a line in the first
+place); the server and its other connections go on. It is for development: nothing survives the
+server.
 
 Event logs cross it as the rest does (``append_events``, ``read_events``: one round trip each);
 ``wait_events`` is the base class's polling of ``read_events``, from a thread of the caller's.
@@ -48,6 +52,10 @@ from sessions_app.stores.base import (
 )
 from sessions_app.stores.memory import InMemoryStore
 
+#: The longest request line the server reads, its newline included (a commit carries a run's
+#: messages and state changes: a model's answer is read up to 8 MB, and JSON may escape it).
+MAX_LINE_BYTES = 32 * 1024 * 1024
+
 #: Errors that cross the socket by name; anything else arrives as ``StoreError``.
 _ERRORS: dict[str, type[Exception]] = {
     cls.__name__: cls
@@ -73,9 +81,10 @@ def _message(m: Message) -> list[Any]:
 
 
 class MemoryStoreServer:
-    """Serves ``store`` on a Unix socket, one thread per connection, until ``stop``."""
+    """Serves ``store`` on a Unix socket only its owner may use (``0600``), one thread per
+    connection, until ``stop``; request lines longer than ``max_line`` bytes close their connection."""
 
-    def __init__(self, store: InMemoryStore, path: str | Path | None = None) -> None:
+    def __init__(self, store: InMemoryStore, path: str | Path | None = None, *, max_line: int = MAX_LINE_BYTES) -> None:
         self.store = store
         self._folder = None if path else tempfile.mkdtemp(prefix="ak-store-")  # mode 0700
         self.path = str(path or Path(self._folder) / "store.sock")
@@ -83,11 +92,28 @@ class MemoryStoreServer:
 
         class Handler(socketserver.StreamRequestHandler):
             def handle(self) -> None:
-                for line in self.rfile:
+                while line := self.rfile.readline(max_line + 1):
+                    if len(line) > max_line:  # no newline within the limit: the rest is not read
+                        message = f"a request line is at most {max_line} bytes; connection closed"
+                        self.wfile.write(orjson.dumps({"error": "PayloadTooLarge", "message": message}) + b"\n")
+                        return
                     self.wfile.write(orjson.dumps(_answer(operations, line)) + b"\n")
                     self.wfile.flush()
 
-        self._server = socketserver.ThreadingUnixStreamServer(self.path, Handler)
+        self._server = socketserver.ThreadingUnixStreamServer(self.path, Handler, bind_and_activate=False)
+        try:
+            # Made owner-only as it is made (the umask), not a moment later: no other user may
+            # connect, even to a socket outside a private folder.
+            umask = os.umask(0o077)
+            try:
+                self._server.server_bind()
+            finally:
+                os.umask(umask)
+            os.chmod(self.path, 0o600)
+            self._server.server_activate()
+        except OSError:
+            self._server.server_close()
+            raise
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
@@ -224,6 +250,8 @@ class SocketMemoryStore(SessionStore):
         if "key" in arguments:
             arguments["key"] = [arguments["key"].tenant, arguments["key"].session_id]
         request = orjson.dumps({"op": op, **arguments}) + b"\n"
+        if len(request) > MAX_LINE_BYTES:
+            raise base.PayloadTooLarge(f"a request to the in-memory store is at most {MAX_LINE_BYTES} bytes")
         try:
             conn, reader = self._connection()
             conn.settimeout(timeout or self.timeout)

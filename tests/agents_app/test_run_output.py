@@ -3,6 +3,8 @@ stay what they were), so that showing a run, which a client polls, does not deri
 
 from __future__ import annotations
 
+import json
+
 from rest_framework import serializers
 
 from agents_app.api.serializers import RunOutput
@@ -65,3 +67,27 @@ def test_a_run_is_shown_as_its_fields_would_show_it(alice, settings) -> None:
             assert [type(v) for v in written.values()] == [type(v) for v in through_fields.values()]
             assert list(written) == list(through_fields)
     assert {RunOutput(run).data["status"] for run in runs} == {"succeeded", "queued", "failed"}
+
+
+def test_tenants_do_not_see_the_worker_the_admin_does(alice, transactional_db) -> None:
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from agents_app.webhooks import webhook_payload
+
+    answer = alice.post("/run", {"agent": "echo", "message": "hi"}).json()
+    run = Run.objects.select_related("session", "agent").get(pk=answer["run_id"])
+    assert run.worker  # the platform knows which process ran it
+    shown = [
+        alice.get(f"/runs/{run.pk}").json(),
+        alice.get(f"/sessions/{answer['session_id']}/runs").json()["runs"][0],
+        alice.post(f"/runs/{run.pk}/cancel").json(),
+        json.loads(webhook_payload(run)),
+    ]
+    for body in shown:
+        assert body["run_id"] == str(run.pk) and "worker" not in body
+        assert run.worker not in json.dumps(body)
+    admin = Client()
+    admin.force_login(get_user_model().objects.create_superuser("root", password="pw-0123456789"))
+    page = admin.get(f"/admin/agents_app/run/{run.pk}/change/")
+    assert page.status_code == 200 and run.worker in page.content.decode()

@@ -6,6 +6,9 @@ database of its own; tests talk to it over HTTP only, as users do.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -89,6 +92,19 @@ class Queue:
         self.workers[name] = worker
         self.extra.append(worker)
         return name
+
+    def worker_of(self, *run_ids: str) -> dict[str, str]:
+        """The process (``name@host:pid``) that last executed each run, read from the database as
+        the admin shows it (the API does not show tenants their workers)."""
+        code = (
+            "import json; from agents_app.models import Run;"
+            f" rows = Run.objects.filter(pk__in={list(run_ids)!r}).values_list('pk', 'worker');"
+            " print(json.dumps({str(pk): worker for pk, worker in rows}))"
+        )
+        manage = [sys.executable, str(services.ROOT / "manage.py"), "shell", "-c", code]
+        out = subprocess.run(manage, env=self.platform.env, cwd=services.ROOT, check=True, capture_output=True)
+        workers = json.loads(out.stdout.decode().strip().splitlines()[-1])
+        return {run_id: workers[run_id] for run_id in run_ids}
 
     def invoked(self) -> Counter[str]:
         """How many times the adapter ran each message, across every worker process."""

@@ -59,8 +59,9 @@ def test_metrics_add_up_the_web_processes_and_the_worker(start_queue, tmp_path: 
     queued = [queue.enqueue(async_agent, f"async {i}", f"a-{tag}-{i}") for i in range(ASYNC_RUNS)]
     async_runs = [queue.finished(q["run_id"]) for q in queued]
     assert [r["status"] for r in async_runs] == ["succeeded"] * ASYNC_RUNS
-    assert all(queue.run(run_id)["worker"].startswith("web@") for run_id in sync_runs)  # done in gunicorn
-    assert all(not r["worker"].startswith("web@") for r in async_runs)  # done by the Celery worker
+    workers = queue.worker_of(*sync_runs, *(r["run_id"] for r in async_runs))
+    assert all(workers[run_id].startswith("web@") for run_id in sync_runs)  # done in gunicorn
+    assert all(not workers[r["run_id"]].startswith("web@") for r in async_runs)  # done by the Celery worker
 
     assert requests.get(f"{queue.platform.url}/metrics", timeout=30).status_code == 401
     for _ in range(4):  # whichever web process answers, it adds up every process's files

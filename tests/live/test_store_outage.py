@@ -7,6 +7,8 @@ import requests
 
 from tests import services
 
+OPERATOR_TOKEN = "live-metrics-token-0123456789abcdef0123"  # /health says which dependency to it
+
 
 @pytest.fixture
 def owned_redis(tmp_path):
@@ -24,6 +26,7 @@ def test_runs_answer_503_while_redis_is_down_and_lose_nothing(owned_redis, start
             "AK_SESSION__TYPE": "redis",
             "AK_SESSION__REDIS__URL": f"redis://127.0.0.1:{owned_redis.port}/0",
             "AK_SESSION__REDIS__CONNECT_TIMEOUT": "0.5",
+            "AK_METRICS__TOKEN": OPERATOR_TOKEN,
         }
     )
     headers = {"Authorization": f"Bearer {platform.key}"}
@@ -44,8 +47,9 @@ def test_runs_answer_503_while_redis_is_down_and_lose_nothing(owned_redis, start
     assert down.status_code == 503
     assert down.json()["code"] == "store_unavailable"
     health = requests.get(f"{platform.url}/health", timeout=30)
-    assert health.status_code == 503
-    assert health.json()["failing"] == ["store"]
+    assert health.status_code == 503 and health.json() == {"status": "unavailable"}
+    detail = requests.get(f"{platform.url}/health", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}, timeout=30)
+    assert detail.json()["failing"] == ["store"]
     history = requests.get(f"{platform.url}/sessions/outage/messages", headers=headers, timeout=30)
     assert history.status_code == 503
 

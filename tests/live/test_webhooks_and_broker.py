@@ -17,6 +17,8 @@ from tests.live.queue import Queue
 
 pytestmark = pytest.mark.slow
 
+OPERATOR_TOKEN = "live-metrics-token-0123456789abcdef0123"  # /health says which dependency to it
+
 
 class Receiver:
     """An HTTP endpoint that answers 500 to the first ``failures`` POSTs, then 204."""
@@ -82,7 +84,12 @@ def test_a_webhook_needs_an_async_run_and_an_http_url(start_queue) -> None:
 def test_broker_down_async_run_is_a_503_and_nothing_is_lost(start_platform, redis_url: str) -> None:
     dead_broker = f"redis://127.0.0.1:{services.free_port()}/0"
     platform = start_platform(
-        {"AK_SESSION__TYPE": "redis", "AK_SESSION__REDIS__URL": redis_url, "CELERY_BROKER_URL": dead_broker}
+        {
+            "AK_SESSION__TYPE": "redis",
+            "AK_SESSION__REDIS__URL": redis_url,
+            "CELERY_BROKER_URL": dead_broker,
+            "AK_METRICS__TOKEN": OPERATOR_TOKEN,
+        }
     )
     headers = {"Authorization": f"Bearer {platform.key}"}
     session_id = f"nobroker-{uuid.uuid4().hex[:6]}"
@@ -92,7 +99,9 @@ def test_broker_down_async_run_is_a_503_and_nothing_is_lost(start_platform, redi
     assert response.status_code == 503, response.text
     assert response.json()["code"] == "broker_unavailable"
     health = requests.get(f"{platform.url}/health", timeout=30)
-    assert health.status_code == 503 and health.json()["failing"] == ["broker"]
+    assert health.status_code == 503 and health.json() == {"status": "unavailable"}
+    detail = requests.get(f"{platform.url}/health", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}, timeout=30)
+    assert detail.json()["failing"] == ["broker"]
     runs = requests.get(f"{platform.url}/sessions/{session_id}/runs", headers=headers, timeout=30).json()["runs"]
     assert [(r["status"], r["error"].startswith("broker unavailable")) for r in runs] == [("failed", True)]
     sync = requests.post(f"{platform.url}/run", json={**body, "async": False}, headers=headers, timeout=60)
