@@ -194,9 +194,13 @@ def _check_tools(tools: Any, problems: ConfigProblems) -> None:
     if not isinstance(tools, list):
         problems.add("tools", "must be a list of tool names")
         return
+    declared = settings.AK_AGENTS["TOOLS"]  # those kept for some tenants too: check_tenant narrows
     for i, name in enumerate(tools):
         if not isinstance(name, str):
             problems.add(path_of("tools", i), "must be a tool's name (a string)")
+        elif name not in declared:
+            offered = ", ".join(tool_names()) or "none"
+            problems.add(path_of("tools", i), f"unknown tool {name!r}; this deployment offers: {offered}")
         elif name in tools[:i]:
             problems.add(path_of("tools", i), f"names the tool {name!r} twice")
 

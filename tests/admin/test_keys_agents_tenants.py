@@ -103,7 +103,7 @@ def test_a_tool_kept_for_another_tenant_is_a_form_error(staff_a, tenant_a, tenan
     form = {"name": "crm-bot", "framework": "openai_agents", "config": config}
     answer = staff_a.post("/admin/agents_app/agent/add/", form)
     assert answer.context["adminform"].form.errors["config"] == [
-        "tools: unknown tool 'crm'; this deployment offers: none"
+        "tools[0]: unknown tool 'crm'; this deployment offers: none"
     ]
     settings.AK_AGENTS = {**settings.AK_AGENTS, "TOOL_TENANTS": {"crm": frozenset({tenant_a.slug})}}
     staff_a.post("/admin/agents_app/agent/add/", form)

@@ -129,7 +129,7 @@ def test_a_tool_kept_for_some_tenants_is_unknown_to_the_others(make_tenant, mode
 
     refused = tools_agent(bob, model_server, tools=("get_weather", "whoami"))
     assert refused.status_code == 400
-    problem = refused.json()["fields"]["config"]["tools"][0]
+    problem = refused.json()["fields"]["config.tools[1]"][0]
     assert problem == "unknown tool 'whoami'; this deployment offers: get_weather"  # alice's tools unseen
     assert tools_agent(bob, model_server, tools=("add",)).status_code == 400
     assert tools_agent(bob, model_server, tools=("get_weather",)).status_code == 201
@@ -162,7 +162,7 @@ def test_a_graph_kept_for_some_tenants_is_unknown_to_the_others(make_tenant, mod
 
     refused = graph_agent(bob, model_server)
     assert refused.status_code == 400
-    assert refused.json()["fields"]["config"]["graph"] == ["must name one of the deployment's graphs: chat"]
+    assert refused.json()["fields"]["config.graph"] == ["must name one of the deployment's graphs: chat"]
     assert graph_agent(bob, model_server, graph="chat").status_code == 201
     assert get_framework("langgraph").config_schema()["properties"]["graph"]["enum"] == ["chat"]
 
