@@ -11,7 +11,7 @@ class AgentsAppConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from agents_app.api import schema  # noqa: F401 - registers the OpenAPI auth extension
-        from agents_app.api.authentication import api_key_changed
+        from agents_app.api.authentication import api_key_changed, tenant_changed
         from agents_app.frameworks import preload_frameworks
         from agents_app.models import Agent
         from agents_app.services import agent_changed, tenant_given_builtins
@@ -19,6 +19,7 @@ class AgentsAppConfig(AppConfig):
 
         post_save.connect(tenant_given_builtins, sender=Tenant, dispatch_uid="agents_app.tenant_builtins")
         post_save.connect(api_key_changed, sender=ApiKey, dispatch_uid="agents_app.api_key_changed")
+        post_save.connect(tenant_changed, sender=Tenant, dispatch_uid="agents_app.tenant_changed")
         post_save.connect(agent_changed, sender=Agent, dispatch_uid="agents_app.agent_saved")
         post_delete.connect(agent_changed, sender=Agent, dispatch_uid="agents_app.agent_deleted")
         # A worker imports its frameworks' libraries as it starts, not in its first runs (the web

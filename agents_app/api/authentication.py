@@ -38,6 +38,12 @@ def api_key_changed(sender: type[ApiKey], instance: ApiKey, **kwargs: object) ->
     _known_keys.forget(instance.key_hash)
 
 
+def tenant_changed(sender: type[Tenant], instance: Tenant, **kwargs: object) -> None:
+    """``post_save`` of a Tenant (its limits changed in the admin): this process looks its keys,
+    and so their tenants, up again; the others within ``AK_API__KEY_CACHE_SECONDS``."""
+    _known_keys.clear()
+
+
 @dataclass(frozen=True)
 class TenantPrincipal:
     """``request.user`` of an API request: the tenant the key belongs to."""

@@ -248,20 +248,22 @@ def _end(
 
 def _observe_end(run: Run, status: str) -> None:
     """Count the run's end, and log it."""
-    agent = _agent_name(run)
-    metrics.RUNS.labels(status=status, agent=agent).inc()
+    agent, framework = _agent(run)
+    metrics.RUNS.labels(status=status, framework=framework).inc()
     started = None if "started_at" in run.get_deferred_fields() else run.started_at
     if started is not None:
         metrics.RUN_DURATION.labels(status=status).observe(max((run.finished_at - started).total_seconds(), 0.0))
     logger.info("run %s %s (agent %s)", run.pk, status, agent, extra={"run_id": str(run.pk)})
 
 
-def _agent_name(run: Run) -> str:
-    """The run's agent's name: loaded with the run by those that end most runs (``claim``,
-    ``run_create``), one query for the others (the sweeper's, a cancel's, a failed publish's)."""
+def _agent(run: Run) -> tuple[str, str]:
+    """The run's agent's name and framework: loaded with the run by those that end most runs
+    (``claim``, ``run_create``), one query for the others (the sweeper's, a cancel's, a failed
+    publish's)."""
     try:
         if "agent_id" not in run.get_deferred_fields():
-            return run.agent.name
-        return Run.objects.filter(pk=run.pk).values_list("agent__name", flat=True).first() or ""
+            return run.agent.name, run.agent.framework
+        found = Run.objects.filter(pk=run.pk).values_list("agent__name", "agent__framework").first()
+        return found or ("", "")
     except DatabaseError:  # the end is written; only its label is missing
-        return ""
+        return "", ""
