@@ -262,6 +262,9 @@ AK_RUN = {
     "UNAVAILABLE_RETRIES": env_int("AK_RUN__UNAVAILABLE_RETRIES", 8, minimum=0),
     # A queued run not picked up for REQUEUE_AFTER s is handed to the broker again.
     "REQUEUE_AFTER": env_float("AK_RUN__REQUEUE_AFTER", 300.0, minimum=1.0),
+    # An event stream waits on the store's events, the run's end among them; every STREAM_CHECK s
+    # one query per process looks for the ends of the runs its streams follow that the store lacks.
+    "STREAM_CHECK": env_float("AK_RUN__STREAM_CHECK", 60.0, minimum=0.1),
     "WEBHOOK_TIMEOUT": env_float("AK_RUN__WEBHOOK_TIMEOUT", 10.0, minimum=0.1),
     "WEBHOOK_MAX_ATTEMPTS": env_int("AK_RUN__WEBHOOK_MAX_ATTEMPTS", 8, minimum=1),
     "WEBHOOK_RETRY": env_float("AK_RUN__WEBHOOK_RETRY", 2.0, minimum=0.01),

@@ -30,9 +30,7 @@ class Tenant(models.Model):
     limit_agents = models.PositiveIntegerField(null=True, blank=True, help_text=LIMIT_HELP % "AGENTS")
     limit_secrets = models.PositiveIntegerField(null=True, blank=True, help_text=LIMIT_HELP % "SECRETS")
     limit_sessions = models.PositiveIntegerField(null=True, blank=True, help_text=LIMIT_HELP % "SESSIONS")
-    limit_concurrent_runs = models.PositiveIntegerField(
-        null=True, blank=True, help_text=LIMIT_HELP % "CONCURRENT_RUNS"
-    )
+    limit_concurrent_runs = models.PositiveIntegerField(null=True, blank=True, help_text=LIMIT_HELP % "CONCURRENT_RUNS")
     limit_event_streams = models.PositiveIntegerField(null=True, blank=True, help_text=LIMIT_HELP % "EVENT_STREAMS")
 
     class Meta:
