@@ -31,6 +31,8 @@ def start(env: dict[str, str]) -> subprocess.CompletedProcess:
         ("DJANGO_DEBUG", "maybe"),
         ("AK_RUN__MAX_MESSAGE_BYTES", "1.5"),
         ("AK_SESSION__LOCK_LEASE", "soon"),
+        ("AK_LIMITS__AGENTS", "-1"),
+        ("AK_LIMITS__EVENT_STREAMS", "many"),
     ],
 )
 def test_a_wrong_value_stops_start_up_naming_the_variable(name: str, value: str) -> None:
