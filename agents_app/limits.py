@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Count, IntegerField, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 
 from agents_app.models import Agent, Run, Secret
 from agents_app.runner import Every
@@ -72,7 +73,9 @@ def claims_over_limit(runs: Sequence[Run]) -> set[str]:
         mine.setdefault(run.tenant_id, []).append(run)
     if not mine:
         return set()
-    running = Count("runs", filter=Q(runs__status=RUNNING))
+    # A correlated count per tenant, on the (tenant, status) index: never a scan of all its runs.
+    counted = Run.objects.filter(tenant=OuterRef("pk"), status=RUNNING).order_by().values("tenant")
+    running = Coalesce(Subquery(counted.annotate(n=Count("pk")).values("n")[:1], output_field=IntegerField()), 0)
     rows = Tenant.objects.filter(pk__in=list(mine)).annotate(running=running)
     default = settings.AK_LIMITS["CONCURRENT_RUNS"]
     over: set[str] = set()

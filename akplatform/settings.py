@@ -278,7 +278,7 @@ AK_LIMITS = {
     "AGENTS": env_int("AK_LIMITS__AGENTS", 100, minimum=0),  # agents the tenant made (not the built-in echo)
     "SECRETS": env_int("AK_LIMITS__SECRETS", 100, minimum=0),
     "SESSIONS": env_int("AK_LIMITS__SESSIONS", 100000, minimum=0),  # sessions in the index
-    "CONCURRENT_RUNS": env_int("AK_LIMITS__CONCURRENT_RUNS", 100, minimum=0),  # runs `running` at once
+    "CONCURRENT_RUNS": env_int("AK_LIMITS__CONCURRENT_RUNS", 1000, minimum=0),  # runs `running` at once
     "EVENT_STREAMS": env_int("AK_LIMITS__EVENT_STREAMS", 50, minimum=0),  # event streams open at once
     # Seconds a 429 of concurrent runs or streams asks the client to wait (Retry-After).
     "RETRY_AFTER": env_int("AK_LIMITS__RETRY_AFTER", 1, minimum=1),
