@@ -76,7 +76,7 @@ def claims_over_limit(runs: Sequence[Run]) -> set[str]:
     # A correlated count per tenant, on the (tenant, status) index: never a scan of all its runs.
     counted = Run.objects.filter(tenant=OuterRef("pk"), status=RUNNING).order_by().values("tenant")
     running = Coalesce(Subquery(counted.annotate(n=Count("pk")).values("n")[:1], output_field=IntegerField()), 0)
-    rows = Tenant.objects.filter(pk__in=list(mine)).annotate(running=running)
+    rows = Tenant.objects.filter(pk__in=list(mine)).order_by().annotate(running=running)
     default = settings.AK_LIMITS["CONCURRENT_RUNS"]
     over: set[str] = set()
     for pk, own, count in rows.values_list("pk", "limit_concurrent_runs", "running"):
