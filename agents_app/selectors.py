@@ -13,6 +13,7 @@ from django.http import Http404
 
 from agents_app.errors import IdempotencyConflict
 from agents_app.models import Agent, Run, Secret
+from agents_app.runs.ends import End, end_watch, run_end
 from agents_app.runs.events import ENDS
 from agents_app.secrets import SecretMissing, SecretUnreadable, secret_decrypt
 from akplatform.aio import blocking, db
@@ -158,13 +159,16 @@ async def run_events(*, run: Run, tenant: Tenant, after: int = 0) -> AsyncIterat
     as they come, until its end; None after each quiet while (a moment for a keep-alive).
 
     The first read happens here, so that a store that is down raises ``StoreUnavailable`` before
-    anything is streamed. A run that ended without its end in the log (cancelled before it
-    started, failed to queue, its log expired) ends with the event its row records, numbered
-    after the last one read. None instead of the events when ``after`` is at or after the last
-    event of a run that has ended: there is nothing to send (no event is repeated or invented)."""
+    anything is streamed. The stream waits on the store's events, the run's end among them; the
+    run's row is read as the stream opens, then only by the process's shared check
+    (``runs.ends``): a run that ended without its end in the log (cancelled before it started,
+    failed to queue, its write failed, its log expired) ends with the event its row records,
+    numbered after the last one read. None instead of the events when ``after`` is at or after
+    the last event of a run that has ended: there is nothing to send (no event is repeated or
+    invented)."""
     store, run_id = get_store(), str(run.pk)
     key = SessionKey(tenant=tenant.slug, session_id=run.session.session_id)
-    ended = await db(_ended, run_id)
+    ended = await db(run_end, run_id)
     past = await blocking(store.read_events, key, run_id, after=after)
     if ended is not None and not past and after > 0 and await blocking(_end_seen, store, key, run_id, after):
         return None
@@ -180,35 +184,32 @@ def _end_seen(store: SessionStore, key: SessionKey, run_id: str, after: int) -> 
     return not seen or seen[0].kind in ENDS
 
 
+#: Seconds a stream waits for the store's next event before it sends a keep-alive.
+KEEP_ALIVE = 10.0
+
+
 async def _follow(
-    store: SessionStore, key: SessionKey, run_id: str, events: list[Event], last: int, ended: tuple | None
+    store: SessionStore, key: SessionKey, run_id: str, events: list[Event], last: int, ended: End | None
 ) -> AsyncIterator[Event | None]:
-    while True:
-        for event in events:
-            yield event
-            last = event.id
-            if event.kind in ENDS:
-                return
-        if ended is not None and not events:
-            yield Event(last + 1, *ended)
-            return
-        if not events and ended is None:
-            ended = await db(_ended, run_id)
-            if ended is None:
+    watch = end_watch()
+    watch.follow(run_id)
+    try:
+        while True:
+            for event in events:
+                yield event
+                last = event.id
+                if event.kind in ENDS:
+                    return
+            if ended is not None:  # the row says it ended: what the log has now, else the row's end
+                events = await blocking(store.read_events, key, run_id, after=last)
+                if not events:
+                    yield Event(last + 1, *ended)
+                    return
+                continue
+            quiet = min(KEEP_ALIVE, settings.AK_RUN["STREAM_CHECK"])
+            events = await store.wait_events(key, run_id, after=last, timeout=quiet)
+            if not events:
                 yield None
-        if ended is None:
-            events = await store.wait_events(key, run_id, after=last, timeout=10.0)
-        else:
-            events = await blocking(store.read_events, key, run_id, after=last)
-
-
-def _ended(run_id: str) -> tuple[str, dict] | None:
-    """The ending event of a finished run as its row records it; None while it is unfinished."""
-    run = Run.objects.select_related("session").filter(pk=run_id).first()
-    if run is None or not run.is_finished:
-        return None
-    if run.status == Run.Status.SUCCEEDED:
-        return "done", {"run_id": run_id, "session_id": run.session.session_id, "result": run.result}
-    if run.status == Run.Status.CANCELLED:
-        return "cancelled", {"code": "run_cancelled", "detail": run.error or "cancelled"}
-    return "error", {"code": "run_failed", "detail": run.error or "failed"}
+                ended = watch.end_of(run_id)
+    finally:
+        watch.unfollow(run_id)

@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from agents_app.errors import AgentInvalid, BuiltinAgent, IdempotencyConflict, InUse
+from agents_app.limits import agents_limit_check, runs_over_limit, secrets_limit_check
 from agents_app.models import Agent, Run, Secret
 from agents_app.references import agent_config_validated, agents_handing_off_to, agents_using_secret, takes_handoffs
 from agents_app.runs.cancel import run_cancel, run_retry
@@ -22,6 +23,7 @@ from agents_app.runs.execute import Step, execute_claimed, web_worker_name
 from agents_app.runs.publish import publish_or_fail
 from agents_app.secrets import SECRET_NAME_PATTERN, secret_encrypt, secret_reencrypt, secret_value_check
 from agents_app.selectors import agent_remembered, agents_forget, run_find_idempotent
+from akplatform.limits import LimitReached
 from akplatform.together import Together
 from sessions_app.models import Session, Tenant
 from sessions_app.services import session_open, sessions_open
@@ -46,9 +48,10 @@ def tenant_given_builtins(sender: type[Tenant], instance: Tenant, created: bool,
 
 
 def agent_create(*, tenant: Tenant, name: str, framework: str, config: dict[str, Any]) -> Agent:
-    """Create an agent; raises ``AgentInvalid`` (naming every bad field: ``agent_config_validated``)
-    or ``AgentExists``."""
+    """Create an agent; raises ``AgentInvalid`` (naming every bad field: ``agent_config_validated``),
+    ``AgentExists`` or ``LimitReached`` (the tenant's limit of agents)."""
     config = agent_config_validated(tenant=tenant, name=name, framework=framework, config=config)
+    agents_limit_check(tenant=tenant, builtins=BUILTIN_AGENTS)
     try:
         with transaction.atomic():
             return Agent.objects.create(tenant=tenant, name=name, framework=framework, config=config)
@@ -129,7 +132,8 @@ def run_create(
 
     Returns the run and whether it is new: with an ``idempotency_key`` an earlier request made,
     that request's run (``IdempotencyConflict`` if it was another request). ``Http404`` for an
-    unknown agent (also one deleted since this process remembered it)."""
+    unknown agent (also one deleted since this process remembered it); ``LimitReached`` for a
+    new session over the tenant's limit of sessions."""
     agent = agent_get(tenant=tenant, name=agent_name)
     fields = {"tenant": tenant, "agent": agent, "message": message, **fields}
     fields.update(idempotency_key=idempotency_key, request_hash=request_hash)
@@ -168,17 +172,22 @@ def runs_record(requests: list[dict[str, Any]]) -> list[tuple[Run, bool] | Excep
     without an Idempotency-Key or an end user, their new sessions and threads, in one transaction
     of a few statements (``sessions_open``, ``bulk_create``), then the async ones published; if
     that transaction fails (a session made elsewhere meanwhile, an agent deleted), and for the
-    others, each request on its own. One outcome per request: what ``run_record`` returns or raises."""
+    others, each request on its own. One outcome per request: what ``run_record`` returns or raises,
+    or ``LimitReached`` for a sync run over its tenant's limit of concurrent runs (nothing recorded)."""
     outcomes: list[tuple[Run, bool] | Exception | None] = [None] * len(requests)
+    for i, refused in runs_over_limit(requests).items():
+        outcomes[i] = refused
     plain = [
-        i for i, request in enumerate(requests) if not request.get("idempotency_key") and not request.get("user_id")
+        i
+        for i, request in enumerate(requests)
+        if outcomes[i] is None and not request.get("idempotency_key") and not request.get("user_id")
     ]
     if len(plain) > 1 and connection.features.can_return_rows_from_bulk_insert:
         try:
             for i, outcome in zip(plain, _record_together([requests[i] for i in plain]), strict=True):
                 outcomes[i] = outcome
-        except IntegrityError:
-            pass  # on their own, below
+        except (IntegrityError, LimitReached):
+            pass  # on their own, below: each new session is counted against the limit on its own
     for i, request in enumerate(requests):
         if outcomes[i] is None:
             outcomes[i] = _outcome(partial(run_record, **request))
@@ -304,9 +313,10 @@ def secret_set(*, tenant: Tenant, name: str, value: str) -> Secret:
     """Create the tenant's secret ``name``, or rotate it (a new value, encrypted anew) if it
     exists; returns the row. ``ValueError`` for a name that is not letters, digits, ``_.-`` (up
     to 63), or a value that is not a non-empty string of at most 8 KB (that message does not
-    quote it)."""
+    quote it), ``LimitReached`` for a new name over the tenant's limit of secrets."""
     if not isinstance(name, str) or not re.fullmatch(SECRET_NAME_PATTERN, name):
         raise ValueError(f"Not a secret name: {name!r}; use letters, digits, '_', '.', '-' (up to 63).")
+    secrets_limit_check(tenant=tenant, name=name)
     ciphertext = secret_encrypt(secret_value_check(value))
     secret, _ = Secret.objects.update_or_create(tenant=tenant, name=name, defaults={"ciphertext": ciphertext})
     return secret

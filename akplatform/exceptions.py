@@ -14,6 +14,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from akplatform.limits import LimitReached
 from sessions_app.stores.base import (
     LockLost,
     PayloadTooLarge,
@@ -94,6 +95,10 @@ def run_error(exc: Exception) -> tuple[int, dict[str, Any]] | None:
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, RequestDataTooBig):
         exc = RequestTooLarge()
+    if isinstance(exc, LimitReached):
+        body = {**_body("limit_reached", str(exc)), "limit": exc.limit}
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+        return Response(body, status=exc.status, headers=headers)
     known = run_error(exc)
     if known is not None:
         return Response(known[1], status=known[0])

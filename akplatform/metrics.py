@@ -13,7 +13,7 @@ start). Without it each process counts its own (``make run``, the tests).
 
 What is counted, where:
 
-- ``ak_runs_total{status, agent}``, ``ak_run_duration_seconds{status}``: at a run's end
+- ``ak_runs_total{status, framework}``, ``ak_run_duration_seconds{status}``: at a run's end
   (``agents_app.runs.transitions``: once per run, by the transition that ended it);
 - ``ak_run_queue_wait_seconds``: from an async run's enqueue to its first claim by a worker;
 - ``ak_runs_in_flight``: runs executing now (``runs.execute``), summed over live processes;
@@ -37,7 +37,8 @@ from django.views.decorators.http import require_GET
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.exposition import choose_encoder
 
-RUNS = Counter("ak_runs", "Runs that ended, by how they ended and their agent's name.", ["status", "agent"])
+# Labels take bounded sets only: the deployment's frameworks, never names a tenant chooses.
+RUNS = Counter("ak_runs", "Runs that ended, by how they ended and their agent's framework.", ["status", "framework"])
 RUN_DURATION = Histogram(
     "ak_run_duration_seconds",
     "Seconds from a run's start to its end, by how it ended.",

@@ -272,12 +272,29 @@ AK_RUN = {
     "UNAVAILABLE_RETRIES": env_int("AK_RUN__UNAVAILABLE_RETRIES", 8, minimum=0),
     # A queued run not picked up for REQUEUE_AFTER s is handed to the broker again.
     "REQUEUE_AFTER": env_float("AK_RUN__REQUEUE_AFTER", 300.0, minimum=1.0),
+    # An event stream waits on the store's events, the run's end among them; every STREAM_CHECK s
+    # one query per process looks for the ends of the runs its streams follow that the store lacks.
+    "STREAM_CHECK": env_float("AK_RUN__STREAM_CHECK", 60.0, minimum=0.1),
     "WEBHOOK_TIMEOUT": env_float("AK_RUN__WEBHOOK_TIMEOUT", 10.0, minimum=0.1),
     "WEBHOOK_MAX_ATTEMPTS": env_int("AK_RUN__WEBHOOK_MAX_ATTEMPTS", 8, minimum=1),
     "WEBHOOK_RETRY": env_float("AK_RUN__WEBHOOK_RETRY", 2.0, minimum=0.01),
     # Webhooks to loopback, private and link-local addresses (the platform's own network) are
     # refused unless allowed; allowed by default only in development (DEBUG).
     "WEBHOOK_ALLOW_PRIVATE": env_bool("AK_RUN__WEBHOOK_ALLOW_PRIVATE", DEBUG),
+}
+# Limits per tenant (akplatform.limits): the defaults; a tenant's own, set in the admin, win.
+# 0 = unlimited. Stored objects over the limit answer 403, concurrent runs and streams 429.
+AK_LIMITS = {
+    "AGENTS": env_int("AK_LIMITS__AGENTS", 100, minimum=0),  # agents the tenant made (not the built-in echo)
+    "SECRETS": env_int("AK_LIMITS__SECRETS", 100, minimum=0),
+    "SESSIONS": env_int("AK_LIMITS__SESSIONS", 100000, minimum=0),  # sessions in the index
+    "CONCURRENT_RUNS": env_int("AK_LIMITS__CONCURRENT_RUNS", 1000, minimum=0),  # runs `running` at once
+    "EVENT_STREAMS": env_int("AK_LIMITS__EVENT_STREAMS", 50, minimum=0),  # event streams open at once
+    # Seconds a 429 of concurrent runs or streams asks the client to wait (Retry-After).
+    "RETRY_AFTER": env_int("AK_LIMITS__RETRY_AFTER", 1, minimum=1),
+    # An open stream's slot lasts this long unless its process renews it: a process that died
+    # gives its slots back within this time.
+    "STREAM_LEASE": env_int("AK_LIMITS__STREAM_LEASE", 60, minimum=5),
 }
 # Blocking calls (the ORM, the store's clients) of a process's runs go to this many threads, each
 # holding at most one database connection (akplatform.aio).

@@ -61,6 +61,24 @@ class TenantAdmin(SuperuserOnlyMixin, TenantScopedAdmin):
     search_fields = ["slug", "name"]
     readonly_fields = ["webhook_secret", "created_at"]
     actions = ["rotate_webhook_secret"]
+    fieldsets = [
+        (None, {"fields": ["slug", "name", "webhook_secret", "created_at"]}),
+        (
+            "Limits",
+            {
+                "description": "This tenant's own limits. Empty: the deployment's default (AK_LIMITS__*);"
+                " 0: unlimited. Stored objects over a limit are refused with 403, runs and event streams"
+                " over theirs with 429.",
+                "fields": [
+                    "limit_agents",
+                    "limit_secrets",
+                    "limit_sessions",
+                    "limit_concurrent_runs",
+                    "limit_event_streams",
+                ],
+            },
+        ),
+    ]
 
     @admin.action(description="Rotate the webhook secret of selected tenants")
     def rotate_webhook_secret(self, request: HttpRequest, queryset: QuerySet) -> None:

@@ -13,6 +13,9 @@ from django.utils import timezone
 slug_validator = RegexValidator(r"^[a-z0-9][a-z0-9-]{0,62}$", "Use lowercase letters, digits and hyphens.")
 
 
+LIMIT_HELP = "Empty: the deployment's default (AK_LIMITS__%s). 0: unlimited."
+
+
 def new_webhook_secret() -> str:
     return secrets.token_hex(32)
 
@@ -23,6 +26,12 @@ class Tenant(models.Model):
     #: Signs the webhooks of this tenant's runs (HMAC-SHA256); rotate it in the admin.
     webhook_secret = models.CharField(max_length=64, default=new_webhook_secret)
     created_at = models.DateTimeField(default=timezone.now)
+    # Limits of this tenant (akplatform.limits): empty, the deployment's default (AK_LIMITS__*); 0, unlimited.
+    limit_agents = models.PositiveIntegerField(null=True, blank=True, help_text=LIMIT_HELP % "AGENTS")
+    limit_secrets = models.PositiveIntegerField(null=True, blank=True, help_text=LIMIT_HELP % "SECRETS")
+    limit_sessions = models.PositiveIntegerField(null=True, blank=True, help_text=LIMIT_HELP % "SESSIONS")
+    limit_concurrent_runs = models.PositiveIntegerField(null=True, blank=True, help_text=LIMIT_HELP % "CONCURRENT_RUNS")
+    limit_event_streams = models.PositiveIntegerField(null=True, blank=True, help_text=LIMIT_HELP % "EVENT_STREAMS")
 
     class Meta:
         ordering = ["slug"]

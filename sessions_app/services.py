@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Case, Count, Q, QuerySet, Value, When
 from django.utils import timezone
 
+from akplatform.limits import stored_limit_check
 from sessions_app.core import new_session_id
 from sessions_app.models import ApiKey, EndUser, Session, Tenant, TenantStaff, Thread
 from sessions_app.selectors import MessagePage, session_messages
@@ -49,13 +50,16 @@ def end_user_get_or_create(*, tenant: Tenant, external_id: str) -> EndUser:
 
 def session_open(*, tenant: Tenant, session_id: str | None = None, user_id: str | None = None) -> Session:
     """The index row of ``session_id`` in ``tenant``, made (with its thread) if new; without a
-    ``session_id``, a new session (no lookup: no row can have the id just made)."""
+    ``session_id``, a new session (no lookup: no row can have the id just made). A new one over
+    the tenant's limit of sessions raises ``LimitReached``."""
     user = end_user_get_or_create(tenant=tenant, external_id=user_id) if user_id else None
     if session_id is None:
+        _sessions_limit_check(tenant=tenant)
         return _session_create(tenant=tenant, session_id=new_session_id(), user=user)
     try:
         existing = Session.objects.get(tenant=tenant, session_id=session_id)
     except Session.DoesNotExist:
+        _sessions_limit_check(tenant=tenant)
         try:
             with transaction.atomic():  # a savepoint in a caller's transaction: left usable
                 return _session_create(tenant=tenant, session_id=session_id, user=user)
@@ -74,18 +78,24 @@ def sessions_open(*, tenant: Tenant, session_ids: Sequence[str | None]) -> list[
     ``session_ids`` (None: a new session; an id named twice: one session), the named ones that
     exist read in one statement, the others made with their threads in two, in the caller's
     transaction. ``IntegrityError`` if another request made one of them meanwhile (the caller's
-    transaction is then to be rolled back)."""
+    transaction is then to be rolled back), ``LimitReached`` if the new ones would be over the
+    tenant's limit of sessions (nothing is made)."""
     wanted = [session_id if session_id is not None else new_session_id() for session_id in session_ids]
     named = {session_id for session_id in session_ids if session_id is not None}
     rows = {row.session_id: row for row in Session.objects.filter(tenant=tenant, session_id__in=named)} if named else {}
     missing = [session_id for session_id in dict.fromkeys(wanted) if session_id not in rows]
     if missing:
+        _sessions_limit_check(tenant=tenant, adding=len(missing))
         threads = Thread.objects.bulk_create([Thread(tenant=tenant) for _ in missing])
         made = [Session(tenant=tenant, thread=t, session_id=sid) for t, sid in zip(threads, missing, strict=True)]
         rows.update((row.session_id, row) for row in Session.objects.bulk_create(made))
     for row in rows.values():
         row.tenant = tenant  # as session_open does: spares the query a store key would make
     return [rows[session_id] for session_id in wanted]
+
+
+def _sessions_limit_check(*, tenant: Tenant, adding: int = 1) -> None:
+    stored_limit_check(tenant=tenant, name="sessions", rows=Session.objects.filter(tenant=tenant), adding=adding)
 
 
 def _session_create(*, tenant: Tenant, session_id: str, user: EndUser | None) -> Session:

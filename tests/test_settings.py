@@ -33,6 +33,8 @@ def start(env: dict[str, str]) -> subprocess.CompletedProcess:
         ("AK_SESSION__LOCK_LEASE", "soon"),
         ("AK_AGENTS__MAX_CONNECTIONS_PER_TENANT", "0"),
         ("AK_AGENTS__MAX_CONNECTIONS_PER_TENANT", "many"),
+        ("AK_LIMITS__AGENTS", "-1"),
+        ("AK_LIMITS__EVENT_STREAMS", "many"),
     ],
 )
 def test_a_wrong_value_stops_start_up_naming_the_variable(name: str, value: str) -> None:

@@ -23,6 +23,8 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
 ERRORS: dict[int, str] = {
     400: "Invalid input (`invalid`): `fields` names each bad field with its messages.",
     401: "No API key, or not a valid one (`not_authenticated`, `authentication_failed`).",
+    403: "A limit of the tenant is reached (`limit_reached`, `limit` names it: `agents`, `secrets` or `sessions`):"
+    " nothing was stored.",
     404: "Not found (`not_found`): no such agent, session, run or secret in the tenant (another tenant's too).",
     409: "A conflict: the session is busy and `on_busy` is `reject` (`session_busy`), it changed during the run"
     " (`session_changed`), an `Idempotency-Key` used with another body (`idempotency_conflict`) or whose run did"
@@ -33,8 +35,9 @@ ERRORS: dict[int, str] = {
     413: "Too large (`too_large`): the message is over `AK_RUN__MAX_MESSAGE_BYTES` bytes, or the body over what"
     " the server reads.",
     415: "The body is not `application/json` (`unsupported_media_type`).",
-    429: "Throttled (`throttled`): the tenant's rate, or too many failed authentications from the address;"
-    " `Retry-After` says when to come back.",
+    429: "Throttled (`throttled`): the tenant's rate, or too many failed authentications from the address; or"
+    " a limit of the tenant is reached (`limit_reached`, `limit` names it: `concurrent_runs` or"
+    " `event_streams`). `Retry-After` says when to come back.",
     502: "The agent failed (`agent_failed`, with `run_id`): its model server failed or timed out; nothing was saved.",
     503: "The session store or the broker is down (`store_unavailable`, `store_error`, `broker_unavailable`):"
     " nothing was queued or saved.",

@@ -379,6 +379,9 @@ class ErrorOutput(serializers.Serializer):
         fields["fields"] = serializers.DictField(
             child=serializers.JSONField(), required=False, help_text="400: each bad field with its messages."
         )
+        fields["limit"] = serializers.CharField(
+            required=False, help_text="403, 429 `limit_reached`: which of the tenant's limits is reached."
+        )
         fields["run_id"] = serializers.CharField(
             required=False, help_text="The run the error is about, when one was made (502, 504, 409)."
         )

@@ -22,7 +22,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents_app import patterns
+from agents_app import limits, patterns
 from agents_app.api import serializers as s
 from agents_app.api.asyncview import AsyncAPIView
 from agents_app.api.renderers import NO_FORMAT_PARAMETER, EventStreamViewMixin
@@ -140,7 +140,7 @@ class RunView(EventStreamViewMixin, AsyncAPIView):
             (200, "application/json"): s.RunResultOutput,
             (200, "text/event-stream"): s.StreamEventOutput,
             (202, "application/json"): s.QueuedRunOutput,
-            **errors(404, 409, 502, 503, 504),
+            **errors(403, 404, 409, 502, 503, 504),
         },
         operation_id="run",
         description="Runs the agent now (200), queues the run (`async`: 202, `Location` names it), or streams it"
@@ -170,16 +170,21 @@ class RunView(EventStreamViewMixin, AsyncAPIView):
             run, _ = await runs_recorded({**common, **queued_fields(webhook_url=data.get("webhook", ""))})
             return _queued(request, run)
         if data["stream"]:
-            listener: asyncio.Queue[Event] = asyncio.Queue()
-            run, task = await run_start(**common, wait=wait, listener=listener)
-            if task is None:
-                return _replay(request, run)
-            first = await listener.get()
-            if first.kind in ENDS and first.kind != "done":
-                await asyncio.shield(task)  # ended before it started (store down, busy): its error, as JSON
-            return event_stream(
-                _streamed(first, run, task, listener, cancel_on_disconnect=data["cancel_on_disconnect"])
-            )
+            slot = await limits.stream_slot(tenant=tenant)  # 429 when the tenant's streams are all open
+            try:
+                listener: asyncio.Queue[Event] = asyncio.Queue()
+                run, task = await run_start(**common, wait=wait, listener=listener)
+                if task is None:
+                    await limits.release(slot)
+                    return _replay(request, run)
+                first = await listener.get()
+                if first.kind in ENDS and first.kind != "done":
+                    await asyncio.shield(task)  # ended before it started (store down, busy): its error, as JSON
+            except BaseException:
+                await limits.release(slot)
+                raise
+            events = _streamed(first, run, task, listener, cancel_on_disconnect=data["cancel_on_disconnect"])
+            return event_stream(limits.holding(slot, events))
         run, created = await run_sync(**common, wait=wait)
         if not created:
             return _replay(request, run)
@@ -249,16 +254,22 @@ class RunEventsView(EventStreamViewMixin, AsyncAPIView):
         if not re.fullmatch(LAST_EVENT_ID, after):  # ASCII digits: isdigit() also takes "²", which int() refuses
             raise ValidationError({"Last-Event-ID": ["Not an event id."]})
         run = await db(run_get, tenant=request.user.tenant, run_id=run_id)
-        events = await run_events(run=run, tenant=request.user.tenant, after=int(after))
+        slot = await limits.stream_slot(tenant=request.user.tenant)  # 429 when the tenant's streams are all open
+        try:
+            events = await run_events(run=run, tenant=request.user.tenant, after=int(after))
+        except BaseException:
+            await limits.release(slot)
+            raise
         if events is None:  # the client has seen the run's end: 204 stops an EventSource
+            await limits.release(slot)
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return event_stream(events)
+        return event_stream(limits.holding(slot, events))
 
 
 class ChatView(AsyncAPIView):
     @extend_schema(
         request=s.ChatInput,
-        responses={200: s.ChatOutput, **errors(404, 409, 502, 503, 504)},
+        responses={200: s.ChatOutput, **errors(403, 404, 409, 502, 503, 504)},
         operation_id="chat",
         description="Agent Kernel's `POST /api/v1/chat`: runs the agent now and answers its reply.",
     )
@@ -361,7 +372,7 @@ class AgentsView(APIView):
         agent_ensure_builtins(tenant=request.user.tenant)
         return Response(s.AgentOutput(agent_list(tenant=request.user.tenant), many=True).data)
 
-    @extend_schema(request=s.AgentInput, responses={201: s.AgentOutput}, operation_id="agents_create")
+    @extend_schema(request=s.AgentInput, responses={201: s.AgentOutput, **errors(403)}, operation_id="agents_create")
     def post(self, request: Request) -> Response:
         data = _validated(s.AgentInput, request.data)
         try:
@@ -436,7 +447,7 @@ class SecretsView(APIView):
 
     @extend_schema(
         request=s.SecretInput,
-        responses={201: s.SecretOutput},
+        responses={201: s.SecretOutput, **errors(403)},
         operation_id="secrets_set",
         description="Stores the secret; a name that exists is rotated (the new value replaces the old).",
     )

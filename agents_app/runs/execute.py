@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from agents_app.errors import RunCancelled, RunFailed, RunTimedOut, SessionExpired
+from agents_app.limits import claims_over_limit
 from agents_app.models import Run
 from agents_app.runner import Cancellation, Runner
 from agents_app.runs import transitions
@@ -74,23 +75,39 @@ async def run_execute(*, run_id: str, worker: str) -> Step:
     run = await claims_made((run_id, worker))
     if run is None:  # taken, finished, or asked to cancel before it started
         return Step.DONE if await db(_cancel_if_asked, run_id) else Step.SKIPPED
+    if run is DEFERRED:  # its tenant is at its limit of concurrent runs: queued again, it waits its turn
+        return Step.BUSY
     return await execute_claimed(run, worker=worker, wait=0)
 
 
-def claims_make(claims: list[tuple[str, str]]) -> list[Run | None]:
+class _Deferred:
+    """A claim given back: its tenant was over its limit of concurrent runs (``agents_app.limits``)."""
+
+
+DEFERRED = _Deferred()
+
+
+def claims_make(claims: list[tuple[str, str]]) -> list[Run | _Deferred | None]:
     """``transitions.claim`` of the runs whose tasks arrived together (``claims_made``), each a
     ``(run_id, worker)``: one statement for all (a process has one worker name). One outcome per
-    claim: the run, or None when it was not queued (and for a run id met twice, the second)."""
+    claim: the run, None when it was not queued (and for a run id met twice, the second), or
+    ``DEFERRED`` when it put its tenant over its limit of concurrent runs (it is queued again)."""
     claimed: dict[str, Run] = {}
     for worker in dict.fromkeys(worker for _, worker in claims):
         ids = [run_id for run_id, its_worker in claims if its_worker == worker]
         claimed.update(transitions.claim_many(run_ids=ids, worker=worker))
-    return [claimed.pop(run_id, None) for run_id, _ in claims]
+    deferred: set[str] = set()
+    for run_id in claims_over_limit(list(claimed.values())):
+        # Not requeued: a cancel was asked meanwhile; it is executed, and stops at once.
+        if transitions.requeue(claimed[run_id], worker=claimed[run_id].worker, uncount=True):
+            deferred.add(run_id)
+            del claimed[run_id]
+    return [DEFERRED if run_id in deferred else claimed.pop(run_id, None) for run_id, _ in claims]
 
 
 #: ``await claims_made((run_id, worker))``: ``claims_make`` for one task's run, with the others this
 #: process receives meanwhile (``akplatform.together``).
-claims_made: Together[tuple[str, str], Run | None] = Together(claims_make)
+claims_made: Together[tuple[str, str], Run | _Deferred | None] = Together(claims_make)
 
 
 def _cancel_if_asked(run_id: str) -> bool:

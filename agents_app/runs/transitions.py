@@ -31,10 +31,13 @@ from django.db.models import Case, F, Q, Value, When
 from django.utils import timezone
 
 from agents_app.models import Run
+from agents_app.runs.ends import end_event
 from agents_app.selectors import agent_by_id
 from agents_app.webhooks import webhook_queue
 from akplatform import logs, metrics
 from sessions_app.models import Session, Tenant
+from sessions_app.stores import get_store
+from sessions_app.stores.base import SessionKey, StoreError
 
 logger = logging.getLogger(__name__)
 
@@ -203,15 +206,17 @@ def _by_worker(endings: Sequence[Ending]) -> dict[str, list[Any]]:
 
 
 def cancel_queued(run: Run, *, error: str = "cancelled before it started") -> bool:
-    """``queued → cancelled``."""
-    return _end(run, Run.objects.filter(pk=run.pk, status=QUEUED), status=Run.Status.CANCELLED, error=error)
+    """``queued → cancelled``; its end goes to its event log (``_log_end``)."""
+    rows = Run.objects.filter(pk=run.pk, status=QUEUED)
+    return _log_end(run, _end(run, rows, status=Run.Status.CANCELLED, error=error))
 
 
 def fail_queued(run: Run, *, error: str, forget_idempotency_key: bool = False) -> bool:
-    """``queued → failed`` (the broker refused it, or the store stayed down). With
-    ``forget_idempotency_key`` the client's retry with the same key makes a new run."""
+    """``queued → failed`` (the broker refused it, or the store stayed down); its end goes to its
+    event log. With ``forget_idempotency_key`` the client's retry with the same key makes a new run."""
     extra = {"idempotency_key": None} if forget_idempotency_key else {}
-    return _end(run, Run.objects.filter(pk=run.pk, status=QUEUED), status=Run.Status.FAILED, error=error, **extra)
+    rows = Run.objects.filter(pk=run.pk, status=QUEUED)
+    return _log_end(run, _end(run, rows, status=Run.Status.FAILED, error=error, **extra))
 
 
 def withdraw(run: Run, *, worker: str) -> bool:
@@ -233,7 +238,27 @@ def abandon(run: Run, *, status: str, error: str) -> bool:
     """``running → failed | cancelled`` by the sweeper, if its heartbeat is the one it read."""
     _check_end(status)
     rows = Run.objects.filter(pk=run.pk, status=RUNNING, heartbeat_at=run.heartbeat_at)
-    return _end(run, rows, status=status, error=error)
+    return _log_end(run, _end(run, rows, status=status, error=error))
+
+
+def _log_end(run: Run, ended: bool) -> bool:
+    """``ended``; if the run ended here, not in the process that executes runs (which writes the
+    ends of those it executes), its end event is appended to its log, where its streams wait.
+    A store that fails now loses the event, not the end: streams find it on the run's row
+    (``runs.ends``)."""
+    if not ended:
+        return False
+    found = Run.objects.filter(pk=run.pk).values_list("tenant__slug", "session__session_id").first()
+    if found is None:
+        return True
+    tenant, session_id = found
+    run_id = str(run.pk)
+    kind, data = end_event(run_id=run_id, session_id=session_id, status=run.status, result=None, error=run.error)
+    try:
+        get_store().append_events(SessionKey(tenant=tenant, session_id=session_id), run_id, [(kind, data)])
+    except StoreError:
+        logger.warning("run %s: its end was not written to its event log", run_id)
+    return True
 
 
 def _check_end(status: str) -> None:
@@ -263,20 +288,22 @@ def _end(
 
 def _observe_end(run: Run, status: str) -> None:
     """Count the run's end, and log it."""
-    agent = _agent_name(run)
-    metrics.RUNS.labels(status=status, agent=agent).inc()
+    agent, framework = _agent(run)
+    metrics.RUNS.labels(status=status, framework=framework).inc()
     started = None if "started_at" in run.get_deferred_fields() else run.started_at
     if started is not None:
         metrics.RUN_DURATION.labels(status=status).observe(max((run.finished_at - started).total_seconds(), 0.0))
     logger.info("run %s %s (agent %s)", run.pk, status, agent, extra={"run_id": str(run.pk)})
 
 
-def _agent_name(run: Run) -> str:
-    """The run's agent's name: loaded with the run by those that end most runs (``claim``,
-    ``run_create``), one query for the others (the sweeper's, a cancel's, a failed publish's)."""
+def _agent(run: Run) -> tuple[str, str]:
+    """The run's agent's name and framework: loaded with the run by those that end most runs
+    (``claim``, ``run_create``), one query for the others (the sweeper's, a cancel's, a failed
+    publish's)."""
     try:
         if "agent_id" not in run.get_deferred_fields():
-            return run.agent.name
-        return Run.objects.filter(pk=run.pk).values_list("agent__name", flat=True).first() or ""
+            return run.agent.name, run.agent.framework
+        found = Run.objects.filter(pk=run.pk).values_list("agent__name", "agent__framework").first()
+        return found or ("", "")
     except DatabaseError:  # the end is written; only its label is missing
-        return ""
+        return "", ""

@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from agents_app.models import Run
 from agents_app.runs import transitions
-from agents_app.runs.execute import claims_make
+from agents_app.runs.execute import DEFERRED, claims_make
+from sessions_app.models import Tenant
 from sessions_app.services import session_open
 
 WORKER, OTHER = "w1@host:1", "w2@host:2"
@@ -126,19 +127,41 @@ def test_a_claim_is_one_statement_once_its_agent_is_remembered(make_run, django_
 
 def test_tasks_that_arrive_together_claim_their_runs_in_one_statement(make_run, django_assert_num_queries) -> None:
     """``claims_make``, what a worker's tasks that arrive together await: one statement for the
-    group; each claim gets its run, or None for a run that was not queued, one a cancel was asked
-    for, and the second of a run id delivered twice (a run is never executed twice)."""
+    group (and one that counts their tenants' running runs against their limits); each claim gets
+    its run, or None for a run that was not queued, one a cancel was asked for, and the second of
+    a run id delivered twice (a run is never executed twice)."""
     queued = [make_run("queued") for _ in range(3)]
     running, halted = make_run("running"), make_run("queued")
     Run.objects.filter(pk=halted.pk).update(cancel_requested_at=timezone.now())
     transitions.claim(run_id=str(make_run("queued").pk), worker=WORKER)  # its agent remembered
     claims = [(str(run.pk), WORKER) for run in [*queued, running, halted, queued[0]]]
-    with django_assert_num_queries(1):
+    with django_assert_num_queries(2):
         outcomes = claims_make(claims)
     assert [run.pk for run in outcomes[:3]] == [run.pk for run in queued]
     assert outcomes[3:] == [None, None, None]
     assert all(run.status == "running" and run.worker == WORKER and run.attempts == 1 for run in outcomes[:3])
     assert Run.objects.get(pk=halted.pk).status == "queued"
+
+
+def test_claims_over_the_tenants_limit_of_concurrent_runs_go_back_to_the_queue(make_run) -> None:
+    """A worker never starts more of a tenant's runs than its limit: the claims over it are
+    given back (queued, the attempt not counted) to be published again later."""
+    make_run("running")
+    queued = [make_run("queued") for _ in range(3)]
+    Tenant.objects.filter(pk=queued[0].tenant_id).update(limit_concurrent_runs=2)
+    outcomes = claims_make([(str(run.pk), WORKER) for run in queued])
+    assert outcomes[0].pk == queued[0].pk and outcomes[1:] == [DEFERRED, DEFERRED]
+    rows = {run.pk: (run.status, run.attempts, run.worker) for run in Run.objects.filter(pk__in=[r.pk for r in queued])}
+    assert rows == {
+        queued[0].pk: ("running", 1, WORKER),
+        queued[1].pk: ("queued", 0, ""),
+        queued[2].pk: ("queued", 0, ""),
+    }
+    Tenant.objects.filter(pk=queued[0].tenant_id).update(limit_concurrent_runs=0)  # 0: unlimited
+    assert all(
+        run.pk == queued_run.pk
+        for run, queued_run in zip(claims_make([(str(r.pk), WORKER) for r in queued[1:]]), queued[1:], strict=True)
+    )
 
 
 def test_fail_queued_can_free_the_idempotency_key(make_run) -> None:
