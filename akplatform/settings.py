@@ -311,6 +311,9 @@ AK_API = {
     # username); a valid API key is always accepted (akplatform.lockout).
     "AUTH_FAILURE_LIMIT": env_int("AK_API__AUTH_FAILURE_LIMIT", 20, minimum=1),
     "AUTH_FAILURE_WINDOW": env_int("AK_API__AUTH_FAILURE_WINDOW", 600, minimum=1),
+    # How long a process may remember an API key it looked up, while the shared cache's key
+    # generation stays the same (agents_app.api.key_cache); 0 looks every request's key up.
+    "KEY_CACHE_SECONDS": env_float("AK_API__KEY_CACHE_SECONDS", 10.0, minimum=0.0),
 }
 
 REST_FRAMEWORK = {

@@ -1,8 +1,8 @@
 """API-key authentication: ``Authorization: Bearer <key>``. The key decides the tenant.
 
-Every request looks its key up (one query on a unique index): nothing is remembered between
-requests, so a key that is revoked or deleted is refused by every process from its next request
-on. Failed authentications lock out the address that made them, never a valid key
+A key is looked up by its hash (one query on a unique index), or remembered by the process while
+no key or tenant has changed anywhere (``key_cache``): a key that is revoked or deleted is refused
+by every process from its next request on. Failed authentications lock out the address that made them, never a valid key
 (``akplatform.lockout``).
 """
 
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 
+from agents_app.api.key_cache import cached_key
 from akplatform.lockout import lockout_failed, lockout_wait
 from sessions_app.models import ApiKey, Tenant
 
@@ -54,7 +55,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if len(header) != 2:
             raise exceptions.AuthenticationFailed("Authorization must be 'Bearer <api key>'.")
         try:
-            key = _live_key(ApiKey.hash(header[1].decode()))
+            key_hash = ApiKey.hash(header[1].decode())
+            key = cached_key(key_hash, lambda: _live_key(key_hash))
         except UnicodeDecodeError:
             key = None
         if key is None:

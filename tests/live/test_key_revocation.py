@@ -37,6 +37,7 @@ def _new_key(env: dict[str, str]) -> str:
     return out.stdout.decode().strip().splitlines()[-1]
 
 
+@pytest.mark.parametrize("shared_cache", [False, True], ids=["own-caches", "shared-cache"])
 @pytest.mark.parametrize(
     "change",
     [
@@ -45,8 +46,15 @@ def _new_key(env: dict[str, str]) -> str:
     ],
     ids=["revoked", "deleted"],
 )
-def test_a_key_stops_working_in_every_process_at_once(start_platform, change: str) -> None:
-    platform = start_platform({"AK_API__AUTH_FAILURE_LIMIT": "1000"}, workers=2)  # 401s, not the lockout's 429s
+def test_a_key_stops_working_in_every_process_at_once(
+    start_platform, request: pytest.FixtureRequest, change: str, shared_cache: bool
+) -> None:
+    """With a cache in each process every request looks its key up; with a shared one (Redis) each
+    process remembers keys while the shared generation stands, and the change writes a new one."""
+    env = {"AK_API__AUTH_FAILURE_LIMIT": "1000"}  # 401s, not the lockout's 429s
+    if shared_cache:
+        env["AK_CACHE__URL"] = request.getfixturevalue("redis_url")
+    platform = start_platform(env, workers=2)
     other = _new_key(platform.env)  # the tenant's other key keeps working
     for _ in range(3):  # every process has looked the key up, lately
         assert _answers(platform.url, platform.key) == [200] * 16
