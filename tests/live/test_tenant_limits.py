@@ -50,8 +50,11 @@ def limit_reached(response: requests.Response, status: int, limit: str) -> None:
         assert "Retry-After" not in response.headers
 
 
-def test_stored_objects_over_their_limits_are_a_403_naming_the_limit(start_platform) -> None:
-    platform = start_platform({"AK_LIMITS__AGENTS": "2", "AK_LIMITS__SECRETS": "2", "AK_LIMITS__SESSIONS": "3"})
+def test_stored_objects_over_their_limits_are_a_403_naming_the_limit(start_platform, redis_url: str) -> None:
+    # Redis, the store both web processes share: with an in-memory store each, a session's second
+    # run could reach the process that never saw its history (409 session_expired).
+    limits = {"AK_LIMITS__AGENTS": "2", "AK_LIMITS__SECRETS": "2", "AK_LIMITS__SESSIONS": "3"}
+    platform = start_platform({**limits, "AK_SESSION__TYPE": "redis", "AK_SESSION__REDIS__URL": redis_url})
 
     for name in ("a1", "a2"):  # the built-in echo does not count
         assert post(platform, "/agents", {"name": name, "framework": "echo", "config": {}}).status_code == 201
