@@ -53,20 +53,8 @@ class PerProcess(Generic[T]):
         self._value = None
 
 
-def start_threads(executor: ThreadPoolExecutor, count: int) -> ThreadPoolExecutor:
-    """Start ``count`` threads of ``executor`` (at most its ``max_workers``) now, idle, rather than
-    one by one on the submits that find none idle: a start waits for the new thread to run, which,
-    under load, holds up the submitting thread (an event loop, a worker's consumer) for as long as
-    the others keep the interpreter busy."""
-    started = threading.Barrier(count)
-    for _ in range(count):
-        executor.submit(started.wait, 60)  # each one busy until all are started: a new thread each
-    return executor
-
-
 def _io_executor() -> ThreadPoolExecutor:
-    count = settings.AK_IO_THREADS
-    return start_threads(ThreadPoolExecutor(max_workers=count, thread_name_prefix="ak-io"), count)
+    return ThreadPoolExecutor(max_workers=settings.AK_IO_THREADS, thread_name_prefix="ak-io")
 
 
 #: The process's pool of threads for blocking calls, started on first use.

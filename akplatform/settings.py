@@ -78,19 +78,15 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "akplatform.request_id.RequestIdMiddleware",  # first: every answer has its X-Request-ID and is counted
-    "akplatform.security.SecurityMiddleware",  # Django's, without two thread hops per request
-    "akplatform.static.StaticFilesMiddleware",  # WhiteNoise, without a thread per ASGI request
-    # Session, common, CSRF, auth, messages and clickjacking middleware, for /admin/ only: the
-    # API needs none of them, and under ASGI each costs every request two thread hops.
-    "akplatform.console_middleware.ConsoleMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "akplatform.static.StaticFilesMiddleware",  # WhiteNoise, async-capable
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
-AK_CONSOLE_PATH = "/admin/"
-# The admin's and the deploy checks look for these middleware in MIDDLEWARE; ConsoleMiddleware
-# runs them (sessions, auth, messages; CSRF and X-Frame-Options) for the console, which is all
-# that uses cookies or renders pages; the API authenticates each request by its key.
-# security.W001: Django's SecurityMiddleware is there as akplatform.security's subclass, which checks
-# its settings itself.
-SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410", "security.W001", "security.W002", "security.W003"]
 
 ROOT_URLCONF = "akplatform.urls"
 APPEND_SLASH = False
@@ -368,11 +364,9 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.1, "in
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# A plain `celery -A akplatform worker` carries many runs at once: its threads hand each run to
-# the process's event loop and wait for its end (agents_app.tasks); the runs share AK_IO_THREADS.
-# "threads" is Celery's threads pool with its threads started up front (akplatform.pool).
-_POOL = env_choice("CELERY_WORKER_POOL", "threads", ["threads", "prefork", "solo"])
-CELERY_WORKER_POOL = "akplatform.pool:ThreadsPool" if _POOL == "threads" else _POOL
+# A plain `celery -A akplatform worker` carries many runs at once: Celery's threads pool, whose
+# threads hand each run to the process's event loop and wait for its end (agents_app.tasks).
+CELERY_WORKER_POOL = env_choice("CELERY_WORKER_POOL", "threads", ["threads", "prefork", "solo"])
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 500, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "sweep-runs": {"task": "agents_app.tasks.sweep_runs", "schedule": AK_RUN["SWEEP_INTERVAL"]},

@@ -1,4 +1,4 @@
-"""The web tier under ASGI: no middleware hops to a thread, static files still served."""
+"""The web tier under ASGI: no middleware is adapted to a thread, static files still served."""
 
 from __future__ import annotations
 
@@ -24,9 +24,8 @@ def test_static_files_are_served_under_asgi() -> None:
     assert async_to_sync(AsyncClient().get)("/static/admin/css/nope.css").status_code == 404
 
 
-def test_a_plain_handler_of_an_async_view_answers_under_asgi(alice) -> None:
-    """GET /runs/<id> is a plain handler, run in the I/O hop of DRF's checks; a method the view
-    does not have is a 405 there, after authentication."""
+def test_an_async_view_answers_under_asgi(alice) -> None:
+    """An async view (adrf's) answers, and a method it does not have is a 405 after authentication."""
     run = alice.post("/run", {"agent": "echo", "message": "hi"}).json()
     client, key = AsyncClient(), {"Authorization": f"Bearer {alice.key}"}
     shown = async_to_sync(client.get)(f"/runs/{run['run_id']}", headers=key)
@@ -37,7 +36,7 @@ def test_a_plain_handler_of_an_async_view_answers_under_asgi(alice) -> None:
 
 
 def test_the_security_headers_are_set_under_asgi(settings) -> None:
-    """akplatform.security runs Django's SecurityMiddleware inline: its headers, and its redirect."""
+    """Django's SecurityMiddleware: its headers, and its redirect."""
     response = async_to_sync(AsyncClient().get)("/health")
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Referrer-Policy"] == "same-origin" and response["Cross-Origin-Opener-Policy"] == "same-origin"
