@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection, Hashable, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -17,31 +17,15 @@ from agents_app.runs.ends import End, end_watch, run_end
 from agents_app.runs.events import ENDS
 from agents_app.secrets import SecretMissing, SecretUnreadable, secret_decrypt
 from akplatform.aio import blocking, db
-from akplatform.recent import Recent
 from sessions_app.models import Tenant
 from sessions_app.selectors import session_get
 from sessions_app.stores import get_store
 from sessions_app.stores.base import Event, SessionKey, SessionStore
 
-#: The agents this process ran lately (``akplatform.recent``): a change to an agent reaches every
-#: process's runs within ``AK_AGENTS__CACHE_SECONDS``, this process's at once (``agents_forget``,
-#: on ``post_save`` and ``post_delete``). Shared objects: treat them as read-only.
-_recent_agents: Recent[Agent] = Recent(lambda: settings.AK_AGENTS["CACHE_SECONDS"])
-
-
-def agent_remembered(key: Hashable, load: Callable[[], Agent]) -> Agent:
-    """The agent ``load()`` gave for ``key`` in this process lately, else what it gives now."""
-    return _recent_agents.get(key, load)
-
 
 def agent_by_id(pk: int) -> Agent:
-    """The agent ``pk`` (as a run names it), remembered like the others."""
-    return agent_remembered(("id", pk), lambda: Agent.all_objects.get(pk=pk))  # deleted since: as it was
-
-
-def agents_forget() -> None:
-    """This process looks its agents up again."""
-    _recent_agents.clear()
+    """The agent ``pk`` (as a run names it), even if deleted since."""
+    return Agent.all_objects.get(pk=pk)
 
 
 def agent_find(*, tenant: Tenant, name: str) -> Agent:

@@ -22,7 +22,7 @@ from agents_app.runs.cancel import run_cancel, run_retry
 from agents_app.runs.execute import Step, execute_claimed, web_worker_name
 from agents_app.runs.publish import publish_or_fail
 from agents_app.secrets import SECRET_NAME_PATTERN, secret_encrypt, secret_reencrypt, secret_value_check
-from agents_app.selectors import agent_remembered, agents_forget, run_find_idempotent
+from agents_app.selectors import run_find_idempotent
 from akplatform.limits import LimitReached
 from akplatform.together import Together
 from sessions_app.models import Session, Tenant
@@ -77,7 +77,7 @@ def agent_update(*, agent: Agent, framework: str | None = None, config: dict[str
         if handing_off:
             raise InUse(f"agents hand off to {agent.name!r}; a {framework} agent cannot take a handoff", handing_off)
     agent.framework, agent.config = framework, config
-    agent.save(update_fields=["framework", "config", "updated_at"])  # post_save: forgotten by this process
+    agent.save(update_fields=["framework", "config", "updated_at"])
     return agent
 
 
@@ -91,16 +91,11 @@ def agent_delete(*, agent: Agent) -> None:
     if handing_off:
         raise InUse(f"agents hand off to {agent.name!r}: change their handoffs first", handing_off)
     agent.deleted_at = timezone.now()
-    agent.save(update_fields=["deleted_at", "updated_at"])  # post_save: forgotten by this process
+    agent.save(update_fields=["deleted_at", "updated_at"])
 
 
 def agent_get(*, tenant: Tenant, name: str) -> Agent:
-    """The tenant's agent, or ``Http404``. Built-in agents are made on first use. Remembered by
-    the process for ``AK_AGENTS__CACHE_SECONDS`` (``akplatform.recent``): treat it as read-only."""
-    return agent_remembered((tenant.pk, name), partial(_agent_lookup, tenant=tenant, name=name))
-
-
-def _agent_lookup(*, tenant: Tenant, name: str) -> Agent:
+    """The tenant's agent, or ``Http404``. Built-in agents are made on first use."""
     try:
         return Agent.objects.get(tenant=tenant, name=name)
     except Agent.DoesNotExist:
@@ -108,11 +103,6 @@ def _agent_lookup(*, tenant: Tenant, name: str) -> Agent:
             raise Http404("unknown agent") from None
     agent_ensure_builtins(tenant=tenant)
     return Agent.objects.get(tenant=tenant, name=name)
-
-
-def agent_changed(sender: type[Agent], instance: Agent, **kwargs: Any) -> None:
-    """``post_save`` and ``post_delete`` of an Agent: this process looks its agents up again."""
-    agents_forget()
 
 
 def run_create(
@@ -153,7 +143,6 @@ def run_create(
             if existing is not None:
                 return existing, False
         if not Agent.objects.filter(pk=agent.pk).exists():  # deleted in another process meanwhile
-            agents_forget()
             raise Http404("unknown agent") from None
         raise
 

@@ -99,10 +99,9 @@ def test_claim_counts_the_attempt_and_requeue_can_uncount_it(make_run) -> None:
     assert (after.status, after.attempts, after.started_at, after.worker) == ("queued", 0, None, "")
 
 
-def test_a_claim_is_one_statement_once_its_agent_is_remembered(make_run, django_assert_num_queries) -> None:
-    first, second = make_run("queued"), make_run("queued")
-    transitions.claim(run_id=str(first.pk), worker=WORKER)  # the agent looked up, and remembered
-    with django_assert_num_queries(1):  # UPDATE … RETURNING the run, its session's id, its tenant's slug
+def test_a_claim_is_one_statement_and_its_agent(make_run, django_assert_num_queries) -> None:
+    second = make_run("queued")
+    with django_assert_num_queries(2):  # UPDATE … RETURNING the run, its session's id, its tenant's slug; its agent
         claimed = transitions.claim(run_id=str(second.pk), worker=WORKER)
         assert claimed.agent.name == "echo"
         assert (claimed.session.session_id, claimed.session.tenant.slug) == (
@@ -133,9 +132,8 @@ def test_tasks_that_arrive_together_claim_their_runs_in_one_statement(make_run, 
     queued = [make_run("queued") for _ in range(3)]
     running, halted = make_run("running"), make_run("queued")
     Run.objects.filter(pk=halted.pk).update(cancel_requested_at=timezone.now())
-    transitions.claim(run_id=str(make_run("queued").pk), worker=WORKER)  # its agent remembered
     claims = [(str(run.pk), WORKER) for run in [*queued, running, halted, queued[0]]]
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(2 + 3):  # and each claimed run's agent
         outcomes = claims_make(claims)
     assert [run.pk for run in outcomes[:3]] == [run.pk for run in queued]
     assert outcomes[3:] == [None, None, None]
