@@ -373,22 +373,20 @@ class ErrorOutput(serializers.Serializer):
     code = serializers.CharField()
     detail = serializers.CharField()
 
-    def get_fields(self) -> dict[str, serializers.Field]:
-        # "fields" would shadow the serializer's own ``fields``.
-        fields = super().get_fields()
-        fields["fields"] = serializers.DictField(
-            child=serializers.JSONField(), required=False, help_text="400: each bad field with its messages."
-        )
-        fields["limit"] = serializers.CharField(
-            required=False, help_text="403, 429 `limit_reached`: which of the tenant's limits is reached."
-        )
-        fields["run_id"] = serializers.CharField(
-            required=False, help_text="The run the error is about, when one was made (502, 504, 409)."
-        )
-        fields["agents"] = serializers.ListField(
-            child=serializers.CharField(), required=False, help_text="409 `in_use`: the agents that use it."
-        )
-        return fields
+    # Declared like the others: DRF's metaclass takes it out of the class, so it does not shadow
+    # the serializer's own ``fields``.
+    fields = serializers.DictField(
+        child=serializers.JSONField(), required=False, help_text="400: each bad field with its messages."
+    )
+    limit = serializers.CharField(
+        required=False, help_text="403, 429 `limit_reached`: which of the tenant's limits is reached."
+    )
+    run_id = serializers.CharField(
+        required=False, help_text="The run the error is about, when one was made (502, 504, 409)."
+    )
+    agents = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="409 `in_use`: the agents that use it."
+    )
 
 
 class HealthOutput(serializers.Serializer):
