@@ -42,3 +42,26 @@ def test_the_security_headers_are_set_under_asgi(settings) -> None:
     assert response["Referrer-Policy"] == "same-origin" and response["Cross-Origin-Opener-Policy"] == "same-origin"
     settings.SECURE_SSL_REDIRECT = True
     assert async_to_sync(AsyncClient().get)("/health").status_code == 301
+
+
+def test_an_async_views_checks_give_their_database_connection_back(alice) -> None:
+    """DRF's checks (the key looked up) run before the handler awaits its model: by then the
+    request holds no connection (PostgreSQL's pool gets it back, CONN_MAX_AGE 0)."""
+    from django.db import connection
+    from rest_framework.test import APIRequestFactory
+
+    from agents_app.api.views import RunView
+
+    request = APIRequestFactory().post("/run", {}, format="json", HTTP_AUTHORIZATION=f"Bearer {alice.key}")
+    view = RunView()
+    view.setup(request)
+    drf_request = view.initialize_request(request)
+    connection.close()
+    max_age = connection.settings_dict["CONN_MAX_AGE"]
+    connection.settings_dict["CONN_MAX_AGE"] = 0
+    try:
+        view.initial(drf_request)
+        assert drf_request.user.tenant.pk == alice.tenant.pk  # authenticated, from the database
+        assert connection.connection is None
+    finally:
+        connection.settings_dict["CONN_MAX_AGE"] = max_age
