@@ -44,6 +44,7 @@ import json
 import re
 import socket
 import socketserver
+import sys
 import threading
 import time
 from collections import deque
@@ -389,6 +390,11 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024  # hundreds of runs connect at once under a benchmark's load
     model_server: ModelServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that goes away (a pool closing its idle connection) is not the server's error.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind looks the host's name up (getfqdn), which may be slow: skip it.
