@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import struct
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -439,6 +441,17 @@ def test_rate_paces_a_streams_pieces_and_tokens_carry_when_they_were_written(mod
     assert written[-1] - model_server.requests[0].at >= 4 / 50  # the 5th token is due 4/50 s after the 1st
     assert "".join(text for _, text in received[8:]) == "one two three"
     assert model_server.requests[0].at <= model_server.requests[1].at
+
+
+def test_a_client_that_resets_its_connection_is_not_an_error(
+    model_server: ModelServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.create_connection(("127.0.0.1", model_server.port)) as conn:
+        conn.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close: RST
+    with httpx.Client(base_url=model_server.url) as client:  # the server goes on
+        assert client.post("/chat/completions", json={"model": "m", "messages": HI}).status_code == 200
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_tokens_in_a_plain_answer() -> None:
