@@ -26,11 +26,8 @@ def core_of(http: ModuleType) -> ModuleType:
 @cache
 def pinning_backend_class(core: ModuleType) -> type:
     class PinningBackend(core.AsyncNetworkBackend):  # type: ignore[name-defined,misc]
-        """An httpcore network backend that opens each connection to an address it checked: the
-        host is resolved once, every address it resolves to must be public (unless
-        ``allow_private``), and the socket goes to the first of them. The pool above it keys its
-        connections on the URL's scheme, host and port, and TLS (server name, certificate) is for
-        the URL's host: a connection serves only the host it was opened and verified for."""
+        """An httpcore network backend that resolves the host once per connection, refuses it
+        unless every address is public (or ``allow_private``), and connects to the first."""
 
         def __init__(self, *, allow_private: bool) -> None:
             self._allow_private = allow_private

@@ -37,7 +37,6 @@ class Slots:
     until its answer is closed). A tenant's clients on a loop share one."""
 
     def __init__(self, cap: int) -> None:
-        self.cap = cap
         self.under_way = 0
         self._free = asyncio.Semaphore(cap)
 
@@ -118,14 +117,11 @@ def guarded_transport_class(http: ModuleType = httpx) -> type:
                 self._release()
 
     class GuardedTransport(http.AsyncBaseTransport):  # type: ignore[name-defined,misc]
-        """An httpx transport over one httpcore pool whose connections go only to checked
-        addresses (``PinningBackend``: the host resolved once per connection, every address it
-        resolves to public unless ``allow_private``, the socket to the address checked) and are
-        reused only for the scheme, host and port they were opened and verified for (the pool
-        keys on them, the URL is sent as it is: TLS's server name and certificate check are the
-        URL's host). At most ``max_connections`` connections are open, and at most that many
-        requests under way: a further one waits (up to its pool timeout) for one of its own
-        client's to end. A refused URL raises ``Refused`` before anything is sent."""
+        """An httpx transport over one httpcore pool whose connections go only to checked addresses
+        and are reused only for the scheme, host and port they were opened and verified for (see
+        the module). At most ``max_connections`` connections are open, and no more requests under
+        way than ``slots`` allow: a further one waits (up to its pool timeout) for one of its
+        share's to end. A refused URL raises ``Refused`` before anything is sent."""
 
         def __init__(
             self,
