@@ -6,11 +6,14 @@ the time the model server wrote it: the platform's added latency per token), how
 request takes to reach the model server, the CPU the web and worker processes spend per run and
 per token, the errors, and where the time goes:
 
-    request   client sent ─▶ run made (Run.created_at: accepted, authenticated, validated)
-              ─▶ queued (Run.enqueued_at, queued runs) ─▶ started (Run.started_at: claimed)
-              ─▶ model received the request (the model server's clock)
-    per token model wrote ─▶ stored in the run's event log (Redis MONITOR's clock; --no-trace
-              drops it) ─▶ client received
+    request   client sent ─▶ the view's first stamp on the Run row (authenticated, validated)
+              ─▶ its task published (the broker's LPUSH; queued runs) ─▶ claimed (Run.started_at)
+              ─▶ the session locked and read (the store's SET NX) ─▶ model received the request
+    per token model wrote ─▶ stored in the run's event log ─▶ client received
+
+The broker's, the lock's and the event log's times come from ``redis-cli monitor`` (Redis's
+clock; ``--no-trace`` drops them), the model's from the model server, the Run row's from the
+database.
 
 Modes: ``sync``, ``POST /run {"stream": true}`` (the reply streamed on the request); ``queued``,
 ``POST /run {"async": true}`` (202), then ``GET /runs/<id>/events`` followed to its end on the
@@ -52,6 +55,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -135,6 +139,7 @@ class ModelProcess:
 @dataclass
 class Sample:
     message: str
+    session_id: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex}")
     sent: float = 0.0
     run_id: str = ""
     accepted: float | None = None  # a queued run's 202
@@ -204,7 +209,7 @@ def _event(sample: Sample, now: float, kind: str, data: dict) -> None:
 
 
 async def _one(mode: str, c: Connection, sample: Sample) -> None:
-    body = {"agent": AGENT, "message": sample.message, "session_id": f"bench-{uuid.uuid4().hex}"}
+    body = {"agent": AGENT, "message": sample.message, "session_id": sample.session_id}
     sample.sent = time.time()
     if mode == "sync":
         await _stream(c, "POST", "/run", {**body, "stream": True}, sample)
@@ -276,17 +281,20 @@ _MONITOR_LINE = re.compile(rb"^(\d+\.\d+) ")
 _STAMP = re.compile(rb"t(\d+\.\d{6}) ")
 
 
+_SESSION = re.compile(rb"bench-[0-9a-f]{32}")
 _UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 @dataclass
 class Trace:
     """What ``redis-cli monitor`` saw, in Redis's time of each command: when each token was first
-    written (the event log's append that carried it), and when each run's task was published
-    (the broker's ``LPUSH`` that named it)."""
+    written (the event log's append that carried it), when each run's task was published (the
+    broker's ``LPUSH`` that named it), and when each session's lock was taken (the run's first
+    store command: the lock and the read of the session's window, in one ``MULTI``)."""
 
     stored: dict[float, float] = field(default_factory=dict)
     published: dict[str, float] = field(default_factory=dict)
+    locked: dict[str, float] = field(default_factory=dict)  # by session id: its lock taken (SET NX)
 
 
 def read_trace(monitor_log: Path, offset: int) -> Trace:
@@ -302,6 +310,8 @@ def read_trace(monitor_log: Path, offset: int) -> Trace:
             if b'"LPUSH"' in line:
                 for run_id in _UUID.findall(line):
                     trace.published.setdefault(run_id.decode(), when)
+            elif line.find(b'"SET"') > 0 and b':lock"' in line and (session := _SESSION.search(line)):
+                trace.locked.setdefault(session.group().decode(), when)
             for written in _STAMP.findall(line):
                 trace.stored.setdefault(float(written), when)
     return trace
@@ -371,6 +381,7 @@ def figures(
             "view": min(made, default=None),
             "published": trace.published.get(s.run_id) if trace else None,
             "claimed": row.get("started_at"),
+            "locked": trace.locked.get(s.session_id) if trace else None,
             "model": arrived.get(s.message),
         }
 
@@ -387,10 +398,10 @@ def figures(
             steps["task published -> claimed (Run.started_at)"] = between("published", "claimed")
         else:
             steps["view -> claimed (Run.started_at)"] = between("view", "claimed")
-        steps["claimed -> model received"] = between("claimed", "model")
+        steps.update(_to_model("claimed", between, trace is not None))
         steps["(sent -> 202 received)"] = between("sent", "accepted")
     else:
-        steps["view -> model received"] = between("view", "model")
+        steps.update(_to_model("view", between, trace is not None))
     latencies = [received - written for s in good for written, received in s.tokens]
     if trace is not None:
         pairs = [(trace.stored.get(w), w, r) for s in good for w, r in s.tokens]
@@ -417,6 +428,16 @@ def figures(
             **{f"{who} per token": round(seconds * per_run / tokens, 3) for who, seconds in cpu.items()},
         },
     )
+
+
+def _to_model(start: str, between: Callable[[str, str], dict[str, float] | None], traced: bool) -> dict:
+    """The steps from ``start`` (the run under way in its process) to the model's hearing of it."""
+    if not traced:
+        return {f"{start} -> model received": between(start, "model")}
+    return {
+        f"{start} -> session locked and read (store)": between(start, "locked"),
+        "session locked -> model received": between("locked", "model"),
+    }
 
 
 # --- the bench ----------------------------------------------------------------------------------
