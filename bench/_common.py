@@ -21,7 +21,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _bootstrap() -> None:
-    """Make the project importable and configured, as ``manage.py`` does."""
+    """Make the project importable and configured, as ``manage.py`` does. The bench folder goes
+    behind the standard library on ``sys.path``: ``bench/queue.py`` must not hide its ``queue``."""
+    here = Path(__file__).resolve().parent
+    if sys.path and Path(sys.path[0] or ".").resolve() == here:
+        sys.path.append(sys.path.pop(0))
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "akplatform.settings")

@@ -13,6 +13,8 @@ and the frameworks built on them. Point a client's ``base_url`` at :attr:`ModelS
         server.reply("Hello!")                         # the next answer, scripted
         server.reply(tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}}])
         server.reply("Slow", delay=2.0)                # waits 2 s before answering
+        server.reply("a b c", rate=20)                 # streamed: 20 pieces a second
+        server.reply(tokens=40, rate=20)               # 40 tokens, each the time it was written
         # Unscripted, it answers "reply to: <the last user message>"; or answer from the request:
         server.reply_with(lambda body: Reply("done") if body["messages"][-1]["role"] == "tool" else None)
 
@@ -20,7 +22,7 @@ and the frameworks built on them. Point a client's ``base_url`` at :attr:`ModelS
         server.fail(429, "slow down", headers={"retry-after": "0"})
         server.fail_mid_stream(after_chunks=2)         # the next stream breaks off after 2 chunks
 
-        server.requests                                # what it was sent: [Recorded(path, headers, body)]
+        server.requests                                # what it was sent: [Recorded(path, headers, body, method, at)]
         server.last.body["messages"]                   # the latest request
         server.wait_for(2)                             # block until 2 requests have arrived
 
@@ -42,6 +44,7 @@ import json
 import re
 import socket
 import socketserver
+import sys
 import threading
 import time
 from collections import deque
@@ -52,7 +55,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-__all__ = ["ModelServer", "Recorded", "Reply"]
+__all__ = ["ModelServer", "Recorded", "Reply", "stamps"]
 
 
 @dataclass
@@ -63,22 +66,41 @@ class Reply:
     server gives them ids ``call_<n>`` and JSON-encodes dict arguments (a string is sent as is, so a
     test can send malformed arguments). ``usage`` is ``(prompt_tokens, completion_tokens)``, or
     ``None`` for an answer without usage. ``delay`` is seconds to wait before answering.
+
+    ``rate``: a streamed answer's pieces of content go out at that many a second (0: at once),
+    on a schedule from the first, so a slow write does not delay the next ones. ``tokens``: the
+    content is that many tokens ``t<time.time() as the token is written> `` (see :func:`stamps`):
+    a client measures how late each reached it (a benchmark's load; ``content`` is then ignored).
     """
 
     content: str = ""
     tool_calls: list[dict[str, Any]] | None = None
     usage: tuple[int, int] | None = (10, 5)
     delay: float = 0.0
+    rate: float = 0.0
+    tokens: int = 0
+
+
+def stamp() -> str:
+    """A token of a ``Reply(tokens=...)``: ``t<the time now, time.time()> ``."""
+    return f"t{time.time():.6f} "
+
+
+def stamps(text: str) -> list[float]:
+    """The times written in the tokens of ``text`` (a ``Reply(tokens=...)``'s content or a part of it)."""
+    return [float(found) for found in re.findall(r"t(\d+\.\d{6}) ", text)]
 
 
 @dataclass(frozen=True)
 class Recorded:
-    """A request the server received: header names are lower-case; ``body`` is ``{}`` for a GET."""
+    """A request the server received: header names are lower-case; ``body`` is ``{}`` for a GET;
+    ``at``: when it had arrived whole (``time.time()``)."""
 
     path: str
     headers: dict[str, str]
     body: dict[str, Any]
     method: str = "POST"
+    at: float = 0.0
 
 
 #: What ``reply_with`` takes: the request's JSON body to a reply (a string is the reply's content),
@@ -233,9 +255,11 @@ class ModelServer:
         tool_calls: list[dict[str, Any]] | None = None,
         usage: tuple[int, int] | None = (10, 5),
         delay: float = 0.0,
+        rate: float = 0.0,
+        tokens: int = 0,
     ) -> None:
         """Queue one answer (see :class:`Reply`); queued answers are given in order, one a request."""
-        self.queue(Reply(content, tool_calls=tool_calls, usage=usage, delay=delay))
+        self.queue(Reply(content, tool_calls=tool_calls, usage=usage, delay=delay, rate=rate, tokens=tokens))
 
     def queue(self, *replies: Reply) -> None:
         """Queue ready-made :class:`Reply` objects."""
@@ -364,7 +388,13 @@ class ModelServer:
 
 class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 1024  # hundreds of runs connect at once under a benchmark's load
     model_server: ModelServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that goes away (a pool closing its idle connection) is not the server's error.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind looks the host's name up (getfqdn), which may be slow: skip it.
@@ -400,7 +430,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = urlsplit(self.path).path.rstrip("/")
-        self.ms._record(Recorded(path, self._headers(), {}, "GET"))
+        self.ms._record(Recorded(path, self._headers(), {}, "GET", time.time()))
         if path == "/v1/models":
             self._json(200, self.ms._models_list())
         elif path.startswith("/v1/models/") and self.ms._has_model(path.removeprefix("/v1/models/")):
@@ -411,11 +441,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         path = urlsplit(self.path).path.rstrip("/")
         raw = self._read_body()
+        at = time.time()
         try:
             body = json.loads(raw) if raw else None
         except ValueError:
             body = None
-        self.ms._record(Recorded(path, self._headers(), body if isinstance(body, dict) else {}, "POST"))
+        self.ms._record(Recorded(path, self._headers(), body if isinstance(body, dict) else {}, "POST", at))
         if path != "/v1/chat/completions":
             self._json(404, error_body(404, f"No route for POST {path}"))
             return
@@ -472,9 +503,10 @@ class _Handler(BaseHTTPRequestHandler):
         if stream:
             options = body.get("stream_options")
             include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-            self._stream(head, reply.content, calls, finish, usage if include_usage else None, include_usage, plan)
+            self._stream(head, reply, calls, finish, usage if include_usage else None, include_usage, plan)
             return
-        message: dict[str, Any] = {"role": "assistant", "content": reply.content or (None if calls else "")}
+        content = "".join(stamp() for _ in range(reply.tokens)) if reply.tokens else reply.content
+        message: dict[str, Any] = {"role": "assistant", "content": content or (None if calls else "")}
         if calls:
             message["tool_calls"] = calls
         completion: dict[str, Any] = {
@@ -490,7 +522,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _stream(
         self,
         head: dict[str, Any],
-        content: str,
+        reply: Reply,
         calls: list[dict[str, Any]],
         finish: str,
         usage: dict[str, int] | None,
@@ -505,8 +537,9 @@ class _Handler(BaseHTTPRequestHandler):
                 out["usage"] = None
             return out
 
-        chunks = [chunk({"role": "assistant", "content": ""})]
-        chunks += [chunk({"content": piece}) for piece in _words(content)]
+        # A piece of content (None: a stamp) is made into its chunk as it is sent, at its time.
+        chunks: list[dict[str, Any] | str | None] = [chunk({"role": "assistant", "content": ""})]
+        chunks += [None] * reply.tokens if reply.tokens else _words(reply.content)
         for index, call in enumerate(calls):
             first = {**call, "index": index, "function": {"name": call["function"]["name"], "arguments": ""}}
             chunks.append(chunk({"tool_calls": [first]}))
@@ -523,10 +556,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Transfer-Encoding", "chunked")
             self.send_header("x-request-id", f"req_{self.ms._next()}")
             self.end_headers()
+            started, pieces = time.monotonic(), 0
             for sent, payload in enumerate(chunks):
                 if plan.cut_after is not None and sent >= plan.cut_after:
                     self._break_off()
                     return
+                if not isinstance(payload, dict):
+                    if reply.rate > 0 and self.ms._stopping.wait(started + pieces / reply.rate - time.monotonic()):
+                        self._break_off()  # the server stops
+                        return
+                    pieces += 1
+                    payload = chunk({"content": stamp() if payload is None else payload})
                 self._write_chunk(b"data: " + json.dumps(payload).encode() + b"\n\n")
             if plan.cut_after is not None:
                 self._break_off()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import struct
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -18,7 +20,7 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from tests.modelserver import ModelServer, Reply
+from tests.modelserver import ModelServer, Reply, stamps
 
 T = TypeVar("T")
 
@@ -411,6 +413,54 @@ def test_stream_over_httpx_is_server_sent_events(model_server: ModelServer) -> N
     assert chunks[-2]["choices"][0]["finish_reason"] == "stop"
     assert chunks[-1]["choices"] == []
     assert chunks[-1]["usage"] == {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+
+
+# --- a benchmark's load: paced, time-stamped tokens ----------------------------------------------
+
+
+def test_rate_paces_a_streams_pieces_and_tokens_carry_when_they_were_written(model_server: ModelServer) -> None:
+    model_server.reply(tokens=5, rate=50)
+    model_server.reply("one two three", rate=50)
+    payload = {"model": "m", "messages": HI, "stream": True}
+    received: list[tuple[float, str]] = []
+    with httpx.Client(base_url=model_server.url) as client:
+        before = time.time()
+        for _ in range(2):
+            with client.stream("POST", "/chat/completions", json=payload) as response:
+                for line in response.iter_lines():
+                    if line.startswith("data: {"):
+                        delta = json.loads(line.removeprefix("data: "))["choices"][0]["delta"]
+                        received.append((time.time(), delta.get("content") or ""))
+    tokens = [(at, text) for at, text in received[:8] if text]
+    assert len(tokens) == 5
+    written = [stamps(text)[0] for _, text in tokens]
+    assert all(len(stamps(text)) == 1 and text.endswith(" ") for _, text in tokens)
+    assert before <= model_server.requests[0].at <= written[0]
+    assert all(wrote <= at for wrote, (at, _) in zip(written, tokens, strict=True))  # sent, then received
+    assert written == sorted(written)
+    assert written[-1] - model_server.requests[0].at >= 4 / 50  # the 5th token is due 4/50 s after the 1st
+    assert "".join(text for _, text in received[8:]) == "one two three"
+    assert model_server.requests[0].at <= model_server.requests[1].at
+
+
+def test_a_client_that_resets_its_connection_is_not_an_error(
+    model_server: ModelServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.create_connection(("127.0.0.1", model_server.port)) as conn:
+        conn.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close: RST
+    with httpx.Client(base_url=model_server.url) as client:  # the server goes on
+        assert client.post("/chat/completions", json={"model": "m", "messages": HI}).status_code == 200
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_tokens_in_a_plain_answer() -> None:
+    with ModelServer() as server:
+        server.reply(tokens=3)
+        completion = httpx.post(f"{server.url}/chat/completions", json={"model": "m", "messages": HI}).json()
+    content = completion["choices"][0]["message"]["content"]
+    assert len(stamps(content)) == 3
+    assert content == "".join(f"t{at:.6f} " for at in stamps(content))
 
 
 # --- delays --------------------------------------------------------------------------------------

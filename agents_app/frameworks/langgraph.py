@@ -63,6 +63,7 @@ from agents_app.frameworks.model import (
     check_base_url,
     model_secret_references,
     redacted,
+    sdk_failure,
     sdk_headers,
     validate_history,
     validate_model_keys,
@@ -312,26 +313,4 @@ def _sync_refused() -> Any:
 
 def described(exc: Exception, graph: str) -> str:
     """What went wrong in a run of ``graph``, in a line (never with the API key: see ``redacted``)."""
-    import openai  # with langchain-openai, as a run needs
-
-    refused = _in_chain(exc, Refused)
-    if refused is not None:
-        return f"the model server is refused: {refused}"
-    if isinstance(exc, openai.APITimeoutError):
-        return f"the model server did not answer within {settings.AK_AGENTS['TIMEOUT']:g} s"
-    if isinstance(exc, openai.APIStatusError):
-        return f"the model server answered {exc.status_code}: {str(exc.message)[:300]}"
-    if isinstance(exc, openai.APIConnectionError):
-        return f"the model server could not be reached: {type(exc.__cause__ or exc).__name__}"
-    return f"the graph {graph!r} failed: {type(exc).__name__}: {str(exc)[:300]}"
-
-
-def _in_chain(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, kind):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
+    return sdk_failure(exc) or f"the graph {graph!r} failed: {type(exc).__name__}: {str(exc)[:300]}"

@@ -15,9 +15,11 @@ import os
 import re
 from typing import Any
 
+from django.conf import settings
+
 from agents_app import patterns
 from agents_app.frameworks.base import ConfigError, ConfigProblems
-from agents_app.outbound import model_url_refusal
+from agents_app.outbound import Refused, model_url_refusal
 from akplatform.aio import db
 from sessions_app.core import SessionView
 
@@ -57,9 +59,16 @@ HISTORY_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": MA
 
 def validate_history(config: dict[str, Any], problems: ConfigProblems) -> None:
     """Check the config's ``history`` (an integer from 0 to ``MAX_HISTORY``, if given)."""
-    history = config.get("history", DEFAULT_HISTORY)
-    if isinstance(history, bool) or not isinstance(history, int) or not 0 <= history <= MAX_HISTORY:
-        problems.add("history", f"must be an integer from 0 to {MAX_HISTORY}")
+    validate_int(config, "history", problems, default=DEFAULT_HISTORY, low=0, high=MAX_HISTORY)
+
+
+def validate_int(
+    config: dict[str, Any], key: str, problems: ConfigProblems, *, default: int, low: int, high: int
+) -> None:
+    """Check the config's ``key``: an integer from ``low`` to ``high`` (``default`` when missing)."""
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        problems.add(key, f"must be an integer from {low} to {high}")
 
 
 def validate_model_keys(config: dict[str, Any], problems: ConfigProblems) -> None:
@@ -145,3 +154,33 @@ def sdk_headers(key: str | None, *, placeholder: str | None) -> dict[str, Any]:
     token = key or placeholder
     headers["Authorization"] = f"Bearer {token}" if token else openai.omit
     return headers
+
+
+def sdk_failure(exc: BaseException) -> str | None:
+    """What went wrong with a call through OpenAI's SDK, in a line (it may quote the key: see
+    ``redacted``), or None when it is not the model server's failure."""
+    import openai
+
+    refused = _in_chain(exc, Refused)
+    if refused is not None:
+        return f"the model server is refused: {refused}"
+    if isinstance(exc, openai.APITimeoutError):
+        return f"the model server did not answer within {settings.AK_AGENTS['TIMEOUT']:g} s"
+    if isinstance(exc, openai.APIStatusError):
+        detail = exc.body.get("message") if isinstance(exc.body, dict) else None
+        return f"the model server answered {exc.status_code}: {str(detail or exc.message)[:300]}"
+    if isinstance(exc, openai.APIConnectionError):
+        return f"the model server could not be reached: {type(exc.__cause__ or exc).__name__}"
+    return None
+
+
+def _in_chain(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """``exc`` or the first of its causes and contexts that is a ``kind``."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

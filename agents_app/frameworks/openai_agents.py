@@ -48,7 +48,7 @@ from agents_app.frameworks.base import (
     check_unknown_keys,
     path_of,
 )
-from agents_app.frameworks.context import CallContext, call_context
+from agents_app.frameworks.context import call_context
 from agents_app.frameworks.model import (
     DEFAULT_HISTORY,
     HISTORY_SCHEMA,
@@ -59,13 +59,15 @@ from agents_app.frameworks.model import (
     check_base_url,
     model_secret_references,
     redacted,
+    sdk_failure,
     sdk_headers,
     validate_history,
+    validate_int,
     validate_model_keys,
 )
 from agents_app.frameworks.openai_agents_session import HandoffTool, WindowSession
 from agents_app.frameworks.tools import UnknownTool, tool_loaded, tool_names, tool_registry, tools_named
-from agents_app.outbound import Refused, shared_client
+from agents_app.outbound import shared_client
 from akplatform.aio import db
 from sessions_app.core import SessionView
 
@@ -121,7 +123,7 @@ class OpenAIAgentsFramework(Framework):
         _check_tools(config.get("tools", []), problems)
         _check_handoffs(config.get("handoffs", []), problems)
         validate_history(config, problems)
-        _check_int(config, "max_turns", DEFAULT_MAX_TURNS, 1, MAX_MAX_TURNS, problems)
+        validate_int(config, "max_turns", problems, default=DEFAULT_MAX_TURNS, low=1, high=MAX_MAX_TURNS)
 
     def secret_references(self, config: dict[str, Any]) -> dict[str, str]:
         return model_secret_references(config)
@@ -176,11 +178,11 @@ class OpenAIAgentsFramework(Framework):
         )
         run_config = RunConfig(tracing_disabled=not settings.AK_AGENTS["OPENAI_TRACING"])
         max_turns = agent.config.get("max_turns", DEFAULT_MAX_TURNS)
+        # ``context``: the tools get it as the run's (``RunContextWrapper.context``).
+        options = {"session": memory, "run_config": run_config, "max_turns": max_turns, "context": context}
         try:
-            if session.streaming:
-                result, text = await _streamed(start, message, session, memory, run_config, max_turns, context)
-            else:
-                result, text = await _plain(start, message, memory, run_config, max_turns, context)
+            run = _streamed if session.streaming else _plain
+            result, text = await run(start, message, session, options)
         except Exception as exc:
             raise ModelError(_failure(exc, max_turns, team.keys)) from None
         memory.flush()
@@ -216,12 +218,6 @@ def _check_handoffs(handoffs: Any, problems: ConfigProblems) -> None:
             problems.add(path_of("handoffs", i), "must be the name of one of the tenant's openai_agents agents")
         elif name in handoffs[:i]:
             problems.add(path_of("handoffs", i), f"names the agent {name!r} twice")
-
-
-def _check_int(config: dict[str, Any], key: str, default: int, low: int, high: int, problems: ConfigProblems) -> None:
-    value = config.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        problems.add(key, f"must be an integer from {low} to {high}")
 
 
 @dataclass
@@ -340,36 +336,22 @@ def _sdk_agent(name: str, config: dict[str, Any], key: str | None, *, tenant: st
     )
 
 
-async def _plain(
-    start: Any, message: str, memory: WindowSession, run_config: Any, max_turns: int, context: CallContext
-) -> tuple[Any, str]:
-    """Run to the end; the tools get ``context`` as the run's (``RunContextWrapper.context``)."""
+async def _plain(start: Any, message: str, session: SessionView, options: dict[str, Any]) -> tuple[Any, str]:
+    """Run to the end (``options``: ``Runner.run``'s); the reply is the answers' texts."""
     from agents import ItemHelpers, MessageOutputItem, Runner
 
-    result = await Runner.run(
-        start, message, session=memory, run_config=run_config, max_turns=max_turns, context=context
-    )
+    result = await Runner.run(start, message, **options)
     texts = [ItemHelpers.text_message_output(i) for i in result.new_items if isinstance(i, MessageOutputItem)]
     return result, SEPARATOR.join(text for text in texts if text)
 
 
-async def _streamed(
-    start: Any,
-    message: str,
-    session: SessionView,
-    memory: WindowSession,
-    run_config: Any,
-    max_turns: int,
-    context: CallContext,
-) -> tuple[Any, str]:
+async def _streamed(start: Any, message: str, session: SessionView, options: dict[str, Any]) -> tuple[Any, str]:
     """Run streamed, passing the text of the model's answers on as it comes. The reply is what
     was passed on: the answers' texts, ``SEPARATOR`` between two of them."""
     from agents import Runner
     from openai.types.responses import ResponseCreatedEvent, ResponseTextDeltaEvent
 
-    result = Runner.run_streamed(
-        start, message, session=memory, run_config=run_config, max_turns=max_turns, context=context
-    )
+    result = Runner.run_streamed(start, message, **options)
     pieces: list[str] = []
     new_answer = True
     try:
@@ -398,23 +380,12 @@ def _usage(result: Any) -> Usage | None:
 
 def _failure(exc: Exception, max_turns: int, keys: list[str]) -> str:
     """What failed, for the run's error: without the API keys the run sent."""
-    import openai
     from agents.exceptions import MaxTurnsExceeded
 
     if isinstance(exc, MaxTurnsExceeded):
         text = f"the run reached max_turns ({max_turns} model calls) without a final answer"
-    elif isinstance(exc, openai.APITimeoutError):
-        text = f"the model server did not answer within {settings.AK_AGENTS['TIMEOUT']:g} s"
-    elif isinstance(exc, openai.APIStatusError):
-        detail = exc.body.get("message") if isinstance(exc.body, dict) else None
-        text = f"the model server answered {exc.status_code}: {str(detail or exc.message)[:300]}"
-    elif isinstance(exc.__cause__, Refused) or isinstance(exc, Refused):
-        text = f"the model server is refused: {exc.__cause__ if isinstance(exc.__cause__, Refused) else exc}"
-    elif isinstance(exc, openai.APIConnectionError):
-        cause = exc.__cause__
-        text = f"the model server could not be reached: {type(cause or exc).__name__}"
     else:
-        text = f"the agent failed: {type(exc).__name__}: {str(exc)[:300]}"
+        text = sdk_failure(exc) or f"the agent failed: {type(exc).__name__}: {str(exc)[:300]}"
     for key in keys:
         text = redacted(text, key)
     return text
