@@ -63,7 +63,7 @@ if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
-    "sessions_app.admin_apps.ConsoleAdminConfig",  # django.contrib.admin with the console's site
+    "console.apps.ConsoleAdminConfig",  # django.contrib.admin with the console's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "sessions_app",
     "agents_app",
+    "console.apps.ConsoleConfig",
 ]
 
 MIDDLEWARE = [
@@ -82,7 +83,7 @@ MIDDLEWARE = [
     "akplatform.static.StaticFilesMiddleware",  # WhiteNoise, without a thread per ASGI request
     # Session, common, CSRF, auth, messages and clickjacking middleware, for /admin/ only: the
     # API needs none of them, and under ASGI each costs every request two thread hops.
-    "akplatform.console_middleware.ConsoleMiddleware",
+    "console.middleware.ConsoleMiddleware",
 ]
 AK_CONSOLE_PATH = "/admin/"
 # The admin's and the deploy checks look for these middleware in MIDDLEWARE; ConsoleMiddleware

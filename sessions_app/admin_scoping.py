@@ -72,6 +72,15 @@ def tenant_path(model: type[models.Model]) -> str | None:
     return None
 
 
+class SuperuserOnlyMixin:
+    """Only superusers see and change these (tenants and their staff)."""
+
+    def has_module_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    has_view_permission = has_add_permission = has_change_permission = has_delete_permission = has_module_permission
+
+
 class TenantRelatedFilter(admin.RelatedFieldListFilter):
     """A foreign-key filter whose choices are the objects of the request's tenant only."""
 
@@ -158,20 +167,21 @@ class TenantScopedAdmin(admin.ModelAdmin):
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        related = db_field.remote_field.model
-        if "queryset" not in kwargs:
-            queryset = self.get_field_queryset(None, db_field, request)
-            kwargs["queryset"] = queryset if queryset is not None else related._default_manager.all()
-        kwargs["queryset"] = request_scope(request).filter(kwargs["queryset"], tenant_path(related))
+        kwargs["queryset"] = self._scoped_choices(db_field, request, kwargs.get("queryset"))
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        related = db_field.remote_field.model
-        if "queryset" not in kwargs:
-            queryset = self.get_field_queryset(None, db_field, request)
-            kwargs["queryset"] = queryset if queryset is not None else related._default_manager.all()
-        kwargs["queryset"] = request_scope(request).filter(kwargs["queryset"], tenant_path(related))
+        kwargs["queryset"] = self._scoped_choices(db_field, request, kwargs.get("queryset"))
         return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def _scoped_choices(self, db_field: Any, request: HttpRequest, queryset: QuerySet | None) -> QuerySet:
+        """A relation's choices (the admin's own, as Django picks them) kept to the request's tenant."""
+        related = db_field.remote_field.model
+        if queryset is None:
+            queryset = self.get_field_queryset(None, db_field, request)
+        if queryset is None:
+            queryset = related._default_manager.all()
+        return request_scope(request).filter(queryset, tenant_path(related))
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> type:
         form = super().get_form(request, obj, change=change, **kwargs)

@@ -7,9 +7,4 @@ class SessionsAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django.contrib.auth.signals import user_login_failed
-
         import akplatform.security  # noqa: F401 - registers the deploy checks of its middleware
-        from sessions_app.admin_site import login_failed
-
-        user_login_failed.connect(login_failed, dispatch_uid="sessions_app.login_failed")

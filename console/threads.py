@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from django.apps import apps
 from django.contrib import admin, messages
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -15,6 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
+from agents_app.models import Agent, Run
 from sessions_app.admin_scoping import TenantRelatedFilter, TenantScopedAdmin, request_scope
 from sessions_app.models import Session, Thread
 from sessions_app.selectors import session_all_messages, session_key, session_messages
@@ -136,7 +136,6 @@ class ThreadAgentFilter(admin.SimpleListFilter):
     parameter_name = "agent"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        Agent = apps.get_model("agents_app", "Agent")
         scope = request_scope(request)
         agents = Agent.objects.filter(scope.q("tenant")).select_related("tenant").order_by("name", "tenant__slug")
         if scope.everything:
@@ -146,7 +145,6 @@ class ThreadAgentFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if not self.value():
             return queryset
-        Run = apps.get_model("agents_app", "Run")
         try:
             agent_id = int(self.value())
         except ValueError:
@@ -169,6 +167,7 @@ class ThreadAdmin(TenantScopedAdmin):
     readonly_fields = ["created_at"]
     actions = ["export_json", "archive", "clear_history", "delete_selected"]
     list_per_page = 50
+    change_form_template = "admin/console/thread/change_form.html"
 
     # -- list ----------------------------------------------------------------------------------
 
@@ -221,8 +220,6 @@ class ThreadAdmin(TenantScopedAdmin):
         context = dict(extra_context or {})
         session = getattr(thread, "session", None) if thread else None
         if session is not None:
-            Run = apps.get_model("agents_app", "Run")
-            Agent = apps.get_model("agents_app", "Agent")
             try:
                 page = int(request.GET.get("page", "1"))
             except ValueError:
@@ -277,7 +274,7 @@ class ThreadAdmin(TenantScopedAdmin):
             "change_url": change_url,
             "title": "Clear the history?",
         }
-        return TemplateResponse(request, "admin/sessions_app/thread/clear_confirmation.html", context)
+        return TemplateResponse(request, "admin/console/thread/clear_confirmation.html", context)
 
     # -- actions ---------------------------------------------------------------------------------
 
@@ -319,7 +316,6 @@ class ThreadAdmin(TenantScopedAdmin):
         Django would list every cascaded row (thousands of runs) and ask for delete permission on
         each kind; the delete goes through ``thread_delete``, which owns those cascades.
         """
-        Run = apps.get_model("agents_app", "Run")
         threads = list(objs)
         ids = [t.pk for t in threads]
         n_sessions = Session.objects.filter(thread__in=ids).count()
