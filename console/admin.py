@@ -41,6 +41,8 @@ def count_column(annotation: str, description: str) -> Any:
 #: The tenant list's counts: annotation -> the model counted.
 TENANT_COUNTS = {"n_users": EndUser, "n_sessions": Session, "n_agents": Agent, "n_runs": Run, "n_keys": ApiKey}
 
+LIMIT_FIELDS = ["limit_agents", "limit_secrets", "limit_sessions", "limit_concurrent_runs", "limit_event_streams"]
+
 
 @admin.register(Tenant)
 class TenantAdmin(SuperuserOnlyMixin, TenantScopedAdmin):
@@ -56,13 +58,7 @@ class TenantAdmin(SuperuserOnlyMixin, TenantScopedAdmin):
                 "description": "This tenant's own limits. Empty: the deployment's default (AK_LIMITS__*);"
                 " 0: unlimited. Stored objects over a limit are refused with 403, runs and event streams"
                 " over theirs with 429.",
-                "fields": [
-                    "limit_agents",
-                    "limit_secrets",
-                    "limit_sessions",
-                    "limit_concurrent_runs",
-                    "limit_event_streams",
-                ],
+                "fields": LIMIT_FIELDS,
             },
         ),
     ]
