@@ -255,9 +255,16 @@ def test_no_import_cycles(project_graph: Graph) -> None:
     assert not cycles, "import cycles:\n" + "\n".join(describe(project_graph, cycle) for cycle in cycles)
 
 
+@pytest.fixture(scope="module")
+def project_names() -> list[NamedApp]:
+    return named_apps(ROOT, PACKAGES)
+
+
 @pytest.mark.parametrize(("package", "other"), [(p, o) for p, others in FORBIDDEN.items() for o in others])
-def test_dependencies_point_one_way(project_graph: Graph, package: str, other: str) -> None:
-    found = imports_of(project_graph, package, other) + names_of(named_apps(ROOT, PACKAGES), package, other)
+def test_dependencies_point_one_way(
+    project_graph: Graph, project_names: list[NamedApp], package: str, other: str
+) -> None:
+    found = imports_of(project_graph, package, other) + names_of(project_names, package, other)
     assert not found, f"{package} must neither import nor name {other}:\n" + "\n".join(found)
 
 
