@@ -83,7 +83,7 @@ MIDDLEWARE = [
     "akplatform.static.StaticFilesMiddleware",  # WhiteNoise, without a thread per ASGI request
     # Session, common, CSRF, auth, messages and clickjacking middleware, for /admin/ only: the
     # API needs none of them, and under ASGI each costs every request two thread hops.
-    "console.middleware.ConsoleMiddleware",
+    "akplatform.console_middleware.ConsoleMiddleware",
 ]
 AK_CONSOLE_PATH = "/admin/"
 # The admin's and the deploy checks look for these middleware in MIDDLEWARE; ConsoleMiddleware
