@@ -3,6 +3,8 @@ from django.contrib.admin.apps import AdminConfig
 
 
 class ConsoleConfig(AppConfig):
+    """The console's pages and templates; a failed admin login counts towards its lockout."""
+
     name = "console"
     verbose_name = "Console"
 
