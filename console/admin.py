@@ -1,5 +1,6 @@
 """The console's admin of the index rows shown with their agents and runs: tenants (with counts),
-end users (forget, with their runs) and sessions (deleted with their runs). Threads: ``threads``.
+their staff (given permissions on both apps), end users (forget, with their runs) and sessions
+(deleted with their runs). Threads: ``threads``.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from django.utils.html import format_html
 
 from agents_app.models import Agent, Run
 from console import threads  # noqa: F401 - registers ThreadAdmin
+from console.staff import tenant_staff_add
 from sessions_app.admin_scoping import SuperuserOnlyMixin, TenantRelatedFilter, TenantScopedAdmin
-from sessions_app.models import ApiKey, EndUser, Session, Tenant, new_webhook_secret
+from sessions_app.models import ApiKey, EndUser, Session, Tenant, TenantStaff, new_webhook_secret
 from sessions_app.services import end_user_forget, session_delete, tenant_delete
 from sessions_app.stores.base import StoreError
 
@@ -91,6 +93,20 @@ class TenantAdmin(SuperuserOnlyMixin, TenantScopedAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         for tenant in queryset:
             tenant_delete(tenant=tenant)
+
+
+@admin.register(TenantStaff)
+class TenantStaffAdmin(SuperuserOnlyMixin, admin.ModelAdmin):
+    list_display = ["user", "tenant", "created_at"]
+    list_filter = [("tenant", admin.RelatedOnlyFieldListFilter)]
+    list_select_related = ["user", "tenant"]
+    search_fields = ["user__username", "tenant__slug"]
+    readonly_fields = ["created_at"]
+
+    def save_model(self, request: HttpRequest, obj: TenantStaff, form: Any, change: bool) -> None:
+        # Through the service: it also makes the user staff and gives them the operators' permissions.
+        saved = tenant_staff_add(user=obj.user, tenant=obj.tenant)
+        obj.pk, obj.created_at = saved.pk, saved.created_at
 
 
 @admin.register(EndUser)

@@ -1,7 +1,8 @@
-"""The admin of the index's own rows that know nothing of runs: tenant staff and API keys.
+"""The admin of the index's API keys: issued (the raw key shown once) and revoked.
 
-Tenants, end users, sessions and threads are shown with their agents and runs: their admin is
-the console's (``console/admin.py``). Every ModelAdmin here is tenant-scoped (``admin_scoping``).
+Tenants, their staff, end users, sessions and threads are shown with agents and runs, or given
+permissions on them: their admin is the console's (``console/admin.py``). Every ModelAdmin of the
+console is tenant-scoped (``admin_scoping``).
 """
 
 from __future__ import annotations
@@ -14,23 +15,9 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from sessions_app.admin_scoping import SuperuserOnlyMixin, TenantRelatedFilter, TenantScopedAdmin, request_scope
-from sessions_app.models import ApiKey, Tenant, TenantStaff
-from sessions_app.services import api_key_issue, api_key_revoke, tenant_staff_add
-
-
-@admin.register(TenantStaff)
-class TenantStaffAdmin(SuperuserOnlyMixin, admin.ModelAdmin):
-    list_display = ["user", "tenant", "created_at"]
-    list_filter = [("tenant", admin.RelatedOnlyFieldListFilter)]
-    list_select_related = ["user", "tenant"]
-    search_fields = ["user__username", "tenant__slug"]
-    readonly_fields = ["created_at"]
-
-    def save_model(self, request: HttpRequest, obj: TenantStaff, form: Any, change: bool) -> None:
-        # Through the service: it also makes the user staff and gives them the operators' permissions.
-        saved = tenant_staff_add(user=obj.user, tenant=obj.tenant)
-        obj.pk, obj.created_at = saved.pk, saved.created_at
+from sessions_app.admin_scoping import TenantRelatedFilter, TenantScopedAdmin, request_scope
+from sessions_app.models import ApiKey, Tenant
+from sessions_app.services import api_key_issue, api_key_revoke
 
 
 class ApiKeyIssueForm(forms.Form):

@@ -4,14 +4,17 @@ Contract. Among the modules of ``agents_app``, ``sessions_app``, ``console`` and
 
 1. no import cycle, counting every import in a file: module level, function bodies, ``try`` blocks;
 2. dependencies point one way, ``console`` -> ``agents_app`` -> ``sessions_app`` (``FORBIDDEN``):
-   a package neither imports a package it must not know, nor names it in a string the framework
-   resolves at run time, where no import shows it:
+   a package neither imports a package it must not know, nor names it in a string, where no
+   import shows the dependency. Such a string is a whole string constant in Python (a docstring
+   or a sentence never is one) that is
 
-   - a model looked up by name: ``apps.get_model("agents_app", "Run")``, ``get_model("agents_app.Run")``
-     (and ``get_app_config("agents_app")``), the call's first argument naming the app;
-   - an admin URL name, ``"admin:<app label>_<model>_<view>"``: a whole string constant in Python
-     (``reverse(...)``, ``redirect(...)``, ...) or a ``{% url 'admin:<app label>_...' %}`` in a file
-     under the package's ``templates/``. App labels are the package names.
+   - an app label or a dotted path into the package: ``apps.get_model("agents_app", "Run")``,
+     ``get_model("agents_app.Run")``, ``Q(content_type__app_label="agents_app")``,
+     ``send_task("agents_app.tasks.execute_run")``, ``import_string("agents_app.x.Y")``;
+   - an admin URL name, ``"admin:<app label>_<model>_<view>"`` (``reverse(...)``, ``redirect(...)``),
+     also in a ``{% url 'admin:<app label>_...' %}`` tag of a file under the package's ``templates/``.
+
+   App labels are the package names.
 
 How the graph is built (statically with ``ast``; nothing is imported):
 
@@ -210,33 +213,24 @@ class NamedApp:
         return self.path.partition("/")[0]
 
 
-def _admin_url_name(packages: Sequence[str]) -> re.Pattern[str]:
-    return re.compile(rf"admin:({'|'.join(map(re.escape, packages))})_\w+")
-
-
 def named_apps(root: Path, packages: Sequence[str]) -> list[NamedApp]:
-    """Every ``get_model``/``get_app_config`` call and admin URL name in ``packages`` that names one
-    of them, in its modules (as ``module_files`` finds them) and in the files under its ``templates/``."""
-    url_name = _admin_url_name(packages)
+    """Every string of ``packages`` that names one of them, as the module docstring says: in its
+    modules (as ``module_files`` finds them) and in the ``{% url %}`` tags of its templates."""
+    labels = "|".join(map(re.escape, packages))
+    named = re.compile(rf"admin:({labels})_\w+|({labels})(?:[.:][\w.:]*)?")
     found: list[NamedApp] = []
     for path in module_files(root, packages).values():
         where = path.relative_to(root).as_posix()
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and url_name.fullmatch(node.value):
-                found.append(NamedApp(where, node.lineno, url_name.fullmatch(node.value)[1], node.value))
-            if not (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)):
-                continue
-            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
-            app = str(node.args[0].value).partition(".")[0]
-            if name in ("get_model", "get_app_config") and app in packages:
-                found.append(NamedApp(where, node.lineno, app, f"{name}({node.args[0].value!r}, ...)"))
-    url_tag = re.compile(r"""\{%\s*url\s+["'](""" + url_name.pattern + ")")
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and (m := named.fullmatch(node.value)):
+                found.append(NamedApp(where, node.lineno, m[1] or m[2], repr(node.value)))
+    url_tag = re.compile(rf"""{{%\s*url\s+["'](admin:({labels})_\w+)""")
     for package in packages:
         for path in sorted((root / package).rglob("*")):
             if path.is_file() and "templates" in path.relative_to(root / package).parts:
                 where = path.relative_to(root).as_posix()
                 for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-                    found.extend(NamedApp(where, number, m[2], m[1]) for m in url_tag.finditer(line))
+                    found.extend(NamedApp(where, number, m[2], repr(m[1])) for m in url_tag.finditer(line))
     return sorted(found)
 
 
@@ -322,6 +316,9 @@ def test_checker_finds_apps_named_by_strings(tmp_path: Path) -> None:
                 '    low = apps.get_model("low", "Mine")  # its own: allowed\n'
                 '    django = apps.get_model("auth", "User")  # not ours\n'
                 '    return reverse("admin:high_thing_changelist"), reverse("admin:auth_user_change")\n'
+                'PERMISSIONS = {"high": ["thing"], "highway": [], "auth": ["user"]}\n'
+                'TASK = "high.tasks.work"  # a name Celery resolves\n'
+                'NOTE = "high.tasks.work is queued by name, not imported"\n'
             ),
             "low/templates/admin/low/page.html": (
                 "{% load admin_urls %}\n"
@@ -335,13 +332,15 @@ def test_checker_finds_apps_named_by_strings(tmp_path: Path) -> None:
     )
     found = named_apps(tmp_path, ["low", "high"])
     assert names_of(found, "low", "high") == [
-        "low/admin.py:7  get_model('high', ...)",
-        "low/admin.py:8  get_model('high.Other', ...)",
-        "low/admin.py:11  admin:high_thing_changelist",
-        "low/templates/admin/low/page.html:2  admin:high_thing_change",
+        "low/admin.py:7  'high'",
+        "low/admin.py:8  'high.Other'",
+        "low/admin.py:11  'admin:high_thing_changelist'",
+        "low/admin.py:12  'high'",
+        "low/admin.py:13  'high.tasks.work'",
+        "low/templates/admin/low/page.html:2  'admin:high_thing_change'",
     ]
     assert names_of(found, "low", "low") == [
-        "low/admin.py:9  get_model('low', ...)",
-        "low/templates/admin/low/page.html:2  admin:low_mine_change",
+        "low/admin.py:9  'low'",
+        "low/templates/admin/low/page.html:2  'admin:low_mine_change'",
     ]
-    assert names_of(found, "high", "low") == ["high/views.py:3  admin:low_mine_change"]
+    assert names_of(found, "high", "low") == ["high/views.py:3  'admin:low_mine_change'"]
