@@ -27,15 +27,11 @@ from sessions_app.admin_scoping import TenantRelatedFilter, TenantScopedAdmin
 class AgentForm(forms.ModelForm):
     """A bad config is a form error here, not a failed run later."""
 
-    framework = forms.ChoiceField(choices=())
+    framework = forms.ChoiceField(choices=lambda: [(name, name) for name in framework_names()])
 
     class Meta:
         model = Agent
         fields = ["tenant", "name", "framework", "config"]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.fields["framework"].choices = [(name, name) for name in framework_names()]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

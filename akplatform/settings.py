@@ -61,7 +61,7 @@ if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
-    "sessions_app.admin_apps.ConsoleAdminConfig",  # django.contrib.admin with the console's site
+    "console.apps.ConsoleAdminConfig",  # django.contrib.admin with the console's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "sessions_app",
     "agents_app",
+    "console.apps.ConsoleConfig",
 ]
 
 MIDDLEWARE = [

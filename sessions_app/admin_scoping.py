@@ -41,10 +41,6 @@ class Scope:
     def filter(self, queryset: QuerySet, tenant_path: str | None) -> QuerySet:
         if tenant_path is None:  # a model without a tenant (the auth user): superusers only
             return queryset if self.everything else queryset.none()
-        if self.everything:
-            return queryset
-        if self.tenant is None:
-            return queryset.none()
         return queryset.filter(self.q(tenant_path))
 
 
@@ -72,6 +68,15 @@ def tenant_path(model: type[models.Model]) -> str | None:
     return None
 
 
+class SuperuserOnlyMixin:
+    """Only superusers see and change these (tenants and their staff)."""
+
+    def has_module_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.is_active and request.user.is_superuser
+
+    has_view_permission = has_add_permission = has_change_permission = has_delete_permission = has_module_permission
+
+
 class TenantRelatedFilter(admin.RelatedFieldListFilter):
     """A foreign-key filter whose choices are the objects of the request's tenant only."""
 
@@ -87,24 +92,23 @@ class TenantFormMixin:
     """Checks that every object a form points at belongs to the form's tenant."""
 
     console_tenant: Tenant | None = None
-    tenant_field: str = "tenant"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.console_tenant is not None and self.tenant_field in self.fields:
+        if self.console_tenant is not None and "tenant" in self.fields:
             # The field is hidden and disabled for tenant staff: its value is this, whatever is posted.
-            self.initial[self.tenant_field] = self.console_tenant.pk
+            self.initial["tenant"] = self.console_tenant.pk
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        tenant = cleaned.get(self.tenant_field) or self.console_tenant
-        if tenant is None and getattr(self.instance, f"{self.tenant_field}_id", None):
-            tenant = getattr(self.instance, self.tenant_field)
+        tenant = cleaned.get("tenant") or self.console_tenant
+        if tenant is None and self.instance.tenant_id:
+            tenant = self.instance.tenant
         if tenant is None:
             return cleaned
         for name, value in list(cleaned.items()):
             other_tenant = getattr(value, "tenant_id", tenant.pk) != tenant.pk
-            if name != self.tenant_field and isinstance(value, models.Model) and other_tenant:
+            if name != "tenant" and isinstance(value, models.Model) and other_tenant:
                 self.add_error(name, f"This belongs to another tenant than {tenant}.")
         return cleaned
 
@@ -112,11 +116,9 @@ class TenantFormMixin:
 class TenantScopedAdmin(admin.ModelAdmin):
     """The base of every console ModelAdmin: rows, choices, filters and saves follow the tenant.
 
-    ``tenant_field`` names the model's foreign key to ``Tenant``; for tenant staff it is set on
-    save, hidden in forms, and dropped from list columns and filters.
+    A model's foreign key to ``Tenant`` is named ``tenant``; for tenant staff it is set on save,
+    hidden in forms, and dropped from list columns and filters.
     """
-
-    tenant_field: str = "tenant"
 
     # -- rows ----------------------------------------------------------------------------------
 
@@ -132,21 +134,19 @@ class TenantScopedAdmin(admin.ModelAdmin):
 
     def get_list_display(self, request: HttpRequest) -> list:
         columns = list(super().get_list_display(request))
-        if not request_scope(request).everything:
-            columns = [c for c in columns if c != self.tenant_field]
-        return columns
+        return columns if request_scope(request).everything else [c for c in columns if c != "tenant"]
 
     def get_list_filter(self, request: HttpRequest) -> list:
         filters = list(super().get_list_filter(request))
-        if not request_scope(request).everything:
-            filters = [f for f in filters if (f[0] if isinstance(f, tuple) else f) != self.tenant_field]
-        return filters
+        if request_scope(request).everything:
+            return filters
+        return [f for f in filters if (f[0] if isinstance(f, tuple) else f) != "tenant"]
 
     # -- forms ---------------------------------------------------------------------------------
 
     def formfield_for_dbfield(self, db_field: models.Field, request: HttpRequest, **kwargs: Any) -> Any:
         scope = request_scope(request)
-        if db_field.name == self.tenant_field and db_field.is_relation and not scope.everything:
+        if db_field.name == "tenant" and db_field.is_relation and not scope.everything:
             tenant_pk = scope.tenant.pk if scope.tenant else None
             return forms.ModelChoiceField(
                 queryset=Tenant.objects.filter(pk=tenant_pk),
@@ -158,32 +158,32 @@ class TenantScopedAdmin(admin.ModelAdmin):
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        related = db_field.remote_field.model
-        if "queryset" not in kwargs:
-            queryset = self.get_field_queryset(None, db_field, request)
-            kwargs["queryset"] = queryset if queryset is not None else related._default_manager.all()
-        kwargs["queryset"] = request_scope(request).filter(kwargs["queryset"], tenant_path(related))
+        kwargs["queryset"] = self._scoped_choices(db_field, request, kwargs.get("queryset"))
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
-        related = db_field.remote_field.model
-        if "queryset" not in kwargs:
-            queryset = self.get_field_queryset(None, db_field, request)
-            kwargs["queryset"] = queryset if queryset is not None else related._default_manager.all()
-        kwargs["queryset"] = request_scope(request).filter(kwargs["queryset"], tenant_path(related))
+        kwargs["queryset"] = self._scoped_choices(db_field, request, kwargs.get("queryset"))
         return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def _scoped_choices(self, db_field: Any, request: HttpRequest, queryset: QuerySet | None) -> QuerySet:
+        """A relation's choices (the admin's own, as Django picks them) kept to the request's tenant."""
+        related = db_field.remote_field.model
+        if queryset is None:
+            queryset = self.get_field_queryset(None, db_field, request)
+        if queryset is None:
+            queryset = related._default_manager.all()
+        return request_scope(request).filter(queryset, tenant_path(related))
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> type:
         form = super().get_form(request, obj, change=change, **kwargs)
         if tenant_path(self.model) != "tenant":
             return form
-        attrs = {"console_tenant": request_scope(request).tenant, "tenant_field": self.tenant_field}
-        return type(form)(form.__name__, (TenantFormMixin, form), attrs)
+        return type(form)(form.__name__, (TenantFormMixin, form), {"console_tenant": request_scope(request).tenant})
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         scope = request_scope(request)
         if scope.is_tenant_staff and tenant_path(self.model) == "tenant":
-            setattr(obj, self.tenant_field, scope.tenant)
+            obj.tenant = scope.tenant
         super().save_model(request, obj, form, change)
 
     # -- permissions: a staff user without a tenant sees nothing and changes nothing --------------

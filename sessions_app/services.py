@@ -9,14 +9,13 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.admin.models import DELETION, LogEntry
-from django.contrib.auth.models import Group, Permission
 from django.db import IntegrityError, transaction
 from django.db.models import Case, Count, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from akplatform.limits import stored_limit_check
 from sessions_app.core import new_session_id
-from sessions_app.models import ApiKey, EndUser, Session, Tenant, TenantStaff, Thread
+from sessions_app.models import ApiKey, EndUser, Session, Tenant, Thread
 from sessions_app.selectors import MessagePage, session_messages
 from sessions_app.stores import get_store
 from sessions_app.stores.base import SessionKey, StoreError
@@ -250,42 +249,3 @@ def end_user_forget(*, user: EndUser, actor: Any) -> dict[str, int]:
         )
         user.delete()
     return counts
-
-
-#: What a tenant's operators may do in the admin; their rows are scoped to their tenant.
-OPERATOR_GROUP = "Tenant operators"
-OPERATOR_PERMISSIONS = {
-    "sessions_app": {
-        "apikey": ("view", "add", "change", "delete"),
-        "enduser": ("view", "change", "delete"),
-        "thread": ("view", "change", "delete"),
-        "session": ("view", "delete"),
-    },
-    "agents_app": {
-        "agent": ("view", "add", "change", "delete"),
-        "run": ("view", "change"),
-        "secret": ("view", "add", "change", "delete"),
-    },
-}
-
-
-def operator_group_ensure() -> Group:
-    """The group that gives tenant staff the console's permissions (made or brought up to date)."""
-    group, _ = Group.objects.get_or_create(name=OPERATOR_GROUP)
-    wanted = Q(pk__in=[])
-    for app_label, models in OPERATOR_PERMISSIONS.items():
-        for model, actions in models.items():
-            codenames = [f"{action}_{model}" for action in actions]
-            wanted |= Q(content_type__app_label=app_label, content_type__model=model, codename__in=codenames)
-    group.permissions.set(Permission.objects.filter(wanted))
-    return group
-
-
-def tenant_staff_add(*, user: Any, tenant: Tenant) -> TenantStaff:
-    """Make ``user`` a staff operator of ``tenant`` (moving them if they belonged to another)."""
-    if not user.is_staff:
-        user.is_staff = True
-        user.save(update_fields=["is_staff"])
-    user.groups.add(operator_group_ensure())
-    membership, _ = TenantStaff.objects.update_or_create(user=user, defaults={"tenant": tenant})
-    return membership

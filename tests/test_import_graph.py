@@ -1,10 +1,20 @@
-"""The import graph of our own packages: no cycles, and sessions_app never imports agents_app.
+"""The dependencies between our own packages: no import cycles, and they point one way.
 
-Contract. Among the modules of ``agents_app``, ``sessions_app`` and ``akplatform``:
+Contract. Among the modules of ``agents_app``, ``sessions_app``, ``console`` and ``akplatform``:
 
 1. no import cycle, counting every import in a file: module level, function bodies, ``try`` blocks;
-2. no module of ``sessions_app`` imports ``agents_app``: dependencies point one way, agents_app
-   uses sessions_app, never the reverse.
+2. dependencies point one way, ``console`` -> ``agents_app`` -> ``sessions_app`` (``FORBIDDEN``):
+   a package neither imports a package it must not know, nor names it in a string, where no
+   import shows the dependency. Such a string is a whole string constant in Python (a docstring
+   or a sentence never is one) that is
+
+   - an app label or a dotted path into the package: ``apps.get_model("agents_app", "Run")``,
+     ``get_model("agents_app.Run")``, ``Q(content_type__app_label="agents_app")``,
+     ``send_task("agents_app.tasks.execute_run")``, ``import_string("agents_app.x.Y")``;
+   - an admin URL name, ``"admin:<app label>_<model>_<view>"`` (``reverse(...)``, ``redirect(...)``),
+     also in a ``{% url 'admin:<app label>_...' %}`` tag of a file under the package's ``templates/``.
+
+   App labels are the package names.
 
 How the graph is built (statically with ``ast``; nothing is imported):
 
@@ -23,21 +33,26 @@ How the graph is built (statically with ``ast``; nothing is imported):
 - A cycle is a strongly connected component of two modules or more (self-imports are ignored).
   Each is reported as shortest cycles until every import inside the component lies on one, each
   hop with the ``file:line`` of its imports.
-- Not seen: dynamic imports (``import_string``, ``importlib``, dotted paths in settings).
+- Not seen: dynamic imports (``import_string``, ``importlib``, dotted paths in settings), names
+  built at run time (``f"admin:{opts.app_label}_..."``, ``opts|admin_urlname``).
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("agents_app", "sessions_app", "akplatform")
+PACKAGES = ("agents_app", "sessions_app", "console", "akplatform")
+#: package -> the packages it must neither import nor name.
+FORBIDDEN = {"sessions_app": ("agents_app", "console"), "agents_app": ("console",)}
 SKIPPED_DIRS = frozenset({"migrations", "tests", "__pycache__"})
 
 #: module -> imported module -> ["path/to/file.py:line", ...]
@@ -184,6 +199,46 @@ def imports_of(graph: Graph, importer: str, imported: str) -> list[str]:
     ]
 
 
+@dataclass(frozen=True, order=True)
+class NamedApp:
+    """A string that names an app where the framework resolves it at run time."""
+
+    path: str
+    line: int
+    app: str
+    text: str
+
+    @property
+    def package(self) -> str:
+        return self.path.partition("/")[0]
+
+
+def named_apps(root: Path, packages: Sequence[str]) -> list[NamedApp]:
+    """Every string of ``packages`` that names one of them, as the module docstring says: in its
+    modules (as ``module_files`` finds them) and in the ``{% url %}`` tags of its templates."""
+    labels = "|".join(map(re.escape, packages))
+    named = re.compile(rf"admin:({labels})_\w+|({labels})(?:[.:][\w.:]*)?")
+    found: list[NamedApp] = []
+    for path in module_files(root, packages).values():
+        where = path.relative_to(root).as_posix()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and (m := named.fullmatch(node.value)):
+                found.append(NamedApp(where, node.lineno, m[1] or m[2], repr(node.value)))
+    url_tag = re.compile(rf"""{{%\s*url\s+["'](admin:({labels})_\w+)""")
+    for package in packages:
+        for path in sorted((root / package).rglob("*")):
+            if path.is_file() and "templates" in path.relative_to(root / package).parts:
+                where = path.relative_to(root).as_posix()
+                for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+                    found.extend(NamedApp(where, number, m[2], repr(m[1])) for m in url_tag.finditer(line))
+    return sorted(found)
+
+
+def names_of(found: Iterable[NamedApp], package: str, named: str) -> list[str]:
+    """``file:line  text`` for every string of ``package`` that names the app ``named``."""
+    return [f"{ref.path}:{ref.line}  {ref.text}" for ref in found if ref.package == package and ref.app == named]
+
+
 @pytest.fixture(scope="module")
 def project_graph() -> Graph:
     return build_graph(ROOT, PACKAGES)
@@ -194,9 +249,17 @@ def test_no_import_cycles(project_graph: Graph) -> None:
     assert not cycles, "import cycles:\n" + "\n".join(describe(project_graph, cycle) for cycle in cycles)
 
 
-def test_sessions_app_never_imports_agents_app(project_graph: Graph) -> None:
-    found = imports_of(project_graph, "sessions_app", "agents_app")
-    assert not found, "sessions_app must not import agents_app:\n" + "\n".join(found)
+@pytest.fixture(scope="module")
+def project_names() -> list[NamedApp]:
+    return named_apps(ROOT, PACKAGES)
+
+
+@pytest.mark.parametrize(("package", "other"), [(p, o) for p, others in FORBIDDEN.items() for o in others])
+def test_dependencies_point_one_way(
+    project_graph: Graph, project_names: list[NamedApp], package: str, other: str
+) -> None:
+    found = imports_of(project_graph, package, other) + names_of(project_names, package, other)
+    assert not found, f"{package} must neither import nor name {other}:\n" + "\n".join(found)
 
 
 def _write(root: Path, files: dict[str, str]) -> None:
@@ -234,3 +297,50 @@ def test_checker_passes_a_package_without_cycles(tmp_path: Path) -> None:
     graph = build_graph(tmp_path, ["pkg"])
     assert graph == {"pkg": {"pkg.a": ["pkg/__init__.py:1"]}, "pkg.a": {"pkg.b": ["pkg/a.py:2"]}, "pkg.b": {}}
     assert find_cycles(graph) == []
+
+
+def test_checker_finds_apps_named_by_strings(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        {
+            "low/__init__.py": "",
+            "low/admin.py": (
+                "from django.apps import apps\n"
+                "from django.urls import reverse\n"
+                "\n"
+                "\n"
+                "def f():\n"
+                '    """Not a name: admin:high_thing_change is text here."""\n'
+                '    Thing = apps.get_model("high", "Thing")\n'
+                '    Other = get_model("high.Other")\n'
+                '    low = apps.get_model("low", "Mine")  # its own: allowed\n'
+                '    django = apps.get_model("auth", "User")  # not ours\n'
+                '    return reverse("admin:high_thing_changelist"), reverse("admin:auth_user_change")\n'
+                'PERMISSIONS = {"high": ["thing"], "highway": [], "auth": ["user"]}\n'
+                'TASK = "high.tasks.work"  # a name Celery resolves\n'
+                'NOTE = "high.tasks.work is queued by name, not imported"\n'
+            ),
+            "low/templates/admin/low/page.html": (
+                "{% load admin_urls %}\n"
+                '<a href="{% url \'admin:high_thing_change\' t.pk %}">x</a> {% url "admin:low_mine_change" 1 %}\n'
+                "{% url opts|admin_urlname:'change' 1 %}\n"
+            ),
+            "low/migrations/0001.py": 'apps.get_model("high", "Thing")\n',
+            "high/__init__.py": "",
+            "high/views.py": 'from django.urls import reverse\n\nURL = reverse("admin:low_mine_change")\n',
+        },
+    )
+    found = named_apps(tmp_path, ["low", "high"])
+    assert names_of(found, "low", "high") == [
+        "low/admin.py:7  'high'",
+        "low/admin.py:8  'high.Other'",
+        "low/admin.py:11  'admin:high_thing_changelist'",
+        "low/admin.py:12  'high'",
+        "low/admin.py:13  'high.tasks.work'",
+        "low/templates/admin/low/page.html:2  'admin:high_thing_change'",
+    ]
+    assert names_of(found, "low", "low") == [
+        "low/admin.py:9  'low'",
+        "low/templates/admin/low/page.html:2  'admin:low_mine_change'",
+    ]
+    assert names_of(found, "high", "low") == ["high/views.py:3  'admin:low_mine_change'"]

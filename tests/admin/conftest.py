@@ -15,9 +15,10 @@ from django.test import Client
 
 from agents_app.models import Agent, Run
 from agents_app.services import run_sync
+from console.staff import tenant_staff_add
 from sessions_app.models import Session, Tenant
 from sessions_app.selectors import session_key
-from sessions_app.services import session_open, sessions_record_commits, tenant_create, tenant_staff_add
+from sessions_app.services import session_open, sessions_record_commits, tenant_create
 from sessions_app.stores import get_store
 from sessions_app.stores.base import Message
 

@@ -13,8 +13,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from agents_app.models import Agent, Run
+from console.staff import tenant_staff_add
 from sessions_app.models import EndUser, Session, Thread
-from sessions_app.services import api_key_issue, tenant_staff_add
+from sessions_app.services import api_key_issue
 
 PAGES = [
     "/admin/",

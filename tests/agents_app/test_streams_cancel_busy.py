@@ -14,8 +14,8 @@ from rest_framework.test import APIClient
 from agents_app.models import Run
 from agents_app.runs import transitions
 from agents_app.services import run_enqueue
+from console.site import console_overview
 from sessions_app.admin_scoping import Scope
-from sessions_app.admin_site import console_overview
 from sessions_app.stores import get_store
 from sessions_app.stores.base import SessionKey
 from tests.agents_app.test_streaming import events_of

@@ -21,10 +21,11 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from agents_app.models import Agent, Run
 from agents_app.services import run_sync
+from console.staff import tenant_staff_add
 from sessions_app.core import Session as StoreSession
 from sessions_app.models import Session, Thread
 from sessions_app.selectors import session_key
-from sessions_app.services import tenant_create, tenant_staff_add
+from sessions_app.services import tenant_create
 from sessions_app.stores import get_store
 from tests import services
 

@@ -6,7 +6,6 @@ import unicodedata
 from datetime import timedelta
 from typing import Any
 
-from django.apps import apps
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.db.models import Count, Q
@@ -14,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
+from agents_app.models import Run
 from akplatform.lockout import lockout_failed, lockout_wait
 from sessions_app.admin_scoping import Scope, request_scope
 from sessions_app.models import Session
@@ -23,7 +23,6 @@ RECENT_ERRORS = 10
 
 def console_overview(*, scope: Scope) -> dict[str, Any]:
     """The home page's figures for ``scope``, in three queries whatever the number of rows."""
-    Run = apps.get_model("agents_app", "Run")
     now = timezone.now()
     since = now - timedelta(hours=24)
     by_status = dict.fromkeys(Run.Status.values, 0)

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from django.apps import apps
 from django.contrib import admin, messages
 from django.db.models import Exists, OuterRef, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -15,6 +14,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 
+from agents_app.models import Agent, Run
 from sessions_app.admin_scoping import TenantRelatedFilter, TenantScopedAdmin, request_scope
 from sessions_app.models import Session, Thread
 from sessions_app.selectors import session_all_messages, session_key, session_messages
@@ -27,15 +27,11 @@ MESSAGES_PER_PAGE = 50
 RUNS_SHOWN = 20
 
 
-def message_as_api(message: Message) -> dict[str, Any]:
-    """A message in the shape of ``GET /sessions/<id>/messages``."""
-    return MessageOutput(message).data
-
-
 def thread_export(*, thread: Thread) -> dict[str, Any]:
-    """The thread as JSON: its session id, metadata and every message, as the API shows them."""
+    """The thread as JSON: its session id, metadata and every message, as the API shows them
+    (``GET /sessions/<id>/messages``)."""
     session = getattr(thread, "session", None)
-    messages_ = [] if session is None else [message_as_api(m) for m in session_all_messages(session=session)]
+    messages_ = [] if session is None else [MessageOutput(m).data for m in session_all_messages(session=session)]
     return {
         "session_id": session.session_id if session else None,
         "thread": {
@@ -129,6 +125,13 @@ def thread_conversation(*, session: Session, page: int, scopes: list[str]) -> Th
     return conversation
 
 
+def json_download(body: Any, *, name: str) -> HttpResponse:
+    """``body`` as an indented JSON file, ``<name>.json``."""
+    response = HttpResponse(json.dumps(body, ensure_ascii=False, indent=2), content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="{name}.json"'
+    return response
+
+
 class ThreadAgentFilter(admin.SimpleListFilter):
     """Threads on which an agent of the tenant ran."""
 
@@ -136,7 +139,6 @@ class ThreadAgentFilter(admin.SimpleListFilter):
     parameter_name = "agent"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        Agent = apps.get_model("agents_app", "Agent")
         scope = request_scope(request)
         agents = Agent.objects.filter(scope.q("tenant")).select_related("tenant").order_by("name", "tenant__slug")
         if scope.everything:
@@ -146,7 +148,6 @@ class ThreadAgentFilter(admin.SimpleListFilter):
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         if not self.value():
             return queryset
-        Run = apps.get_model("agents_app", "Run")
         try:
             agent_id = int(self.value())
         except ValueError:
@@ -163,12 +164,12 @@ class ThreadAdmin(TenantScopedAdmin):
         ("session__last_activity_at", admin.DateFieldListFilter),
         ("tenant", TenantRelatedFilter),
     ]
-    list_select_related = ["tenant", "user", "session"]
     search_fields = ["user__external_id", "session__session_id", "title", "metadata"]
     autocomplete_fields = ["user"]
     readonly_fields = ["created_at"]
     actions = ["export_json", "archive", "clear_history", "delete_selected"]
     list_per_page = 50
+    change_form_template = "admin/console/thread/change_form.html"
 
     # -- list ----------------------------------------------------------------------------------
 
@@ -207,12 +208,8 @@ class ThreadAdmin(TenantScopedAdmin):
             raise Http404("not found")
         return thread
 
-    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Thread | None:
-        queryset = self.get_queryset(request).select_related("tenant", "user", "session")
-        try:
-            return queryset.get(pk=int(object_id))
-        except (ValueError, Thread.DoesNotExist):
-            return None
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("tenant", "user", "session")
 
     def change_view(
         self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: dict | None = None
@@ -221,8 +218,6 @@ class ThreadAdmin(TenantScopedAdmin):
         context = dict(extra_context or {})
         session = getattr(thread, "session", None) if thread else None
         if session is not None:
-            Run = apps.get_model("agents_app", "Run")
-            Agent = apps.get_model("agents_app", "Agent")
             try:
                 page = int(request.GET.get("page", "1"))
             except ValueError:
@@ -249,10 +244,7 @@ class ThreadAdmin(TenantScopedAdmin):
             body = thread_export(thread=thread)
         except StoreError as exc:
             return HttpResponse(f"The session store did not answer: {exc}", status=503, content_type="text/plain")
-        name = body["session_id"] or f"thread-{thread.pk}"
-        response = HttpResponse(json.dumps(body, ensure_ascii=False, indent=2), content_type="application/json")
-        response["Content-Disposition"] = f'attachment; filename="{name}.json"'
-        return response
+        return json_download(body, name=body["session_id"] or f"thread-{thread.pk}")
 
     def clear_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         thread = self._thread(request, object_id)
@@ -277,22 +269,18 @@ class ThreadAdmin(TenantScopedAdmin):
             "change_url": change_url,
             "title": "Clear the history?",
         }
-        return TemplateResponse(request, "admin/sessions_app/thread/clear_confirmation.html", context)
+        return TemplateResponse(request, "admin/console/thread/clear_confirmation.html", context)
 
     # -- actions ---------------------------------------------------------------------------------
 
     @admin.action(description="Export selected threads as JSON", permissions=["view"])
     def export_json(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
-        threads = list(queryset.select_related("tenant", "user", "session"))
         try:
-            body = [thread_export(thread=t) for t in threads]
+            body = [thread_export(thread=t) for t in queryset]
         except StoreError as exc:
             self.message_user(request, f"Not exported: the session store did not answer ({exc}).", messages.ERROR)
             return None
-        response = HttpResponse(json.dumps(body, ensure_ascii=False, indent=2), content_type="application/json")
-        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-        response["Content-Disposition"] = f'attachment; filename="threads-{stamp}.json"'
-        return response
+        return json_download(body, name=f"threads-{timezone.now():%Y%m%d-%H%M%S}")
 
     @admin.action(description="Archive selected threads", permissions=["change"])
     def archive(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -319,7 +307,6 @@ class ThreadAdmin(TenantScopedAdmin):
         Django would list every cascaded row (thousands of runs) and ask for delete permission on
         each kind; the delete goes through ``thread_delete``, which owns those cascades.
         """
-        Run = apps.get_model("agents_app", "Run")
         threads = list(objs)
         ids = [t.pk for t in threads]
         n_sessions = Session.objects.filter(thread__in=ids).count()
@@ -332,7 +319,7 @@ class ThreadAdmin(TenantScopedAdmin):
         thread_delete(thread=obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        for thread in queryset.select_related("tenant"):
+        for thread in queryset:
             thread_delete(thread=thread)
 
     def delete_view(self, request: HttpRequest, object_id: str, extra_context: dict | None = None) -> HttpResponse:

@@ -8,8 +8,8 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from console.staff import tenant_staff_add
 from sessions_app.models import Tenant
-from sessions_app.services import tenant_staff_add
 
 
 class Command(BaseCommand):
