@@ -21,7 +21,8 @@ from akplatform.recent import Recent
 from sessions_app.models import Tenant
 from sessions_app.selectors import session_get
 from sessions_app.stores import get_store
-from sessions_app.stores.base import Event, SessionKey, SessionStore
+from sessions_app.stores.base import SessionKey, SessionStore
+from sessions_app.stores.events import Event
 
 #: The agents this process ran lately (``akplatform.recent``): a change to an agent reaches every
 #: process's runs within ``AK_AGENTS__CACHE_SECONDS``, this process's at once (``agents_forget``,

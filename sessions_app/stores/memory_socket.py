@@ -15,8 +15,9 @@ is read up to ``MAX_LINE_BYTES`` (its newline included): past that the server an
 place); the server and its other connections go on. It is for development: nothing survives the
 server.
 
-Event logs cross it as the rest does (``append_events``, ``read_events``: one round trip each);
-``wait_events`` is the base class's polling of ``read_events``, from a thread of the caller's.
+Event logs cross it as the rest does (``append_events``, ``read_events``, ``delete_logs``: one
+round trip each); ``wait_events`` is the base class's polling of ``read_events``, from a thread
+of the caller's.
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from sessions_app.stores.base import (
     DELETE,
     SHARED_SCOPE,
     CommitResult,
-    Event,
     Lock,
     Message,
     SessionKey,
@@ -45,11 +45,10 @@ from sessions_app.stores.base import (
     Snapshot,
     StoreError,
     StoreUnavailable,
-    check_run_id,
     dumps,
-    encode_events,
     loads,
 )
+from sessions_app.stores.events import Event, EventLog, check_run_id, encode_events
 from sessions_app.stores.memory import InMemoryStore
 
 #: The longest request line the server reads, its newline included (a commit carries a run's
@@ -167,6 +166,7 @@ class MemoryStoreServer:
             "read_events": lambda key, run_id, after, limit: [
                 [e.id, e.kind, e.data] for e in store.read_events(key, run_id, after=after, limit=limit)
             ],
+            "delete_logs": lambda key: store.delete_logs(key),
             "acquire": lambda key, lease, wait: store.acquire(key, lease=lease, wait=wait).token,
             "renew": lambda key, token, lease: store.renew_lock(key, token, lease),
             "release": lambda key, token: store.release_lock(key, token),
@@ -225,7 +225,7 @@ class _Connection:
     __del__ = close
 
 
-class SocketMemoryStore(SessionStore):
+class SocketMemoryStore(SessionStore, EventLog):
     """The ``in_memory`` backend of a process whose store another process keeps (see above).
 
     One connection per thread, made again after a fork (a prefork worker's children) or a failure.
@@ -235,7 +235,8 @@ class SocketMemoryStore(SessionStore):
     can_revoke = True
 
     def __init__(self, *, socket: str, ttl: float = 0, timeout: float = 30.0) -> None:
-        super().__init__(ttl=ttl)
+        SessionStore.__init__(self, ttl=ttl)
+        EventLog.__init__(self)
         self.socket = socket
         self.timeout = timeout
         self._local = threading.local()
@@ -322,6 +323,9 @@ class SocketMemoryStore(SessionStore):
     def read_events(self, key: SessionKey, run_id: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
         rows = self._call("read_events", key=key, run_id=check_run_id(run_id), after=after, limit=limit)
         return [Event(*row) for row in rows]
+
+    def delete_logs(self, key: SessionKey) -> None:
+        self._call("delete_logs", key=key)
 
     def acquire(self, key: SessionKey, *, lease: float, wait: float) -> Lock:
         token = self._call("acquire", key=key, lease=lease, wait=wait, timeout=wait + self.timeout)

@@ -12,15 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from sessions_app.stores.base import (
-    MAX_APPEND_EVENTS,
-    SHARED_SCOPE,
-    Event,
-    Message,
-    PayloadTooLarge,
-    SessionKey,
-    SessionStore,
-)
+from sessions_app.stores.base import SHARED_SCOPE, Message, PayloadTooLarge, SessionKey, SessionStore
+from sessions_app.stores.events import MAX_APPEND_EVENTS, Event
 
 
 def deltas(*texts: str) -> list[tuple[str, dict]]:

@@ -1,4 +1,4 @@
-"""Redis store, through django-redis' connection pool.
+"""Redis store, through django-redis' connection pool (``client``); event logs in ``events``.
 
 Keys of one session share a hash tag, so they live on one cluster slot::
 
@@ -9,9 +9,6 @@ Keys of one session share a hash tag, so they live on one cluster slot::
     ak:{<tenant>:<session>}:runs        hash: run id -> number of the run's first message, or "r"
                                         for a revoked run (its commit is refused)
     ak:{<tenant>:<session>}:lock        lock token, with the lease as its PX expiry
-    ak:{<tenant>:<session>}:ev:<run>    stream: run <run>'s event log, entry ids ``<n>-0`` for
-                                        event n (fields k: kind, d: JSON data)
-    ak:{<tenant>:<session>}:events      set of the run ids that have an event log, for ``delete``
 
 ``load`` is one MULTI/EXEC round trip and ``commit`` one Lua call, whatever the history length
 (a run's ``acquire_and_load`` and ``commit_and_release`` are one round trip each, too):
@@ -19,36 +16,22 @@ Keys of one session share a hash tag, so they live on one cluster slot::
 (A Lua ``load`` was measured slower: Lua copies every message into its own strings.) The window's
 messages are parsed as one JSON array, and hiredis parses the replies.
 
-An event log is a stream of its own, appended by one Lua call (``XLEN``, then ``XADD`` with the
-explicit ids that follow, ``PEXPIRE`` of the stream and of the session's ``events`` set) and read
-by one ``XRANGE``. Redis expires each log ``events_ttl`` after its last append; ``delete`` takes
-the logs named in ``events`` (their number, not the database's, bounds its cost).
-``wait_events`` is one ``XREAD BLOCK`` on a ``redis.asyncio`` client of the running event loop,
-built from the store's URL and options (an asyncio connection belongs to the loop that made it).
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
-import time
-import weakref
 from collections import Counter
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any
 
 import redis
-import redis.asyncio
-from django.conf import settings
-from django_redis.pool import get_connection_factory
 
 from sessions_app.stores.base import (
     DELETE,
     SHARED_SCOPE,
     CommitResult,
-    Event,
     Lock,
     LockLost,
     Message,
@@ -58,16 +41,14 @@ from sessions_app.stores.base import (
     SessionStore,
     Snapshot,
     StoreError,
-    StoreUnavailable,
     VersionConflict,
     backoff_delays,
-    check_run_id,
     dumps,
-    encode_events,
     loads,
+    wait_or_raise,
 )
-
-T = TypeVar("T")
+from sessions_app.stores.redis.client import Connection, prefix, translated
+from sessions_app.stores.redis.events import RedisEventLog
 
 _COMMIT = """
 local meta, msgs, scopes, runs, lock = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -116,31 +97,7 @@ return redis.call('HGETALL', meta)
 _DELETE = """
 local n = redis.call('DEL', KEYS[1], KEYS[2], KEYS[4])
 for _, scope in ipairs(redis.call('SMEMBERS', KEYS[3])) do n = n + redis.call('DEL', ARGV[1] .. 'st:' .. scope) end
-for _, run in ipairs(redis.call('SMEMBERS', KEYS[5])) do redis.call('DEL', ARGV[1] .. 'ev:' .. run) end
-redis.call('DEL', KEYS[5])
 return n + redis.call('DEL', KEYS[3])
-"""
-
-# KEYS: the run's stream, the session's set of logs. ARGV: ttl (ms, 0: none), run id, then kind and
-# data per event. Ids follow the stream's length: entries are never trimmed or deleted one by one.
-_APPEND_EVENTS = """
-local stream, logs, ttl, run = KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2]
-local n = redis.call('XLEN', stream)
-if #ARGV < 3 then return n end
-for i = 3, #ARGV, 2 do
-  n = n + 1
-  redis.call('XADD', stream, string.format('%d-0', n), 'k', ARGV[i], 'd', ARGV[i + 1])
-end
-local fresh = redis.call('SADD', logs, run) == 1 and redis.call('SCARD', logs) == 1
-if ttl > 0 then
-  redis.call('PEXPIRE', stream, ttl)
-  local left = redis.call('PTTL', logs)
-  if fresh or (left >= 0 and left < ttl) then redis.call('PEXPIRE', logs, ttl) end
-else
-  redis.call('PERSIST', stream)
-  redis.call('PERSIST', logs)
-end
-return n
 """
 
 _REVOKE = """
@@ -163,52 +120,18 @@ return 0
 """
 
 
-@contextmanager
-def _translated() -> Iterator[None]:
-    """Turn redis-py's errors into the store's."""
-    try:
-        yield
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise StoreUnavailable(f"redis: {exc}") from exc
-    except redis.RedisError as exc:
-        raise StoreError(f"redis: {exc}") from exc
-
-
-def _prefix(key: SessionKey) -> str:
-    return f"ak:{{{key.tenant}:{key.session_id}}}:"
-
-
-def events_key(key: SessionKey, run_id: str) -> str:
-    """The stream of run ``run_id``'s event log."""
-    return _prefix(key) + "ev:" + run_id
-
-
-def _events(entries: Sequence[tuple[bytes, Mapping[bytes, bytes]]]) -> list[Event]:
-    """Stream entries (``<n>-0``, {k, d}) as events."""
-    return [Event(int(id_.split(b"-", 1)[0]), fields[b"k"].decode(), loads(fields[b"d"])) for id_, fields in entries]
-
-
-async def _closed_with_loop(client: redis.asyncio.Redis) -> AsyncGenerator[None, None]:
-    """Started once per loop: the loop closes it on shutdown (``loop.shutdown_asyncgens``, which
-    ``asyncio.run`` and asgiref call), and the client's connections go with their loop."""
-    try:
-        yield
-    finally:
-        await client.aclose()
-
-
-def _keys(prefix: str) -> list[str]:
+def _keys(at: str) -> list[str]:
     """The keys of one session that its scripts name (state hashes are found via ``scopes``)."""
-    return [prefix + "meta", prefix + "msgs", prefix + "scopes", prefix + "runs"]
+    return [at + "meta", at + "msgs", at + "scopes", at + "runs"]
 
 
 def _load_commands(key: SessionKey, scopes: Sequence[str], window: int) -> list[tuple[Any, ...]]:
     """What ``load`` reads: meta, the window of messages (if any), one hash per scope."""
-    prefix = _prefix(key)
-    commands: list[tuple[Any, ...]] = [("HGETALL", prefix + "meta")]
+    at = prefix(key)
+    commands: list[tuple[Any, ...]] = [("HGETALL", at + "meta")]
     if window > 0:
-        commands.append(("LRANGE", prefix + "msgs", -window, -1))
-    return commands + [("HGETALL", prefix + "st:" + scope) for scope in scopes]
+        commands.append(("LRANGE", at + "msgs", -window, -1))
+    return commands + [("HGETALL", at + "st:" + scope) for scope in scopes]
 
 
 def _parse_meta(raw: Mapping[bytes, bytes]) -> tuple[int, int, dict[str, int]]:
@@ -237,7 +160,7 @@ class _RedisLock(Lock):
     def __init__(self, store: RedisStore, key: SessionKey, lease: float) -> None:
         super().__init__(key, lease)
         self._store = store
-        self.name = _prefix(key) + "lock"
+        self.name = prefix(key) + "lock"
 
     def renew(self) -> None:
         if not self._store._call(self._store._renew, keys=[self.name], args=[self.token, int(self.lease * 1000)]):
@@ -247,40 +170,29 @@ class _RedisLock(Lock):
         self._store._call(self._store._release, keys=[self.name], args=[self.token])
 
 
-class RedisStore(SessionStore):
+class RedisStore(SessionStore, RedisEventLog):
     name = "redis"
     can_revoke = True
 
     def __init__(
         self, *, ttl: float = 0, events_ttl: float = 3600, cache_alias: str = "ak_sessions", url: str | None = None
     ) -> None:
-        super().__init__(ttl=ttl, events_ttl=events_ttl)
-        cache = settings.CACHES[cache_alias]
-        self.url = url or cache["LOCATION"]
-        self._options = cache.get("OPTIONS", {})
-        self._client: redis.Redis | None = None
-        # One asyncio client per event loop, closed with its loop (see ``_closed_with_loop``).
-        self._async_clients: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, tuple[redis.asyncio.Redis, AsyncGenerator[None, None]]
-        ] = weakref.WeakKeyDictionary()
-        self._async_lock = threading.Lock()
+        SessionStore.__init__(self, ttl=ttl)
+        RedisEventLog.__init__(self, connection=Connection(cache_alias=cache_alias, url=url), events_ttl=events_ttl)
+        self.url = self.connection.url
         client = self.client
         self._commit = client.register_script(_COMMIT)
         self._delete = client.register_script(_DELETE)
-        self._append_events = client.register_script(_APPEND_EVENTS)
         self._revoke = client.register_script(_REVOKE)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
+        self._call = self.connection.call
+        self._transaction = self.connection.transaction
 
     @property
     def client(self) -> redis.Redis:
-        if self._client is None:
-            self._client = get_connection_factory(options=self._options).connect(self.url)
-        return self._client
-
-    def _call(self, script: Callable[..., T], *, keys: list[str], args: list[Any]) -> T:
-        with _translated():
-            return script(keys=keys, args=args, client=self.client)
+        """redis-py's client, on django-redis' pool."""
+        return self.connection.client
 
     def load(self, key: SessionKey, *, scopes: Sequence[str] = (SHARED_SCOPE,), window: int = 50) -> Snapshot:
         return self._snapshot(self._transaction(_load_commands(key, scopes, window)), scopes, window)
@@ -301,7 +213,7 @@ class RedisStore(SessionStore):
         take = ("SET", lock.name, lock.token, "NX", "PX", max(1, int(lease * 1000)))
         commands = [take, *_load_commands(key, scopes, window)]
         if run_id is not None:
-            commands.append(("HGET", _prefix(key) + "runs", run_id))
+            commands.append(("HGET", prefix(key) + "runs", run_id))
         replies = self._transaction(commands)
         if replies[0] is None:  # busy: the read was not under our lock
             return super().acquire_and_load(key, lease=lease, wait=wait, scopes=scopes, window=window, run_id=run_id)
@@ -331,35 +243,11 @@ class RedisStore(SessionStore):
             },
         )
 
-    def _transaction(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """Run ``commands`` in one MULTI/EXEC round trip; return their raw replies.
-
-        Straight on a pooled connection: redis-py's ``Pipeline`` costs about 20 µs more per call
-        in Python, a fifth of a whole ``load``. A connection that failed mid-way is dropped.
-        """
-        with _translated():
-            pool = self.client.connection_pool
-            connection = pool.get_connection()
-            try:
-                connection.send_packed_command(connection.pack_commands([("MULTI",), *commands, ("EXEC",)]))
-                for _ in range(len(commands) + 1):
-                    connection.read_response()  # OK, then QUEUED per command
-                replies = connection.read_response()
-            except BaseException:
-                connection.disconnect()
-                raise
-            finally:
-                pool.release(connection)
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise StoreError(f"redis: {reply}")
-        return replies
-
     def history(self, key: SessionKey, *, start: int = 0, limit: int = 100) -> list[Message]:
         if start < 0 or limit <= 0:
             return []
-        with _translated():
-            raw = self.client.lrange(_prefix(key) + "msgs", start, start + limit - 1)
+        with translated():
+            raw = self.client.lrange(prefix(key) + "msgs", start, start + limit - 1)
         return _messages(raw)
 
     def commit(
@@ -395,9 +283,9 @@ class RedisStore(SessionStore):
         *,
         release: str,
     ) -> CommitResult:
-        prefix = _prefix(key)
+        at = prefix(key)
         expected = "" if expected_version is None else expected_version
-        args: list[Any] = [prefix, expected, int(self.ttl * 1000), run_id or "", release]
+        args: list[Any] = [at, expected, int(self.ttl * 1000), run_id or "", release]
         args.append(len(append))
         args.extend(m.to_json() for m in append)
         if append:
@@ -415,7 +303,7 @@ class RedisStore(SessionStore):
                 args.extend(pair)
             args.append(len(deletes))
             args.extend(deletes)
-        reply = self._call(self._commit, keys=[*_keys(prefix), prefix + "lock"], args=args)
+        reply = self._call(self._commit, keys=[*_keys(at), at + "lock"], args=args)
         if reply and reply[0] == -1:
             raise VersionConflict(f"{key.session_id}: expected version {expected_version}, found {reply[1]}")
         if reply and reply[0] == -2:
@@ -424,104 +312,29 @@ class RedisStore(SessionStore):
         return CommitResult(version, total, counts)
 
     def committed(self, key: SessionKey, run_id: str) -> int | None:
-        with _translated():
-            return _first_message(self.client.hget(_prefix(key) + "runs", run_id))
+        with translated():
+            return _first_message(self.client.hget(prefix(key) + "runs", run_id))
 
     def revoke(self, key: SessionKey, run_id: str) -> bool:
-        return bool(self._call(self._revoke, keys=[_prefix(key) + "runs"], args=[run_id, int(self.ttl * 1000)]))
+        return bool(self._call(self._revoke, keys=[prefix(key) + "runs"], args=[run_id, int(self.ttl * 1000)]))
 
     def delete(self, key: SessionKey) -> bool:
-        prefix = _prefix(key)
-        return bool(self._call(self._delete, keys=[*_keys(prefix), prefix + "events"], args=[prefix]))
-
-    # -- event logs -------------------------------------------------------------------------
-
-    def append_events(self, key: SessionKey, run_id: str, events: Sequence[tuple[str, dict[str, Any]]]) -> int:
-        """One Lua call."""
-        check_run_id(run_id)
-        args: list[Any] = [int(self.events_ttl * 1000), run_id]
-        for row in encode_events(events):
-            args.extend(row)
-        return int(self._call(self._append_events, keys=[events_key(key, run_id), _prefix(key) + "events"], args=args))
-
-    def read_events(self, key: SessionKey, run_id: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
-        """One ``XRANGE``."""
-        check_run_id(run_id)
-        if limit <= 0:
-            return []
-        with _translated():
-            entries = self.client.xrange(events_key(key, run_id), min=f"{max(after, 0) + 1}-0", count=limit)
-        return _events(entries)
-
-    async def wait_events(
-        self, key: SessionKey, run_id: str, *, after: int = 0, timeout: float = 15.0, limit: int = 1000
-    ) -> list[Event]:
-        """One ``XREAD BLOCK`` on the running loop's asyncio client: it answers as soon as an event
-        is there. The wait holds one of that client's connections; when its pool has none left
-        (``max_connections`` of the store's options), this polls as the base class does."""
-        check_run_id(run_id)
-        if limit <= 0:
-            return []
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        block = max(1, int(timeout * 1000)) if timeout > 0 else None
-        grace = self._options.get("SOCKET_TIMEOUT") or 5.0
-        try:
-            client = await self._async_client()
-            async with asyncio.timeout(max(timeout, 0) + grace):
-                reply = await client.xread({events_key(key, run_id): f"{max(after, 0)}-0"}, count=limit, block=block)
-        except TimeoutError as exc:
-            raise StoreUnavailable(f"redis: XREAD did not answer within {max(timeout, 0) + grace:.1f}s") from exc
-        except redis.ConnectionError:  # no connection for us (or none at all: then the polls raise)
-            remaining = max(0.0, timeout - (loop.time() - started))
-            return await super().wait_events(key, run_id, after=after, timeout=remaining, limit=limit)
-        except redis.TimeoutError as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
-        except redis.RedisError as exc:
-            raise StoreError(f"redis: {exc}") from exc
-        return _events(reply[0][1]) if reply else []  # [[stream, entries]]: one stream asked
-
-    async def _async_client(self) -> redis.asyncio.Redis:
-        """The running loop's asyncio client, made on first use from the store's URL and options;
-        its socket timeout is left unset: an ``XREAD BLOCK`` outwaits any, and is bounded above."""
-        loop = asyncio.get_running_loop()
-        with self._async_lock:
-            held = self._async_clients.get(loop)
-            if held is not None:
-                return held[0]
-            options: dict[str, Any] = dict(self._options.get("CONNECTION_POOL_KWARGS", {}))
-            if self._options.get("SOCKET_CONNECT_TIMEOUT"):
-                options["socket_connect_timeout"] = self._options["SOCKET_CONNECT_TIMEOUT"]
-            if self._options.get("PASSWORD"):
-                options["password"] = self._options["PASSWORD"]
-            client = redis.asyncio.Redis.from_url(self.url, **options)
-            closer = _closed_with_loop(client)
-            self._async_clients[loop] = (client, closer)
-        await anext(closer)  # the loop now knows it, and closes it on shutdown
-        return client
+        self.delete_logs(key)
+        return bool(self._call(self._delete, keys=_keys(prefix(key)), args=[prefix(key)]))
 
     def acquire(self, key: SessionKey, *, lease: float, wait: float) -> Lock:
-        lock = _RedisLock(self, key, lease)
-        delays = backoff_delays(wait)
-        while True:
-            with _translated():
-                if self.client.set(lock.name, lock.token, nx=True, px=max(1, int(lease * 1000))):
-                    return lock
-            delay = next(delays, None)
-            if delay is None:
-                raise SessionBusy(f"session {key.session_id} is busy")
-            time.sleep(delay)
+        lock, delays = _RedisLock(self, key, lease), backoff_delays(wait)
+        while not self._take(lock):
+            wait_or_raise(delays, SessionBusy(f"session {key.session_id} is busy"))
+        return lock
+
+    def _take(self, lock: _RedisLock) -> bool:
+        with translated():
+            return bool(self.client.set(lock.name, lock.token, nx=True, px=max(1, int(lock.lease * 1000))))
 
     def ping(self) -> None:
-        with _translated():
+        with translated():
             self.client.ping()
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.connection_pool.disconnect()
-        with self._async_lock:
-            held = list(self._async_clients.items())
-            self._async_clients.clear()
-        for loop, (_, closer) in held:
-            if loop.is_running():  # its own thread closes it; a stopped loop does on shutdown
-                asyncio.run_coroutine_threadsafe(closer.aclose(), loop)
+        self.connection.close()
