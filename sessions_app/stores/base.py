@@ -199,10 +199,15 @@ class Lock(ABC):
     the late holder fail with ``VersionConflict`` rather than overwrite anything.
     """
 
-    def __init__(self, key: SessionKey, lease: float) -> None:
+    def __init__(self, store: Any, key: SessionKey, lease: float) -> None:
+        self.store = store
         self.key = key
         self.lease = lease
         self.token = uuid.uuid4().hex
+
+    @abstractmethod
+    def take(self) -> bool:
+        """One try: True if this holder has the lock now (none held, or a lapsed lease, is free)."""
 
     @abstractmethod
     def renew(self) -> None:
@@ -218,6 +223,8 @@ class SessionStore(ABC):
 
     #: Name in ``settings.AK_SESSION_BACKENDS``.
     name: str = ""
+    #: The class of this backend's locks (``acquire`` makes one and tries ``take``).
+    lock_class: type[Lock]
     #: Whether ``revoke`` is implemented (a cancel then stops a running run's commit at once,
     #: not only at its process's next heartbeat).
     can_revoke: bool = False
@@ -289,14 +296,18 @@ class SessionStore(ABC):
 
     # -- coordination -----------------------------------------------------------------------
 
-    @abstractmethod
     def acquire(self, key: SessionKey, *, lease: float, wait: float) -> Lock:
         """Take the session's lock for ``lease`` seconds, waiting up to ``wait`` seconds.
 
         ``wait=0`` tries once. Raises ``SessionBusy`` when it is not free in time and
         ``StoreUnavailable``. The lock is shared by every process that uses the same backing
-        service (the in-memory backend: by every thread of one process).
+        service (the in-memory backend: by every thread of one process). This implementation
+        tries ``lock_class.take`` with ``backoff_delays`` between tries.
         """
+        lock, delays = self.lock_class(self, key, lease), backoff_delays(wait)
+        while not lock.take():
+            wait_or_raise(delays, SessionBusy(f"session {key.session_id} is busy"))
+        return lock
 
     def acquire_and_load(
         self,

@@ -26,15 +26,12 @@ from sessions_app.stores.base import (
     LockLost,
     Message,
     RunRevoked,
-    SessionBusy,
     SessionKey,
     SessionStore,
     Snapshot,
     VersionConflict,
-    backoff_delays,
     dumps,
     loads,
-    wait_or_raise,
 )
 from sessions_app.stores.events import Event, EventLog, check_run_id, encode_events
 
@@ -60,15 +57,16 @@ class _EventLog:
 
 
 class _MemoryLock(Lock):
-    def __init__(self, store: InMemoryStore, key: SessionKey, lease: float) -> None:
-        super().__init__(key, lease)
-        self._store = store
+    store: InMemoryStore
+
+    def take(self) -> bool:
+        return self.store.take_lock(self.key, self.token, self.lease)
 
     def renew(self) -> None:
-        self._store.renew_lock(self.key, self.token, self.lease)
+        self.store.renew_lock(self.key, self.token, self.lease)
 
     def release(self) -> None:
-        self._store.release_lock(self.key, self.token)
+        self.store.release_lock(self.key, self.token)
 
 
 class InMemoryEventLog(EventLog):
@@ -124,6 +122,7 @@ class InMemoryEventLog(EventLog):
 
 class InMemoryStore(SessionStore, InMemoryEventLog):
     name = "in_memory"
+    lock_class = _MemoryLock
     can_revoke = True
 
     def __init__(self, *, ttl: float = 0, events_ttl: float = 3600, max_sessions: int = 10000) -> None:
@@ -234,18 +233,13 @@ class InMemoryStore(SessionStore, InMemoryEventLog):
         with self._mutex:
             return self._entries.pop(key, None) is not None
 
-    def acquire(self, key: SessionKey, *, lease: float, wait: float) -> Lock:
-        lock, delays = _MemoryLock(self, key, lease), backoff_delays(wait)
-        while not self._take(lock):
-            wait_or_raise(delays, SessionBusy(f"session {key.session_id} is busy"))
-        return lock
-
-    def _take(self, lock: Lock) -> bool:
+    def take_lock(self, key: SessionKey, token: str, lease: float) -> bool:
+        """Give the lock to the holder of ``token`` if it is free (or its lease lapsed)."""
         with self._mutex:
             now = time.monotonic()
-            if self._locks.get(lock.key, (None, 0.0))[1] > now:
+            if self._locks.get(key, (None, 0.0))[1] > now:
                 return False
-            self._locks[lock.key] = (lock.token, now + lock.lease)
+            self._locks[key] = (token, now + lease)
             return True
 
     def renew_lock(self, key: SessionKey, token: str, lease: float) -> None:

@@ -8,20 +8,20 @@ from __future__ import annotations
 import math
 import time
 from contextlib import suppress
+from typing import Any
 
-from sessions_app.stores.base import Lock, LockLost, SessionBusy, SessionKey, backoff_delays, wait_or_raise
+from sessions_app.stores.base import Lock, LockLost, SessionKey
 from sessions_app.stores.dynamodb.client import ConditionFailed, Table
 from sessions_app.stores.dynamodb.schema import item_key, n, s
 
 
 class DynamoLock(Lock):
-    def __init__(self, table: Table, key: SessionKey, lease: float) -> None:
-        super().__init__(key, lease)
-        self.table = table
+    def __init__(self, store: Any, key: SessionKey, lease: float) -> None:
+        super().__init__(store, key, lease)
+        self.table: Table = store.table
         self.item = item_key(key, "lock")
 
     def take(self) -> bool:
-        """One try: True if this holder has the lock now."""
         now = time.time()
         lease = {
             "token": s(self.token),
@@ -68,11 +68,3 @@ class DynamoLock(Lock):
                 ExpressionAttributeNames={"#t": "token"},
                 ExpressionAttributeValues={":token": s(self.token)},
             )
-
-
-def acquire(table: Table, key: SessionKey, *, lease: float, wait: float) -> Lock:
-    """``SessionStore.acquire``: polls with ``backoff_delays`` until ``wait`` is spent."""
-    lock, delays = DynamoLock(table, key, lease), backoff_delays(wait)
-    while not lock.take():
-        wait_or_raise(delays, SessionBusy(f"session {key.session_id} is busy"))
-    return lock

@@ -10,7 +10,6 @@ from typing import Any
 from sessions_app.stores.base import (
     SHARED_SCOPE,
     CommitResult,
-    Lock,
     Message,
     SessionKey,
     SessionStore,
@@ -20,13 +19,14 @@ from sessions_app.stores.base import (
 from sessions_app.stores.dynamodb import commits
 from sessions_app.stores.dynamodb.client import Table
 from sessions_app.stores.dynamodb.events import DynamoEventLog
-from sessions_app.stores.dynamodb.lock import acquire
+from sessions_app.stores.dynamodb.lock import DynamoLock
 from sessions_app.stores.dynamodb.purge import purge
 from sessions_app.stores.dynamodb.schema import escaped, item_key, live, parse_meta, s, seq
 
 
 class DynamoDBStore(SessionStore, DynamoEventLog):
     name = "dynamodb"
+    lock_class = DynamoLock
     can_revoke = True
 
     def __init__(
@@ -150,10 +150,7 @@ class DynamoDBStore(SessionStore, DynamoEventLog):
         self.delete_logs(key)
         return deleted > 0 and live(meta, time.time())
 
-    # -- coordination and operations --------------------------------------------------------
-
-    def acquire(self, key: SessionKey, *, lease: float, wait: float) -> Lock:
-        return acquire(self.table, key, lease=lease, wait=wait)
+    # -- operations --------------------------------------------------------
 
     def ping(self) -> None:
         self.table.call("describe_table")

@@ -36,16 +36,13 @@ from sessions_app.stores.base import (
     LockLost,
     Message,
     RunRevoked,
-    SessionBusy,
     SessionKey,
     SessionStore,
     Snapshot,
     StoreError,
     VersionConflict,
-    backoff_delays,
     dumps,
     loads,
-    wait_or_raise,
 )
 from sessions_app.stores.redis.client import Connection, prefix, translated
 from sessions_app.stores.redis.events import RedisEventLog
@@ -157,21 +154,33 @@ def _messages(raw: list[bytes]) -> list[Message]:
 
 
 class _RedisLock(Lock):
-    def __init__(self, store: RedisStore, key: SessionKey, lease: float) -> None:
-        super().__init__(key, lease)
-        self._store = store
-        self.name = prefix(key) + "lock"
+    """The key ``lock``: the holder's token, with the lease as its PX expiry."""
+
+    store: RedisStore
+
+    @property
+    def name(self) -> str:
+        return prefix(self.key) + "lock"
+
+    @property
+    def take_command(self) -> tuple[Any, ...]:
+        return ("SET", self.name, self.token, "NX", "PX", max(1, int(self.lease * 1000)))
+
+    def take(self) -> bool:
+        with translated():
+            return bool(self.store.client.execute_command(*self.take_command))
 
     def renew(self) -> None:
-        if not self._store._call(self._store._renew, keys=[self.name], args=[self.token, int(self.lease * 1000)]):
+        if not self.store.call(self.store._renew, keys=[self.name], args=[self.token, int(self.lease * 1000)]):
             raise LockLost(f"lock on {self.key.session_id} was lost")
 
     def release(self) -> None:
-        self._store._call(self._store._release, keys=[self.name], args=[self.token])
+        self.store.call(self.store._release, keys=[self.name], args=[self.token])
 
 
 class RedisStore(SessionStore, RedisEventLog):
     name = "redis"
+    lock_class = _RedisLock
     can_revoke = True
 
     def __init__(
@@ -186,7 +195,7 @@ class RedisStore(SessionStore, RedisEventLog):
         self._revoke = client.register_script(_REVOKE)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
-        self._call = self.connection.call
+        self.call = self.connection.call
         self._transaction = self.connection.transaction
 
     @property
@@ -210,8 +219,7 @@ class RedisStore(SessionStore, RedisEventLog):
         """The first try is one MULTI/EXEC: take the lock, read, and look the run up; a busy
         session waits as ``acquire`` does, then reads."""
         lock = _RedisLock(self, key, lease)
-        take = ("SET", lock.name, lock.token, "NX", "PX", max(1, int(lease * 1000)))
-        commands = [take, *_load_commands(key, scopes, window)]
+        commands = [lock.take_command, *_load_commands(key, scopes, window)]
         if run_id is not None:
             commands.append(("HGET", prefix(key) + "runs", run_id))
         replies = self._transaction(commands)
@@ -303,7 +311,7 @@ class RedisStore(SessionStore, RedisEventLog):
                 args.extend(pair)
             args.append(len(deletes))
             args.extend(deletes)
-        reply = self._call(self._commit, keys=[*_keys(at), at + "lock"], args=args)
+        reply = self.call(self._commit, keys=[*_keys(at), at + "lock"], args=args)
         if reply and reply[0] == -1:
             raise VersionConflict(f"{key.session_id}: expected version {expected_version}, found {reply[1]}")
         if reply and reply[0] == -2:
@@ -316,21 +324,11 @@ class RedisStore(SessionStore, RedisEventLog):
             return _first_message(self.client.hget(prefix(key) + "runs", run_id))
 
     def revoke(self, key: SessionKey, run_id: str) -> bool:
-        return bool(self._call(self._revoke, keys=[prefix(key) + "runs"], args=[run_id, int(self.ttl * 1000)]))
+        return bool(self.call(self._revoke, keys=[prefix(key) + "runs"], args=[run_id, int(self.ttl * 1000)]))
 
     def delete(self, key: SessionKey) -> bool:
         self.delete_logs(key)
-        return bool(self._call(self._delete, keys=_keys(prefix(key)), args=[prefix(key)]))
-
-    def acquire(self, key: SessionKey, *, lease: float, wait: float) -> Lock:
-        lock, delays = _RedisLock(self, key, lease), backoff_delays(wait)
-        while not self._take(lock):
-            wait_or_raise(delays, SessionBusy(f"session {key.session_id} is busy"))
-        return lock
-
-    def _take(self, lock: _RedisLock) -> bool:
-        with translated():
-            return bool(self.client.set(lock.name, lock.token, nx=True, px=max(1, int(lock.lease * 1000))))
+        return bool(self.call(self._delete, keys=_keys(prefix(key)), args=[prefix(key)]))
 
     def ping(self) -> None:
         with translated():
