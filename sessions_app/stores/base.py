@@ -121,11 +121,9 @@ class Message:
         return self.kind == MESSAGE
 
     def to_dict(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {"role": self.role, "content": self.content, "agent": self.agent}
-        entry["created_at"] = self.created_at
+        entry = {"role": self.role, "content": self.content, "agent": self.agent, "created_at": self.created_at}
         if self.kind != MESSAGE:
-            entry["kind"] = self.kind
-            entry["data"] = self.data
+            entry.update(kind=self.kind, data=self.data)
         return entry
 
     def to_json(self) -> str:

@@ -15,7 +15,6 @@ Keys of one session share a hash tag, so they live on one cluster slot::
 ``LRANGE -window -1`` reads from the tail and ``RPUSH`` appends, so nothing grows with history.
 (A Lua ``load`` was measured slower: Lua copies every message into its own strings.) The window's
 messages are parsed as one JSON array, and hiredis parses the replies.
-
 """
 
 from __future__ import annotations
@@ -138,11 +137,6 @@ def _parse_meta(raw: Mapping[bytes, bytes]) -> tuple[int, int, dict[str, int]]:
     return version, total, counts
 
 
-def _pairs(flat: list[bytes] | dict[bytes, bytes]) -> dict[bytes, bytes]:
-    """A hash as raw ``HGETALL`` returns it (a flat list under RESP2) as a dict."""
-    return flat if isinstance(flat, dict) else dict(zip(flat[::2], flat[1::2], strict=True))
-
-
 def _first_message(raw: bytes | None) -> int | None:
     """A ``runs`` entry: the number of the run's first message; None if it never committed."""
     return None if raw is None or raw == b"r" else int(raw)
@@ -196,7 +190,6 @@ class RedisStore(SessionStore, RedisEventLog):
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
         self.call = self.connection.call
-        self._transaction = self.connection.transaction
 
     @property
     def client(self) -> redis.Redis:
@@ -204,7 +197,7 @@ class RedisStore(SessionStore, RedisEventLog):
         return self.connection.client
 
     def load(self, key: SessionKey, *, scopes: Sequence[str] = (SHARED_SCOPE,), window: int = 50) -> Snapshot:
-        return self._snapshot(self._transaction(_load_commands(key, scopes, window)), scopes, window)
+        return self._snapshot(self.connection.transaction(_load_commands(key, scopes, window)), scopes, window)
 
     def acquire_and_load(
         self,
@@ -222,7 +215,7 @@ class RedisStore(SessionStore, RedisEventLog):
         commands = [lock.take_command, *_load_commands(key, scopes, window)]
         if run_id is not None:
             commands.append(("HGET", prefix(key) + "runs", run_id))
-        replies = self._transaction(commands)
+        replies = self.connection.transaction(commands)
         if replies[0] is None:  # busy: the read was not under our lock
             return super().acquire_and_load(key, lease=lease, wait=wait, scopes=scopes, window=window, run_id=run_id)
         try:
@@ -237,7 +230,7 @@ class RedisStore(SessionStore, RedisEventLog):
 
     @staticmethod
     def _snapshot(replies: list[Any], scopes: Sequence[str], window: int) -> Snapshot:
-        version, total, counts = _parse_meta(_pairs(replies[0]))
+        version, total, counts = _parse_meta(replies[0])
         messages = _messages(replies[1]) if window > 0 else []
         states = replies[2:] if window > 0 else replies[1:]
         return Snapshot(
@@ -246,9 +239,7 @@ class RedisStore(SessionStore, RedisEventLog):
             offset=total - len(messages),
             total=total,
             role_counts=counts,
-            state={
-                s: {k.decode(): loads(v) for k, v in _pairs(raw).items()} for s, raw in zip(scopes, states, strict=True)
-            },
+            state={s: {k.decode(): loads(v) for k, v in raw.items()} for s, raw in zip(scopes, states, strict=True)},
         )
 
     def history(self, key: SessionKey, *, start: int = 0, limit: int = 100) -> list[Message]:
@@ -257,17 +248,6 @@ class RedisStore(SessionStore, RedisEventLog):
         with translated():
             raw = self.client.lrange(prefix(key) + "msgs", start, start + limit - 1)
         return _messages(raw)
-
-    def commit(
-        self,
-        key: SessionKey,
-        *,
-        expected_version: int | None,
-        append: Sequence[Message] = (),
-        state: Mapping[str, Mapping[str, Any]] | None = None,
-        run_id: str | None = None,
-    ) -> CommitResult:
-        return self._commit_script(key, expected_version, append, state, run_id, release="")
 
     def commit_and_release(
         self,
@@ -279,18 +259,21 @@ class RedisStore(SessionStore, RedisEventLog):
         run_id: str | None = None,
     ) -> CommitResult:
         """One Lua call: the commit, then the lock's release if the commit was written."""
-        return self._commit_script(lock.key, expected_version, append, state, run_id, release=lock.token)
+        return self.commit(
+            lock.key, expected_version=expected_version, append=append, state=state, run_id=run_id, release=lock.token
+        )
 
-    def _commit_script(
+    def commit(
         self,
         key: SessionKey,
-        expected_version: int | None,
-        append: Sequence[Message],
-        state: Mapping[str, Mapping[str, Any]] | None,
-        run_id: str | None,
         *,
-        release: str,
+        expected_version: int | None,
+        append: Sequence[Message] = (),
+        state: Mapping[str, Mapping[str, Any]] | None = None,
+        run_id: str | None = None,
+        release: str = "",
     ) -> CommitResult:
+        """One Lua call; with ``release``, a lock's token, it releases that lock once written."""
         at = prefix(key)
         expected = "" if expected_version is None else expected_version
         args: list[Any] = [at, expected, int(self.ttl * 1000), run_id or "", release]
