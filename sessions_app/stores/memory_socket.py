@@ -34,18 +34,22 @@ from typing import Any
 
 import orjson
 
-from sessions_app.stores import base
 from sessions_app.stores.base import (
     DELETE,
     SHARED_SCOPE,
     CommitResult,
     Lock,
+    LockLost,
     Message,
+    PayloadTooLarge,
+    RunRevoked,
+    SessionBusy,
     SessionKey,
     SessionStore,
     Snapshot,
     StoreError,
     StoreUnavailable,
+    VersionConflict,
     dumps,
     loads,
 )
@@ -59,18 +63,8 @@ MAX_LINE_BYTES = 32 * 1024 * 1024
 #: Errors that cross the socket by name; anything else arrives as ``StoreError``.
 _ERRORS: dict[str, type[Exception]] = {
     cls.__name__: cls
-    for cls in (
-        base.StoreUnavailable,
-        base.VersionConflict,
-        base.SessionBusy,
-        base.LockLost,
-        base.PayloadTooLarge,
-        base.RunRevoked,
-        StoreError,
-        TypeError,
-        ValueError,
-    )
-}
+    for cls in (StoreUnavailable, VersionConflict, SessionBusy, LockLost, PayloadTooLarge, RunRevoked, StoreError)
+} | {"TypeError": TypeError, "ValueError": ValueError}
 
 
 #: What a request's arguments carry encoded (``SocketMemoryStore`` encodes them), by name: the
@@ -224,7 +218,7 @@ class SocketMemoryStore(SessionStore, EventLog):
             arguments["key"] = [arguments["key"].tenant, arguments["key"].session_id]
         request = orjson.dumps({"op": op, **arguments}) + b"\n"
         if len(request) > MAX_LINE_BYTES:
-            raise base.PayloadTooLarge(f"a request to the in-memory store is at most {MAX_LINE_BYTES} bytes")
+            raise PayloadTooLarge(f"a request to the in-memory store is at most {MAX_LINE_BYTES} bytes")
         try:
             conn, reader = self._connection()
             conn.sendall(request)

@@ -23,6 +23,7 @@ import math
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sessions_app.stores.base import (
@@ -114,26 +115,22 @@ def state_writes(table: Table, key: SessionKey, state: Mapping[str, Mapping[str,
     return writes
 
 
+@dataclass
 class _Attempt:
     """The attempts of one commit: every one writes the same id, ``t``, so that one whose answer
     was lost is recognised by it; ``version``, ``total`` and ``result`` are the last one's."""
 
-    def __init__(
-        self,
-        table: Table,
-        key: SessionKey,
-        ttl: float,
-        append: Sequence[Message],
-        bodies: list[str],
-        writes: list[dict[str, Any]],
-        run_id: str | None,
-    ) -> None:
-        self.table, self.key, self.ttl, self.append, self.bodies = table, key, ttl, append, bodies
-        self.writes, self.run_id = writes, run_id
-        self.id = uuid.uuid4().hex
-        self.version = -1  # no attempt yet
-        self.total = 0
-        self.result = CommitResult(0, 0, {})
+    table: Table
+    key: SessionKey
+    ttl: float
+    append: Sequence[Message]
+    bodies: list[str]
+    writes: list[dict[str, Any]]
+    run_id: str | None
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    version: int = -1  # none yet
+    total: int = 0
+    result: CommitResult = field(default_factory=lambda: CommitResult(0, 0, {}))
 
     def send(self, expected_version: int | None) -> CommitResult:
         key, table = self.key, self.table
