@@ -321,22 +321,16 @@ class SessionStore(ABC):
 
         With ``run_id``, the snapshot's ``run_committed`` says whether that run committed before
         (read under the lock). Raises what those raise; if the load fails, the lock is released
-        first. A backend that can do it all in one round trip overrides this.
+        first.
         """
         held = self.acquire(key, lease=lease, wait=wait)
         try:
-            return held, self._load_with_run(key, scopes, window, run_id)
+            snapshot = self.load(key, scopes=scopes, window=window)
+            return held, snapshot if run_id is None else replace(snapshot, run_committed=self.committed(key, run_id))
         except BaseException:
             with suppress(StoreError):
                 held.release()
             raise
-
-    def _load_with_run(self, key: SessionKey, scopes: Sequence[str], window: int, run_id: str | None) -> Snapshot:
-        """``load``, and with ``run_id`` what ``committed`` says of it (a backend may read both at once)."""
-        snapshot = self.load(key, scopes=scopes, window=window)
-        if run_id is None:
-            return snapshot
-        return replace(snapshot, run_committed=self.committed(key, run_id))
 
     def commit_and_release(
         self,
@@ -350,7 +344,7 @@ class SessionStore(ABC):
         """``commit`` on ``lock.key``, then release ``lock``: what every run ends with.
 
         The lock is released only once the commit succeeded; when ``commit`` raises, the caller
-        still holds it (and releases it). A backend that can do both in one write overrides this.
+        still holds it (and releases it).
         """
         result = self.commit(lock.key, expected_version=expected_version, append=append, state=state, run_id=run_id)
         with suppress(StoreError):  # committed: a lock that could not be released ends with its lease

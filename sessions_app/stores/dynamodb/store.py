@@ -61,16 +61,8 @@ class DynamoDBStore(SessionStore, DynamoEventLog):
         meta item of that query is the truth: if a commit landed between the two reads, the
         snapshot is of the newer version.
         """
-        return self._load_with_run(key, scopes, window, None)
-
-    def _load_with_run(self, key: SessionKey, scopes: Sequence[str], window: int, run_id: str | None) -> Snapshot:
-        """``load``, whose first read takes the run's record with the meta item."""
         now = time.time()
-        run_committed = None
-        if run_id is None:
-            meta = self.table.get(item_key(key, "meta"))
-        else:
-            meta, run_committed = commits.meta_and_run(self.table, key, run_id)
+        meta = self.table.get(item_key(key, "meta"))
         empty = Snapshot(0, [], 0, 0, {}, {scope: {} for scope in scopes})
         if not live(meta, now):
             return empty
@@ -99,7 +91,7 @@ class DynamoDBStore(SessionStore, DynamoEventLog):
                 scope = prefixes.get(sk[:cut])
                 if scope is not None:
                     state[scope][sk[cut:]] = loads(item["d"]["S"])
-        return Snapshot(version, messages, offset, total, counts, state, run_committed)
+        return Snapshot(version, messages, offset, total, counts, state)
 
     def history(self, key: SessionKey, *, start: int = 0, limit: int = 100) -> list[Message]:
         if start < 0 or limit <= 0:

@@ -10,8 +10,7 @@ Keys of one session share a hash tag, so they live on one cluster slot::
                                         for a revoked run (its commit is refused)
     ak:{<tenant>:<session>}:lock        lock token, with the lease as its PX expiry
 
-``load`` is one MULTI/EXEC round trip and ``commit`` one Lua call, whatever the history length
-(a run's ``acquire_and_load`` and ``commit_and_release`` are one round trip each, too):
+``load`` is one MULTI/EXEC round trip and ``commit`` one Lua call, whatever the history length:
 ``LRANGE -window -1`` reads from the tail and ``RPUSH`` appends, so nothing grows with history.
 (A Lua ``load`` was measured slower: Lua copies every message into its own strings.) The window's
 messages are parsed as one JSON array, and hiredis parses the replies.
@@ -21,8 +20,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from contextlib import suppress
-from dataclasses import replace
 from typing import Any
 
 import redis
@@ -38,7 +35,6 @@ from sessions_app.stores.base import (
     SessionKey,
     SessionStore,
     Snapshot,
-    StoreError,
     VersionConflict,
     dumps,
     loads,
@@ -47,8 +43,8 @@ from sessions_app.stores.redis.client import Connection, prefix, translated
 from sessions_app.stores.redis.events import RedisEventLog
 
 _COMMIT = """
-local meta, msgs, scopes, runs, lock = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local prefix, expected, ttl, run, token = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+local meta, msgs, scopes, runs = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local prefix, expected, ttl, run = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local version = tonumber(redis.call('HGET', meta, 'v') or '0')
 if expected ~= '' and tonumber(expected) ~= version then
   return {-1, version}
@@ -57,7 +53,7 @@ if run ~= '' then
   if redis.call('HGET', runs, run) == 'r' then return {-2, version} end
   redis.call('HSET', runs, run, redis.call('LLEN', msgs))
 end
-local i = 6
+local i = 5
 local m = tonumber(ARGV[i]); i = i + 1
 local total
 if m > 0 then
@@ -86,7 +82,6 @@ if ttl > 0 then
   redis.call('PEXPIRE', runs, ttl)
   for _, scope in ipairs(redis.call('SMEMBERS', scopes)) do redis.call('PEXPIRE', prefix .. 'st:' .. scope, ttl) end
 end
-if token ~= '' and redis.call('GET', lock) == token then redis.call('DEL', lock) end
 return redis.call('HGETALL', meta)
 """
 
@@ -156,13 +151,9 @@ class _RedisLock(Lock):
     def name(self) -> str:
         return prefix(self.key) + "lock"
 
-    @property
-    def take_command(self) -> tuple[Any, ...]:
-        return ("SET", self.name, self.token, "NX", "PX", max(1, int(self.lease * 1000)))
-
     def take(self) -> bool:
         with translated():
-            return bool(self.store.client.execute_command(*self.take_command))
+            return bool(self.store.client.set(self.name, self.token, nx=True, px=max(1, int(self.lease * 1000))))
 
     def renew(self) -> None:
         if not self.store.call(self.store._renew, keys=[self.name], args=[self.token, int(self.lease * 1000)]):
@@ -199,35 +190,6 @@ class RedisStore(SessionStore, RedisEventLog):
     def load(self, key: SessionKey, *, scopes: Sequence[str] = (SHARED_SCOPE,), window: int = 50) -> Snapshot:
         return self._snapshot(self.connection.transaction(_load_commands(key, scopes, window)), scopes, window)
 
-    def acquire_and_load(
-        self,
-        key: SessionKey,
-        *,
-        lease: float,
-        wait: float,
-        scopes: Sequence[str] = (SHARED_SCOPE,),
-        window: int = 50,
-        run_id: str | None = None,
-    ) -> tuple[Lock, Snapshot]:
-        """The first try is one MULTI/EXEC: take the lock, read, and look the run up; a busy
-        session waits as ``acquire`` does, then reads."""
-        lock = _RedisLock(self, key, lease)
-        commands = [lock.take_command, *_load_commands(key, scopes, window)]
-        if run_id is not None:
-            commands.append(("HGET", prefix(key) + "runs", run_id))
-        replies = self.connection.transaction(commands)
-        if replies[0] is None:  # busy: the read was not under our lock
-            return super().acquire_and_load(key, lease=lease, wait=wait, scopes=scopes, window=window, run_id=run_id)
-        try:
-            if run_id is None:
-                return lock, self._snapshot(replies[1:], scopes, window)
-            snapshot = self._snapshot(replies[1:-1], scopes, window)
-            return lock, replace(snapshot, run_committed=_first_message(replies[-1]))
-        except BaseException:
-            with suppress(StoreError):
-                lock.release()
-            raise
-
     @staticmethod
     def _snapshot(replies: list[Any], scopes: Sequence[str], window: int) -> Snapshot:
         version, total, counts = _parse_meta(replies[0])
@@ -249,20 +211,6 @@ class RedisStore(SessionStore, RedisEventLog):
             raw = self.client.lrange(prefix(key) + "msgs", start, start + limit - 1)
         return _messages(raw)
 
-    def commit_and_release(
-        self,
-        lock: Lock,
-        *,
-        expected_version: int | None,
-        append: Sequence[Message] = (),
-        state: Mapping[str, Mapping[str, Any]] | None = None,
-        run_id: str | None = None,
-    ) -> CommitResult:
-        """One Lua call: the commit, then the lock's release if the commit was written."""
-        return self.commit(
-            lock.key, expected_version=expected_version, append=append, state=state, run_id=run_id, release=lock.token
-        )
-
     def commit(
         self,
         key: SessionKey,
@@ -271,12 +219,11 @@ class RedisStore(SessionStore, RedisEventLog):
         append: Sequence[Message] = (),
         state: Mapping[str, Mapping[str, Any]] | None = None,
         run_id: str | None = None,
-        release: str = "",
     ) -> CommitResult:
-        """One Lua call; with ``release``, a lock's token, it releases that lock once written."""
+        """One Lua call."""
         at = prefix(key)
         expected = "" if expected_version is None else expected_version
-        args: list[Any] = [at, expected, int(self.ttl * 1000), run_id or "", release]
+        args: list[Any] = [at, expected, int(self.ttl * 1000), run_id or ""]
         args.append(len(append))
         args.extend(m.to_json() for m in append)
         if append:
@@ -294,7 +241,7 @@ class RedisStore(SessionStore, RedisEventLog):
                 args.extend(pair)
             args.append(len(deletes))
             args.extend(deletes)
-        reply = self.call(self._commit, keys=[*_keys(at), at + "lock"], args=args)
+        reply = self.call(self._commit, keys=_keys(at), args=args)
         if reply and reply[0] == -1:
             raise VersionConflict(f"{key.session_id}: expected version {expected_version}, found {reply[1]}")
         if reply and reply[0] == -2:
