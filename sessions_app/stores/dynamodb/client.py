@@ -149,18 +149,18 @@ class Table:
         missing; raise the store's errors only."""
         if operation in _ON_THE_TABLE:
             kwargs["TableName"] = self.name
-        for attempt in (1, 2):
-            try:
-                return getattr(self.client, operation)(**kwargs)
-            except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
-                if code == "ResourceNotFoundException" and attempt == 1 and self.create:
-                    self.ensure()
-                    continue
+        try:
+            return getattr(self.client, operation)(**kwargs)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException" or not self.create:
                 raise translated(exc) from exc
-            except BotoCoreError as exc:
-                raise translated(exc) from exc
-        raise AssertionError("unreachable")
+        except BotoCoreError as exc:
+            raise translated(exc) from exc
+        self.ensure()  # the table was missing: once created, the call is sent once more
+        try:
+            return getattr(self.client, operation)(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise translated(exc) from exc
 
     def get(self, key: dict[str, Any]) -> dict[str, Any] | None:
         """One item, read consistently; None if it is not there."""
