@@ -143,11 +143,13 @@ class DynamoEventLog(EventLog):
             deadline = now + self.events_ttl
             head_item.update(deadline=n(deadline), expires_at=n(math.ceil(deadline)))
             extra["expires_at"] = n(math.ceil(deadline) + EVENT_ITEM_SLACK)
-        actions = [self.table.put(head_item, **condition)]
-        for number, (kind, body) in enumerate(rows, start=last + 1):
-            item = {**self._key(key, run_id, f"e#{number:012d}"), "k": s(kind), "d": s(body), **extra}
-            actions.append(self.table.put(item))
-        self.table.write_together(actions)
+        actions = [
+            self.table.put({**self._key(key, run_id, f"e#{number:012d}"), "k": s(kind), "d": s(body), **extra})
+            for number, (kind, body) in enumerate(rows, start=last + 1)
+        ]
+        # The head last: an endpoint that applies a transaction's actions one by one (moto) then
+        # never shows a head before the events it covers.
+        self.table.write_together([*actions, self.table.put(head_item, **condition)])
         self._remember(key, run_id, (total, generation, deadline))
         return total
 
