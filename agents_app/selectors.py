@@ -20,7 +20,8 @@ from akplatform.aio import blocking, db
 from sessions_app.models import Tenant
 from sessions_app.selectors import session_get
 from sessions_app.stores import get_store
-from sessions_app.stores.base import Event, SessionKey, SessionStore
+from sessions_app.stores.base import SessionKey, SessionStore
+from sessions_app.stores.events import Event
 
 
 def agent_by_id(pk: int) -> Agent:

@@ -27,7 +27,7 @@ from akplatform.limits import LimitReached
 from akplatform.together import Together
 from sessions_app.models import Session, Tenant
 from sessions_app.services import session_open, sessions_open
-from sessions_app.stores.base import Event
+from sessions_app.stores.events import Event
 
 BUILTIN_AGENTS: dict[str, dict[str, Any]] = {"echo": {"framework": "echo", "config": {}}}
 

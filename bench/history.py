@@ -146,7 +146,11 @@ def seed(store: SessionStore, key: SessionKey, count: int, batch: int) -> float:
 
 def seed_dynamodb(store: SessionStore, key: SessionKey, count: int) -> float:
     """Write the items ``count`` committed messages leave (message items, then the meta item)."""
-    from sessions_app.stores.dynamodb import DynamoDBStore, _n, _s, _seq
+    from sessions_app.stores.dynamodb import DynamoDBStore
+    from sessions_app.stores.dynamodb.schema import item_key
+    from sessions_app.stores.dynamodb.schema import n as _n
+    from sessions_app.stores.dynamodb.schema import s as _s
+    from sessions_app.stores.dynamodb.schema import seq as _seq
 
     assert isinstance(store, DynamoDBStore)
     started = time.perf_counter()
@@ -155,12 +159,12 @@ def seed_dynamodb(store: SessionStore, key: SessionKey, count: int) -> float:
     for n in range(count):
         role = "user" if n % 2 == 0 else "assistant"
         roles[role] += 1
-        item = {**store._key(key, _seq(n)), "d": _s(message(role, n).to_json())}
+        item = {**item_key(key, _seq(n)), "d": _s(message(role, n).to_json())}
         requests.append({"PutRequest": {"Item": item}})
         if len(requests) == 25 or n == count - 1:
             store.client.batch_write_item(RequestItems={store.table_name: requests})
             requests = []
-    meta = {**store._key(key, "meta"), "v": _n(1), "n": _n(count), "c": {"M": {r: _n(c) for r, c in roles.items()}}}
+    meta = {**item_key(key, "meta"), "v": _n(1), "n": _n(count), "c": {"M": {r: _n(c) for r, c in roles.items()}}}
     store.client.put_item(TableName=store.table_name, Item=meta)
     snapshot = store.load(key, window=1)
     assert snapshot.total == count and snapshot.messages[0].content.startswith(f"assistant message {count - 1}:"), (

@@ -64,7 +64,7 @@ from akplatform.metrics import metrics_token_given
 from akplatform.together import Together
 from sessions_app.selectors import session_get
 from sessions_app.services import session_delete, session_messages_read
-from sessions_app.stores.base import Event
+from sessions_app.stores.events import Event
 
 
 def _check_size(message: str) -> None:

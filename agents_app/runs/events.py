@@ -26,7 +26,8 @@ from typing import Any
 
 from akplatform import metrics
 from akplatform.aio import blocking
-from sessions_app.stores.base import Event, SessionKey, SessionStore, StoreError
+from sessions_app.stores.base import SessionKey, SessionStore, StoreError
+from sessions_app.stores.events import Event
 
 logger = logging.getLogger(__name__)
 

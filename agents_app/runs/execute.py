@@ -35,7 +35,6 @@ from akplatform.together import Together
 from sessions_app.selectors import session_key
 from sessions_app.services import session_history_lost, sessions_record_commits
 from sessions_app.stores.base import (
-    Event,
     LockLost,
     RunRevoked,
     SessionBusy,
@@ -44,6 +43,7 @@ from sessions_app.stores.base import (
     StoreUnavailable,
     VersionConflict,
 )
+from sessions_app.stores.events import Event
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,8 @@
 Backends are named in ``settings.AK_SESSION_BACKENDS`` by dotted path, as Django names cache
 backends, so a deployment can add its own without touching this package. An ``in_memory`` store
 that another process keeps (``AK_SESSION__IN_MEMORY__SOCKET``, set by ``serve``) is reached
-through ``memory_socket.SocketMemoryStore``.
+through ``memory_socket.SocketMemoryStore``. Every built-in backend keeps its runs' event logs
+too (``events.EventLog``): ``get_event_log()`` is the same object as ``get_store()``.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import threading
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from sessions_app.stores.base import SessionStore
+from sessions_app.stores.events import EventLog
 
 _lock = threading.Lock()
 _store: SessionStore | None = None
@@ -56,6 +59,14 @@ def get_store() -> SessionStore:
     return _store
 
 
+def get_event_log() -> EventLog:
+    """The process-wide event logs: those of the configured store."""
+    store = get_store()
+    if not isinstance(store, EventLog):
+        raise ImproperlyConfigured(f"the {store.name} session store keeps no event logs")
+    return store
+
+
 def reset_store(store: SessionStore | None = None) -> None:
     """Replace the process-wide store (tests, and settings changes)."""
     global _store
@@ -65,4 +76,4 @@ def reset_store(store: SessionStore | None = None) -> None:
         _store = store
 
 
-__all__ = ["build_store", "get_store", "reset_store"]
+__all__ = ["build_store", "get_event_log", "get_store", "reset_store"]

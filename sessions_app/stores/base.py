@@ -13,15 +13,11 @@ never those of its client library.
 
 A session that has not been committed to for ``ttl`` seconds is gone (``ttl=0``: never).
 
-Next to each session, a store keeps per run an **event log**: what the run streams (Server-Sent
-Events), appended by the process that executes the run and read, replayed and waited on by any
-process that serves it. Events are numbered 1, 2, 3, ... per run; a log lives ``events_ttl``
-seconds after its last append and goes with its session on ``delete``.
+What a run streams lives beside its session, behind the ``EventLog`` contract (``events``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import re
@@ -36,11 +32,8 @@ from typing import Any, Final
 import orjson
 
 SHARED_SCOPE: Final = "_shared"
-#: Most events one ``append_events`` takes (one DynamoDB transaction holds 100 writes: these and
-#: the log's head).
-MAX_APPEND_EVENTS: Final = 99
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")
+ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")
 # Compact JSON, as every backend writes it.
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
@@ -87,7 +80,7 @@ class SessionKey:
     def __post_init__(self) -> None:
         for name in ("tenant", "session_id"):
             value = getattr(self, name)
-            if not isinstance(value, str) or not _ID.match(value) or len(value) > 200:
+            if not isinstance(value, str) or not ID.match(value) or len(value) > 200:
                 raise ValueError(f"invalid {name}: {value!r}")
 
 
@@ -128,11 +121,9 @@ class Message:
         return self.kind == MESSAGE
 
     def to_dict(self) -> dict[str, Any]:
-        entry: dict[str, Any] = {"role": self.role, "content": self.content, "agent": self.agent}
-        entry["created_at"] = self.created_at
+        entry = {"role": self.role, "content": self.content, "agent": self.agent, "created_at": self.created_at}
         if self.kind != MESSAGE:
-            entry["kind"] = self.kind
-            entry["data"] = self.data
+            entry.update(kind=self.kind, data=self.data)
         return entry
 
     def to_json(self) -> str:
@@ -179,17 +170,6 @@ class Snapshot:
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
-    """One event of a run's log: ``id`` 1, 2, 3... in append order (the SSE ``id:``, what a
-    client sends back as ``Last-Event-ID``); ``kind`` e.g. "run", "delta", "done", "error",
-    "cancelled" (the SSE ``event:``, an identifier); ``data`` a JSON object."""
-
-    id: int
-    kind: str
-    data: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
 class CommitResult:
     version: int
     total: int
@@ -209,31 +189,6 @@ def loads(raw: str | bytes) -> Any:
     return orjson.loads(raw)
 
 
-def check_run_id(run_id: str) -> str:
-    """A run id names an event log: a non-empty string of at most 200 characters."""
-    if not isinstance(run_id, str) or not run_id or len(run_id) > 200:
-        raise ValueError(f"invalid run id: {run_id!r}")
-    return run_id
-
-
-def encode_events(events: Sequence[tuple[str, Mapping[str, Any]]]) -> list[tuple[str, str]]:
-    """What ``append_events`` writes: ``(kind, data as JSON)`` per event, checked.
-
-    ``ValueError`` for a kind that is not an identifier, ``TypeError`` for data that is not a JSON
-    object, ``PayloadTooLarge`` for more than ``MAX_APPEND_EVENTS`` events: nothing is written.
-    """
-    if len(events) > MAX_APPEND_EVENTS:
-        raise PayloadTooLarge(f"one append holds at most {MAX_APPEND_EVENTS} events, not {len(events)}")
-    rows = []
-    for kind, data in events:
-        if not isinstance(kind, str) or not _ID.match(kind) or len(kind) > 100:
-            raise ValueError(f"invalid event kind: {kind!r}")
-        if not isinstance(data, Mapping):
-            raise TypeError(f"event data must be a JSON object, not {type(data).__name__}")
-        rows.append((kind, dumps(dict(data))))
-    return rows
-
-
 class Lock(ABC):
     """A held per-session lock with a lease.
 
@@ -242,10 +197,15 @@ class Lock(ABC):
     the late holder fail with ``VersionConflict`` rather than overwrite anything.
     """
 
-    def __init__(self, key: SessionKey, lease: float) -> None:
+    def __init__(self, store: Any, key: SessionKey, lease: float) -> None:
+        self.store = store
         self.key = key
         self.lease = lease
         self.token = uuid.uuid4().hex
+
+    @abstractmethod
+    def take(self) -> bool:
+        """One try: True if this holder has the lock now (none held, or a lapsed lease, is free)."""
 
     @abstractmethod
     def renew(self) -> None:
@@ -261,16 +221,14 @@ class SessionStore(ABC):
 
     #: Name in ``settings.AK_SESSION_BACKENDS``.
     name: str = ""
+    #: The class of this backend's locks (``acquire`` makes one and tries ``take``).
+    lock_class: type[Lock]
     #: Whether ``revoke`` is implemented (a cancel then stops a running run's commit at once,
     #: not only at its process's next heartbeat).
     can_revoke: bool = False
 
-    #: Seconds a run's event log is kept after its last append (``0``: until its session is deleted).
-    events_ttl: float = 3600.0
-
-    def __init__(self, *, ttl: float = 0, events_ttl: float = 3600) -> None:
+    def __init__(self, *, ttl: float = 0) -> None:
         self.ttl = float(ttl)
-        self.events_ttl = float(events_ttl)
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -331,62 +289,23 @@ class SessionStore(ABC):
 
     @abstractmethod
     def delete(self, key: SessionKey) -> bool:
-        """Remove the session's history, state and version, and its runs' event logs. True if any
-        history, state or version was there."""
-
-    # -- event logs -------------------------------------------------------------------------
-
-    @abstractmethod
-    def append_events(self, key: SessionKey, run_id: str, events: Sequence[tuple[str, dict[str, Any]]]) -> int:
-        """Append ``events`` (kind, data) to run ``run_id``'s log in one atomic write; return the id
-        of the last one (the count so far; with no events, the count so far and nothing written).
-
-        Ids continue from the log's last id: concurrent appends from any processes get distinct,
-        consecutive ids and lose nothing, and a reader never sees an id before those below it. The
-        log expires ``events_ttl`` s after its last append (then a new log starts again at 1), and
-        goes with the session on ``delete``. A log needs no committed session. Raises ``ValueError``
-        (a kind that is not an identifier, a bad run id), ``TypeError`` (data not a JSON object),
-        ``PayloadTooLarge`` (an event over the backend's record size, or more than
-        ``MAX_APPEND_EVENTS`` events), ``StoreUnavailable``; nothing is written then.
-        """
-
-    @abstractmethod
-    def read_events(self, key: SessionKey, run_id: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
-        """Up to ``limit`` events with ``id > after``, oldest first, consecutive; ``[]`` when there
-        are none (or no such log, or an expired one). Raises ``StoreUnavailable``.
-        """
-
-    async def wait_events(
-        self, key: SessionKey, run_id: str, *, after: int = 0, timeout: float = 15.0, limit: int = 1000
-    ) -> list[Event]:
-        """``read_events``, waiting up to ``timeout`` s for at least one event; ``[]`` on timeout.
-
-        Never blocks the event loop and holds no thread while it waits (a web process serves
-        many streams at once): this implementation polls ``read_events`` through
-        ``asyncio.to_thread`` with a short, growing sleep between polls (20 ms doubling to
-        250 ms); a backend with a native blocking read overrides it. Raises ``StoreUnavailable``.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        delay = 0.02
-        while True:
-            events = await asyncio.to_thread(self.read_events, key, run_id, after=after, limit=limit)
-            remaining = deadline - loop.time()
-            if events or remaining <= 0:
-                return events
-            await asyncio.sleep(min(delay, remaining))
-            delay = min(delay * 2, 0.25)
+        """Remove the session's history, state and version (a backend that keeps event logs too
+        removes the session's logs with them). True if any history, state or version was there."""
 
     # -- coordination -----------------------------------------------------------------------
 
-    @abstractmethod
     def acquire(self, key: SessionKey, *, lease: float, wait: float) -> Lock:
         """Take the session's lock for ``lease`` seconds, waiting up to ``wait`` seconds.
 
         ``wait=0`` tries once. Raises ``SessionBusy`` when it is not free in time and
         ``StoreUnavailable``. The lock is shared by every process that uses the same backing
-        service (the in-memory backend: by every thread of one process).
+        service (the in-memory backend: by every thread of one process). This implementation
+        tries ``lock_class.take`` with ``backoff_delays`` between tries.
         """
+        lock, delays = self.lock_class(self, key, lease), backoff_delays(wait)
+        while not lock.take():
+            wait_or_raise(delays, SessionBusy(f"session {key.session_id} is busy"))
+        return lock
 
     def acquire_and_load(
         self,
@@ -402,22 +321,16 @@ class SessionStore(ABC):
 
         With ``run_id``, the snapshot's ``run_committed`` says whether that run committed before
         (read under the lock). Raises what those raise; if the load fails, the lock is released
-        first. A backend that can do it all in one round trip overrides this.
+        first.
         """
         held = self.acquire(key, lease=lease, wait=wait)
         try:
-            return held, self._load_with_run(key, scopes, window, run_id)
+            snapshot = self.load(key, scopes=scopes, window=window)
+            return held, snapshot if run_id is None else replace(snapshot, run_committed=self.committed(key, run_id))
         except BaseException:
             with suppress(StoreError):
                 held.release()
             raise
-
-    def _load_with_run(self, key: SessionKey, scopes: Sequence[str], window: int, run_id: str | None) -> Snapshot:
-        """``load``, and with ``run_id`` what ``committed`` says of it (a backend may read both at once)."""
-        snapshot = self.load(key, scopes=scopes, window=window)
-        if run_id is None:
-            return snapshot
-        return replace(snapshot, run_committed=self.committed(key, run_id))
 
     def commit_and_release(
         self,
@@ -431,7 +344,7 @@ class SessionStore(ABC):
         """``commit`` on ``lock.key``, then release ``lock``: what every run ends with.
 
         The lock is released only once the commit succeeded; when ``commit`` raises, the caller
-        still holds it (and releases it). A backend that can do both in one write overrides this.
+        still holds it (and releases it).
         """
         result = self.commit(lock.key, expected_version=expected_version, append=append, state=state, run_id=run_id)
         with suppress(StoreError):  # committed: a lock that could not be released ends with its lease
@@ -458,6 +371,14 @@ class SessionStore(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. The store stays usable: it reconnects on the next call."""
+
+
+def wait_or_raise(delays: Iterator[float], error: StoreError) -> None:
+    """Sleep the next of ``delays`` (``backoff_delays``); raise ``error`` once they are spent."""
+    delay = next(delays, None)
+    if delay is None:
+        raise error from None
+    time.sleep(delay)
 
 
 def backoff_delays(wait: float, *, first: float = 0.002, cap: float = 0.05) -> Iterator[float]:

@@ -4,10 +4,10 @@ Thread-safe, honours the TTL, and bounded: past ``max_sessions`` it evicts expir
 the least recently used. Locks serialize the threads of this process only; ``memory_socket``
 serves one such store to several processes (what ``make run`` does for its web server and worker).
 
-Event logs live apart from the sessions (a log needs no committed session, and the eviction of
-sessions must not cut a stream short): ``{session key: {run id: log}}``, so that ``delete`` takes
-a session's logs in one step; expired logs are swept at most once a minute, as appends come.
-``wait_events`` is the base class's polling; appends and reads take the store's one mutex.
+Event logs (``InMemoryEventLog``) live apart from the sessions (a log needs no committed session,
+and the eviction of sessions must not cut a stream short): ``{session key: {run id: log}}``, so
+that ``delete_logs`` takes a session's logs in one step; expired logs are swept at most once a
+minute, as appends come. ``wait_events`` is the base class's polling.
 """
 
 from __future__ import annotations
@@ -22,22 +22,18 @@ from typing import Any
 from sessions_app.stores.base import (
     DELETE,
     CommitResult,
-    Event,
     Lock,
     LockLost,
     Message,
     RunRevoked,
-    SessionBusy,
     SessionKey,
     SessionStore,
     Snapshot,
     VersionConflict,
-    backoff_delays,
-    check_run_id,
     dumps,
-    encode_events,
     loads,
 )
+from sessions_app.stores.events import Event, EventLog, check_run_id, encode_events
 
 #: Seconds between sweeps of expired event logs.
 _SWEEP_EVERY = 60.0
@@ -61,29 +57,81 @@ class _EventLog:
 
 
 class _MemoryLock(Lock):
-    def __init__(self, store: InMemoryStore, key: SessionKey, lease: float) -> None:
-        super().__init__(key, lease)
-        self._store = store
+    store: InMemoryStore
+
+    def take(self) -> bool:
+        return self.store.take_lock(self.key, self.token, self.lease)
 
     def renew(self) -> None:
-        self._store.renew_lock(self.key, self.token, self.lease)
+        self.store.renew_lock(self.key, self.token, self.lease)
 
     def release(self) -> None:
-        self._store.release_lock(self.key, self.token)
+        self.store.release_lock(self.key, self.token)
 
 
-class InMemoryStore(SessionStore):
+class InMemoryEventLog(EventLog):
+    """Event logs in this process's memory, thread-safe."""
+
+    def __init__(self, *, events_ttl: float = 3600) -> None:
+        super().__init__(events_ttl=events_ttl)
+        self._logs_mutex = threading.Lock()
+        self._logs: dict[SessionKey, dict[str, _EventLog]] = {}
+        self._swept = time.monotonic()
+
+    def _live_log(self, key: SessionKey, run_id: str, now: float) -> _EventLog | None:
+        log = self._logs.get(key, {}).get(run_id)
+        return None if log is None or (log.expires_at and log.expires_at <= now) else log
+
+    def append_events(self, key: SessionKey, run_id: str, events: Sequence[tuple[str, dict[str, Any]]]) -> int:
+        check_run_id(run_id)
+        rows = encode_events(events)
+        with self._logs_mutex:
+            now = time.time()
+            log = self._live_log(key, run_id, now)
+            if not rows:
+                return 0 if log is None else len(log.events)
+            if log is None:
+                log = self._logs.setdefault(key, {})[run_id] = _EventLog()
+            log.events.extend(rows)
+            log.expires_at = now + self.events_ttl if self.events_ttl else 0.0
+            if time.monotonic() - self._swept > _SWEEP_EVERY:
+                self._sweep_logs(now)
+            return len(log.events)
+
+    def _sweep_logs(self, now: float) -> None:
+        for key in list(self._logs):
+            runs = self._logs[key]
+            for run_id in [r for r, log in runs.items() if log.expires_at and log.expires_at <= now]:
+                del runs[run_id]
+            if not runs:
+                del self._logs[key]
+        self._swept = time.monotonic()
+
+    def read_events(self, key: SessionKey, run_id: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
+        check_run_id(run_id)
+        after = max(after, 0)
+        with self._logs_mutex:
+            log = self._live_log(key, run_id, time.time())
+            rows = [] if log is None or limit <= 0 else log.events[after : after + limit]
+        return [Event(after + i + 1, kind, loads(data)) for i, (kind, data) in enumerate(rows)]
+
+    def delete_logs(self, key: SessionKey) -> None:
+        with self._logs_mutex:
+            self._logs.pop(key, None)
+
+
+class InMemoryStore(SessionStore, InMemoryEventLog):
     name = "in_memory"
+    lock_class = _MemoryLock
     can_revoke = True
 
     def __init__(self, *, ttl: float = 0, events_ttl: float = 3600, max_sessions: int = 10000) -> None:
-        super().__init__(ttl=ttl, events_ttl=events_ttl)
+        SessionStore.__init__(self, ttl=ttl)
+        InMemoryEventLog.__init__(self, events_ttl=events_ttl)
         self.max_sessions = max_sessions
         self._mutex = threading.RLock()
         self._entries: OrderedDict[SessionKey, _Entry] = OrderedDict()
         self._locks: dict[SessionKey, tuple[str, float]] = {}
-        self._logs: dict[SessionKey, dict[str, _EventLog]] = {}
-        self._swept = time.monotonic()
 
     def _live(self, key: SessionKey) -> _Entry | None:
         entry = self._entries.get(key)
@@ -181,63 +229,18 @@ class InMemoryStore(SessionStore):
             return True
 
     def delete(self, key: SessionKey) -> bool:
+        self.delete_logs(key)
         with self._mutex:
-            self._logs.pop(key, None)
             return self._entries.pop(key, None) is not None
 
-    # -- event logs -------------------------------------------------------------------------
-
-    def _live_log(self, key: SessionKey, run_id: str, now: float) -> _EventLog | None:
-        log = self._logs.get(key, {}).get(run_id)
-        return None if log is None or (log.expires_at and log.expires_at <= now) else log
-
-    def append_events(self, key: SessionKey, run_id: str, events: Sequence[tuple[str, dict[str, Any]]]) -> int:
-        check_run_id(run_id)
-        rows = encode_events(events)
+    def take_lock(self, key: SessionKey, token: str, lease: float) -> bool:
+        """Give the lock to the holder of ``token`` if it is free (or its lease lapsed)."""
         with self._mutex:
-            now = time.time()
-            log = self._live_log(key, run_id, now)
-            if not rows:
-                return 0 if log is None else len(log.events)
-            if log is None:
-                log = self._logs.setdefault(key, {})[run_id] = _EventLog()
-            log.events.extend(rows)
-            log.expires_at = now + self.events_ttl if self.events_ttl else 0.0
-            if time.monotonic() - self._swept > _SWEEP_EVERY:
-                self._sweep_logs(now)
-            return len(log.events)
-
-    def _sweep_logs(self, now: float) -> None:
-        for key in list(self._logs):
-            runs = self._logs[key]
-            for run_id in [r for r, log in runs.items() if log.expires_at and log.expires_at <= now]:
-                del runs[run_id]
-            if not runs:
-                del self._logs[key]
-        self._swept = time.monotonic()
-
-    def read_events(self, key: SessionKey, run_id: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
-        check_run_id(run_id)
-        after = max(after, 0)
-        with self._mutex:
-            log = self._live_log(key, run_id, time.time())
-            rows = [] if log is None or limit <= 0 else log.events[after : after + limit]
-        return [Event(after + i + 1, kind, loads(data)) for i, (kind, data) in enumerate(rows)]
-
-    def acquire(self, key: SessionKey, *, lease: float, wait: float) -> Lock:
-        lock = _MemoryLock(self, key, lease)
-        delays = backoff_delays(wait)
-        while True:
-            with self._mutex:
-                now = time.monotonic()
-                _, until = self._locks.get(key, (None, 0.0))
-                if until <= now:
-                    self._locks[key] = (lock.token, now + lease)
-                    return lock
-            delay = next(delays, None)
-            if delay is None:
-                raise SessionBusy(f"session {key.session_id} is busy")
-            time.sleep(delay)
+            now = time.monotonic()
+            if self._locks.get(key, (None, 0.0))[1] > now:
+                return False
+            self._locks[key] = (token, now + lease)
+            return True
 
     def renew_lock(self, key: SessionKey, token: str, lease: float) -> None:
         """Extend the lease of the holder of ``token``; ``LockLost`` if it no longer holds the lock."""

@@ -6,8 +6,9 @@ The in-memory backend lives in one process; a web server and a Celery worker are
 ``build_store`` then gives them a ``SocketMemoryStore``, so a run queued from the web server and
 executed by the worker sees the same history, state and locks as a run executed in the request.
 
-The protocol is one JSON object a line each way, and only JSON: a request names an operation of
-the store contract and its arguments; the answer is ``{"ok": result}`` or ``{"error": name,
+The protocol is one JSON object a line each way, and only JSON: a request names a method of the
+served store (``_OPERATIONS``; the client takes a lock by ``take_lock`` tries, as ``acquire`` does
+everywhere) and its arguments; the answer is ``{"ok": result}`` (dataclasses as objects) or ``{"error": name,
 "message": text}`` with the name of a store error, raised again on the client's side. The socket
 is its owner's only (``0600``, in a ``0700`` folder when the server makes one). A request line
 is read up to ``MAX_LINE_BYTES`` (its newline included): past that the server answers
@@ -15,8 +16,9 @@ is read up to ``MAX_LINE_BYTES`` (its newline included): past that the server an
 place); the server and its other connections go on. It is for development: nothing survives the
 server.
 
-Event logs cross it as the rest does (``append_events``, ``read_events``: one round trip each);
-``wait_events`` is the base class's polling of ``read_events``, from a thread of the caller's.
+Event logs cross it as the rest does (``append_events``, ``read_events``, ``delete_logs``: one
+round trip each); ``wait_events`` is the base class's polling of ``read_events``, from a thread
+of the caller's.
 """
 
 from __future__ import annotations
@@ -32,24 +34,26 @@ from typing import Any
 
 import orjson
 
-from sessions_app.stores import base
 from sessions_app.stores.base import (
     DELETE,
     SHARED_SCOPE,
     CommitResult,
-    Event,
     Lock,
+    LockLost,
     Message,
+    PayloadTooLarge,
+    RunRevoked,
+    SessionBusy,
     SessionKey,
     SessionStore,
     Snapshot,
     StoreError,
     StoreUnavailable,
-    check_run_id,
+    VersionConflict,
     dumps,
-    encode_events,
     loads,
 )
+from sessions_app.stores.events import Event, EventLog, check_run_id, encode_events
 from sessions_app.stores.memory import InMemoryStore
 
 #: The longest request line the server reads, its newline included (a commit carries a run's
@@ -59,22 +63,26 @@ MAX_LINE_BYTES = 32 * 1024 * 1024
 #: Errors that cross the socket by name; anything else arrives as ``StoreError``.
 _ERRORS: dict[str, type[Exception]] = {
     cls.__name__: cls
-    for cls in (
-        base.StoreUnavailable,
-        base.VersionConflict,
-        base.SessionBusy,
-        base.LockLost,
-        base.PayloadTooLarge,
-        base.RunRevoked,
-        StoreError,
-        TypeError,
-        ValueError,
-    )
+    for cls in (StoreUnavailable, VersionConflict, SessionBusy, LockLost, PayloadTooLarge, RunRevoked, StoreError)
+} | {"TypeError": TypeError, "ValueError": ValueError}
+
+
+#: What a request's arguments carry encoded (``SocketMemoryStore`` encodes them), by name: the
+#: server decodes them before it calls the store's method of the same name as the request's ``op``.
+_DECODE: dict[str, Callable[[Any], Any]] = {
+    "key": lambda key: SessionKey(*key),
+    "append": lambda messages: [Message.from_dict(m) for m in messages],
+    # State values travel encoded (``dumps`` refuses what is not JSON); None stands for DELETE.
+    "state": lambda state: {
+        scope: {k: DELETE if v is None else loads(v) for k, v in values.items()} for scope, values in state.items()
+    },
+    "events": lambda rows: [(kind, loads(data)) for kind, data in rows],
 }
-
-
-def _message(m: Message) -> list[Any]:
-    return [m.role, m.content, m.agent, m.created_at, m.kind, m.data]
+#: The operations the server answers: the store's methods of these names.
+_OPERATIONS = frozenset(
+    {"load", "history", "commit", "committed", "revoke", "delete", "ping"}
+    | {"append_events", "read_events", "delete_logs", "take_lock", "renew_lock", "release_lock"}
+)
 
 
 # --- the server ------------------------------------------------------------------------------------
@@ -88,7 +96,6 @@ class MemoryStoreServer:
         self.store = store
         self._folder = None if path else tempfile.mkdtemp(prefix="ak-store-")  # mode 0700
         self.path = str(path or Path(self._folder) / "store.sock")
-        operations = self._operations()
 
         class Handler(socketserver.StreamRequestHandler):
             def handle(self) -> None:
@@ -97,7 +104,7 @@ class MemoryStoreServer:
                         message = f"a request line is at most {max_line} bytes; connection closed"
                         self.wfile.write(orjson.dumps({"error": "PayloadTooLarge", "message": message}) + b"\n")
                         return
-                    self.wfile.write(orjson.dumps(_answer(operations, line)) + b"\n")
+                    self.wfile.write(orjson.dumps(_answer(store, line)) + b"\n")
                     self.wfile.flush()
 
         self._server = socketserver.ThreadingUnixStreamServer(self.path, Handler, bind_and_activate=False)
@@ -129,58 +136,16 @@ class MemoryStoreServer:
         if self._folder:
             os.rmdir(self._folder)
 
-    def _operations(self) -> dict[str, Callable[..., Any]]:
-        store = self.store
 
-        def load(key: SessionKey, scopes: Sequence[str], window: int) -> dict[str, Any]:
-            snap = store.load(key, scopes=scopes, window=window)
-            return {
-                "version": snap.version,
-                "messages": [_message(m) for m in snap.messages],
-                "offset": snap.offset,
-                "total": snap.total,
-                "role_counts": snap.role_counts,
-                "state": snap.state,
-            }
-
-        def commit(
-            key: SessionKey, expected_version: int | None, append: list[list[Any]], state: dict, run_id: str | None
-        ) -> list[Any]:
-            changes = {
-                scope: {k: DELETE if v is None else loads(v) for k, v in values.items()}
-                for scope, values in state.items()
-            }
-            messages = [Message(*m) for m in append]
-            result = store.commit(key, expected_version=expected_version, append=messages, state=changes, run_id=run_id)
-            return [result.version, result.total, result.role_counts]
-
-        return {
-            "load": load,
-            "history": lambda key, start, limit: [_message(m) for m in store.history(key, start=start, limit=limit)],
-            "commit": commit,
-            "committed": lambda key, run_id: store.committed(key, run_id),
-            "revoke": lambda key, run_id: store.revoke(key, run_id),
-            "delete": lambda key: store.delete(key),
-            "append_events": lambda key, run_id, events: store.append_events(
-                key, run_id, [(kind, loads(data)) for kind, data in events]
-            ),
-            "read_events": lambda key, run_id, after, limit: [
-                [e.id, e.kind, e.data] for e in store.read_events(key, run_id, after=after, limit=limit)
-            ],
-            "acquire": lambda key, lease, wait: store.acquire(key, lease=lease, wait=wait).token,
-            "renew": lambda key, token, lease: store.renew_lock(key, token, lease),
-            "release": lambda key, token: store.release_lock(key, token),
-            "ping": lambda: store.ping(),
-        }
-
-
-def _answer(operations: Mapping[str, Callable[..., Any]], line: bytes) -> dict[str, Any]:
+def _answer(store: InMemoryStore, line: bytes) -> dict[str, Any]:
+    """Call the method a request names; its result (dataclasses as objects) or its error."""
     try:
         request = orjson.loads(line)
-        operation = operations[request.pop("op")]
-        if "key" in request:
-            request["key"] = SessionKey(*request["key"])
-        return {"ok": operation(**request)}
+        operation = request.pop("op")
+        if operation not in _OPERATIONS:
+            raise ValueError(f"unknown operation: {operation!r}")
+        arguments = {name: _DECODE.get(name, lambda v: v)(value) for name, value in request.items()}
+        return {"ok": getattr(store, operation)(**arguments)}
     except (StoreError, TypeError, ValueError, KeyError) as exc:
         name = type(exc).__name__ if type(exc).__name__ in _ERRORS else "StoreError"
         return {"error": name, "message": str(exc)}
@@ -190,16 +155,16 @@ def _answer(operations: Mapping[str, Callable[..., Any]], line: bytes) -> dict[s
 
 
 class _SocketLock(Lock):
-    def __init__(self, store: SocketMemoryStore, key: SessionKey, lease: float, token: str) -> None:
-        super().__init__(key, lease)
-        self.token = token
-        self._store = store
+    store: SocketMemoryStore
+
+    def take(self) -> bool:
+        return self.store._call("take_lock", key=self.key, token=self.token, lease=self.lease)
 
     def renew(self) -> None:
-        self._store._call("renew", key=self.key, token=self.token, lease=self.lease)
+        self.store._call("renew_lock", key=self.key, token=self.token, lease=self.lease)
 
     def release(self) -> None:
-        self._store._call("release", key=self.key, token=self.token)
+        self.store._call("release_lock", key=self.key, token=self.token)
 
 
 class _Connection:
@@ -225,17 +190,19 @@ class _Connection:
     __del__ = close
 
 
-class SocketMemoryStore(SessionStore):
+class SocketMemoryStore(SessionStore, EventLog):
     """The ``in_memory`` backend of a process whose store another process keeps (see above).
 
     One connection per thread, made again after a fork (a prefork worker's children) or a failure.
     ``ttl`` and the size bound are the serving store's."""
 
     name = "in_memory"
+    lock_class = _SocketLock
     can_revoke = True
 
     def __init__(self, *, socket: str, ttl: float = 0, timeout: float = 30.0) -> None:
-        super().__init__(ttl=ttl)
+        SessionStore.__init__(self, ttl=ttl)
+        EventLog.__init__(self)
         self.socket = socket
         self.timeout = timeout
         self._local = threading.local()
@@ -246,15 +213,14 @@ class SocketMemoryStore(SessionStore):
             held = self._local.held = _Connection(self.socket, self.timeout)
         return held.socket, held.reader
 
-    def _call(self, op: str, *, timeout: float | None = None, **arguments: Any) -> Any:
+    def _call(self, op: str, **arguments: Any) -> Any:
         if "key" in arguments:
             arguments["key"] = [arguments["key"].tenant, arguments["key"].session_id]
         request = orjson.dumps({"op": op, **arguments}) + b"\n"
         if len(request) > MAX_LINE_BYTES:
-            raise base.PayloadTooLarge(f"a request to the in-memory store is at most {MAX_LINE_BYTES} bytes")
+            raise PayloadTooLarge(f"a request to the in-memory store is at most {MAX_LINE_BYTES} bytes")
         try:
             conn, reader = self._connection()
-            conn.settimeout(timeout or self.timeout)
             conn.sendall(request)
             line = reader.readline()
             if not line:
@@ -269,17 +235,10 @@ class SocketMemoryStore(SessionStore):
 
     def load(self, key: SessionKey, *, scopes: Sequence[str] = (SHARED_SCOPE,), window: int = 50) -> Snapshot:
         got = self._call("load", key=key, scopes=list(scopes), window=window)
-        return Snapshot(
-            version=got["version"],
-            messages=[Message(*m) for m in got["messages"]],
-            offset=got["offset"],
-            total=got["total"],
-            role_counts=got["role_counts"],
-            state=got["state"],
-        )
+        return Snapshot(**{**got, "messages": [Message.from_dict(m) for m in got["messages"]]})
 
     def history(self, key: SessionKey, *, start: int = 0, limit: int = 100) -> list[Message]:
-        return [Message(*m) for m in self._call("history", key=key, start=start, limit=limit)]
+        return [Message.from_dict(m) for m in self._call("history", key=key, start=start, limit=limit)]
 
     def commit(
         self,
@@ -295,15 +254,11 @@ class SocketMemoryStore(SessionStore):
             scope: {k: None if v is DELETE else dumps(v) for k, v in values.items()}
             for scope, values in (state or {}).items()
         }
-        version, total, role_counts = self._call(
-            "commit",
-            key=key,
-            expected_version=expected_version,
-            append=[_message(m) for m in append],
-            state=changes,
-            run_id=run_id,
+        append_ = [m.to_dict() for m in append]
+        got = self._call(
+            "commit", key=key, expected_version=expected_version, append=append_, state=changes, run_id=run_id
         )
-        return CommitResult(version, total, role_counts)
+        return CommitResult(**got)
 
     def committed(self, key: SessionKey, run_id: str) -> int | None:
         return self._call("committed", key=key, run_id=run_id)
@@ -321,11 +276,10 @@ class SocketMemoryStore(SessionStore):
 
     def read_events(self, key: SessionKey, run_id: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
         rows = self._call("read_events", key=key, run_id=check_run_id(run_id), after=after, limit=limit)
-        return [Event(*row) for row in rows]
+        return [Event(**row) for row in rows]
 
-    def acquire(self, key: SessionKey, *, lease: float, wait: float) -> Lock:
-        token = self._call("acquire", key=key, lease=lease, wait=wait, timeout=wait + self.timeout)
-        return _SocketLock(self, key, lease, token)
+    def delete_logs(self, key: SessionKey) -> None:
+        self._call("delete_logs", key=key)
 
     def ping(self) -> None:
         self._call("ping")

@@ -31,7 +31,6 @@ import pytest
 
 from agents_app.frameworks import AgentSpec
 from agents_app.runner import Runner
-from sessions_app.stores import dynamodb
 from sessions_app.stores.base import (
     Message,
     PayloadTooLarge,
@@ -42,7 +41,7 @@ from sessions_app.stores.base import (
     StoreUnavailable,
     VersionConflict,
 )
-from sessions_app.stores.dynamodb import DynamoDBStore
+from sessions_app.stores.dynamodb import DynamoDBStore, commits
 from tests import services
 
 #: The client's read timeout behind the proxy, and how long a held answer waits (past it).
@@ -387,7 +386,7 @@ def test_a_retry_that_meets_its_first_attempt_in_progress_is_sent_again(
 def test_a_commit_that_stays_throttled_is_unavailable(
     behind: DynamoDBStore, proxy: DynamoProxy, key: SessionKey, monkeypatch: pytest.MonkeyPatch, reason: str
 ) -> None:
-    monkeypatch.setattr(dynamodb, "TRANSIENT_PATIENCE", 0.3)
+    monkeypatch.setattr(commits, "TRANSIENT_PATIENCE", 0.3)
     proxy.on("TransactWriteItems", times=float("inf"), answer=cancelled(reason, "None"))
 
     with pytest.raises(StoreUnavailable) as raised:

@@ -12,15 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from sessions_app.stores.base import (
-    MAX_APPEND_EVENTS,
-    SHARED_SCOPE,
-    Event,
-    Message,
-    PayloadTooLarge,
-    SessionKey,
-    SessionStore,
-)
+from sessions_app.stores import get_event_log, get_store
+from sessions_app.stores.base import SHARED_SCOPE, Message, PayloadTooLarge, SessionKey, SessionStore
+from sessions_app.stores.events import MAX_APPEND_EVENTS, Event, EventLog
 
 
 def deltas(*texts: str) -> list[tuple[str, dict]]:
@@ -102,6 +96,24 @@ def test_delete_removes_the_sessions_event_logs(store: SessionStore, key: Sessio
     assert store.read_events(bare, "r1") == []
     assert store.append_events(key, "r1", deltas("fresh")) == 1
     assert texts(store.read_events(key, "r1")) == ["fresh"]
+
+
+def test_delete_logs_takes_the_logs_and_leaves_the_session(store: SessionStore, key: SessionKey) -> None:
+    assert isinstance(store, EventLog)  # every backend keeps event logs beside its sessions
+    store.commit(key, expected_version=0, append=[Message("user", "hi")])
+    store.append_events(key, "r1", deltas("a"))
+    other = SessionKey(tenant=key.tenant, session_id=key.session_id + "-other")
+    store.append_events(other, "r1", deltas("b"))
+
+    store.delete_logs(key)
+
+    assert store.read_events(key, "r1") == []
+    assert texts(store.read_events(other, "r1")) == ["b"]
+    assert [m.content for m in store.history(key)] == ["hi"]
+
+
+def test_the_process_wide_event_log_is_the_configured_store() -> None:
+    assert get_event_log() is get_store()
 
 
 def test_what_is_not_a_json_object_writes_nothing(store: SessionStore, key: SessionKey) -> None:

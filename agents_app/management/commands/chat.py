@@ -43,7 +43,8 @@ from sessions_app.models import Session, Tenant
 from sessions_app.selectors import session_key
 from sessions_app.services import session_history_lost
 from sessions_app.stores import get_store
-from sessions_app.stores.base import Event, StoreError
+from sessions_app.stores.base import StoreError
+from sessions_app.stores.events import Event
 from sessions_app.stores.memory import InMemoryStore
 from sessions_app.stores.memory_socket import SocketMemoryStore
 
