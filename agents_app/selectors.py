@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection, Hashable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Hashable
 from datetime import datetime
 from typing import Any
 
@@ -103,40 +103,12 @@ def run_find_idempotent(*, tenant: Tenant, idempotency_key: str | None, request_
     return run
 
 
-def run_get(*, tenant: Tenant, run_id: str, fields: Collection[str] = ()) -> Run:
-    """The tenant's run, or ``Http404`` (also for an id that is not a UUID). ``fields``: only
-    these of the run, its agent and its session (``agent__name``, ...); all when empty."""
-    [run] = runs_get([(tenant, run_id)], fields=fields)
-    if isinstance(run, Http404):
-        raise run
-    return run
-
-
-def runs_get(keys: Sequence[tuple[Tenant, str]], *, fields: Collection[str] = ()) -> list[Run | Http404]:
-    """``run_get`` for many ``(tenant, run_id)`` at once (the polls that arrive together, through
-    ``akplatform.together``), in one SELECT, each id scoped to its tenant: one outcome per key,
-    the run or ``Http404``."""
-    ids: list[str | None] = []
-    wanted: dict[Any, set[str]] = {}
-    for tenant, run_id in keys:
-        try:
-            ids.append(str(uuid.UUID(run_id)))
-        except ValueError:
-            ids.append(None)
-            continue
-        wanted.setdefault(tenant.pk, set()).add(ids[-1])
-    scope = Q()
-    for tenant_pk, run_ids in wanted.items():
-        scope |= Q(tenant_id=tenant_pk, pk__in=run_ids)
-    found: dict[tuple[Any, str], Run] = {}
-    if wanted:
-        runs = Run.objects.select_related("agent", "session")
-        runs = runs.only(*fields, "tenant_id") if fields else runs
-        found = {(run.tenant_id, str(run.pk)): run for run in runs.filter(scope)}
-    return [
-        found.get((tenant.pk, run_id)) or Http404("unknown run") if run_id else Http404("unknown run")
-        for (tenant, _), run_id in zip(keys, ids, strict=True)
-    ]
+def run_get(*, tenant: Tenant, run_id: str) -> Run:
+    """The tenant's run with its agent and session, or ``Http404`` (also for an id that is not a UUID)."""
+    try:
+        return Run.objects.select_related("agent", "session").get(tenant=tenant, pk=uuid.UUID(run_id))
+    except (ValueError, Run.DoesNotExist):
+        raise Http404("unknown run") from None
 
 
 def run_list(

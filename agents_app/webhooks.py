@@ -21,8 +21,8 @@ from django.db import transaction
 from django.db.models import F
 
 from agents_app import outbound
-from agents_app.api.serializers import RunOutput
 from agents_app.models import Run
+from agents_app.runs.output import RunOutput
 
 logger = logging.getLogger(__name__)
 

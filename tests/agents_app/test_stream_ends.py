@@ -10,8 +10,8 @@ import asyncio
 from agents_app.models import Run
 from agents_app.runs.cancel import run_cancel
 from agents_app.runs.ends import end_watch
+from agents_app.runs.submit import RunRequest, run_record
 from agents_app.selectors import run_events
-from agents_app.services import run_enqueue
 from akplatform.aio import db
 from sessions_app.selectors import session_key
 from sessions_app.stores import get_store
@@ -19,7 +19,7 @@ from sessions_app.stores import get_store
 
 def enqueued(tenant, django_capture_on_commit_callbacks) -> Run:
     with django_capture_on_commit_callbacks(execute=False):  # never published: nobody executes it
-        run, _ = run_enqueue(tenant=tenant, agent_name="echo", message="waits")
+        run, _ = run_record(RunRequest("echo", "waits", mode="queued"), tenant=tenant)
     return Run.objects.select_related("session").get(pk=run.pk)
 
 
