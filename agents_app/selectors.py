@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Collection, Hashable
 from datetime import datetime
@@ -13,7 +15,7 @@ from django.http import Http404
 
 from agents_app.errors import IdempotencyConflict
 from agents_app.models import Agent, Run, Secret
-from agents_app.runs.ends import End, end_watch, run_end
+from agents_app.runs.ends import End, run_end
 from agents_app.runs.events import ENDS
 from agents_app.secrets import SecretMissing, SecretUnreadable, secret_decrypt
 from akplatform.aio import blocking, db
@@ -22,6 +24,8 @@ from sessions_app.models import Tenant
 from sessions_app.selectors import session_get
 from sessions_app.stores import get_store
 from sessions_app.stores.base import Event, SessionKey, SessionStore
+
+logger = logging.getLogger(__name__)
 
 #: The agents this process ran lately (``akplatform.recent``): a change to an agent reaches every
 #: process's runs within ``AK_AGENTS__CACHE_SECONDS``, this process's at once (``agents_forget``,
@@ -132,7 +136,7 @@ async def run_events(*, run: Run, tenant: Tenant, after: int = 0) -> AsyncIterat
 
     The first read happens here, so that a store that is down raises ``StoreUnavailable`` before
     anything is streamed. The stream waits on the store's events, the run's end among them; the
-    run's row is read as the stream opens, then only by the process's shared check
+    run's row is read as the stream opens, then every ``AK_RUN__STREAM_CHECK`` seconds
     (``runs.ends``): a run that ended without its end in the log (cancelled before it started,
     failed to queue, its write failed, its log expired) ends with the event its row records,
     numbered after the last one read. None instead of the events when ``after`` is at or after
@@ -163,25 +167,31 @@ KEEP_ALIVE = 10.0
 async def _follow(
     store: SessionStore, key: SessionKey, run_id: str, events: list[Event], last: int, ended: End | None
 ) -> AsyncIterator[Event | None]:
-    watch = end_watch()
-    watch.follow(run_id)
-    try:
-        while True:
-            for event in events:
-                yield event
-                last = event.id
-                if event.kind in ENDS:
-                    return
-            if ended is not None:  # the row says it ended: what the log has now, else the row's end
-                events = await blocking(store.read_events, key, run_id, after=last)
-                if not events:
-                    yield Event(last + 1, *ended)
-                    return
-                continue
-            quiet = min(KEEP_ALIVE, settings.AK_RUN["STREAM_CHECK"])
-            events = await store.wait_events(key, run_id, after=last, timeout=quiet)
+    checked = time.monotonic()
+    while True:
+        for event in events:
+            yield event
+            last = event.id
+            if event.kind in ENDS:
+                return
+        if ended is not None:  # the row says it ended: what the log has now, else the row's end
+            events = await blocking(store.read_events, key, run_id, after=last)
             if not events:
-                yield None
-                ended = watch.end_of(run_id)
-    finally:
-        watch.unfollow(run_id)
+                yield Event(last + 1, *ended)
+                return
+            continue
+        check = settings.AK_RUN["STREAM_CHECK"]
+        events = await store.wait_events(key, run_id, after=last, timeout=min(KEEP_ALIVE, check))
+        if not events:
+            yield None
+            if time.monotonic() - checked >= check:
+                checked = time.monotonic()
+                ended = await _end_checked(run_id)
+
+
+async def _end_checked(run_id: str) -> End | None:
+    try:
+        return await db(run_end, run_id)
+    except Exception:  # the database blinked: the next check tries again
+        logger.warning("run %s: its end could not be read", run_id, exc_info=True)
+        return None

@@ -273,7 +273,7 @@ AK_RUN = {
     # A queued run not picked up for REQUEUE_AFTER s is handed to the broker again.
     "REQUEUE_AFTER": env_float("AK_RUN__REQUEUE_AFTER", 300.0, minimum=1.0),
     # An event stream waits on the store's events, the run's end among them; every STREAM_CHECK s
-    # one query per process looks for the ends of the runs its streams follow that the store lacks.
+    # a stream also reads its run's row, for an end the store lacks.
     "STREAM_CHECK": env_float("AK_RUN__STREAM_CHECK", 60.0, minimum=0.1),
     "WEBHOOK_TIMEOUT": env_float("AK_RUN__WEBHOOK_TIMEOUT", 10.0, minimum=0.1),
     "WEBHOOK_MAX_ATTEMPTS": env_int("AK_RUN__WEBHOOK_MAX_ATTEMPTS", 8, minimum=1),
