@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Collection, Hashable
+from collections.abc import AsyncIterator, Collection
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +19,6 @@ from agents_app.runs.ends import End, run_end
 from agents_app.runs.events import ENDS
 from agents_app.secrets import SecretMissing, SecretUnreadable, secret_decrypt
 from akplatform.aio import blocking, db
-from akplatform.recent import Recent
 from sessions_app.models import Tenant
 from sessions_app.selectors import session_get
 from sessions_app.stores import get_store
@@ -27,30 +26,9 @@ from sessions_app.stores.base import Event, SessionKey, SessionStore
 
 logger = logging.getLogger(__name__)
 
-#: The agents this process ran lately (``akplatform.recent``): a change to an agent reaches every
-#: process's runs within ``AK_AGENTS__CACHE_SECONDS``, this process's at once (``agents_forget``,
-#: on ``post_save`` and ``post_delete``). Shared objects: treat them as read-only.
-_recent_agents: Recent[Agent] = Recent(lambda: settings.AK_AGENTS["CACHE_SECONDS"])
-
-
-def agent_remembered(key: Hashable, load: Callable[[], Agent]) -> Agent:
-    """The agent ``load()`` gave for ``key`` in this process lately, else what it gives now."""
-    return _recent_agents.get(key, load)
-
-
-def agent_by_id(pk: int) -> Agent:
-    """The agent ``pk`` (as a run names it), remembered like the others."""
-    return agent_remembered(("id", pk), lambda: Agent.all_objects.get(pk=pk))  # deleted since: as it was
-
-
-def agents_forget() -> None:
-    """This process looks its agents up again."""
-    _recent_agents.clear()
-
 
 def agent_find(*, tenant: Tenant, name: str) -> Agent:
-    """The tenant's agent ``name`` as it is now (not remembered: for the API to show or change),
-    or ``Http404``."""
+    """The tenant's agent ``name``, or ``Http404``."""
     try:
         return Agent.objects.get(tenant=tenant, name=name)
     except Agent.DoesNotExist:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from functools import partial
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -17,7 +16,6 @@ from agents_app.models import Agent, Secret
 from agents_app.references import agent_config_validated, agents_handing_off_to, agents_using_secret, takes_handoffs
 from agents_app.runs.cancel import run_cancel, run_retry
 from agents_app.secrets import SECRET_NAME_PATTERN, secret_encrypt, secret_reencrypt, secret_value_check
-from agents_app.selectors import agent_remembered, agents_forget
 from sessions_app.models import Tenant
 
 BUILTIN_AGENTS: dict[str, dict[str, Any]] = {"echo": {"framework": "echo", "config": {}}}
@@ -68,7 +66,7 @@ def agent_update(*, agent: Agent, framework: str | None = None, config: dict[str
         if handing_off:
             raise InUse(f"agents hand off to {agent.name!r}; a {framework} agent cannot take a handoff", handing_off)
     agent.framework, agent.config = framework, config
-    agent.save(update_fields=["framework", "config", "updated_at"])  # post_save: forgotten by this process
+    agent.save(update_fields=["framework", "config", "updated_at"])
     return agent
 
 
@@ -82,16 +80,11 @@ def agent_delete(*, agent: Agent) -> None:
     if handing_off:
         raise InUse(f"agents hand off to {agent.name!r}: change their handoffs first", handing_off)
     agent.deleted_at = timezone.now()
-    agent.save(update_fields=["deleted_at", "updated_at"])  # post_save: forgotten by this process
+    agent.save(update_fields=["deleted_at", "updated_at"])
 
 
 def agent_get(*, tenant: Tenant, name: str) -> Agent:
-    """The tenant's agent, or ``Http404``. Built-in agents are made on first use. Remembered by
-    the process for ``AK_AGENTS__CACHE_SECONDS`` (``akplatform.recent``): treat it as read-only."""
-    return agent_remembered((tenant.pk, name), partial(_agent_lookup, tenant=tenant, name=name))
-
-
-def _agent_lookup(*, tenant: Tenant, name: str) -> Agent:
+    """The tenant's agent, or ``Http404``. Built-in agents are made on first use."""
     try:
         return Agent.objects.get(tenant=tenant, name=name)
     except Agent.DoesNotExist:
@@ -99,11 +92,6 @@ def _agent_lookup(*, tenant: Tenant, name: str) -> Agent:
             raise Http404("unknown agent") from None
     agent_ensure_builtins(tenant=tenant)
     return Agent.objects.get(tenant=tenant, name=name)
-
-
-def agent_changed(sender: type[Agent], instance: Agent, **kwargs: Any) -> None:
-    """``post_save`` and ``post_delete`` of an Agent: this process looks its agents up again."""
-    agents_forget()
 
 
 @sensitive_variables("value")

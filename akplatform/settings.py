@@ -248,10 +248,6 @@ AK_AGENTS = {
     "GRAPH_TENANTS": env_tenants_of("AK_AGENTS__GRAPH_TENANTS", declared=_GRAPHS, declared_in="AK_AGENTS__GRAPHS"),
     # The OpenAI Agents SDK's tracing (to OpenAI's servers) stays off unless this is on.
     "OPENAI_TRACING": env_bool("AK_AGENTS__OPENAI_TRACING", False),
-    # A process remembers an agent it ran this long: a change to an agent (the admin, a deploy)
-    # reaches the runs of every process within this time, of the changing process at once; 0
-    # looks the agent up for every run.
-    "CACHE_SECONDS": env_float("AK_AGENTS__CACHE_SECONDS", 10.0, minimum=0.0),
 }
 AK_RUN = {
     "MAX_MESSAGE_BYTES": env_int("AK_RUN__MAX_MESSAGE_BYTES", 64 * 1024, minimum=1),

@@ -24,7 +24,7 @@ from agents_app.runs.cancel import run_cancel
 from agents_app.runs.events import ENDS
 from agents_app.runs.execute import execute_claimed, web_worker_name
 from agents_app.runs.publish import publish_or_fail
-from agents_app.selectors import agents_forget, run_find_idempotent
+from agents_app.selectors import run_find_idempotent
 from agents_app.services import agent_get
 from akplatform.aio import db
 from sessions_app.models import Tenant
@@ -139,7 +139,6 @@ def run_record(request: RunRequest, *, tenant: Tenant) -> tuple[Run, bool]:
         if existing is not None:  # the same key, sent twice at once
             return existing, False
         if not Agent.objects.filter(pk=agent.pk).exists():  # deleted in another process meanwhile
-            agents_forget()
             raise Http404("unknown agent") from None
         raise
     if run.is_async:  # at once, or when the caller's transaction commits

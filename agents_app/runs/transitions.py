@@ -27,7 +27,6 @@ from django.utils import timezone
 
 from agents_app.models import Run
 from agents_app.runs.ends import end_event
-from agents_app.selectors import agent_by_id
 from agents_app.webhooks import webhook_queue
 from akplatform import metrics
 from sessions_app.stores import get_store
@@ -47,9 +46,8 @@ def claim(*, run_id: str, worker: str) -> Run | None:
     changes = {"status": RUNNING, "worker": worker, "started_at": now, "heartbeat_at": now}
     if not rows.update(attempts=F("attempts") + 1, **changes):
         return None
-    run = Run.objects.select_related("session__tenant").get(pk=run_id)
+    run = Run.objects.select_related("agent", "session__tenant").get(pk=run_id)
     run.tenant = run.session.tenant
-    run.agent = agent_by_id(run.agent_id)  # remembered by the process, as in the web's runs
     # Its wait before its first execution (a run sent back because its session was busy is still waiting).
     if run.enqueued_at is not None and run.attempts == 1:
         metrics.RUN_QUEUE_WAIT.observe(max((now - run.enqueued_at).total_seconds(), 0.0))
