@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 from celery import current_app
 from django.conf import settings
-from django.db import transaction
 from django.db.models import F
 
 from agents_app import outbound
@@ -43,12 +42,6 @@ def webhook_verify(*, secret: str, timestamp: str, body: bytes, signature: str, 
     except ValueError:
         return False
     return fresh and hmac.compare_digest(webhook_sign(secret=secret, timestamp=timestamp, body=body), signature)
-
-
-def webhook_queue(*, run_id: str) -> None:
-    """Deliver the run's webhook once the current transaction commits."""
-    Run.objects.filter(pk=run_id).update(webhook_status=Run.Webhook.PENDING)
-    transaction.on_commit(lambda: webhook_publish(run_id=run_id))
 
 
 def webhook_publish(*, run_id: str, countdown: float | None = None) -> None:

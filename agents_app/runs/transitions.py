@@ -19,6 +19,7 @@ the agent loaded with them (``claim`` and ``run_record`` load it) spares a query
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 from django.db import DatabaseError, transaction
@@ -27,7 +28,7 @@ from django.utils import timezone
 
 from agents_app.models import Run
 from agents_app.runs.ends import end_event
-from agents_app.webhooks import webhook_queue
+from agents_app.webhooks import webhook_publish
 from akplatform import metrics
 from sessions_app.stores import get_store
 from sessions_app.stores.base import SessionKey, StoreError
@@ -151,21 +152,20 @@ def _check_end(status: str) -> None:
 def _end(
     run: Run, rows: Any, *, status: str, result: str | None = None, error: str | None = None, **extra: Any
 ) -> bool:
-    """The UPDATE of ``rows`` to an end; on success ``run`` shows it too."""
+    """The UPDATE of ``rows`` to an end; on success ``run`` shows it too, and its webhook, if it
+    has one, is published once the end is committed."""
     changes = {"status": status, "result": result, "error": error, "finished_at": timezone.now(), **extra}
-    if not run.webhook_url:
-        changed = bool(rows.update(heartbeat_at=None, **changes))
-    else:
-        with transaction.atomic():  # the webhook is published once the end is committed
-            changed = bool(rows.update(heartbeat_at=None, **changes))
-            if changed:
-                webhook_queue(run_id=str(run.pk))
-    if changed:
-        for name, value in changes.items():
-            if not hasattr(value, "resolve_expression"):  # an F() is the database's to compute
-                setattr(run, name, value)
-        _observe_end(run, status)
-    return changed
+    if run.webhook_url:
+        changes["webhook_status"] = Run.Webhook.PENDING
+    if not rows.update(heartbeat_at=None, **changes):
+        return False
+    for name, value in changes.items():
+        if not hasattr(value, "resolve_expression"):  # an F() is the database's to compute
+            setattr(run, name, value)
+    _observe_end(run, status)
+    if run.webhook_url:
+        transaction.on_commit(partial(webhook_publish, run_id=str(run.pk)))
+    return True
 
 
 def _observe_end(run: Run, status: str) -> None:
