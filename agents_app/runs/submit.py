@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from django.db import IntegrityError, transaction
 from django.http import Http404
@@ -169,9 +169,9 @@ def _mode_fields(request: RunRequest, tenant: Tenant) -> dict[str, object]:
 _executing: set[asyncio.Task[object]] = set()
 
 
-def _start(work: object) -> asyncio.Task[object]:
+def _start(work: Coroutine[Any, Any, object]) -> asyncio.Task[object]:
     """A task of the process, kept until it ends; its exception is its caller's to answer."""
-    task = asyncio.get_running_loop().create_task(work)  # type: ignore[arg-type] - a coroutine
+    task = asyncio.get_running_loop().create_task(work)
     _executing.add(task)
     task.add_done_callback(_executed)
     return task
