@@ -4,18 +4,16 @@ Concurrent runs are the tenant's runs ``running`` in the database, whoever execu
 process's sync runs, the workers' queued ones): the sweeper ends those of a process that died, so
 nothing leaks. A sync or streamed run over the limit is refused (429, nothing recorded); a queued
 run is accepted, and a worker that claims it over the limit puts it back in the queue to try again
-later (``claims_over_limit``): it waits its turn. Requests that arrive at the very same moment in
+later (``claim_over_limit``): it waits its turn. Requests that arrive at the very same moment in
 different web processes may pass the limit together; a worker never starts more than it allows.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, IntegerField, OuterRef, Subquery
-from django.db.models.functions import Coalesce
 
 from agents_app.models import Agent, Run, Secret
 from agents_app.runner import Every
@@ -39,52 +37,23 @@ def secrets_limit_check(*, tenant: Tenant, name: str) -> None:
         stored_limit_check(tenant=tenant, name="secrets", rows=rows)
 
 
-def runs_over_limit(requests: Sequence[dict[str, Any]]) -> dict[int, LimitReached]:
-    """Of ``run_create`` requests that would start ``running`` at once (sync runs), those over
-    their tenant's limit of concurrent runs, by index: the first ones of a tenant pass, as many
-    as it has room for. One query for all."""
-    starting = [i for i, request in enumerate(requests) if request.get("status") == RUNNING]
-    tenants = {requests[i]["tenant"].pk: requests[i]["tenant"] for i in starting}
-    limits = {pk: limit_of(tenant, "concurrent_runs") for pk, tenant in tenants.items()}
-    limited = [pk for pk, limit in limits.items() if limit]
-    if not limited:
-        return {}
-    rows = Run.objects.filter(tenant_id__in=limited, status=RUNNING).order_by().values("tenant_id")
-    room = {pk: limits[pk] for pk in limited}
-    for row in rows.annotate(n=Count("pk")):
-        room[row["tenant_id"]] -= row["n"]
-    over: dict[int, LimitReached] = {}
-    for i in starting:
-        pk = requests[i]["tenant"].pk
-        if pk not in room:
-            continue
-        if room[pk] <= 0:
-            over[i] = LimitReached("concurrent_runs")
-        room[pk] -= 1
-    return over
+def concurrent_runs_check(*, tenant: Tenant) -> None:
+    """429 ``LimitReached`` if one more run ``running`` is over the tenant's limit of concurrent
+    runs (a sync or streamed run: refused, nothing recorded)."""
+    limit = limit_of(tenant, "concurrent_runs")
+    if limit and Run.objects.filter(tenant=tenant, status=RUNNING).order_by()[:limit].count() >= limit:
+        raise LimitReached("concurrent_runs")
 
 
-def claims_over_limit(runs: Sequence[Run]) -> set[str]:
-    """Of runs a worker just claimed (``running``, counted), the ids of those that put their
-    tenant over its limit of concurrent runs: the last claimed of each such tenant, as many as
-    it is over. One query. (Two workers over at once both give theirs back: never more.)"""
-    mine: dict[int, list[Run]] = {}
-    for run in runs:
-        mine.setdefault(run.tenant_id, []).append(run)
-    if not mine:
-        return set()
-    # A correlated count per tenant, on the (tenant, status) index: never a scan of all its runs.
-    counted = Run.objects.filter(tenant=OuterRef("pk"), status=RUNNING).order_by().values("tenant")
-    running = Coalesce(Subquery(counted.annotate(n=Count("pk")).values("n")[:1], output_field=IntegerField()), 0)
-    rows = Tenant.objects.filter(pk__in=list(mine)).order_by().annotate(running=running)
-    default = settings.AK_LIMITS["CONCURRENT_RUNS"]
-    over: set[str] = set()
-    for pk, own, count in rows.values_list("pk", "limit_concurrent_runs", "running"):
-        limit = default if own is None else own
-        excess = count - limit
-        if limit and excess > 0:
-            over.update(str(run.pk) for run in mine[pk][-excess:])
-    return over
+def claim_over_limit(run: Run) -> bool:
+    """Whether a run a worker just claimed (``running``, counted) puts its tenant over its limit
+    of concurrent runs: the worker then puts it back in the queue. (Two workers over at once both
+    give theirs back: never more.)"""
+    own = Tenant.objects.filter(pk=run.tenant_id).values_list("limit_concurrent_runs", flat=True).first()
+    limit = settings.AK_LIMITS["CONCURRENT_RUNS"] if own is None else own
+    if not limit:
+        return False
+    return Run.objects.filter(tenant_id=run.tenant_id, status=RUNNING).order_by()[: limit + 1].count() > limit
 
 
 async def stream_slot(*, tenant: Tenant) -> Slot | None:

@@ -72,34 +72,20 @@ class Cancellation:
 
 class Every:
     """Await ``work()`` every ``interval`` seconds on the running loop, one call at a time, until
-    ``stop`` or until ``work`` returns False. A timer, not a sleeping task: a run that ends before
-    the first interval costs a timer handle, not a task to start, cancel and wait for."""
+    ``stop`` or until ``work`` returns False."""
 
-    def __init__(
-        self, interval: float, work: Callable[[], Coroutine[Any, Any, bool | None]], *, first: float | None = None
-    ) -> None:
-        """``first``: seconds before the first call (default: ``interval``)."""
-        self._loop = asyncio.get_running_loop()
-        self._interval, self._work = interval, work
-        self._task: asyncio.Task[None] | None = None
-        self._handle: asyncio.TimerHandle | None = self._loop.call_later(
-            interval if first is None else first, self._fire
-        )
+    def __init__(self, interval: float, work: Callable[[], Coroutine[Any, Any, bool | None]]) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._repeat(interval, work))
 
-    def _fire(self) -> None:
-        self._task = self._loop.create_task(self._call())
-
-    async def _call(self) -> None:
-        again = await self._work()
-        if again is not False and self._handle is not None:
-            self._handle = self._loop.call_later(self._interval, self._fire)
+    @staticmethod
+    async def _repeat(interval: float, work: Callable[[], Coroutine[Any, Any, bool | None]]) -> None:
+        await asyncio.sleep(interval)
+        while await work() is not False:
+            await asyncio.sleep(interval)
 
     async def stop(self) -> None:
         """No more calls; a call under way is cancelled and waited for."""
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        if self._task is not None and not self._task.done():
+        if not self._task.done():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +15,7 @@ from django.http import Http404
 
 from agents_app.errors import IdempotencyConflict
 from agents_app.models import Agent, Run, Secret
-from agents_app.runs.ends import End, end_watch, run_end
+from agents_app.runs.ends import End, run_end
 from agents_app.runs.events import ENDS
 from agents_app.secrets import SecretMissing, SecretUnreadable, secret_decrypt
 from akplatform.aio import blocking, db
@@ -23,15 +25,11 @@ from sessions_app.stores import get_store
 from sessions_app.stores.base import SessionKey, SessionStore
 from sessions_app.stores.events import Event
 
-
-def agent_by_id(pk: int) -> Agent:
-    """The agent ``pk`` (as a run names it), even if deleted since."""
-    return Agent.all_objects.get(pk=pk)
+logger = logging.getLogger(__name__)
 
 
 def agent_find(*, tenant: Tenant, name: str) -> Agent:
-    """The tenant's agent ``name`` as it is now (not remembered: for the API to show or change),
-    or ``Http404``."""
+    """The tenant's agent ``name``, or ``Http404``."""
     try:
         return Agent.objects.get(tenant=tenant, name=name)
     except Agent.DoesNotExist:
@@ -88,40 +86,12 @@ def run_find_idempotent(*, tenant: Tenant, idempotency_key: str | None, request_
     return run
 
 
-def run_get(*, tenant: Tenant, run_id: str, fields: Collection[str] = ()) -> Run:
-    """The tenant's run, or ``Http404`` (also for an id that is not a UUID). ``fields``: only
-    these of the run, its agent and its session (``agent__name``, ...); all when empty."""
-    [run] = runs_get([(tenant, run_id)], fields=fields)
-    if isinstance(run, Http404):
-        raise run
-    return run
-
-
-def runs_get(keys: Sequence[tuple[Tenant, str]], *, fields: Collection[str] = ()) -> list[Run | Http404]:
-    """``run_get`` for many ``(tenant, run_id)`` at once (the polls that arrive together, through
-    ``akplatform.together``), in one SELECT, each id scoped to its tenant: one outcome per key,
-    the run or ``Http404``."""
-    ids: list[str | None] = []
-    wanted: dict[Any, set[str]] = {}
-    for tenant, run_id in keys:
-        try:
-            ids.append(str(uuid.UUID(run_id)))
-        except ValueError:
-            ids.append(None)
-            continue
-        wanted.setdefault(tenant.pk, set()).add(ids[-1])
-    scope = Q()
-    for tenant_pk, run_ids in wanted.items():
-        scope |= Q(tenant_id=tenant_pk, pk__in=run_ids)
-    found: dict[tuple[Any, str], Run] = {}
-    if wanted:
-        runs = Run.objects.select_related("agent", "session")
-        runs = runs.only(*fields, "tenant_id") if fields else runs
-        found = {(run.tenant_id, str(run.pk)): run for run in runs.filter(scope)}
-    return [
-        found.get((tenant.pk, run_id)) or Http404("unknown run") if run_id else Http404("unknown run")
-        for (tenant, _), run_id in zip(keys, ids, strict=True)
-    ]
+def run_get(*, tenant: Tenant, run_id: str) -> Run:
+    """The tenant's run with its agent and session, or ``Http404`` (also for an id that is not a UUID)."""
+    try:
+        return Run.objects.select_related("agent", "session").get(tenant=tenant, pk=uuid.UUID(run_id))
+    except (ValueError, Run.DoesNotExist):
+        raise Http404("unknown run") from None
 
 
 def run_list(
@@ -145,7 +115,7 @@ async def run_events(*, run: Run, tenant: Tenant, after: int = 0) -> AsyncIterat
 
     The first read happens here, so that a store that is down raises ``StoreUnavailable`` before
     anything is streamed. The stream waits on the store's events, the run's end among them; the
-    run's row is read as the stream opens, then only by the process's shared check
+    run's row is read as the stream opens, then every ``AK_RUN__STREAM_CHECK`` seconds
     (``runs.ends``): a run that ended without its end in the log (cancelled before it started,
     failed to queue, its write failed, its log expired) ends with the event its row records,
     numbered after the last one read. None instead of the events when ``after`` is at or after
@@ -176,25 +146,31 @@ KEEP_ALIVE = 10.0
 async def _follow(
     store: SessionStore, key: SessionKey, run_id: str, events: list[Event], last: int, ended: End | None
 ) -> AsyncIterator[Event | None]:
-    watch = end_watch()
-    watch.follow(run_id)
-    try:
-        while True:
-            for event in events:
-                yield event
-                last = event.id
-                if event.kind in ENDS:
-                    return
-            if ended is not None:  # the row says it ended: what the log has now, else the row's end
-                events = await blocking(store.read_events, key, run_id, after=last)
-                if not events:
-                    yield Event(last + 1, *ended)
-                    return
-                continue
-            quiet = min(KEEP_ALIVE, settings.AK_RUN["STREAM_CHECK"])
-            events = await store.wait_events(key, run_id, after=last, timeout=quiet)
+    checked = time.monotonic()
+    while True:
+        for event in events:
+            yield event
+            last = event.id
+            if event.kind in ENDS:
+                return
+        if ended is not None:  # the row says it ended: what the log has now, else the row's end
+            events = await blocking(store.read_events, key, run_id, after=last)
             if not events:
-                yield None
-                ended = watch.end_of(run_id)
-    finally:
-        watch.unfollow(run_id)
+                yield Event(last + 1, *ended)
+                return
+            continue
+        check = settings.AK_RUN["STREAM_CHECK"]
+        events = await store.wait_events(key, run_id, after=last, timeout=min(KEEP_ALIVE, check))
+        if not events:
+            yield None
+            if time.monotonic() - checked >= check:
+                checked = time.monotonic()
+                ended = await _end_checked(run_id)
+
+
+async def _end_checked(run_id: str) -> End | None:
+    try:
+        return await db(run_end, run_id)
+    except Exception:  # the database blinked: the next check tries again
+        logger.warning("run %s: its end could not be read", run_id, exc_info=True)
+        return None

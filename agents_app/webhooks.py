@@ -17,12 +17,11 @@ from dataclasses import dataclass
 
 from celery import current_app
 from django.conf import settings
-from django.db import transaction
 from django.db.models import F
 
 from agents_app import outbound
-from agents_app.api.serializers import RunOutput
 from agents_app.models import Run
+from agents_app.runs.output import RunOutput
 
 logger = logging.getLogger(__name__)
 
@@ -43,12 +42,6 @@ def webhook_verify(*, secret: str, timestamp: str, body: bytes, signature: str, 
     except ValueError:
         return False
     return fresh and hmac.compare_digest(webhook_sign(secret=secret, timestamp=timestamp, body=body), signature)
-
-
-def webhook_queue(*, run_id: str) -> None:
-    """Deliver the run's webhook once the current transaction commits."""
-    Run.objects.filter(pk=run_id).update(webhook_status=Run.Webhook.PENDING)
-    transaction.on_commit(lambda: webhook_publish(run_id=run_id))
 
 
 def webhook_publish(*, run_id: str, countdown: float | None = None) -> None:

@@ -14,7 +14,7 @@ as deployed, ``celery -A <app> worker`` without ``--pool`` or ``--concurrency``:
   (``CELERY_WORKER_POOL``, ``CELERY_WORKER_CONCURRENCY``: ``threads`` x 500 unless the
   environment says otherwise), late acks, prefetch 1. The runs are of an ``echo`` agent made with
   ``agent_create`` and the config ``{"delay_s": D}`` (``--delay``, default 0.5 s: a fast model),
-  enqueued with ``run_enqueue`` as ``POST /run {"async": true}`` does it (Run row committed, then
+  enqueued with ``run_record`` as ``POST /run {"async": true}`` does it (Run row committed, then
   the task published); a worker takes the session's lock, loads it, awaits the adapter, commits
   to the Redis store and records the outcome. Latency is ``finished_at - created_at`` of each Run
   row. By default every run opens a new session (``--sessions`` = ``--runs``): with fewer
@@ -276,7 +276,8 @@ sys.path.append("bench")  # behind the stdlib: bench/queue.py is not the queue m
 from _common import run_clients  # sets Django up
 from django.db import connection
 from agents_app.models import Run
-from agents_app.services import agent_create, run_enqueue
+from agents_app.services import agent_create
+from agents_app.runs.submit import RunRequest, run_record
 from sessions_app.services import tenant_create
 
 tenant, _ = tenant_create(slug="{slug}")
@@ -285,13 +286,13 @@ warm_tenant, _ = tenant_create(slug="{slug}-warm")  # each client's first run, n
 connection.close()  # each client process opens its own
 
 def warm(n):
-    run_enqueue(tenant=warm_tenant, agent_name="echo", message="warm", session_id=f"w{{n}}")
+    run_record(RunRequest("echo", "warm", session_id=f"w{{n}}", mode="queued"), tenant=warm_tenant)
 
 def client(first, started):
     for n in range(first, {runs}, {clients}):
         if {rate}:
             time.sleep(max(0.0, started + n / {rate} - time.time()))
-        run_enqueue(tenant=tenant, agent_name="{agent}", message=f"m{{n}}", session_id=f"s{{n % {sessions}}}")
+        run_record(RunRequest("{agent}", f"m{{n}}", session_id=f"s{{n % {sessions}}}", mode="queued"), tenant=tenant)
     connection.close()
 
 started, cpu = run_clients(client, {clients}, warm=warm)

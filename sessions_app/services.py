@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.contrib.admin.models import DELETION, LogEntry
 from django.db import IntegrityError, transaction
-from django.db.models import Case, Count, Q, QuerySet, Value, When
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from akplatform.limits import stored_limit_check
@@ -72,29 +71,8 @@ def session_open(*, tenant: Tenant, session_id: str | None = None, user_id: str 
     return existing
 
 
-def sessions_open(*, tenant: Tenant, session_ids: Sequence[str | None]) -> list[Session]:
-    """``session_open`` for many at once, without end users: one index row per id in
-    ``session_ids`` (None: a new session; an id named twice: one session), the named ones that
-    exist read in one statement, the others made with their threads in two, in the caller's
-    transaction. ``IntegrityError`` if another request made one of them meanwhile (the caller's
-    transaction is then to be rolled back), ``LimitReached`` if the new ones would be over the
-    tenant's limit of sessions (nothing is made)."""
-    wanted = [session_id if session_id is not None else new_session_id() for session_id in session_ids]
-    named = {session_id for session_id in session_ids if session_id is not None}
-    rows = {row.session_id: row for row in Session.objects.filter(tenant=tenant, session_id__in=named)} if named else {}
-    missing = [session_id for session_id in dict.fromkeys(wanted) if session_id not in rows]
-    if missing:
-        _sessions_limit_check(tenant=tenant, adding=len(missing))
-        threads = Thread.objects.bulk_create([Thread(tenant=tenant) for _ in missing])
-        made = [Session(tenant=tenant, thread=t, session_id=sid) for t, sid in zip(threads, missing, strict=True)]
-        rows.update((row.session_id, row) for row in Session.objects.bulk_create(made))
-    for row in rows.values():
-        row.tenant = tenant  # as session_open does: spares the query a store key would make
-    return [rows[session_id] for session_id in wanted]
-
-
-def _sessions_limit_check(*, tenant: Tenant, adding: int = 1) -> None:
-    stored_limit_check(tenant=tenant, name="sessions", rows=Session.objects.filter(tenant=tenant), adding=adding)
+def _sessions_limit_check(*, tenant: Tenant) -> None:
+    stored_limit_check(tenant=tenant, name="sessions", rows=Session.objects.filter(tenant=tenant))
 
 
 def _session_create(*, tenant: Tenant, session_id: str, user: EndUser | None) -> Session:
@@ -104,28 +82,16 @@ def _session_create(*, tenant: Tenant, session_id: str, user: EndUser | None) ->
         return Session.objects.create(tenant=tenant, thread=thread, session_id=session_id, user=user)
 
 
-def sessions_record_commits(*, commits: Sequence[tuple[Session, int]], at: datetime | None = None) -> None:
-    """Bring index rows up to commits the store made, ``(session, total)`` each, in one UPDATE:
-    each row to the largest of its commits' totals. Never moves a row backwards: commits of
-    concurrent runs may be recorded out of order, and the one with more messages is the later one
-    (commits on a session are serialized by its lock)."""
-    totals: dict[Any, int] = {}
-    for session, total in commits:
-        totals[session.pk] = max(total, totals.get(session.pk, 0))
-    if not totals:
-        return
-    at = at or timezone.now()
+def session_record_commit(*, session: Session, total: int) -> None:
+    """Bring the index row up to a commit the store made, ``total`` messages in all. Never moves
+    the row backwards: the commits of runs on a session are serialized by its lock, but may be
+    recorded out of order, and the one with more messages is the later one."""
+    now = timezone.now()
     ttl = settings.AK_SESSION["TTL"]
-    touched = {"last_activity_at": at, "expires_at": at + timedelta(seconds=ttl) if ttl else None}
-    if len(totals) == 1:  # the plain statement: cheaper for the ORM to build
-        [(pk, total)] = totals.items()
-        Session.objects.filter(pk=pk, message_count__lt=total).update(message_count=total, **touched)
-        return
-    behind = Q()
-    for pk, total in totals.items():
-        behind |= Q(pk=pk, message_count__lt=total)
-    counts = Case(*(When(pk=pk, then=Value(total)) for pk, total in totals.items()))
-    Session.objects.filter(behind).update(message_count=counts, **touched)
+    expires_at = now + timedelta(seconds=ttl) if ttl else None
+    Session.objects.filter(pk=session.pk, message_count__lt=total).update(
+        message_count=total, last_activity_at=now, expires_at=expires_at
+    )
 
 
 def session_history_lost(*, session: Session, count: int) -> bool:

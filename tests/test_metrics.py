@@ -19,7 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agents_app.models import Agent
 from agents_app.runs.execute import run_execute
-from agents_app.services import agent_create, run_enqueue, run_start
+from agents_app.runs.submit import RunRequest, run_record, run_submit
+from agents_app.services import agent_create
 from tests.services import ROOT
 
 TOKEN = "metrics-token-0123456789abcdef0123456789"
@@ -126,7 +127,7 @@ def test_an_async_run_shows_its_wait_in_the_queue(alice, django_capture_on_commi
     agent_create(tenant=alice.tenant, name=agent, framework="echo", config={})
     before = scrape()
     with django_capture_on_commit_callbacks(execute=False):  # not published: this test is the worker
-        run, _ = run_enqueue(tenant=alice.tenant, agent_name=agent, message="later")
+        run, _ = run_record(RunRequest(agent, "later", mode="queued"), tenant=alice.tenant)
     asyncio.run(run_execute(run_id=str(run.pk), worker="test-worker:1"))
     after = scrape()
     waits = "ak_run_queue_wait_seconds_count"
@@ -144,10 +145,10 @@ def test_a_run_counts_in_flight_while_it_executes(alice) -> None:
 
     async def one_run() -> tuple[float, float, float]:
         before = in_flight()
-        _, task = await run_start(tenant=alice.tenant, agent_name=agent, message="x")
+        task = (await run_submit(RunRequest(agent, "x", mode="stream"), tenant=alice.tenant)).task
         await asyncio.sleep(0.2)
         during = in_flight()
-        await task
+        await task  # type: ignore[misc] - a streamed run has its task
         return before, during, in_flight()
 
     before, during, after = asyncio.run(one_run())

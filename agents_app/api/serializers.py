@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.validators import MaxValueValidator, RegexValidator
+from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import empty
@@ -21,6 +21,7 @@ from agents_app import patterns
 from agents_app.models import Agent, Run, Secret
 from agents_app.outbound import refusal
 from agents_app.patterns import validator_regex
+from agents_app.runs.output import RunOutput
 from agents_app.secrets import SECRET_VALUE_MAX_BYTES
 from sessions_app.serializers import MessageOutput
 
@@ -166,84 +167,6 @@ class RunResultOutput(serializers.Serializer):
 class ChatOutput(serializers.Serializer):
     result = serializers.CharField()
     session_id = serializers.CharField()
-
-
-class UsageOutput(serializers.Serializer):
-    prompt_tokens = serializers.IntegerField()
-    completion_tokens = serializers.IntegerField()
-
-
-def _largest(name: str) -> int | None:
-    """The largest value the database takes in the field ``name`` of ``Run`` (as a
-    ``ModelSerializer`` finds it, in the field's validators)."""
-    limits = [v.limit_value for v in Run._meta.get_field(name).validators if isinstance(v, MaxValueValidator)]
-    return min(limits, default=None)
-
-
-# A run as the API (and a webhook) shows it to its tenant: not which process ran it (``worker``,
-# the admin's), nor anything else of the platform's. Declared field by field, as a ``ModelSerializer`` of ``Run`` would
-# derive them (the document is the same), without deriving them again for every run shown:
-# ``GET /runs/<id>`` is what a client polls.
-class RunOutput(serializers.Serializer):
-    run_id = serializers.CharField(source="id")
-    session_id = serializers.CharField(source="session.session_id")
-    agent = serializers.CharField(source="agent.name")
-    status = serializers.ChoiceField(choices=Run.Status.choices, required=False)
-    result = serializers.CharField(allow_null=True, required=False)
-    error = serializers.CharField(allow_null=True, required=False)
-    created_at = serializers.DateTimeField(required=False)
-    started_at = serializers.DateTimeField(allow_null=True, required=False)
-    finished_at = serializers.DateTimeField(allow_null=True, required=False)
-    cancel_requested_at = serializers.DateTimeField(
-        allow_null=True, required=False, help_text="When a cancel was asked for (`POST /runs/<run_id>/cancel`)."
-    )
-    attempts = serializers.IntegerField(min_value=0, max_value=_largest("attempts"), required=False)
-    webhook_status = serializers.ChoiceField(choices=Run.Webhook.choices, allow_blank=True, required=False)
-    usage = UsageOutput(allow_null=True, read_only=True, help_text="Tokens the model reported, when it did.")
-
-    #: What showing a run reads: ``Run.objects.only(*RunOutput.COLUMNS)``.
-    COLUMNS = (
-        "id",
-        "session__session_id",
-        "agent__name",
-        "status",
-        "result",
-        "error",
-        "created_at",
-        "started_at",
-        "finished_at",
-        "cancel_requested_at",
-        "attempts",
-        "webhook_status",
-        "usage",
-    )
-
-    def to_representation(self, run: Run) -> dict[str, Any]:
-        """The run as the fields above show it, written out: DRF copies a serializer's declared
-        fields for each instance it makes, 0.14 ms a poll for these twelve against 0.02 ms here.
-        The fields stay what the document and the tests (``tests/agents_app/test_run_output.py``)
-        read; the values are what they would give."""
-        usage = run.usage
-        return {
-            "run_id": str(run.id),
-            "session_id": run.session.session_id,
-            "agent": run.agent.name,
-            "status": run.status,
-            "result": run.result,
-            "error": run.error,
-            "created_at": _DATETIME.to_representation(run.created_at),
-            "started_at": _DATETIME.to_representation(run.started_at),
-            "finished_at": _DATETIME.to_representation(run.finished_at),
-            "cancel_requested_at": _DATETIME.to_representation(run.cancel_requested_at),
-            "attempts": run.attempts,
-            "webhook_status": run.webhook_status,
-            "usage": None
-            if usage is None
-            else {"prompt_tokens": int(usage["prompt_tokens"]), "completion_tokens": int(usage["completion_tokens"])},
-        }
-
-
-_DATETIME = serializers.DateTimeField()  # its representation only: ISO 8601, in the current time zone
 
 
 class QueryParameter:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import re
 from collections.abc import AsyncIterator
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -29,15 +27,13 @@ from agents_app.api.renderers import NO_FORMAT_PARAMETER, EventStreamViewMixin
 from agents_app.api.schema import errors
 from agents_app.models import Agent, Run
 from agents_app.patterns import anchored
-from agents_app.runs.events import ENDS
+from agents_app.runs.submit import RunRequest, run_submit
 from agents_app.selectors import (
     agent_find,
     agent_list,
     run_events,
-    run_find_idempotent,
     run_get,
     run_list,
-    runs_get,
     secret_list,
 )
 from agents_app.services import (
@@ -49,11 +45,7 @@ from agents_app.services import (
     agent_delete,
     agent_ensure_builtins,
     agent_update,
-    queued_fields,
     run_cancel,
-    run_start,
-    run_sync,
-    runs_recorded,
     secret_delete,
     secret_set,
 )
@@ -61,7 +53,6 @@ from akplatform.aio import db
 from akplatform.exceptions import RequestTooLarge
 from akplatform.health import health_report
 from akplatform.metrics import metrics_token_given
-from akplatform.together import Together
 from sessions_app.selectors import session_get
 from sessions_app.services import session_delete, session_messages_read
 from sessions_app.stores.events import Event
@@ -149,62 +140,28 @@ class RunView(EventStreamViewMixin, AsyncAPIView):
     async def post(self, request: Request) -> Response:
         data = _validated(s.RunInput, request.data)
         _check_size(data["message"])
-        key = _idempotency_key(request)
-        fingerprint = _fingerprint(data)
-        tenant = request.user.tenant
-        if key is not None:
-            earlier = await db(run_find_idempotent, tenant=tenant, idempotency_key=key, request_hash=fingerprint)
-            if earlier is not None:
-                return _replay(request, earlier)
-        common = {
-            "tenant": tenant,
-            "agent_name": data["agent"],
-            "message": data["message"],
-            "session_id": data.get("session_id"),
-            "user_id": data.get("user_id"),
-            "idempotency_key": key,
-            "request_hash": fingerprint,
-        }
-        wait = 0 if data["on_busy"] == "reject" else None
-        if data["run_async"]:
-            run, _ = await runs_recorded({**common, **queued_fields(webhook_url=data.get("webhook", ""))})
-            return _queued(request, run)
-        if data["stream"]:
-            slot = await limits.stream_slot(tenant=tenant)  # 429 when the tenant's streams are all open
-            try:
-                listener: asyncio.Queue[Event] = asyncio.Queue()
-                run, task = await run_start(**common, wait=wait, listener=listener)
-                if task is None:
-                    await limits.release(slot)
-                    return _replay(request, run)
-                first = await listener.get()
-                if first.kind in ENDS and first.kind != "done":
-                    await asyncio.shield(task)  # ended before it started (store down, busy): its error, as JSON
-            except BaseException:
-                await limits.release(slot)
-                raise
-            events = _streamed(first, run, task, listener, cancel_on_disconnect=data["cancel_on_disconnect"])
-            return event_stream(limits.holding(slot, events))
-        run, created = await run_sync(**common, wait=wait)
-        if not created:
+        mode = "queued" if data["run_async"] else "stream" if data["stream"] else "sync"
+        run_request = RunRequest(
+            agent=data["agent"],
+            message=data["message"],
+            session_id=data.get("session_id"),
+            user_id=data.get("user_id"),
+            mode=mode,
+            on_busy=data["on_busy"],
+            idempotency_key=_idempotency_key(request),
+            request_hash=_fingerprint(data),
+            webhook_url=data.get("webhook", ""),
+            cancel_on_disconnect=data["cancel_on_disconnect"],
+        )
+        submitted = await run_submit(run_request, tenant=request.user.tenant)
+        run = submitted.run
+        if not submitted.created:
             return _replay(request, run)
+        if submitted.events is not None:
+            return event_stream(submitted.events)
+        if run.is_async:
+            return _queued(request, run)
         return Response({"result": run.result, "session_id": run.session.session_id, "run_id": str(run.pk)})
-
-
-async def _streamed(
-    event: Event, run: Run, task: asyncio.Task, listener: asyncio.Queue[Event], *, cancel_on_disconnect: bool
-) -> AsyncIterator[Event]:
-    """A sync run's events, its first one given, as this process executes it; if the client goes
-    away the run goes on, unless it asked to be cancelled then."""
-    try:
-        while True:
-            yield event
-            if event.kind in ENDS:
-                return
-            event = await listener.get()
-    finally:
-        if cancel_on_disconnect and not task.done():
-            await db(run_cancel, run=run)
 
 
 def event_stream(events: AsyncIterator[Event | None]) -> StreamingHttpResponse:
@@ -276,17 +233,14 @@ class ChatView(AsyncAPIView):
     async def post(self, request: Request) -> Response:
         data = _validated(s.ChatInput, request.data)
         _check_size(data["prompt"])
-        run, _ = await run_sync(
-            tenant=request.user.tenant,
-            agent_name=data["agent"],
-            message=data["prompt"],
-            session_id=data.get("session_id"),
-            user_id=data.get("user_id"),
+        run_request = RunRequest(
+            agent=data["agent"], message=data["prompt"], session_id=data.get("session_id"), user_id=data.get("user_id")
         )
+        run = (await run_submit(run_request, tenant=request.user.tenant)).run
         return Response({"result": run.result, "session_id": run.session.session_id})
 
 
-class RunDetailView(AsyncAPIView):  # what a client polls: read with the polls that arrive with it
+class RunDetailView(AsyncAPIView):
     @extend_schema(
         parameters=[RUN_ID],
         responses={200: s.RunOutput},
@@ -294,13 +248,8 @@ class RunDetailView(AsyncAPIView):  # what a client polls: read with the polls t
         description="The run: its status, and its result or error once it has ended.",
     )
     async def get(self, request: Request, run_id: str) -> Response:
-        run = await runs_polled((request.user.tenant, run_id))
+        run = await db(run_get, tenant=request.user.tenant, run_id=run_id)
         return Response(s.RunOutput(run).data)
-
-
-#: ``await runs_polled((tenant, run_id))``: the run as ``GET /runs/<id>`` shows it, read with the
-#: other polls of this process that arrive meanwhile, in one SELECT (``akplatform.together``).
-runs_polled = Together(partial(runs_get, fields=s.RunOutput.COLUMNS))
 
 
 class RunCancelView(APIView):

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Any
 
 from akplatform import metrics
@@ -33,9 +31,6 @@ logger = logging.getLogger(__name__)
 
 FLUSH_EVERY = 0.05
 ENDS = frozenset({"done", "error", "cancelled"})
-
-#: ``await record(write)``: records a run's end, then calls ``write`` in the same I/O hop.
-Recorder = Callable[[Callable[[], None]], Awaitable[object]]
 
 
 class RunEvents:
@@ -100,22 +95,11 @@ class RunEvents:
         except StoreError as exc:
             self._lost(exc)
 
-    async def end(self, record: Recorder, kind: str, data: dict[str, Any]) -> None:
-        """Record the run's end with ``await record(write)``, which calls ``write`` (blocking: the
-        pending events and ``kind``, the last one) once the end is recorded, in the same I/O hop:
-        a reader sees ``kind`` once the end is recorded. An error of ``record`` is raised, with
-        nothing written; a store that fails in ``write`` loses the events, not the run (a stream
-        reads its end from the run)."""
-        await self._settle()
-        batch, self._pending = [*self._pending, (kind, data)], []
-        await record(partial(self._write_last, batch))
-        self._notify(kind, data)
-
-    def _write_last(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
-        try:
-            self.store.append_events(self.key, self.run_id, batch)
-        except StoreError as exc:
-            self._lost(exc)
+    async def end(self, kind: str, data: dict[str, Any]) -> None:
+        """The run's last event, ``kind``, once its end is recorded on its row: given to the
+        listener, then written with what is pending (``close``)."""
+        self.emit(kind, data)
+        await self.close()
 
     def _lost(self, exc: StoreError) -> None:
         metrics.STORE_ERRORS.labels(error=type(exc).__name__).inc()

@@ -16,24 +16,21 @@ import enum
 import logging
 import os
 import socket
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from django.conf import settings
 
 from agents_app.errors import RunCancelled, RunFailed, RunTimedOut, SessionExpired
-from agents_app.limits import claims_over_limit
+from agents_app.limits import claim_over_limit
 from agents_app.models import Run
-from agents_app.runner import Cancellation, Runner
+from agents_app.runner import Cancellation, runner
 from agents_app.runs import transitions
 from agents_app.runs.events import RunEvents
 from agents_app.runs.watch import watcher_for
 from akplatform import logs, metrics
 from akplatform.aio import db
 from akplatform.exceptions import run_error
-from akplatform.together import Together
 from sessions_app.selectors import session_key
-from sessions_app.services import session_history_lost, sessions_record_commits
+from sessions_app.services import session_history_lost, session_record_commit
 from sessions_app.stores.base import (
     LockLost,
     RunRevoked,
@@ -47,7 +44,6 @@ from sessions_app.stores.events import Event
 
 logger = logging.getLogger(__name__)
 
-runner = Runner()
 SUCCEEDED = Run.Status.SUCCEEDED
 
 
@@ -72,48 +68,25 @@ def web_worker_name() -> str:
 
 async def run_execute(*, run_id: str, worker: str) -> Step:
     """Claim a queued run for ``worker`` and execute it (a worker's task)."""
-    run = await claims_made((run_id, worker))
-    if run is None:  # taken, finished, or asked to cancel before it started
-        return Step.DONE if await db(_cancel_if_asked, run_id) else Step.SKIPPED
-    if run is DEFERRED:  # its tenant is at its limit of concurrent runs: queued again, it waits its turn
+    claimed = await db(run_claim, run_id, worker)
+    if isinstance(claimed, Step):
+        return claimed
+    return await execute_claimed(claimed, worker=worker, wait=0)
+
+
+def run_claim(run_id: str, worker: str) -> Run | Step:
+    """The run claimed for ``worker``, or why not: ``DONE`` when it was queued with a cancel asked
+    for (now cancelled), ``SKIPPED`` when it was not queued (taken, finished), ``BUSY`` when it put
+    its tenant over its limit of concurrent runs (queued again, it waits its turn)."""
+    run = transitions.claim(run_id=run_id, worker=worker)
+    if run is None:
+        halted = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED, cancel_requested_at__isnull=False)
+        cancelled = halted.only("pk", "webhook_url").first()
+        return Step.DONE if cancelled is not None and transitions.cancel_queued(cancelled) else Step.SKIPPED
+    # Not requeued: a cancel was asked meanwhile; it is executed, and stops at once.
+    if claim_over_limit(run) and transitions.requeue(run, worker=worker, uncount=True):
         return Step.BUSY
-    return await execute_claimed(run, worker=worker, wait=0)
-
-
-class _Deferred:
-    """A claim given back: its tenant was over its limit of concurrent runs (``agents_app.limits``)."""
-
-
-DEFERRED = _Deferred()
-
-
-def claims_make(claims: list[tuple[str, str]]) -> list[Run | _Deferred | None]:
-    """``transitions.claim`` of the runs whose tasks arrived together (``claims_made``), each a
-    ``(run_id, worker)``: one statement for all (a process has one worker name). One outcome per
-    claim: the run, None when it was not queued (and for a run id met twice, the second), or
-    ``DEFERRED`` when it put its tenant over its limit of concurrent runs (it is queued again)."""
-    claimed: dict[str, Run] = {}
-    for worker in dict.fromkeys(worker for _, worker in claims):
-        ids = [run_id for run_id, its_worker in claims if its_worker == worker]
-        claimed.update(transitions.claim_many(run_ids=ids, worker=worker))
-    deferred: set[str] = set()
-    for run_id in claims_over_limit(list(claimed.values())):
-        # Not requeued: a cancel was asked meanwhile; it is executed, and stops at once.
-        if transitions.requeue(claimed[run_id], worker=claimed[run_id].worker, uncount=True):
-            deferred.add(run_id)
-            del claimed[run_id]
-    return [DEFERRED if run_id in deferred else claimed.pop(run_id, None) for run_id, _ in claims]
-
-
-#: ``await claims_made((run_id, worker))``: ``claims_make`` for one task's run, with the others this
-#: process receives meanwhile (``akplatform.together``).
-claims_made: Together[tuple[str, str], Run | _Deferred | None] = Together(claims_make)
-
-
-def _cancel_if_asked(run_id: str) -> bool:
-    halted = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED, cancel_requested_at__isnull=False)
-    run = halted.only("pk", "webhook_url").first()
-    return run is not None and transitions.cancel_queued(run)
+    return run
 
 
 async def execute_claimed(
@@ -181,11 +154,17 @@ async def _execute(
     if outcome.replayed:  # its events were those of a lost attempt: the reply, whole
         events.started()
         events.delta(outcome.reply)
-    done = {"run_id": run_id, "session_id": key.session_id, "result": outcome.reply}
     usage = outcome.usage.as_dict() if outcome.usage is not None else None
-    ending = transitions.Ending(run, worker, result=outcome.reply, usage=usage)
-    await events.end(lambda write: successes_recorded(Success(ending, outcome.commit.total, write)), "done", done)
+    await db(_record_success, run, worker=worker, result=outcome.reply, usage=usage, total=outcome.commit.total)
+    await events.end("done", {"run_id": run_id, "session_id": key.session_id, "result": outcome.reply})
     return Step.DONE
+
+
+def _record_success(run: Run, *, worker: str, result: str, usage: dict[str, int] | None, total: int) -> None:
+    """The session's index row brought up to the commit (whoever holds the run by now: the commit
+    happened), then the run's end, which queues its webhook."""
+    session_record_commit(session=run.session, total=total)
+    transitions.finish(run, worker=worker, status=SUCCEEDED, result=result, usage=usage)
 
 
 def _indexed(run: Run) -> int:
@@ -204,60 +183,13 @@ async def _ended(events: RunEvents, exc: Exception, *, kept: bool = True) -> Non
     if not kept:
         events.refused(kind, {"code": body["code"], "detail": body["detail"]})
         return
-    events.emit(kind, {"code": body["code"], "detail": body["detail"]})
-    await events.close()
+    await events.end(kind, {"code": body["code"], "detail": body["detail"]})
 
 
 def _turned_away(run: Run, exc: Exception) -> bool:
     """A sync run whose session was busy (``on_busy: "reject"``, or busy past the wait): its
     request answers ``409 session_busy`` and the run is not kept (``transitions.withdraw``)."""
     return not run.is_async and isinstance(exc, SessionBusy)
-
-
-@dataclass(frozen=True)
-class Success:
-    """A run that succeeded, for ``successes_record``: its end, its commit's total of messages, and
-    what writes its last events once its end is recorded."""
-
-    ending: transitions.Ending
-    total: int
-    write: Callable[[], None]
-
-
-def successes_record(successes: list[Success]) -> list[Exception | None]:
-    """Record the ends of runs that succeeded together (``successes_recorded``), then write each
-    one's last events. Their sessions' index rows first, in one UPDATE (the commits happened,
-    whoever holds the runs by now); then the runs' ends, in one more (``finish_together``) or,
-    when that cannot be (a run the sweeper took meanwhile, a webhook to queue), each on its own.
-    One outcome per run: None, or what its end raised (and its events are not written)."""
-    sessions_record_commits(commits=[(s.ending.run.session, s.total) for s in successes])
-    plain = [s for s in successes if not s.ending.run.webhook_url]
-    finished = len(plain) > 1 and transitions.finish_together([s.ending for s in plain], status=SUCCEEDED)
-    outcomes: list[Exception | None] = []
-    for success in successes:
-        if not finished or success.ending.run.webhook_url:
-            try:
-                _finish_alone(success.ending)
-            except Exception as exc:  # this run's, raised to it by successes_recorded
-                outcomes.append(exc)
-                continue
-        success.write()
-        outcomes.append(None)
-    return outcomes
-
-
-def _finish_alone(ending: transitions.Ending) -> None:
-    token = logs.bind(**ending.log_fields)
-    try:
-        run, worker = ending.run, ending.worker
-        transitions.finish(run, worker=worker, status=SUCCEEDED, result=ending.result, usage=ending.usage)
-    finally:
-        logs.unbind(token)
-
-
-#: ``await successes_recorded(success)``: ``successes_record`` for one run, with the others of this
-#: process that end meanwhile (``akplatform.together``).
-successes_recorded: Together[Success, None] = Together(successes_record)
 
 
 def _record_failure(run: Run, *, worker: str, exc: Exception) -> Step:

@@ -13,29 +13,23 @@ Each returns whether it changed the row: False means the run was not where the t
 (somebody moved it first), and nothing was written. A transition to an end queues the run's
 webhook, if it has one, once the write commits, and counts and logs the end (``akplatform.metrics``:
 once per run, since only one transition ends it). ``run`` arguments need ``pk`` and ``webhook_url``;
-the agent loaded with them (``claim`` and ``run_create`` load it) spares a query for its name.
+the agent loaded with them (``claim`` and ``run_record`` load it) spares a query for its name.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from functools import partial
 from typing import Any
 
-from django.db import DatabaseError, connection, transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db import DatabaseError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from agents_app.models import Run
 from agents_app.runs.ends import end_event
-from agents_app.selectors import agent_by_id
-from agents_app.webhooks import webhook_queue
-from akplatform import logs, metrics
-from sessions_app.models import Session, Tenant
+from agents_app.webhooks import webhook_publish
+from akplatform import metrics
 from sessions_app.stores import get_store
 from sessions_app.stores.base import SessionKey, StoreError
 
@@ -47,77 +41,18 @@ ENDS = frozenset(Run.FINISHED)
 
 def claim(*, run_id: str, worker: str) -> Run | None:
     """``queued → running`` for ``worker`` (attempts + 1), unless a cancel was asked for; the run
-    with its agent, session and tenant, or None when it was not queued.
-
-    One statement, ``UPDATE … RETURNING`` (``claim_sql``): the run as it now is, with its session's
-    id and its tenant's slug, which are all its execution needs of them (the rest of the session and
-    tenant rows load if asked for)."""
-    return claim_many(run_ids=[run_id], worker=worker).get(run_id)
-
-
-def claim_many(*, run_ids: Sequence[str], worker: str) -> dict[str, Run]:
-    """``claim`` of several runs in one statement: those it claimed, by id (the others were not
-    queued, or a cancel was asked for)."""
+    with its agent, session and tenant, or None when it was not queued."""
     now = timezone.now()
-    ids = list(dict.fromkeys(run_ids))
-    pks = [Run._meta.pk.get_db_prep_value(uuid.UUID(run_id), connection) for run_id in ids]
-    claimed = Run.objects.raw(claim_sql(len(pks)), [RUNNING, worker, now, now, *pks, QUEUED])
-    return {str(run.pk): _claimed(run, now) for run in claimed}
-
-
-def _claimed(run: Run, now: datetime) -> Run:
-    """A run as ``claim_sql`` returns it, with its session, tenant and agent."""
-    db = run._state.db
-    tenant = Tenant.from_db(db, ["id", "slug"], [run.tenant_id, run.claimed_tenant_slug])
-    run.session = Session.from_db(
-        db,
-        ["id", "tenant_id", "session_id", "message_count"],
-        [run.session_id, run.tenant_id, run.claimed_session_id, run.claimed_message_count],
-    )
-    run.tenant = run.session.tenant = tenant
-    run.agent = agent_by_id(run.agent_id)  # remembered by the process, as in the web's runs
+    rows = Run.objects.filter(pk=run_id, status=QUEUED, cancel_requested_at__isnull=True)
+    changes = {"status": RUNNING, "worker": worker, "started_at": now, "heartbeat_at": now}
+    if not rows.update(attempts=F("attempts") + 1, **changes):
+        return None
+    run = Run.objects.select_related("agent", "session__tenant").get(pk=run_id)
+    run.tenant = run.session.tenant
     # Its wait before its first execution (a run sent back because its session was busy is still waiting).
     if run.enqueued_at is not None and run.attempts == 1:
         metrics.RUN_QUEUE_WAIT.observe(max((now - run.enqueued_at).total_seconds(), 0.0))
     return run
-
-
-CLAIM = """UPDATE {run} SET {status} = %s, {worker} = %s, {started_at} = %s, {heartbeat_at} = %s,
- {attempts} = {run}.{attempts} + 1
- WHERE {run}.{id} IN ({ids}) AND {run}.{status} = %s AND {run}.{cancel_requested_at} IS NULL
- RETURNING {returned},
- (SELECT {session}.{session_id} FROM {session} WHERE {session}.{session_pk} = {run}.{session_fk})
- AS claimed_session_id,
- (SELECT {session}.{message_count} FROM {session} WHERE {session}.{session_pk} = {run}.{session_fk})
- AS claimed_message_count,
- (SELECT {tenant}.{slug} FROM {tenant} WHERE {tenant}.{tenant_pk} = {run}.{tenant_fk}) AS claimed_tenant_slug"""
-
-
-@functools.lru_cache(maxsize=64)
-def claim_sql(count: int = 1) -> str:
-    """``CLAIM`` of ``count`` runs, with the models' table and column names (PostgreSQL and
-    SQLite): the runs' rows updated, their columns returned, with their sessions' ids and counts of
-    messages (the index's) and their tenants' slugs."""
-    q = connection.ops.quote_name
-    run = q(Run._meta.db_table)
-    names = {name: q(Run._meta.get_field(name).column) for name in ("status", "worker", "attempts", "id")}
-    names.update({name: q(Run._meta.get_field(name).column) for name in ("started_at", "heartbeat_at")})
-    return CLAIM.format(  # the names from the models' _meta; every value is a parameter
-        run=run,
-        ids=", ".join(["%s"] * count),
-        **names,
-        cancel_requested_at=q(Run._meta.get_field("cancel_requested_at").column),
-        returned=", ".join(f"{run}.{q(field.column)}" for field in Run._meta.concrete_fields),
-        session=q(Session._meta.db_table),
-        session_id=q(Session._meta.get_field("session_id").column),
-        message_count=q(Session._meta.get_field("message_count").column),
-        session_pk=q(Session._meta.pk.column),
-        session_fk=q(Run._meta.get_field("session").column),
-        tenant=q(Tenant._meta.db_table),
-        slug=q(Tenant._meta.get_field("slug").column),
-        tenant_pk=q(Tenant._meta.pk.column),
-        tenant_fk=q(Run._meta.get_field("tenant").column),
-    )
 
 
 def requeue(run: Run, *, worker: str, uncount: bool) -> bool:
@@ -151,58 +86,6 @@ def finish(
     if usage is not None:
         extra["usage"] = usage
     return _end(run, rows, status=status, result=result, error=error, **extra)
-
-
-@dataclass(frozen=True)
-class Ending:
-    """A run's end for ``finish_together``: the run, the worker that holds it, what it returned."""
-
-    run: Run
-    worker: str
-    result: str | None = None
-    usage: dict[str, int] | None = None  # None: the run's usage stays as it is
-    log_fields: dict[str, str] = field(default_factory=logs.bound)  # its end is logged with them
-
-
-def finish_together(endings: Sequence[Ending], *, status: str) -> bool:
-    """``finish`` of runs that ended together, in one conditional UPDATE: all of them, or none
-    when one of them is no longer ``running`` for its worker (False: the caller then finishes each
-    on its own, which tells which). For runs without a webhook (``finish`` queues theirs)."""
-    _check_end(status)
-    if any(ending.run.webhook_url for ending in endings):
-        raise ValueError("a run with a webhook is finished on its own")
-    held = Q()
-    for worker, pks in _by_worker(endings).items():
-        held |= Q(pk__in=pks, worker=worker)
-    changes: dict[str, Any] = {"status": status, "error": None, "finished_at": timezone.now(), "heartbeat_at": None}
-    result_field, usage_field = Run._meta.get_field("result"), Run._meta.get_field("usage")
-    changes["result"] = Case(*(When(pk=e.run.pk, then=Value(e.result, output_field=result_field)) for e in endings))
-    reported = [e for e in endings if e.usage is not None]
-    if reported:
-        whens = (When(pk=e.run.pk, then=Value(e.usage, output_field=usage_field)) for e in reported)
-        changes["usage"] = Case(*whens, default=F("usage"))
-    with transaction.atomic():
-        if Run.objects.filter(held, status=RUNNING).update(**changes) != len(endings):
-            transaction.set_rollback(True)
-            return False
-    for ending in endings:
-        ending.run.status, ending.run.finished_at, ending.run.heartbeat_at = status, changes["finished_at"], None
-        ending.run.result, ending.run.error = ending.result, None
-        if ending.usage is not None:
-            ending.run.usage = ending.usage
-        token = logs.bind(**ending.log_fields)
-        try:
-            _observe_end(ending.run, status)
-        finally:
-            logs.unbind(token)
-    return True
-
-
-def _by_worker(endings: Sequence[Ending]) -> dict[str, list[Any]]:
-    pks: dict[str, list[Any]] = {}
-    for ending in endings:
-        pks.setdefault(ending.worker, []).append(ending.run.pk)
-    return pks
 
 
 def cancel_queued(run: Run, *, error: str = "cancelled before it started") -> bool:
@@ -269,21 +152,20 @@ def _check_end(status: str) -> None:
 def _end(
     run: Run, rows: Any, *, status: str, result: str | None = None, error: str | None = None, **extra: Any
 ) -> bool:
-    """The UPDATE of ``rows`` to an end; on success ``run`` shows it too."""
+    """The UPDATE of ``rows`` to an end; on success ``run`` shows it too, and its webhook, if it
+    has one, is published once the end is committed."""
     changes = {"status": status, "result": result, "error": error, "finished_at": timezone.now(), **extra}
-    if not run.webhook_url:
-        changed = bool(rows.update(heartbeat_at=None, **changes))
-    else:
-        with transaction.atomic():  # the webhook is published once the end is committed
-            changed = bool(rows.update(heartbeat_at=None, **changes))
-            if changed:
-                webhook_queue(run_id=str(run.pk))
-    if changed:
-        for name, value in changes.items():
-            if not hasattr(value, "resolve_expression"):  # an F() is the database's to compute
-                setattr(run, name, value)
-        _observe_end(run, status)
-    return changed
+    if run.webhook_url:
+        changes["webhook_status"] = Run.Webhook.PENDING
+    if not rows.update(heartbeat_at=None, **changes):
+        return False
+    for name, value in changes.items():
+        if not hasattr(value, "resolve_expression"):  # an F() is the database's to compute
+            setattr(run, name, value)
+    _observe_end(run, status)
+    if run.webhook_url:
+        transaction.on_commit(partial(webhook_publish, run_id=str(run.pk)))
+    return True
 
 
 def _observe_end(run: Run, status: str) -> None:
@@ -298,7 +180,7 @@ def _observe_end(run: Run, status: str) -> None:
 
 def _agent(run: Run) -> tuple[str, str]:
     """The run's agent's name and framework: loaded with the run by those that end most runs
-    (``claim``, ``run_create``), one query for the others (the sweeper's, a cancel's, a failed
+    (``claim``, ``run_record``), one query for the others (the sweeper's, a cancel's, a failed
     publish's)."""
     try:
         if "agent_id" not in run.get_deferred_fields():

@@ -14,11 +14,11 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from agents_app.models import Agent, Run
-from agents_app.services import run_sync
+from agents_app.runs.submit import RunRequest, run_submit
 from console.staff import tenant_staff_add
 from sessions_app.models import Session, Tenant
 from sessions_app.selectors import session_key
-from sessions_app.services import session_open, sessions_record_commits, tenant_create
+from sessions_app.services import session_open, session_record_commit, tenant_create
 from sessions_app.stores import get_store
 from sessions_app.stores.base import Message
 
@@ -74,7 +74,7 @@ def converse(transactional_db: None) -> Callable[..., Session]:
         session_id = session_id or f"s-{uuid.uuid4().hex[:10]}"
         for i in range(turns):
             asyncio.run(
-                run_sync(tenant=tenant, agent_name=agent, message=f"hello {i}", session_id=session_id, user_id=user_id)
+                run_submit(RunRequest(agent, f"hello {i}", session_id=session_id, user_id=user_id), tenant=tenant)
             )
         return Session.objects.select_related("tenant", "thread").get(tenant=tenant, session_id=session_id)
 
@@ -89,7 +89,7 @@ def long_thread(transactional_db: None) -> Callable[..., Session]:
         session = session_open(tenant=tenant, session_id=f"long-{uuid.uuid4().hex[:8]}", user_id=user_id)
         rows = [Message("user" if i % 2 == 0 else "assistant", f"message number {i}", "echo") for i in range(n)]
         result = get_store().commit(session_key(session), expected_version=None, append=rows)
-        sessions_record_commits(commits=[(session, result.total)])
+        session_record_commit(session=session, total=result.total)
         return Session.objects.select_related("tenant", "thread").get(pk=session.pk)
 
     return make

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agents_app.models import Run
-from agents_app.services import run_enqueue
+from agents_app.runs.submit import RunRequest, run_record
 
 RUNS = "/admin/agents_app/run/"
 
@@ -11,7 +11,7 @@ RUNS = "/admin/agents_app/run/"
 def test_cancel_stops_queued_runs_and_leaves_finished_ones(staff_a, tenant_a, converse) -> None:
     session = converse(tenant_a, turns=1)
     done = Run.objects.get(session=session)
-    queued, _ = run_enqueue(tenant=tenant_a, agent_name="echo", message="later", session_id=session.session_id)
+    queued, _ = run_record(RunRequest("echo", "later", session_id=session.session_id, mode="queued"), tenant=tenant_a)
     page = staff_a.post(RUNS, {"action": "cancel", "_selected_action": [done.pk, queued.pk]}, follow=True)
     assert page.status_code == 200
     assert Run.objects.get(pk=queued.pk).status == "cancelled"
@@ -48,7 +48,7 @@ def test_cancel_while_the_store_is_down_still_cancels_a_queued_run(
     from tests.services import free_port
 
     session = converse(tenant_a, turns=1)
-    queued, _ = run_enqueue(tenant=tenant_a, agent_name="echo", message="later", session_id=session.session_id)
+    queued, _ = run_record(RunRequest("echo", "later", session_id=session.session_id, mode="queued"), tenant=tenant_a)
     use_store(make_store("redis", url=f"redis://127.0.0.1:{free_port()}/0"))  # down
 
     page = staff_a.post(RUNS, {"action": "cancel", "_selected_action": [queued.pk]}, follow=True)

@@ -1,5 +1,5 @@
-"""A run uses its agent as it is now: a change made by any process applies to the next run, and an
-agent deleted by another process meanwhile is a 404, not a server error."""
+"""A run reads its agent as it is now: a change made anywhere applies to the next run; an agent
+deleted elsewhere is a 404, not a server error."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from django.db import connection
 from django.http import Http404
 
 from agents_app.models import Agent
-from agents_app.services import agent_get, run_enqueue
+from agents_app.runs.submit import RunRequest, run_record
+from agents_app.services import agent_get
 
 
 @pytest.fixture
@@ -17,7 +18,7 @@ def bot(alice):
 
 
 def _config_used(alice) -> dict:
-    run, _ = run_enqueue(tenant=alice.tenant, agent_name="bot", message="hi")
+    run, _ = run_record(RunRequest("bot", "hi", mode="queued"), tenant=alice.tenant)
     return run.agent.config
 
 
@@ -40,7 +41,7 @@ def test_an_agent_deleted_elsewhere_is_a_404(alice, bot) -> None:
         cursor.execute("DELETE FROM agents_app_agent WHERE id = %s", [bot.pk])
     for session_id in (None, "kept"):  # a new session (one transaction), a named one
         with pytest.raises(Http404):
-            run_enqueue(tenant=alice.tenant, agent_name="bot", message="hi", session_id=session_id)
+            run_record(RunRequest("bot", "hi", session_id=session_id, mode="queued"), tenant=alice.tenant)
 
 
 def test_each_tenant_runs_its_own_agent_of_a_name(make_tenant) -> None:
@@ -48,5 +49,5 @@ def test_each_tenant_runs_its_own_agent_of_a_name(make_tenant) -> None:
     Agent.objects.create(tenant=a.tenant, name="bot", framework="echo", config={"delay_s": 0.1})
     Agent.objects.create(tenant=b.tenant, name="bot", framework="echo", config={})
     for _ in range(2):
-        assert run_enqueue(tenant=a.tenant, agent_name="bot", message="x")[0].agent.tenant_id == a.tenant.pk
-        assert run_enqueue(tenant=b.tenant, agent_name="bot", message="x")[0].agent.tenant_id == b.tenant.pk
+        assert run_record(RunRequest("bot", "x", mode="queued"), tenant=a.tenant)[0].agent.tenant_id == a.tenant.pk
+        assert run_record(RunRequest("bot", "x", mode="queued"), tenant=b.tenant)[0].agent.tenant_id == b.tenant.pk

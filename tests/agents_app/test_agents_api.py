@@ -11,7 +11,7 @@ import pytest
 
 from agents_app.models import Agent, Secret
 from agents_app.runs.execute import run_execute
-from agents_app.services import run_enqueue
+from agents_app.runs.submit import RunRequest, run_record
 
 TOOLS = {"get_weather": "tests.agent_tools.get_weather"}
 GRAPHS = {"chat": "tests.agent_graphs.chat"}
@@ -332,7 +332,7 @@ def test_an_agent_of_a_framework_whose_library_is_missing_is_a_400(
 def test_a_run_queued_before_its_agent_was_deleted_still_runs(alice, django_capture_on_commit_callbacks) -> None:
     alice.post("/agents", {"name": "bot", "framework": "echo"})
     with django_capture_on_commit_callbacks(execute=False):  # not published: this test is the worker
-        run, _ = run_enqueue(tenant=alice.tenant, agent_name="bot", message="later", session_id="q")
+        run, _ = run_record(RunRequest("bot", "later", session_id="q", mode="queued"), tenant=alice.tenant)
     assert alice.delete("/agents/bot").status_code == 204
     asyncio.run(run_execute(run_id=str(run.pk), worker="test-worker:1"))
     ran = alice.get(f"/runs/{run.pk}").json()

@@ -19,7 +19,7 @@ from django.test import Client
 from agents_app.models import Run
 from agents_app.runs import execute
 from agents_app.runs.execute import Step
-from agents_app.services import run_enqueue
+from agents_app.runs.submit import RunRequest, run_record
 from sessions_app.models import Session
 from sessions_app.selectors import session_key
 from sessions_app.stores import get_store
@@ -75,7 +75,7 @@ def test_a_queued_run_on_a_vanished_history_fails_saying_so(alice, restart, djan
     talk(alice, "s4", "one", "two")
     restart()
     with django_capture_on_commit_callbacks(execute=True):
-        run, _ = run_enqueue(tenant=alice.tenant, agent_name="echo", message="three", session_id="s4")
+        run, _ = run_record(RunRequest("echo", "three", session_id="s4", mode="queued"), tenant=alice.tenant)
     assert asyncio.run(execute.run_execute(run_id=str(run.pk), worker="w@host")) is Step.DONE
     run.refresh_from_db()
     assert run.status == "failed" and run.error.startswith("session_expired:") and "4 messages" in run.error

@@ -21,8 +21,9 @@ from agents_app.models import Run
 from agents_app.runs import execute
 from agents_app.runs.cancel import run_cancel
 from agents_app.runs.execute import Step
+from agents_app.runs.submit import RunRequest, run_record
 from agents_app.runs.sweep import run_sweep
-from agents_app.services import agent_create, run_enqueue
+from agents_app.services import agent_create
 from agents_app.webhooks import webhook_sign, webhook_verify
 from sessions_app.selectors import session_key
 from sessions_app.stores import get_store
@@ -41,7 +42,9 @@ def queued(alice, django_capture_on_commit_callbacks):
 
     def make(message: str = "hi", *, session_id: str = "s-1", agent: str = "echo") -> Run:
         with django_capture_on_commit_callbacks(execute=True):
-            run, created = run_enqueue(tenant=alice.tenant, agent_name=agent, message=message, session_id=session_id)
+            run, created = run_record(
+                RunRequest(agent, message, session_id=session_id, mode="queued"), tenant=alice.tenant
+            )
         assert created
         run.refresh_from_db()
         assert run.enqueued_at is not None  # handed to the broker after the row was committed

@@ -1,72 +1,62 @@
-"""RunOutput declares the fields a ModelSerializer of Run would derive (the API and its document
-stay what they were), so that showing a run, which a client polls, does not derive them each time."""
+"""A run as its tenant sees it (``RunOutput``): the same in ``GET /runs/<id>``, a session's runs,
+a cancel's answer and a webhook's body, in every state; never which process ran it."""
 
 from __future__ import annotations
 
 import json
 
-from rest_framework import serializers
+from django.utils import timezone
 
-from agents_app.api.serializers import RunOutput
 from agents_app.models import Run
+from agents_app.runs.output import RunOutput
+from agents_app.runs.submit import RunRequest, run_record
+from agents_app.selectors import run_get
 
-MODEL_FIELDS = [name for name in RunOutput().fields if name not in {"run_id", "session_id", "agent", "usage"}]
-
-
-class Derived(serializers.ModelSerializer):
-    class Meta:
-        model = Run
-        fields = MODEL_FIELDS
-
-
-def test_each_field_is_the_one_a_model_serializer_derives() -> None:
-    declared, derived = RunOutput().fields, Derived().fields
-    for name in MODEL_FIELDS:
-        mine, theirs = declared[name], derived[name]
-        assert type(mine) is type(theirs), name
-        for attribute in ("required", "allow_null", "read_only", "max_length", "min_value", "max_value"):
-            assert getattr(mine, attribute, None) == getattr(theirs, attribute, None), (name, attribute)
-        if isinstance(theirs, serializers.ChoiceField):
-            assert mine.choices == theirs.choices and mine.allow_blank == theirs.allow_blank, name
-
-
-def test_what_showing_a_run_reads_covers_every_field() -> None:
-    sources = {field.source for field in RunOutput().fields.values()}
-    columns = {column.replace("__", ".") for column in RunOutput.COLUMNS}
-    assert sources <= columns
+FIELDS = [
+    "run_id",
+    "session_id",
+    "agent",
+    "status",
+    "result",
+    "error",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "cancel_requested_at",
+    "attempts",
+    "webhook_status",
+    "usage",
+]
 
 
-def test_a_run_is_shown_as_its_fields_would_show_it(alice, settings) -> None:
-    """``RunOutput.to_representation`` is written out (a poll's CPU): the same values, of the same
-    types, as DRF's representation through the declared fields, for runs in every state."""
-    from django.utils import timezone
-
-    from agents_app.selectors import run_get
-    from agents_app.services import runs_record
-
+def test_a_run_is_shown_with_its_fields_in_every_state(alice, settings) -> None:
     done = alice.post("/run", {"agent": "echo", "message": "hi"}).json()["run_id"]
     queued = alice.post("/run", {"agent": "echo", "message": "later", "async": True}).json()["run_id"]
     runs = [run_get(tenant=alice.tenant, run_id=run_id) for run_id in (done, queued)]
-    failed = runs_record([{"tenant": alice.tenant, "agent_name": "echo", "message": "x", "request_hash": ""}])[0][0]
+    failed, _ = run_record(RunRequest("echo", "x", mode="queued"), tenant=alice.tenant)
+    now = timezone.now()
     Run.objects.filter(pk=failed.pk).update(
         status=Run.Status.FAILED,
         error="RuntimeError: no",
-        started_at=timezone.now(),
-        finished_at=timezone.now(),
+        started_at=now,
+        finished_at=now,
         attempts=2,
         worker="w@host:12",
         webhook_status=Run.Webhook.FAILED,
         usage={"prompt_tokens": 7, "completion_tokens": 3},
     )
     runs.append(run_get(tenant=alice.tenant, run_id=str(failed.pk)))
-    for zone in ("UTC", "Europe/Paris"):
+    shown = [RunOutput(run).data for run in runs]
+    assert all(list(body) == FIELDS for body in shown)
+    assert [body["status"] for body in shown] == ["succeeded", "queued", "failed"]
+    assert shown[0]["result"] == "echo[turns=1]: hi" and shown[0]["agent"] == "echo"
+    assert shown[1]["started_at"] is None and shown[1]["usage"] is None
+    assert shown[2]["usage"] == {"prompt_tokens": 7, "completion_tokens": 3} and shown[2]["attempts"] == 2
+    assert shown[2]["error"] == "RuntimeError: no" and shown[2]["webhook_status"] == "failed"
+    assert shown[2]["run_id"] == str(failed.pk) and shown[2]["session_id"] == failed.session.session_id
+    for zone in ("UTC", "Europe/Paris"):  # ISO 8601 in the current time zone
         settings.TIME_ZONE = zone
-        for run in runs:
-            written, through_fields = RunOutput(run).data, serializers.Serializer.to_representation(RunOutput(run), run)
-            assert written == through_fields
-            assert [type(v) for v in written.values()] == [type(v) for v in through_fields.values()]
-            assert list(written) == list(through_fields)
-    assert {RunOutput(run).data["status"] for run in runs} == {"succeeded", "queued", "failed"}
+        assert RunOutput(runs[2]).data["finished_at"] == timezone.localtime(now).isoformat().replace("+00:00", "Z")
 
 
 def test_tenants_do_not_see_the_worker_the_admin_does(alice, transactional_db) -> None:

@@ -60,10 +60,10 @@ def test_a_failed_run_ends_its_events_with_an_error(alice, settings) -> None:
 
 
 def test_a_run_cancelled_before_it_started_ends_its_events_with_cancelled(alice, django_capture_on_commit_callbacks):
-    from agents_app.services import run_enqueue
+    from agents_app.runs.submit import RunRequest, run_record
 
     with django_capture_on_commit_callbacks(execute=True):
-        run, _ = run_enqueue(tenant=alice.tenant, agent_name="echo", message="never")
+        run, _ = run_record(RunRequest("echo", "never", mode="queued"), tenant=alice.tenant)
     assert alice.post(f"/runs/{run.pk}/cancel").json()["status"] == "cancelled"
     events = events_of(alice.get(f"/runs/{run.pk}/events"))
     assert [(i, kind, data["code"]) for i, kind, data in events] == [(1, "cancelled", "run_cancelled")]

@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 
 from agents_app.models import Run
 from agents_app.runs import transitions
-from agents_app.services import run_enqueue
+from agents_app.runs.submit import RunRequest, run_record
 from console.site import console_overview
 from sessions_app.admin_scoping import Scope
 from sessions_app.stores import get_store
@@ -98,7 +98,7 @@ def test_an_end_only_its_row_records_is_sent_once(alice, django_capture_on_commi
     """A run cancelled before it started has no events in its log: its end is sent as event 1,
     and a client that has seen it gets a 204."""
     with django_capture_on_commit_callbacks(execute=True):
-        run, _ = run_enqueue(tenant=alice.tenant, agent_name="echo", message="never")
+        run, _ = run_record(RunRequest("echo", "never", mode="queued"), tenant=alice.tenant)
     assert alice.post(f"/runs/{run.pk}/cancel").status_code == 200
     assert [(i, kind) for i, kind, _ in events_of(alice.get(f"/runs/{run.pk}/events"))] == [(1, "cancelled")]
     for after in ("1", "2"):
@@ -125,7 +125,7 @@ def test_an_end_missing_from_a_log_is_sent_after_the_last_event_seen(alice) -> N
 
 
 def test_cancelling_a_running_run_is_a_202_with_cancel_requested_at(alice) -> None:
-    run = run_enqueue(tenant=alice.tenant, agent_name="echo", message="working")[0]
+    run = run_record(RunRequest("echo", "working", mode="queued"), tenant=alice.tenant)[0]
     assert transitions.claim(run_id=str(run.pk), worker="elsewhere@host:1") is not None  # a worker has it
     response = alice.post(f"/runs/{run.pk}/cancel")
     assert response.status_code == 202
@@ -137,7 +137,7 @@ def test_cancelling_a_running_run_is_a_202_with_cancel_requested_at(alice) -> No
 
 
 def test_cancelling_a_queued_run_is_a_200_cancelled_and_an_ended_one_stays_as_it_was(alice) -> None:
-    queued = run_enqueue(tenant=alice.tenant, agent_name="echo", message="later")[0]
+    queued = run_record(RunRequest("echo", "later", mode="queued"), tenant=alice.tenant)[0]
     response = alice.post(f"/runs/{queued.pk}/cancel")
     assert response.status_code == 200
     assert response.json()["status"] == "cancelled" and response.json()["cancel_requested_at"] is not None
@@ -180,7 +180,8 @@ def test_a_busy_rejection_is_not_a_failed_run(alice, stream: bool) -> None:
 
 def test_a_transition_withdraws_only_a_running_run_its_worker_holds(alice) -> None:
     runs = {
-        status: run_enqueue(tenant=alice.tenant, agent_name="echo", message=status)[0] for status in Run.Status.values
+        status: run_record(RunRequest("echo", status, mode="queued"), tenant=alice.tenant)[0]
+        for status in Run.Status.values
     }
     for status, run in runs.items():
         Run.objects.filter(pk=run.pk).update(status=status, worker="w@host:1")

@@ -62,21 +62,21 @@ def test_b_cannot_name_a_in_the_body(make_tenant, backend) -> None:
 
 @pytest.mark.django_db
 def test_an_async_run_takes_its_own_tenants_agent_and_session(make_tenant, django_assert_num_queries) -> None:
-    """``run_enqueue`` looks the agent and session up by name within the tenant."""
+    """``run_record`` looks the agent and session up by name within the tenant."""
     from agents_app.models import Agent, Run
-    from agents_app.services import run_enqueue
+    from agents_app.runs.submit import RunRequest, run_record
 
     a, b = make_tenant(), make_tenant()
     for tenant in (a.tenant, b.tenant):  # the same agent name and session id in both
-        first, _ = run_enqueue(tenant=tenant, agent_name="echo", message="new", session_id="same")
+        first, _ = run_record(RunRequest("echo", "new", session_id="same", mode="queued"), tenant=tenant)
         assert (first.session.tenant_id, first.agent.tenant_id) == (tenant.pk, tenant.pk)
     with django_assert_num_queries(3):  # a turn of a known conversation: agent, session, INSERT
-        turn, created = run_enqueue(tenant=b.tenant, agent_name="echo", message="again", session_id="same")
+        turn, created = run_record(RunRequest("echo", "again", session_id="same", mode="queued"), tenant=b.tenant)
         assert created and turn.session.session_id == "same" and turn.agent.name == "echo"
     stored = Run.objects.select_related("agent", "session").get(pk=turn.pk)
     assert (stored.tenant_id, stored.session.tenant_id, stored.agent.tenant_id) == (b.tenant.pk,) * 3
     assert stored.session_id == first.session_id and stored.message == "again" and stored.status == "queued"
     Agent.objects.create(tenant=a.tenant, name="a-only", framework="echo")
     with pytest.raises(Http404):  # another tenant's agent is not found by name, session or not
-        run_enqueue(tenant=b.tenant, agent_name="a-only", message="x", session_id="same")
+        run_record(RunRequest("a-only", "x", session_id="same", mode="queued"), tenant=b.tenant)
     assert Run.objects.filter(tenant=b.tenant).count() == 2

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from agents_app.models import Run
 from agents_app.runs import transitions
-from agents_app.runs.execute import DEFERRED, claims_make
+from agents_app.runs.execute import Step, run_claim
 from sessions_app.models import Tenant
 from sessions_app.services import session_open
 
@@ -99,9 +99,9 @@ def test_claim_counts_the_attempt_and_requeue_can_uncount_it(make_run) -> None:
     assert (after.status, after.attempts, after.started_at, after.worker) == ("queued", 0, None, "")
 
 
-def test_a_claim_is_one_statement_and_its_agent(make_run, django_assert_num_queries) -> None:
+def test_a_claim_is_two_statements(make_run, django_assert_num_queries) -> None:
     second = make_run("queued")
-    with django_assert_num_queries(2):  # UPDATE … RETURNING the run, its session's id, its tenant's slug; its agent
+    with django_assert_num_queries(2):  # the UPDATE, then the run with its agent, session and tenant
         claimed = transitions.claim(run_id=str(second.pk), worker=WORKER)
         assert claimed.agent.name == "echo"
         assert (claimed.session.session_id, claimed.session.tenant.slug) == (
@@ -121,24 +121,21 @@ def test_a_claim_is_one_statement_and_its_agent(make_run, django_assert_num_quer
         stored.is_async,
         stored.created_at,
     )
-    assert claimed.get_deferred_fields() == set()  # every column of the run, converted as the ORM does
+    assert claimed.get_deferred_fields() == set()  # every column of the run
 
 
-def test_tasks_that_arrive_together_claim_their_runs_in_one_statement(make_run, django_assert_num_queries) -> None:
-    """``claims_make``, what a worker's tasks that arrive together await: one statement for the
-    group (and one that counts their tenants' running runs against their limits); each claim gets
-    its run, or None for a run that was not queued, one a cancel was asked for, and the second of
-    a run id delivered twice (a run is never executed twice)."""
-    queued = [make_run("queued") for _ in range(3)]
-    running, halted = make_run("running"), make_run("queued")
+def test_a_run_is_claimed_once_and_never_past_a_cancel(make_run) -> None:
+    """``run_claim``, what a worker's task does first: its run, once (a run id delivered twice is
+    not executed twice); a run that was not queued is skipped; a queued run a cancel was asked for
+    ends cancelled there."""
+    queued, running, halted = make_run("queued"), make_run("running"), make_run("queued")
     Run.objects.filter(pk=halted.pk).update(cancel_requested_at=timezone.now())
-    claims = [(str(run.pk), WORKER) for run in [*queued, running, halted, queued[0]]]
-    with django_assert_num_queries(2 + 3):  # and each claimed run's agent
-        outcomes = claims_make(claims)
-    assert [run.pk for run in outcomes[:3]] == [run.pk for run in queued]
-    assert outcomes[3:] == [None, None, None]
-    assert all(run.status == "running" and run.worker == WORKER and run.attempts == 1 for run in outcomes[:3])
-    assert Run.objects.get(pk=halted.pk).status == "queued"
+    claimed = run_claim(str(queued.pk), WORKER)
+    assert claimed.pk == queued.pk and (claimed.status, claimed.worker, claimed.attempts) == ("running", WORKER, 1)
+    assert run_claim(str(queued.pk), OTHER) is Step.SKIPPED
+    assert run_claim(str(running.pk), WORKER) is Step.SKIPPED
+    assert run_claim(str(halted.pk), WORKER) is Step.DONE
+    assert Run.objects.get(pk=halted.pk).status == "cancelled"
 
 
 def test_claims_over_the_tenants_limit_of_concurrent_runs_go_back_to_the_queue(make_run) -> None:
@@ -147,8 +144,8 @@ def test_claims_over_the_tenants_limit_of_concurrent_runs_go_back_to_the_queue(m
     make_run("running")
     queued = [make_run("queued") for _ in range(3)]
     Tenant.objects.filter(pk=queued[0].tenant_id).update(limit_concurrent_runs=2)
-    outcomes = claims_make([(str(run.pk), WORKER) for run in queued])
-    assert outcomes[0].pk == queued[0].pk and outcomes[1:] == [DEFERRED, DEFERRED]
+    outcomes = [run_claim(str(run.pk), WORKER) for run in queued]
+    assert outcomes[0].pk == queued[0].pk and outcomes[1:] == [Step.BUSY, Step.BUSY]
     rows = {run.pk: (run.status, run.attempts, run.worker) for run in Run.objects.filter(pk__in=[r.pk for r in queued])}
     assert rows == {
         queued[0].pk: ("running", 1, WORKER),
@@ -156,10 +153,7 @@ def test_claims_over_the_tenants_limit_of_concurrent_runs_go_back_to_the_queue(m
         queued[2].pk: ("queued", 0, ""),
     }
     Tenant.objects.filter(pk=queued[0].tenant_id).update(limit_concurrent_runs=0)  # 0: unlimited
-    assert all(
-        run.pk == queued_run.pk
-        for run, queued_run in zip(claims_make([(str(r.pk), WORKER) for r in queued[1:]]), queued[1:], strict=True)
-    )
+    assert [run_claim(str(r.pk), WORKER).pk for r in queued[1:]] == [r.pk for r in queued[1:]]
 
 
 def test_fail_queued_can_free_the_idempotency_key(make_run) -> None:

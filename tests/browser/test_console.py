@@ -20,7 +20,7 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from agents_app.models import Agent, Run
-from agents_app.services import run_sync
+from agents_app.runs.submit import RunRequest, run_submit
 from console.staff import tenant_staff_add
 from sessions_app.core import Session as StoreSession
 from sessions_app.models import Session, Thread
@@ -48,7 +48,7 @@ def seed() -> tuple[Session, Session]:
     Agent.objects.create(tenant=acme, name="triage", framework="echo")
     for user_id, session_id, message, title in CONVERSATIONS:
         for agent, text in (("triage", message), ("echo", "Thanks!")):
-            asyncio.run(run_sync(tenant=acme, agent_name=agent, message=text, session_id=session_id, user_id=user_id))
+            asyncio.run(run_submit(RunRequest(agent, text, session_id=session_id, user_id=user_id), tenant=acme))
         Thread.objects.filter(session__session_id=session_id, tenant=acme).update(
             title=title, metadata={"channel": "web"}
         )
@@ -65,8 +65,8 @@ def seed() -> tuple[Session, Session]:
         error="StoreUnavailable: the session store did not answer in 5 s",
     )
     asyncio.run(
-        run_sync(
-            tenant=globex, agent_name="echo", message="globex secret", session_id="order-4411", user_id="gina-of-globex"
+        run_submit(
+            RunRequest("echo", "globex secret", session_id="order-4411", user_id="gina-of-globex"), tenant=globex
         )
     )
     other = Session.objects.select_related("tenant").get(tenant=globex, session_id="order-4411")

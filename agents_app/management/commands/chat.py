@@ -36,15 +36,13 @@ from django.http import Http404
 from agents_app.errors import RunFailed, RunStopped, SessionExpired
 from agents_app.models import Run
 from agents_app.runs.cancel import run_cancel
-from agents_app.runs.events import ENDS
-from agents_app.services import run_start
+from agents_app.runs.submit import RunRequest, run_submit
 from sessions_app.core import new_session_id
 from sessions_app.models import Session, Tenant
 from sessions_app.selectors import session_key
 from sessions_app.services import session_history_lost
 from sessions_app.stores import get_store
 from sessions_app.stores.base import StoreError
-from sessions_app.stores.events import Event
 from sessions_app.stores.memory import InMemoryStore
 from sessions_app.stores.memory_socket import SocketMemoryStore
 
@@ -194,16 +192,16 @@ class Command(BaseCommand):
                     agent = self._switch(found, agent, line.removeprefix("/agent").strip())
                     self._flush()
                     continue
-                request = {"tenant": found, "agent_name": agent, "session_id": session, "user_id": user}
-                self._send(loop, agent, message=line.rstrip("\n"), **request)
+                request = RunRequest(agent, line.rstrip("\n"), session_id=session, user_id=user, mode="stream")
+                self._send(loop, found, request)
 
-    def _send(self, loop: asyncio.Runner, agent: str, **request: Any) -> None:
+    def _send(self, loop: asyncio.Runner, tenant: Tenant, request: RunRequest) -> None:
         """One turn; a session whose history vanished is said so and the message sent again (the
         index now says the session is empty, so it runs on a new start)."""
         for attempt in (1, 2):
             self._running = None
             try:
-                loop.run(self._turn(agent, **request))
+                loop.run(self._turn(tenant, request))
                 return
             except SessionExpired as exc:
                 self._notice(exc)
@@ -244,25 +242,22 @@ class Command(BaseCommand):
         self.stdout.write(f"talking to {name!r} now, on the same session")
         return name
 
-    async def _turn(self, agent: str, **request: Any) -> None:
+    async def _turn(self, tenant: Tenant, request: RunRequest) -> None:
         """Run one message and print the reply as it comes; raise what stopped the run."""
-        events: asyncio.Queue[Event] = asyncio.Queue()
         try:
-            run, task = await run_start(listener=events, **request)
+            submitted = await run_submit(request, tenant=tenant)
         except Http404:
-            raise CommandError(f"the tenant has no agent {agent!r}") from None
-        if task is None:  # cannot happen without an Idempotency-Key; kept for the contract
-            self.stdout.write(f"{agent}> {run.result}")
+            raise CommandError(f"the tenant has no agent {request.agent!r}") from None
+        run, task = submitted.run, submitted.task
+        if submitted.events is None or task is None:  # cannot happen without an Idempotency-Key
+            self.stdout.write(f"{request.agent}> {run.result}")
             return
         self._running = (run, task)
         printed = False
-        while True:
-            event = await _next(events, task)
-            if event is None or event.kind in ENDS:
-                break
+        async for event in submitted.events:
             if event.kind == "delta":
                 if not printed:
-                    self.stdout.write(f"{agent}> ", ending="")
+                    self.stdout.write(f"{request.agent}> ", ending="")
                 self.stdout.write(event.data["text"], ending="")
                 self.stdout.flush()
                 printed = True
@@ -270,18 +265,4 @@ class Command(BaseCommand):
             self.stdout.write("")
         await task  # the run's end: raises what stopped it
         if not printed and run.result:
-            self.stdout.write(f"{agent}> {run.result}")
-
-
-async def _next(events: asyncio.Queue[Event], task: asyncio.Task[Any]) -> Event | None:
-    """The next event of the run, or None once its task ended with no event left."""
-    if not events.empty():
-        return events.get_nowait()
-    getter = asyncio.ensure_future(events.get())
-    await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
-    if getter.done():
-        return getter.result()
-    getter.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await getter
-    return events.get_nowait() if not events.empty() else None
+            self.stdout.write(f"{request.agent}> {run.result}")

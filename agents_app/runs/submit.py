@@ -1,0 +1,216 @@
+"""What a caller asks of a run (``RunRequest``), and the one service that submits it.
+
+submitted = await run_submit(RunRequest(agent="echo", message="hi"), tenant=tenant)
+submitted.run.result                       # sync: the ended run
+RunRequest(..., mode="queued")             # recorded, then published once committed
+RunRequest(..., mode="stream")             # ``submitted.events``: its events as they come
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from django.db import IntegrityError, transaction
+from django.http import Http404
+from django.utils import timezone
+
+from agents_app import limits
+from agents_app.models import Agent, Run
+from agents_app.runs.cancel import run_cancel
+from agents_app.runs.events import ENDS
+from agents_app.runs.execute import execute_claimed, web_worker_name
+from agents_app.runs.publish import publish_or_fail
+from agents_app.selectors import run_find_idempotent
+from agents_app.services import agent_get
+from akplatform.aio import db
+from sessions_app.models import Tenant
+from sessions_app.services import session_open
+from sessions_app.stores.events import Event
+
+Mode = Literal["sync", "stream", "queued"]
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A run as a caller asks for it: what to run, where, and how to answer.
+
+    ``mode``: ``sync`` answers the ended run, ``stream`` its events as they come, ``queued`` the
+    run at once, for a worker to execute. ``on_busy``: ``reject`` turns a sync or streamed run
+    away (``SessionBusy``) while another run holds its session. ``idempotency_key``: the same key
+    with the same ``request_hash`` answers the run the first request made (nothing runs again);
+    with another hash, ``IdempotencyConflict``. ``webhook_url``: a queued run's end is POSTed
+    there. ``cancel_on_disconnect``: a stream whose client goes away cancels its run."""
+
+    agent: str
+    message: str
+    session_id: str | None = None
+    user_id: str | None = None
+    mode: Mode = "sync"
+    on_busy: Literal["enqueue", "reject"] = "enqueue"
+    idempotency_key: str | None = None
+    request_hash: str = ""
+    webhook_url: str = ""
+    cancel_on_disconnect: bool = False
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """A submitted run: ``created`` False when an earlier request with the same Idempotency-Key
+    made it (nothing ran). A new streamed run's ``events``, its first one included, and the
+    ``task`` executing it, which raises what stopped it once it ended."""
+
+    run: Run
+    created: bool
+    events: AsyncIterator[Event] | None = None
+    task: asyncio.Task[object] | None = None
+
+
+async def run_submit(request: RunRequest, *, tenant: Tenant) -> Submitted:
+    """Record the run (``run_record``), then: a queued one is answered at once; a sync one is
+    executed in this process and answered once it ended; a streamed one is executed in this
+    process and answered with its events, holding one of the tenant's event streams.
+
+    A sync run raises what stopped it (recorded on the run): the store's errors (``SessionBusy``,
+    ``StoreUnavailable``...), ``RunCancelled``, ``RunTimedOut``, ``SessionExpired``, and
+    ``RunFailed`` when the adapter raised; a streamed one raises them when it ended before its
+    first event. The run is the process's, not the caller's: a caller that goes away does not stop
+    it (unless a stream asked for that)."""
+    slot = await limits.stream_slot(tenant=tenant) if request.mode == "stream" else None
+    try:
+        run, created = await db(run_record, request, tenant=tenant)
+        if not created or request.mode == "queued":
+            await limits.release(slot)
+            return Submitted(run, created)
+        wait = 0 if request.on_busy == "reject" else None
+        listener: asyncio.Queue[Event] | None = asyncio.Queue() if request.mode == "stream" else None
+        task = _start(execute_claimed(run, worker=run.worker, wait=wait, listener=listener))
+        if listener is None:
+            await asyncio.shield(task)
+            return Submitted(run, created)
+        first = await _next_event(listener, task)
+        if first is None or (first.kind in ENDS and first.kind != "done"):
+            await asyncio.shield(task)  # ended before it started (store down, busy): raised as is
+    except BaseException:
+        await limits.release(slot)
+        raise
+    events = _streamed(first, run, task, listener, cancel_on_disconnect=request.cancel_on_disconnect)
+    return Submitted(run, created, limits.holding(slot, events), task)
+
+
+def run_record(request: RunRequest, *, tenant: Tenant) -> tuple[Run, bool]:
+    """The run's row, on the session it names (made if new; without a ``session_id``, a new
+    session, its thread and the run in one transaction): ``queued`` and published once the row is
+    committed (``BrokerUnavailable`` if the broker refuses it: the run is then failed), or
+    ``running``, held by this process, for a sync or streamed run. Returns the run and whether it
+    is new (False: the run an earlier request with the same Idempotency-Key made).
+
+    Raises ``Http404`` for an unknown agent, ``IdempotencyConflict``, ``LimitReached`` for a new
+    session over the tenant's limit of sessions, and for a sync run over its limit of concurrent
+    runs (nothing recorded)."""
+    earlier = run_find_idempotent(
+        tenant=tenant, idempotency_key=request.idempotency_key, request_hash=request.request_hash
+    )
+    if earlier is not None:
+        return earlier, False
+    agent = agent_get(tenant=tenant, name=request.agent)
+    fields = {
+        "tenant": tenant,
+        "agent": agent,
+        "message": request.message,
+        "idempotency_key": request.idempotency_key,
+        "request_hash": request.request_hash,
+        **_mode_fields(request, tenant),
+    }
+    # A new session: its thread, its index row and the run, all or nothing. With a key, a savepoint
+    # in a caller's transaction: a duplicate key leaves it usable.
+    alone = request.session_id is not None and request.idempotency_key is None
+    try:
+        with contextlib.nullcontext() if alone else transaction.atomic():
+            session = session_open(tenant=tenant, session_id=request.session_id, user_id=request.user_id)
+            run = Run.objects.create(session=session, **fields)
+    except IntegrityError:
+        existing = run_find_idempotent(
+            tenant=tenant, idempotency_key=request.idempotency_key, request_hash=request.request_hash
+        )
+        if existing is not None:  # the same key, sent twice at once
+            return existing, False
+        if not Agent.objects.filter(pk=agent.pk).exists():  # deleted in another process meanwhile
+            raise Http404("unknown agent") from None
+        raise
+    if run.is_async:  # at once, or when the caller's transaction commits
+        transaction.on_commit(lambda: publish_or_fail(run))
+    return run, True
+
+
+def _mode_fields(request: RunRequest, tenant: Tenant) -> dict[str, object]:
+    now = timezone.now()
+    if request.mode == "queued":
+        webhook_status = Run.Webhook.PENDING if request.webhook_url else Run.Webhook.NONE
+        return {
+            "is_async": True,
+            "enqueued_at": now,
+            "webhook_url": request.webhook_url,
+            "webhook_status": webhook_status,
+        }
+    limits.concurrent_runs_check(tenant=tenant)
+    return {
+        "status": Run.Status.RUNNING,
+        "attempts": 1,
+        "worker": web_worker_name(),
+        "started_at": now,
+        "heartbeat_at": now,
+    }
+
+
+_executing: set[asyncio.Task[object]] = set()
+
+
+def _start(work: Coroutine[Any, Any, object]) -> asyncio.Task[object]:
+    """A task of the process, kept until it ends; its exception is its caller's to answer."""
+    task = asyncio.get_running_loop().create_task(work)
+    _executing.add(task)
+    task.add_done_callback(_executed)
+    return task
+
+
+def _executed(task: asyncio.Task[object]) -> None:
+    _executing.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: its caller (if still there) answered it
+
+
+async def _next_event(listener: asyncio.Queue[Event], task: asyncio.Task[object]) -> Event | None:
+    """The run's next event; None when its task ended with no event left (the sweeper took the
+    run back, or recording its end failed)."""
+    if listener.empty():
+        getter = asyncio.ensure_future(listener.get())
+        await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+        if getter.done():
+            return getter.result()
+        getter.cancel()
+    return None if listener.empty() else listener.get_nowait()
+
+
+async def _streamed(
+    event: Event | None,
+    run: Run,
+    task: asyncio.Task[object],
+    listener: asyncio.Queue[Event],
+    *,
+    cancel_on_disconnect: bool,
+) -> AsyncIterator[Event]:
+    """A run's events, its first one given, until its end (or its task's); if the client goes
+    away the run goes on, unless it asked to be cancelled then."""
+    try:
+        while event is not None:
+            yield event
+            if event.kind in ENDS:
+                return
+            event = await _next_event(listener, task)
+    finally:
+        if cancel_on_disconnect and not task.done():
+            await db(run_cancel, run=run)
