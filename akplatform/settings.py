@@ -25,7 +25,6 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 _DEV_SECRET = "dev-insecure-secret-key-change-me-in-production"  # noqa: S105 - the development default, named as such
 SECRET_KEY = env_str("DJANGO_SECRET_KEY", _DEV_SECRET)
-# Off unless set: a deployment that forgets it is not in debug mode. `make run` and the tests set it.
 DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "testserver"])
 if not DEBUG and SECRET_KEY == _DEV_SECRET:
@@ -51,8 +50,7 @@ if len(AK_SECRETS_KEY) < 32:
 if any(len(key) < 32 for key in AK_SECRETS_OLD_KEYS):
     raise ImproperlyConfigured("AK_SECRETS_OLD_KEYS: each key (comma-separated) must be at least 32 characters long.")
 
-# HTTPS, for deployments behind TLS (the README's production environment sets them all, so that
-# `manage.py check --deploy` has nothing to say).
+# HTTPS behind TLS: the README's production environment sets them all (`check --deploy` is silent).
 SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
@@ -63,7 +61,7 @@ if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
-    "sessions_app.admin_apps.ConsoleAdminConfig",  # django.contrib.admin with the console's site
+    "console.apps.ConsoleAdminConfig",  # django.contrib.admin with the console's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -74,23 +72,20 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "sessions_app",
     "agents_app",
+    "console.apps.ConsoleConfig",
 ]
 
 MIDDLEWARE = [
     "akplatform.request_id.RequestIdMiddleware",  # first: every answer has its X-Request-ID and is counted
-    "akplatform.security.SecurityMiddleware",  # Django's, without two thread hops per request
-    "akplatform.static.StaticFilesMiddleware",  # WhiteNoise, without a thread per ASGI request
-    # Session, common, CSRF, auth, messages and clickjacking middleware, for /admin/ only: the
-    # API needs none of them, and under ASGI each costs every request two thread hops.
-    "akplatform.console_middleware.ConsoleMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "akplatform.static.StaticFilesMiddleware",  # WhiteNoise, async-capable
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
-AK_CONSOLE_PATH = "/admin/"
-# The admin's and the deploy checks look for these middleware in MIDDLEWARE; ConsoleMiddleware
-# runs them (sessions, auth, messages; CSRF and X-Frame-Options) for the console, which is all
-# that uses cookies or renders pages; the API authenticates each request by its key.
-# security.W001: Django's SecurityMiddleware is there as akplatform.security's subclass, which checks
-# its settings itself.
-SILENCED_SYSTEM_CHECKS = ["admin.E408", "admin.E409", "admin.E410", "security.W001", "security.W002", "security.W003"]
 
 ROOT_URLCONF = "akplatform.urls"
 APPEND_SLASH = False
@@ -113,17 +108,14 @@ TEMPLATES = [
 WSGI_APPLICATION = "akplatform.wsgi.application"
 ASGI_APPLICATION = "akplatform.asgi.application"
 
-# Connections are taken for a statement or two and given back (akplatform.aio): never held while
-# a run awaits its model. On PostgreSQL they come from a pool per process (psycopg's, through
-# Django), at most DATABASE_POOL_SIZE of them. SQLite's are file handles, kept by the threads
-# that use them (a process's I/O threads are few: AK_IO_THREADS).
+# Connections are given back after each blocking call (akplatform.aio), never held while a run
+# awaits its model: on PostgreSQL to psycopg's pool, at most DATABASE_POOL_SIZE per process.
 DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"))}
 DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 10, minimum=1)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["OPTIONS"] = {
         "pool": {"min_size": 1, "max_size": DATABASE_POOL_SIZE, "timeout": 30},
-        # Parameters bound by the server, not quoted into the SQL in Python: less CPU per
-        # statement, and psycopg prepares the statements a pooled connection runs often.
+        # Parameters bound by the server: psycopg prepares the statements a connection runs often.
         "server_side_binding": True,
     }
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -181,10 +173,8 @@ AK_SESSION = {
     },
 }
 
-# django-redis owns the Redis connection pool of the session store.
-# The default cache keeps the API's rate limits and the failed-authentication counts. Shared by
-# every process when it is Redis (AK_CACHE__URL; by default the session store's Redis when the
-# store is Redis), else per process. JSON, never pickle: it may be a shared Redis.
+# The default cache keeps rate limits and failed-authentication counts: shared when it is Redis
+# (AK_CACHE__URL, or the session store's Redis), else per process. JSON, never pickle.
 _CACHE_URL = env_optional("AK_CACHE__URL") or (AK_SESSION["REDIS"]["URL"] if AK_SESSION["TYPE"] == "redis" else None)
 CACHES = {
     "default": (
@@ -197,8 +187,7 @@ CACHES = {
                 "SERIALIZER": "django_redis.serializers.json.JSONSerializer",
                 "SOCKET_CONNECT_TIMEOUT": 2.0,
                 "SOCKET_TIMEOUT": 2.0,
-                # Limits fail open while the cache's Redis is down (logged): the request goes on
-                # and meets its own dependencies' 503s, rather than a 500 here.
+                # Limits fail open while the cache's Redis is down (logged), rather than a 500.
                 "IGNORE_EXCEPTIONS": True,
             },
         }
@@ -254,15 +243,13 @@ AK_RUN = {
     "SESSION_ID_MAX_LENGTH": env_int("AK_RUN__SESSION_ID_MAX_LENGTH", 128, minimum=8, maximum=200),
     # A run longer than TIME_LIMIT is stopped and fails with a timeout.
     "TIME_LIMIT": env_float("AK_RUN__TIME_LIMIT", 600.0, minimum=0.1),
-    # A worker writes the run's heartbeat every HEARTBEAT s; after HEARTBEAT_TIMEOUT s without one
-    # the sweeper (every SWEEP_INTERVAL s) takes the run back and queues it again, at most
-    # MAX_ATTEMPTS times in all.
+    # Heartbeat every HEARTBEAT s; after HEARTBEAT_TIMEOUT s without one the sweeper (every
+    # SWEEP_INTERVAL s) queues the run again, at most MAX_ATTEMPTS times in all.
     "HEARTBEAT": env_float("AK_RUN__HEARTBEAT", 5.0, minimum=0.05),
     "HEARTBEAT_TIMEOUT": env_float("AK_RUN__HEARTBEAT_TIMEOUT", 30.0, minimum=0.1),
     "SWEEP_INTERVAL": env_float("AK_RUN__SWEEP_INTERVAL", 10.0, minimum=0.1),
     "MAX_ATTEMPTS": env_int("AK_RUN__MAX_ATTEMPTS", 3, minimum=1),
-    # A queued run whose session is busy goes back to the broker with a delay instead of holding
-    # a worker slot: BUSY_RETRY s, doubled up to 8x, with jitter.
+    # A queued run whose session is busy goes back to the broker: BUSY_RETRY s, doubled up to 8x.
     "BUSY_RETRY": env_float("AK_RUN__BUSY_RETRY", 0.5, minimum=0.01),
     # A store or broker that is down: retried with backoff, UNAVAILABLE_RETRIES times.
     "UNAVAILABLE_RETRIES": env_int("AK_RUN__UNAVAILABLE_RETRIES", 8, minimum=0),
@@ -274,8 +261,7 @@ AK_RUN = {
     "WEBHOOK_TIMEOUT": env_float("AK_RUN__WEBHOOK_TIMEOUT", 10.0, minimum=0.1),
     "WEBHOOK_MAX_ATTEMPTS": env_int("AK_RUN__WEBHOOK_MAX_ATTEMPTS", 8, minimum=1),
     "WEBHOOK_RETRY": env_float("AK_RUN__WEBHOOK_RETRY", 2.0, minimum=0.01),
-    # Webhooks to loopback, private and link-local addresses (the platform's own network) are
-    # refused unless allowed; allowed by default only in development (DEBUG).
+    # Webhooks to loopback, private and link-local addresses: refused unless allowed.
     "WEBHOOK_ALLOW_PRIVATE": env_bool("AK_RUN__WEBHOOK_ALLOW_PRIVATE", DEBUG),
 }
 # Limits per tenant (akplatform.limits): the defaults; a tenant's own, set in the admin, win.
@@ -288,12 +274,10 @@ AK_LIMITS = {
     "EVENT_STREAMS": env_int("AK_LIMITS__EVENT_STREAMS", 50, minimum=0),  # event streams open at once
     # Seconds a 429 of concurrent runs or streams asks the client to wait (Retry-After).
     "RETRY_AFTER": env_int("AK_LIMITS__RETRY_AFTER", 1, minimum=1),
-    # An open stream's slot lasts this long unless its process renews it: a process that died
-    # gives its slots back within this time.
+    # An open stream's slot lasts this long unless its process renews it (a dead one's lapse).
     "STREAM_LEASE": env_int("AK_LIMITS__STREAM_LEASE", 60, minimum=5),
 }
-# Blocking calls (the ORM, the store's clients) of a process's runs go to this many threads, each
-# holding at most one database connection (akplatform.aio).
+# Threads per process for blocking calls (the ORM, the store's clients): akplatform.aio.
 AK_IO_THREADS = env_int("AK_IO_THREADS", 16, minimum=1, maximum=200)
 
 # Bodies a little over the message limit still parse, so the view can answer 413 itself.
@@ -302,13 +286,11 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = AK_RUN["MAX_MESSAGE_BYTES"] * 6 + 64 * 1024
 DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 
 AK_API = {
-    # A client with this many failed authentications within the window is answered 429 until
-    # the window has passed: bad API keys per address, wrong admin passwords per (address,
-    # username); a valid API key is always accepted (akplatform.lockout).
+    # This many failed authentications within the window: 429 until it has passed, per address
+    # (bad keys) or (address, username) (admin passwords); a valid key always passes (akplatform.lockout).
     "AUTH_FAILURE_LIMIT": env_int("AK_API__AUTH_FAILURE_LIMIT", 20, minimum=1),
     "AUTH_FAILURE_WINDOW": env_int("AK_API__AUTH_FAILURE_WINDOW", 600, minimum=1),
-    # How long a process may remember an API key it looked up, while the shared cache's key
-    # generation stays the same (agents_app.api.key_cache); 0 looks every request's key up.
+    # How long a process remembers a key while the shared key generation stands (api.key_cache).
     "KEY_CACHE_SECONDS": env_float("AK_API__KEY_CACHE_SECONDS", 10.0, minimum=0.0),
 }
 
@@ -339,8 +321,7 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Celery (CELERY_*) ---------------------------------------------------------------------
-# Without CELERY_BROKER_URL the broker is kombu's filesystem transport under var/: a real queue
-# between processes that needs no server.
+# Without CELERY_BROKER_URL: kombu's filesystem transport under var/, a queue that needs no server.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 CELERY_BROKER_FOLDER = VAR_DIR / "broker"
 if CELERY_BROKER_URL.startswith("filesystem://"):
@@ -364,11 +345,9 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.1, "in
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# A plain `celery -A akplatform worker` carries many runs at once: its threads hand each run to
-# the process's event loop and wait for its end (agents_app.tasks); the runs share AK_IO_THREADS.
-# "threads" is Celery's threads pool with its threads started up front (akplatform.pool).
-_POOL = env_choice("CELERY_WORKER_POOL", "threads", ["threads", "prefork", "solo"])
-CELERY_WORKER_POOL = "akplatform.pool:ThreadsPool" if _POOL == "threads" else _POOL
+# A plain `celery -A akplatform worker` carries many runs at once: Celery's threads pool, whose
+# threads hand each run to the process's event loop and wait for its end (agents_app.tasks).
+CELERY_WORKER_POOL = env_choice("CELERY_WORKER_POOL", "threads", ["threads", "prefork", "solo"])
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 500, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "sweep-runs": {"task": "agents_app.tasks.sweep_runs", "schedule": AK_RUN["SWEEP_INTERVAL"]},
@@ -387,8 +366,7 @@ CELERY_RESULT_BACKEND = None
 AK_METRICS = {
     # GET /metrics answers only "Authorization: Bearer <TOKEN>"; unset, it is a 404.
     "TOKEN": env_optional("AK_METRICS__TOKEN"),
-    # prometheus_client's multiprocess mode (it reads the variable itself): a directory shared by
-    # the web processes and workers of a machine, whose values a scrape adds up (akplatform.metrics).
+    # prometheus_client's multiprocess mode: a directory the machine's processes share (akplatform.metrics).
     "MULTIPROC_DIR": env_optional("PROMETHEUS_MULTIPROC_DIR"),
 }
 if AK_METRICS["TOKEN"] is not None and len(AK_METRICS["TOKEN"]) < 32:  # the message says how long, never what
@@ -396,8 +374,7 @@ if AK_METRICS["TOKEN"] is not None and len(AK_METRICS["TOKEN"]) < 32:  # the mes
 if AK_METRICS["MULTIPROC_DIR"] is not None:
     Path(AK_METRICS["MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)  # the metrics' files go there from import on
 
-# Logs carry no user's or model's words (a failed run's exception is logged by type and place,
-# its message withheld) unless this asks for them: a developer's, while debugging.
+# Logs carry no user's or model's words (an exception's message is withheld) unless this is on.
 AK_LOG_CONTENT = env_bool("AK_LOG__CONTENT", False)
 # The debug page and error reports mask the password of every URL (settings, local variables).
 DEFAULT_EXCEPTION_REPORTER_FILTER = "akplatform.reporting.ExceptionReporterFilter"
@@ -412,15 +389,12 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": AK_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("AK_LOG_LEVEL", "INFO")},
-    # httpx (and the OpenAI SDK's copy of it) log every request at INFO: a line per model call.
-    # Celery logs each task received and each task done at INFO, two lines per run that say less
-    # than the run's own line (runs.transitions), the first of them in the thread that takes every
-    # message off the broker; its warnings and errors (a task that raised) stay.
+    # httpx logs each model call, Celery each task received and done, at INFO: less than the
+    # run's own line (runs.transitions) says. Their warnings and errors stay.
     "loggers": {
         name: {"level": "WARNING"}
         for name in ("django.db.backends", "httpx", "httpx2", "celery.worker.strategy", "celery.app.trace")
     },
 }
-# Django's own lines go to the root's handler only, once: Django's default handler would print
-# them again, unformatted (not JSON), in debug mode.
+# Django's lines go to the root's handler only: its default handler would repeat them unformatted.
 LOGGING["loggers"]["django"] = {"level": "INFO"}
