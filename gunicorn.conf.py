@@ -1,13 +1,13 @@
 """gunicorn's settings for the web tier: `gunicorn akplatform.asgi:application [-b HOST:PORT] [-w N]`.
 
 ASGI on uvicorn's workers: each process serves its requests on one event loop, so a sync
-`POST /run` awaits its model without holding a thread (see akplatform/aio.py). One process per
+`POST /run` awaits its model without holding a thread (see infra/io_threads.py). One process per
 core is enough to carry hundreds of runs at once; `-w` (or WEB_CONCURRENCY) changes it.
 
 Metrics: with PROMETHEUS_MULTIPROC_DIR set (shared with the machine's Celery workers), the
 arbiter makes the directory and drops what killed processes left there as it starts, and drops
-each exited worker's live gauges (akplatform.metrics). With AK_LOG_FORMAT=json, gunicorn's and
-uvicorn's own lines are JSON too (akplatform.logs).
+each exited worker's live gauges (infra.metrics). With AK_LOG_FORMAT=json, gunicorn's and
+uvicorn's own lines are JSON too (infra.logs).
 
 Client addresses: uvicorn takes a request's REMOTE_ADDR from X-Forwarded-For only when the
 connection comes from gunicorn's `forwarded_allow_ips` (`--forwarded-allow-ips`, or the
@@ -31,7 +31,7 @@ if os.environ.get("AK_LOG_FORMAT", "").strip() == "json":
     # gunicorn's defaults (one handler per stream), with the platform's formatter, not propagated
     # to the root logger (which the settings give their own handler in each worker).
     logconfig_dict = {
-        "formatters": {"generic": {"()": "akplatform.logs.JsonFormatter"}},
+        "formatters": {"generic": {"()": "infra.logs.JsonFormatter"}},
         "loggers": {
             "gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False},
             "gunicorn.access": {"level": "INFO", "handlers": ["console"], "propagate": False},
@@ -43,7 +43,7 @@ def on_starting(server):
     path = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "").strip()
     if path:
         os.makedirs(path, exist_ok=True)  # before the metrics, whose import opens their files there
-        from akplatform.metrics import forget_dead_processes
+        from infra.metrics import forget_dead_processes
 
         forget_dead_processes(path)
 

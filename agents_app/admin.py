@@ -14,13 +14,12 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters
 
-from agents_app.errors import AgentInvalid
+from agents_app.errors import AgentInvalid, BrokerUnavailable
 from agents_app.frameworks import framework_names
 from agents_app.models import Agent, Run, Secret
 from agents_app.references import agent_config_validated, agents_handing_off_to, agents_using_secret
 from agents_app.secrets import SECRET_VALUE_MAX_BYTES, secret_encrypt, secret_value_check
 from agents_app.services import BUILTIN_AGENTS, agent_delete, run_cancel, run_retry
-from akplatform.exceptions import BrokerUnavailable
 from sessions_app.admin_scoping import TenantRelatedFilter, TenantScopedAdmin
 
 

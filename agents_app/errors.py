@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+from sessions_app.stores.base import (
+    LockLost,
+    PayloadTooLarge,
+    SessionBusy,
+    StoreError,
+    StoreUnavailable,
+    VersionConflict,
+)
+
+logger = logging.getLogger(__name__)
 
 
 class RunStopped(Exception):
@@ -63,3 +75,52 @@ class InUse(Exception):
 
 class BuiltinAgent(Exception):
     """A built-in agent (``echo``) is the same for every tenant: it is not changed or deleted (409)."""
+
+
+class BrokerUnavailable(Exception):
+    """The task broker did not take a task: nothing was queued (503 ``broker_unavailable``)."""
+
+
+def error_body(code: str, detail: Any, fields: Any = None) -> dict[str, Any]:
+    """The API's one error shape: ``{"code", "detail", "fields"?}``."""
+    body: dict[str, Any] = {"code": code, "detail": detail}
+    if fields is not None:
+        body["fields"] = fields
+    return body
+
+
+#: (error, status, code, detail): ``None`` detail is the exception's own message.
+_RUN_ERRORS: list[tuple[type[Exception], int, str, str | None]] = [
+    (BrokerUnavailable, 503, "broker_unavailable", "The task broker is unavailable; nothing was queued."),
+    (IdempotencyConflict, 409, "idempotency_conflict", "This Idempotency-Key was used with another request."),
+    (RunCancelled, 409, "run_cancelled", "The run was cancelled; nothing was saved."),
+    (SessionExpired, 409, "session_expired", None),
+    (RunTimedOut, 504, "run_timeout", None),
+    (RunFailed, 502, "agent_failed", None),
+]
+_STORE_ERRORS: list[tuple[type[StoreError], int, str, str]] = [
+    (SessionBusy, 409, "session_busy", "The session is busy with another run."),
+    (VersionConflict, 409, "session_changed", "The session changed during the run; nothing was saved."),
+    (LockLost, 409, "session_changed", "The session changed during the run; nothing was saved."),
+    (PayloadTooLarge, 413, "too_large", "The payload is too large to store."),
+    (StoreUnavailable, 503, "store_unavailable", "The session store is unavailable; try again."),
+    (StoreError, 503, "store_error", "The session store failed; try again."),
+]
+
+
+def run_error(exc: Exception) -> tuple[int, dict[str, Any]] | None:
+    """The status and body the API answers a run's or the store's error with; None for others.
+    (A streamed run sends the body as its ``error`` event.)"""
+    for error_type, status_code, code, detail in _RUN_ERRORS:
+        if isinstance(exc, error_type):
+            body = error_body(code, detail or str(exc))
+            run = getattr(exc, "run", None)
+            if run is not None:
+                body["run_id"] = str(run.pk)
+            return status_code, body
+    for error_type, status_code, code, detail in _STORE_ERRORS:
+        if isinstance(exc, error_type):
+            if status_code >= 500:
+                logger.warning("store error: %s", exc)
+            return status_code, error_body(code, detail)
+    return None

@@ -1,4 +1,4 @@
-"""The limits of ``akplatform.limits`` on agents, secrets, runs and event streams.
+"""The limits of ``infra.limits`` on agents, secrets, runs and event streams.
 
 Concurrent runs are the tenant's runs ``running`` in the database, whoever executes them (a web
 process's sync runs, the workers' queued ones): the sweeper ends those of a process that died, so
@@ -17,8 +17,8 @@ from django.conf import settings
 
 from agents_app.models import Agent, Run, Secret
 from agents_app.runner import Every
-from akplatform.aio import blocking
-from akplatform.limits import LimitReached, Slot, limit_of, slot_release, slot_renew, slot_take, stored_limit_check
+from infra.io_threads import blocking
+from infra.limits import LimitReached, Slot, limit_of, slot_release, slot_renew, slot_take, stored_limit_check
 from sessions_app.models import Tenant
 
 RUNNING = Run.Status.RUNNING

@@ -26,7 +26,7 @@ from django.conf import settings
 from agents_app.errors import RunCancelled, RunTimedOut, SessionExpired
 from agents_app.frameworks import AgentLike, Reply, Usage, get_framework
 from agents_app.runs.events import RunEvents
-from akplatform.aio import blocking
+from infra.io_threads import blocking
 from sessions_app.core import Session, SessionView
 from sessions_app.stores import get_store
 from sessions_app.stores.base import (
@@ -111,7 +111,7 @@ class Runner:
         wait: float | None = None,
     ) -> None:
         """Unset options follow ``settings.AK_SESSION`` (WINDOW, LOCK_LEASE, LOCK_WAIT). The
-        store's blocking calls go to the process's I/O threads (``akplatform.aio``): the loop
+        store's blocking calls go to the process's I/O threads (``infra.io_threads``): the loop
         goes on with other runs meanwhile."""
         self._store = store
         self._window, self._lease, self._wait = window, lease, wait

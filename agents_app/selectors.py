@@ -18,7 +18,7 @@ from agents_app.models import Agent, Run, Secret
 from agents_app.runs.ends import End, run_end
 from agents_app.runs.events import ENDS
 from agents_app.secrets import SecretMissing, SecretUnreadable, secret_decrypt
-from akplatform.aio import blocking, db
+from infra.io_threads import blocking, db
 from sessions_app.models import Tenant
 from sessions_app.selectors import session_get
 from sessions_app.stores import get_store

@@ -1,6 +1,6 @@
 """Celery tasks: each takes ids, calls a service and decides only when to run again.
 
-Runs are executed on the worker process's event loop (``akplatform.aio.loop_thread``): the task's
+Runs are executed on the worker process's event loop (``infra.io_threads.loop_thread``): the task's
 thread (Celery's ``threads`` pool) hands the run to the loop and waits for its end, so that the
 broker's message is acked late, when the run has ended. Hundreds of runs share one process and
 its few I/O threads; none holds a database connection while it awaits its model.
@@ -19,7 +19,7 @@ from agents_app.runs import publish
 from agents_app.runs.execute import Step, run_execute, worker_name
 from agents_app.runs.sweep import run_sweep
 from agents_app.runs.transitions import fail_queued
-from akplatform.aio import loop_thread
+from infra.io_threads import loop_thread
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 Its processes log as the web tier does (``settings.LOGGING``: ``AK_LOG_FORMAT``, ``AK_LOG_LEVEL``;
 Celery's ``--loglevel`` does not apply), not in Celery's own format, and keep the books of the
-metrics' directory when there is one (``akplatform.metrics``)."""
+metrics' directory when there is one (``infra.metrics``)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def _metrics_dir() -> str | None:
 def _forget_dead_processes(**kwargs: object) -> None:
     """A worker starting drops the in-flight gauges that killed processes left behind."""
     if path := _metrics_dir():
-        from akplatform.metrics import forget_dead_processes
+        from infra.metrics import forget_dead_processes
 
         forget_dead_processes(path)
 

@@ -76,9 +76,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "akplatform.request_id.RequestIdMiddleware",  # first: every answer has its X-Request-ID and is counted
+    "infra.request_id.RequestIdMiddleware",  # first: every answer has its X-Request-ID and is counted
     "django.middleware.security.SecurityMiddleware",
-    "akplatform.static.StaticFilesMiddleware",  # WhiteNoise, async-capable
+    "infra.static_files.StaticFilesMiddleware",  # WhiteNoise, async-capable
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -108,7 +108,7 @@ TEMPLATES = [
 WSGI_APPLICATION = "akplatform.wsgi.application"
 ASGI_APPLICATION = "akplatform.asgi.application"
 
-# Connections are given back after each blocking call (akplatform.aio), never held while a run
+# Connections are given back after each blocking call (infra.io_threads), never held while a run
 # awaits its model: on PostgreSQL to psycopg's pool, at most DATABASE_POOL_SIZE per process.
 DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}"))}
 DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 10, minimum=1)
@@ -264,7 +264,7 @@ AK_RUN = {
     # Webhooks to loopback, private and link-local addresses: refused unless allowed.
     "WEBHOOK_ALLOW_PRIVATE": env_bool("AK_RUN__WEBHOOK_ALLOW_PRIVATE", DEBUG),
 }
-# Limits per tenant (akplatform.limits): the defaults; a tenant's own, set in the admin, win.
+# Limits per tenant (infra.limits): the defaults; a tenant's own, set in the admin, win.
 # 0 = unlimited. Stored objects over the limit answer 403, concurrent runs and streams 429.
 AK_LIMITS = {
     "AGENTS": env_int("AK_LIMITS__AGENTS", 100, minimum=0),  # agents the tenant made (not the built-in echo)
@@ -277,7 +277,7 @@ AK_LIMITS = {
     # An open stream's slot lasts this long unless its process renews it (a dead one's lapse).
     "STREAM_LEASE": env_int("AK_LIMITS__STREAM_LEASE", 60, minimum=5),
 }
-# Threads per process for blocking calls (the ORM, the store's clients): akplatform.aio.
+# Threads per process for blocking calls (the ORM, the store's clients): infra.io_threads.
 AK_IO_THREADS = env_int("AK_IO_THREADS", 16, minimum=1, maximum=200)
 
 # Bodies a little over the message limit still parse, so the view can answer 413 itself.
@@ -287,7 +287,7 @@ DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 
 AK_API = {
     # This many failed authentications within the window: 429 until it has passed, per address
-    # (bad keys) or (address, username) (admin passwords); a valid key always passes (akplatform.lockout).
+    # (bad keys) or (address, username) (admin passwords); a valid key always passes (infra.lockout).
     "AUTH_FAILURE_LIMIT": env_int("AK_API__AUTH_FAILURE_LIMIT", 20, minimum=1),
     "AUTH_FAILURE_WINDOW": env_int("AK_API__AUTH_FAILURE_WINDOW", 600, minimum=1),
     # How long a process remembers a key while the shared key generation stands (api.key_cache).
@@ -303,7 +303,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["agents_app.api.parsers.JSONParser"],  # bounds the depth
     # drf-spectacular's, with every operation's errors documented.
     "DEFAULT_SCHEMA_CLASS": "agents_app.api.schema.AutoSchema",
-    "EXCEPTION_HANDLER": "akplatform.exceptions.exception_handler",
+    "EXCEPTION_HANDLER": "agents_app.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 SPECTACULAR_SETTINGS = {
@@ -366,7 +366,7 @@ CELERY_RESULT_BACKEND = None
 AK_METRICS = {
     # GET /metrics answers only "Authorization: Bearer <TOKEN>"; unset, it is a 404.
     "TOKEN": env_optional("AK_METRICS__TOKEN"),
-    # prometheus_client's multiprocess mode: a directory the machine's processes share (akplatform.metrics).
+    # prometheus_client's multiprocess mode: a directory the machine's processes share (infra.metrics).
     "MULTIPROC_DIR": env_optional("PROMETHEUS_MULTIPROC_DIR"),
 }
 if AK_METRICS["TOKEN"] is not None and len(AK_METRICS["TOKEN"]) < 32:  # the message says how long, never what
@@ -377,15 +377,15 @@ if AK_METRICS["MULTIPROC_DIR"] is not None:
 # Logs carry no user's or model's words (an exception's message is withheld) unless this is on.
 AK_LOG_CONTENT = env_bool("AK_LOG__CONTENT", False)
 # The debug page and error reports mask the password of every URL (settings, local variables).
-DEFAULT_EXCEPTION_REPORTER_FILTER = "akplatform.reporting.ExceptionReporterFilter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "infra.error_reports.ExceptionReporterFilter"
 # text for people (development), json for a log pipeline (production): one JSON object a line.
 AK_LOG_FORMAT = env_choice("AK_LOG_FORMAT", "text", ["text", "json"])
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "text": {"()": "akplatform.logs.TextFormatter", "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
-        "json": {"()": "akplatform.logs.JsonFormatter"},
+        "text": {"()": "infra.logs.TextFormatter", "fmt": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "infra.logs.JsonFormatter"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": AK_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env_str("AK_LOG_LEVEL", "INFO")},

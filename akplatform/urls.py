@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from akplatform.metrics import metrics_view
+from infra.metrics import metrics_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -12,6 +12,6 @@ urlpatterns = [
     path("", include("agents_app.api.urls")),
 ]
 
-handler400 = "akplatform.exceptions.json_bad_request"
-handler404 = "akplatform.exceptions.json_not_found"
-handler500 = "akplatform.exceptions.json_server_error"
+handler400 = "agents_app.api.errors.json_bad_request"
+handler404 = "agents_app.api.errors.json_not_found"
+handler500 = "agents_app.api.errors.json_server_error"

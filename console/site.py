@@ -14,7 +14,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from agents_app.models import Run
-from akplatform.lockout import lockout_failed, lockout_wait
+from infra.lockout import lockout_failed, lockout_wait
 from sessions_app.admin_scoping import Scope, request_scope
 from sessions_app.models import Session
 
@@ -65,7 +65,7 @@ class ConsoleAdminSite(admin.AdminSite):
 
     def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         """The admin's login, refused (429) to a username with too many failed logins from this
-        address, before its password is looked at: see ``akplatform.lockout``. Failures are
+        address, before its password is looked at: see ``infra.lockout``. Failures are
         counted by ``login_failed``."""
         wait = None
         if request.method == "POST":

@@ -26,7 +26,7 @@ class Tenant(models.Model):
     #: Signs the webhooks of this tenant's runs (HMAC-SHA256); rotate it in the admin.
     webhook_secret = models.CharField(max_length=64, default=new_webhook_secret)
     created_at = models.DateTimeField(default=timezone.now)
-    # Limits of this tenant (akplatform.limits): empty, the deployment's default (AK_LIMITS__*); 0, unlimited.
+    # Limits of this tenant (infra.limits): empty, the deployment's default (AK_LIMITS__*); 0, unlimited.
     limit_agents = models.PositiveIntegerField(null=True, blank=True, help_text=LIMIT_HELP % "AGENTS")
     limit_secrets = models.PositiveIntegerField(null=True, blank=True, help_text=LIMIT_HELP % "SECRETS")
     limit_sessions = models.PositiveIntegerField(null=True, blank=True, help_text=LIMIT_HELP % "SESSIONS")

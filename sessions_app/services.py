@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from akplatform.limits import stored_limit_check
+from infra.limits import stored_limit_check
 from sessions_app.core import new_session_id
 from sessions_app.models import ApiKey, EndUser, Session, Tenant, Thread
 from sessions_app.selectors import MessagePage, session_messages

@@ -155,7 +155,7 @@ class TenantClient:
 @pytest.fixture
 def make_tenant(transactional_db: None) -> Callable[..., TenantClient]:
     """Tenants with an API client. The database is transactional: runs reach it from the I/O
-    threads of ``akplatform.aio`` (their own connections), which must see what the test wrote."""
+    threads of ``infra.io_threads`` (their own connections), which must see what the test wrote."""
     from sessions_app.services import api_key_issue, tenant_create
 
     def make(slug: str | None = None) -> TenantClient:

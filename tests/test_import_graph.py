@@ -1,9 +1,10 @@
 """The dependencies between our own packages: no import cycles, and they point one way.
 
-Contract. Among the modules of ``agents_app``, ``sessions_app``, ``console`` and ``akplatform``:
+Contract. Among the modules of ``agents_app``, ``sessions_app``, ``console``, ``infra`` and ``akplatform``:
 
 1. no import cycle, counting every import in a file: module level, function bodies, ``try`` blocks;
-2. dependencies point one way, ``console`` -> ``agents_app`` -> ``sessions_app`` (``FORBIDDEN``):
+2. dependencies point one way, ``console`` -> ``agents_app`` -> ``sessions_app``, and ``infra`` (the
+   shared infrastructure) knows none of the apps (``FORBIDDEN``):
    a package neither imports a package it must not know, nor names it in a string, where no
    import shows the dependency. Such a string is a whole string constant in Python (a docstring
    or a sentence never is one) that is
@@ -50,9 +51,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("agents_app", "sessions_app", "console", "akplatform")
+PACKAGES = ("agents_app", "sessions_app", "console", "infra", "akplatform")
 #: package -> the packages it must neither import nor name.
-FORBIDDEN = {"sessions_app": ("agents_app", "console"), "agents_app": ("console",)}
+FORBIDDEN = {
+    "infra": ("agents_app", "sessions_app", "console"),
+    "sessions_app": ("agents_app", "console"),
+    "agents_app": ("console",),
+}
 SKIPPED_DIRS = frozenset({"migrations", "tests", "__pycache__"})
 
 #: module -> imported module -> ["path/to/file.py:line", ...]

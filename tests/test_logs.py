@@ -16,8 +16,8 @@ from typing import TypeVar
 import pytest
 from django.test import AsyncClient, Client
 
-from akplatform import logs
-from akplatform.logs import JsonFormatter
+from infra import logs
+from infra.logs import JsonFormatter
 from tests.services import ROOT
 
 GENERATED = re.compile(r"[0-9a-f]{32}")
@@ -122,7 +122,7 @@ def test_a_json_line_is_one_line_with_the_exception() -> None:
 
 
 def test_a_runs_log_lines_carry_the_run_its_tenant_and_the_request(alice, caplog) -> None:
-    """The run's end is logged in an I/O thread (``akplatform.aio.blocking``): its fields go along."""
+    """The run's end is logged in an I/O thread (``infra.io_threads.blocking``): its fields go along."""
     caplog.handler.setFormatter(JsonFormatter())  # formatted as each record comes, in its context
     with caplog.at_level(logging.INFO, logger="agents_app.runs.transitions"):
         answer = alice.post("/run", {"agent": "echo", "message": "hi"}, HTTP_X_REQUEST_ID="req-run-1")

@@ -197,7 +197,7 @@ def test_a_short_token_stops_start_up_without_showing_it() -> None:
 
 
 def test_a_starting_process_drops_the_live_gauges_of_dead_processes(tmp_path) -> None:
-    from akplatform.metrics import forget_dead_processes
+    from infra.metrics import forget_dead_processes
 
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, check=True)
     dead, alive = int(gone.stdout), os.getppid()

@@ -1,4 +1,4 @@
-"""akplatform.rate_window: a count per window in the cache, one increment per event."""
+"""infra.rate_window: a count per window in the cache, one increment per event."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 import pytest
 from django.core.cache import cache
 
-from akplatform.rate_window import window_count, window_peek, window_wait
+from infra.rate_window import window_count, window_peek, window_wait
 
 
 @pytest.fixture(autouse=True)

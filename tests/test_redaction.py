@@ -11,8 +11,8 @@ import pytest
 from django.test import RequestFactory
 from django.views.debug import ExceptionReporter, technical_500_response
 
-from akplatform.logs import JsonFormatter, TextFormatter
-from akplatform.redact import redact_urls
+from infra.logs import JsonFormatter, TextFormatter
+from infra.redact import redact_urls
 
 PASSWORDS = ["broker-pw-1", "store-pw-2", "list-pw-3", "local-pw-4", "dict-pw-5"]
 

@@ -4,7 +4,7 @@ adrf runs DRF's checks (authentication, permissions, throttles) in the request's
 awaits the handler on the event loop. The checks may open a database connection (a key looked
 up, its ``last_used_at`` written): ``initial`` gives it back (to PostgreSQL's pool) before the
 handler awaits, so a run waiting on its model holds none; the handler's own queries go through
-``akplatform.aio.db``.
+``infra.io_threads.db``.
 """
 
 from __future__ import annotations

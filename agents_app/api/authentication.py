@@ -3,7 +3,7 @@
 A key is looked up by its hash (one query on a unique index), or remembered by the process while
 no key or tenant has changed anywhere (``key_cache``): a key that is revoked or deleted is refused
 by every process from its next request on. Failed authentications lock out the address that made them, never a valid key
-(``akplatform.lockout``).
+(``infra.lockout``).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from django.utils import timezone
 from rest_framework import authentication, exceptions
 
 from agents_app.api.key_cache import cached_key
-from akplatform.lockout import lockout_failed, lockout_wait
+from infra.lockout import lockout_failed, lockout_wait
 from sessions_app.models import ApiKey, Tenant
 
 if TYPE_CHECKING:

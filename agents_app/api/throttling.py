@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from rest_framework.throttling import SimpleRateThrottle
 
 from agents_app.api.authentication import TenantPrincipal
-from akplatform.rate_window import window_count, window_wait
+from infra.rate_window import window_count, window_wait
 
 if TYPE_CHECKING:
     from rest_framework.request import Request
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 class TenantRateThrottle(SimpleRateThrottle):
     """At most ``num_requests`` per ``duration`` per tenant, in a window that opens with the first
-    request (``akplatform.rate_window``), shared by every process through the cache."""
+    request (``infra.rate_window``), shared by every process through the cache."""
 
     scope = "tenant"
 

@@ -23,6 +23,8 @@ from rest_framework.views import APIView
 from agents_app import limits, patterns
 from agents_app.api import serializers as s
 from agents_app.api.asyncview import AsyncAPIView
+from agents_app.api.errors import RequestTooLarge
+from agents_app.api.health import health_report
 from agents_app.api.renderers import NO_FORMAT_PARAMETER, EventStreamViewMixin
 from agents_app.api.schema import errors
 from agents_app.models import Agent, Run
@@ -49,10 +51,8 @@ from agents_app.services import (
     secret_delete,
     secret_set,
 )
-from akplatform.aio import db
-from akplatform.exceptions import RequestTooLarge
-from akplatform.health import health_report
-from akplatform.metrics import metrics_token_given
+from infra.io_threads import db
+from infra.metrics import metrics_token_given
 from sessions_app.selectors import session_get
 from sessions_app.services import session_delete, session_messages_read
 from sessions_app.stores.events import Event

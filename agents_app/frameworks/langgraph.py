@@ -69,7 +69,7 @@ from agents_app.frameworks.model import (
     validate_model_keys,
 )
 from agents_app.outbound import Refused, shared_client
-from akplatform.aio import io_executor
+from infra.io_threads import io_executor
 from sessions_app.core import SessionView
 
 logger = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from django.conf import settings
 from agents_app import patterns
 from agents_app.frameworks.base import ConfigError, ConfigProblems
 from agents_app.outbound import Refused, model_url_refusal
-from akplatform.aio import db
+from infra.io_threads import db
 from sessions_app.core import SessionView
 
 MODEL_KEYS = frozenset({"base_url", "model", "api_key", "temperature", "max_tokens"})

@@ -68,7 +68,7 @@ from agents_app.frameworks.model import (
 from agents_app.frameworks.openai_agents_session import HandoffTool, WindowSession
 from agents_app.frameworks.tools import UnknownTool, tool_loaded, tool_names, tool_registry, tools_named
 from agents_app.outbound import shared_client
-from akplatform.aio import db
+from infra.io_threads import db
 from sessions_app.core import SessionView
 
 DEFAULT_MAX_TURNS = 10

@@ -19,7 +19,7 @@ A sync ``POST /run``, hop by hop:
 
 1. ``akplatform.asgi`` → ``agents_app.api.urls`` → ``agents_app.api.views.RunView.post``: the
    body checked by ``agents_app.api.serializers.RunInput``, made a ``runs.submit.RunRequest``.
-2. ``runs.submit.run_submit`` → ``run_record`` (in an I/O thread, ``akplatform.aio.db``):
+2. ``runs.submit.run_submit`` → ``run_record`` (in an I/O thread, ``infra.io_threads.db``):
    ``agents_app.services.agent_get``, ``agents_app.limits.concurrent_runs_check``,
    ``sessions_app.services.session_open``; the Run row inserted ``running``.
 3. ``runs.execute.execute_claimed``, a task on the process's loop: ``runs.watch`` beats its
@@ -35,7 +35,7 @@ A queued run (``"async": true``):
 
 1. As 1-2 above, the row inserted ``queued``; once it is committed, ``runs.publish.publish_or_fail``
    sends ``agents_app.tasks.execute_run`` to the broker; the view answers ``202``.
-2. A worker: ``agents_app.tasks.execute_run`` → ``akplatform.aio.loop_thread`` →
+2. A worker: ``agents_app.tasks.execute_run`` → ``infra.io_threads.loop_thread`` →
    ``runs.execute.run_execute`` → ``run_claim`` (``runs.transitions.claim``, one
    ``UPDATE … RETURNING``; ``agents_app.limits.claim_over_limit``) → steps 3-5 above. A busy
    session or a store that is down sends it back to the queue (``runs.publish.run_republish``).

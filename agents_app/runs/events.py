@@ -22,8 +22,8 @@ import asyncio
 import logging
 from typing import Any
 
-from akplatform import metrics
-from akplatform.aio import blocking
+from infra import metrics
+from infra.io_threads import blocking
 from sessions_app.stores.base import SessionKey, SessionStore, StoreError
 from sessions_app.stores.events import Event
 

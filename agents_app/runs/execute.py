@@ -3,7 +3,7 @@
 A worker's task claims a queued run (``queued → running``) and executes it; a sync request makes
 its run ``running`` from the start and executes it in the web process. Either way the run is an
 asyncio task awaiting its adapter: it holds no thread and no database connection while it waits
-(``akplatform.aio``), and its process's watcher beats its heartbeat and stops it on a cancel.
+(``infra.io_threads``), and its process's watcher beats its heartbeat and stops it on a cancel.
 
 The store commit records the run id (``SessionStore.commit``): a run whose worker died after
 committing is replayed from the store on its next attempt, not executed again.
@@ -19,16 +19,15 @@ import socket
 
 from django.conf import settings
 
-from agents_app.errors import RunCancelled, RunFailed, RunTimedOut, SessionExpired
+from agents_app.errors import RunCancelled, RunFailed, RunTimedOut, SessionExpired, run_error
 from agents_app.limits import claim_over_limit
 from agents_app.models import Run
 from agents_app.runner import Cancellation, runner
 from agents_app.runs import transitions
 from agents_app.runs.events import RunEvents
 from agents_app.runs.watch import watcher_for
-from akplatform import logs, metrics
-from akplatform.aio import db
-from akplatform.exceptions import run_error
+from infra import logs, metrics
+from infra.io_threads import db
 from sessions_app.selectors import session_key
 from sessions_app.services import session_history_lost, session_record_commit
 from sessions_app.stores.base import (
@@ -103,7 +102,7 @@ async def execute_claimed(
     The run's events (``runs.events``) go to the store's log, and to ``listener`` when this
     process streams the run: ``run`` and ``delta`` from the runner, then how it ended, written
     once that end is recorded. Meanwhile it counts in ``ak_runs_in_flight``, and what is logged
-    for it carries its id and tenant (``akplatform.logs``).
+    for it carries its id and tenant (``infra.logs``).
     """
     key = session_key(run.session)
     token = logs.bind(run_id=str(run.pk), tenant=key.tenant)

@@ -8,9 +8,9 @@ from celery import current_app
 from django.conf import settings
 from django.utils import timezone
 
+from agents_app.errors import BrokerUnavailable
 from agents_app.models import Run
 from agents_app.runs import transitions
-from akplatform.exceptions import BrokerUnavailable
 
 EXECUTE_TASK = "agents_app.tasks.execute_run"
 

@@ -26,7 +26,7 @@ from agents_app.runs.execute import execute_claimed, web_worker_name
 from agents_app.runs.publish import publish_or_fail
 from agents_app.selectors import run_find_idempotent
 from agents_app.services import agent_get
-from akplatform.aio import db
+from infra.io_threads import db
 from sessions_app.models import Tenant
 from sessions_app.services import session_open
 from sessions_app.stores.events import Event

@@ -9,10 +9,10 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from agents_app.errors import BrokerUnavailable
 from agents_app.models import Run
 from agents_app.runs import transitions
 from agents_app.runs.publish import run_republish
-from akplatform.exceptions import BrokerUnavailable
 
 logger = logging.getLogger(__name__)
 

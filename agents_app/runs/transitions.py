@@ -11,7 +11,7 @@
 
 Each returns whether it changed the row: False means the run was not where the transition starts
 (somebody moved it first), and nothing was written. A transition to an end queues the run's
-webhook, if it has one, once the write commits, and counts and logs the end (``akplatform.metrics``:
+webhook, if it has one, once the write commits, and counts and logs the end (``infra.metrics``:
 once per run, since only one transition ends it). ``run`` arguments need ``pk`` and ``webhook_url``;
 the agent loaded with them (``claim`` and ``run_record`` load it) spares a query for its name.
 """
@@ -29,7 +29,7 @@ from django.utils import timezone
 from agents_app.models import Run
 from agents_app.runs.ends import end_event
 from agents_app.webhooks import webhook_publish
-from akplatform import metrics
+from infra import metrics
 from sessions_app.stores import get_store
 from sessions_app.stores.base import SessionKey, StoreError
 

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from agents_app.models import Run
 from agents_app.runner import Cancellation, Every
-from akplatform.aio import PerProcess, db_in
+from infra.io_threads import PerProcess, db_in
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Factories for the console's tests: tenants with conversations, and logged-in operators.
 
 The database is transactional: conversations go through the real run path, whose database calls
-run in the I/O threads of ``akplatform.aio`` on connections of their own."""
+run in the I/O threads of ``infra.io_threads`` on connections of their own."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from akplatform.logs import JsonFormatter, TextFormatter
+from infra.logs import JsonFormatter, TextFormatter
 from tests.agents_app.test_openai_chat import chat_agent
 
 WORDS = "the-user-said-PINEAPPLE-42"
@@ -39,7 +39,7 @@ def test_content_is_logged_when_the_setting_asks(alice, model_server, caplog, se
 
 @pytest.mark.parametrize("chained", [False, True])
 def test_the_summary_keeps_the_chain_and_drops_the_messages(chained: bool) -> None:
-    from akplatform.logs import exception_summary
+    from infra.logs import exception_summary
 
     try:
         try:

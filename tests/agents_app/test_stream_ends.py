@@ -11,7 +11,7 @@ from agents_app.models import Run
 from agents_app.runs.cancel import run_cancel
 from agents_app.runs.submit import RunRequest, run_record
 from agents_app.selectors import run_events
-from akplatform.aio import db
+from infra.io_threads import db
 from sessions_app.selectors import session_key
 from sessions_app.stores import get_store
 

@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
-from akplatform.redact import redact_urls
+from infra.redact import redact_urls
 from sessions_app.stores import get_store
 
 

@@ -2,8 +2,8 @@
 
 ``redis://:pw@host:6379/0``, ``amqp://guest:guest@host//`` and ``postgres://u:pw@host/db`` come
 out as ``redis://:********@host:6379/0`` and so on: the rest of the URL stays, it says where.
-The log formatters (``akplatform.logs``) apply ``redact_urls`` to every line, and
-``akplatform.reporting.ExceptionReporterFilter`` to what the debug page and error reports show.
+The log formatters (``infra.logs``) apply ``redact_urls`` to every line, and
+``infra.error_reports.ExceptionReporterFilter`` to what the debug page and error reports show.
 No Django here: gunicorn's arbiter loads the log formatters before any settings.
 """
 

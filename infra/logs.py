@@ -5,12 +5,12 @@
 
 The fields come from the context of the code that logs: ``bind()`` adds them for the code that
 runs after it in the same task (asyncio tasks made meanwhile inherit them), and ``carrying()``
-takes them along to a thread (``akplatform.aio.blocking`` does, for every blocking call). The
-request id is bound by ``akplatform.request_id``, the run and its tenant by ``runs.execute``. A
+takes them along to a thread (``infra.io_threads.blocking`` does, for every blocking call). The
+request id is bound by ``infra.request_id``, the run and its tenant by ``runs.execute``. A
 record's own ``extra={"run_id": ...}`` wins over the context.
 
 Log lines carry messages, never configuration: no value of a setting or a secret is logged, and
-both formatters mask the password of any URL in a line (``akplatform.redact``). Nor do they carry
+both formatters mask the password of any URL in a line (``infra.redact``). Nor do they carry
 what users or models said: a failed run logs its exception's type and where it was raised, not its
 message (which may quote the model server's answer), unless ``AK_LOG__CONTENT=1`` asks for it
 (``exception_summary``).
@@ -26,7 +26,7 @@ from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from akplatform.redact import redact_urls
+from infra.redact import redact_urls
 
 T = TypeVar("T")
 

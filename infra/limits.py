@@ -28,7 +28,7 @@ HELD = frozenset({"concurrent_runs", "event_streams"})
 
 class LimitReached(Exception):
     """The tenant is at its limit ``limit``: 403 for a stored object, 429 with ``Retry-After``
-    for what it holds at once (``akplatform.exceptions`` answers it)."""
+    for what it holds at once (``agents_app.api.errors`` answers it)."""
 
     def __init__(self, limit: str) -> None:
         if limit not in STORED | HELD:

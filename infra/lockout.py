@@ -26,7 +26,7 @@ import hashlib
 from django.conf import settings
 from django.http import HttpRequest
 
-from akplatform.rate_window import window_count, window_peek, window_wait
+from infra.rate_window import window_count, window_peek, window_wait
 
 
 def _key(request: HttpRequest, username: str | None) -> str:

@@ -20,7 +20,7 @@ What is counted, where:
 - ``ak_store_errors_total{error}``, ``ak_adapter_errors_total{framework}``: what made a run
   fail or go back to the queue (``runs.execute``; a busy session is not an error);
 - ``ak_http_requests_total{method, status}``: every answer of the web tier
-  (``akplatform.request_id``).
+  (``infra.request_id``).
 """
 
 from __future__ import annotations

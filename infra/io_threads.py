@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from django.conf import settings
 from django.db import close_old_connections
 
-from akplatform import logs
+from infra import logs
 
 T = TypeVar("T")
 

@@ -2,8 +2,8 @@
 
 A client's (or proxy's) ``X-Request-ID`` of 1 to 200 visible ASCII characters is kept; any other
 value, or none, is replaced by a new one (a uuid4's hex). It is bound to the logs of the request
-(``akplatform.logs``), runs it starts included, and returned on every response, errors too. The
-answer is counted in ``ak_http_requests_total`` (``akplatform.metrics``).
+(``infra.logs``), runs it starts included, and returned on every response, errors too. The
+answer is counted in ``ak_http_requests_total`` (``infra.metrics``).
 
 Async-capable, like the project's other middleware: under ASGI a request goes through without a
 thread hop.
@@ -18,7 +18,7 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
-from akplatform import logs, metrics
+from infra import logs, metrics
 
 HEADER = "X-Request-ID"
 VALID = re.compile(r"[\x21-\x7e]{1,200}")

@@ -3,7 +3,7 @@
 Django's ``SafeExceptionReporterFilter`` hides settings whose names look secret (``PASSWORD``,
 ``*_KEY``, ``*TOKEN*`` ...); this one also masks the password of every URL in any setting
 (``CELERY_BROKER_URL``, the caches' and the session store's Redis URLs, ``DATABASES``) and in the
-traceback's local variables (``akplatform.redact``).
+traceback's local variables (``infra.redact``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from django.views.debug import SafeExceptionReporterFilter
 
-from akplatform.redact import redact_urls
+from infra.redact import redact_urls
 
 
 class ExceptionReporterFilter(SafeExceptionReporterFilter):
