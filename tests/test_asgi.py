@@ -50,7 +50,7 @@ def test_an_async_views_checks_give_their_database_connection_back(alice) -> Non
     from django.db import connection
     from rest_framework.test import APIRequestFactory
 
-    from agents_app.api.views import RunView
+    from agents_app.api.views.runs import RunView
 
     request = APIRequestFactory().post("/run", {}, format="json", HTTP_AUTHORIZATION=f"Bearer {alice.key}")
     view = RunView()

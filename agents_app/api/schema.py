@@ -7,8 +7,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular import openapi
 from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
+from drf_spectacular.utils import OpenApiParameter
+
+from agents_app import patterns
+from agents_app.patterns import anchored
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
@@ -198,3 +203,15 @@ class AgentUpdateInputScheme(OpenApiSerializerExtension):
         schema = _with_frameworks(auto_schema._map_serializer(self.target, direction, bypass_extensions=True))
         schema["oneOf"] = [*_framework_branches(framework_required=True), {"not": {"required": ["framework"]}}]
         return schema
+
+
+#: A session id in a path: the same pattern and length as a run's ``session_id``.
+SESSION_ID = OpenApiParameter(
+    "session_id",
+    {
+        "type": "string",
+        "pattern": anchored(patterns.SESSION_ID),
+        "maxLength": settings.AK_RUN["SESSION_ID_MAX_LENGTH"],
+    },
+    OpenApiParameter.PATH,
+)

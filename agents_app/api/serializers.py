@@ -335,3 +335,10 @@ class StreamEventOutput(serializers.Serializer):
         help_text="JSON. run: `{run_id, session_id}`; delta: `{text}`; done: `{run_id, session_id, result}`;"
         " error and cancelled: `{code, detail}`."
     )
+
+
+def validated(serializer_class: type[serializers.Serializer], data: object) -> dict[str, Any]:
+    """``data`` checked by ``serializer_class``: its validated data, or a ``ValidationError`` (400)."""
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data

@@ -17,7 +17,7 @@ workers, a worker and the sweeper, or a worker and a cancel never both win.
 
 A sync ``POST /run``, hop by hop:
 
-1. ``akplatform.asgi`` → ``agents_app.api.urls`` → ``agents_app.api.views.RunView.post``: the
+1. ``akplatform.asgi`` → ``agents_app.api.urls`` → ``agents_app.api.views.runs.RunView.post``: the
    body checked by ``agents_app.api.serializers.RunInput``, made a ``runs.submit.RunRequest``.
 2. ``runs.submit.run_submit`` → ``run_record`` (in an I/O thread, ``infra.io_threads.db``):
    ``agents_app.services.agent_get``, ``agents_app.limits.concurrent_runs_check``,

@@ -1,4 +1,5 @@
-"""Thin views: validate, call a service, shape the answer."""
+"""The run endpoints: POST /run (sync, streamed, queued), the Agent Kernel chat route, a run's
+state, events and cancel. Thin: validate, build a ``RunRequest``, call ``run_submit``, shape the answer."""
 
 from __future__ import annotations
 
@@ -9,52 +10,28 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from django.conf import settings
-from django.http import Http404, StreamingHttpResponse
+from django.http import StreamingHttpResponse
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
-from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents_app import limits, patterns
+from agents_app import limits
 from agents_app.api import serializers as s
 from agents_app.api.asyncview import AsyncAPIView
 from agents_app.api.errors import RequestTooLarge
-from agents_app.api.health import health_report
 from agents_app.api.renderers import NO_FORMAT_PARAMETER, EventStreamViewMixin
 from agents_app.api.schema import errors
-from agents_app.models import Agent, Run
+from agents_app.models import Run
 from agents_app.patterns import anchored
 from agents_app.runs.submit import RunRequest, run_submit
-from agents_app.selectors import (
-    agent_find,
-    agent_list,
-    run_events,
-    run_get,
-    run_list,
-    secret_list,
-)
-from agents_app.services import (
-    AgentExists,
-    AgentInvalid,
-    BuiltinAgent,
-    InUse,
-    agent_create,
-    agent_delete,
-    agent_ensure_builtins,
-    agent_update,
-    run_cancel,
-    secret_delete,
-    secret_set,
-)
+from agents_app.selectors import run_events, run_get
+from agents_app.services import run_cancel
 from infra.io_threads import db
-from infra.metrics import metrics_token_given
-from sessions_app.selectors import session_get
-from sessions_app.services import session_delete, session_messages_read
 from sessions_app.stores.events import Event
 
 
@@ -62,12 +39,6 @@ def _check_size(message: str) -> None:
     limit = settings.AK_RUN["MAX_MESSAGE_BYTES"]
     if len(message.encode()) > limit:
         raise RequestTooLarge(f"The message is over {limit} bytes.")
-
-
-def _validated(serializer_class: type[s.serializers.Serializer], data: object) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 IDEMPOTENCY_KEY = r"[\u0021-\u007e]{1,255}"
@@ -112,15 +83,6 @@ def _replay(request: Request, run: Run) -> Response:
 
 
 RUN_ID = OpenApiParameter("run_id", OpenApiTypes.UUID, OpenApiParameter.PATH)
-SESSION_ID = OpenApiParameter(
-    "session_id",
-    {
-        "type": "string",
-        "pattern": anchored(patterns.SESSION_ID),
-        "maxLength": settings.AK_RUN["SESSION_ID_MAX_LENGTH"],
-    },
-    OpenApiParameter.PATH,
-)
 
 
 class RunView(EventStreamViewMixin, AsyncAPIView):
@@ -138,7 +100,7 @@ class RunView(EventStreamViewMixin, AsyncAPIView):
         " (`stream`: 200 `text/event-stream`, each event as `StreamEventOutput` describes it).",
     )
     async def post(self, request: Request) -> Response:
-        data = _validated(s.RunInput, request.data)
+        data = s.validated(s.RunInput, request.data)
         _check_size(data["message"])
         mode = "queued" if data["run_async"] else "stream" if data["stream"] else "sync"
         run_request = RunRequest(
@@ -231,7 +193,7 @@ class ChatView(AsyncAPIView):
         description="Agent Kernel's `POST /api/v1/chat`: runs the agent now and answers its reply.",
     )
     async def post(self, request: Request) -> Response:
-        data = _validated(s.ChatInput, request.data)
+        data = s.validated(s.ChatInput, request.data)
         _check_size(data["prompt"])
         run_request = RunRequest(
             agent=data["agent"], message=data["prompt"], session_id=data.get("session_id"), user_id=data.get("user_id")
@@ -273,171 +235,3 @@ class RunCancelView(APIView):
         run = run_cancel(run=run_get(tenant=request.user.tenant, run_id=run_id))
         running = run.status == Run.Status.RUNNING  # the cancel is asked for; its process stops it
         return Response(s.RunOutput(run).data, status=status.HTTP_202_ACCEPTED if running else status.HTTP_200_OK)
-
-
-class SessionRunsView(APIView):
-    @extend_schema(
-        parameters=[SESSION_ID, s.RunPageInput],
-        responses={200: s.RunPageOutput},
-        operation_id="session_runs",
-    )
-    def get(self, request: Request, session_id: str) -> Response:
-        query = _validated(s.RunPageInput, request.query_params)
-        limit, before = query["limit"], query.get("cursor")
-        runs = run_list(tenant=request.user.tenant, session_id=session_id, limit=limit + 1, before=before)
-        page, more = runs[:limit], len(runs) > limit
-        next_cursor = s.run_cursor(page[-1]) if more else None
-        return Response({"runs": s.RunOutput(page, many=True).data, "next": next_cursor})
-
-
-class SessionView(APIView):
-    @extend_schema(parameters=[SESSION_ID], responses={204: None, **errors(503)}, operation_id="session_delete")
-    def delete(self, request: Request, session_id: str) -> Response:
-        session_delete(session=session_get(tenant=request.user.tenant, session_id=session_id))
-        return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-class SessionMessagesView(APIView):
-    @extend_schema(
-        parameters=[SESSION_ID, s.MessagePageInput],
-        responses={200: s.MessagePageOutput, **errors(503)},
-        operation_id="session_messages",
-    )
-    def get(self, request: Request, session_id: str) -> Response:
-        query = _validated(s.MessagePageInput, request.query_params)
-        session = session_get(tenant=request.user.tenant, session_id=session_id)
-        page = session_messages_read(session=session, start=int(query.get("cursor", 0)), limit=query["limit"])
-        return Response(
-            {
-                "messages": s.MessageOutput(page.messages, many=True).data,
-                "next": None if page.next_start is None else str(page.next_start),
-            }
-        )
-
-
-class AgentsView(APIView):
-    @extend_schema(responses={200: s.AgentOutput(many=True)}, operation_id="agents_list")
-    def get(self, request: Request) -> Response:
-        agent_ensure_builtins(tenant=request.user.tenant)
-        return Response(s.AgentOutput(agent_list(tenant=request.user.tenant), many=True).data)
-
-    @extend_schema(request=s.AgentInput, responses={201: s.AgentOutput, **errors(403)}, operation_id="agents_create")
-    def post(self, request: Request) -> Response:
-        data = _validated(s.AgentInput, request.data)
-        try:
-            agent = agent_create(tenant=request.user.tenant, **data)
-        except AgentInvalid as exc:  # CONTRACT: every bad field of the config named
-            raise ValidationError(exc.fields) from None
-        except AgentExists as exc:  # CONTRACT: an invalid body is a 400 naming the field
-            raise ValidationError({"name": [str(exc)]}) from None
-        return Response(s.AgentOutput(agent).data, status=status.HTTP_201_CREATED)
-
-
-AGENT_NAME = OpenApiParameter("name", {"type": "string", "pattern": anchored(patterns.NAME)}, OpenApiParameter.PATH)
-
-
-def _agent(request: Request, name: str) -> Agent:
-    agent_ensure_builtins(tenant=request.user.tenant)
-    return agent_find(tenant=request.user.tenant, name=name)
-
-
-def _refused(exc: InUse | BuiltinAgent) -> Response:
-    """409: the agents that use it (``in_use``), or a built-in agent (``builtin_agent``)."""
-    if isinstance(exc, InUse):
-        return Response({"code": "in_use", "detail": str(exc), "agents": exc.agents}, status=status.HTTP_409_CONFLICT)
-    return Response({"code": "builtin_agent", "detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-
-
-class AgentView(APIView):  # one agent of the tenant; the built-in echo is read-only (409 builtin_agent)
-    @extend_schema(parameters=[AGENT_NAME], responses={200: s.AgentOutput}, operation_id="agents_get")
-    def get(self, request: Request, name: str) -> Response:
-        return Response(s.AgentOutput(_agent(request, name)).data)
-
-    @extend_schema(
-        parameters=[AGENT_NAME],
-        request=s.AgentUpdateInput,
-        responses={200: s.AgentOutput, **errors(409)},
-        operation_id="agents_update",
-        description="A new `framework` and/or `config` (the whole config, replaced), checked whole as when the"
-        " agent was made; the agent's next run uses them. 409 `in_use` when a new framework cannot take the"
-        " handoffs other agents make to it; 409 `builtin_agent` for `echo`.",
-    )
-    def patch(self, request: Request, name: str) -> Response:
-        data = _validated(s.AgentUpdateInput, request.data)
-        try:
-            agent = agent_update(agent=_agent(request, name), **data)
-        except AgentInvalid as exc:
-            raise ValidationError(exc.fields) from None
-        except (InUse, BuiltinAgent) as exc:
-            return _refused(exc)
-        return Response(s.AgentOutput(agent).data)
-
-    @extend_schema(
-        parameters=[AGENT_NAME],
-        responses={204: None, **errors(409)},
-        operation_id="agents_delete",
-        description="Deletes the agent (its runs and sessions stay). 409 `in_use` naming the agents that hand off to"
-        " it; 409 `builtin_agent` for `echo`.",
-    )
-    def delete(self, request: Request, name: str) -> Response:
-        try:
-            agent_delete(agent=_agent(request, name))
-        except (InUse, BuiltinAgent) as exc:
-            return _refused(exc)
-        return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-class SecretsView(APIView):
-    """A tenant's secrets: names and dates out, values only in (stored encrypted, never returned)."""
-
-    @extend_schema(responses={200: s.SecretListOutput}, operation_id="secrets_list")
-    def get(self, request: Request) -> Response:
-        return Response({"secrets": s.SecretOutput(secret_list(tenant=request.user.tenant), many=True).data})
-
-    @extend_schema(
-        request=s.SecretInput,
-        responses={201: s.SecretOutput, **errors(403)},
-        operation_id="secrets_set",
-        description="Stores the secret; a name that exists is rotated (the new value replaces the old).",
-    )
-    def post(self, request: Request) -> Response:
-        data = _validated(s.SecretInput, request.data)
-        secret = secret_set(tenant=request.user.tenant, name=data["name"], value=data["value"])
-        return Response(s.SecretOutput(secret).data, status=status.HTTP_201_CREATED)  # CONTRACT: 201, set or rotated
-
-
-class SecretView(APIView):
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("name", {"type": "string", "pattern": anchored(patterns.NAME)}, OpenApiParameter.PATH)
-        ],
-        responses={204: None, **errors(409)},
-        operation_id="secrets_delete",
-        description="Deletes the secret; 409 `in_use` naming the agents whose configs name it.",
-    )
-    def delete(self, request: Request, name: str) -> Response:
-        try:
-            deleted = secret_delete(tenant=request.user.tenant, name=name)
-        except InUse as exc:
-            return _refused(exc)
-        if not deleted:
-            raise Http404("unknown secret")
-        return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-class HealthView(APIView):
-    authentication_classes: list = []
-    permission_classes = [AllowAny]
-    throttle_classes: list = []
-
-    @extend_schema(
-        responses={200: s.HealthOutput, 503: s.HealthOutput},
-        operation_id="health",
-        auth=[],
-        description="`ok` when the database, the session store and the broker answer, `unavailable` when"
-        " one does not. Which one, and why, only with `Authorization: Bearer <AK_METRICS__TOKEN>`.",
-    )
-    def get(self, request: Request) -> Response:
-        report = health_report()
-        body = report if metrics_token_given(request) else {"status": report["status"]}
-        return Response(body, status=200 if report["status"] == "ok" else 503)
