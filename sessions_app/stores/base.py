@@ -12,8 +12,6 @@ same session id without ever seeing each other. A backend raises only the errors
 never those of its client library.
 
 A session that has not been committed to for ``ttl`` seconds is gone (``ttl=0``: never).
-
-What a run streams lives beside its session, behind the ``EventLog`` contract (``events``).
 """
 
 from __future__ import annotations
@@ -94,8 +92,7 @@ ITEM_KINDS: Final = (MESSAGE, TOOL_CALL, TOOL_RESULT, HANDOFF)
 
 @dataclass(slots=True)
 class Message:
-    """One entry of the history. (Not frozen: a load builds fifty of these, and frozen
-    dataclasses construct three times slower.)
+    """One entry of the history.
 
     A text message (``kind="message"``) has a ``role`` (``user``, ``assistant``, ``system``) and
     its ``content``. An item a framework produced (a tool call, a tool's result, a handoff) has
@@ -185,17 +182,13 @@ def dumps(value: Any) -> str:
 
 
 def loads(raw: str | bytes) -> Any:
-    """Decode what ``dumps`` wrote (orjson: the window of a load is parsed several times faster)."""
+    """Decode what ``dumps`` wrote."""
     return orjson.loads(raw)
 
 
 class Lock(ABC):
-    """A held per-session lock with a lease.
-
-    The lease is renewed by ``renew`` (the runner does so from a heartbeat while a run is long).
-    If the lease lapses another caller may take the lock; the version check at commit then makes
-    the late holder fail with ``VersionConflict`` rather than overwrite anything.
-    """
+    """A held per-session lock with a lease, renewed by ``renew``. If the lease lapses another
+    caller may take the lock; the version check at commit then fails the late holder."""
 
     def __init__(self, store: Any, key: SessionKey, lease: float) -> None:
         self.store = store
@@ -230,8 +223,6 @@ class SessionStore(ABC):
     def __init__(self, *, ttl: float = 0) -> None:
         self.ttl = float(ttl)
 
-    # -- reads ------------------------------------------------------------------------------
-
     @abstractmethod
     def load(self, key: SessionKey, *, scopes: Sequence[str] = (SHARED_SCOPE,), window: int = 50) -> Snapshot:
         """Return the session's version, its last ``window`` messages and the given scopes.
@@ -247,8 +238,6 @@ class SessionStore(ABC):
         ``[]`` past the end or for a missing session. Raises ``StoreUnavailable``.
         """
 
-    # -- writes -----------------------------------------------------------------------------
-
     @abstractmethod
     def commit(
         self,
@@ -262,9 +251,7 @@ class SessionStore(ABC):
         """Atomically append ``append`` and apply ``state`` ({scope: {key: value or DELETE}}).
 
         With ``run_id``, the same write records that this run committed, and the number of its
-        first message: ``committed(key, run_id)`` returns it from then on. A run retried after its
-        worker died checks that under the lock and returns its stored reply instead of running
-        (and appending) twice.
+        first message: ``committed(key, run_id)`` returns it from then on.
 
         With ``expected_version`` set, nothing is written unless the stored version equals it
         (0 for a session that does not exist yet): ``VersionConflict`` otherwise. ``None`` writes
@@ -281,9 +268,8 @@ class SessionStore(ABC):
     def revoke(self, key: SessionKey, run_id: str) -> bool:
         """Make run ``run_id`` unable to commit, unless it already has: atomic against ``commit``.
 
-        True: revoked, every later commit naming it raises ``RunRevoked``. False: it had committed
-        (``committed`` says where). A cancel uses it to stop a run that may be executing without
-        the database knowing. Only where ``can_revoke``; raises ``StoreUnavailable``.
+        True: revoked, every later commit naming it raises ``RunRevoked``. False: it had committed.
+        Only where ``can_revoke``; raises ``StoreUnavailable``.
         """
         raise NotImplementedError(f"the {self.name} store cannot revoke a run")
 
@@ -292,15 +278,11 @@ class SessionStore(ABC):
         """Remove the session's history, state and version (a backend that keeps event logs too
         removes the session's logs with them). True if any history, state or version was there."""
 
-    # -- coordination -----------------------------------------------------------------------
-
     def acquire(self, key: SessionKey, *, lease: float, wait: float) -> Lock:
         """Take the session's lock for ``lease`` seconds, waiting up to ``wait`` seconds.
 
         ``wait=0`` tries once. Raises ``SessionBusy`` when it is not free in time and
-        ``StoreUnavailable``. The lock is shared by every process that uses the same backing
-        service (the in-memory backend: by every thread of one process). This implementation
-        tries ``lock_class.take`` with ``backoff_delays`` between tries.
+        ``StoreUnavailable``. The lock is shared by every process that uses the same backing service.
         """
         lock, delays = self.lock_class(self, key, lease), backoff_delays(wait)
         while not lock.take():
@@ -359,8 +341,6 @@ class SessionStore(ABC):
         finally:
             with suppress(StoreError):  # the lease ends by itself
                 held.release()
-
-    # -- operations -------------------------------------------------------------------------
 
     @abstractmethod
     def ping(self) -> None:

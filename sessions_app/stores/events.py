@@ -25,9 +25,8 @@ MAX_APPEND_EVENTS: Final = 99
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One event of a run's log: ``id`` 1, 2, 3... in append order (the SSE ``id:``, what a
-    client sends back as ``Last-Event-ID``); ``kind`` e.g. "run", "delta", "done", "error",
-    "cancelled" (the SSE ``event:``, an identifier); ``data`` a JSON object."""
+    """One event of a run's log: ``id`` 1, 2, 3... in append order (the SSE ``id:``); ``kind`` an
+    identifier (the SSE ``event:``); ``data`` a JSON object."""
 
     id: int
     kind: str
@@ -93,10 +92,8 @@ class EventLog(ABC):
     ) -> list[Event]:
         """``read_events``, waiting up to ``timeout`` s for at least one event; ``[]`` on timeout.
 
-        Never blocks the event loop and holds no thread while it waits (a web process serves
-        many streams at once): this implementation polls ``read_events`` through
-        ``asyncio.to_thread`` with a short, growing sleep between polls (20 ms doubling to
-        250 ms); a backend with a native blocking read overrides it. Raises ``StoreUnavailable``.
+        Never blocks the event loop and holds no thread while it waits: this implementation polls
+        ``read_events`` in a thread, 20 ms doubling to 250 ms apart. Raises ``StoreUnavailable``.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

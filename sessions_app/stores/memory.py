@@ -1,13 +1,9 @@
 """In-process store: for development, tests and single-process use.
 
 Thread-safe, honours the TTL, and bounded: past ``max_sessions`` it evicts expired sessions, then
-the least recently used. Locks serialize the threads of this process only; ``memory_socket``
-serves one such store to several processes (what ``make run`` does for its web server and worker).
-
-Event logs (``InMemoryEventLog``) live apart from the sessions (a log needs no committed session,
-and the eviction of sessions must not cut a stream short): ``{session key: {run id: log}}``, so
-that ``delete_logs`` takes a session's logs in one step; expired logs are swept at most once a
-minute, as appends come. ``wait_events`` is the base class's polling.
+the least recently used. Locks serialize the threads of this process only (``memory_socket``
+shares one store between processes). Event logs live apart from the sessions, so that evicting a
+session never cuts a stream short; expired logs are swept at most once a minute.
 """
 
 from __future__ import annotations
@@ -69,11 +65,18 @@ class _MemoryLock(Lock):
         self.store.release_lock(self.key, self.token)
 
 
-class InMemoryEventLog(EventLog):
-    """Event logs in this process's memory, thread-safe."""
+class InMemoryStore(SessionStore, EventLog):
+    name = "in_memory"
+    lock_class = _MemoryLock
+    can_revoke = True
 
-    def __init__(self, *, events_ttl: float = 3600) -> None:
-        super().__init__(events_ttl=events_ttl)
+    def __init__(self, *, ttl: float = 0, events_ttl: float = 3600, max_sessions: int = 10000) -> None:
+        SessionStore.__init__(self, ttl=ttl)
+        EventLog.__init__(self, events_ttl=events_ttl)
+        self.max_sessions = max_sessions
+        self._mutex = threading.RLock()
+        self._entries: OrderedDict[SessionKey, _Entry] = OrderedDict()
+        self._locks: dict[SessionKey, tuple[str, float]] = {}
         self._logs_mutex = threading.Lock()
         self._logs: dict[SessionKey, dict[str, _EventLog]] = {}
         self._swept = time.monotonic()
@@ -118,20 +121,6 @@ class InMemoryEventLog(EventLog):
     def delete_logs(self, key: SessionKey) -> None:
         with self._logs_mutex:
             self._logs.pop(key, None)
-
-
-class InMemoryStore(SessionStore, InMemoryEventLog):
-    name = "in_memory"
-    lock_class = _MemoryLock
-    can_revoke = True
-
-    def __init__(self, *, ttl: float = 0, events_ttl: float = 3600, max_sessions: int = 10000) -> None:
-        SessionStore.__init__(self, ttl=ttl)
-        InMemoryEventLog.__init__(self, events_ttl=events_ttl)
-        self.max_sessions = max_sessions
-        self._mutex = threading.RLock()
-        self._entries: OrderedDict[SessionKey, _Entry] = OrderedDict()
-        self._locks: dict[SessionKey, tuple[str, float]] = {}
 
     def _live(self, key: SessionKey) -> _Entry | None:
         entry = self._entries.get(key)

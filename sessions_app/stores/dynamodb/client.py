@@ -1,13 +1,6 @@
-"""The table's client: boto3's low-level client (thread-safe, one per store), every call's errors
-translated into the store's, and what a retry needs to know.
-
-botocore sends a call that timed out or failed again (three attempts, standard mode). Each
-transaction carries a ``ClientRequestToken``, which makes DynamoDB apply such a retry once; an
-endpoint that ignores the token (moto) cancels it by the condition the first attempt already moved
-past, so ``commits`` and ``events`` write an id of their own and read it back. A cancellation for
-another reason is never a conflict (``cancellation_error``): a concurrent transaction or
-throttling may apply when sent again (``Transient``), an item too large is ``PayloadTooLarge``,
-anything else ``StoreUnavailable``.
+"""The table's client: boto3's low-level client (one per store), its errors translated into the
+store's. Each transaction carries a ``ClientRequestToken`` so that botocore's retry applies once;
+a cancellation other than by a condition is never a conflict (``cancellation_error``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""The DynamoDB store: reads here; commits (``commits``), the lock (``lock``), purges (``purge``)
-and event logs (``events``) in their modules, over one table (``client``, ``schema``)."""
+"""The DynamoDB store: reads here, writes in ``commits``."""
 
 from __future__ import annotations
 
@@ -52,15 +51,9 @@ class DynamoDBStore(SessionStore, DynamoEventLog):
         """boto3's client (e.g. to register an event handler on it)."""
         return self.table.client
 
-    # -- reads ------------------------------------------------------------------------------
-
     def load(self, key: SessionKey, *, scopes: Sequence[str] = (SHARED_SCOPE,), window: int = 50) -> Snapshot:
-        """Two round trips whatever the history: the meta item, then one query from the window on.
-
-        ``m#<offset>`` to ``s$`` returns the window, the meta item again and the state items. The
-        meta item of that query is the truth: if a commit landed between the two reads, the
-        snapshot is of the newer version.
-        """
+        """Two round trips: the meta item, then one query of ``m#<offset>`` to ``s$`` (the window,
+        the meta item again, which is the truth, and the state items)."""
         now = time.time()
         meta = self.table.get(item_key(key, "meta"))
         empty = Snapshot(0, [], 0, 0, {}, {scope: {} for scope in scopes})
@@ -108,8 +101,6 @@ class DynamoDBStore(SessionStore, DynamoEventLog):
         )
         return [Message.from_json(item["d"]["S"]) for item in items]
 
-    # -- writes -----------------------------------------------------------------------------
-
     def commit(
         self,
         key: SessionKey,
@@ -141,8 +132,6 @@ class DynamoDBStore(SessionStore, DynamoEventLog):
         purge(self.table, key, partition="revoked")
         self.delete_logs(key)
         return deleted > 0 and live(meta, time.time())
-
-    # -- operations --------------------------------------------------------
 
     def ping(self) -> None:
         self.table.call("describe_table")

@@ -57,7 +57,6 @@ class Connection:
         self.url = url or cache["LOCATION"]
         self.options = cache.get("OPTIONS", {})
         self._client: redis.Redis | None = None
-        # One asyncio client per event loop, closed with its loop (see ``_closed_with_loop``).
         self._async_clients: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, tuple[redis.asyncio.Redis, AsyncGenerator[None, None]]
         ] = weakref.WeakKeyDictionary()
@@ -83,8 +82,8 @@ class Connection:
             return pipeline.execute()
 
     async def async_client(self) -> redis.asyncio.Redis:
-        """The running loop's asyncio client, made on first use from the store's URL and options;
-        its socket timeout is left unset: an ``XREAD BLOCK`` outwaits any, and is bounded above."""
+        """The running loop's asyncio client, made on first use; its socket timeout is left unset
+        (an ``XREAD BLOCK`` outwaits any, and is bounded by its caller)."""
         loop = asyncio.get_running_loop()
         with self._async_lock:
             held = self._async_clients.get(loop)

@@ -4,11 +4,8 @@
                                         event n (fields k: kind, d: JSON data)
     ak:{<tenant>:<session>}:events      set of the run ids that have an event log, for ``delete_logs``
 
-An event log is a stream of its own, appended by one Lua call (``XLEN``, then ``XADD`` with the
-explicit ids that follow, ``PEXPIRE`` of the stream and of the session's ``events`` set) and read
-by one ``XRANGE``. Redis expires each log ``events_ttl`` after its last append; ``delete_logs``
-takes the logs named in ``events`` (their number, not the database's, bounds its cost).
-``wait_events`` is one ``XREAD BLOCK`` on a ``redis.asyncio`` client of the running event loop.
+An append is one Lua call, a read one ``XRANGE``, a wait one ``XREAD BLOCK``. Redis expires
+each log ``events_ttl`` after its last append.
 """
 
 from __future__ import annotations
@@ -71,7 +68,6 @@ class RedisEventLog(EventLog):
         self._delete_logs = connection.client.register_script(_DELETE_LOGS)
 
     def append_events(self, key: SessionKey, run_id: str, events: Sequence[tuple[str, dict[str, Any]]]) -> int:
-        """One Lua call."""
         check_run_id(run_id)
         args: list[Any] = [int(self.events_ttl * 1000), run_id]
         for row in encode_events(events):
@@ -80,7 +76,6 @@ class RedisEventLog(EventLog):
         return int(self.connection.call(self._append_events, keys=keys, args=args))
 
     def read_events(self, key: SessionKey, run_id: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
-        """One ``XRANGE``."""
         check_run_id(run_id)
         if limit <= 0:
             return []
