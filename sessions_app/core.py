@@ -108,7 +108,6 @@ class SessionView:
 
     @property
     def items(self) -> list[Message]:
-        """The items appended so far in this run."""
         return list(self._items)
 
     @property

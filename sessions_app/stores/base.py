@@ -181,9 +181,8 @@ def dumps(value: Any) -> str:
         raise TypeError(f"session values must be JSON-serialisable: {exc}") from exc
 
 
-def loads(raw: str | bytes) -> Any:
-    """Decode what ``dumps`` wrote."""
-    return orjson.loads(raw)
+#: Decode what ``dumps`` wrote.
+loads = orjson.loads
 
 
 class Lock(ABC):
@@ -216,9 +215,8 @@ class SessionStore(ABC):
     name: str = ""
     #: The class of this backend's locks (``acquire`` makes one and tries ``take``).
     lock_class: type[Lock]
-    #: Whether ``revoke`` is implemented (a cancel then stops a running run's commit at once,
-    #: not only at its process's next heartbeat).
-    can_revoke: bool = False
+    #: Whether ``revoke`` works (a backend that cannot says False, and raises NotImplementedError).
+    can_revoke: bool = True
 
     def __init__(self, *, ttl: float = 0) -> None:
         self.ttl = float(ttl)
@@ -248,30 +246,26 @@ class SessionStore(ABC):
         state: Mapping[str, Mapping[str, Any]] | None = None,
         run_id: str | None = None,
     ) -> CommitResult:
-        """Atomically append ``append`` and apply ``state`` ({scope: {key: value or DELETE}}).
+        """Atomically append ``append`` and apply ``state`` ({scope: {key: value or DELETE}}); with
+        ``run_id``, record that this run committed (``committed`` returns its first message's number).
 
-        With ``run_id``, the same write records that this run committed, and the number of its
-        first message: ``committed(key, run_id)`` returns it from then on.
-
-        With ``expected_version`` set, nothing is written unless the stored version equals it
-        (0 for a session that does not exist yet): ``VersionConflict`` otherwise. ``None`` writes
-        unconditionally (a plain ``Session.set``). Either way the version goes up by one and the
-        session's expiry is pushed ``ttl`` seconds ahead. Only what is given is written: cost does
-        not grow with the history. Raises ``PayloadTooLarge`` (nothing written),
-        ``RunRevoked`` (``run_id`` was revoked: nothing written) and ``StoreUnavailable``.
+        With ``expected_version`` set, nothing is written unless the stored version equals it (0 for
+        a new session): ``VersionConflict`` otherwise; ``None`` writes unconditionally. The version
+        goes up by one and the expiry is pushed ``ttl`` seconds ahead; cost does not grow with the
+        history. Raises ``PayloadTooLarge``, ``RunRevoked`` (nothing written) and ``StoreUnavailable``.
         """
 
     @abstractmethod
     def committed(self, key: SessionKey, run_id: str) -> int | None:
         """The number of the first message run ``run_id`` appended, or None if it never committed."""
 
+    @abstractmethod
     def revoke(self, key: SessionKey, run_id: str) -> bool:
         """Make run ``run_id`` unable to commit, unless it already has: atomic against ``commit``.
 
         True: revoked, every later commit naming it raises ``RunRevoked``. False: it had committed.
-        Only where ``can_revoke``; raises ``StoreUnavailable``.
+        Raises ``StoreUnavailable``.
         """
-        raise NotImplementedError(f"the {self.name} store cannot revoke a run")
 
     @abstractmethod
     def delete(self, key: SessionKey) -> bool:
@@ -299,12 +293,8 @@ class SessionStore(ABC):
         window: int = 50,
         run_id: str | None = None,
     ) -> tuple[Lock, Snapshot]:
-        """``acquire``, then ``load`` under the lock: what every run starts with.
-
-        With ``run_id``, the snapshot's ``run_committed`` says whether that run committed before
-        (read under the lock). Raises what those raise; if the load fails, the lock is released
-        first.
-        """
+        """``acquire``, then ``load`` under the lock (the lock released if the load fails). With
+        ``run_id``, the snapshot's ``run_committed`` says whether that run committed before."""
         held = self.acquire(key, lease=lease, wait=wait)
         try:
             snapshot = self.load(key, scopes=scopes, window=window)
@@ -323,11 +313,8 @@ class SessionStore(ABC):
         state: Mapping[str, Mapping[str, Any]] | None = None,
         run_id: str | None = None,
     ) -> CommitResult:
-        """``commit`` on ``lock.key``, then release ``lock``: what every run ends with.
-
-        The lock is released only once the commit succeeded; when ``commit`` raises, the caller
-        still holds it (and releases it).
-        """
+        """``commit`` on ``lock.key``, then release ``lock``; when ``commit`` raises, the caller
+        still holds it."""
         result = self.commit(lock.key, expected_version=expected_version, append=append, state=state, run_id=run_id)
         with suppress(StoreError):  # committed: a lock that could not be released ends with its lease
             lock.release()

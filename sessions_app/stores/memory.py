@@ -52,8 +52,8 @@ class _EventLog:
     expires_at: float = 0.0  # 0: never
 
 
-class _MemoryLock(Lock):
-    store: InMemoryStore
+class TokenLock(Lock):
+    """A lock kept by its store's ``take_lock``, ``renew_lock`` and ``release_lock``."""
 
     def take(self) -> bool:
         return self.store.take_lock(self.key, self.token, self.lease)
@@ -67,8 +67,7 @@ class _MemoryLock(Lock):
 
 class InMemoryStore(SessionStore, EventLog):
     name = "in_memory"
-    lock_class = _MemoryLock
-    can_revoke = True
+    lock_class = TokenLock
 
     def __init__(self, *, ttl: float = 0, events_ttl: float = 3600, max_sessions: int = 10000) -> None:
         SessionStore.__init__(self, ttl=ttl)
@@ -143,15 +142,10 @@ class InMemoryStore(SessionStore, EventLog):
         with self._mutex:
             entry = self._live(key) or _Entry()
             total = len(entry.messages)
-            offset = max(0, total - window)
-            return Snapshot(
-                version=entry.version,
-                messages=[Message.from_json(m) for m in entry.messages[offset:]] if window else [],
-                offset=offset if window else total,
-                total=total,
-                role_counts=dict(entry.role_counts),
-                state={s: {k: loads(v) for k, v in entry.state.get(s, {}).items()} for s in scopes},
-            )
+            offset = max(0, total - window) if window else total
+            messages = [Message.from_json(m) for m in entry.messages[offset:]]
+            state = {s: {k: loads(v) for k, v in entry.state.get(s, {}).items()} for s in scopes}
+            return Snapshot(entry.version, messages, offset, total, dict(entry.role_counts), state)
 
     def history(self, key: SessionKey, *, start: int = 0, limit: int = 100) -> list[Message]:
         with self._mutex:
@@ -223,7 +217,6 @@ class InMemoryStore(SessionStore, EventLog):
             return self._entries.pop(key, None) is not None
 
     def take_lock(self, key: SessionKey, token: str, lease: float) -> bool:
-        """Give the lock to the holder of ``token`` if it is free (or its lease lapsed)."""
         with self._mutex:
             now = time.monotonic()
             if self._locks.get(key, (None, 0.0))[1] > now:
@@ -232,7 +225,6 @@ class InMemoryStore(SessionStore, EventLog):
             return True
 
     def renew_lock(self, key: SessionKey, token: str, lease: float) -> None:
-        """Extend the lease of the holder of ``token``; ``LockLost`` if it no longer holds the lock."""
         with self._mutex:
             held, _ = self._locks.get(key, (None, 0.0))
             if held != token:
@@ -240,7 +232,6 @@ class InMemoryStore(SessionStore, EventLog):
             self._locks[key] = (token, time.monotonic() + lease)
 
     def release_lock(self, key: SessionKey, token: str) -> None:
-        """Release the lock if the holder of ``token`` still has it."""
         with self._mutex:
             held, _ = self._locks.get(key, (None, 0.0))
             if held == token:

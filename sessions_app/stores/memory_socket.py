@@ -25,7 +25,6 @@ from sessions_app.stores.base import (
     DELETE,
     SHARED_SCOPE,
     CommitResult,
-    Lock,
     LockLost,
     Message,
     PayloadTooLarge,
@@ -41,7 +40,7 @@ from sessions_app.stores.base import (
     loads,
 )
 from sessions_app.stores.events import Event, EventLog, check_run_id, encode_events
-from sessions_app.stores.memory import InMemoryStore
+from sessions_app.stores.memory import InMemoryStore, TokenLock
 
 #: The longest request line the server reads, its newline included.
 MAX_LINE_BYTES = 32 * 1024 * 1024
@@ -129,19 +128,6 @@ def _answer(store: InMemoryStore, line: bytes) -> dict[str, Any]:
         return {"error": name, "message": str(exc)}
 
 
-class _SocketLock(Lock):
-    store: SocketMemoryStore
-
-    def take(self) -> bool:
-        return self.store._call("take_lock", key=self.key, token=self.token, lease=self.lease)
-
-    def renew(self) -> None:
-        self.store._call("renew_lock", key=self.key, token=self.token, lease=self.lease)
-
-    def release(self) -> None:
-        self.store._call("release_lock", key=self.key, token=self.token)
-
-
 class _Connection:
     """One thread's connection to the server, closed with its thread-local."""
 
@@ -168,8 +154,7 @@ class SocketMemoryStore(SessionStore, EventLog):
     per thread, made again after a fork or a failure."""
 
     name = "in_memory"
-    lock_class = _SocketLock
-    can_revoke = True
+    lock_class = TokenLock
 
     def __init__(self, *, socket: str, ttl: float = 0, timeout: float = 30.0) -> None:
         SessionStore.__init__(self, ttl=ttl)
@@ -247,6 +232,15 @@ class SocketMemoryStore(SessionStore, EventLog):
 
     def delete_logs(self, key: SessionKey) -> None:
         self._call("delete_logs", key=key)
+
+    def take_lock(self, key: SessionKey, token: str, lease: float) -> bool:
+        return self._call("take_lock", key=key, token=token, lease=lease)
+
+    def renew_lock(self, key: SessionKey, token: str, lease: float) -> None:
+        self._call("renew_lock", key=key, token=token, lease=lease)
+
+    def release_lock(self, key: SessionKey, token: str) -> None:
+        self._call("release_lock", key=key, token=token)
 
     def ping(self) -> None:
         self._call("ping")

@@ -56,7 +56,6 @@ TRANSIENT_PATIENCE = 10.0
 def commit(
     table: Table,
     key: SessionKey,
-    *,
     ttl: float,
     expected_version: int | None,
     append: Sequence[Message],
@@ -176,9 +175,8 @@ class _Attempt:
         except Transient:
             raise
         except StoreUnavailable as exc:
-            # botocore gave up (timeouts, 500s), yet an attempt may have applied (or still be under
-            # way): applied, it succeeded; the version unmoved, sending it again is safe, as at most
-            # one of two attempts on the same version applies. A store that cannot say: unavailable.
+            # botocore gave up, yet an attempt may have applied: then it succeeded; the version
+            # unmoved, sending it again is safe (at most one attempt per version applies).
             try:
                 landed = self.landed()
             except Transient:
@@ -234,7 +232,6 @@ def revoke(table: Table, key: SessionKey, run_id: str, *, ttl: float) -> bool:
         except TransactionCancelled as exc:
             if exc.reasons[:1] == ["ConditionalCheckFailed"]:
                 return False  # it committed
-            # A concurrent transaction on the same items.
             wait_or_raise(delays, StoreUnavailable(f"dynamodb: could not revoke run {run_id}: {exc}"))
 
 

@@ -136,8 +136,7 @@ class DynamoEventLog(EventLog):
             self.table.put({**self._key(key, run_id, f"e#{number:012d}"), "k": s(kind), "d": s(body), **extra})
             for number, (kind, body) in enumerate(rows, start=last + 1)
         ]
-        # The head last: an endpoint that applies a transaction's actions one by one (moto) then
-        # never shows a head before the events it covers.
+        # The head last: moto, which applies actions one by one, never shows it before its events.
         self.table.write_together([*actions, self.table.put(head_item, **condition)])
         self._remember(key, run_id, (total, generation, deadline))
         return total

@@ -26,7 +26,6 @@ from sessions_app.stores.dynamodb.schema import escaped, item_key, live, parse_m
 class DynamoDBStore(SessionStore, DynamoEventLog):
     name = "dynamodb"
     lock_class = DynamoLock
-    can_revoke = True
 
     def __init__(
         self,
@@ -48,7 +47,6 @@ class DynamoDBStore(SessionStore, DynamoEventLog):
 
     @property
     def client(self) -> Any:
-        """boto3's client (e.g. to register an event handler on it)."""
         return self.table.client
 
     def load(self, key: SessionKey, *, scopes: Sequence[str] = (SHARED_SCOPE,), window: int = 50) -> Snapshot:
@@ -110,15 +108,7 @@ class DynamoDBStore(SessionStore, DynamoEventLog):
         state: Mapping[str, Mapping[str, Any]] | None = None,
         run_id: str | None = None,
     ) -> CommitResult:
-        return commits.commit(
-            self.table,
-            key,
-            ttl=self.ttl,
-            expected_version=expected_version,
-            append=append,
-            state=state or {},
-            run_id=run_id,
-        )
+        return commits.commit(self.table, key, self.ttl, expected_version, append, state or {}, run_id)
 
     def committed(self, key: SessionKey, run_id: str) -> int | None:
         return commits.meta_and_run(self.table, key, run_id)[1]
@@ -137,7 +127,6 @@ class DynamoDBStore(SessionStore, DynamoEventLog):
         self.table.call("describe_table")
 
     def ensure_schema(self) -> None:
-        """Create the table (on-demand billing) and switch its TTL on; idempotent."""
         self.table.ensure()
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -72,14 +72,6 @@ class Connection:
         """Run a registered Lua script."""
         with translated():
             return script(keys=keys, args=args, client=self.client)
-
-    def transaction(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """Run ``commands`` in one MULTI/EXEC round trip; return their replies."""
-        with translated():
-            pipeline = self.client.pipeline(transaction=True)
-            for command in commands:
-                pipeline.execute_command(*command)
-            return pipeline.execute()
 
     async def async_client(self) -> redis.asyncio.Redis:
         """The running loop's asyncio client, made on first use; its socket timeout is left unset

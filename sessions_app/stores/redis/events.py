@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from sessions_app.stores.base import SessionKey, StoreError, StoreUnavailable, loads
+from sessions_app.stores.base import SessionKey, StoreUnavailable, loads
 from sessions_app.stores.events import Event, EventLog, check_run_id, encode_events
 from sessions_app.stores.redis.client import Connection, prefix, translated
 
@@ -96,19 +96,17 @@ class RedisEventLog(EventLog):
         started = loop.time()
         block = max(1, int(timeout * 1000)) if timeout > 0 else None
         grace = self.connection.options.get("SOCKET_TIMEOUT") or 5.0
-        try:
-            client = await self.connection.async_client()
-            async with asyncio.timeout(max(timeout, 0) + grace):
-                reply = await client.xread({events_key(key, run_id): f"{max(after, 0)}-0"}, count=limit, block=block)
-        except TimeoutError as exc:
-            raise StoreUnavailable(f"redis: XREAD did not answer within {max(timeout, 0) + grace:.1f}s") from exc
-        except redis.ConnectionError:  # no connection for us (or none at all: then the polls raise)
-            remaining = max(0.0, timeout - (loop.time() - started))
-            return await super().wait_events(key, run_id, after=after, timeout=remaining, limit=limit)
-        except redis.TimeoutError as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
-        except redis.RedisError as exc:
-            raise StoreError(f"redis: {exc}") from exc
+        with translated():
+            try:
+                client = await self.connection.async_client()
+                async with asyncio.timeout(max(timeout, 0) + grace):
+                    stream = {events_key(key, run_id): f"{max(after, 0)}-0"}
+                    reply = await client.xread(stream, count=limit, block=block)
+            except TimeoutError as exc:
+                raise StoreUnavailable(f"redis: XREAD did not answer within {max(timeout, 0) + grace:.1f}s") from exc
+            except redis.ConnectionError:  # no connection for us (or none at all: then the polls raise)
+                remaining = max(0.0, timeout - (loop.time() - started))
+                return await super().wait_events(key, run_id, after=after, timeout=remaining, limit=limit)
         return _events(reply[0][1]) if reply else []  # [[stream, entries]]: one stream asked
 
     def delete_logs(self, key: SessionKey) -> None:

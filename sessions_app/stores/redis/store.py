@@ -150,7 +150,6 @@ class _RedisLock(Lock):
 class RedisStore(SessionStore, RedisEventLog):
     name = "redis"
     lock_class = _RedisLock
-    can_revoke = True
 
     def __init__(
         self, *, ttl: float = 0, events_ttl: float = 3600, cache_alias: str = "ak_sessions", url: str | None = None
@@ -167,15 +166,18 @@ class RedisStore(SessionStore, RedisEventLog):
 
     @property
     def client(self) -> redis.Redis:
-        """redis-py's client, on django-redis' pool."""
         return self.connection.client
 
     def load(self, key: SessionKey, *, scopes: Sequence[str] = (SHARED_SCOPE,), window: int = 50) -> Snapshot:
         at = prefix(key)
-        commands: list[tuple[Any, ...]] = [("HGETALL", at + "meta")]
-        if window > 0:
-            commands.append(("LRANGE", at + "msgs", -window, -1))
-        replies = self.connection.transaction(commands + [("HGETALL", at + "st:" + scope) for scope in scopes])
+        with translated():
+            pipeline = self.client.pipeline(transaction=True)  # MULTI/EXEC: one round trip
+            pipeline.hgetall(at + "meta")
+            if window > 0:
+                pipeline.lrange(at + "msgs", -window, -1)
+            for scope in scopes:
+                pipeline.hgetall(at + "st:" + scope)
+            replies = pipeline.execute()
         version, total, counts = _parse_meta(replies[0])
         messages = _messages(replies[1]) if window > 0 else []
         states = replies[2:] if window > 0 else replies[1:]
@@ -206,18 +208,13 @@ class RedisStore(SessionStore, RedisEventLog):
         if append:
             roles = Counter(m.counted_as for m in append)
             args.append(len(roles))
-            for pair in roles.items():
-                args.extend(pair)
+            args.extend(part for pair in roles.items() for part in pair)
         scopes = state or {}
         args.append(len(scopes))
         for scope, values in scopes.items():
             sets = [(k, dumps(v)) for k, v in values.items() if v is not DELETE]
             deletes = [k for k, v in values.items() if v is DELETE]
-            args.extend([scope, len(sets)])
-            for pair in sets:
-                args.extend(pair)
-            args.append(len(deletes))
-            args.extend(deletes)
+            args.extend([scope, len(sets), *(part for pair in sets for part in pair), len(deletes), *deletes])
         reply = self.call(self._commit, keys=_keys(at), args=args)
         if reply and reply[0] == -1:
             raise VersionConflict(f"{key.session_id}: expected version {expected_version}, found {reply[1]}")
