@@ -18,7 +18,6 @@ from typing import Any
 from sessions_app.stores import get_store
 from sessions_app.stores.base import (
     DELETE,
-    HANDOFF,
     MESSAGE,
     SHARED_SCOPE,
     TOOL_RESULT,
@@ -66,9 +65,6 @@ class Session:
     def history(self, *, start: int = 0, limit: int = 100) -> list[Message]:
         return self.store.history(self.key, start=start, limit=limit)
 
-    def recent(self, window: int = 50) -> list[Message]:
-        return self.store.load(self.key, scopes=(), window=window).messages
-
     def clear(self) -> bool:
         """Remove the whole session from the store."""
         return self.store.delete(self.key)
@@ -92,10 +88,8 @@ class SessionView:
     ) -> None:
         self.snapshot = snapshot
         self.agent = agent
-        #: Which session of which tenant this is (None for a view made outside a run).
-        self.key = key
-        #: The id of the recorded run this view is for (None when the run records none).
-        self.run_id = run_id
+        self.key = key  # None for a view made outside a run
+        self.run_id = run_id  # None when the run records none
         self._changes: dict[str, dict[str, Any]] = {}
         self._items: list[Message] = []
         self._on_delta = on_delta
@@ -112,13 +106,8 @@ class SessionView:
         self._items.append(item)
         return item
 
-    def handoff(self, to: str, **data: Any) -> Message:
-        """Record that the run handed the conversation from this agent to ``to``."""
-        return self.append(HANDOFF, {"from": self.agent, "to": to, **data}, content=f"{self.agent} → {to}")
-
     @property
     def items(self) -> list[Message]:
-        """The items appended so far in this run."""
         return list(self._items)
 
     @property

@@ -1,10 +1,8 @@
 """The store registry: ``get_store()`` builds the configured backend once per process.
 
 Backends are named in ``settings.AK_SESSION_BACKENDS`` by dotted path, as Django names cache
-backends, so a deployment can add its own without touching this package. An ``in_memory`` store
-that another process keeps (``AK_SESSION__IN_MEMORY__SOCKET``, set by ``serve``) is reached
-through ``memory_socket.SocketMemoryStore``. Every built-in backend keeps its runs' event logs
-too (``events.EventLog``): ``get_event_log()`` is the same object as ``get_store()``.
+backends. An ``in_memory`` store that another process keeps (``AK_SESSION__IN_MEMORY__SOCKET``)
+is reached through ``memory_socket.SocketMemoryStore``. ``get_event_log()`` is ``get_store()``.
 """
 
 from __future__ import annotations
@@ -23,30 +21,21 @@ _lock = threading.Lock()
 _store: SessionStore | None = None
 
 
-def store_options(store_type: str, config: dict[str, Any]) -> dict[str, Any]:
-    """The constructor arguments of a backend, from the ``AK_SESSION`` setting."""
-    options: dict[str, Any] = {"ttl": config["TTL"]}
-    if store_type == "in_memory" and config["IN_MEMORY"]["SOCKET"]:
-        options["socket"] = config["IN_MEMORY"]["SOCKET"]
-    elif store_type == "in_memory":
-        options["max_sessions"] = config["IN_MEMORY"]["MAX_SESSIONS"]
-    elif store_type == "redis":
-        options["cache_alias"] = "ak_sessions"
-    elif store_type == "dynamodb":
-        dynamo = config["DYNAMODB"]
-        options.update(table_name=dynamo["TABLE_NAME"], endpoint_url=dynamo["ENDPOINT_URL"], region=dynamo["REGION"])
-    return options
-
-
 def build_store(store_type: str | None = None, **overrides: Any) -> SessionStore:
     """A new store of ``store_type`` (default: the configured one), with options overridden."""
     config = settings.AK_SESSION
     store_type = store_type or config["TYPE"]
     path = settings.AK_SESSION_BACKENDS[store_type]
+    options: dict[str, Any] = {"ttl": config["TTL"]}
     if store_type == "in_memory" and config["IN_MEMORY"]["SOCKET"]:
         path = "sessions_app.stores.memory_socket.SocketMemoryStore"
-    backend = import_string(path)
-    return backend(**{**store_options(store_type, config), **overrides})
+        options["socket"] = config["IN_MEMORY"]["SOCKET"]
+    elif store_type == "in_memory":
+        options["max_sessions"] = config["IN_MEMORY"]["MAX_SESSIONS"]
+    elif store_type == "dynamodb":
+        dynamo = config["DYNAMODB"]
+        options.update(table_name=dynamo["TABLE_NAME"], endpoint_url=dynamo["ENDPOINT_URL"], region=dynamo["REGION"])
+    return import_string(path)(**{**options, **overrides})
 
 
 def get_store() -> SessionStore:

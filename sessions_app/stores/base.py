@@ -12,8 +12,6 @@ same session id without ever seeing each other. A backend raises only the errors
 never those of its client library.
 
 A session that has not been committed to for ``ttl`` seconds is gone (``ttl=0``: never).
-
-What a run streams lives beside its session, behind the ``EventLog`` contract (``events``).
 """
 
 from __future__ import annotations
@@ -94,8 +92,7 @@ ITEM_KINDS: Final = (MESSAGE, TOOL_CALL, TOOL_RESULT, HANDOFF)
 
 @dataclass(slots=True)
 class Message:
-    """One entry of the history. (Not frozen: a load builds fifty of these, and frozen
-    dataclasses construct three times slower.)
+    """One entry of the history.
 
     A text message (``kind="message"``) has a ``role`` (``user``, ``assistant``, ``system``) and
     its ``content``. An item a framework produced (a tool call, a tool's result, a handoff) has
@@ -184,18 +181,13 @@ def dumps(value: Any) -> str:
         raise TypeError(f"session values must be JSON-serialisable: {exc}") from exc
 
 
-def loads(raw: str | bytes) -> Any:
-    """Decode what ``dumps`` wrote (orjson: the window of a load is parsed several times faster)."""
-    return orjson.loads(raw)
+#: Decode what ``dumps`` wrote.
+loads = orjson.loads
 
 
 class Lock(ABC):
-    """A held per-session lock with a lease.
-
-    The lease is renewed by ``renew`` (the runner does so from a heartbeat while a run is long).
-    If the lease lapses another caller may take the lock; the version check at commit then makes
-    the late holder fail with ``VersionConflict`` rather than overwrite anything.
-    """
+    """A held per-session lock with a lease, renewed by ``renew``. If the lease lapses another
+    caller may take the lock; the version check at commit then fails the late holder."""
 
     def __init__(self, store: Any, key: SessionKey, lease: float) -> None:
         self.store = store
@@ -223,14 +215,11 @@ class SessionStore(ABC):
     name: str = ""
     #: The class of this backend's locks (``acquire`` makes one and tries ``take``).
     lock_class: type[Lock]
-    #: Whether ``revoke`` is implemented (a cancel then stops a running run's commit at once,
-    #: not only at its process's next heartbeat).
-    can_revoke: bool = False
+    #: Whether ``revoke`` works (a backend that cannot says False, and raises NotImplementedError).
+    can_revoke: bool = True
 
     def __init__(self, *, ttl: float = 0) -> None:
         self.ttl = float(ttl)
-
-    # -- reads ------------------------------------------------------------------------------
 
     @abstractmethod
     def load(self, key: SessionKey, *, scopes: Sequence[str] = (SHARED_SCOPE,), window: int = 50) -> Snapshot:
@@ -247,8 +236,6 @@ class SessionStore(ABC):
         ``[]`` past the end or for a missing session. Raises ``StoreUnavailable``.
         """
 
-    # -- writes -----------------------------------------------------------------------------
-
     @abstractmethod
     def commit(
         self,
@@ -259,48 +246,37 @@ class SessionStore(ABC):
         state: Mapping[str, Mapping[str, Any]] | None = None,
         run_id: str | None = None,
     ) -> CommitResult:
-        """Atomically append ``append`` and apply ``state`` ({scope: {key: value or DELETE}}).
+        """Atomically append ``append`` and apply ``state`` ({scope: {key: value or DELETE}}); with
+        ``run_id``, record that this run committed (``committed`` returns its first message's number).
 
-        With ``run_id``, the same write records that this run committed, and the number of its
-        first message: ``committed(key, run_id)`` returns it from then on. A run retried after its
-        worker died checks that under the lock and returns its stored reply instead of running
-        (and appending) twice.
-
-        With ``expected_version`` set, nothing is written unless the stored version equals it
-        (0 for a session that does not exist yet): ``VersionConflict`` otherwise. ``None`` writes
-        unconditionally (a plain ``Session.set``). Either way the version goes up by one and the
-        session's expiry is pushed ``ttl`` seconds ahead. Only what is given is written: cost does
-        not grow with the history. Raises ``PayloadTooLarge`` (nothing written),
-        ``RunRevoked`` (``run_id`` was revoked: nothing written) and ``StoreUnavailable``.
+        With ``expected_version`` set, nothing is written unless the stored version equals it (0 for
+        a new session): ``VersionConflict`` otherwise; ``None`` writes unconditionally. The version
+        goes up by one and the expiry is pushed ``ttl`` seconds ahead; cost does not grow with the
+        history. Raises ``PayloadTooLarge``, ``RunRevoked`` (nothing written) and ``StoreUnavailable``.
         """
 
     @abstractmethod
     def committed(self, key: SessionKey, run_id: str) -> int | None:
         """The number of the first message run ``run_id`` appended, or None if it never committed."""
 
+    @abstractmethod
     def revoke(self, key: SessionKey, run_id: str) -> bool:
         """Make run ``run_id`` unable to commit, unless it already has: atomic against ``commit``.
 
-        True: revoked, every later commit naming it raises ``RunRevoked``. False: it had committed
-        (``committed`` says where). A cancel uses it to stop a run that may be executing without
-        the database knowing. Only where ``can_revoke``; raises ``StoreUnavailable``.
+        True: revoked, every later commit naming it raises ``RunRevoked``. False: it had committed.
+        Raises ``StoreUnavailable``.
         """
-        raise NotImplementedError(f"the {self.name} store cannot revoke a run")
 
     @abstractmethod
     def delete(self, key: SessionKey) -> bool:
         """Remove the session's history, state and version (a backend that keeps event logs too
         removes the session's logs with them). True if any history, state or version was there."""
 
-    # -- coordination -----------------------------------------------------------------------
-
     def acquire(self, key: SessionKey, *, lease: float, wait: float) -> Lock:
         """Take the session's lock for ``lease`` seconds, waiting up to ``wait`` seconds.
 
         ``wait=0`` tries once. Raises ``SessionBusy`` when it is not free in time and
-        ``StoreUnavailable``. The lock is shared by every process that uses the same backing
-        service (the in-memory backend: by every thread of one process). This implementation
-        tries ``lock_class.take`` with ``backoff_delays`` between tries.
+        ``StoreUnavailable``. The lock is shared by every process that uses the same backing service.
         """
         lock, delays = self.lock_class(self, key, lease), backoff_delays(wait)
         while not lock.take():
@@ -317,12 +293,8 @@ class SessionStore(ABC):
         window: int = 50,
         run_id: str | None = None,
     ) -> tuple[Lock, Snapshot]:
-        """``acquire``, then ``load`` under the lock: what every run starts with.
-
-        With ``run_id``, the snapshot's ``run_committed`` says whether that run committed before
-        (read under the lock). Raises what those raise; if the load fails, the lock is released
-        first.
-        """
+        """``acquire``, then ``load`` under the lock (the lock released if the load fails). With
+        ``run_id``, the snapshot's ``run_committed`` says whether that run committed before."""
         held = self.acquire(key, lease=lease, wait=wait)
         try:
             snapshot = self.load(key, scopes=scopes, window=window)
@@ -341,11 +313,8 @@ class SessionStore(ABC):
         state: Mapping[str, Mapping[str, Any]] | None = None,
         run_id: str | None = None,
     ) -> CommitResult:
-        """``commit`` on ``lock.key``, then release ``lock``: what every run ends with.
-
-        The lock is released only once the commit succeeded; when ``commit`` raises, the caller
-        still holds it (and releases it).
-        """
+        """``commit`` on ``lock.key``, then release ``lock``; when ``commit`` raises, the caller
+        still holds it."""
         result = self.commit(lock.key, expected_version=expected_version, append=append, state=state, run_id=run_id)
         with suppress(StoreError):  # committed: a lock that could not be released ends with its lease
             lock.release()
@@ -359,8 +328,6 @@ class SessionStore(ABC):
         finally:
             with suppress(StoreError):  # the lease ends by itself
                 held.release()
-
-    # -- operations -------------------------------------------------------------------------
 
     @abstractmethod
     def ping(self) -> None:

@@ -18,16 +18,14 @@ from typing import Any, Final
 
 from sessions_app.stores.base import ID, PayloadTooLarge, SessionKey, dumps
 
-#: Most events one ``append_events`` takes (one DynamoDB transaction holds 100 writes: these and
-#: the log's head).
+#: Most events one ``append_events`` takes (a DynamoDB transaction holds them and the log's head).
 MAX_APPEND_EVENTS: Final = 99
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """One event of a run's log: ``id`` 1, 2, 3... in append order (the SSE ``id:``, what a
-    client sends back as ``Last-Event-ID``); ``kind`` e.g. "run", "delta", "done", "error",
-    "cancelled" (the SSE ``event:``, an identifier); ``data`` a JSON object."""
+    """One event of a run's log: ``id`` 1, 2, 3... in append order (the SSE ``id:``); ``kind`` an
+    identifier (the SSE ``event:``); ``data`` a JSON object."""
 
     id: int
     kind: str
@@ -62,24 +60,19 @@ def encode_events(events: Sequence[tuple[str, Mapping[str, Any]]]) -> list[tuple
 class EventLog(ABC):
     """The contract every event log backend meets."""
 
-    #: Seconds a run's event log is kept after its last append (``0``: until its session is deleted).
-    events_ttl: float = 3600.0
-
     def __init__(self, *, events_ttl: float = 3600) -> None:
+        #: Seconds a log is kept after its last append (``0``: until its session is deleted).
         self.events_ttl = float(events_ttl)
 
     @abstractmethod
     def append_events(self, key: SessionKey, run_id: str, events: Sequence[tuple[str, dict[str, Any]]]) -> int:
         """Append ``events`` (kind, data) to run ``run_id``'s log in one atomic write; return the id
-        of the last one (the count so far; with no events, the count so far and nothing written).
+        of the last one (the count so far; with no events, nothing is written).
 
-        Ids continue from the log's last id: concurrent appends from any processes get distinct,
-        consecutive ids and lose nothing, and a reader never sees an id before those below it. The
-        log expires ``events_ttl`` s after its last append (then a new log starts again at 1). A log
-        needs no committed session. Raises ``ValueError`` (a kind that is not an identifier, a bad
-        run id), ``TypeError`` (data not a JSON object), ``PayloadTooLarge`` (an event over the
-        backend's record size, or more than ``MAX_APPEND_EVENTS`` events), ``StoreUnavailable``;
-        nothing is written then.
+        Concurrent appends from any processes get distinct, consecutive ids and lose nothing; a
+        reader never sees an id before those below it. An expired log starts again at 1. Raises
+        ``ValueError``, ``TypeError`` (as ``encode_events``), ``PayloadTooLarge`` (also an event
+        over the backend's record size) and ``StoreUnavailable``; nothing is written then.
         """
 
     @abstractmethod
@@ -93,10 +86,8 @@ class EventLog(ABC):
     ) -> list[Event]:
         """``read_events``, waiting up to ``timeout`` s for at least one event; ``[]`` on timeout.
 
-        Never blocks the event loop and holds no thread while it waits (a web process serves
-        many streams at once): this implementation polls ``read_events`` through
-        ``asyncio.to_thread`` with a short, growing sleep between polls (20 ms doubling to
-        250 ms); a backend with a native blocking read overrides it. Raises ``StoreUnavailable``.
+        Never blocks the event loop and holds no thread while it waits: this implementation polls
+        ``read_events`` in a thread, 20 ms doubling to 250 ms apart. Raises ``StoreUnavailable``.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

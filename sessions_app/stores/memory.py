@@ -1,13 +1,9 @@
 """In-process store: for development, tests and single-process use.
 
 Thread-safe, honours the TTL, and bounded: past ``max_sessions`` it evicts expired sessions, then
-the least recently used. Locks serialize the threads of this process only; ``memory_socket``
-serves one such store to several processes (what ``make run`` does for its web server and worker).
-
-Event logs (``InMemoryEventLog``) live apart from the sessions (a log needs no committed session,
-and the eviction of sessions must not cut a stream short): ``{session key: {run id: log}}``, so
-that ``delete_logs`` takes a session's logs in one step; expired logs are swept at most once a
-minute, as appends come. ``wait_events`` is the base class's polling.
+the least recently used. Locks serialize the threads of this process only (``memory_socket``
+shares one store between processes). Event logs live apart from the sessions, so that evicting a
+session never cuts a stream short; expired logs are swept at most once a minute.
 """
 
 from __future__ import annotations
@@ -56,8 +52,8 @@ class _EventLog:
     expires_at: float = 0.0  # 0: never
 
 
-class _MemoryLock(Lock):
-    store: InMemoryStore
+class TokenLock(Lock):
+    """A lock kept by its store's ``take_lock``, ``renew_lock`` and ``release_lock``."""
 
     def take(self) -> bool:
         return self.store.take_lock(self.key, self.token, self.lease)
@@ -69,11 +65,17 @@ class _MemoryLock(Lock):
         self.store.release_lock(self.key, self.token)
 
 
-class InMemoryEventLog(EventLog):
-    """Event logs in this process's memory, thread-safe."""
+class InMemoryStore(SessionStore, EventLog):
+    name = "in_memory"
+    lock_class = TokenLock
 
-    def __init__(self, *, events_ttl: float = 3600) -> None:
-        super().__init__(events_ttl=events_ttl)
+    def __init__(self, *, ttl: float = 0, events_ttl: float = 3600, max_sessions: int = 10000) -> None:
+        SessionStore.__init__(self, ttl=ttl)
+        EventLog.__init__(self, events_ttl=events_ttl)
+        self.max_sessions = max_sessions
+        self._mutex = threading.RLock()
+        self._entries: OrderedDict[SessionKey, _Entry] = OrderedDict()
+        self._locks: dict[SessionKey, tuple[str, float]] = {}
         self._logs_mutex = threading.Lock()
         self._logs: dict[SessionKey, dict[str, _EventLog]] = {}
         self._swept = time.monotonic()
@@ -119,20 +121,6 @@ class InMemoryEventLog(EventLog):
         with self._logs_mutex:
             self._logs.pop(key, None)
 
-
-class InMemoryStore(SessionStore, InMemoryEventLog):
-    name = "in_memory"
-    lock_class = _MemoryLock
-    can_revoke = True
-
-    def __init__(self, *, ttl: float = 0, events_ttl: float = 3600, max_sessions: int = 10000) -> None:
-        SessionStore.__init__(self, ttl=ttl)
-        InMemoryEventLog.__init__(self, events_ttl=events_ttl)
-        self.max_sessions = max_sessions
-        self._mutex = threading.RLock()
-        self._entries: OrderedDict[SessionKey, _Entry] = OrderedDict()
-        self._locks: dict[SessionKey, tuple[str, float]] = {}
-
     def _live(self, key: SessionKey) -> _Entry | None:
         entry = self._entries.get(key)
         if entry is None:
@@ -154,15 +142,10 @@ class InMemoryStore(SessionStore, InMemoryEventLog):
         with self._mutex:
             entry = self._live(key) or _Entry()
             total = len(entry.messages)
-            offset = max(0, total - window)
-            return Snapshot(
-                version=entry.version,
-                messages=[Message.from_json(m) for m in entry.messages[offset:]] if window else [],
-                offset=offset if window else total,
-                total=total,
-                role_counts=dict(entry.role_counts),
-                state={s: {k: loads(v) for k, v in entry.state.get(s, {}).items()} for s in scopes},
-            )
+            offset = max(0, total - window) if window else total
+            messages = [Message.from_json(m) for m in entry.messages[offset:]]
+            state = {s: {k: loads(v) for k, v in entry.state.get(s, {}).items()} for s in scopes}
+            return Snapshot(entry.version, messages, offset, total, dict(entry.role_counts), state)
 
     def history(self, key: SessionKey, *, start: int = 0, limit: int = 100) -> list[Message]:
         with self._mutex:
@@ -234,7 +217,6 @@ class InMemoryStore(SessionStore, InMemoryEventLog):
             return self._entries.pop(key, None) is not None
 
     def take_lock(self, key: SessionKey, token: str, lease: float) -> bool:
-        """Give the lock to the holder of ``token`` if it is free (or its lease lapsed)."""
         with self._mutex:
             now = time.monotonic()
             if self._locks.get(key, (None, 0.0))[1] > now:
@@ -243,7 +225,6 @@ class InMemoryStore(SessionStore, InMemoryEventLog):
             return True
 
     def renew_lock(self, key: SessionKey, token: str, lease: float) -> None:
-        """Extend the lease of the holder of ``token``; ``LockLost`` if it no longer holds the lock."""
         with self._mutex:
             held, _ = self._locks.get(key, (None, 0.0))
             if held != token:
@@ -251,7 +232,6 @@ class InMemoryStore(SessionStore, InMemoryEventLog):
             self._locks[key] = (token, time.monotonic() + lease)
 
     def release_lock(self, key: SessionKey, token: str) -> None:
-        """Release the lock if the holder of ``token`` still has it."""
         with self._mutex:
             held, _ = self._locks.get(key, (None, 0.0))
             if held == token:

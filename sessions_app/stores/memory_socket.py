@@ -1,24 +1,11 @@
 """One in-memory store shared by the processes of one machine, over a Unix socket.
 
-The in-memory backend lives in one process; a web server and a Celery worker are two. ``serve``
-(what ``make run`` runs) keeps an ``InMemoryStore`` in its own process behind a
-``MemoryStoreServer`` and points its children at it with ``AK_SESSION__IN_MEMORY__SOCKET``;
-``build_store`` then gives them a ``SocketMemoryStore``, so a run queued from the web server and
-executed by the worker sees the same history, state and locks as a run executed in the request.
-
-The protocol is one JSON object a line each way, and only JSON: a request names a method of the
-served store (``_OPERATIONS``; the client takes a lock by ``take_lock`` tries, as ``acquire`` does
-everywhere) and its arguments; the answer is ``{"ok": result}`` (dataclasses as objects) or ``{"error": name,
-"message": text}`` with the name of a store error, raised again on the client's side. The socket
-is its owner's only (``0600``, in a ``0700`` folder when the server makes one). A request line
-is read up to ``MAX_LINE_BYTES`` (its newline included): past that the server answers
-``PayloadTooLarge`` and closes that connection (the client refuses to send such a line in the first
-place); the server and its other connections go on. It is for development: nothing survives the
-server.
-
-Event logs cross it as the rest does (``append_events``, ``read_events``, ``delete_logs``: one
-round trip each); ``wait_events`` is the base class's polling of ``read_events``, from a thread
-of the caller's.
+``serve`` keeps an ``InMemoryStore`` behind a ``MemoryStoreServer`` and points its children at it
+with ``AK_SESSION__IN_MEMORY__SOCKET``; ``build_store`` then gives them a ``SocketMemoryStore``.
+The protocol is one JSON object a line each way: a request names a method of the served store
+(``_OPERATIONS``) and its arguments; the answer is ``{"ok": result}`` or ``{"error": name,
+"message": text}``, raised again on the client's side. The socket is its owner's only (``0600``).
+A request line over ``MAX_LINE_BYTES`` is answered ``PayloadTooLarge`` and its connection closed.
 """
 
 from __future__ import annotations
@@ -38,7 +25,6 @@ from sessions_app.stores.base import (
     DELETE,
     SHARED_SCOPE,
     CommitResult,
-    Lock,
     LockLost,
     Message,
     PayloadTooLarge,
@@ -54,10 +40,9 @@ from sessions_app.stores.base import (
     loads,
 )
 from sessions_app.stores.events import Event, EventLog, check_run_id, encode_events
-from sessions_app.stores.memory import InMemoryStore
+from sessions_app.stores.memory import InMemoryStore, TokenLock
 
-#: The longest request line the server reads, its newline included (a commit carries a run's
-#: messages and state changes: a model's answer is read up to 8 MB, and JSON may escape it).
+#: The longest request line the server reads, its newline included.
 MAX_LINE_BYTES = 32 * 1024 * 1024
 
 #: Errors that cross the socket by name; anything else arrives as ``StoreError``.
@@ -67,25 +52,19 @@ _ERRORS: dict[str, type[Exception]] = {
 } | {"TypeError": TypeError, "ValueError": ValueError}
 
 
-#: What a request's arguments carry encoded (``SocketMemoryStore`` encodes them), by name: the
-#: server decodes them before it calls the store's method of the same name as the request's ``op``.
+#: How the server decodes a request's arguments, by name.
 _DECODE: dict[str, Callable[[Any], Any]] = {
     "key": lambda key: SessionKey(*key),
     "append": lambda messages: [Message.from_dict(m) for m in messages],
-    # State values travel encoded (``dumps`` refuses what is not JSON); None stands for DELETE.
     "state": lambda state: {
         scope: {k: DELETE if v is None else loads(v) for k, v in values.items()} for scope, values in state.items()
     },
     "events": lambda rows: [(kind, loads(data)) for kind, data in rows],
 }
-#: The operations the server answers: the store's methods of these names.
 _OPERATIONS = frozenset(
     {"load", "history", "commit", "committed", "revoke", "delete", "ping"}
     | {"append_events", "read_events", "delete_logs", "take_lock", "renew_lock", "release_lock"}
 )
-
-
-# --- the server ------------------------------------------------------------------------------------
 
 
 class MemoryStoreServer:
@@ -109,8 +88,6 @@ class MemoryStoreServer:
 
         self._server = socketserver.ThreadingUnixStreamServer(self.path, Handler, bind_and_activate=False)
         try:
-            # Made owner-only as it is made (the umask), not a moment later: no other user may
-            # connect, even to a socket outside a private folder.
             umask = os.umask(0o077)
             try:
                 self._server.server_bind()
@@ -151,26 +128,8 @@ def _answer(store: InMemoryStore, line: bytes) -> dict[str, Any]:
         return {"error": name, "message": str(exc)}
 
 
-# --- the client ------------------------------------------------------------------------------------
-
-
-class _SocketLock(Lock):
-    store: SocketMemoryStore
-
-    def take(self) -> bool:
-        return self.store._call("take_lock", key=self.key, token=self.token, lease=self.lease)
-
-    def renew(self) -> None:
-        self.store._call("renew_lock", key=self.key, token=self.token, lease=self.lease)
-
-    def release(self) -> None:
-        self.store._call("release_lock", key=self.key, token=self.token)
-
-
 class _Connection:
-    """One thread's connection to the server. Closed by ``close``, or when its thread ends and
-    takes its thread-local with it (``wait_events`` polls from the threads of an executor that its
-    loop shuts down)."""
+    """One thread's connection to the server, closed with its thread-local."""
 
     def __init__(self, path: str, timeout: float) -> None:
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -191,14 +150,11 @@ class _Connection:
 
 
 class SocketMemoryStore(SessionStore, EventLog):
-    """The ``in_memory`` backend of a process whose store another process keeps (see above).
-
-    One connection per thread, made again after a fork (a prefork worker's children) or a failure.
-    ``ttl`` and the size bound are the serving store's."""
+    """The ``in_memory`` backend of a process whose store another process keeps: one connection
+    per thread, made again after a fork or a failure."""
 
     name = "in_memory"
-    lock_class = _SocketLock
-    can_revoke = True
+    lock_class = TokenLock
 
     def __init__(self, *, socket: str, ttl: float = 0, timeout: float = 30.0) -> None:
         SessionStore.__init__(self, ttl=ttl)
@@ -249,16 +205,14 @@ class SocketMemoryStore(SessionStore, EventLog):
         state: Mapping[str, Mapping[str, Any]] | None = None,
         run_id: str | None = None,
     ) -> CommitResult:
-        # Values travel encoded (``dumps`` refuses what is not JSON); None stands for DELETE.
+        # None stands for DELETE.
         changes = {
             scope: {k: None if v is DELETE else dumps(v) for k, v in values.items()}
             for scope, values in (state or {}).items()
         }
-        append_ = [m.to_dict() for m in append]
-        got = self._call(
-            "commit", key=key, expected_version=expected_version, append=append_, state=changes, run_id=run_id
-        )
-        return CommitResult(**got)
+        messages = [m.to_dict() for m in append]
+        arguments = {"expected_version": expected_version, "append": messages, "state": changes, "run_id": run_id}
+        return CommitResult(**self._call("commit", key=key, **arguments))
 
     def committed(self, key: SessionKey, run_id: str) -> int | None:
         return self._call("committed", key=key, run_id=run_id)
@@ -270,9 +224,7 @@ class SocketMemoryStore(SessionStore, EventLog):
         return self._call("delete", key=key)
 
     def append_events(self, key: SessionKey, run_id: str, events: Sequence[tuple[str, dict[str, Any]]]) -> int:
-        # Checked and encoded here (``dumps`` refuses what is not JSON), decoded by the server.
-        rows = encode_events(events)
-        return self._call("append_events", key=key, run_id=check_run_id(run_id), events=rows)
+        return self._call("append_events", key=key, run_id=check_run_id(run_id), events=encode_events(events))
 
     def read_events(self, key: SessionKey, run_id: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
         rows = self._call("read_events", key=key, run_id=check_run_id(run_id), after=after, limit=limit)
@@ -280,6 +232,15 @@ class SocketMemoryStore(SessionStore, EventLog):
 
     def delete_logs(self, key: SessionKey) -> None:
         self._call("delete_logs", key=key)
+
+    def take_lock(self, key: SessionKey, token: str, lease: float) -> bool:
+        return self._call("take_lock", key=key, token=token, lease=lease)
+
+    def renew_lock(self, key: SessionKey, token: str, lease: float) -> None:
+        self._call("renew_lock", key=key, token=token, lease=lease)
+
+    def release_lock(self, key: SessionKey, token: str) -> None:
+        self._call("release_lock", key=key, token=token)
 
     def ping(self) -> None:
         self._call("ping")

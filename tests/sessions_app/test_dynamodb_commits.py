@@ -1,14 +1,9 @@
 """The DynamoDB store's commits on moto's server: a long sequential conversation, and every way a
 commit's transaction can be cancelled, each mapped to what it means (never an unexplained 409).
 
-A sequential client once got ``VersionConflict`` (409 ``session_changed``) near turn 1,000: moto
-copies the whole table once per action of a transaction, so a commit on a large table took longer
-than the client's read timeout; botocore sent it again while the first attempt, which applied, was
-still running (a 500 when the two overlapped), and the version condition cancelled the retry.
-``DynamoProxy`` below reproduces that on demand: it forwards a call to moto and holds the answer
-back past the client's read timeout. It also runs a competing write at the moment a transaction
-reaches the table (a real race), and gives the answers that DynamoDB gives and moto cannot
-(``TransactionConflict``, throttling, ``ValidationError``...), in DynamoDB's own format.
+``DynamoProxy`` forwards calls to moto and can hold an answer back past the client's read timeout
+(botocore then sends the call again), run a competing write as a transaction reaches the table,
+or give the answers that DynamoDB gives and moto cannot, in DynamoDB's own format.
 """
 
 from __future__ import annotations
@@ -51,9 +46,6 @@ HOLD = 1.6
 
 def msgs(*contents: str, role: str = "user") -> list[Message]:
     return [Message(role=role, content=c, agent="a") for c in contents]
-
-
-# --- A pass-through proxy in front of moto's server -----------------------------------------------
 
 
 @dataclass
@@ -174,17 +166,11 @@ def cancelled(*codes: str, message: str = "") -> tuple[int, dict[str, Any]]:
     }
 
 
-# --- The report: a long conversation, strictly one run after another -------------------------------
-
-#: The report's conversation went 2,000 turns (11 minutes on moto); its cause, commits whose answer
-#: is lost or late and that botocore sends again, is reproduced turn by turn by the proxy tests
-#: below, so a few hundred turns keep the whole path covered in a fraction of the time.
+#: Commits whose answer is lost or late are reproduced one by one by the proxy tests below.
 TURNS = 300
 
-#: moto's server, except that it does not keep the copy of its table that every action of a
-#: transaction takes: moto registers each model instance it creates, copies included, for its
-#: reset, so a long conversation grew the server by a table per action (11 GB by turn 2,000).
-#: Everything moto does to answer a call, the copies and the time they take included, is kept.
+#: moto's server, except that it does not keep (for its reset) the copy of its table that every
+#: action of a transaction takes: a long conversation would grow it by a table per action.
 MOTO_WITHOUT_LEAK = """
 import sys
 from moto.dynamodb.models.dynamo_type import Item
@@ -238,9 +224,8 @@ def test_a_long_sequential_conversation_never_conflicts(make_store, own_moto: st
     def attempt(response_dict: dict | None = None, exception: Exception | None = None, **kwargs: Any) -> None:
         status = (response_dict or {}).get("status_code", 0)
         if exception is not None or status >= 400:
-            failed[
-                f"{kwargs['event_name'].rsplit('.', 1)[-1]} {type(exception).__name__ if exception else status}"
-            ] += 1
+            operation = kwargs["event_name"].rsplit(".", 1)[-1]
+            failed[f"{operation} {type(exception).__name__ if exception else status}"] += 1
 
     store.client.meta.events.register("response-received.dynamodb", attempt)
     started = time.monotonic()
@@ -257,9 +242,6 @@ def test_a_long_sequential_conversation_never_conflicts(make_store, own_moto: st
         for pair in (("user", prompt), ("assistant", reply))
     ]
     print(f"{TURNS} turns in {elapsed:.0f} s; attempts that failed and were recovered from: {dict(failed)}")
-
-
-# --- A transaction whose answer was lost: botocore's retry must not turn it into a conflict --------
 
 
 def test_a_commit_whose_answer_was_lost_succeeds(behind: DynamoDBStore, proxy: DynamoProxy, key: SessionKey) -> None:
@@ -316,9 +298,6 @@ def test_an_acquire_whose_answer_was_lost_holds_the_lock(
     behind.acquire(key, lease=30, wait=0).release()
 
 
-# --- Cancellations moto produces: a competing write reaches the table first -----------------------
-
-
 def test_a_commit_that_loses_a_race_is_a_version_conflict(
     behind: DynamoDBStore, direct: DynamoDBStore, proxy: DynamoProxy, key: SessionKey
 ) -> None:
@@ -356,9 +335,6 @@ def test_a_commit_whose_run_is_revoked_meanwhile_is_refused(
         behind.commit(key, expected_version=0, append=msgs("q", "a"), run_id="r1")
 
     assert behind.load(key).version == 0
-
-
-# --- Cancellations moto cannot produce: DynamoDB's answers, given by the proxy --------------------
 
 
 def test_a_commit_cancelled_by_a_concurrent_transaction_is_sent_again(

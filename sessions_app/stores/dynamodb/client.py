@@ -1,13 +1,6 @@
-"""The table's client: boto3's low-level client (thread-safe, one per store), every call's errors
-translated into the store's, and what a retry needs to know.
-
-botocore sends a call that timed out or failed again (three attempts, standard mode). Each
-transaction carries a ``ClientRequestToken``, which makes DynamoDB apply such a retry once; an
-endpoint that ignores the token (moto) cancels it by the condition the first attempt already moved
-past, so ``commits`` and ``events`` write an id of their own and read it back. A cancellation for
-another reason is never a conflict (``cancellation_error``): a concurrent transaction or
-throttling may apply when sent again (``Transient``), an item too large is ``PayloadTooLarge``,
-anything else ``StoreUnavailable``.
+"""The table's client: boto3's low-level client (one per store), its errors translated into the
+store's. Each transaction carries a ``ClientRequestToken`` so that botocore's retry applies once;
+a cancellation other than by a condition is never a conflict (``cancellation_error``).
 """
 
 from __future__ import annotations
@@ -52,8 +45,7 @@ class ConditionFailed(StoreError):
 
 class TransactionCancelled(StoreUnavailable):
     """A transaction did not apply; ``reasons`` holds each action's code (``"None"`` for an action
-    that was fine), ``details`` each action's message, in order. Where a caller does not map it
-    (``cancellation_error``), the store is unavailable: never a conflict it cannot prove."""
+    that was fine), ``details`` each action's message, in order."""
 
     def __init__(self, message: str, reasons: list[str], details: list[str]) -> None:
         super().__init__(message)
@@ -62,8 +54,7 @@ class TransactionCancelled(StoreUnavailable):
 
 
 class Transient(StoreUnavailable):
-    """Nothing applied, and sending it again may succeed (a concurrent transaction, throttling, our
-    own earlier attempt still in progress)."""
+    """Nothing applied, and sending it again may succeed."""
 
 
 def cancellation_error(exc: TransactionCancelled, what: str) -> StoreError:
@@ -122,27 +113,23 @@ class Table:
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = self._make_client()
-        return self._client
-
-    def _make_client(self) -> Any:
-        session = boto3.session.Session()
-        credentials: dict[str, str] = {}
-        if self.endpoint_url and session.get_credentials() is None:
-            # A local endpoint (moto, DynamoDB Local) accepts any signature.
-            credentials = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
-        config = Config(
-            connect_timeout=2,
-            read_timeout=self.read_timeout,
-            retries={"max_attempts": 3, "mode": "standard"},
-            max_pool_connections=64,
-        )
-        return session.client(
-            "dynamodb", region_name=self.region, endpoint_url=self.endpoint_url, config=config, **credentials
-        )
+        with self._lock:
+            if self._client is None:
+                session = boto3.session.Session()
+                credentials: dict[str, str] = {}
+                if self.endpoint_url and session.get_credentials() is None:
+                    # A local endpoint (moto, DynamoDB Local) accepts any signature.
+                    credentials = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+                config = Config(
+                    connect_timeout=2,
+                    read_timeout=self.read_timeout,
+                    retries={"max_attempts": 3, "mode": "standard"},
+                    max_pool_connections=64,
+                )
+                self._client = session.client(
+                    "dynamodb", region_name=self.region, endpoint_url=self.endpoint_url, config=config, **credentials
+                )
+            return self._client
 
     def call(self, operation: str, **kwargs: Any) -> Any:
         """Call ``operation`` of the client (on this table), creating the table once if it is

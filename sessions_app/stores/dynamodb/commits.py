@@ -1,20 +1,15 @@
 """Commits, revokes and their recovery.
 
 A commit is one ``TransactWriteItems``: the new messages and state items plus the meta item,
-conditioned on the version read just before. It writes only what the run produced, so its cost
-does not grow with the history, and no item ever holds the whole session: the 400 KB item limit
-bounds one message or one state value, never a conversation.
+conditioned on the version read just before, so its cost does not grow with the history.
 
-A transaction whose answer never came (a read timeout, a 500) may have applied all the same, and
-botocore sends it again (see ``client``). So every commit writes its id, ``t``, and a commit
-cancelled by its version condition reads it back: its own id (on the meta item, or on its first
-message once later commits followed) means it applied, and it succeeds; the version it read, still
-there, means nothing applied, and it is sent again; anything else is a real ``VersionConflict``.
-A concurrent transaction or throttling is retried for a while (``StoreUnavailable`` after).
+A transaction whose answer never came may have applied all the same, and botocore sends it again.
+So every commit writes its id, ``t``, and a commit cancelled by its version condition reads it
+back: its own id means it applied; the version it read, still there, means nothing applied and it
+is sent again; anything else is a ``VersionConflict``.
 
-``revoke`` and a commit that records a run are each one transaction over both the run's mark (in
-the ``#revoked`` partition, which no purge of an expired session takes) and ``x#run#<run id>``:
-one checks that the other is absent, so exactly one of them wins.
+``revoke`` and a commit that records a run each check, in one transaction, that the other's item
+(the mark in the ``#revoked`` partition, ``x#run#<run id>``) is absent: exactly one of them wins.
 """
 
 from __future__ import annotations
@@ -61,7 +56,6 @@ TRANSIENT_PATIENCE = 10.0
 def commit(
     table: Table,
     key: SessionKey,
-    *,
     ttl: float,
     expected_version: int | None,
     append: Sequence[Message],
@@ -181,9 +175,8 @@ class _Attempt:
         except Transient:
             raise
         except StoreUnavailable as exc:
-            # botocore gave up (timeouts, 500s), yet an attempt may have applied (or still be under
-            # way): applied, it succeeded; the version unmoved, sending it again is safe, as at most
-            # one of two attempts on the same version applies. A store that cannot say: unavailable.
+            # botocore gave up, yet an attempt may have applied: then it succeeded; the version
+            # unmoved, sending it again is safe (at most one attempt per version applies).
             try:
                 landed = self.landed()
             except Transient:
@@ -239,7 +232,6 @@ def revoke(table: Table, key: SessionKey, run_id: str, *, ttl: float) -> bool:
         except TransactionCancelled as exc:
             if exc.reasons[:1] == ["ConditionalCheckFailed"]:
                 return False  # it committed
-            # A concurrent transaction on the same items.
             wait_or_raise(delays, StoreUnavailable(f"dynamodb: could not revoke run {run_id}: {exc}"))
 
 

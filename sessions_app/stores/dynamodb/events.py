@@ -1,24 +1,15 @@
-"""Event logs on DynamoDB.
-
-Logs live in a partition of the session's own, ``<tenant>#<session>#events`` (so that neither a
-load's range nor the purge of an expired session before a commit meets them, and ``delete_logs``
-takes all of a session's logs with one query), sort key prefixed by the run id (``#`` and ``%``
-escaped)::
+"""Event logs on DynamoDB, in the session's partition ``<tenant>#<session>#events``, sort key
+prefixed by the run id (``#`` and ``%`` escaped)::
 
     <run>#e#<id, 12 digits>  k (kind), d (JSON data), g (the log's generation), expires_at
     <run>#h                  head: n (last id), g (generation), t (last append's id), deadline, expires_at
 
-An append is one ``TransactWriteItems``: the events' items and the head, conditioned on the head
-read before (the same ``n`` and ``g``, or none): concurrent appends cannot take the same ids, and
-the loser reads the head again and retries. The head is remembered from this store's own last
-append to the log, so a process streaming a run appends in one round trip. A head whose deadline
-passed starts a new generation at id 1: old items it has not overwritten yet are told apart by
-``g``. The head carries its last append's id, so an append whose answer was lost (and whose retry
-by botocore was cancelled) is recognised. A read is one ``Query`` from the first id wanted to the
-head (which sorts after the events); it returns only what the head covers, consecutive from
-``after`` (a query may see part of a transaction), and nothing once the deadline passed. The
-head's ``expires_at`` is its deadline; event items keep a day longer, so that DynamoDB's TTL never
-takes one from a log still written to.
+An append is one ``TransactWriteItems`` of the events and the head, conditioned on the head read
+before (remembered from this store's own last append): concurrent appends cannot take the same
+ids. A head whose deadline passed starts a new generation at id 1 (``g`` tells old items apart).
+``t`` recognises an append whose answer was lost. A read is one ``Query`` up to the head and
+returns only what the head covers, consecutive from ``after``. Event items expire a day after
+their head, so that DynamoDB's TTL never takes one from a log still written to.
 """
 
 from __future__ import annotations
@@ -82,8 +73,6 @@ class DynamoEventLog(EventLog):
         return self.table.get(self._key(key, run_id, "h"))
 
     def append_events(self, key: SessionKey, run_id: str, events: Sequence[tuple[str, dict[str, Any]]]) -> int:
-        """One ``TransactWriteItems`` when this store made the log's last append, else a
-        ``GetItem`` of the head first; again after losing a race to another appender."""
         check_run_id(run_id)
         rows = encode_events(events)
         sizes = [len(body.encode()) + len(kind) for kind, body in rows]
@@ -147,8 +136,7 @@ class DynamoEventLog(EventLog):
             self.table.put({**self._key(key, run_id, f"e#{number:012d}"), "k": s(kind), "d": s(body), **extra})
             for number, (kind, body) in enumerate(rows, start=last + 1)
         ]
-        # The head last: an endpoint that applies a transaction's actions one by one (moto) then
-        # never shows a head before the events it covers.
+        # The head last: moto, which applies actions one by one, never shows it before its events.
         self.table.write_together([*actions, self.table.put(head_item, **condition)])
         self._remember(key, run_id, (total, generation, deadline))
         return total
@@ -161,8 +149,6 @@ class DynamoEventLog(EventLog):
                 self._heads.popitem(last=False)
 
     def read_events(self, key: SessionKey, run_id: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
-        """One ``Query`` (plus a ``GetItem`` of the head when more than ``limit`` events, or 1 MB,
-        are pending, so that the head is past the page)."""
         check_run_id(run_id)
         if limit <= 0:
             return []

@@ -1,7 +1,6 @@
 """The per-session lock: item ``lock`` of the session's partition, holding its holder's token and
-the end of its lease (``until``). Taking it is a conditional put (no lock, a lapsed one, or our
-own: botocore's retry of a put whose answer was lost); renewing and releasing are conditioned on
-the token, so a holder whose lease lapsed never touches its successor's."""
+the end of its lease (``until``). Taking and renewing it are conditional puts, releasing it a
+conditional delete; a holder whose lease lapsed never touches its successor's."""
 
 from __future__ import annotations
 
@@ -21,18 +20,16 @@ class DynamoLock(Lock):
         self.table: Table = store.table
         self.item = item_key(key, "lock")
 
-    def take(self) -> bool:
+    def _put(self, condition: str) -> bool:
+        """Put this holder's lease if ``condition`` holds; whether it did."""
         now = time.time()
-        lease = {
-            "token": s(self.token),
-            "until": n(now + self.lease),
-            "expires_at": n(math.ceil(now + self.lease) + 60),
-        }
+        until = now + self.lease
+        lease = {"token": s(self.token), "until": n(until), "expires_at": n(math.ceil(until) + 60)}
         try:
             self.table.call(
                 "put_item",
                 Item={**self.item, **lease},
-                ConditionExpression="attribute_not_exists(pk) OR #u <= :now OR #t = :token",
+                ConditionExpression=condition,
                 ExpressionAttributeNames={"#u": "until", "#t": "token"},
                 ExpressionAttributeValues={":now": n(now), ":token": s(self.token)},
             )
@@ -40,24 +37,12 @@ class DynamoLock(Lock):
             return False
         return True
 
+    def take(self) -> bool:
+        return self._put("attribute_not_exists(pk) OR #u <= :now OR #t = :token")
+
     def renew(self) -> None:
-        now = time.time()
-        try:
-            self.table.call(
-                "update_item",
-                Key=self.item,
-                UpdateExpression="SET #u = :until, expires_at = :exp",
-                ConditionExpression="#t = :token AND #u > :now",
-                ExpressionAttributeNames={"#t": "token", "#u": "until"},
-                ExpressionAttributeValues={
-                    ":token": s(self.token),
-                    ":now": n(now),
-                    ":until": n(now + self.lease),
-                    ":exp": n(math.ceil(now + self.lease) + 60),
-                },
-            )
-        except ConditionFailed as exc:
-            raise LockLost(f"lock on {self.key.session_id} was lost") from exc
+        if not self._put("#t = :token AND #u > :now"):
+            raise LockLost(f"lock on {self.key.session_id} was lost")
 
     def release(self) -> None:
         with suppress(ConditionFailed):

@@ -31,24 +31,20 @@ def purge(table: Table, key: SessionKey, *, partition: str = "") -> int:
     return len(keys)
 
 
-def has_leftovers(table: Table, key: SessionKey) -> bool:
-    """Whether the session has items past its lock (with no meta item: what TTL left behind)."""
-    reply = table.call(
-        "query",
-        KeyConditionExpression="pk = :pk AND sk > :lock",
-        ExpressionAttributeValues={":pk": item_key(key, "")["pk"], ":lock": s("lock")},
-        ProjectionExpression="sk",
-        Limit=1,
-    )
-    return bool(reply.get("Items"))
-
-
 def purged_if_stale(table: Table, key: SessionKey, meta: dict | None, *, live: bool) -> dict | None:
     """The meta item a commit builds on: ``meta``, or None once an expired session, or what
     DynamoDB's TTL left of one, is purged."""
     if meta is not None and not live:
         purge(table, key)
         return None
-    if meta is None and has_leftovers(table, key):
-        purge(table, key)
+    if meta is None:  # any item past the lock is what TTL left behind
+        reply = table.call(
+            "query",
+            KeyConditionExpression="pk = :pk AND sk > :lock",
+            ExpressionAttributeValues={":pk": item_key(key, "")["pk"], ":lock": s("lock")},
+            ProjectionExpression="sk",
+            Limit=1,
+        )
+        if reply.get("Items"):
+            purge(table, key)
     return meta

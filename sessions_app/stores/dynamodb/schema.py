@@ -29,22 +29,16 @@ from sessions_app.stores.base import SessionKey
 
 
 def n(value: float) -> dict[str, str]:
-    """A number attribute."""
     return {"N": repr(value) if isinstance(value, float) else str(value)}
 
 
 def s(value: str) -> dict[str, str]:
-    """A string attribute."""
     return {"S": value}
-
-
-def session_pk(key: SessionKey) -> str:
-    return f"{key.tenant}#{key.session_id}"
 
 
 def item_key(key: SessionKey, sk: str, *, partition: str = "") -> dict[str, dict[str, str]]:
     """The key of item ``sk`` of the session's partition (or of its ``#<partition>``)."""
-    return {"pk": s(session_pk(key) + (f"#{partition}" if partition else "")), "sk": s(sk)}
+    return {"pk": s(f"{key.tenant}#{key.session_id}" + (f"#{partition}" if partition else "")), "sk": s(sk)}
 
 
 def seq(number: int) -> str:

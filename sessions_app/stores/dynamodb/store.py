@@ -1,5 +1,4 @@
-"""The DynamoDB store: reads here; commits (``commits``), the lock (``lock``), purges (``purge``)
-and event logs (``events``) in their modules, over one table (``client``, ``schema``)."""
+"""The DynamoDB store: reads here, writes in ``commits``."""
 
 from __future__ import annotations
 
@@ -27,7 +26,6 @@ from sessions_app.stores.dynamodb.schema import escaped, item_key, live, parse_m
 class DynamoDBStore(SessionStore, DynamoEventLog):
     name = "dynamodb"
     lock_class = DynamoLock
-    can_revoke = True
 
     def __init__(
         self,
@@ -49,18 +47,11 @@ class DynamoDBStore(SessionStore, DynamoEventLog):
 
     @property
     def client(self) -> Any:
-        """boto3's client (e.g. to register an event handler on it)."""
         return self.table.client
 
-    # -- reads ------------------------------------------------------------------------------
-
     def load(self, key: SessionKey, *, scopes: Sequence[str] = (SHARED_SCOPE,), window: int = 50) -> Snapshot:
-        """Two round trips whatever the history: the meta item, then one query from the window on.
-
-        ``m#<offset>`` to ``s$`` returns the window, the meta item again and the state items. The
-        meta item of that query is the truth: if a commit landed between the two reads, the
-        snapshot is of the newer version.
-        """
+        """Two round trips: the meta item, then one query of ``m#<offset>`` to ``s$`` (the window,
+        the meta item again, which is the truth, and the state items)."""
         now = time.time()
         meta = self.table.get(item_key(key, "meta"))
         empty = Snapshot(0, [], 0, 0, {}, {scope: {} for scope in scopes})
@@ -108,8 +99,6 @@ class DynamoDBStore(SessionStore, DynamoEventLog):
         )
         return [Message.from_json(item["d"]["S"]) for item in items]
 
-    # -- writes -----------------------------------------------------------------------------
-
     def commit(
         self,
         key: SessionKey,
@@ -119,15 +108,7 @@ class DynamoDBStore(SessionStore, DynamoEventLog):
         state: Mapping[str, Mapping[str, Any]] | None = None,
         run_id: str | None = None,
     ) -> CommitResult:
-        return commits.commit(
-            self.table,
-            key,
-            ttl=self.ttl,
-            expected_version=expected_version,
-            append=append,
-            state=state or {},
-            run_id=run_id,
-        )
+        return commits.commit(self.table, key, self.ttl, expected_version, append, state or {}, run_id)
 
     def committed(self, key: SessionKey, run_id: str) -> int | None:
         return commits.meta_and_run(self.table, key, run_id)[1]
@@ -142,13 +123,10 @@ class DynamoDBStore(SessionStore, DynamoEventLog):
         self.delete_logs(key)
         return deleted > 0 and live(meta, time.time())
 
-    # -- operations --------------------------------------------------------
-
     def ping(self) -> None:
         self.table.call("describe_table")
 
     def ensure_schema(self) -> None:
-        """Create the table (on-demand billing) and switch its TTL on; idempotent."""
         self.table.ensure()
 
     def close(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import AsyncGenerator, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -57,7 +57,6 @@ class Connection:
         self.url = url or cache["LOCATION"]
         self.options = cache.get("OPTIONS", {})
         self._client: redis.Redis | None = None
-        # One asyncio client per event loop, closed with its loop (see ``_closed_with_loop``).
         self._async_clients: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, tuple[redis.asyncio.Redis, AsyncGenerator[None, None]]
         ] = weakref.WeakKeyDictionary()
@@ -74,17 +73,9 @@ class Connection:
         with translated():
             return script(keys=keys, args=args, client=self.client)
 
-    def transaction(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """Run ``commands`` in one MULTI/EXEC round trip; return their replies."""
-        with translated():
-            pipeline = self.client.pipeline(transaction=True)
-            for command in commands:
-                pipeline.execute_command(*command)
-            return pipeline.execute()
-
     async def async_client(self) -> redis.asyncio.Redis:
-        """The running loop's asyncio client, made on first use from the store's URL and options;
-        its socket timeout is left unset: an ``XREAD BLOCK`` outwaits any, and is bounded above."""
+        """The running loop's asyncio client, made on first use; its socket timeout is left unset
+        (an ``XREAD BLOCK`` outwaits any, and is bounded by its caller)."""
         loop = asyncio.get_running_loop()
         with self._async_lock:
             held = self._async_clients.get(loop)

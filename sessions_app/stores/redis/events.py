@@ -4,11 +4,8 @@
                                         event n (fields k: kind, d: JSON data)
     ak:{<tenant>:<session>}:events      set of the run ids that have an event log, for ``delete_logs``
 
-An event log is a stream of its own, appended by one Lua call (``XLEN``, then ``XADD`` with the
-explicit ids that follow, ``PEXPIRE`` of the stream and of the session's ``events`` set) and read
-by one ``XRANGE``. Redis expires each log ``events_ttl`` after its last append; ``delete_logs``
-takes the logs named in ``events`` (their number, not the database's, bounds its cost).
-``wait_events`` is one ``XREAD BLOCK`` on a ``redis.asyncio`` client of the running event loop.
+An append is one Lua call, a read one ``XRANGE``, a wait one ``XREAD BLOCK``. Redis expires
+each log ``events_ttl`` after its last append.
 """
 
 from __future__ import annotations
@@ -19,7 +16,7 @@ from typing import Any
 
 import redis
 
-from sessions_app.stores.base import SessionKey, StoreError, StoreUnavailable, loads
+from sessions_app.stores.base import SessionKey, StoreUnavailable, loads
 from sessions_app.stores.events import Event, EventLog, check_run_id, encode_events
 from sessions_app.stores.redis.client import Connection, prefix, translated
 
@@ -71,7 +68,6 @@ class RedisEventLog(EventLog):
         self._delete_logs = connection.client.register_script(_DELETE_LOGS)
 
     def append_events(self, key: SessionKey, run_id: str, events: Sequence[tuple[str, dict[str, Any]]]) -> int:
-        """One Lua call."""
         check_run_id(run_id)
         args: list[Any] = [int(self.events_ttl * 1000), run_id]
         for row in encode_events(events):
@@ -80,7 +76,6 @@ class RedisEventLog(EventLog):
         return int(self.connection.call(self._append_events, keys=keys, args=args))
 
     def read_events(self, key: SessionKey, run_id: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
-        """One ``XRANGE``."""
         check_run_id(run_id)
         if limit <= 0:
             return []
@@ -101,19 +96,17 @@ class RedisEventLog(EventLog):
         started = loop.time()
         block = max(1, int(timeout * 1000)) if timeout > 0 else None
         grace = self.connection.options.get("SOCKET_TIMEOUT") or 5.0
-        try:
-            client = await self.connection.async_client()
-            async with asyncio.timeout(max(timeout, 0) + grace):
-                reply = await client.xread({events_key(key, run_id): f"{max(after, 0)}-0"}, count=limit, block=block)
-        except TimeoutError as exc:
-            raise StoreUnavailable(f"redis: XREAD did not answer within {max(timeout, 0) + grace:.1f}s") from exc
-        except redis.ConnectionError:  # no connection for us (or none at all: then the polls raise)
-            remaining = max(0.0, timeout - (loop.time() - started))
-            return await super().wait_events(key, run_id, after=after, timeout=remaining, limit=limit)
-        except redis.TimeoutError as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
-        except redis.RedisError as exc:
-            raise StoreError(f"redis: {exc}") from exc
+        with translated():
+            try:
+                client = await self.connection.async_client()
+                async with asyncio.timeout(max(timeout, 0) + grace):
+                    stream = {events_key(key, run_id): f"{max(after, 0)}-0"}
+                    reply = await client.xread(stream, count=limit, block=block)
+            except TimeoutError as exc:
+                raise StoreUnavailable(f"redis: XREAD did not answer within {max(timeout, 0) + grace:.1f}s") from exc
+            except redis.ConnectionError:  # no connection for us (or none at all: then the polls raise)
+                remaining = max(0.0, timeout - (loop.time() - started))
+                return await super().wait_events(key, run_id, after=after, timeout=remaining, limit=limit)
         return _events(reply[0][1]) if reply else []  # [[stream, entries]]: one stream asked
 
     def delete_logs(self, key: SessionKey) -> None:

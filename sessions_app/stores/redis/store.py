@@ -11,9 +11,7 @@ Keys of one session share a hash tag, so they live on one cluster slot::
     ak:{<tenant>:<session>}:lock        lock token, with the lease as its PX expiry
 
 ``load`` is one MULTI/EXEC round trip and ``commit`` one Lua call, whatever the history length:
-``LRANGE -window -1`` reads from the tail and ``RPUSH`` appends, so nothing grows with history.
-(A Lua ``load`` was measured slower: Lua copies every message into its own strings.) The window's
-messages are parsed as one JSON array, and hiredis parses the replies.
+``LRANGE -window -1`` reads from the tail and ``RPUSH`` appends.
 """
 
 from __future__ import annotations
@@ -116,25 +114,11 @@ def _keys(at: str) -> list[str]:
     return [at + "meta", at + "msgs", at + "scopes", at + "runs"]
 
 
-def _load_commands(key: SessionKey, scopes: Sequence[str], window: int) -> list[tuple[Any, ...]]:
-    """What ``load`` reads: meta, the window of messages (if any), one hash per scope."""
-    at = prefix(key)
-    commands: list[tuple[Any, ...]] = [("HGETALL", at + "meta")]
-    if window > 0:
-        commands.append(("LRANGE", at + "msgs", -window, -1))
-    return commands + [("HGETALL", at + "st:" + scope) for scope in scopes]
-
-
 def _parse_meta(raw: Mapping[bytes, bytes]) -> tuple[int, int, dict[str, int]]:
     version = int(raw.get(b"v", 0))
     total = int(raw.get(b"n", 0))
     counts = {k[2:].decode(): int(v) for k, v in raw.items() if k.startswith(b"c:")}
     return version, total, counts
-
-
-def _first_message(raw: bytes | None) -> int | None:
-    """A ``runs`` entry: the number of the run's first message; None if it never committed."""
-    return None if raw is None or raw == b"r" else int(raw)
 
 
 def _messages(raw: list[bytes]) -> list[Message]:
@@ -166,14 +150,12 @@ class _RedisLock(Lock):
 class RedisStore(SessionStore, RedisEventLog):
     name = "redis"
     lock_class = _RedisLock
-    can_revoke = True
 
     def __init__(
         self, *, ttl: float = 0, events_ttl: float = 3600, cache_alias: str = "ak_sessions", url: str | None = None
     ) -> None:
         SessionStore.__init__(self, ttl=ttl)
         RedisEventLog.__init__(self, connection=Connection(cache_alias=cache_alias, url=url), events_ttl=events_ttl)
-        self.url = self.connection.url
         client = self.client
         self._commit = client.register_script(_COMMIT)
         self._delete = client.register_script(_DELETE)
@@ -184,25 +166,23 @@ class RedisStore(SessionStore, RedisEventLog):
 
     @property
     def client(self) -> redis.Redis:
-        """redis-py's client, on django-redis' pool."""
         return self.connection.client
 
     def load(self, key: SessionKey, *, scopes: Sequence[str] = (SHARED_SCOPE,), window: int = 50) -> Snapshot:
-        return self._snapshot(self.connection.transaction(_load_commands(key, scopes, window)), scopes, window)
-
-    @staticmethod
-    def _snapshot(replies: list[Any], scopes: Sequence[str], window: int) -> Snapshot:
+        at = prefix(key)
+        with translated():
+            pipeline = self.client.pipeline(transaction=True)  # MULTI/EXEC: one round trip
+            pipeline.hgetall(at + "meta")
+            if window > 0:
+                pipeline.lrange(at + "msgs", -window, -1)
+            for scope in scopes:
+                pipeline.hgetall(at + "st:" + scope)
+            replies = pipeline.execute()
         version, total, counts = _parse_meta(replies[0])
         messages = _messages(replies[1]) if window > 0 else []
         states = replies[2:] if window > 0 else replies[1:]
-        return Snapshot(
-            version=version,
-            messages=messages,
-            offset=total - len(messages),
-            total=total,
-            role_counts=counts,
-            state={s: {k.decode(): loads(v) for k, v in raw.items()} for s, raw in zip(scopes, states, strict=True)},
-        )
+        state = {s: {k.decode(): loads(v) for k, v in raw.items()} for s, raw in zip(scopes, states, strict=True)}
+        return Snapshot(version, messages, total - len(messages), total, counts, state)
 
     def history(self, key: SessionKey, *, start: int = 0, limit: int = 100) -> list[Message]:
         if start < 0 or limit <= 0:
@@ -223,24 +203,18 @@ class RedisStore(SessionStore, RedisEventLog):
         """One Lua call."""
         at = prefix(key)
         expected = "" if expected_version is None else expected_version
-        args: list[Any] = [at, expected, int(self.ttl * 1000), run_id or ""]
-        args.append(len(append))
+        args: list[Any] = [at, expected, int(self.ttl * 1000), run_id or "", len(append)]
         args.extend(m.to_json() for m in append)
         if append:
             roles = Counter(m.counted_as for m in append)
             args.append(len(roles))
-            for pair in roles.items():
-                args.extend(pair)
+            args.extend(part for pair in roles.items() for part in pair)
         scopes = state or {}
         args.append(len(scopes))
         for scope, values in scopes.items():
             sets = [(k, dumps(v)) for k, v in values.items() if v is not DELETE]
             deletes = [k for k, v in values.items() if v is DELETE]
-            args.extend([scope, len(sets)])
-            for pair in sets:
-                args.extend(pair)
-            args.append(len(deletes))
-            args.extend(deletes)
+            args.extend([scope, len(sets), *(part for pair in sets for part in pair), len(deletes), *deletes])
         reply = self.call(self._commit, keys=_keys(at), args=args)
         if reply and reply[0] == -1:
             raise VersionConflict(f"{key.session_id}: expected version {expected_version}, found {reply[1]}")
@@ -251,7 +225,8 @@ class RedisStore(SessionStore, RedisEventLog):
 
     def committed(self, key: SessionKey, run_id: str) -> int | None:
         with translated():
-            return _first_message(self.client.hget(prefix(key) + "runs", run_id))
+            first = self.client.hget(prefix(key) + "runs", run_id)
+        return None if first is None or first == b"r" else int(first)  # "r": revoked
 
     def revoke(self, key: SessionKey, run_id: str) -> bool:
         return bool(self.call(self._revoke, keys=[prefix(key) + "runs"], args=[run_id, int(self.ttl * 1000)]))
