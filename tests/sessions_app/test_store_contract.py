@@ -203,9 +203,11 @@ def test_a_lapsed_lease_fails_loudly(store: SessionStore, key: SessionKey) -> No
 
 
 def test_renew_extends_the_lease(store: SessionStore, key: SessionKey) -> None:
-    held = store.acquire(key, lease=0.4, wait=0)
+    # Renewed every half lease, held for one and a half leases in all; half a lease of margin per
+    # renewal, so a busy machine (moto answering slowly) does not let it lapse.
+    held = store.acquire(key, lease=1.0, wait=0)
     for _ in range(3):
-        time.sleep(0.2)
+        time.sleep(0.5)
         held.renew()
     with pytest.raises(SessionBusy):
         store.acquire(key, lease=1, wait=0)
