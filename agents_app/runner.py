@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 from django.conf import settings
 
@@ -43,8 +43,6 @@ from sessions_app.stores.base import (
 )
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 class Cancellation:
@@ -180,7 +178,7 @@ class Runner:
         keep_alive = Every(lock.lease / 3, partial(self._renew, lock))
         try:
             if run_id is not None and replay and snapshot.run_committed is not None:
-                return await self._io(self._replay, store, key, snapshot)
+                return await blocking(self._replay, store, key, snapshot)
             if indexed > 0 and not snapshot.exists:
                 raise SessionExpired(key.session_id, indexed)
             view = SessionView(snapshot, agent.name, key=key, on_delta=events.delta if events else None, run_id=run_id)
@@ -200,7 +198,7 @@ class Runner:
                 Message(role="assistant", content=reply, agent=author),
             ]
             await keep_alive.stop()  # the adapter is done: the lease covers the commit
-            commit = await self._io(
+            commit = await blocking(
                 store.commit_and_release,
                 lock,
                 expected_version=snapshot.version,
@@ -214,13 +212,10 @@ class Runner:
             await keep_alive.stop()
             if held:
                 with contextlib.suppress(Exception):
-                    await self._io(lock.release)
+                    await blocking(lock.release)
 
     def _window_of(self, wanted: int | None) -> int:
         return self.window if wanted is None else min(wanted, self.window)
-
-    async def _io(self, call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        return await blocking(call, *args, **kwargs)
 
     async def _acquire_and_load(
         self, store: SessionStore, key: SessionKey, *, wait: float, **load: Any
@@ -230,7 +225,7 @@ class Runner:
         delays = backoff_delays(wait, first=0.01, cap=0.25)
         while True:
             try:
-                return await self._io(store.acquire_and_load, key, lease=self.lease, wait=0, **load)
+                return await blocking(store.acquire_and_load, key, lease=self.lease, wait=0, **load)
             except SessionBusy:
                 delay = next(delays, None)
                 if delay is None:

@@ -45,15 +45,12 @@ def limit_of(tenant: Any, name: str) -> int:
     return settings.AK_LIMITS[name.upper()] if own is None else own
 
 
-def stored_limit_check(*, tenant: Any, name: str, rows: QuerySet, adding: int = 1) -> None:
-    """Raise ``LimitReached`` (403) when the tenant's ``rows`` (its stored objects of ``name``)
-    and ``adding`` more would be over its limit. Counts at most the limit's number of rows."""
+def stored_limit_check(*, tenant: Any, name: str, rows: QuerySet) -> None:
+    """Raise ``LimitReached`` (403) when one more of the tenant's ``rows`` (its stored objects of
+    ``name``) would be over its limit. Counts at most the limit's number of rows."""
     limit = limit_of(tenant, name)
-    if limit and adding and rows.order_by()[:limit].count() + adding > limit:
+    if limit and rows.order_by()[:limit].count() >= limit:
         raise LimitReached(name)
-
-
-# --- Leased slots in the default cache ----------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -65,15 +62,11 @@ class Slot:
     token: str = ""
 
 
-def _slot_keys(scope: str, limit: int) -> list[str]:
-    return [f"ak:slot:{scope}:{i}" for i in range(limit)]
-
-
 def slot_take(*, scope: str, limit: int, lease: float) -> Slot | None:
     """One of ``limit`` slots of ``scope`` (e.g. a tenant's streams), held for ``lease`` s unless
     renewed; None when all are taken. Blocking (the cache's client). A cache that is down lets
     everything through (``Slot(None)``), as the rate limits do."""
-    keys = _slot_keys(scope, limit)
+    keys = [f"ak:slot:{scope}:{i}" for i in range(limit)]
     held = cache.get_many(keys)
     free = [key for key in keys if key not in held]
     random.shuffle(free)  # processes taking slots at once try different ones first
