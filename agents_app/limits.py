@@ -1,11 +1,8 @@
 """The limits of ``infra.limits`` on agents, secrets, runs and event streams.
 
-Concurrent runs are the tenant's runs ``running`` in the database, whoever executes them (a web
-process's sync runs, the workers' queued ones): the sweeper ends those of a process that died, so
-nothing leaks. A sync or streamed run over the limit is refused (429, nothing recorded); a queued
-run is accepted, and a worker that claims it over the limit puts it back in the queue to try again
-later (``claim_over_limit``): it waits its turn. Requests that arrive at the very same moment in
-different web processes may pass the limit together; a worker never starts more than it allows.
+Concurrent runs are the tenant's runs ``running`` in the database, whoever executes them. A sync or
+streamed run over the limit is refused (429, nothing recorded); a queued run is accepted, and a
+worker that claims it over the limit puts it back in the queue (``claim_over_limit``).
 """
 
 from __future__ import annotations

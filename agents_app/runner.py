@@ -3,11 +3,10 @@
     from agents_app.runner import runner
     reply = await runner.run(AgentSpec("echo", "echo"), Session(id="s1", tenant="demo"), "hi")
 
-A run reads the agent's own state, the shared state and the last ``window`` messages (fewer if
-its framework reads fewer: ``Framework.window``), and appends only what is new, so its cost does
-not grow with the conversation. The lock serializes runs on one session across processes; its
-lease is renewed while the adapter works, and the version check at commit makes a run whose
-lease lapsed fail (``VersionConflict``) instead of overwriting another's work.
+A run reads the agent's own state, the shared state and the last ``window`` messages, and appends
+only what is new. The lock serializes runs on one session across processes; its lease is renewed
+while the adapter works, and the version check at commit makes a run whose lease lapsed fail
+(``VersionConflict``) instead of overwriting another's work.
 """
 
 from __future__ import annotations
@@ -154,15 +153,11 @@ class Runner:
         """Run under the session's lock and commit the exchange, or raise and commit nothing.
 
         With ``run_id`` the commit records the run, and (with ``replay``) a run that committed
-        before (its worker died before it could say so, or another delivery of its task ran it)
-        returns its stored reply without running again; the lookup rides on the lock's round
-        trip. Setting ``cancelled`` stops the adapter at its next ``await`` (``RunCancelled``); so
-        does ``time_limit`` seconds passing (``RunTimedOut``). Raises the store's errors
-        (``SessionBusy``, ``StoreUnavailable``, ``VersionConflict`` after a lapsed lease,
-        ``RunRevoked`` when the run was revoked) and the adapter's. ``events`` gets the run's
-        ``run`` event when the adapter starts and its reply's deltas as they come. ``indexed``: the
-        messages the index says the session has; if the store has no such session, its history is
-        gone and the run raises ``SessionExpired`` instead of running on an empty one.
+        before returns its stored reply without running again. ``cancelled`` set stops the adapter
+        (``RunCancelled``), and so does ``time_limit`` (``RunTimedOut``). Raises the store's errors
+        (``SessionBusy``, ``StoreUnavailable``, ``VersionConflict``, ``RunRevoked``) and the
+        adapter's. ``events`` gets the ``run`` event and the reply's deltas. ``indexed``: the
+        messages the index counts; a store without the session then raises ``SessionExpired``.
         """
         store = store or self.store
         framework = get_framework(agent.framework)

@@ -177,18 +177,15 @@ class ThreadAdmin(TenantScopedAdmin):
 
     @admin.display(description="session id", ordering="session__session_id")
     def session_id(self, obj: Thread) -> str:
-        session = getattr(obj, "session", None)
-        return session.session_id if session else "—"
+        return getattr(getattr(obj, "session", None), "session_id", "—")
 
     @admin.display(description="messages", ordering="session__message_count")
     def messages(self, obj: Thread) -> int:
-        session = getattr(obj, "session", None)
-        return session.message_count if session else 0
+        return getattr(getattr(obj, "session", None), "message_count", 0)
 
     @admin.display(description="last activity", ordering="session__last_activity_at")
     def last_activity(self, obj: Thread) -> datetime | None:
-        session = getattr(obj, "session", None)
-        return session.last_activity_at if session else None
+        return getattr(getattr(obj, "session", None), "last_activity_at", None)
 
     def get_urls(self) -> list:
         wrap = self.admin_site.admin_view
@@ -291,11 +288,8 @@ class ThreadAdmin(TenantScopedAdmin):
         self.message_user(request, f"Cleared the history of {cleared} thread(s).", messages.SUCCESS)
 
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[list, dict, set, list]:
-        """What the confirmation page lists: each thread and a count of what goes with it.
-
-        Django would list every cascaded row (thousands of runs) and ask for delete permission on
-        each kind; the delete goes through ``thread_delete``, which owns those cascades.
-        """
+        """Each thread and a count of what goes with it, not every cascaded row (``thread_delete``
+        owns the cascade)."""
         threads = list(objs)
         ids = [t.pk for t in threads]
         n_sessions = Session.objects.filter(thread__in=ids).count()

@@ -3,12 +3,10 @@
     agents, secrets, sessions      stored objects: over the limit, 403 {"code": "limit_reached", "limit"}
     concurrent_runs, event_streams held at once:    over the limit, 429 of the same shape, with Retry-After
 
-A limit is the tenant's own (``Tenant.limit_<name>``, set in the admin) or, where it has none, the
-deployment's (``AK_LIMITS__<NAME>``); ``0`` is unlimited. Stored objects are counted in the
-database when one is added (``stored_limit_check``); runs are counted in the database too
-(``agents_app.limits``); open streams take a leased slot in the default cache (``slot_take``),
-shared by every process when the cache is Redis, given back when the stream ends and, should its
-process die, when the lease lapses.
+A limit is the tenant's own (``Tenant.limit_<name>``) or else the deployment's
+(``AK_LIMITS__<NAME>``); ``0`` is unlimited. Stored objects and runs are counted in the database;
+open streams take a leased slot in the default cache (``slot_take``), given back when the stream
+ends or, should its process die, when the lease lapses.
 """
 
 from __future__ import annotations

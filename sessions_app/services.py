@@ -40,16 +40,11 @@ def api_key_revoke(*, api_key: ApiKey) -> None:
         api_key.save(update_fields=["revoked_at"])
 
 
-def end_user_get_or_create(*, tenant: Tenant, external_id: str) -> EndUser:
-    user, _ = EndUser.objects.get_or_create(tenant=tenant, external_id=external_id)
-    return user
-
-
 def session_open(*, tenant: Tenant, session_id: str | None = None, user_id: str | None = None) -> Session:
     """The index row of ``session_id`` in ``tenant``, made (with its thread) if new; without a
     ``session_id``, a new session (no lookup: no row can have the id just made). A new one over
     the tenant's limit of sessions raises ``LimitReached``."""
-    user = end_user_get_or_create(tenant=tenant, external_id=user_id) if user_id else None
+    user = EndUser.objects.get_or_create(tenant=tenant, external_id=user_id)[0] if user_id else None
     if session_id is None:
         _sessions_limit_check(tenant=tenant)
         return _session_create(tenant=tenant, session_id=new_session_id(), user=user)

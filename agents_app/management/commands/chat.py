@@ -1,10 +1,6 @@
-"""``chat [--agent NAME] [--tenant SLUG] [--session ID] [--user ID]``: talk to an agent.
-
-Without ``--session`` a new session is made and its id printed. A session whose history the store
-no longer has is said so and starts over; with this process's own in-memory store (not the
-server's), a session the index counts messages for is refused. Log lines go to stderr between
-replies, never inside one.
-"""
+"""``chat [--agent NAME] [--tenant SLUG] [--session ID] [--user ID]``: talk to an agent. A session
+whose history the store no longer has is said so and starts over; log lines go to stderr between
+replies, never inside one."""
 
 from __future__ import annotations
 
