@@ -51,11 +51,9 @@ class AgentForm(forms.ModelForm):
             )
         except AgentInvalid as exc:
             for field, errors in exc.fields.items():
+                target = "framework" if field == "framework" else "config"
                 for error in errors:
-                    if field == "framework":
-                        self.add_error("framework", error)
-                    else:
-                        self.add_error("config", f"{field.removeprefix('config.')}: {error}" if "." in field else error)
+                    self.add_error(target, f"{field.removeprefix('config.')}: {error}" if "." in field else error)
         return cleaned
 
 

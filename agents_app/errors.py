@@ -90,15 +90,13 @@ def error_body(code: str, detail: Any, fields: Any = None) -> dict[str, Any]:
 
 
 #: (error, status, code, detail): ``None`` detail is the exception's own message.
-_RUN_ERRORS: list[tuple[type[Exception], int, str, str | None]] = [
+_ERRORS: list[tuple[type[Exception], int, str, str | None]] = [
     (BrokerUnavailable, 503, "broker_unavailable", "The task broker is unavailable; nothing was queued."),
     (IdempotencyConflict, 409, "idempotency_conflict", "This Idempotency-Key was used with another request."),
     (RunCancelled, 409, "run_cancelled", "The run was cancelled; nothing was saved."),
     (SessionExpired, 409, "session_expired", None),
     (RunTimedOut, 504, "run_timeout", None),
     (RunFailed, 502, "agent_failed", None),
-]
-_STORE_ERRORS: list[tuple[type[StoreError], int, str, str]] = [
     (SessionBusy, 409, "session_busy", "The session is busy with another run."),
     (VersionConflict, 409, "session_changed", "The session changed during the run; nothing was saved."),
     (LockLost, 409, "session_changed", "The session changed during the run; nothing was saved."),
@@ -111,16 +109,12 @@ _STORE_ERRORS: list[tuple[type[StoreError], int, str, str]] = [
 def run_error(exc: Exception) -> tuple[int, dict[str, Any]] | None:
     """The status and body the API answers a run's or the store's error with; None for others.
     (A streamed run sends the body as its ``error`` event.)"""
-    for error_type, status_code, code, detail in _RUN_ERRORS:
+    for error_type, status_code, code, detail in _ERRORS:
         if isinstance(exc, error_type):
             body = error_body(code, detail or str(exc))
-            run = getattr(exc, "run", None)
-            if run is not None:
-                body["run_id"] = str(run.pk)
-            return status_code, body
-    for error_type, status_code, code, detail in _STORE_ERRORS:
-        if isinstance(exc, error_type):
-            if status_code >= 500:
+            if isinstance(exc, RunFailed):
+                body["run_id"] = str(exc.run.pk)
+            if isinstance(exc, StoreError) and status_code >= 500:
                 logger.warning("store error: %s", exc)
-            return status_code, error_body(code, detail)
+            return status_code, body
     return None

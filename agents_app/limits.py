@@ -1,11 +1,8 @@
 """The limits of ``infra.limits`` on agents, secrets, runs and event streams.
 
-Concurrent runs are the tenant's runs ``running`` in the database, whoever executes them (a web
-process's sync runs, the workers' queued ones): the sweeper ends those of a process that died, so
-nothing leaks. A sync or streamed run over the limit is refused (429, nothing recorded); a queued
-run is accepted, and a worker that claims it over the limit puts it back in the queue to try again
-later (``claim_over_limit``): it waits its turn. Requests that arrive at the very same moment in
-different web processes may pass the limit together; a worker never starts more than it allows.
+Concurrent runs are the tenant's runs ``running`` in the database, whoever executes them. A sync or
+streamed run over the limit is refused (429, nothing recorded); a queued run is accepted, and a
+worker that claims it over the limit puts it back in the queue (``claim_over_limit``).
 """
 
 from __future__ import annotations
@@ -47,13 +44,11 @@ def concurrent_runs_check(*, tenant: Tenant) -> None:
 
 def claim_over_limit(run: Run) -> bool:
     """Whether a run a worker just claimed (``running``, counted) puts its tenant over its limit
-    of concurrent runs: the worker then puts it back in the queue. (Two workers over at once both
-    give theirs back: never more.)"""
-    own = Tenant.objects.filter(pk=run.tenant_id).values_list("limit_concurrent_runs", flat=True).first()
-    limit = settings.AK_LIMITS["CONCURRENT_RUNS"] if own is None else own
-    if not limit:
-        return False
-    return Run.objects.filter(tenant_id=run.tenant_id, status=RUNNING).order_by()[: limit + 1].count() > limit
+    of concurrent runs (``run.tenant`` freshly loaded): the worker then puts it back in the queue.
+    (Two workers over at once both give theirs back: never more.)"""
+    limit = limit_of(run.tenant, "concurrent_runs")
+    running = Run.objects.filter(tenant_id=run.tenant_id, status=RUNNING).order_by()
+    return bool(limit) and running[: limit + 1].count() > limit
 
 
 async def stream_slot(*, tenant: Tenant) -> Slot | None:

@@ -124,11 +124,8 @@ class Run(models.Model):
 
 
 class Secret(models.Model):
-    """A value a tenant's agents use (a model provider's API key), encrypted at rest.
-
-    An agent's config names it (``{"secret": NAME}``); only the run that uses it decrypts it
-    (``agents_app.secrets``). No API answer and no admin page shows the value.
-    """
+    """A value a tenant's agents use (a model provider's API key), encrypted at rest: an agent's
+    config names it (``{"secret": NAME}``), only the run that uses it decrypts it."""
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="secrets")
     name = models.CharField(max_length=63, validators=[agent_name_validator])

@@ -3,11 +3,10 @@
     from agents_app.runner import runner
     reply = await runner.run(AgentSpec("echo", "echo"), Session(id="s1", tenant="demo"), "hi")
 
-A run reads the agent's own state, the shared state and the last ``window`` messages (fewer if
-its framework reads fewer: ``Framework.window``), and appends only what is new, so its cost does
-not grow with the conversation. The lock serializes runs on one session across processes; its
-lease is renewed while the adapter works, and the version check at commit makes a run whose
-lease lapsed fail (``VersionConflict``) instead of overwriting another's work.
+A run reads the agent's own state, the shared state and the last ``window`` messages, and appends
+only what is new. The lock serializes runs on one session across processes; its lease is renewed
+while the adapter works, and the version check at commit makes a run whose lease lapsed fail
+(``VersionConflict``) instead of overwriting another's work.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 from django.conf import settings
 
@@ -43,8 +42,6 @@ from sessions_app.stores.base import (
 )
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 
 class Cancellation:
@@ -156,15 +153,11 @@ class Runner:
         """Run under the session's lock and commit the exchange, or raise and commit nothing.
 
         With ``run_id`` the commit records the run, and (with ``replay``) a run that committed
-        before (its worker died before it could say so, or another delivery of its task ran it)
-        returns its stored reply without running again; the lookup rides on the lock's round
-        trip. Setting ``cancelled`` stops the adapter at its next ``await`` (``RunCancelled``); so
-        does ``time_limit`` seconds passing (``RunTimedOut``). Raises the store's errors
-        (``SessionBusy``, ``StoreUnavailable``, ``VersionConflict`` after a lapsed lease,
-        ``RunRevoked`` when the run was revoked) and the adapter's. ``events`` gets the run's
-        ``run`` event when the adapter starts and its reply's deltas as they come. ``indexed``: the
-        messages the index says the session has; if the store has no such session, its history is
-        gone and the run raises ``SessionExpired`` instead of running on an empty one.
+        before returns its stored reply without running again. ``cancelled`` set stops the adapter
+        (``RunCancelled``), and so does ``time_limit`` (``RunTimedOut``). Raises the store's errors
+        (``SessionBusy``, ``StoreUnavailable``, ``VersionConflict``, ``RunRevoked``) and the
+        adapter's. ``events`` gets the ``run`` event and the reply's deltas. ``indexed``: the
+        messages the index counts; a store without the session then raises ``SessionExpired``.
         """
         store = store or self.store
         framework = get_framework(agent.framework)
@@ -180,7 +173,7 @@ class Runner:
         keep_alive = Every(lock.lease / 3, partial(self._renew, lock))
         try:
             if run_id is not None and replay and snapshot.run_committed is not None:
-                return await self._io(self._replay, store, key, snapshot)
+                return await blocking(self._replay, store, key, snapshot)
             if indexed > 0 and not snapshot.exists:
                 raise SessionExpired(key.session_id, indexed)
             view = SessionView(snapshot, agent.name, key=key, on_delta=events.delta if events else None, run_id=run_id)
@@ -200,7 +193,7 @@ class Runner:
                 Message(role="assistant", content=reply, agent=author),
             ]
             await keep_alive.stop()  # the adapter is done: the lease covers the commit
-            commit = await self._io(
+            commit = await blocking(
                 store.commit_and_release,
                 lock,
                 expected_version=snapshot.version,
@@ -214,13 +207,10 @@ class Runner:
             await keep_alive.stop()
             if held:
                 with contextlib.suppress(Exception):
-                    await self._io(lock.release)
+                    await blocking(lock.release)
 
     def _window_of(self, wanted: int | None) -> int:
         return self.window if wanted is None else min(wanted, self.window)
-
-    async def _io(self, call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        return await blocking(call, *args, **kwargs)
 
     async def _acquire_and_load(
         self, store: SessionStore, key: SessionKey, *, wait: float, **load: Any
@@ -230,7 +220,7 @@ class Runner:
         delays = backoff_delays(wait, first=0.01, cap=0.25)
         while True:
             try:
-                return await self._io(store.acquire_and_load, key, lease=self.lease, wait=0, **load)
+                return await blocking(store.acquire_and_load, key, lease=self.lease, wait=0, **load)
             except SessionBusy:
                 delay = next(delays, None)
                 if delay is None:

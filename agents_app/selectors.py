@@ -111,16 +111,11 @@ def run_list(
 
 async def run_events(*, run: Run, tenant: Tenant, after: int = 0) -> AsyncIterator[Event | None] | None:
     """The run's events after event ``after``: those past from the store's log, then the others
-    as they come, until its end; None after each quiet while (a moment for a keep-alive).
-
-    The first read happens here, so that a store that is down raises ``StoreUnavailable`` before
-    anything is streamed. The stream waits on the store's events, the run's end among them; the
-    run's row is read as the stream opens, then every ``AK_RUN__STREAM_CHECK`` seconds
-    (``runs.ends``): a run that ended without its end in the log (cancelled before it started,
-    failed to queue, its write failed, its log expired) ends with the event its row records,
-    numbered after the last one read. None instead of the events when ``after`` is at or after
-    the last event of a run that has ended: there is nothing to send (no event is repeated or
-    invented)."""
+    as they come, until its end; None after each quiet while (a moment for a keep-alive). A run
+    whose end is not in the log ends with the event its row records (``runs.ends``: read as the
+    stream opens, then every ``AK_RUN__STREAM_CHECK`` seconds). Raises ``StoreUnavailable`` before
+    anything is streamed; returns None when ``after`` is at or after the last event of an ended
+    run (nothing is repeated or invented)."""
     store, run_id = get_store(), str(run.pk)
     key = SessionKey(tenant=tenant.slug, session_id=run.session.session_id)
     ended = await db(run_end, run_id)

@@ -1,9 +1,7 @@
 """Celery tasks: each takes ids, calls a service and decides only when to run again.
 
-Runs are executed on the worker process's event loop (``infra.io_threads.loop_thread``): the task's
-thread (Celery's ``threads`` pool) hands the run to the loop and waits for its end, so that the
-broker's message is acked late, when the run has ended. Hundreds of runs share one process and
-its few I/O threads; none holds a database connection while it awaits its model.
+A run is executed on the worker process's event loop (``infra.io_threads.loop_thread``); the task's
+thread waits for its end, so that the broker's message is acked late, when the run has ended.
 """
 
 from __future__ import annotations

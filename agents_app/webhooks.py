@@ -1,9 +1,8 @@
 """Webhooks: a finished async run is POSTed to the URL its request named, signed per tenant.
 
-The receiver checks ``X-AK-Signature: sha256=<hex>``, the HMAC-SHA256 under the tenant's
-``webhook_secret`` of ``<X-AK-Timestamp>.<body>``, and may refuse old timestamps to stop replays
-(``webhook_verify`` does both). A delivery that fails (no answer, or not a 2xx) is tried again
-with a doubling delay, ``AK_RUN__WEBHOOK_MAX_ATTEMPTS`` times in all.
+``X-AK-Signature: sha256=<hex>`` is the HMAC-SHA256 under the tenant's ``webhook_secret`` of
+``<X-AK-Timestamp>.<body>`` (``webhook_verify`` checks it and the timestamp's age). A delivery that
+fails is tried again with a doubling delay, ``AK_RUN__WEBHOOK_MAX_ATTEMPTS`` times in all.
 """
 
 from __future__ import annotations

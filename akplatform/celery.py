@@ -1,8 +1,6 @@
-"""The Celery app: `celery -A akplatform worker`. Configured by the ``CELERY_*`` Django settings.
-
-Its processes log as the web tier does (``settings.LOGGING``: ``AK_LOG_FORMAT``, ``AK_LOG_LEVEL``;
-Celery's ``--loglevel`` does not apply), not in Celery's own format, and keep the books of the
-metrics' directory when there is one (``infra.metrics``)."""
+"""The Celery app: `celery -A akplatform worker`. Configured by the ``CELERY_*`` Django settings;
+its processes log as the web tier does (``settings.LOGGING``; Celery's ``--loglevel`` does not
+apply) and keep the books of the metrics' directory when there is one (``infra.metrics``)."""
 
 from __future__ import annotations
 

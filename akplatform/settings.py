@@ -1,4 +1,5 @@
-"""Settings. The environment is read here and only here (see akplatform.env)."""
+"""Settings. The environment is read here and only here (akplatform.env); what each variable
+means: the README's Configuration."""
 
 from __future__ import annotations
 
@@ -33,8 +34,6 @@ if not DEBUG and SECRET_KEY == _DEV_SECRET:
         "signs sessions and tokens anyone can forge. For development, set DJANGO_DEBUG=1."
     )
 
-# Tenant secrets are encrypted at rest under a key derived from AK_SECRETS_KEY; values encrypted
-# under an earlier key still decrypt while it is listed in AK_SECRETS_OLD_KEYS (agents_app.secrets).
 _DEV_SECRETS_KEY = "dev-insecure-secrets-key-change-me-in-production"  # the development default, named as such
 AK_SECRETS_KEY = env_str("AK_SECRETS_KEY", _DEV_SECRETS_KEY if DEBUG else "")
 AK_SECRETS_OLD_KEYS = env_list("AK_SECRETS_OLD_KEYS", [])
@@ -44,7 +43,6 @@ if not DEBUG and AK_SECRETS_KEY in ("", _DEV_SECRETS_KEY):
         "secrets, and the development key is public. Use 32 or more random characters; for "
         "development, set DJANGO_DEBUG=1."
     )
-# The messages say how long a key must be, never what it is.
 if len(AK_SECRETS_KEY) < 32:
     raise ImproperlyConfigured(f"AK_SECRETS_KEY must be at least 32 characters long, got {len(AK_SECRETS_KEY)}.")
 if any(len(key) < 32 for key in AK_SECRETS_OLD_KEYS):
@@ -162,7 +160,6 @@ AK_SESSION = {
     "WINDOW": env_int("AK_SESSION__WINDOW", 50, minimum=0),
     "IN_MEMORY": {
         "MAX_SESSIONS": env_int("AK_SESSION__IN_MEMORY__MAX_SESSIONS", 10000, minimum=1),
-        # Set by `serve` for its web server and worker: the one process that keeps the store.
         "SOCKET": env_optional("AK_SESSION__IN_MEMORY__SOCKET"),
     },
     "REDIS": {"URL": env_str("AK_SESSION__REDIS__URL", "redis://localhost:6379")},
@@ -218,63 +215,40 @@ AK_FRAMEWORKS = {
 }
 _TOOLS, _GRAPHS = env_mapping("AK_AGENTS__TOOLS"), env_mapping("AK_AGENTS__GRAPHS")
 AK_AGENTS = {
-    # Model servers (an agent's base_url) on loopback, private and link-local addresses.
     "ALLOW_PRIVATE_URLS": env_bool("AK_AGENTS__ALLOW_PRIVATE_URLS", DEBUG),
-    # Seconds a model server may take to connect, or between two pieces of its answer.
     "TIMEOUT": env_float("AK_AGENTS__TIMEOUT", 120.0, minimum=0.1),
-    # Model calls of one tenant under way at once in a process (each holds a connection); a
-    # tenant's further calls wait for one of its own to end (at most TIMEOUT), never for another's.
     "MAX_CONNECTIONS_PER_TENANT": env_int("AK_AGENTS__MAX_CONNECTIONS_PER_TENANT", 100, minimum=1, maximum=1000),
-    # The tools openai_agents agents may name: {name: dotted path of a function}, declared by the
-    # deployment (AK_AGENTS__TOOLS="name=pkg.module.fn,..."); a tenant's config names, never paths.
     "TOOLS": _TOOLS,
-    # The tools only some tenants may use: {name: tenant slugs} (AK_AGENTS__TOOL_TENANTS=
-    # "crm=acme|globex,..."); a tool not named here is every tenant's. Other tenants never see it.
     "TOOL_TENANTS": env_tenants_of("AK_AGENTS__TOOL_TENANTS", declared=_TOOLS, declared_in="AK_AGENTS__TOOLS"),
-    # The graphs langgraph agents may pick: {name: dotted path of a factory taking the agent's options}.
     "GRAPHS": _GRAPHS,
-    # The graphs only some tenants may pick, as TOOL_TENANTS (AK_AGENTS__GRAPH_TENANTS).
     "GRAPH_TENANTS": env_tenants_of("AK_AGENTS__GRAPH_TENANTS", declared=_GRAPHS, declared_in="AK_AGENTS__GRAPHS"),
-    # The OpenAI Agents SDK's tracing (to OpenAI's servers) stays off unless this is on.
     "OPENAI_TRACING": env_bool("AK_AGENTS__OPENAI_TRACING", False),
 }
 AK_RUN = {
     "MAX_MESSAGE_BYTES": env_int("AK_RUN__MAX_MESSAGE_BYTES", 64 * 1024, minimum=1),
     "SESSION_ID_MAX_LENGTH": env_int("AK_RUN__SESSION_ID_MAX_LENGTH", 128, minimum=8, maximum=200),
-    # A run longer than TIME_LIMIT is stopped and fails with a timeout.
     "TIME_LIMIT": env_float("AK_RUN__TIME_LIMIT", 600.0, minimum=0.1),
-    # Heartbeat every HEARTBEAT s; after HEARTBEAT_TIMEOUT s without one the sweeper (every
-    # SWEEP_INTERVAL s) queues the run again, at most MAX_ATTEMPTS times in all.
     "HEARTBEAT": env_float("AK_RUN__HEARTBEAT", 5.0, minimum=0.05),
     "HEARTBEAT_TIMEOUT": env_float("AK_RUN__HEARTBEAT_TIMEOUT", 30.0, minimum=0.1),
     "SWEEP_INTERVAL": env_float("AK_RUN__SWEEP_INTERVAL", 10.0, minimum=0.1),
     "MAX_ATTEMPTS": env_int("AK_RUN__MAX_ATTEMPTS", 3, minimum=1),
-    # A queued run whose session is busy goes back to the broker: BUSY_RETRY s, doubled up to 8x.
     "BUSY_RETRY": env_float("AK_RUN__BUSY_RETRY", 0.5, minimum=0.01),
-    # A store or broker that is down: retried with backoff, UNAVAILABLE_RETRIES times.
     "UNAVAILABLE_RETRIES": env_int("AK_RUN__UNAVAILABLE_RETRIES", 8, minimum=0),
-    # A queued run not picked up for REQUEUE_AFTER s is handed to the broker again.
     "REQUEUE_AFTER": env_float("AK_RUN__REQUEUE_AFTER", 300.0, minimum=1.0),
-    # An event stream waits on the store's events, the run's end among them; every STREAM_CHECK s
-    # a stream also reads its run's row, for an end the store lacks.
     "STREAM_CHECK": env_float("AK_RUN__STREAM_CHECK", 60.0, minimum=0.1),
     "WEBHOOK_TIMEOUT": env_float("AK_RUN__WEBHOOK_TIMEOUT", 10.0, minimum=0.1),
     "WEBHOOK_MAX_ATTEMPTS": env_int("AK_RUN__WEBHOOK_MAX_ATTEMPTS", 8, minimum=1),
     "WEBHOOK_RETRY": env_float("AK_RUN__WEBHOOK_RETRY", 2.0, minimum=0.01),
-    # Webhooks to loopback, private and link-local addresses: refused unless allowed.
     "WEBHOOK_ALLOW_PRIVATE": env_bool("AK_RUN__WEBHOOK_ALLOW_PRIVATE", DEBUG),
 }
-# Limits per tenant (infra.limits): the defaults; a tenant's own, set in the admin, win.
-# 0 = unlimited. Stored objects over the limit answer 403, concurrent runs and streams 429.
+# Limits per tenant (infra.limits): the defaults; a tenant's own, set in the admin, win. 0 = unlimited.
 AK_LIMITS = {
-    "AGENTS": env_int("AK_LIMITS__AGENTS", 100, minimum=0),  # agents the tenant made (not the built-in echo)
+    "AGENTS": env_int("AK_LIMITS__AGENTS", 100, minimum=0),
     "SECRETS": env_int("AK_LIMITS__SECRETS", 100, minimum=0),
-    "SESSIONS": env_int("AK_LIMITS__SESSIONS", 100000, minimum=0),  # sessions in the index
-    "CONCURRENT_RUNS": env_int("AK_LIMITS__CONCURRENT_RUNS", 1000, minimum=0),  # runs `running` at once
-    "EVENT_STREAMS": env_int("AK_LIMITS__EVENT_STREAMS", 50, minimum=0),  # event streams open at once
-    # Seconds a 429 of concurrent runs or streams asks the client to wait (Retry-After).
+    "SESSIONS": env_int("AK_LIMITS__SESSIONS", 100000, minimum=0),
+    "CONCURRENT_RUNS": env_int("AK_LIMITS__CONCURRENT_RUNS", 1000, minimum=0),
+    "EVENT_STREAMS": env_int("AK_LIMITS__EVENT_STREAMS", 50, minimum=0),
     "RETRY_AFTER": env_int("AK_LIMITS__RETRY_AFTER", 1, minimum=1),
-    # An open stream's slot lasts this long unless its process renews it (a dead one's lapse).
     "STREAM_LEASE": env_int("AK_LIMITS__STREAM_LEASE", 60, minimum=5),
 }
 # Threads per process for blocking calls (the ORM, the store's clients): infra.io_threads.
@@ -286,17 +260,14 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = AK_RUN["MAX_MESSAGE_BYTES"] * 6 + 64 * 1024
 DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
 
 AK_API = {
-    # This many failed authentications within the window: 429 until it has passed, per address
-    # (bad keys) or (address, username) (admin passwords); a valid key always passes (infra.lockout).
     "AUTH_FAILURE_LIMIT": env_int("AK_API__AUTH_FAILURE_LIMIT", 20, minimum=1),
     "AUTH_FAILURE_WINDOW": env_int("AK_API__AUTH_FAILURE_WINDOW", 600, minimum=1),
-    # How long a process remembers a key while the shared key generation stands (api.key_cache).
     "KEY_CACHE_SECONDS": env_float("AK_API__KEY_CACHE_SECONDS", 10.0, minimum=0.0),
 }
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["agents_app.api.authentication.ApiKeyAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["agents_app.api.permissions.IsTenant"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],  # a tenant's key
     "DEFAULT_THROTTLE_CLASSES": ["agents_app.api.throttling.TenantRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"tenant": env_str("AK_API__THROTTLE_RATE", "6000/min")},
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -364,9 +335,7 @@ CELERY_RESULT_BACKEND = None
 
 # --- Metrics and logs (AK_METRICS__*, AK_LOG_*) -------------------------------------------------
 AK_METRICS = {
-    # GET /metrics answers only "Authorization: Bearer <TOKEN>"; unset, it is a 404.
     "TOKEN": env_optional("AK_METRICS__TOKEN"),
-    # prometheus_client's multiprocess mode: a directory the machine's processes share (infra.metrics).
     "MULTIPROC_DIR": env_optional("PROMETHEUS_MULTIPROC_DIR"),
 }
 if AK_METRICS["TOKEN"] is not None and len(AK_METRICS["TOKEN"]) < 32:  # the message says how long, never what
@@ -374,11 +343,9 @@ if AK_METRICS["TOKEN"] is not None and len(AK_METRICS["TOKEN"]) < 32:  # the mes
 if AK_METRICS["MULTIPROC_DIR"] is not None:
     Path(AK_METRICS["MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)  # the metrics' files go there from import on
 
-# Logs carry no user's or model's words (an exception's message is withheld) unless this is on.
 AK_LOG_CONTENT = env_bool("AK_LOG__CONTENT", False)
 # The debug page and error reports mask the password of every URL (settings, local variables).
 DEFAULT_EXCEPTION_REPORTER_FILTER = "infra.error_reports.ExceptionReporterFilter"
-# text for people (development), json for a log pipeline (production): one JSON object a line.
 AK_LOG_FORMAT = env_choice("AK_LOG_FORMAT", "text", ["text", "json"])
 LOGGING = {
     "version": 1,

@@ -1,7 +1,5 @@
-"""The console's admin of the index rows shown with their agents and runs: tenants (with counts),
-their staff (given permissions on both apps), end users (forget, with their runs) and sessions
-(deleted with their runs). Threads: ``threads``.
-"""
+"""The console's admin of tenants (with counts), their staff, end users (forget) and sessions
+(deleted with their runs). Threads: ``threads``."""
 
 from __future__ import annotations
 

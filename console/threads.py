@@ -171,28 +171,21 @@ class ThreadAdmin(TenantScopedAdmin):
     list_per_page = 50
     change_form_template = "admin/console/thread/change_form.html"
 
-    # -- list ----------------------------------------------------------------------------------
-
     @admin.display(description="thread", ordering="title")
     def thread(self, obj: Thread) -> str:
         return obj.title or f"thread {obj.pk}"
 
     @admin.display(description="session id", ordering="session__session_id")
     def session_id(self, obj: Thread) -> str:
-        session = getattr(obj, "session", None)
-        return session.session_id if session else "—"
+        return getattr(getattr(obj, "session", None), "session_id", "—")
 
     @admin.display(description="messages", ordering="session__message_count")
     def messages(self, obj: Thread) -> int:
-        session = getattr(obj, "session", None)
-        return session.message_count if session else 0
+        return getattr(getattr(obj, "session", None), "message_count", 0)
 
     @admin.display(description="last activity", ordering="session__last_activity_at")
     def last_activity(self, obj: Thread) -> datetime | None:
-        session = getattr(obj, "session", None)
-        return session.last_activity_at if session else None
-
-    # -- the thread page -------------------------------------------------------------------------
+        return getattr(getattr(obj, "session", None), "last_activity_at", None)
 
     def get_urls(self) -> list:
         wrap = self.admin_site.admin_view
@@ -202,9 +195,10 @@ class ThreadAdmin(TenantScopedAdmin):
             *super().get_urls(),
         ]
 
-    def _thread(self, request: HttpRequest, object_id: str) -> Thread:
+    def _thread(self, request: HttpRequest, object_id: str, allowed: Any) -> Thread:
+        """The thread, if ``allowed(request, thread)``; else 404."""
         thread = self.get_object(request, object_id)
-        if thread is None:
+        if thread is None or not allowed(request, thread):
             raise Http404("not found")
         return thread
 
@@ -237,9 +231,7 @@ class ThreadAdmin(TenantScopedAdmin):
         return super().change_view(request, object_id, form_url, context)
 
     def export_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        thread = self._thread(request, object_id)
-        if not self.has_view_permission(request, thread):
-            raise Http404("not found")
+        thread = self._thread(request, object_id, self.has_view_permission)
         try:
             body = thread_export(thread=thread)
         except StoreError as exc:
@@ -247,9 +239,7 @@ class ThreadAdmin(TenantScopedAdmin):
         return json_download(body, name=body["session_id"] or f"thread-{thread.pk}")
 
     def clear_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        thread = self._thread(request, object_id)
-        if not self.has_change_permission(request, thread):
-            raise Http404("not found")
+        thread = self._thread(request, object_id, self.has_change_permission)
         change_url = reverse("admin:sessions_app_thread_change", args=[thread.pk])
         session = getattr(thread, "session", None)
         if request.method == "POST" and session is not None:
@@ -270,8 +260,6 @@ class ThreadAdmin(TenantScopedAdmin):
             "title": "Clear the history?",
         }
         return TemplateResponse(request, "admin/console/thread/clear_confirmation.html", context)
-
-    # -- actions ---------------------------------------------------------------------------------
 
     @admin.action(description="Export selected threads as JSON", permissions=["view"])
     def export_json(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
@@ -299,14 +287,9 @@ class ThreadAdmin(TenantScopedAdmin):
             self.message_user(request, f"The session store did not answer ({exc}).", messages.ERROR)
         self.message_user(request, f"Cleared the history of {cleared} thread(s).", messages.SUCCESS)
 
-    # -- delete: from the store first, then the index --------------------------------------------
-
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[list, dict, set, list]:
-        """What the confirmation page lists: each thread and a count of what goes with it.
-
-        Django would list every cascaded row (thousands of runs) and ask for delete permission on
-        each kind; the delete goes through ``thread_delete``, which owns those cascades.
-        """
+        """Each thread and a count of what goes with it, not every cascaded row (``thread_delete``
+        owns the cascade)."""
         threads = list(objs)
         ids = [t.pk for t in threads]
         n_sessions = Session.objects.filter(thread__in=ids).count()

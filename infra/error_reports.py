@@ -1,9 +1,7 @@
 """``DEFAULT_EXCEPTION_REPORTER_FILTER``: what Django's debug page and error reports show.
 
-Django's ``SafeExceptionReporterFilter`` hides settings whose names look secret (``PASSWORD``,
-``*_KEY``, ``*TOKEN*`` ...); this one also masks the password of every URL in any setting
-(``CELERY_BROKER_URL``, the caches' and the session store's Redis URLs, ``DATABASES``) and in the
-traceback's local variables (``infra.redact``).
+Django's ``SafeExceptionReporterFilter``, which also masks the password of every URL in any setting
+and in the traceback's local variables (``infra.redact``).
 """
 
 from __future__ import annotations

@@ -1,12 +1,10 @@
 """Runs are asyncio tasks; what blocks runs in one small pool of threads per process.
 
-A run spends seconds awaiting a model and milliseconds on the database and the session store. So
-a process carries its runs as coroutines on one event loop (a web process: the server's loop; a
-worker process: ``loop_thread()``, a loop of its own fed by Celery's task threads), and every
-blocking call (Django's ORM, the store's clients, the broker) goes through ``blocking`` or ``db``
-to a bounded pool of ``AK_IO_THREADS`` threads. Each of those threads holds at most one database
-connection, and ``db`` gives it back (to PostgreSQL's pool) when the call returns: however many
-runs a process carries, it holds at most ``AK_IO_THREADS`` connections, and none while a run awaits.
+A process carries its runs as coroutines on one event loop (a web process: the server's; a worker:
+``loop_thread()``, fed by Celery's task threads), and every blocking call (the ORM, the store's
+clients, the broker) goes through ``blocking`` or ``db`` to a pool of ``AK_IO_THREADS`` threads.
+``db`` gives its connection back when the call returns: a process holds at most ``AK_IO_THREADS``
+database connections, and none while a run awaits its model.
 
     reply = await db(Run.objects.filter(pk=run_id).update, status="running")
     result = loop_thread().run(some_coroutine())   # from a plain thread: waits for it on the loop

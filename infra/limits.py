@@ -3,12 +3,10 @@
     agents, secrets, sessions      stored objects: over the limit, 403 {"code": "limit_reached", "limit"}
     concurrent_runs, event_streams held at once:    over the limit, 429 of the same shape, with Retry-After
 
-A limit is the tenant's own (``Tenant.limit_<name>``, set in the admin) or, where it has none, the
-deployment's (``AK_LIMITS__<NAME>``); ``0`` is unlimited. Stored objects are counted in the
-database when one is added (``stored_limit_check``); runs are counted in the database too
-(``agents_app.limits``); open streams take a leased slot in the default cache (``slot_take``),
-shared by every process when the cache is Redis, given back when the stream ends and, should its
-process die, when the lease lapses.
+A limit is the tenant's own (``Tenant.limit_<name>``) or else the deployment's
+(``AK_LIMITS__<NAME>``); ``0`` is unlimited. Stored objects and runs are counted in the database;
+open streams take a leased slot in the default cache (``slot_take``), given back when the stream
+ends or, should its process die, when the lease lapses.
 """
 
 from __future__ import annotations
@@ -45,15 +43,12 @@ def limit_of(tenant: Any, name: str) -> int:
     return settings.AK_LIMITS[name.upper()] if own is None else own
 
 
-def stored_limit_check(*, tenant: Any, name: str, rows: QuerySet, adding: int = 1) -> None:
-    """Raise ``LimitReached`` (403) when the tenant's ``rows`` (its stored objects of ``name``)
-    and ``adding`` more would be over its limit. Counts at most the limit's number of rows."""
+def stored_limit_check(*, tenant: Any, name: str, rows: QuerySet) -> None:
+    """Raise ``LimitReached`` (403) when one more of the tenant's ``rows`` (its stored objects of
+    ``name``) would be over its limit. Counts at most the limit's number of rows."""
     limit = limit_of(tenant, name)
-    if limit and adding and rows.order_by()[:limit].count() + adding > limit:
+    if limit and rows.order_by()[:limit].count() >= limit:
         raise LimitReached(name)
-
-
-# --- Leased slots in the default cache ----------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -65,15 +60,11 @@ class Slot:
     token: str = ""
 
 
-def _slot_keys(scope: str, limit: int) -> list[str]:
-    return [f"ak:slot:{scope}:{i}" for i in range(limit)]
-
-
 def slot_take(*, scope: str, limit: int, lease: float) -> Slot | None:
     """One of ``limit`` slots of ``scope`` (e.g. a tenant's streams), held for ``lease`` s unless
     renewed; None when all are taken. Blocking (the cache's client). A cache that is down lets
     everything through (``Slot(None)``), as the rate limits do."""
-    keys = _slot_keys(scope, limit)
+    keys = [f"ak:slot:{scope}:{i}" for i in range(limit)]
     held = cache.get_many(keys)
     free = [key for key in keys if key not in held]
     random.shuffle(free)  # processes taking slots at once try different ones first

@@ -1,22 +1,14 @@
 """Failed authentications: too many, and the client that failed waits (429), nobody else.
 
-A correct credential is never refused because of failures it did not make:
+After ``AK_API__AUTH_FAILURE_LIMIT`` failures within ``AK_API__AUTH_FAILURE_WINDOW`` seconds:
 
-- **API keys** are counted per client address. The key is looked up first: a valid key is always
-  accepted, whatever its address did. A bad key from an address with
-  ``AK_API__AUTH_FAILURE_LIMIT`` failures within ``AK_API__AUTH_FAILURE_WINDOW`` seconds is
-  answered 429 with ``Retry-After`` (no longer 401) until the window that began with its first
-  failure has passed. A locked address can tell a right key from a wrong one (200, not 429): a key
-  is 256 random bits, so guessing is hopeless anyway; the lockout stops the flood, not the guess.
-- **Admin logins** are counted per (client address, username), and checked *before* the password:
-  a password can be guessed, so while a pair is locked a right password is refused like a wrong
-  one and a guess tells nothing. Another user's login from the same address, and the same user's
-  from another address, are not affected.
+- **API keys**, per client address: a bad key is a 429 with ``Retry-After`` until the window has
+  passed; a valid key is always accepted (it is 256 random bits: the lockout stops the flood).
+- **Admin logins**, per (address, username), checked *before* the password: while a pair is
+  locked a right password is refused like a wrong one, so a guess tells nothing.
 
-Counts live in the default cache: shared by every process when it is Redis (``AK_CACHE__URL``),
-per process otherwise. The address is the request's ``REMOTE_ADDR``; behind a proxy the server
-must set it from the proxy's ``X-Forwarded-For`` (gunicorn's ``--forwarded-allow-ips``, see the
-README's Deployment), or every client shares the proxy's address.
+Counts live in the default cache (shared when it is Redis). The address is ``REMOTE_ADDR``: behind
+a proxy the server must set it from ``X-Forwarded-For`` (gunicorn's ``--forwarded-allow-ips``).
 """
 
 from __future__ import annotations

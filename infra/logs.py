@@ -3,17 +3,11 @@
     {"time": "2025-01-01T12:00:00.123+00:00", "level": "INFO", "logger": "agents_app.runs.transitions",
      "message": "run 1f… succeeded", "request_id": "9c…", "run_id": "1f…", "tenant": "acme"}
 
-The fields come from the context of the code that logs: ``bind()`` adds them for the code that
-runs after it in the same task (asyncio tasks made meanwhile inherit them), and ``carrying()``
-takes them along to a thread (``infra.io_threads.blocking`` does, for every blocking call). The
-request id is bound by ``infra.request_id``, the run and its tenant by ``runs.execute``. A
-record's own ``extra={"run_id": ...}`` wins over the context.
-
-Log lines carry messages, never configuration: no value of a setting or a secret is logged, and
-both formatters mask the password of any URL in a line (``infra.redact``). Nor do they carry
-what users or models said: a failed run logs its exception's type and where it was raised, not its
-message (which may quote the model server's answer), unless ``AK_LOG__CONTENT=1`` asks for it
-(``exception_summary``).
+The fields come from the context: ``bind()`` adds them for the code that runs after it in the same
+task, ``carrying()`` takes them to a thread (``infra.io_threads.blocking`` does). A record's own
+``extra={"run_id": ...}`` wins. Both formatters mask the password of any URL in a line
+(``infra.redact``); a failed run logs its exception's type and traceback, not its message, unless
+``AK_LOG__CONTENT=1`` (``exception_summary``).
 """
 
 from __future__ import annotations

@@ -1,26 +1,10 @@
 """The platform's metrics, in Prometheus's format at ``GET /metrics`` (``prometheus_client``).
 
 Never public: ``/metrics`` answers only ``Authorization: Bearer <AK_METRICS__TOKEN>`` (401
-otherwise) and is a 404 while no token is set.
-
-Processes. A machine runs several web processes (gunicorn) and workers (Celery), and a scrape
-reaches one web process. With ``PROMETHEUS_MULTIPROC_DIR`` set to a directory that every one of
-them shares (prometheus_client's multiprocess mode), each process writes its values to files
-there and a scrape of any web process adds them all up: the runs a worker executed show beside
-those of the web processes. ``gunicorn.conf.py`` and ``akplatform.celery`` keep the directory's
-books (a process that exits takes its in-flight gauge with it; one that was killed, at the next
-start). Without it each process counts its own (``make run``, the tests).
-
-What is counted, where:
-
-- ``ak_runs_total{status, framework}``, ``ak_run_duration_seconds{status}``: at a run's end
-  (``agents_app.runs.transitions``: once per run, by the transition that ended it);
-- ``ak_run_queue_wait_seconds``: from an async run's enqueue to its first claim by a worker;
-- ``ak_runs_in_flight``: runs executing now (``runs.execute``), summed over live processes;
-- ``ak_store_errors_total{error}``, ``ak_adapter_errors_total{framework}``: what made a run
-  fail or go back to the queue (``runs.execute``; a busy session is not an error);
-- ``ak_http_requests_total{method, status}``: every answer of the web tier
-  (``infra.request_id``).
+otherwise) and is a 404 while no token is set. With ``PROMETHEUS_MULTIPROC_DIR`` shared by every
+web process and worker of a machine (prometheus_client's multiprocess mode), a scrape of any web
+process adds them all up; ``gunicorn.conf.py`` and ``akplatform.celery`` keep the directory's
+books. Without it each process counts its own.
 """
 
 from __future__ import annotations

@@ -2,10 +2,8 @@
 
 A window is two cache keys that expire with it: ``<key>:n`` (the count, raised atomically with
 ``cache.incr``, which Redis does in one round trip) and ``<key>:since`` (when it opened, for a
-``Retry-After``). The first event after a window closed opens the next one. Used for the API's
-rate per tenant and for failed authentications per address: unlike DRF's default throttle, which
-reads and writes the timestamp of every request of the window on each request, the cost does not
-grow with the rate.
+``Retry-After``). The first event after a window closed opens the next one. Unlike DRF's default
+throttle (every request's timestamp, read and written), its cost does not grow with the rate.
 """
 
 from __future__ import annotations

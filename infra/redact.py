@@ -1,10 +1,7 @@
 """Passwords in URLs never shown: not on Django's debug page, not in its error reports, not in logs.
 
-``redis://:pw@host:6379/0``, ``amqp://guest:guest@host//`` and ``postgres://u:pw@host/db`` come
-out as ``redis://:********@host:6379/0`` and so on: the rest of the URL stays, it says where.
-The log formatters (``infra.logs``) apply ``redact_urls`` to every line, and
-``infra.error_reports.ExceptionReporterFilter`` to what the debug page and error reports show.
-No Django here: gunicorn's arbiter loads the log formatters before any settings.
+``redis://:pw@host:6379/0`` comes out as ``redis://:********@host:6379/0``: the rest of the URL
+stays, it says where. No Django here: gunicorn's arbiter loads the log formatters before settings.
 """
 
 from __future__ import annotations

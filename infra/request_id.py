@@ -4,9 +4,6 @@ A client's (or proxy's) ``X-Request-ID`` of 1 to 200 visible ASCII characters is
 value, or none, is replaced by a new one (a uuid4's hex). It is bound to the logs of the request
 (``infra.logs``), runs it starts included, and returned on every response, errors too. The
 answer is counted in ``ak_http_requests_total`` (``infra.metrics``).
-
-Async-capable, like the project's other middleware: under ASGI a request goes through without a
-thread hop.
 """
 
 from __future__ import annotations

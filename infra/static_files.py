@@ -1,9 +1,7 @@
 """WhiteNoise's middleware for both request modes, so that ASGI requests do not hop threads.
 
-WhiteNoise's middleware is synchronous only: under ASGI, Django would run it in a thread of its
-own for every request, and that thread would stay blocked for the whole request, a sync run's
-model wait included. This one is async-capable: a request outside ``STATIC_URL`` goes straight on;
-only a static file is looked up and served in a thread.
+WhiteNoise's is sync only: under ASGI each request would hold a thread for its whole length. Here a
+request outside ``STATIC_URL`` goes straight on; only a static file is served in a thread.
 """
 
 from __future__ import annotations

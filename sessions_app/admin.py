@@ -1,9 +1,5 @@
-"""The admin of the index's API keys: issued (the raw key shown once) and revoked.
-
-Tenants, their staff, end users, sessions and threads are shown with agents and runs, or given
-permissions on them: their admin is the console's (``console/admin.py``). Every ModelAdmin of the
-console is tenant-scoped (``admin_scoping``).
-"""
+"""The admin of the index's API keys: issued (the raw key shown once) and revoked. The index's
+other models are the console's (``console/admin.py``); every ModelAdmin is tenant-scoped."""
 
 from __future__ import annotations
 

@@ -26,10 +26,6 @@ class Scope:
     everything: bool
     tenant: Tenant | None
 
-    @property
-    def is_tenant_staff(self) -> bool:
-        return not self.everything and self.tenant is not None
-
     def q(self, tenant_path: str) -> Q:
         """A filter that keeps the rows whose tenant (reached by ``tenant_path``) is in scope."""
         if self.everything:
@@ -115,12 +111,8 @@ class TenantFormMixin:
 
 class TenantScopedAdmin(admin.ModelAdmin):
     """The base of every console ModelAdmin: rows, choices, filters and saves follow the tenant.
-
-    A model's foreign key to ``Tenant`` is named ``tenant``; for tenant staff it is set on save,
-    hidden in forms, and dropped from list columns and filters.
-    """
-
-    # -- rows ----------------------------------------------------------------------------------
+    A foreign key to ``Tenant`` is named ``tenant``; for tenant staff it is set on save, hidden in
+    forms, and dropped from list columns and filters."""
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return request_scope(request).filter(super().get_queryset(request), tenant_path(self.model))
@@ -129,8 +121,6 @@ class TenantScopedAdmin(admin.ModelAdmin):
         # Django redirects to the index with a message; an object out of scope must be a 404 that
         # says nothing about whether it exists elsewhere.
         raise Http404("not found")
-
-    # -- columns and filters ---------------------------------------------------------------------
 
     def get_list_display(self, request: HttpRequest) -> list:
         columns = list(super().get_list_display(request))
@@ -141,8 +131,6 @@ class TenantScopedAdmin(admin.ModelAdmin):
         if request_scope(request).everything:
             return filters
         return [f for f in filters if (f[0] if isinstance(f, tuple) else f) != "tenant"]
-
-    # -- forms ---------------------------------------------------------------------------------
 
     def formfield_for_dbfield(self, db_field: models.Field, request: HttpRequest, **kwargs: Any) -> Any:
         scope = request_scope(request)
@@ -182,12 +170,11 @@ class TenantScopedAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         scope = request_scope(request)
-        if scope.is_tenant_staff and tenant_path(self.model) == "tenant":
+        if scope.tenant is not None and tenant_path(self.model) == "tenant":
             obj.tenant = scope.tenant
         super().save_model(request, obj, form, change)
 
-    # -- permissions: a staff user without a tenant sees nothing and changes nothing --------------
-
+    # A staff user without a tenant sees nothing and changes nothing.
     def has_add_permission(self, request: HttpRequest) -> bool:
         scope = request_scope(request)
         return (scope.everything or scope.tenant is not None) and super().has_add_permission(request)

@@ -15,7 +15,7 @@ from django.utils import timezone
 from infra.limits import stored_limit_check
 from sessions_app.core import new_session_id
 from sessions_app.models import ApiKey, EndUser, Session, Tenant, Thread
-from sessions_app.selectors import MessagePage, session_messages
+from sessions_app.selectors import MessagePage, session_key, session_messages
 from sessions_app.stores import get_store
 from sessions_app.stores.base import SessionKey, StoreError
 
@@ -23,8 +23,7 @@ logger = logging.getLogger(__name__)
 
 
 def tenant_create(*, slug: str, name: str = "") -> tuple[Tenant, bool]:
-    """Get or create the tenant. Returns (tenant, created). (The agents app gives a new tenant
-    its built-in agents, on ``post_save``.)"""
+    """Get or create the tenant. Returns (tenant, created)."""
     return Tenant.objects.get_or_create(slug=slug, defaults={"name": name or slug})
 
 
@@ -41,16 +40,11 @@ def api_key_revoke(*, api_key: ApiKey) -> None:
         api_key.save(update_fields=["revoked_at"])
 
 
-def end_user_get_or_create(*, tenant: Tenant, external_id: str) -> EndUser:
-    user, _ = EndUser.objects.get_or_create(tenant=tenant, external_id=external_id)
-    return user
-
-
 def session_open(*, tenant: Tenant, session_id: str | None = None, user_id: str | None = None) -> Session:
     """The index row of ``session_id`` in ``tenant``, made (with its thread) if new; without a
     ``session_id``, a new session (no lookup: no row can have the id just made). A new one over
     the tenant's limit of sessions raises ``LimitReached``."""
-    user = end_user_get_or_create(tenant=tenant, external_id=user_id) if user_id else None
+    user = EndUser.objects.get_or_create(tenant=tenant, external_id=user_id)[0] if user_id else None
     if session_id is None:
         _sessions_limit_check(tenant=tenant)
         return _session_create(tenant=tenant, session_id=new_session_id(), user=user)
@@ -96,9 +90,8 @@ def session_record_commit(*, session: Session, total: int) -> None:
 
 def session_history_lost(*, session: Session, count: int) -> bool:
     """The store has no history for ``session`` while its index row counted ``count`` messages:
-    the store expired the session, or an in-memory store was restarted (``make run``). The index
-    follows the store: the row says 0 messages and no expiry, as after ``session_clear``, and a
-    warning is logged. True when this call changed the row (False: it said 0 already)."""
+    the row follows the store (0 messages, no expiry) and a warning is logged. True when this
+    call changed the row (False: it said 0 already)."""
     changed = Session.objects.filter(pk=session.pk, message_count__gt=0).update(message_count=0, expires_at=None)
     session.message_count, session.expires_at = 0, None
     if changed:
@@ -120,23 +113,16 @@ def session_messages_read(*, session: Session, start: int = 0, limit: int = 50) 
 
 
 def session_delete(*, session: Session) -> None:
-    """Remove the session from the store, then from the index (with its thread and runs).
-
-    Store first: if the store is down this raises ``StoreUnavailable`` and the index row stays,
-    so the delete can simply be tried again.
-    """
-    get_store().delete(SessionKey(tenant=session.tenant.slug, session_id=session.session_id))
+    """Remove the session from the store, then from the index (with its thread and runs); if the
+    store is down this raises ``StoreUnavailable`` and the index row stays, to be tried again."""
+    get_store().delete(session_key(session))
     session.thread.delete()  # cascades to the session row and its runs
 
 
 def session_purge_expired(*, limit: int = 500) -> int:
-    """Delete up to ``limit`` sessions whose expiry passed, from the store and then the index.
-
-    Redis expires keys by itself, but DynamoDB's TTL only removes a session's meta and lock
-    items (its messages carry no TTL, so that a commit never rewrites old items), and the index
-    rows would outlive both: this makes expiry reach everything. Runs hourly from celery beat.
-    A session the store cannot delete now stays for the next sweep. Returns how many went.
-    """
+    """Delete up to ``limit`` sessions whose expiry passed, from the store and then the index (a
+    store's own TTL reaches neither the index nor, on DynamoDB, the messages). A session the store
+    cannot delete now stays for the next sweep. Returns how many went."""
     purged = 0
     expired = Session.objects.select_related("tenant", "thread").filter(expires_at__lt=timezone.now())
     for session in expired.order_by("expires_at")[:limit]:
@@ -157,12 +143,9 @@ def tenant_delete(*, tenant: Tenant) -> None:
 
 
 def session_clear(*, session: Session) -> None:
-    """Empty the session: its history and state leave the store, its index counters go to zero.
-
-    The session and its thread stay (an operator clears a conversation, not the thread). Store
-    first, as in ``session_delete``: if the store is down nothing changes in the index.
-    """
-    get_store().delete(SessionKey(tenant=session.tenant.slug, session_id=session.session_id))
+    """Empty the session: its history and state leave the store, its index counters go to zero;
+    the session and its thread stay. Store first: if the store is down the index is unchanged."""
+    get_store().delete(session_key(session))
     Session.objects.filter(pk=session.pk).update(message_count=0, expires_at=None)
     session.message_count, session.expires_at = 0, None
 
@@ -182,13 +165,10 @@ def thread_archive(*, threads: QuerySet[Thread]) -> int:
 
 
 def end_user_forget(*, user: EndUser, actor: Any) -> dict[str, int]:
-    """Remove everything of ``user``: each session from the store, then the index rows.
-
-    Deletes the user's sessions (with their runs), threads and the ``EndUser`` itself, and writes
-    an admin log entry (``LogEntry``, shown in the admin's history) naming ``actor``. Store first:
-    if the store is down this raises ``StoreUnavailable`` having deleted from the index only the
-    sessions already gone from the store, so it can simply be run again. Returns the counts.
-    """
+    """Remove the user's sessions (with their runs), threads and the ``EndUser`` itself, each
+    session from the store first, and log it (``LogEntry``) naming ``actor``. If the store is down
+    this raises ``StoreUnavailable`` with only the sessions gone from the store gone from the
+    index, so it can be run again. Returns the counts."""
     sessions = list(Session.objects.select_related("tenant", "thread").filter(Q(user=user) | Q(thread__user=user)))
     threads = Thread.objects.filter(Q(user=user) | Q(session__in=[s.pk for s in sessions]))
     counts = {
@@ -196,10 +176,8 @@ def end_user_forget(*, user: EndUser, actor: Any) -> dict[str, int]:
         "threads": threads.count(),
         "runs": Session.objects.filter(pk__in=[s.pk for s in sessions]).aggregate(n=Count("runs"))["n"],
     }
-    store = get_store()
     for session in sessions:
-        store.delete(SessionKey(tenant=session.tenant.slug, session_id=session.session_id))
-        session.thread.delete()  # cascades to the session row and its runs
+        session_delete(session=session)
     with transaction.atomic():
         threads.delete()
         LogEntry.objects.log_actions(

@@ -1,10 +1,7 @@
 """The API's async views: adrf's ``APIView``, whose coroutine handlers await a model.
 
-adrf runs DRF's checks (authentication, permissions, throttles) in the request's thread, then
-awaits the handler on the event loop. The checks may open a database connection (a key looked
-up, its ``last_used_at`` written): ``initial`` gives it back (to PostgreSQL's pool) before the
-handler awaits, so a run waiting on its model holds none; the handler's own queries go through
-``infra.io_threads.db``.
+DRF's checks (authentication, throttles) may open a database connection in the request's thread:
+``initial`` gives it back before the handler awaits, so a run waiting on its model holds none.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """API-key authentication: ``Authorization: Bearer <key>``. The key decides the tenant.
 
-A key is looked up by its hash (one query on a unique index), or remembered by the process while
-no key or tenant has changed anywhere (``key_cache``): a key that is revoked or deleted is refused
-by every process from its next request on. Failed authentications lock out the address that made them, never a valid key
-(``infra.lockout``).
+A key is looked up by its hash, or remembered by the process while no key or tenant has changed
+anywhere (``key_cache``): a revoked or deleted key is refused by every process from its next
+request on. Failed authentications lock out their address, never a valid key (``infra.lockout``).
 """
 
 from __future__ import annotations

@@ -24,12 +24,6 @@ class RequestTooLarge(exceptions.APIException):
     default_code = "too_large"
 
 
-class ServiceUnavailable(exceptions.APIException):
-    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    default_detail = "A service the platform depends on is unavailable."
-    default_code = "unavailable"
-
-
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, RequestDataTooBig):
         exc = RequestTooLarge()

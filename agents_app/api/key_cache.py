@@ -1,17 +1,11 @@
 """The API keys a process looked up, remembered only while no key or tenant has changed anywhere.
 
-Every request needs its key's row and its tenant's (the limits live there). Looking them up costs
-a query per request; remembering them in the process must not let a revoked or deleted key through
-in another process. So a process remembers a key together with the **generation** it read from the
-shared cache (one ``GET``, in the request's I/O hop like the rate limit's count), and any change to
-an API key or a tenant writes a new generation once its transaction has committed: every process's
-next request sees the new generation, forgets what it remembered, and reads the row again.
-
-It applies only where the default cache is shared (Redis: ``AK_CACHE__URL``, or the session
-store's Redis); with a cache in each process, or while the shared one does not answer, every
-request looks its key up. An entry lasts at most ``AK_API__KEY_CACHE_SECONDS`` whatever the
-generation (``0``: never remembered), which bounds what a change made while the cache was down
-could leave behind.
+A process remembers a key (with its tenant) together with the **generation** it read from the
+shared cache, and any change to an API key or a tenant writes a new generation once committed:
+every process's next request sees it and reads the row again, so a revoked key is never let
+through elsewhere. Only where the default cache is shared (Redis); otherwise, or while it does not
+answer, every request looks its key up. An entry lasts at most ``AK_API__KEY_CACHE_SECONDS``
+(``0``: never remembered), which bounds what a change made while the cache was down leaves.
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """The API's JSON parser: DRF's, with a bound on how deep a body may nest.
 
 A body nested deeper than ``MAX_JSON_DEPTH`` levels (the body itself is level 1: ``{"config":
-{"a": 1}}`` is 2 deep) is a 400 naming the top-level field it is under, before any view or
-serializer sees it: deep data is no use to any endpoint, and walking it recursively (validation,
-JSON Schema, rendering, the store's encoders) would end in a ``RecursionError``, a 500.
+{"a": 1}}`` is 2 deep) is a 400 naming the top-level field it is under, before any view sees it:
+walking deep data recursively (validation, rendering, the store's encoders) would be a 500.
 """
 
 from __future__ import annotations
@@ -19,43 +18,23 @@ from rest_framework import exceptions, parsers
 MAX_JSON_DEPTH = 64
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
+_KEY_END = re.compile(r"\s*:")
 
 
-def _too_deep(data: Any, limit: int) -> list[str]:
-    """The top-level keys under which ``data`` nests deeper than ``limit`` (``"non_field_errors"``
-    when the body itself is not an object). Iterative: any depth is safe to walk."""
-    if isinstance(data, dict):
-        stack = [(value, 2, str(key)) for key, value in data.items()]
-    else:
-        stack = [(data, 1, "non_field_errors")]
-    fields: list[str] = []
-    while stack:
-        value, depth, field = stack.pop()
-        if isinstance(value, dict):
-            children: Any = value.values()
-        elif isinstance(value, list):
-            children = value
-        else:
-            continue
-        if depth > limit:
-            if field not in fields:
-                fields.append(field)
-            continue
-        stack.extend((child, depth + 1, field) for child in children)
-    return sorted(fields)
-
-
-def _too_deep_text(text: str, limit: int) -> str:
-    """The top-level key whose value nests deeper than ``limit`` in the JSON ``text`` (read without
-    parsing it: for a body too deep for the parser itself), or ``"non_field_errors"``."""
+def _too_deep(text: str, limit: int) -> str | None:
+    """The first top-level key whose value nests deeper than ``limit`` in the JSON ``text``
+    (``"non_field_errors"`` when the body is not an object), or None. Read as text, without
+    recursion: any depth is safe to walk, even one too deep for the parser."""
+    if text.count("[") + text.count("{") <= limit:  # no deeper than its brackets, quoted ones too
+        return None
     depth, field, i = 0, "non_field_errors", 0
     while i < len(text):
         char = text[i]
         if char == '"':
             match = _STRING.match(text, i)
             if match is None:
-                break
-            if depth == 1 and text[match.end() :].lstrip().startswith(":"):
+                return None
+            if depth == 1 and _KEY_END.match(text, match.end()):
                 try:
                     field = str(json.loads(match.group()))
                 except ValueError:
@@ -69,7 +48,7 @@ def _too_deep_text(text: str, limit: int) -> str:
         elif char in "]}":
             depth -= 1
         i += 1
-    return field
+    return None
 
 
 class JSONParser(parsers.JSONParser):
@@ -80,14 +59,9 @@ class JSONParser(parsers.JSONParser):
         body = stream.read() if stream is not None else b""
         try:
             data = super().parse(io.BytesIO(body), media_type, parser_context)
-        except RecursionError:  # too deep for the parser itself: which field, from the text
-            raise self._error([_too_deep_text(body.decode("utf-8", "replace"), MAX_JSON_DEPTH)]) from None
-        fields = _too_deep(data, MAX_JSON_DEPTH)
-        if fields:
-            raise self._error(fields)
+        except RecursionError:  # too deep for the parser itself: the scan below names the field
+            data = None
+        field = _too_deep(body.decode("utf-8", "replace"), MAX_JSON_DEPTH)
+        if field is not None:
+            raise exceptions.ValidationError({field: [f"Nested deeper than {MAX_JSON_DEPTH} levels."]})
         return data
-
-    @staticmethod
-    def _error(fields: list[str]) -> exceptions.ValidationError:
-        message = f"Nested deeper than {MAX_JSON_DEPTH} levels."
-        return exceptions.ValidationError({field: [message] for field in fields})

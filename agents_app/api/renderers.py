@@ -1,10 +1,8 @@
 """Content negotiation of the endpoints that stream: ``text/event-stream`` is acceptable there.
 
-A browser's ``EventSource`` sends ``Accept: text/event-stream``; DRF answers ``406`` to an Accept
-that none of a view's renderers offers, so the views that stream declare ``EventStreamRenderer``
-besides JSON (``renderer_classes``). The stream itself is a ``StreamingHttpResponse``, which DRF
-leaves alone; every other answer of those views (an error before the stream starts, a queued
-run, a ``204``) is JSON whatever the client accepted: ``EventStreamViewMixin.finalize_response``.
+An ``EventSource`` sends ``Accept: text/event-stream``, which DRF answers ``406`` unless a renderer
+offers it. The stream itself is a ``StreamingHttpResponse``; every other answer of those views is
+JSON whatever the client accepted (``EventStreamViewMixin.finalize_response``).
 """
 
 from __future__ import annotations

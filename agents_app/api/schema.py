@@ -102,12 +102,10 @@ def _json_schema(response: dict[str, Any]) -> Any:
 
 
 class AutoSchema(openapi.AutoSchema):
-    """drf-spectacular's, with every operation's errors documented as ``ErrorOutput`` (the one
-    error shape of ``agents_app.api.errors``): those its view names with ``errors(...)``, and those
-    it infers: 400 when the operation takes input (a body, query or header parameters), 401 and
-    429 when it needs a key (a bad key; the tenant's rate, failed authentications), 404 when its
-    path names something, 413 and 415 when it takes a body. And the links from an answer to the
-    operations that take what it names (a run's id, a session's)."""
+    """drf-spectacular's, with every operation's errors documented as ``ErrorOutput``: those its
+    view names with ``errors(...)`` and those it infers (400 for input, 401 and 429 for a key, 404
+    for a path parameter, 413 and 415 for a body); and the links from an answer to the operations
+    that take what it names."""
 
     def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         from agents_app.api.serializers import ErrorOutput

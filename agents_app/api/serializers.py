@@ -1,8 +1,5 @@
-"""Input and output serializers of the API. Inputs are strict: a number is not a string, and a
-string is taken as sent (never trimmed), so that the OpenAPI document, which drf-spectacular
-derives from these fields (lengths, patterns from ``agents_app.patterns``, enums), says exactly
-what is accepted.
-"""
+"""Input and output serializers of the API. Inputs are strict (a number is not a string, a string
+is never trimmed), so that the OpenAPI document derived from them says exactly what is accepted."""
 
 from __future__ import annotations
 
@@ -158,15 +155,13 @@ class ChatInput(serializers.Serializer):
     user_id = user_id_field()
 
 
-class RunResultOutput(serializers.Serializer):
-    result = serializers.CharField()
-    session_id = serializers.CharField()
-    run_id = serializers.CharField()
-
-
 class ChatOutput(serializers.Serializer):
     result = serializers.CharField()
     session_id = serializers.CharField()
+
+
+class RunResultOutput(ChatOutput):
+    run_id = serializers.CharField()
 
 
 class QueryParameter:

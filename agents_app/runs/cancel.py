@@ -19,13 +19,8 @@ logger = logging.getLogger(__name__)
 
 def run_cancel(*, run: Run) -> Run:
     """Cancel a run: a queued one never starts; a running one stops at its adapter's next
-    ``await`` and commits nothing. A finished run stays as it was.
-
-    First the request (``cancel_requested_at``), which no claim gets past and which the running
-    run's watcher reads at its next beat. Then, over a store that can, the run is revoked there,
-    so its commit is refused even if it ends before that beat; a run that committed first was too
-    late to cancel and ends ``succeeded``.
-    """
+    ``await`` and commits nothing (over a store that can revoke, even before the watcher's next
+    beat); a run that committed first ends ``succeeded``. A finished run stays as it was."""
     Run.objects.filter(
         pk=run.pk, status__in=[Run.Status.QUEUED, Run.Status.RUNNING], cancel_requested_at__isnull=True
     ).update(cancel_requested_at=timezone.now())

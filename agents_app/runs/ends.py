@@ -1,10 +1,8 @@
 """How a run ended, as its row records it: the last event of its stream when its log lacks it.
 
-A stream waits on the run's events in the store, and a run's end is an event: the process that
-executes a run writes it (``runs.events``), and so do the transitions that end a run elsewhere (a
-queued run cancelled or failed to queue, a run the sweeper gave up: ``runs.transitions``). Only
-when that write failed (the store was down at that moment) or the log expired does a stream need
-the row: a stream reads it as it opens, then every ``AK_RUN__STREAM_CHECK`` seconds.
+A run's end is an event of its log (written by ``runs.events`` or ``runs.transitions``); only when
+that write failed or the log expired does a stream need the row, which it reads as it opens, then
+every ``AK_RUN__STREAM_CHECK`` seconds.
 """
 
 from __future__ import annotations

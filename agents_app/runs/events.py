@@ -6,14 +6,10 @@
     error  {"code", "detail"}                  it failed
     cancelled {"code", "detail"}               it was cancelled
 
-Why the store: it is the one service every process of a deployment shares whatever the broker
-(Redis, RabbitMQ, the embedded one) and whatever the store (Redis streams, DynamoDB items, the
-in-memory store behind ``make run``'s socket), and the run's other data lives there already, with
-its tenant in every key. A worker appends; a web process reads, replays what is past (an SSE
-client's ``Last-Event-ID`` picks up after it) and waits for more (``SessionStore.wait_events``).
-
-Writes are batched: the events of the next ``FLUSH_EVERY`` seconds go in one append, so a short
-run costs one write for all its events, and a streamed reply a write per batch, not per word.
+The store, because every process of a deployment shares it whatever the broker, with the tenant in
+every key: a worker appends; a web process replays what is past and waits for more
+(``SessionStore.wait_events``). Writes are batched: the events of the next ``FLUSH_EVERY``
+seconds go in one append, so a streamed reply costs a write per batch, not per word.
 """
 
 from __future__ import annotations
@@ -62,9 +58,7 @@ class RunEvents:
     def refused(self, kind: str, data: dict[str, Any]) -> None:
         """The run is not kept (a busy session turned its request away): ``kind`` goes to the
         listener only; nothing pending, nothing to the store's log."""
-        if self._flush is not None:
-            self._flush.cancel()
-            self._flush = None
+        self._unschedule()
         self._pending = []
         self._notify(kind, data)
 
@@ -89,11 +83,14 @@ class RunEvents:
         """Write what is pending now: the run's last events. Returns once every event is in the
         store, or lost with a store that fails now (not the run: its end is recorded on the run,
         and a stream reads it from there)."""
-        await self._settle()
+        self._unschedule()
         try:
+            if self._writing is not None:
+                await self._writing
             await self._write()
         except StoreError as exc:
-            self._lost(exc)
+            metrics.STORE_ERRORS.labels(error=type(exc).__name__).inc()
+            logger.warning("run %s: its last events were not written", self.run_id)
 
     async def end(self, kind: str, data: dict[str, Any]) -> None:
         """The run's last event, ``kind``, once its end is recorded on its row: given to the
@@ -101,14 +98,7 @@ class RunEvents:
         self.emit(kind, data)
         await self.close()
 
-    def _lost(self, exc: StoreError) -> None:
-        metrics.STORE_ERRORS.labels(error=type(exc).__name__).inc()
-        logger.warning("run %s: its last events were not written", self.run_id)
-
-    async def _settle(self) -> None:
-        """No write scheduled, none under way."""
+    def _unschedule(self) -> None:
         if self._flush is not None:
             self._flush.cancel()
             self._flush = None
-        if self._writing is not None:
-            await self._writing

@@ -1,12 +1,9 @@
 """A run executed on the event loop: claimed, run under its session's lock, its end recorded.
 
-A worker's task claims a queued run (``queued → running``) and executes it; a sync request makes
-its run ``running`` from the start and executes it in the web process. Either way the run is an
-asyncio task awaiting its adapter: it holds no thread and no database connection while it waits
-(``infra.io_threads``), and its process's watcher beats its heartbeat and stops it on a cancel.
-
-The store commit records the run id (``SessionStore.commit``): a run whose worker died after
-committing is replayed from the store on its next attempt, not executed again.
+A worker's task claims a queued run; a sync request's run is ``running`` from the start. Either way
+it is an asyncio task that holds no thread and no database connection while its adapter works. The
+store's commit records the run id, so a run whose worker died after committing is replayed, not
+executed again.
 """
 
 from __future__ import annotations
@@ -95,14 +92,9 @@ async def execute_claimed(
 
     ``wait``: how long to wait for a busy session (None: ``AK_SESSION__LOCK_WAIT``). An async run
     whose session is busy, or whose store failed, goes back to ``queued`` (``Step.BUSY``,
-    ``Step.UNAVAILABLE``) for its task to publish again later. A sync run, which a request waits
-    for, records every failure on the run and raises it for the view to answer: the store's
-    errors, ``RunCancelled``, ``RunTimedOut``, ``RunFailed`` (the adapter raised).
-
-    The run's events (``runs.events``) go to the store's log, and to ``listener`` when this
-    process streams the run: ``run`` and ``delta`` from the runner, then how it ended, written
-    once that end is recorded. Meanwhile it counts in ``ak_runs_in_flight``, and what is logged
-    for it carries its id and tenant (``infra.logs``).
+    ``Step.UNAVAILABLE``). A sync run records every failure and raises it for the view to answer:
+    the store's errors, ``RunCancelled``, ``RunTimedOut``, ``RunFailed`` (the adapter raised). Its
+    events go to the store's log, and to ``listener`` when this process streams the run.
     """
     key = session_key(run.session)
     token = logs.bind(run_id=str(run.pk), tenant=key.tenant)
@@ -179,10 +171,11 @@ async def _ended(events: RunEvents, exc: Exception, *, kept: bool = True) -> Non
     known = run_error(exc)
     body = {"code": "agent_failed", "detail": f"{type(exc).__name__}: {exc}"} if known is None else known[1]
     kind = "cancelled" if isinstance(exc, RunCancelled | RunRevoked) else "error"
-    if not kept:
-        events.refused(kind, {"code": body["code"], "detail": body["detail"]})
-        return
-    await events.end(kind, {"code": body["code"], "detail": body["detail"]})
+    data = {"code": body["code"], "detail": body["detail"]}
+    if kept:
+        await events.end(kind, data)
+    else:
+        events.refused(kind, data)
 
 
 def _turned_away(run: Run, exc: Exception) -> bool:

@@ -71,14 +71,11 @@ class Submitted:
 
 async def run_submit(request: RunRequest, *, tenant: Tenant) -> Submitted:
     """Record the run (``run_record``), then: a queued one is answered at once; a sync one is
-    executed in this process and answered once it ended; a streamed one is executed in this
-    process and answered with its events, holding one of the tenant's event streams.
-
-    A sync run raises what stopped it (recorded on the run): the store's errors (``SessionBusy``,
-    ``StoreUnavailable``...), ``RunCancelled``, ``RunTimedOut``, ``SessionExpired``, and
-    ``RunFailed`` when the adapter raised; a streamed one raises them when it ended before its
-    first event. The run is the process's, not the caller's: a caller that goes away does not stop
-    it (unless a stream asked for that)."""
+    executed in this process and answered once it ended; a streamed one is answered with its
+    events, holding one of the tenant's event streams. A sync run raises what stopped it (the
+    store's errors, ``RunCancelled``, ``RunTimedOut``, ``SessionExpired``, ``RunFailed``); a
+    streamed one, when it ended before its first event. A caller that goes away does not stop the
+    run (unless a stream asked for that)."""
     slot = await limits.stream_slot(tenant=tenant) if request.mode == "stream" else None
     try:
         run, created = await db(run_record, request, tenant=tenant)
@@ -102,15 +99,11 @@ async def run_submit(request: RunRequest, *, tenant: Tenant) -> Submitted:
 
 
 def run_record(request: RunRequest, *, tenant: Tenant) -> tuple[Run, bool]:
-    """The run's row, on the session it names (made if new; without a ``session_id``, a new
-    session, its thread and the run in one transaction): ``queued`` and published once the row is
+    """The run's row, on the session it names (made if new): ``queued`` and published once
     committed (``BrokerUnavailable`` if the broker refuses it: the run is then failed), or
     ``running``, held by this process, for a sync or streamed run. Returns the run and whether it
-    is new (False: the run an earlier request with the same Idempotency-Key made).
-
-    Raises ``Http404`` for an unknown agent, ``IdempotencyConflict``, ``LimitReached`` for a new
-    session over the tenant's limit of sessions, and for a sync run over its limit of concurrent
-    runs (nothing recorded)."""
+    is new (False: an earlier request with the same Idempotency-Key made it). Raises ``Http404``
+    (unknown agent), ``IdempotencyConflict`` and ``LimitReached`` (sessions, concurrent runs)."""
     earlier = run_find_idempotent(
         tenant=tenant, idempotency_key=request.idempotency_key, request_hash=request.request_hash
     )

@@ -27,14 +27,9 @@ class SweepReport:
 
 
 def run_sweep() -> SweepReport:
-    """Take back runs whose process died, and hand forgotten queued runs to the broker again.
-
-    A running async run with no heartbeat for ``HEARTBEAT_TIMEOUT`` seconds is queued again,
-    unless a cancel was asked for, it has used ``MAX_ATTEMPTS`` or it outlived the time limit (by a
-    minute): then it ends. A sync run left running by a web process that died fails once it
-    outlived the time limit. A queued run not handed out for ``REQUEUE_AFTER`` seconds is published
-    again (its claim makes a duplicate harmless).
-    """
+    """Take back runs whose process died (no heartbeat for ``HEARTBEAT_TIMEOUT``): queued again,
+    or ended when a cancel was asked for, ``MAX_ATTEMPTS`` are used or the time limit passed (a
+    sync run only ends then). Queued runs not taken for ``REQUEUE_AFTER`` are published again."""
     cfg = settings.AK_RUN
     now = timezone.now()
     report = SweepReport()

@@ -9,11 +9,9 @@
       └── fail_queued ────▶ failed
     running ──withdraw──▶ (no run)  a sync request its busy session turned away: never kept
 
-Each returns whether it changed the row: False means the run was not where the transition starts
-(somebody moved it first), and nothing was written. A transition to an end queues the run's
-webhook, if it has one, once the write commits, and counts and logs the end (``infra.metrics``:
-once per run, since only one transition ends it). ``run`` arguments need ``pk`` and ``webhook_url``;
-the agent loaded with them (``claim`` and ``run_record`` load it) spares a query for its name.
+Each returns whether it changed the row (False: somebody moved the run first; nothing written). A
+transition to an end queues the run's webhook once the write commits, and counts and logs the end
+once per run. ``run`` arguments need ``pk`` and ``webhook_url``.
 """
 
 from __future__ import annotations

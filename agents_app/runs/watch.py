@@ -2,10 +2,8 @@
 
 Every ``AK_RUN__HEARTBEAT`` seconds the watcher of a process (one per event loop and worker name)
 writes ``heartbeat_at`` on all its running runs in one ``UPDATE``, and reads back in one ``SELECT``
-which of them a cancel was asked for, and which are no longer its own (the sweeper gave them to
-another worker after a lapse). Either way it sets the run's ``Cancellation``: the adapter stops at
-its next ``await`` and nothing is committed. A lapsed heartbeat therefore means a dead process,
-or a loop so blocked that it could not beat: its runs are taken back by the sweeper.
+those a cancel was asked for and those no longer its own (the sweeper took them back): their
+``Cancellation`` is set, so the adapter stops and nothing is committed.
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ class AgentsView(APIView):
         return Response(s.AgentOutput(agent).data, status=status.HTTP_201_CREATED)
 
 
-AGENT_NAME = OpenApiParameter("name", {"type": "string", "pattern": anchored(patterns.NAME)}, OpenApiParameter.PATH)
+NAME_PATH = OpenApiParameter("name", {"type": "string", "pattern": anchored(patterns.NAME)}, OpenApiParameter.PATH)
 
 
 def _agent(request: Request, name: str) -> Agent:
@@ -64,12 +64,12 @@ def _refused(exc: InUse | BuiltinAgent) -> Response:
 
 
 class AgentView(APIView):  # one agent of the tenant; the built-in echo is read-only (409 builtin_agent)
-    @extend_schema(parameters=[AGENT_NAME], responses={200: s.AgentOutput}, operation_id="agents_get")
+    @extend_schema(parameters=[NAME_PATH], responses={200: s.AgentOutput}, operation_id="agents_get")
     def get(self, request: Request, name: str) -> Response:
         return Response(s.AgentOutput(_agent(request, name)).data)
 
     @extend_schema(
-        parameters=[AGENT_NAME],
+        parameters=[NAME_PATH],
         request=s.AgentUpdateInput,
         responses={200: s.AgentOutput, **errors(409)},
         operation_id="agents_update",
@@ -88,7 +88,7 @@ class AgentView(APIView):  # one agent of the tenant; the built-in echo is read-
         return Response(s.AgentOutput(agent).data)
 
     @extend_schema(
-        parameters=[AGENT_NAME],
+        parameters=[NAME_PATH],
         responses={204: None, **errors(409)},
         operation_id="agents_delete",
         description="Deletes the agent (its runs and sessions stay). 409 `in_use` naming the agents that hand off to"
@@ -123,9 +123,7 @@ class SecretsView(APIView):
 
 class SecretView(APIView):
     @extend_schema(
-        parameters=[
-            OpenApiParameter("name", {"type": "string", "pattern": anchored(patterns.NAME)}, OpenApiParameter.PATH)
-        ],
+        parameters=[NAME_PATH],
         responses={204: None, **errors(409)},
         operation_id="secrets_delete",
         description="Deletes the secret; 409 `in_use` naming the agents whose configs name it.",

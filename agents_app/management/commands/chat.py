@@ -1,21 +1,6 @@
-"""``chat [--agent NAME] [--tenant SLUG] [--session ID] [--user ID]``: talk to an agent.
-
-Without ``--session`` a new session is made for the user and its id printed, so that a later
-``chat --session ID`` carries on the same conversation. The reply is printed as the agent
-produces it (any framework: the run's ``delta`` events), and ``/agent NAME`` hands the rest of
-the conversation to another agent of the tenant, on the same session. ``/quit``, ``/exit``,
-Ctrl-D or Ctrl-C ends the chat; an empty line is ignored.
-
-It says at once which session store it uses. With ``in_memory`` and no
-``AK_SESSION__IN_MEMORY__SOCKET``, the store is this process's own: it starts empty and is not
-the server's, so a session the index counts messages for cannot be carried on (the chat says so
-and stops, rather than run on an empty history). Where a shared store no longer has a session's
-history (it expired, or ``make run`` was restarted), the chat says so, the index follows the
-store, and the conversation starts over.
-
-Log lines never mix into the conversation: they go to stderr, warnings and errors only (``-v 2``:
-INFO too), held while a reply is printed and written after it, on lines of their own.
-"""
+"""``chat [--agent NAME] [--tenant SLUG] [--session ID] [--user ID]``: talk to an agent. A session
+whose history the store no longer has is said so and starts over; log lines go to stderr between
+replies, never inside one."""
 
 from __future__ import annotations
 
@@ -49,11 +34,6 @@ from sessions_app.stores.memory_socket import SocketMemoryStore
 EXIT_WORDS = {"/quit", "/exit", "quit", "exit"}
 #: The least level of the log lines shown, by ``--verbosity``.
 LOG_LEVELS = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO, 3: logging.DEBUG}
-
-
-def store_is_private() -> bool:
-    """Whether this process's session store is its own: in-memory, kept by no other process."""
-    return isinstance(get_store(), InMemoryStore)
 
 
 def store_description() -> str:
@@ -158,7 +138,7 @@ class Command(BaseCommand):
         row = Session.objects.select_related("tenant").filter(tenant=tenant, session_id=session_id).first()
         if row is None or row.message_count == 0 or get_store().load(session_key(row), window=0).exists:
             return
-        if store_is_private():
+        if isinstance(get_store(), InMemoryStore):  # this process's own, not the server's
             raise CommandError(
                 f"session {session_id!r} has {row.message_count} messages in the index, but not in this process's"
                 " own in-memory store, which is not the server's: set AK_SESSION__IN_MEMORY__SOCKET to the socket"

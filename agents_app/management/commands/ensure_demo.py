@@ -1,9 +1,7 @@
 """``ensure_demo``: the demo tenant, its API key and an admin login, for ``make run``.
 
-The demo key is issued once and kept in ``<AK_VAR_DIR>/demo-api-key`` (``var/`` by default), a
-file only its owner may read or write (``0600``): every start prints the same key, so scripts and
-shells that use it keep working across restarts. A key that is missing from the file, or revoked
-or deleted in the database, is replaced by a new one, written to the file.
+The demo key is kept in ``<AK_VAR_DIR>/demo-api-key`` (owner-only, ``0600``), so every start
+prints the same key; one missing from the file, revoked or deleted is replaced by a new one.
 """
 
 from __future__ import annotations
@@ -23,11 +21,6 @@ DEMO_TENANT = "demo"
 DEMO_KEY_NAME = "make run"
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "admin"  # noqa: S105 - make run's printed development login, never a deployment's
-
-
-def demo_key_path() -> Path:
-    """Where ``make run`` keeps its demo API key."""
-    return Path(settings.VAR_DIR) / "demo-api-key"
 
 
 def demo_key_ensure(*, tenant: Tenant, path: Path) -> tuple[str, bool]:
@@ -73,7 +66,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, url: str, **options: Any) -> None:
         url = url.rstrip("/")
         tenant, _ = tenant_create(slug=DEMO_TENANT, name="Demo")
-        path = demo_key_path()
+        path = Path(settings.VAR_DIR) / "demo-api-key"
         raw, new = demo_key_ensure(tenant=tenant, path=path)
         users = get_user_model().objects
         if not users.filter(username=ADMIN_USER).exists():

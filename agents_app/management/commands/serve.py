@@ -1,13 +1,6 @@
-"""``serve``: the development platform in one command, the API and admin (gunicorn with
-``gunicorn.conf.py``, as in production) plus a Celery worker
-(with an embedded beat, which runs the sweeper and the expiry purge).
-
-``make run`` calls it (after ``ensure_demo``, which prints the demo key). Both run as child
-processes; Ctrl-C (or SIGTERM) stops both, and if one of them dies the other is stopped too, so
-nothing is left running behind the terminal. With the
-``in_memory`` store, this process keeps the store and serves it to both (``memory_socket``), so
-that a run the worker executes and one the web server executes share one session. That store
-starts empty: it says how many sessions of the index lost their history with the last run.
+"""``serve`` (``make run``): gunicorn (as deployed) and a Celery worker with its beat, as child
+processes; Ctrl-C or SIGTERM stops both, and one dying stops the other. With the ``in_memory``
+store, this process keeps the store and serves it to both (``memory_socket``).
 """
 
 from __future__ import annotations
@@ -55,18 +48,12 @@ class Command(BaseCommand):
                     " with the last run; each says so at its next run (409 session_expired) or when its thread"
                     " is opened in the console, and then starts over"
                 )
-        children = [
-            subprocess.Popen(  # noqa: S603 - our own interpreter and a fixed command line
-                [python, "-m", "celery", "-A", "akplatform", "worker", "--beat", "--loglevel=INFO", f"-c{concurrency}"],
-                env=env,
-                cwd=settings.BASE_DIR,
-            ),
-            subprocess.Popen(  # noqa: S603 - as deployed (gunicorn.conf.py: uvicorn's worker), one process
-                [python, "-m", "gunicorn", "akplatform.asgi:application", "-b", addrport, "-w", "1"],
-                env=env,
-                cwd=settings.BASE_DIR,
-            ),
+        commands = [
+            [python, "-m", "celery", "-A", "akplatform", "worker", "--beat", "--loglevel=INFO", f"-c{concurrency}"],
+            [python, "-m", "gunicorn", "akplatform.asgi:application", "-b", addrport, "-w", "1"],  # gunicorn.conf.py
         ]
+        # Our own interpreter and fixed command lines.
+        children = [subprocess.Popen(command, env=env, cwd=settings.BASE_DIR) for command in commands]  # noqa: S603
         stopping = False
 
         def stop(signum: int, frame: object) -> None:
