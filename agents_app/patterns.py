@@ -20,8 +20,6 @@ SESSION_ID = r"[A-Za-z0-9][A-Za-z0-9._:@-]*"
 NO_NUL = r"[^\u0000]*"
 #: Some text that is not only spaces, without a null character.
 NOT_BLANK = rf"[^\u0000]*[^\u0000{SPACES}][^\u0000]*"
-#: Something other than spaces, anywhere (for a search: what ``str.strip`` leaves non-empty).
-NON_SPACE = rf"[^{SPACES}]"
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _H16 = r"[0-9A-Fa-f]{1,4}"

@@ -1,15 +1,10 @@
 """Tenant secrets at rest: Fernet encryption under a key derived from ``AK_SECRETS_KEY``.
 
-A secret's value (a model provider's API key, ...) is stored only as a Fernet token (AES-128-CBC
-with an HMAC-SHA256, so a changed token fails to decrypt instead of decrypting to garbage). The
-Fernet key is not ``AK_SECRETS_KEY`` itself: it is derived from it with HKDF-SHA256, so any string
-of at least 32 characters is a key.
-
-Key rotation: set the new key as ``AK_SECRETS_KEY`` and list the old one (or several, newest
-first) in ``AK_SECRETS_OLD_KEYS`` (comma-separated). New values are encrypted with the new key;
-values encrypted with an old key still decrypt (``MultiFernet`` tries the keys in turn), and are
-encrypted anew with the current key when they are next set, or all at once by
-``agents_app.services.secret_reencrypt_all``; after that the old key may be dropped.
+A secret's value is stored only as a Fernet token, under a key derived from ``AK_SECRETS_KEY``
+with HKDF-SHA256 (any string of at least 32 characters is a key). Key rotation: set the new key as
+``AK_SECRETS_KEY`` and list the old ones, newest first, in ``AK_SECRETS_OLD_KEYS``: their values
+still decrypt, and are encrypted anew when next set, or all at once by
+``agents_app.services.secret_reencrypt_all``; then the old key may be dropped.
 
 Nothing here logs, and no error message carries a value, a ciphertext or a key.
 """
@@ -31,6 +26,7 @@ SECRET_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"  # noqa: S105 - a pat
 SECRET_VALUE_MAX_BYTES = 8 * 1024
 
 _HKDF_INFO = b"akplatform tenant secrets v1"
+_UNREADABLE = "A secret could not be decrypted with AK_SECRETS_KEY or any of AK_SECRETS_OLD_KEYS."
 
 
 class SecretMissing(LookupError):
@@ -82,9 +78,7 @@ def secret_decrypt(ciphertext: str) -> str:
     try:
         return _current().decrypt(ciphertext.encode()).decode()
     except InvalidToken:
-        raise SecretUnreadable(
-            "A secret could not be decrypted with AK_SECRETS_KEY or any of AK_SECRETS_OLD_KEYS."
-        ) from None
+        raise SecretUnreadable(_UNREADABLE) from None
 
 
 def secret_reencrypt(ciphertext: str) -> str:
@@ -92,6 +86,4 @@ def secret_reencrypt(ciphertext: str) -> str:
     try:
         return _current().rotate(ciphertext.encode()).decode()
     except InvalidToken:
-        raise SecretUnreadable(
-            "A secret could not be decrypted with AK_SECRETS_KEY or any of AK_SECRETS_OLD_KEYS."
-        ) from None
+        raise SecretUnreadable(_UNREADABLE) from None

@@ -65,22 +65,9 @@ class ConfigError(ValueError):
         self.field, self.message = next(iter(self.problems.items()))
         super().__init__("; ".join(f"{path}: {text}" for path, text in self.problems.items()))
 
-    @classmethod
-    def of(cls, problems: Mapping[str, str]) -> ConfigError:
-        """One error naming every one of ``problems`` (at least one)."""
-        field, message = next(iter(problems.items()))
-        return cls(field, message, problems=problems)
-
 
 class ConfigProblems:
-    """The bad fields of one config, collected as they are found (the first message per field)::
-
-    problems = ConfigProblems()
-    problems.add("model", "required: the model name to send")
-    with problems.checking():  # a check that raises ConfigError adds its problems
-        check_something(config)
-    problems.raise_any()
-    """
+    """The bad fields of one config, collected as they are found (the first message per field)."""
 
     def __init__(self) -> None:
         self.found: dict[str, str] = {}
@@ -88,23 +75,21 @@ class ConfigProblems:
     def add(self, path: str, message: str) -> None:
         self.found.setdefault(path, message)
 
-    def absorb(self, error: ConfigError) -> None:
-        for path, message in error.problems.items():
-            self.add(path, message)
-
     @contextmanager
     def checking(self) -> Iterator[None]:
+        """Add the problems of a ``ConfigError`` raised in the block."""
         try:
             yield
         except ConfigError as exc:
-            self.absorb(exc)
+            for path, message in exc.problems.items():
+                self.add(path, message)
 
     def __bool__(self) -> bool:
         return bool(self.found)
 
     def raise_any(self) -> None:
         if self.found:
-            raise ConfigError.of(self.found)
+            raise ConfigError(*next(iter(self.found.items())), problems=self.found)
 
 
 #: How many levels of objects and lists a config may nest, itself the first: deeper is refused

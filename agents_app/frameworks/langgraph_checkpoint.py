@@ -1,15 +1,9 @@
 """A LangGraph checkpoint as JSON: what a ``langgraph`` agent in checkpoint mode keeps between runs.
 
-A run seeds an ``InMemorySaver`` of its own with the agent's stored checkpoint (``seed``), lets the
-graph run on it, and reads the newest checkpoint back (``export``) to store it, as JSON, in the
-agent's own state. Only the latest checkpoint of the graph is kept (with those of its subgraphs
-while the graph waits at an interrupt), with the writes pending on it (an interrupt's question,
-the results of the tasks that finished in its step).
-
-The format is plain JSON, never pickle and never LangGraph's msgpack (the run's own saver keeps
-values in memory with LangGraph's serializer, whose pickle fallback is off, and nothing of it is
-stored). No class or module is named in it, so a stored checkpoint (a shared store may be written
-by others) can make the server build only the few types listed here::
+A run seeds an ``InMemorySaver`` of its own with the agent's stored checkpoint (``seed``) and reads
+the newest one back (``export``), with its pending writes (and its subgraphs' while the graph
+waits at an interrupt). The format is plain JSON, never pickle or msgpack, naming no class or
+module, so a stored checkpoint can make the server build only the few types listed here::
 
     {"format": "ak.langgraph/1", "graph": "approval",
      "namespaces": {"": {"checkpoint": {...}, "metadata": {...}, "writes": [[task_id, channel, value], ...]}}}

@@ -18,7 +18,7 @@ from typing import Any
 from django.conf import settings
 
 from agents_app import patterns
-from agents_app.frameworks.base import ConfigError, ConfigProblems
+from agents_app.frameworks.base import ConfigError, ConfigProblems, Framework
 from agents_app.outbound import Refused, model_url_refusal
 from infra.io_threads import db
 from sessions_app.core import SessionView
@@ -95,11 +95,6 @@ def validate_model_keys(config: dict[str, Any], problems: ConfigProblems) -> Non
         problems.add("max_tokens", "must be a positive integer")
 
 
-def model_secret_references(config: dict[str, Any]) -> dict[str, str]:
-    """``Framework.secret_references`` of a valid config with the model keys."""
-    return {"api_key": secret_name(config["api_key"])} if "api_key" in config else {}
-
-
 def secret_name(reference: Any) -> str:
     """The secret an ``api_key`` names: ``{"secret": NAME}``. A literal key is refused: a config
     is data anyone who can read the agent sees, never the place of a secret's value."""
@@ -110,12 +105,22 @@ def secret_name(reference: Any) -> str:
     raise ConfigError("api_key", 'must be {"secret": NAME}, naming one of the tenant\'s secrets (POST /secrets)')
 
 
-def check_base_url(config: dict[str, Any]) -> None:
-    """Refuse a ``base_url`` on a loopback, private or link-local address (unless
-    ``AK_AGENTS__ALLOW_PRIVATE_URLS``)."""
-    refusal = model_url_refusal(config["base_url"])
-    if refusal is not None:
-        raise ConfigError("base_url", refusal)
+class ModelFramework(Framework):
+    """A framework whose agents name a model server with the model keys and send ``history``."""
+
+    def secret_references(self, config: dict[str, Any]) -> dict[str, str]:
+        return {"api_key": secret_name(config["api_key"])} if "api_key" in config else {}
+
+    def check_runnable(self, config: dict[str, Any]) -> None:
+        """Refuse a ``base_url`` on a loopback, private or link-local address (unless
+        ``AK_AGENTS__ALLOW_PRIVATE_URLS``)."""
+        refusal = model_url_refusal(config["base_url"]) if "base_url" in config else None
+        if refusal is not None:
+            raise ConfigError("base_url", refusal)
+
+    def window_for(self, config: dict[str, Any]) -> int:
+        # Room for items (tool calls of other agents on the session) between the text messages.
+        return 2 * config.get("history", DEFAULT_HISTORY)
 
 
 async def api_key(session: SessionView, config: dict[str, Any]) -> str | None:

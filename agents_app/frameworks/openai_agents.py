@@ -7,24 +7,17 @@ Config::
      "temperature": 0.2, "max_tokens": 512,
      "tools": ["get_weather"], "handoffs": ["billing"], "history": 20, "max_turns": 10}
 
-- the model keys are ``openai_chat``'s: the SDK talks Chat Completions to ``base_url`` through
-  the platform's guarded client (``agents_app.outbound``), so any OpenAI-compatible server works;
-- ``tools`` are names the deployment declares (``AK_AGENTS__TOOLS``, see ``tools.py``) for the
-  agent's tenant; each call gets the run's ``CallContext`` (``context.py``: tenant, session, run,
-  agent) as the SDK's run context;
-- ``handoffs`` name the tenant's other ``openai_agents`` agents; each keeps its own model, key,
-  instructions and tools. The agents reachable through handoffs (at most ``MAX_AGENTS``, cycles
-  allowed) are loaded when the agent runs: a name that is not one of them fails the run;
-- ``history``: how many of the session's latest items (messages, tool calls and results,
-  handoffs) the model sees; ``max_turns``: model calls a run may make before it fails.
+The model keys are ``openai_chat``'s (Chat Completions through ``agents_app.outbound``);
+``tools`` are names the deployment declares (``tools.py``), each call getting the run's
+``CallContext`` as the SDK's run context; ``handoffs`` name the tenant's other ``openai_agents``
+agents (at most ``MAX_AGENTS`` reachable, cycles allowed, loaded when the agent runs);
+``history`` is how many of the session's latest items the model sees; ``max_turns`` how many
+model calls a run may make before it fails.
 
-History comes from the run's window through the SDK's ``Session`` protocol
-(``openai_agents_session.WindowSession``), and what the run produced (tool calls, their results,
-handoffs) goes back to the session as items, committed with the reply, or not at all when the run
-fails. The agent a run ended on (after handoffs) is remembered in the entry agent's own state
-(``current_agent``) and the session's next turn of that agent starts there. Tracing (to OpenAI)
-stays off unless ``AK_AGENTS__OPENAI_TRACING``. The SDK is imported when an agent runs: the
-platform starts without it.
+The tool calls, results and handoffs a run produced are committed with its reply
+(``openai_agents_session.WindowSession``). The agent a run ended on is kept in the entry agent's
+state (``current_agent``): the next turn starts there. Tracing stays off unless
+``AK_AGENTS__OPENAI_TRACING``.
 """
 
 from __future__ import annotations
@@ -42,7 +35,6 @@ from agents_app.frameworks.base import (
     AgentLike,
     ConfigError,
     ConfigProblems,
-    Framework,
     Reply,
     Usage,
     check_unknown_keys,
@@ -55,9 +47,8 @@ from agents_app.frameworks.model import (
     MODEL_KEYS,
     MODEL_KEYS_SCHEMA,
     ModelError,
+    ModelFramework,
     api_key,
-    check_base_url,
-    model_secret_references,
     redacted,
     sdk_failure,
     sdk_headers,
@@ -86,7 +77,7 @@ AGENT_NAME = re.compile(patterns.NAME)
 PLACEHOLDER_KEY = "unused"
 
 
-class OpenAIAgentsFramework(Framework):
+class OpenAIAgentsFramework(ModelFramework):
     name = "openai_agents"
 
     def config_schema(self) -> dict[str, Any]:
@@ -125,9 +116,6 @@ class OpenAIAgentsFramework(Framework):
         validate_history(config, problems)
         validate_int(config, "max_turns", problems, default=DEFAULT_MAX_TURNS, low=1, high=MAX_MAX_TURNS)
 
-    def secret_references(self, config: dict[str, Any]) -> dict[str, str]:
-        return model_secret_references(config)
-
     def handoff_references(self, config: dict[str, Any]) -> dict[str, str]:
         return {path_of("handoffs", i): name for i, name in enumerate(config.get("handoffs", []))}
 
@@ -141,7 +129,7 @@ class OpenAIAgentsFramework(Framework):
                 tool_loaded(name)
         except UnknownTool as exc:
             raise ConfigError("tools", str(exc)) from None
-        check_base_url(config)
+        super().check_runnable(config)
 
     def check_tenant(self, config: dict[str, Any], *, tenant: str | None) -> None:
         offered = tool_names(tenant)
@@ -296,30 +284,23 @@ def _unknown(names: Iterable[str], known: Collection[str]) -> list[str]:
     return sorted({name for name in names if name not in known})
 
 
-def sdk_client(base_url: str, key: str | None, *, tenant: str | None) -> Any:
-    """OpenAI's ``AsyncOpenAI`` for a tenant's ``base_url``, over the loop's guarded client of
-    ``tenant``, sending nothing of the server's environment (``sdk_headers``: no
-    ``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID``, ``OPENAI_CUSTOM_HEADERS``); without a key, a
-    placeholder (the SDK wants one; a server without keys ignores it)."""
+def _sdk_agent(name: str, config: dict[str, Any], key: str | None, *, tenant: str | None) -> Any:
+    """The SDK ``Agent`` for an agent's config of ``tenant``'s: its model over the loop's guarded
+    client of ``tenant``, sending nothing of the server's environment (``sdk_headers``), and its
+    tools (only those the tenant may use). Without a key the SDK, which wants one, gets a
+    placeholder that a server without keys ignores."""
     import httpx2
+    from agents import Agent, ModelSettings, OpenAIChatCompletionsModel
     from openai import AsyncOpenAI
 
-    return AsyncOpenAI(
-        base_url=base_url,
+    client = AsyncOpenAI(
+        base_url=config["base_url"],
         api_key=key or PLACEHOLDER_KEY,
         default_headers=sdk_headers(key, placeholder=PLACEHOLDER_KEY),
         http_client=shared_client(tenant, http=httpx2),
         max_retries=0,
         timeout=settings.AK_AGENTS["TIMEOUT"],
     )
-
-
-def _sdk_agent(name: str, config: dict[str, Any], key: str | None, *, tenant: str | None) -> Any:
-    """The SDK ``Agent`` for an agent's config of ``tenant``'s: its model over the platform's
-    guarded client, its tools (only those the tenant may use)."""
-    from agents import Agent, ModelSettings, OpenAIChatCompletionsModel
-
-    client = sdk_client(config["base_url"], key, tenant=tenant)
     try:
         tools = tools_named(config.get("tools", []), tenant=tenant)
     except UnknownTool as exc:

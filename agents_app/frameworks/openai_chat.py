@@ -5,13 +5,10 @@ OpenAI, vLLM, Ollama, llama.cpp's server, LiteLLM... Config (see CONTRACT.md)::
     {"base_url": "http://127.0.0.1:11434/v1", "model": "llama3.2", "api_key": {"secret": "ollama"},
      "system_prompt": "You are terse.", "temperature": 0.2, "max_tokens": 256, "history": 20}
 
-A run sends the system prompt, the session's latest ``history`` text messages (``user`` and
-``assistant``, in order) and the new message to ``<base_url>/chat/completions``, and returns the
-assistant's content. When the run is streamed (to a client, or to its event log) it asks for a
-streamed answer and passes each piece on as it comes. The call goes through
-``agents_app.outbound`` (public addresses only, no redirects, a timeout, a size cap) on the
-event loop: a run waiting for its model holds no thread. A server that fails, times out or
-answers nonsense raises ``ModelError``: the run fails (``agent_failed``) and commits nothing.
+A run sends the system prompt, the session's latest ``history`` text messages and the new
+message to ``<base_url>/chat/completions`` through ``agents_app.outbound`` (streamed when the run
+is), and returns the assistant's content. A server that fails, times out or answers nonsense
+raises ``ModelError``: the run fails (``agent_failed``) and commits nothing.
 """
 
 from __future__ import annotations
@@ -24,16 +21,15 @@ import orjson
 from django.conf import settings
 
 from agents_app import patterns
-from agents_app.frameworks.base import AgentLike, ConfigProblems, Framework, Reply, Usage, check_unknown_keys
+from agents_app.frameworks.base import AgentLike, ConfigProblems, Reply, Usage, check_unknown_keys
 from agents_app.frameworks.model import (
     DEFAULT_HISTORY,
     HISTORY_SCHEMA,
     MODEL_KEYS,
     MODEL_KEYS_SCHEMA,
     ModelError,
+    ModelFramework,
     api_key,
-    check_base_url,
-    model_secret_references,
     redacted,
     validate_history,
     validate_model_keys,
@@ -44,7 +40,7 @@ from sessions_app.core import SessionView
 KEYS = MODEL_KEYS | {"system_prompt", "history"}
 
 
-class OpenAIChatFramework(Framework):
+class OpenAIChatFramework(ModelFramework):
     name = "openai_chat"
 
     def config_schema(self) -> dict[str, Any]:
@@ -65,16 +61,6 @@ class OpenAIChatFramework(Framework):
         if "system_prompt" in config and not isinstance(config["system_prompt"], str):
             problems.add("system_prompt", "must be a string")
         validate_history(config, problems)
-
-    def secret_references(self, config: dict[str, Any]) -> dict[str, str]:
-        return model_secret_references(config)
-
-    def check_runnable(self, config: dict[str, Any]) -> None:
-        check_base_url(config)
-
-    def window_for(self, config: dict[str, Any]) -> int:
-        # Room for items (tool calls of other agents on the session) between the text messages.
-        return 2 * config.get("history", DEFAULT_HISTORY)
 
     async def run(self, agent: AgentLike, session: SessionView, message: str) -> Reply:
         config = agent.config

@@ -6,16 +6,9 @@ config names tools, never paths: what code a run may call is the deployment's ch
 ``AK_AGENTS["TOOL_TENANTS"]`` keeps some tools for some tenants
 (``AK_AGENTS__TOOL_TENANTS="crm=acme|globex"``): to any other tenant such a tool does not exist.
 
-    tool_registry()                             # {"get_weather": FunctionTool(name="get_weather", ...)}
-    tool_names(tenant="acme")                   # the names acme's configs may list
-    tools_named(["get_weather"], tenant="acme") # [FunctionTool(...)], or UnknownTool
-
-A function becomes an OpenAI Agents SDK ``FunctionTool`` (its signature is the tool's parameters,
-its docstring the description) under its registry name; a sync one runs in a thread, off the
-event loop. A tool that raises answers the model with the error's message, as the SDK does. A
-function whose first parameter is a ``RunContextWrapper[CallContext]`` gets the run's
-``CallContext`` (``agents_app.frameworks.context``: tenant, session, run, agent) in it, not from
-the model. The SDK is imported by the first call, not with this module.
+A function becomes an OpenAI Agents SDK ``FunctionTool`` under its registry name. A function
+whose first parameter is a ``RunContextWrapper[CallContext]`` gets the run's ``CallContext`` in
+it, not from the model.
 """
 
 from __future__ import annotations

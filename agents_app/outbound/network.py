@@ -53,9 +53,6 @@ def pinning_backend_class(core: ModuleType) -> type:
                 address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
             )
 
-        async def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> Any:
-            raise Refused("only http and https URLs with a host")
-
         async def sleep(self, seconds: float) -> None:
             await self._inner.sleep(seconds)
 

@@ -54,7 +54,7 @@ def shared_client(tenant: str | None, http: ModuleType = httpx) -> Any:
     key = (tenant, allow_private, timeout, cap)
     found = per_loop.get(key)
     if found is None:
-        _evict(loop, per_loop, room=1)
+        _evict(loop, per_loop)
         found = per_loop[key] = _Tenant(Slots(cap), {}, loop.time())
     found.used = loop.time()
     per_loop.move_to_end(key)
@@ -66,10 +66,10 @@ def shared_client(tenant: str | None, http: ModuleType = httpx) -> Any:
     return client
 
 
-def _evict(loop: asyncio.AbstractEventLoop, per_loop: OrderedDict[tuple[Any, ...], _Tenant], *, room: int) -> None:
+def _evict(loop: asyncio.AbstractEventLoop, per_loop: OrderedDict[tuple[Any, ...], _Tenant]) -> None:
     """Close the clients of the least recently used tenants no run may still hold (see
-    ``shared_client``), to leave ``room`` for new ones within ``MAX_TENANT_CLIENTS``."""
-    over = len(per_loop) + room - MAX_TENANT_CLIENTS
+    ``shared_client``), to leave room for a new one within ``MAX_TENANT_CLIENTS``."""
+    over = len(per_loop) + 1 - MAX_TENANT_CLIENTS
     if over <= 0:
         return
     unused_since = loop.time() - settings.AK_RUN["TIME_LIMIT"]

@@ -189,7 +189,6 @@ def guarded_client(
     max_connections: int = 100,
     verify: ssl.SSLContext | bool = True,
     slots: Slots | None = None,
-    **options: Any,
 ) -> Any:
     """An ``http.AsyncClient`` for model servers: every request checked and sent by
     ``GuardedTransport`` (at most ``max_connections`` at once, and no more than ``slots`` allow
@@ -202,4 +201,4 @@ def guarded_client(
     transport = guarded_transport_class(http)(
         allow_private=allow_private, max_connections=max_connections, verify=verify, slots=slots
     )
-    return http.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False, **options)
+    return http.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False)
