@@ -1,10 +1,9 @@
 """What an agent's config names besides itself, and who names what.
 
-A config names the tenant's secrets (``{"secret": NAME}``) and, for a framework that hands
-conversations off (``openai_agents``), other agents of the tenant. Each framework says where
-(``Framework.secret_references``, ``Framework.handoff_references``); this module checks those
-names when an agent is saved (``agent_config_validated``), and finds the agents that name a
-secret or an agent before either is deleted. A run checks again: what changed since is its error.
+A config names the tenant's secrets and other agents of the tenant (handoffs), where its framework
+says (``Framework.secret_references``, ``Framework.handoff_references``). This module checks those
+names when an agent is saved, and finds the agents that name a secret or an agent before either is
+deleted. A run checks again: what changed since is its error.
 """
 
 from __future__ import annotations

@@ -195,8 +195,6 @@ def langgraph_installed() -> bool:
     return True
 
 
-# --- the graphs -----------------------------------------------------------------------------------
-
 _graphs: OrderedDict[tuple[str, str, bytes], Future[Any]] = OrderedDict()
 _graphs_lock = threading.Lock()
 
@@ -239,9 +237,6 @@ def _build(name: str, path: str, options: dict[str, Any]) -> Any:
     if built.checkpointer not in (None, False):  # the platform keeps the checkpoints, per session
         built = built.copy(update={"checkpointer": None})
     return built
-
-
-# --- the model ------------------------------------------------------------------------------------
 
 
 def chat_model(config: dict[str, Any], key: str | None, *, tenant: str | None) -> Any:

@@ -46,9 +46,6 @@ class CheckpointUnreadable(ValueError):
     """A stored checkpoint is not one this format reads (damaged, or written by something else)."""
 
 
-# --- values ---------------------------------------------------------------------------------------
-
-
 def encode(value: Any, where: str = "state") -> Any:
     """``value`` as JSON data (see the module's docstring); raises ``CheckpointNotJSON``."""
     if value is None or isinstance(value, bool | int | str):
@@ -123,9 +120,6 @@ def decode(value: Any) -> Any:
 def size_of(document: dict[str, Any]) -> int:
     """Bytes of ``document`` as compact JSON (what the store keeps, near enough)."""
     return len(orjson.dumps(document))
-
-
-# --- a saver's checkpoints ------------------------------------------------------------------------
 
 
 def thread_config(namespace: str = "", checkpoint_id: str | None = None) -> dict[str, Any]:

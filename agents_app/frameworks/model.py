@@ -1,12 +1,7 @@
 """What every adapter that calls a model server shares: its config keys, its API key, its errors.
 
-An agent names its model server with data only::
-
-    {"base_url": "https://api.openai.com/v1", "model": "gpt-4o-mini",
-     "api_key": {"secret": "openai"}, "temperature": 0.2, "max_tokens": 512}
-
-``api_key`` names one of the tenant's secrets; its value is read (decrypted) by the run that calls
-the server, and never written to a config, a log line or an error.
+``api_key`` names one of the tenant's secrets (``{"secret": NAME}``); its value is read by the run
+that calls the server, and never written to a config, a log line or an error.
 """
 
 from __future__ import annotations

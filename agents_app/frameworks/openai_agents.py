@@ -156,7 +156,7 @@ class OpenAIAgentsFramework(ModelFramework):
         except ImportError:
             raise ModelError(SDK_MISSING) from None
         context = call_context(agent, session)
-        team = await Team.load(agent, session)
+        team = await Team.load(agent, session, tenant=context.tenant)
         start = team.agents.get(session.get(CURRENT_AGENT, agent.name)) or team.agents[agent.name]
         memory = WindowSession(
             session,
@@ -166,7 +166,6 @@ class OpenAIAgentsFramework(ModelFramework):
         )
         run_config = RunConfig(tracing_disabled=not settings.AK_AGENTS["OPENAI_TRACING"])
         max_turns = agent.config.get("max_turns", DEFAULT_MAX_TURNS)
-        # ``context``: the tools get it as the run's (``RunContextWrapper.context``).
         options = {"session": memory, "run_config": run_config, "max_turns": max_turns, "context": context}
         try:
             run = _streamed if session.streaming else _plain
@@ -220,17 +219,14 @@ class Team:
     keys: list[str] = field(default_factory=list)
 
     @classmethod
-    async def load(cls, agent: AgentLike, session: SessionView) -> Team:
-        """Load the agents reachable from ``agent`` and build each (its model, key, tools).
-        Raises ``ModelError`` for a handoff that names no ``openai_agents`` agent, or an
+    async def load(cls, agent: AgentLike, session: SessionView, *, tenant: str) -> Team:
+        """Load the agents of ``tenant`` reachable from ``agent`` and build each (its model, key,
+        tools). Raises ``ModelError`` for a handoff that names no ``openai_agents`` agent, or an
         unknown tool."""
         configs = {agent.name: agent.config}
         if agent.config.get("handoffs"):
-            if session.key is None:
-                raise ModelError("handoffs name the tenant's agents: they need a session's tenant")
-            configs = await db(_reachable, tenant_slug=session.key.tenant, entry=agent.name, config=agent.config)
+            configs = await db(_reachable, tenant_slug=tenant, entry=agent.name, config=agent.config)
         team = cls(agents={})
-        tenant = session.key.tenant if session.key is not None else None
         secrets: dict[str, str | None] = {}
         for name, config in configs.items():
             name_of_secret = str(config.get("api_key"))

@@ -15,10 +15,8 @@ text message (user/assist.)   ``{"role": "user" | "assistant", "content": ...}``
 ``handoff``                   its handoff tool's ``function_call`` and ``function_call_output``
 ============================  ===============================================================
 
-What the SDK adds that the runner appends itself (the user's message, the assistant's text) or
-that has no platform entry (reasoning items) is not flushed. Calls and results are sent only in
-pairs: a window that cut one from the other, or another framework's items of another shape, are
-left out, as a Chat Completions server refuses a call without its result.
+Calls and results are sent only in pairs (a Chat Completions server refuses a call without its
+result): a window that cut one from the other, or another framework's items, are left out.
 """
 
 from __future__ import annotations

@@ -2,9 +2,7 @@
 
 A host is resolved once and judged by every address it resolves to; the caller then connects to
 the address that was checked, so a name that resolves elsewhere a moment later (DNS rebinding)
-changes nothing. An IPv6 address that carries an IPv4 address (``::ffff:a.b.c.d``, NAT64
-``64:ff9b::/96``, 6to4 ``2002::/16``, IPv4-compatible ``::a.b.c.d``, Teredo ``2001::/32``) is
-judged as what it carries.
+changes nothing. An IPv6 address that carries an IPv4 address is judged as what it carries.
 """
 
 from __future__ import annotations

@@ -1,11 +1,6 @@
 """A blocking POST to a checked address (webhooks): no redirects followed, the answer capped.
 
-    answer = post("https://hooks.example.com/ak", body, headers={...}, timeout=10)
-    answer.status   # 200
-
-The connection goes to the address ``resolve`` checked; the ``Host`` header and TLS's server name
-stay the URL's host, and the certificate is verified against it. A 3xx is an answer like any
-other, the body read back is capped, and every step has a timeout.
+The ``Host`` header, TLS's server name and the certificate's name stay the URL's host.
 """
 
 from __future__ import annotations

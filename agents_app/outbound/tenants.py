@@ -37,12 +37,8 @@ _tenants = weakref.WeakKeyDictionary()
 
 
 def shared_client(tenant: str | None, http: ModuleType = httpx) -> Any:
-    """The running loop's ``guarded_client`` of ``tenant`` for model servers (with the settings'
-    timeout and ``ALLOW_PRIVATE_URLS``), made once per loop, tenant and HTTP library: its
-    connections are kept alive between runs. A tenant's clients share its
-    ``MAX_CONNECTIONS_PER_TENANT`` slots: its calls wait for its own, never for another tenant's.
-    ``tenant`` None: calls outside a tenant's run, which share their own. (An httpx client
-    belongs to one loop.)
+    """The running loop's ``guarded_client`` of ``tenant`` (None: calls outside a tenant's run),
+    made once per loop, tenant and HTTP library, sharing the tenant's slots (see the module).
 
     A loop keeps the clients of ``MAX_TENANT_CLIENTS`` tenants: beyond, the least recently used
     are closed, of those with no call under way and not asked for within ``AK_RUN__TIME_LIMIT``
