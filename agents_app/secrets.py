@@ -12,7 +12,7 @@ Nothing here logs, and no error message carries a value, a ciphertext or a key.
 from __future__ import annotations
 
 import base64
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
@@ -50,14 +50,11 @@ def secret_value_check(value: object) -> str:
     return value
 
 
-def _fernet_key(key: str) -> bytes:
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(key.encode())
-    return base64.urlsafe_b64encode(derived)
-
-
 @lru_cache(maxsize=8)
 def _fernet(key: str, old_keys: tuple[str, ...]) -> MultiFernet:
-    return MultiFernet([Fernet(_fernet_key(k)) for k in (key, *old_keys)])
+    """The keys, each derived with HKDF-SHA256 (a new HKDF for each: one derives once)."""
+    hkdf = partial(HKDF, algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO)
+    return MultiFernet([Fernet(base64.urlsafe_b64encode(hkdf().derive(k.encode()))) for k in (key, *old_keys)])
 
 
 def _current() -> MultiFernet:

@@ -54,11 +54,10 @@ class ConfigError(ValueError):
 
     ``problems`` maps each bad field, by its path in the config (``tools[1]``, ``options.a``; ``""``
     for the config itself; ``framework`` when the framework cannot run here), to what is wrong with
-    it. ``field`` and ``message`` are the first of them."""
+    it."""
 
     def __init__(self, field: str, message: str, *, problems: Mapping[str, str] | None = None) -> None:
         self.problems: dict[str, str] = dict(problems) if problems else {field: message}
-        self.field, self.message = next(iter(self.problems.items()))
         super().__init__("; ".join(f"{path}: {text}" for path, text in self.problems.items()))
 
 

@@ -14,7 +14,7 @@ from django.conf import settings
 
 from agents_app import patterns
 from agents_app.frameworks.base import ConfigError, ConfigProblems, Framework
-from agents_app.outbound import Refused, model_url_refusal
+from agents_app.outbound import Refused, refusal
 from infra.io_threads import db
 from sessions_app.core import SessionView
 
@@ -109,9 +109,10 @@ class ModelFramework(Framework):
     def check_runnable(self, config: dict[str, Any]) -> None:
         """Refuse a ``base_url`` on a loopback, private or link-local address (unless
         ``AK_AGENTS__ALLOW_PRIVATE_URLS``)."""
-        refusal = model_url_refusal(config["base_url"]) if "base_url" in config else None
-        if refusal is not None:
-            raise ConfigError("base_url", refusal)
+        if "base_url" in config:
+            why = refusal(config["base_url"], allow_private=settings.AK_AGENTS["ALLOW_PRIVATE_URLS"])
+            if why is not None:
+                raise ConfigError("base_url", why)
 
     def window_for(self, config: dict[str, Any]) -> int:
         # Room for items (tool calls of other agents on the session) between the text messages.

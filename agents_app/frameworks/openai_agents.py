@@ -57,7 +57,7 @@ from agents_app.frameworks.model import (
     validate_model_keys,
 )
 from agents_app.frameworks.openai_agents_session import HandoffTool, WindowSession
-from agents_app.frameworks.tools import UnknownTool, tool_loaded, tool_names, tool_registry, tools_named
+from agents_app.frameworks.tools import UnknownTool, tool_loaded, tool_names, tools_named
 from agents_app.outbound import shared_client
 from infra.io_threads import db
 from sessions_app.core import SessionView
@@ -143,8 +143,9 @@ class OpenAIAgentsFramework(ModelFramework):
         import httpx2  # noqa: F401
         from openai.types.responses import ResponseTextDeltaEvent  # noqa: F401
 
-        with contextlib.suppress(UnknownTool):  # refused when an agent names it
-            tool_registry()
+        for name in settings.AK_AGENTS["TOOLS"]:
+            with contextlib.suppress(UnknownTool):  # refused when an agent names it
+                tool_loaded(name)
 
     def window_for(self, config: dict[str, Any]) -> int:
         return config.get("history", DEFAULT_HISTORY)

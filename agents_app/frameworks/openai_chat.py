@@ -141,14 +141,20 @@ async def _streamed(
     return Reply("".join(pieces), usage)
 
 
-async def _sse_data(response: httpx.Response) -> AsyncIterator[bytes]:
-    """The ``data:`` payloads of a Server-Sent Events answer, capped in size."""
+async def _capped(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The answer's body as it comes; ``ModelError`` once it is over ``MAX_MODEL_ANSWER_BYTES``."""
     read = 0
-    buffer = b""
     async for block in response.aiter_bytes():
         read += len(block)
         if read > MAX_MODEL_ANSWER_BYTES:
             raise ModelError(f"the model server's answer is over {MAX_MODEL_ANSWER_BYTES} bytes")
+        yield block
+
+
+async def _sse_data(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The ``data:`` payloads of a Server-Sent Events answer, capped in size."""
+    buffer = b""
+    async for block in _capped(response):
         buffer += block
         *lines, buffer = buffer.split(b"\n")
         for line in lines:
@@ -158,12 +164,7 @@ async def _sse_data(response: httpx.Response) -> AsyncIterator[bytes]:
 
 
 async def _read_capped(response: httpx.Response) -> bytes:
-    body = b""
-    async for block in response.aiter_bytes():
-        body += block
-        if len(body) > MAX_MODEL_ANSWER_BYTES:
-            raise ModelError(f"the model server's answer is over {MAX_MODEL_ANSWER_BYTES} bytes")
-    return body
+    return b"".join([block async for block in _capped(response)])
 
 
 def _check_status(status: int, raw: bytes) -> None:

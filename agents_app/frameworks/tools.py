@@ -33,12 +33,6 @@ def tool_names(tenant: str | None = None) -> list[str]:
     return sorted(name for name in settings.AK_AGENTS["TOOLS"] if open_to(name, tenant, restricted))
 
 
-def tool_registry() -> dict[str, Any]:
-    """Every declared tool, by name, as a ``FunctionTool``. Raises ``UnknownTool`` for a path
-    that does not load."""
-    return {name: _tool(name, path) for name, path in settings.AK_AGENTS["TOOLS"].items()}
-
-
 def tools_named(names: Iterable[str], *, tenant: str | None) -> list[Any]:
     """The ``FunctionTool`` of each of ``names``, in order, for a run of ``tenant``'s; raises
     ``UnknownTool`` for a name the deployment does not declare or keeps for other tenants (alike:

@@ -8,7 +8,7 @@ capped, and every step has a timeout. ``post`` is a blocking POST for webhooks;
 tenant's client on the running loop, its calls under way capped per tenant.
 """
 
-from agents_app.outbound.addresses import Refused, model_url_refusal, refusal, resolve
+from agents_app.outbound.addresses import Refused, refusal, resolve
 from agents_app.outbound.post import MAX_ANSWER_BYTES, post, post_to
 from agents_app.outbound.tenants import MAX_TENANT_CLIENTS, shared_client
 from agents_app.outbound.transport import MAX_MODEL_ANSWER_BYTES, guarded_client
@@ -19,7 +19,6 @@ __all__ = [
     "MAX_TENANT_CLIENTS",
     "Refused",
     "guarded_client",
-    "model_url_refusal",
     "post",
     "post_to",
     "refusal",

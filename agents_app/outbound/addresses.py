@@ -122,8 +122,3 @@ def refusal(url: str, *, allow_private: bool | None = None) -> str | None:
     except Refused as exc:
         return str(exc)
     return None
-
-
-def model_url_refusal(url: str) -> str | None:
-    """``refusal`` of a model server's ``base_url`` (``AK_AGENTS__ALLOW_PRIVATE_URLS``)."""
-    return refusal(url, allow_private=settings.AK_AGENTS["ALLOW_PRIVATE_URLS"])
