@@ -1,10 +1,8 @@
 """The shapes of strings the API takes, written once for the server and for the OpenAPI document.
 
-Each is the body of a pattern: the server matches it whole (``re.fullmatch``, or ``\\A(?:...)\\Z``
-in a validator), the document anchors it as ``^(?:...)$`` (JSON Schema's ``pattern`` is ECMA 262,
-where ``$`` is the end of the string; Python's ``$`` also matches before a final newline). So they
-avoid what engines disagree on: no ``\\s``, ``\\d`` or ``\\w`` (each has its own sets), no ``.``,
-and characters outside ASCII's printable ones as ``\\uXXXX``, which both read alike.
+Each is the body of a pattern: the server matches it whole, the document anchors it as
+``^(?:...)$``. So they avoid what Python's and ECMA 262's engines disagree on: no ``\\s``, ``\\d``,
+``\\w`` or ``.``, and characters outside ASCII's printable ones as ``\\uXXXX``.
 """
 
 from __future__ import annotations

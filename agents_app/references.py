@@ -19,12 +19,9 @@ from sessions_app.models import Tenant
 
 
 def agent_config_validated(*, tenant: Tenant, name: str, framework: str, config: Any) -> dict[str, Any]:
-    """The config of the tenant's agent ``name`` of ``framework`` about to be saved, normalised.
-
-    Checked whole: valid for its framework, its secrets and handoffs existing in the tenant (a
-    handoff to an agent of a framework that can take it, or to itself), naming only tools and
-    graphs the tenant may use, and runnable here. Raises
-    ``AgentInvalid`` naming every bad field at once (``framework``, ``config``, ``config.<path>``)."""
+    """The config of the tenant's agent ``name`` of ``framework`` about to be saved, normalised:
+    valid, its secrets and handoffs existing in the tenant, naming only tools and graphs the tenant
+    may use, and runnable here. Raises ``AgentInvalid`` naming every bad field at once."""
     try:
         adapter = get_framework(framework)
     except UnknownFramework as exc:

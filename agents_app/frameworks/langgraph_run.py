@@ -1,8 +1,4 @@
-"""One run of a ``langgraph`` agent: the graph's input, its stream, and what the run keeps of it.
-
-Imported by ``LangGraphFramework.run`` only (it needs LangGraph installed); see
-``agents_app.frameworks.langgraph`` for the framework and its config.
-"""
+"""One run of a ``langgraph`` agent (imported by ``LangGraphFramework.run``: it needs LangGraph)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""The httpcore network backend under the model servers' clients: connections to checked addresses.
-
-``pinning_backend_class(core)`` for an httpcore (``httpcore``, or ``httpcore2`` under the OpenAI
-SDK's ``httpx2``), and ``mapped`` to raise its exceptions as its httpx's.
-"""
+"""The httpcore network backend under the model servers' clients: connections to checked addresses."""
 
 from __future__ import annotations
 

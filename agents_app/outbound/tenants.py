@@ -1,7 +1,5 @@
-"""``shared_client(tenant)``: a tenant's model-server client on the running loop, capped per tenant.
-
-A tenant's calls under way are capped (``AK_AGENTS__MAX_CONNECTIONS_PER_TENANT``) and wait for the
-tenant's own, never another's.
+"""``shared_client(tenant)``: a tenant's model-server client on the running loop. A tenant's calls
+under way are capped (``AK_AGENTS__MAX_CONNECTIONS_PER_TENANT``) and wait for its own, never another's.
 """
 
 from __future__ import annotations
