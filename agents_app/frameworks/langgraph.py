@@ -44,6 +44,7 @@ from agents_app.frameworks.context import call_context, open_to
 from agents_app.frameworks.model import (
     DEFAULT_HISTORY,
     HISTORY_SCHEMA,
+    MAX_HISTORY,
     MODEL_KEYS,
     MODEL_KEYS_SCHEMA,
     ModelError,
@@ -52,7 +53,7 @@ from agents_app.frameworks.model import (
     redacted,
     sdk_failure,
     sdk_headers,
-    validate_history,
+    validate_int,
     validate_model_keys,
 )
 from agents_app.outbound import Refused, shared_client
@@ -79,13 +80,9 @@ class GraphContext:
     #: key), or None when the agent's config names no model. Call it asynchronously
     #: (``ainvoke``, ``astream``): a synchronous call is refused.
     model: Any = None
-    #: The agent's name.
     agent: str = ""
-    #: The session's id (unique within the tenant only).
     session_id: str | None = None
-    #: The tenant's slug.
     tenant: str = ""
-    #: The run's id; None for a run made through the Python API, which records no run.
     run_id: str | None = None
 
 
@@ -123,7 +120,7 @@ class LangGraphFramework(ModelFramework):
             problems.add("mode", f"must be one of: {', '.join(MODES)}")
         if MODEL_KEYS & set(config):  # a model is optional, but whole when given
             validate_model_keys(config, problems)
-        validate_history(config, problems)
+        validate_int(config, "history", problems, default=DEFAULT_HISTORY, low=0, high=MAX_HISTORY)
         if not isinstance(config.get("options", {}), dict):
             problems.add("options", "must be a JSON object (given to the graph's factory)")
 

@@ -52,11 +52,6 @@ MAX_HISTORY = 500
 HISTORY_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": MAX_HISTORY}
 
 
-def validate_history(config: dict[str, Any], problems: ConfigProblems) -> None:
-    """Check the config's ``history`` (an integer from 0 to ``MAX_HISTORY``, if given)."""
-    validate_int(config, "history", problems, default=DEFAULT_HISTORY, low=0, high=MAX_HISTORY)
-
-
 def validate_int(
     config: dict[str, Any], key: str, problems: ConfigProblems, *, default: int, low: int, high: int
 ) -> None:
@@ -67,8 +62,7 @@ def validate_int(
 
 
 def validate_model_keys(config: dict[str, Any], problems: ConfigProblems) -> None:
-    """Check the model keys of ``config`` (``base_url``, ``model``, ``api_key``, ``temperature``,
-    ``max_tokens``): each bad one is added to ``problems``."""
+    """Check the model keys of ``config``: each bad one is added to ``problems``."""
     if "base_url" not in config:
         problems.add("base_url", "required: the API root, e.g. https://api.openai.com/v1")
     elif not isinstance(config["base_url"], str) or not patterns.matches(patterns.URL, config["base_url"]):

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +43,7 @@ from agents_app.frameworks.context import call_context
 from agents_app.frameworks.model import (
     DEFAULT_HISTORY,
     HISTORY_SCHEMA,
+    MAX_HISTORY,
     MODEL_KEYS,
     MODEL_KEYS_SCHEMA,
     ModelError,
@@ -52,7 +52,6 @@ from agents_app.frameworks.model import (
     redacted,
     sdk_failure,
     sdk_headers,
-    validate_history,
     validate_int,
     validate_model_keys,
 )
@@ -113,7 +112,7 @@ class OpenAIAgentsFramework(ModelFramework):
             problems.add("instructions", "must be a string")
         _check_tools(config.get("tools", []), problems)
         _check_handoffs(config.get("handoffs", []), problems)
-        validate_history(config, problems)
+        validate_int(config, "history", problems, default=DEFAULT_HISTORY, low=0, high=MAX_HISTORY)
         validate_int(config, "max_turns", problems, default=DEFAULT_MAX_TURNS, low=1, high=MAX_MAX_TURNS)
 
     def handoff_references(self, config: dict[str, Any]) -> dict[str, str]:
@@ -261,8 +260,8 @@ def _reachable(*, tenant_slug: str, entry: str, config: dict[str, Any]) -> dict[
     from agents_app.selectors import agent_configs
 
     configs = {entry: config}
-    wanted = _unknown(config.get("handoffs", []), configs)
-    while wanted:
+    new = [entry]
+    while wanted := sorted({t for name in new for t in configs[name].get("handoffs", [])} - configs.keys()):
         found = agent_configs(tenant_slug=tenant_slug, names=wanted)
         for name in wanted:
             if name not in found:
@@ -273,12 +272,8 @@ def _reachable(*, tenant_slug: str, entry: str, config: dict[str, Any]) -> dict[
             configs[name] = target
         if len(configs) > MAX_AGENTS:
             raise ModelError(f"more than {MAX_AGENTS} agents are reachable through handoffs")
-        wanted = _unknown((t for name in wanted for t in configs[name].get("handoffs", [])), configs)
+        new = wanted
     return configs
-
-
-def _unknown(names: Iterable[str], known: Collection[str]) -> list[str]:
-    return sorted({name for name in names if name not in known})
 
 
 def _sdk_agent(name: str, config: dict[str, Any], key: str | None, *, tenant: str | None) -> Any:

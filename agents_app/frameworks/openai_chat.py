@@ -25,13 +25,14 @@ from agents_app.frameworks.base import AgentLike, ConfigProblems, Reply, Usage, 
 from agents_app.frameworks.model import (
     DEFAULT_HISTORY,
     HISTORY_SCHEMA,
+    MAX_HISTORY,
     MODEL_KEYS,
     MODEL_KEYS_SCHEMA,
     ModelError,
     ModelFramework,
     api_key,
     redacted,
-    validate_history,
+    validate_int,
     validate_model_keys,
 )
 from agents_app.outbound import MAX_MODEL_ANSWER_BYTES, Refused, shared_client
@@ -60,7 +61,7 @@ class OpenAIChatFramework(ModelFramework):
         validate_model_keys(config, problems)
         if "system_prompt" in config and not isinstance(config["system_prompt"], str):
             problems.add("system_prompt", "must be a string")
-        validate_history(config, problems)
+        validate_int(config, "history", problems, default=DEFAULT_HISTORY, low=0, high=MAX_HISTORY)
 
     async def run(self, agent: AgentLike, session: SessionView, message: str) -> Reply:
         config = agent.config
