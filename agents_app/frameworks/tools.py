@@ -37,11 +37,12 @@ def tools_named(names: Iterable[str], *, tenant: str | None) -> list[Any]:
     """The ``FunctionTool`` of each of ``names``, in order, for a run of ``tenant``'s; raises
     ``UnknownTool`` for a name the deployment does not declare or keeps for other tenants (alike:
     the message names the tools the tenant may use, never the others)."""
-    restricted = settings.AK_AGENTS["TOOL_TENANTS"]
+    offered = tool_names(tenant)
     for name in names:
-        if name not in settings.AK_AGENTS["TOOLS"] or not open_to(name, tenant, restricted):
-            offered = ", ".join(tool_names(tenant)) or "none"
-            raise UnknownTool(f"unknown tool {name!r}; this deployment offers: {offered} (AK_AGENTS__TOOLS)")
+        if name not in offered:
+            raise UnknownTool(
+                f"unknown tool {name!r}; this deployment offers: {', '.join(offered) or 'none'} (AK_AGENTS__TOOLS)"
+            )
     return [tool_loaded(name) for name in names]
 
 
