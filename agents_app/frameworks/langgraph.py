@@ -173,7 +173,8 @@ class LangGraphFramework(ModelFramework):
         except ModelError as exc:
             raise ModelError(redacted(str(exc), key)) from None
         except Exception as exc:
-            raise ModelError(redacted(described(exc, config["graph"]), key)) from None
+            failed = f"the graph {config['graph']!r} failed: {type(exc).__name__}: {str(exc)[:300]}"
+            raise ModelError(redacted(sdk_failure(exc) or failed, key)) from None
 
 
 def graph_names(tenant: str | None = None) -> list[str]:
@@ -272,8 +273,3 @@ def _sync_refused() -> Any:
             raise Refused("a graph calls its model asynchronously only (ainvoke, astream)")
 
     return httpx2.Client(transport=Refusing(), trust_env=False)
-
-
-def described(exc: Exception, graph: str) -> str:
-    """What went wrong in a run of ``graph``, in a line (never with the API key: see ``redacted``)."""
-    return sdk_failure(exc) or f"the graph {graph!r} failed: {type(exc).__name__}: {str(exc)[:300]}"
