@@ -1,10 +1,8 @@
 """The shapes of strings the API takes, written once for the server and for the OpenAPI document.
 
-Each is the body of a pattern: the server matches it whole (``re.fullmatch``, or ``\\A(?:...)\\Z``
-in a validator), the document anchors it as ``^(?:...)$`` (JSON Schema's ``pattern`` is ECMA 262,
-where ``$`` is the end of the string; Python's ``$`` also matches before a final newline). So they
-avoid what engines disagree on: no ``\\s``, ``\\d`` or ``\\w`` (each has its own sets), no ``.``,
-and characters outside ASCII's printable ones as ``\\uXXXX``, which both read alike.
+Each is the body of a pattern: the server matches it whole, the document anchors it as
+``^(?:...)$``. So they avoid what Python's and ECMA 262's engines disagree on: no ``\\s``, ``\\d``,
+``\\w`` or ``.``, and characters outside ASCII's printable ones as ``\\uXXXX``.
 """
 
 from __future__ import annotations
@@ -20,8 +18,6 @@ SESSION_ID = r"[A-Za-z0-9][A-Za-z0-9._:@-]*"
 NO_NUL = r"[^\u0000]*"
 #: Some text that is not only spaces, without a null character.
 NOT_BLANK = rf"[^\u0000]*[^\u0000{SPACES}][^\u0000]*"
-#: Something other than spaces, anywhere (for a search: what ``str.strip`` leaves non-empty).
-NON_SPACE = rf"[^{SPACES}]"
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _H16 = r"[0-9A-Fa-f]{1,4}"

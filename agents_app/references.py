@@ -1,10 +1,9 @@
 """What an agent's config names besides itself, and who names what.
 
-A config names the tenant's secrets (``{"secret": NAME}``) and, for a framework that hands
-conversations off (``openai_agents``), other agents of the tenant. Each framework says where
-(``Framework.secret_references``, ``Framework.handoff_references``); this module checks those
-names when an agent is saved (``agent_config_validated``), and finds the agents that name a
-secret or an agent before either is deleted. A run checks again: what changed since is its error.
+A config names the tenant's secrets and other agents of the tenant (handoffs), where its framework
+says (``Framework.secret_references``, ``Framework.handoff_references``). This module checks those
+names when an agent is saved, and finds the agents that name a secret or an agent before either is
+deleted. A run checks again: what changed since is its error.
 """
 
 from __future__ import annotations
@@ -20,12 +19,9 @@ from sessions_app.models import Tenant
 
 
 def agent_config_validated(*, tenant: Tenant, name: str, framework: str, config: Any) -> dict[str, Any]:
-    """The config of the tenant's agent ``name`` of ``framework`` about to be saved, normalised.
-
-    Checked whole: valid for its framework, its secrets and handoffs existing in the tenant (a
-    handoff to an agent of a framework that can take it, or to itself), naming only tools and
-    graphs the tenant may use, and runnable here. Raises
-    ``AgentInvalid`` naming every bad field at once (``framework``, ``config``, ``config.<path>``)."""
+    """The config of the tenant's agent ``name`` of ``framework`` about to be saved, normalised:
+    valid, its secrets and handoffs existing in the tenant, naming only tools and graphs the tenant
+    may use, and runnable here. Raises ``AgentInvalid`` naming every bad field at once."""
     try:
         adapter = get_framework(framework)
     except UnknownFramework as exc:

@@ -1,15 +1,10 @@
 """Tenant secrets at rest: Fernet encryption under a key derived from ``AK_SECRETS_KEY``.
 
-A secret's value (a model provider's API key, ...) is stored only as a Fernet token (AES-128-CBC
-with an HMAC-SHA256, so a changed token fails to decrypt instead of decrypting to garbage). The
-Fernet key is not ``AK_SECRETS_KEY`` itself: it is derived from it with HKDF-SHA256, so any string
-of at least 32 characters is a key.
-
-Key rotation: set the new key as ``AK_SECRETS_KEY`` and list the old one (or several, newest
-first) in ``AK_SECRETS_OLD_KEYS`` (comma-separated). New values are encrypted with the new key;
-values encrypted with an old key still decrypt (``MultiFernet`` tries the keys in turn), and are
-encrypted anew with the current key when they are next set, or all at once by
-``agents_app.services.secret_reencrypt_all``; after that the old key may be dropped.
+A secret's value is stored only as a Fernet token, under a key derived from ``AK_SECRETS_KEY``
+with HKDF-SHA256 (any string of at least 32 characters is a key). Key rotation: set the new key as
+``AK_SECRETS_KEY`` and list the old ones, newest first, in ``AK_SECRETS_OLD_KEYS``: their values
+still decrypt, and are encrypted anew when next set, or all at once by
+``agents_app.services.secret_reencrypt_all``; then the old key may be dropped.
 
 Nothing here logs, and no error message carries a value, a ciphertext or a key.
 """
@@ -17,7 +12,7 @@ Nothing here logs, and no error message carries a value, a ciphertext or a key.
 from __future__ import annotations
 
 import base64
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
@@ -31,6 +26,7 @@ SECRET_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"  # noqa: S105 - a pat
 SECRET_VALUE_MAX_BYTES = 8 * 1024
 
 _HKDF_INFO = b"akplatform tenant secrets v1"
+_UNREADABLE = "A secret could not be decrypted with AK_SECRETS_KEY or any of AK_SECRETS_OLD_KEYS."
 
 
 class SecretMissing(LookupError):
@@ -54,14 +50,11 @@ def secret_value_check(value: object) -> str:
     return value
 
 
-def _fernet_key(key: str) -> bytes:
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(key.encode())
-    return base64.urlsafe_b64encode(derived)
-
-
 @lru_cache(maxsize=8)
 def _fernet(key: str, old_keys: tuple[str, ...]) -> MultiFernet:
-    return MultiFernet([Fernet(_fernet_key(k)) for k in (key, *old_keys)])
+    """The keys, each derived with HKDF-SHA256 (a new HKDF for each: one derives once)."""
+    hkdf = partial(HKDF, algorithm=hashes.SHA256(), length=32, salt=None, info=_HKDF_INFO)
+    return MultiFernet([Fernet(base64.urlsafe_b64encode(hkdf().derive(k.encode()))) for k in (key, *old_keys)])
 
 
 def _current() -> MultiFernet:
@@ -82,9 +75,7 @@ def secret_decrypt(ciphertext: str) -> str:
     try:
         return _current().decrypt(ciphertext.encode()).decode()
     except InvalidToken:
-        raise SecretUnreadable(
-            "A secret could not be decrypted with AK_SECRETS_KEY or any of AK_SECRETS_OLD_KEYS."
-        ) from None
+        raise SecretUnreadable(_UNREADABLE) from None
 
 
 def secret_reencrypt(ciphertext: str) -> str:
@@ -92,6 +83,4 @@ def secret_reencrypt(ciphertext: str) -> str:
     try:
         return _current().rotate(ciphertext.encode()).decode()
     except InvalidToken:
-        raise SecretUnreadable(
-            "A secret could not be decrypted with AK_SECRETS_KEY or any of AK_SECRETS_OLD_KEYS."
-        ) from None
+        raise SecretUnreadable(_UNREADABLE) from None

@@ -35,9 +35,6 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
-
     def as_dict(self) -> dict[str, int]:
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
 
@@ -55,32 +52,17 @@ class Reply:
 class ConfigError(ValueError):
     """An agent's config is not valid for its framework, or cannot run here.
 
-    ``problems`` maps each bad field, by its path in the config (``model``, ``tools[1]``,
-    ``options.a``; ``""`` for the config itself; ``framework`` when ``check_runnable`` finds that
-    the framework cannot run here) to what is wrong with it: every one found, so that one answer
-    names them all. ``field`` and ``message`` are the first of them."""
+    ``problems`` maps each bad field, by its path in the config (``tools[1]``, ``options.a``; ``""``
+    for the config itself; ``framework`` when the framework cannot run here), to what is wrong with
+    it."""
 
     def __init__(self, field: str, message: str, *, problems: Mapping[str, str] | None = None) -> None:
         self.problems: dict[str, str] = dict(problems) if problems else {field: message}
-        self.field, self.message = next(iter(self.problems.items()))
         super().__init__("; ".join(f"{path}: {text}" for path, text in self.problems.items()))
-
-    @classmethod
-    def of(cls, problems: Mapping[str, str]) -> ConfigError:
-        """One error naming every one of ``problems`` (at least one)."""
-        field, message = next(iter(problems.items()))
-        return cls(field, message, problems=problems)
 
 
 class ConfigProblems:
-    """The bad fields of one config, collected as they are found (the first message per field)::
-
-    problems = ConfigProblems()
-    problems.add("model", "required: the model name to send")
-    with problems.checking():  # a check that raises ConfigError adds its problems
-        check_something(config)
-    problems.raise_any()
-    """
+    """The bad fields of one config, collected as they are found (the first message per field)."""
 
     def __init__(self) -> None:
         self.found: dict[str, str] = {}
@@ -88,23 +70,21 @@ class ConfigProblems:
     def add(self, path: str, message: str) -> None:
         self.found.setdefault(path, message)
 
-    def absorb(self, error: ConfigError) -> None:
-        for path, message in error.problems.items():
-            self.add(path, message)
-
     @contextmanager
     def checking(self) -> Iterator[None]:
+        """Add the problems of a ``ConfigError`` raised in the block."""
         try:
             yield
         except ConfigError as exc:
-            self.absorb(exc)
+            for path, message in exc.problems.items():
+                self.add(path, message)
 
     def __bool__(self) -> bool:
         return bool(self.found)
 
     def raise_any(self) -> None:
         if self.found:
-            raise ConfigError.of(self.found)
+            raise ConfigError(*next(iter(self.found.items())), problems=self.found)
 
 
 #: How many levels of objects and lists a config may nest, itself the first: deeper is refused
@@ -152,11 +132,9 @@ def check_unknown_keys(
 class Framework(ABC):
     """One adapter per agent library.
 
-    ``run`` gets the session as a ``SessionView``: the recent history, the counts of messages by
-    role, the agent's own state and the shared state. Whatever it writes to those two maps, and
-    the items it appends (tool calls, tool results, handoffs), are committed with the run's
-    messages, atomically, and only if the run completes: an adapter that raises commits nothing.
-    It streams its reply with ``session.emit_delta`` as the reply is produced.
+    What ``run`` writes to the ``SessionView``'s states, and the items it appends, are committed
+    with the run's messages, atomically, only if the run completes: an adapter that raises commits
+    nothing. It streams its reply with ``session.emit_delta`` as the reply is produced.
     """
 
     name: str = ""
@@ -195,8 +173,7 @@ class Framework(ABC):
 
     def config_schema(self) -> dict[str, Any]:
         """The JSON Schema (OpenAPI 3.0's dialect) of the configs that ``validate_config`` and
-        ``check_runnable`` accept, for the API's document: a framework states it exactly, so that
-        clients and schema-driven tests know what is valid. By default: any object."""
+        ``check_runnable`` accept, exactly, for the API's document. By default: any object."""
         return {"type": "object", "description": "Checked by the framework when the agent is saved."}
 
     def window_for(self, config: dict[str, Any]) -> int | None:
@@ -207,19 +184,17 @@ class Framework(ABC):
         """Raise ``ConfigError`` if a run of an agent with this (validated) config cannot start
         here: an optional library missing, a model server the platform will not call. Called
         when an agent is saved; a run checks again."""
-        return None  # nothing to check unless a framework says otherwise
+        return None
 
     def check_tenant(self, config: dict[str, Any], *, tenant: str | None) -> None:
         """Raise ``ConfigError`` if the (validated) config names a tool or a graph that ``tenant``
-        may not use (``AK_AGENTS__TOOL_TENANTS``, ``AK_AGENTS__GRAPH_TENANTS``), as if the
-        deployment had none of that name. None: a tenant that may use only what all may. Called
-        when an agent is saved; a run checks again."""
-        return None  # nothing is kept for some tenants unless a framework says otherwise
+        (None: a tenant that may use only what all may) may not use, as if the deployment had none
+        of that name. Called when an agent is saved; a run checks again."""
+        return None
 
     def preload(self) -> None:
-        """Import what the adapter's runs will need (its library, if installed) now, at a
-        process's start, rather than in its first run: importing an SDK takes a second or more of
-        CPU, during which the process's event loop, and every run on it, would stall."""
+        """Import what the adapter's runs will need now, at a process's start: importing an SDK in
+        a run would stall the event loop, and every run on it, for a second or more."""
         return None
 
     @abstractmethod

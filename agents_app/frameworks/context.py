@@ -3,21 +3,8 @@
 The deployment's tools (``AK_AGENTS__TOOLS``) and graphs (``AK_AGENTS__GRAPHS``) serve every
 tenant. Each call gets a ``CallContext`` naming the tenant, session, run and agent it works for,
 so that what a tool reads or writes can be scoped to that tenant (a session id alone repeats
-across tenants). A tool of an ``openai_agents`` agent gets it as the run's context (the OpenAI
-Agents SDK's ``RunContextWrapper.context``)::
-
-    from agents import RunContextWrapper
-    from agents_app.frameworks.context import CallContext
-
-    async def open_orders(ctx: RunContextWrapper[CallContext], customer: str) -> str:
-        \"\"\"The customer's open orders.\"\"\"
-        return await orders.open(tenant=ctx.context.tenant, customer=customer)
-
-A graph's nodes and its tools read the same fields on ``GraphContext``
-(``agents_app.frameworks.langgraph``), LangGraph's runtime context.
-
-A deployment may keep a tool or a graph for some tenants (``AK_AGENTS__TOOL_TENANTS``,
-``AK_AGENTS__GRAPH_TENANTS``, see ``open_to``): to the others it does not exist.
+across tenants): an ``openai_agents`` tool as ``RunContextWrapper[CallContext].context``, a
+graph as ``GraphContext`` (``agents_app.frameworks.langgraph``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
-"""The built-in ``echo`` framework: replies ``echo[turns=T]: <message>``.
-
-``T`` counts the user messages of the session, this one included. ``config.delay_s`` (0 to 60)
-makes it wait like a slow model. Streamed, it sends its reply word by word.
+"""The built-in ``echo`` framework: replies ``echo[turns=T]: <message>``, ``T`` counting the session's
+user messages, this one included; ``config.delay_s`` (0 to 60) makes it wait like a slow model.
 """
 
 from __future__ import annotations

@@ -8,30 +8,18 @@ tenant's agent picks one by name and configures its model, with data only::
      "base_url": "https://api.openai.com/v1", "model": "gpt-4o-mini", "api_key": {"secret": "openai"}}
 
 The graph is compiled once per (name, options) in a process and shared by every run, never
-changed: what differs between runs reaches it when it is invoked, as LangGraph's runtime context
-(``GraphContext``: the run's model, built from the agent's model keys with the tenant's secret, and
-the tenant, session, run and agent it works for). Its state has a ``messages`` key
-(``MessagesState``). A deployment may keep a graph for some tenants (``AK_AGENTS__GRAPH_TENANTS``):
-to the others it does not exist.
+changed; a run gives it LangGraph's runtime context (``GraphContext``: the run's model and the
+tenant, session, run and agent it works for). Its state is a ``MessagesState``.
 
-``mode``:
+``mode``: ``"messages"`` (default) gives the graph the session's latest ``history`` text messages
+and the new one; the messages it adds become the run's items, the last AI message's text the
+reply. ``"checkpoint"`` is for graphs that wait for the user (``interrupt``): the graph's
+checkpoint is kept as JSON in the agent's state (``langgraph_checkpoint``, at most
+``langgraph_run.MAX_CHECKPOINT_BYTES``); a run resumes it with ``Command(resume=message)`` when it
+waits at an interrupt, and a run that stops at one replies with its value (text, else JSON).
 
-- ``"messages"`` (default): the graph gets the session's latest ``history`` text messages and
-  the new one; the messages it adds become the run's items (tool calls, tool results) and the
-  text of the last AI message is the reply.
-- ``"checkpoint"``: for graphs that wait for the user (``langgraph.types.interrupt``). The graph
-  keeps its own state: a run seeds a saver of its own with the checkpoint stored as JSON in the
-  agent's state (``langgraph_checkpoint``), starts the graph with the new message, or resumes it
-  with ``Command(resume=message)`` when it waits at an interrupt, and stores the newest checkpoint
-  back (at most ``langgraph_run.MAX_CHECKPOINT_BYTES``, 256 KB). A run that stops at an interrupt replies with the
-  interrupt's value (text as it is, anything else as JSON).
-
-Model calls go through ``agents_app.outbound`` (checked addresses only) on the event loop. Any
-failure of the graph or its model raises ``ModelError`` (never carrying the API key): the run
+Any failure of the graph or its model raises ``ModelError`` (never carrying the API key): the run
 fails and commits nothing, the stored checkpoint included.
-
-LangGraph is an optional dependency (``requirements/langgraph.txt``), imported by a run, not
-when the platform starts.
 """
 
 from __future__ import annotations
@@ -51,21 +39,21 @@ import orjson
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from agents_app.frameworks.base import AgentLike, ConfigError, ConfigProblems, Framework, Reply, check_unknown_keys
+from agents_app.frameworks.base import AgentLike, ConfigError, ConfigProblems, Reply, check_unknown_keys
 from agents_app.frameworks.context import call_context, open_to
 from agents_app.frameworks.model import (
     DEFAULT_HISTORY,
     HISTORY_SCHEMA,
+    MAX_HISTORY,
     MODEL_KEYS,
     MODEL_KEYS_SCHEMA,
     ModelError,
+    ModelFramework,
     api_key,
-    check_base_url,
-    model_secret_references,
     redacted,
     sdk_failure,
     sdk_headers,
-    validate_history,
+    validate_int,
     validate_model_keys,
 )
 from agents_app.outbound import Refused, shared_client
@@ -83,33 +71,22 @@ NOT_INSTALLED: Final = "LangGraph is not installed: pip install -r requirements/
 
 @dataclass(frozen=True)
 class GraphContext:
-    """What a graph's nodes get as ``runtime.context`` (LangGraph's runtime context): declare
-    ``StateGraph(MessagesState, context_schema=GraphContext)`` and read it in a node::
-
-        async def answer(state: MessagesState, runtime: Runtime[GraphContext]) -> dict:
-            return {"messages": [await runtime.context.model.ainvoke(state["messages"])]}
-
-    A tool that LangGraph's ``ToolNode`` runs reads it too, from a ``runtime: ToolRuntime[GraphContext]``
-    parameter (``runtime.context.tenant``). ``tenant``, ``session_id``, ``run_id`` and ``agent``
-    are those of a tool's ``CallContext`` (``agents_app.frameworks.context``): scope the graph's
-    own data to ``tenant`` (a session id repeats across tenants).
-    """
+    """What a graph's nodes get as ``runtime.context`` (declare
+    ``StateGraph(MessagesState, context_schema=GraphContext)``); a ``ToolNode``'s tools read it
+    from a ``runtime: ToolRuntime[GraphContext]`` parameter. ``tenant``, ``session_id``,
+    ``run_id`` and ``agent`` are a ``CallContext``'s: scope the graph's own data to ``tenant``."""
 
     #: The agent's model (a ``langchain_openai.ChatOpenAI`` for this run, with the tenant's API
     #: key), or None when the agent's config names no model. Call it asynchronously
     #: (``ainvoke``, ``astream``): a synchronous call is refused.
     model: Any = None
-    #: The agent's name.
     agent: str = ""
-    #: The session's id (unique within the tenant only).
     session_id: str | None = None
-    #: The tenant's slug.
     tenant: str = ""
-    #: The run's id; None for a run made through the Python API, which records no run.
     run_id: str | None = None
 
 
-class LangGraphFramework(Framework):
+class LangGraphFramework(ModelFramework):
     name = "langgraph"
 
     def config_schema(self) -> dict[str, Any]:
@@ -143,12 +120,9 @@ class LangGraphFramework(Framework):
             problems.add("mode", f"must be one of: {', '.join(MODES)}")
         if MODEL_KEYS & set(config):  # a model is optional, but whole when given
             validate_model_keys(config, problems)
-        validate_history(config, problems)
+        validate_int(config, "history", problems, default=DEFAULT_HISTORY, low=0, high=MAX_HISTORY)
         if not isinstance(config.get("options", {}), dict):
             problems.add("options", "must be a JSON object (given to the graph's factory)")
-
-    def secret_references(self, config: dict[str, Any]) -> dict[str, str]:
-        return model_secret_references(config)
 
     def check_tenant(self, config: dict[str, Any], *, tenant: str | None) -> None:
         graphs = graph_names(tenant)
@@ -167,8 +141,7 @@ class LangGraphFramework(Framework):
         except ImportError as exc:
             logger.warning("the factory %s of graph %r does not import: %s", path, config["graph"], exc)
             raise ConfigError("graph", f"the graph {config['graph']!r} cannot be loaded here") from None
-        if "base_url" in config:
-            check_base_url(config)
+        super().check_runnable(config)
 
     def preload(self) -> None:
         import langchain_openai  # noqa: F401
@@ -178,8 +151,7 @@ class LangGraphFramework(Framework):
     def window_for(self, config: dict[str, Any]) -> int:
         if config.get("mode", MODES[0]) == "checkpoint":
             return 0  # the graph keeps its own history, in its checkpoint
-        # Room for items (tool calls and results) between the text messages.
-        return 2 * config.get("history", DEFAULT_HISTORY)
+        return super().window_for(config)
 
     async def run(self, agent: AgentLike, session: SessionView, message: str) -> Reply:
         if not langgraph_installed():
@@ -201,7 +173,8 @@ class LangGraphFramework(Framework):
         except ModelError as exc:
             raise ModelError(redacted(str(exc), key)) from None
         except Exception as exc:
-            raise ModelError(redacted(described(exc, config["graph"]), key)) from None
+            failed = f"the graph {config['graph']!r} failed: {type(exc).__name__}: {str(exc)[:300]}"
+            raise ModelError(redacted(sdk_failure(exc) or failed, key)) from None
 
 
 def graph_names(tenant: str | None = None) -> list[str]:
@@ -211,8 +184,7 @@ def graph_names(tenant: str | None = None) -> list[str]:
 
 
 def langgraph_installed() -> bool:
-    """Whether ``requirements/langgraph.txt`` is installed (LangGraph, and LangChain's OpenAI
-    models). Not cached: once imported, asking again is a lookup in ``sys.modules``."""
+    """Whether ``requirements/langgraph.txt`` is installed (LangGraph, and LangChain's OpenAI models)."""
     try:
         importlib.import_module("langgraph.graph")
         importlib.import_module("langchain_openai")
@@ -220,8 +192,6 @@ def langgraph_installed() -> bool:
         return False
     return True
 
-
-# --- the graphs -----------------------------------------------------------------------------------
 
 _graphs: OrderedDict[tuple[str, str, bytes], Future[Any]] = OrderedDict()
 _graphs_lock = threading.Lock()
@@ -267,16 +237,10 @@ def _build(name: str, path: str, options: dict[str, Any]) -> Any:
     return built
 
 
-# --- the model ------------------------------------------------------------------------------------
-
-
 def chat_model(config: dict[str, Any], key: str | None, *, tenant: str | None) -> Any:
     """The agent's model for one run: a ``ChatOpenAI`` on its ``base_url`` with the tenant's key,
     calling through the loop's guarded client of ``tenant``, or None when the config names no model.
-
-    Nothing comes from the server's environment (``OPENAI_API_KEY``, ``OPENAI_ORG_ID``,
-    ``OPENAI_CUSTOM_HEADERS``...: ``sdk_headers``): a model without an ``api_key`` sends no
-    ``Authorization`` header at all."""
+    Nothing comes from the server's environment (``sdk_headers``): without a key, no ``Authorization``."""
     if "base_url" not in config:
         return None
     import httpx2
@@ -309,8 +273,3 @@ def _sync_refused() -> Any:
             raise Refused("a graph calls its model asynchronously only (ainvoke, astream)")
 
     return httpx2.Client(transport=Refusing(), trust_env=False)
-
-
-def described(exc: Exception, graph: str) -> str:
-    """What went wrong in a run of ``graph``, in a line (never with the API key: see ``redacted``)."""
-    return sdk_failure(exc) or f"the graph {graph!r} failed: {type(exc).__name__}: {str(exc)[:300]}"

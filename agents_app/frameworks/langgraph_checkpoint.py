@@ -1,15 +1,9 @@
 """A LangGraph checkpoint as JSON: what a ``langgraph`` agent in checkpoint mode keeps between runs.
 
-A run seeds an ``InMemorySaver`` of its own with the agent's stored checkpoint (``seed``), lets the
-graph run on it, and reads the newest checkpoint back (``export``) to store it, as JSON, in the
-agent's own state. Only the latest checkpoint of the graph is kept (with those of its subgraphs
-while the graph waits at an interrupt), with the writes pending on it (an interrupt's question,
-the results of the tasks that finished in its step).
-
-The format is plain JSON, never pickle and never LangGraph's msgpack (the run's own saver keeps
-values in memory with LangGraph's serializer, whose pickle fallback is off, and nothing of it is
-stored). No class or module is named in it, so a stored checkpoint (a shared store may be written
-by others) can make the server build only the few types listed here::
+A run seeds an ``InMemorySaver`` of its own with the agent's stored checkpoint (``seed``) and reads
+the newest one back (``export``), with its pending writes (and its subgraphs' while the graph
+waits at an interrupt). The format is plain JSON, never pickle or msgpack, naming no class or
+module, so a stored checkpoint can make the server build only the few types listed here::
 
     {"format": "ak.langgraph/1", "graph": "approval",
      "namespaces": {"": {"checkpoint": {...}, "metadata": {...}, "writes": [[task_id, channel, value], ...]}}}
@@ -30,10 +24,8 @@ Anything else in the graph's state (a datetime, bytes, a custom class...) raises
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any, Final
 
-import orjson
 from langchain_core.messages import BaseMessage, message_to_dict, messages_from_dict
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.types import Interrupt, Send
@@ -50,9 +42,6 @@ class CheckpointNotJSON(TypeError):
 
 class CheckpointUnreadable(ValueError):
     """A stored checkpoint is not one this format reads (damaged, or written by something else)."""
-
-
-# --- values ---------------------------------------------------------------------------------------
 
 
 def encode(value: Any, where: str = "state") -> Any:
@@ -126,19 +115,8 @@ def decode(value: Any) -> Any:
     raise CheckpointUnreadable(f"unknown {TAG} {kind!r}")
 
 
-def size_of(document: dict[str, Any]) -> int:
-    """Bytes of ``document`` as compact JSON (what the store keeps, near enough)."""
-    return len(orjson.dumps(document))
-
-
-# --- a saver's checkpoints ------------------------------------------------------------------------
-
-
-def thread_config(namespace: str = "", checkpoint_id: str | None = None) -> dict[str, Any]:
-    configurable: dict[str, Any] = {"thread_id": THREAD, "checkpoint_ns": namespace}
-    if checkpoint_id is not None:
-        configurable["checkpoint_id"] = checkpoint_id
-    return {"configurable": configurable}
+def thread_config(namespace: str = "") -> dict[str, Any]:
+    return {"configurable": {"thread_id": THREAD, "checkpoint_ns": namespace}}
 
 
 async def seed(saver: BaseCheckpointSaver[Any], document: dict[str, Any]) -> None:
@@ -153,16 +131,11 @@ async def seed(saver: BaseCheckpointSaver[Any], document: dict[str, Any]) -> Non
             stored = await saver.aput(thread_config(namespace), checkpoint, metadata, checkpoint["channel_versions"])
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointUnreadable(f"the stored checkpoint does not read back: {type(exc).__name__}") from None
-        for task, task_writes in _by_task(writes):
+        by_task: dict[str, list[tuple[str, Any]]] = {}  # each task's writes, in their order
+        for task, channel, value in writes:
+            by_task.setdefault(task, []).append((channel, value))
+        for task, task_writes in by_task.items():
             await saver.aput_writes(stored, task_writes, task)
-
-
-def _by_task(writes: Sequence[tuple[str, str, Any]]) -> list[tuple[str, list[tuple[str, Any]]]]:
-    """Pending writes grouped by task, each task's in their order."""
-    grouped: dict[str, list[tuple[str, Any]]] = {}
-    for task, channel, value in writes:
-        grouped.setdefault(task, []).append((channel, value))
-    return list(grouped.items())
 
 
 async def export(saver: BaseCheckpointSaver[Any], graph: str, *, with_subgraphs: bool) -> dict[str, Any]:

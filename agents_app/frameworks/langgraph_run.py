@@ -1,8 +1,4 @@
-"""One run of a ``langgraph`` agent: the graph's input, its stream, and what the run keeps of it.
-
-Imported by ``LangGraphFramework.run`` only (it needs LangGraph installed); see
-``agents_app.frameworks.langgraph`` for the framework and its config.
-"""
+"""One run of a ``langgraph`` agent (imported by ``LangGraphFramework.run``: it needs LangGraph)."""
 
 from __future__ import annotations
 
@@ -11,6 +7,7 @@ import logging
 import uuid
 from typing import Any, Final
 
+import orjson
 from langchain_core.callbacks import UsageMetadataCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
 from langgraph.channels.delta import DeltaChannel
@@ -24,12 +21,11 @@ from agents_app.frameworks.langgraph_checkpoint import (
     CheckpointUnreadable,
     export,
     seed,
-    size_of,
     thread_config,
 )
 from agents_app.frameworks.model import ModelError
 from sessions_app.core import SessionView
-from sessions_app.stores.base import TOOL_CALL, TOOL_RESULT, Message
+from sessions_app.stores.base import TOOL_CALL, TOOL_RESULT
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +62,9 @@ class GraphRun:
 
     async def _messages_mode(self, message: str) -> Reply:
         window = self._session.text_messages()[-self._history :] if self._history else []
-        sent = [as_langchain(entry, f"ak-{i}") for i, entry in enumerate(window)]
+        sent = [
+            (HumanMessage if e.role == "user" else AIMessage)(e.content, id=f"ak-{i}") for i, e in enumerate(window)
+        ]
         sent.append(HumanMessage(message, id=uuid.uuid4().hex))
         messages, interrupts = await self._drive(self._graph, {"messages": sent}, {})
         if interrupts:
@@ -110,7 +108,7 @@ class GraphRun:
             document = await export(saver, self._name, with_subgraphs=with_subgraphs)
         except CheckpointNotJSON as exc:
             raise ModelError(f"the graph's checkpoint cannot be kept: {exc}") from None
-        size = size_of(document)
+        size = len(orjson.dumps(document))  # what the store keeps, near enough
         if size > MAX_CHECKPOINT_BYTES:
             raise ModelError(
                 f"the graph's checkpoint is {size} bytes, over the limit of {MAX_CHECKPOINT_BYTES} "
@@ -144,7 +142,8 @@ class GraphRun:
     def _reply(self, new: list[BaseMessage], interrupts: tuple[Any, ...]) -> Reply:
         record_items(self._session, new)
         if interrupts:
-            text = interrupt_text(interrupts[0].value)
+            value = interrupts[0].value  # text as it is, anything else as JSON
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
         else:
             answers = [m for m in new if isinstance(m, AIMessage)]
             if not answers:
@@ -155,23 +154,9 @@ class GraphRun:
         return Reply(text, usage_of(self._usage))
 
 
-def as_langchain(entry: Message, id: str) -> BaseMessage:
-    """A text message of the session as LangChain's message."""
-    if entry.role == "user":
-        return HumanMessage(entry.content, id=id)
-    return AIMessage(entry.content, id=id)
-
-
 def added(messages: list[BaseMessage], known: set[str | None]) -> list[BaseMessage]:
     """The messages the graph added: those that were not in its input or its stored state."""
     return [m for m in messages if isinstance(m, BaseMessage) and m.id not in known]
-
-
-def interrupt_text(value: Any) -> str:
-    """An interrupt's value as the run's reply: text as it is, anything else as JSON."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def record_items(session: SessionView, messages: list[BaseMessage]) -> None:

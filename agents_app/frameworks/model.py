@@ -1,12 +1,7 @@
 """What every adapter that calls a model server shares: its config keys, its API key, its errors.
 
-An agent names its model server with data only::
-
-    {"base_url": "https://api.openai.com/v1", "model": "gpt-4o-mini",
-     "api_key": {"secret": "openai"}, "temperature": 0.2, "max_tokens": 512}
-
-``api_key`` names one of the tenant's secrets; its value is read (decrypted) by the run that calls
-the server, and never written to a config, a log line or an error.
+``api_key`` names one of the tenant's secrets (``{"secret": NAME}``); its value is read by the run
+that calls the server, and never written to a config, a log line or an error.
 """
 
 from __future__ import annotations
@@ -18,8 +13,8 @@ from typing import Any
 from django.conf import settings
 
 from agents_app import patterns
-from agents_app.frameworks.base import ConfigError, ConfigProblems
-from agents_app.outbound import Refused, model_url_refusal
+from agents_app.frameworks.base import ConfigError, ConfigProblems, Framework
+from agents_app.outbound import Refused, refusal
 from infra.io_threads import db
 from sessions_app.core import SessionView
 
@@ -57,11 +52,6 @@ MAX_HISTORY = 500
 HISTORY_SCHEMA: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": MAX_HISTORY}
 
 
-def validate_history(config: dict[str, Any], problems: ConfigProblems) -> None:
-    """Check the config's ``history`` (an integer from 0 to ``MAX_HISTORY``, if given)."""
-    validate_int(config, "history", problems, default=DEFAULT_HISTORY, low=0, high=MAX_HISTORY)
-
-
 def validate_int(
     config: dict[str, Any], key: str, problems: ConfigProblems, *, default: int, low: int, high: int
 ) -> None:
@@ -72,8 +62,7 @@ def validate_int(
 
 
 def validate_model_keys(config: dict[str, Any], problems: ConfigProblems) -> None:
-    """Check the model keys of ``config`` (``base_url``, ``model``, ``api_key``, ``temperature``,
-    ``max_tokens``): each bad one is added to ``problems``."""
+    """Check the model keys of ``config``: each bad one is added to ``problems``."""
     if "base_url" not in config:
         problems.add("base_url", "required: the API root, e.g. https://api.openai.com/v1")
     elif not isinstance(config["base_url"], str) or not patterns.matches(patterns.URL, config["base_url"]):
@@ -95,11 +84,6 @@ def validate_model_keys(config: dict[str, Any], problems: ConfigProblems) -> Non
         problems.add("max_tokens", "must be a positive integer")
 
 
-def model_secret_references(config: dict[str, Any]) -> dict[str, str]:
-    """``Framework.secret_references`` of a valid config with the model keys."""
-    return {"api_key": secret_name(config["api_key"])} if "api_key" in config else {}
-
-
 def secret_name(reference: Any) -> str:
     """The secret an ``api_key`` names: ``{"secret": NAME}``. A literal key is refused: a config
     is data anyone who can read the agent sees, never the place of a secret's value."""
@@ -110,12 +94,23 @@ def secret_name(reference: Any) -> str:
     raise ConfigError("api_key", 'must be {"secret": NAME}, naming one of the tenant\'s secrets (POST /secrets)')
 
 
-def check_base_url(config: dict[str, Any]) -> None:
-    """Refuse a ``base_url`` on a loopback, private or link-local address (unless
-    ``AK_AGENTS__ALLOW_PRIVATE_URLS``)."""
-    refusal = model_url_refusal(config["base_url"])
-    if refusal is not None:
-        raise ConfigError("base_url", refusal)
+class ModelFramework(Framework):
+    """A framework whose agents name a model server with the model keys and send ``history``."""
+
+    def secret_references(self, config: dict[str, Any]) -> dict[str, str]:
+        return {"api_key": secret_name(config["api_key"])} if "api_key" in config else {}
+
+    def check_runnable(self, config: dict[str, Any]) -> None:
+        """Refuse a ``base_url`` on a loopback, private or link-local address (unless
+        ``AK_AGENTS__ALLOW_PRIVATE_URLS``)."""
+        if "base_url" in config:
+            why = refusal(config["base_url"], allow_private=settings.AK_AGENTS["ALLOW_PRIVATE_URLS"])
+            if why is not None:
+                raise ConfigError("base_url", why)
+
+    def window_for(self, config: dict[str, Any]) -> int:
+        # Room for items (tool calls of other agents on the session) between the text messages.
+        return 2 * config.get("history", DEFAULT_HISTORY)
 
 
 async def api_key(session: SessionView, config: dict[str, Any]) -> str | None:

@@ -7,31 +7,23 @@ Config::
      "temperature": 0.2, "max_tokens": 512,
      "tools": ["get_weather"], "handoffs": ["billing"], "history": 20, "max_turns": 10}
 
-- the model keys are ``openai_chat``'s: the SDK talks Chat Completions to ``base_url`` through
-  the platform's guarded client (``agents_app.outbound``), so any OpenAI-compatible server works;
-- ``tools`` are names the deployment declares (``AK_AGENTS__TOOLS``, see ``tools.py``) for the
-  agent's tenant; each call gets the run's ``CallContext`` (``context.py``: tenant, session, run,
-  agent) as the SDK's run context;
-- ``handoffs`` name the tenant's other ``openai_agents`` agents; each keeps its own model, key,
-  instructions and tools. The agents reachable through handoffs (at most ``MAX_AGENTS``, cycles
-  allowed) are loaded when the agent runs: a name that is not one of them fails the run;
-- ``history``: how many of the session's latest items (messages, tool calls and results,
-  handoffs) the model sees; ``max_turns``: model calls a run may make before it fails.
+The model keys are ``openai_chat``'s (Chat Completions through ``agents_app.outbound``);
+``tools`` are names the deployment declares (``tools.py``), each call getting the run's
+``CallContext`` as the SDK's run context; ``handoffs`` name the tenant's other ``openai_agents``
+agents (at most ``MAX_AGENTS`` reachable, cycles allowed, loaded when the agent runs);
+``history`` is how many of the session's latest items the model sees; ``max_turns`` how many
+model calls a run may make before it fails.
 
-History comes from the run's window through the SDK's ``Session`` protocol
-(``openai_agents_session.WindowSession``), and what the run produced (tool calls, their results,
-handoffs) goes back to the session as items, committed with the reply, or not at all when the run
-fails. The agent a run ended on (after handoffs) is remembered in the entry agent's own state
-(``current_agent``) and the session's next turn of that agent starts there. Tracing (to OpenAI)
-stays off unless ``AK_AGENTS__OPENAI_TRACING``. The SDK is imported when an agent runs: the
-platform starts without it.
+The tool calls, results and handoffs a run produced are committed with its reply
+(``openai_agents_session.WindowSession``). The agent a run ended on is kept in the entry agent's
+state (``current_agent``): the next turn starts there. Tracing stays off unless
+``AK_AGENTS__OPENAI_TRACING``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +34,6 @@ from agents_app.frameworks.base import (
     AgentLike,
     ConfigError,
     ConfigProblems,
-    Framework,
     Reply,
     Usage,
     check_unknown_keys,
@@ -52,21 +43,20 @@ from agents_app.frameworks.context import call_context
 from agents_app.frameworks.model import (
     DEFAULT_HISTORY,
     HISTORY_SCHEMA,
+    MAX_HISTORY,
     MODEL_KEYS,
     MODEL_KEYS_SCHEMA,
     ModelError,
+    ModelFramework,
     api_key,
-    check_base_url,
-    model_secret_references,
     redacted,
     sdk_failure,
     sdk_headers,
-    validate_history,
     validate_int,
     validate_model_keys,
 )
 from agents_app.frameworks.openai_agents_session import HandoffTool, WindowSession
-from agents_app.frameworks.tools import UnknownTool, tool_loaded, tool_names, tool_registry, tools_named
+from agents_app.frameworks.tools import UnknownTool, tool_loaded, tool_names, tools_named
 from agents_app.outbound import shared_client
 from infra.io_threads import db
 from sessions_app.core import SessionView
@@ -86,7 +76,7 @@ AGENT_NAME = re.compile(patterns.NAME)
 PLACEHOLDER_KEY = "unused"
 
 
-class OpenAIAgentsFramework(Framework):
+class OpenAIAgentsFramework(ModelFramework):
     name = "openai_agents"
 
     def config_schema(self) -> dict[str, Any]:
@@ -122,11 +112,8 @@ class OpenAIAgentsFramework(Framework):
             problems.add("instructions", "must be a string")
         _check_tools(config.get("tools", []), problems)
         _check_handoffs(config.get("handoffs", []), problems)
-        validate_history(config, problems)
+        validate_int(config, "history", problems, default=DEFAULT_HISTORY, low=0, high=MAX_HISTORY)
         validate_int(config, "max_turns", problems, default=DEFAULT_MAX_TURNS, low=1, high=MAX_MAX_TURNS)
-
-    def secret_references(self, config: dict[str, Any]) -> dict[str, str]:
-        return model_secret_references(config)
 
     def handoff_references(self, config: dict[str, Any]) -> dict[str, str]:
         return {path_of("handoffs", i): name for i, name in enumerate(config.get("handoffs", []))}
@@ -141,7 +128,7 @@ class OpenAIAgentsFramework(Framework):
                 tool_loaded(name)
         except UnknownTool as exc:
             raise ConfigError("tools", str(exc)) from None
-        check_base_url(config)
+        super().check_runnable(config)
 
     def check_tenant(self, config: dict[str, Any], *, tenant: str | None) -> None:
         offered = tool_names(tenant)
@@ -155,8 +142,9 @@ class OpenAIAgentsFramework(Framework):
         import httpx2  # noqa: F401
         from openai.types.responses import ResponseTextDeltaEvent  # noqa: F401
 
-        with contextlib.suppress(UnknownTool):  # refused when an agent names it
-            tool_registry()
+        for name in settings.AK_AGENTS["TOOLS"]:
+            with contextlib.suppress(UnknownTool):  # refused when an agent names it
+                tool_loaded(name)
 
     def window_for(self, config: dict[str, Any]) -> int:
         return config.get("history", DEFAULT_HISTORY)
@@ -168,7 +156,7 @@ class OpenAIAgentsFramework(Framework):
         except ImportError:
             raise ModelError(SDK_MISSING) from None
         context = call_context(agent, session)
-        team = await Team.load(agent, session)
+        team = await Team.load(agent, session, tenant=context.tenant)
         start = team.agents.get(session.get(CURRENT_AGENT, agent.name)) or team.agents[agent.name]
         memory = WindowSession(
             session,
@@ -178,7 +166,6 @@ class OpenAIAgentsFramework(Framework):
         )
         run_config = RunConfig(tracing_disabled=not settings.AK_AGENTS["OPENAI_TRACING"])
         max_turns = agent.config.get("max_turns", DEFAULT_MAX_TURNS)
-        # ``context``: the tools get it as the run's (``RunContextWrapper.context``).
         options = {"session": memory, "run_config": run_config, "max_turns": max_turns, "context": context}
         try:
             run = _streamed if session.streaming else _plain
@@ -232,17 +219,14 @@ class Team:
     keys: list[str] = field(default_factory=list)
 
     @classmethod
-    async def load(cls, agent: AgentLike, session: SessionView) -> Team:
-        """Load the agents reachable from ``agent`` and build each (its model, key, tools).
-        Raises ``ModelError`` for a handoff that names no ``openai_agents`` agent, or an
+    async def load(cls, agent: AgentLike, session: SessionView, *, tenant: str) -> Team:
+        """Load the agents of ``tenant`` reachable from ``agent`` and build each (its model, key,
+        tools). Raises ``ModelError`` for a handoff that names no ``openai_agents`` agent, or an
         unknown tool."""
         configs = {agent.name: agent.config}
         if agent.config.get("handoffs"):
-            if session.key is None:
-                raise ModelError("handoffs name the tenant's agents: they need a session's tenant")
-            configs = await db(_reachable, tenant_slug=session.key.tenant, entry=agent.name, config=agent.config)
+            configs = await db(_reachable, tenant_slug=tenant, entry=agent.name, config=agent.config)
         team = cls(agents={})
-        tenant = session.key.tenant if session.key is not None else None
         secrets: dict[str, str | None] = {}
         for name, config in configs.items():
             name_of_secret = str(config.get("api_key"))
@@ -276,8 +260,8 @@ def _reachable(*, tenant_slug: str, entry: str, config: dict[str, Any]) -> dict[
     from agents_app.selectors import agent_configs
 
     configs = {entry: config}
-    wanted = _unknown(config.get("handoffs", []), configs)
-    while wanted:
+    new = [entry]
+    while wanted := sorted({t for name in new for t in configs[name].get("handoffs", [])} - configs.keys()):
         found = agent_configs(tenant_slug=tenant_slug, names=wanted)
         for name in wanted:
             if name not in found:
@@ -288,38 +272,27 @@ def _reachable(*, tenant_slug: str, entry: str, config: dict[str, Any]) -> dict[
             configs[name] = target
         if len(configs) > MAX_AGENTS:
             raise ModelError(f"more than {MAX_AGENTS} agents are reachable through handoffs")
-        wanted = _unknown((t for name in wanted for t in configs[name].get("handoffs", [])), configs)
+        new = wanted
     return configs
 
 
-def _unknown(names: Iterable[str], known: Collection[str]) -> list[str]:
-    return sorted({name for name in names if name not in known})
-
-
-def sdk_client(base_url: str, key: str | None, *, tenant: str | None) -> Any:
-    """OpenAI's ``AsyncOpenAI`` for a tenant's ``base_url``, over the loop's guarded client of
-    ``tenant``, sending nothing of the server's environment (``sdk_headers``: no
-    ``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID``, ``OPENAI_CUSTOM_HEADERS``); without a key, a
-    placeholder (the SDK wants one; a server without keys ignores it)."""
+def _sdk_agent(name: str, config: dict[str, Any], key: str | None, *, tenant: str | None) -> Any:
+    """The SDK ``Agent`` for an agent's config of ``tenant``'s: its model over the loop's guarded
+    client of ``tenant``, sending nothing of the server's environment (``sdk_headers``), and its
+    tools (only those the tenant may use). Without a key the SDK, which wants one, gets a
+    placeholder that a server without keys ignores."""
     import httpx2
+    from agents import Agent, ModelSettings, OpenAIChatCompletionsModel
     from openai import AsyncOpenAI
 
-    return AsyncOpenAI(
-        base_url=base_url,
+    client = AsyncOpenAI(
+        base_url=config["base_url"],
         api_key=key or PLACEHOLDER_KEY,
         default_headers=sdk_headers(key, placeholder=PLACEHOLDER_KEY),
         http_client=shared_client(tenant, http=httpx2),
         max_retries=0,
         timeout=settings.AK_AGENTS["TIMEOUT"],
     )
-
-
-def _sdk_agent(name: str, config: dict[str, Any], key: str | None, *, tenant: str | None) -> Any:
-    """The SDK ``Agent`` for an agent's config of ``tenant``'s: its model over the platform's
-    guarded client, its tools (only those the tenant may use)."""
-    from agents import Agent, ModelSettings, OpenAIChatCompletionsModel
-
-    client = sdk_client(config["base_url"], key, tenant=tenant)
     try:
         tools = tools_named(config.get("tools", []), tenant=tenant)
     except UnknownTool as exc:

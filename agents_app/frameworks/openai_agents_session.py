@@ -1,11 +1,8 @@
 """The OpenAI Agents SDK's ``Session`` protocol over a run's ``SessionView``: the codec between the
 SDK's input items and the platform's history.
 
-The SDK reads a conversation's history from its session before a run and adds what the run
-produced as it goes. Here the history is the run's window (already loaded, so a run's cost stays
-flat however long the conversation), and what the SDK adds is held until the run succeeds:
-``flush()`` then hands it to the view as items, and the runner commits them with the user's
-message and the reply. A run that raises never flushes, and the runner commits nothing anyway.
+The history is the run's window; what the SDK adds is held until the run succeeds, when
+``flush()`` hands it to the view as items, committed with the user's message and the reply.
 
 Both ways, entries map to the SDK's items like this:
 
@@ -18,10 +15,8 @@ text message (user/assist.)   ``{"role": "user" | "assistant", "content": ...}``
 ``handoff``                   its handoff tool's ``function_call`` and ``function_call_output``
 ============================  ===============================================================
 
-What the SDK adds that the runner appends itself (the user's message, the assistant's text) or
-that has no platform entry (reasoning items) is not flushed. Calls and results are sent only in
-pairs: a window that cut one from the other, or another framework's items of another shape, are
-left out, as a Chat Completions server refuses a call without its result.
+Calls and results are sent only in pairs (a Chat Completions server refuses a call without its
+result): a window that cut one from the other, or another framework's items, are left out.
 """
 
 from __future__ import annotations
@@ -49,14 +44,9 @@ class HandoffTool:
 
 
 class WindowSession:
-    """The SDK's ``agents.memory.Session`` for one run (a structural implementation: the SDK
-    recommends the protocol over ``SessionABC`` to libraries, and need not be imported to
-    define it).
-
-    ``get_items`` gives the window's last ``history`` items, then those added during the run;
-    ``add_items`` and ``pop_item`` work on the run's buffer only. ``clear_session`` raises: the
-    history is the platform's (``DELETE /sessions/<id>`` removes a session), not the SDK's.
-    """
+    """The SDK's ``agents.memory.Session`` protocol for one run: ``get_items`` gives the window's
+    last ``history`` items, then those added during the run; ``add_items`` and ``pop_item`` work
+    on the run's buffer only; ``clear_session`` raises (the history is the platform's)."""
 
     session_settings = None
 

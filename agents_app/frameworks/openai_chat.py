@@ -5,13 +5,10 @@ OpenAI, vLLM, Ollama, llama.cpp's server, LiteLLM... Config (see CONTRACT.md)::
     {"base_url": "http://127.0.0.1:11434/v1", "model": "llama3.2", "api_key": {"secret": "ollama"},
      "system_prompt": "You are terse.", "temperature": 0.2, "max_tokens": 256, "history": 20}
 
-A run sends the system prompt, the session's latest ``history`` text messages (``user`` and
-``assistant``, in order) and the new message to ``<base_url>/chat/completions``, and returns the
-assistant's content. When the run is streamed (to a client, or to its event log) it asks for a
-streamed answer and passes each piece on as it comes. The call goes through
-``agents_app.outbound`` (public addresses only, no redirects, a timeout, a size cap) on the
-event loop: a run waiting for its model holds no thread. A server that fails, times out or
-answers nonsense raises ``ModelError``: the run fails (``agent_failed``) and commits nothing.
+A run sends the system prompt, the session's latest ``history`` text messages and the new
+message to ``<base_url>/chat/completions`` through ``agents_app.outbound`` (streamed when the run
+is), and returns the assistant's content. A server that fails, times out or answers nonsense
+raises ``ModelError``: the run fails (``agent_failed``) and commits nothing.
 """
 
 from __future__ import annotations
@@ -24,18 +21,18 @@ import orjson
 from django.conf import settings
 
 from agents_app import patterns
-from agents_app.frameworks.base import AgentLike, ConfigProblems, Framework, Reply, Usage, check_unknown_keys
+from agents_app.frameworks.base import AgentLike, ConfigProblems, Reply, Usage, check_unknown_keys
 from agents_app.frameworks.model import (
     DEFAULT_HISTORY,
     HISTORY_SCHEMA,
+    MAX_HISTORY,
     MODEL_KEYS,
     MODEL_KEYS_SCHEMA,
     ModelError,
+    ModelFramework,
     api_key,
-    check_base_url,
-    model_secret_references,
     redacted,
-    validate_history,
+    validate_int,
     validate_model_keys,
 )
 from agents_app.outbound import MAX_MODEL_ANSWER_BYTES, Refused, shared_client
@@ -44,7 +41,7 @@ from sessions_app.core import SessionView
 KEYS = MODEL_KEYS | {"system_prompt", "history"}
 
 
-class OpenAIChatFramework(Framework):
+class OpenAIChatFramework(ModelFramework):
     name = "openai_chat"
 
     def config_schema(self) -> dict[str, Any]:
@@ -64,17 +61,7 @@ class OpenAIChatFramework(Framework):
         validate_model_keys(config, problems)
         if "system_prompt" in config and not isinstance(config["system_prompt"], str):
             problems.add("system_prompt", "must be a string")
-        validate_history(config, problems)
-
-    def secret_references(self, config: dict[str, Any]) -> dict[str, str]:
-        return model_secret_references(config)
-
-    def check_runnable(self, config: dict[str, Any]) -> None:
-        check_base_url(config)
-
-    def window_for(self, config: dict[str, Any]) -> int:
-        # Room for items (tool calls of other agents on the session) between the text messages.
-        return 2 * config.get("history", DEFAULT_HISTORY)
+        validate_int(config, "history", problems, default=DEFAULT_HISTORY, low=0, high=MAX_HISTORY)
 
     async def run(self, agent: AgentLike, session: SessionView, message: str) -> Reply:
         config = agent.config
@@ -155,14 +142,20 @@ async def _streamed(
     return Reply("".join(pieces), usage)
 
 
-async def _sse_data(response: httpx.Response) -> AsyncIterator[bytes]:
-    """The ``data:`` payloads of a Server-Sent Events answer, capped in size."""
+async def _capped(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The answer's body as it comes; ``ModelError`` once it is over ``MAX_MODEL_ANSWER_BYTES``."""
     read = 0
-    buffer = b""
     async for block in response.aiter_bytes():
         read += len(block)
         if read > MAX_MODEL_ANSWER_BYTES:
             raise ModelError(f"the model server's answer is over {MAX_MODEL_ANSWER_BYTES} bytes")
+        yield block
+
+
+async def _sse_data(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The ``data:`` payloads of a Server-Sent Events answer, capped in size."""
+    buffer = b""
+    async for block in _capped(response):
         buffer += block
         *lines, buffer = buffer.split(b"\n")
         for line in lines:
@@ -172,12 +165,7 @@ async def _sse_data(response: httpx.Response) -> AsyncIterator[bytes]:
 
 
 async def _read_capped(response: httpx.Response) -> bytes:
-    body = b""
-    async for block in response.aiter_bytes():
-        body += block
-        if len(body) > MAX_MODEL_ANSWER_BYTES:
-            raise ModelError(f"the model server's answer is over {MAX_MODEL_ANSWER_BYTES} bytes")
-    return body
+    return b"".join([block async for block in _capped(response)])
 
 
 def _check_status(status: int, raw: bytes) -> None:

@@ -6,16 +6,9 @@ config names tools, never paths: what code a run may call is the deployment's ch
 ``AK_AGENTS["TOOL_TENANTS"]`` keeps some tools for some tenants
 (``AK_AGENTS__TOOL_TENANTS="crm=acme|globex"``): to any other tenant such a tool does not exist.
 
-    tool_registry()                             # {"get_weather": FunctionTool(name="get_weather", ...)}
-    tool_names(tenant="acme")                   # the names acme's configs may list
-    tools_named(["get_weather"], tenant="acme") # [FunctionTool(...)], or UnknownTool
-
-A function becomes an OpenAI Agents SDK ``FunctionTool`` (its signature is the tool's parameters,
-its docstring the description) under its registry name; a sync one runs in a thread, off the
-event loop. A tool that raises answers the model with the error's message, as the SDK does. A
-function whose first parameter is a ``RunContextWrapper[CallContext]`` gets the run's
-``CallContext`` (``agents_app.frameworks.context``: tenant, session, run, agent) in it, not from
-the model. The SDK is imported by the first call, not with this module.
+A function becomes an OpenAI Agents SDK ``FunctionTool`` under its registry name. A function
+whose first parameter is a ``RunContextWrapper[CallContext]`` gets the run's ``CallContext`` in
+it, not from the model.
 """
 
 from __future__ import annotations
@@ -40,21 +33,16 @@ def tool_names(tenant: str | None = None) -> list[str]:
     return sorted(name for name in settings.AK_AGENTS["TOOLS"] if open_to(name, tenant, restricted))
 
 
-def tool_registry() -> dict[str, Any]:
-    """Every declared tool, by name, as a ``FunctionTool``. Raises ``UnknownTool`` for a path
-    that does not load."""
-    return {name: _tool(name, path) for name, path in settings.AK_AGENTS["TOOLS"].items()}
-
-
 def tools_named(names: Iterable[str], *, tenant: str | None) -> list[Any]:
     """The ``FunctionTool`` of each of ``names``, in order, for a run of ``tenant``'s; raises
     ``UnknownTool`` for a name the deployment does not declare or keeps for other tenants (alike:
     the message names the tools the tenant may use, never the others)."""
-    restricted = settings.AK_AGENTS["TOOL_TENANTS"]
+    offered = tool_names(tenant)
     for name in names:
-        if name not in settings.AK_AGENTS["TOOLS"] or not open_to(name, tenant, restricted):
-            offered = ", ".join(tool_names(tenant)) or "none"
-            raise UnknownTool(f"unknown tool {name!r}; this deployment offers: {offered} (AK_AGENTS__TOOLS)")
+        if name not in offered:
+            raise UnknownTool(
+                f"unknown tool {name!r}; this deployment offers: {', '.join(offered) or 'none'} (AK_AGENTS__TOOLS)"
+            )
     return [tool_loaded(name) for name in names]
 
 

@@ -1,20 +1,14 @@
 """Requests the platform sends on a tenant's behalf (webhooks, model servers), to public addresses only.
 
-A tenant names the URL, so the platform must not become its way into the platform's own network.
 Every request resolves its host once, refuses unless every address it resolves to is public
 (``addresses``), and connects to the address it checked, with the URL's host in the ``Host``
 header and as TLS's server name and certificate name. Redirects are not followed, answers are
-capped, and every step has a timeout.
-
-- ``post(url, body, ...)``: a blocking POST, for webhooks (``post``);
-- ``guarded_client(...)``: an ``httpx.AsyncClient`` for model servers, on the event loop, whose
-  pool reuses a connection only for the host it was verified for (``transport``, over the network
-  backend of ``network``);
-- ``shared_client(tenant)``: a tenant's client on the running loop, its calls under way capped
-  per tenant (``tenants``).
+capped, and every step has a timeout. ``post`` is a blocking POST for webhooks;
+``guarded_client`` an ``httpx.AsyncClient`` for model servers; ``shared_client(tenant)`` a
+tenant's client on the running loop, its calls under way capped per tenant.
 """
 
-from agents_app.outbound.addresses import Refused, model_url_refusal, refusal, resolve
+from agents_app.outbound.addresses import Refused, refusal, resolve
 from agents_app.outbound.post import MAX_ANSWER_BYTES, post, post_to
 from agents_app.outbound.tenants import MAX_TENANT_CLIENTS, shared_client
 from agents_app.outbound.transport import MAX_MODEL_ANSWER_BYTES, guarded_client
@@ -25,7 +19,6 @@ __all__ = [
     "MAX_TENANT_CLIENTS",
     "Refused",
     "guarded_client",
-    "model_url_refusal",
     "post",
     "post_to",
     "refusal",

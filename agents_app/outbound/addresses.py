@@ -2,9 +2,7 @@
 
 A host is resolved once and judged by every address it resolves to; the caller then connects to
 the address that was checked, so a name that resolves elsewhere a moment later (DNS rebinding)
-changes nothing. An IPv6 address that carries an IPv4 address (``::ffff:a.b.c.d``, NAT64
-``64:ff9b::/96``, 6to4 ``2002::/16``, IPv4-compatible ``::a.b.c.d``, Teredo ``2001::/32``) is
-judged as what it carries.
+changes nothing. An IPv6 address that carries an IPv4 address is judged as what it carries.
 """
 
 from __future__ import annotations
@@ -124,8 +122,3 @@ def refusal(url: str, *, allow_private: bool | None = None) -> str | None:
     except Refused as exc:
         return str(exc)
     return None
-
-
-def model_url_refusal(url: str) -> str | None:
-    """``refusal`` of a model server's ``base_url`` (``AK_AGENTS__ALLOW_PRIVATE_URLS``)."""
-    return refusal(url, allow_private=settings.AK_AGENTS["ALLOW_PRIVATE_URLS"])

@@ -1,8 +1,4 @@
-"""The httpcore network backend under the model servers' clients: connections to checked addresses.
-
-``pinning_backend_class(core)`` for an httpcore (``httpcore``, or ``httpcore2`` under the OpenAI
-SDK's ``httpx2``), and ``mapped`` to raise its exceptions as its httpx's.
-"""
+"""The httpcore network backend under the model servers' clients: connections to checked addresses."""
 
 from __future__ import annotations
 
@@ -52,9 +48,6 @@ def pinning_backend_class(core: ModuleType) -> type:
             return await self._inner.connect_tcp(
                 address, port, timeout=timeout, local_address=local_address, socket_options=socket_options
             )
-
-        async def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> Any:
-            raise Refused("only http and https URLs with a host")
 
         async def sleep(self, seconds: float) -> None:
             await self._inner.sleep(seconds)

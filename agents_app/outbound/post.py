@@ -1,11 +1,6 @@
 """A blocking POST to a checked address (webhooks): no redirects followed, the answer capped.
 
-    answer = post("https://hooks.example.com/ak", body, headers={...}, timeout=10)
-    answer.status   # 200
-
-The connection goes to the address ``resolve`` checked; the ``Host`` header and TLS's server name
-stay the URL's host, and the certificate is verified against it. A 3xx is an answer like any
-other, the body read back is capped, and every step has a timeout.
+The ``Host`` header, TLS's server name and the certificate's name stay the URL's host.
 """
 
 from __future__ import annotations
@@ -27,20 +22,8 @@ class Answer:
     body: bytes
 
 
-class _PinnedHTTPS(http.client.HTTPSConnection):
-    """HTTPS to ``address``, with the URL's host as the server name and the certificate's name."""
-
-    def __init__(self, target: Target, timeout: float) -> None:
-        super().__init__(target.host, target.port, timeout=timeout, context=ssl.create_default_context())
-        self._address = target.address
-
-    def connect(self) -> None:
-        sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
-
-
 class _PinnedHTTP(http.client.HTTPConnection):
-    """HTTP to ``address``, with the URL's host in the ``Host`` header."""
+    """HTTP to the checked address, with the URL's host in the ``Host`` header."""
 
     def __init__(self, target: Target, timeout: float) -> None:
         super().__init__(target.host, target.port, timeout=timeout)
@@ -48,6 +31,14 @@ class _PinnedHTTP(http.client.HTTPConnection):
 
     def connect(self) -> None:
         self.sock = socket.create_connection((self._address, self.port), self.timeout)
+
+
+class _PinnedHTTPS(_PinnedHTTP, http.client.HTTPSConnection):
+    """HTTPS to the checked address, with the URL's host as the server name and the certificate's name."""
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = ssl.create_default_context().wrap_socket(self.sock, server_hostname=self.host)
 
 
 def post(

@@ -1,7 +1,5 @@
-"""``shared_client(tenant)``: a tenant's model-server client on the running loop, capped per tenant.
-
-A tenant's calls under way are capped (``AK_AGENTS__MAX_CONNECTIONS_PER_TENANT``) and wait for the
-tenant's own, never another's.
+"""``shared_client(tenant)``: a tenant's model-server client on the running loop. A tenant's calls
+under way are capped (``AK_AGENTS__MAX_CONNECTIONS_PER_TENANT``) and wait for its own, never another's.
 """
 
 from __future__ import annotations
@@ -37,12 +35,8 @@ _tenants = weakref.WeakKeyDictionary()
 
 
 def shared_client(tenant: str | None, http: ModuleType = httpx) -> Any:
-    """The running loop's ``guarded_client`` of ``tenant`` for model servers (with the settings'
-    timeout and ``ALLOW_PRIVATE_URLS``), made once per loop, tenant and HTTP library: its
-    connections are kept alive between runs. A tenant's clients share its
-    ``MAX_CONNECTIONS_PER_TENANT`` slots: its calls wait for its own, never for another tenant's.
-    ``tenant`` None: calls outside a tenant's run, which share their own. (An httpx client
-    belongs to one loop.)
+    """The running loop's ``guarded_client`` of ``tenant`` (None: calls outside a tenant's run),
+    made once per loop, tenant and HTTP library, sharing the tenant's slots (see the module).
 
     A loop keeps the clients of ``MAX_TENANT_CLIENTS`` tenants: beyond, the least recently used
     are closed, of those with no call under way and not asked for within ``AK_RUN__TIME_LIMIT``
@@ -54,7 +48,7 @@ def shared_client(tenant: str | None, http: ModuleType = httpx) -> Any:
     key = (tenant, allow_private, timeout, cap)
     found = per_loop.get(key)
     if found is None:
-        _evict(loop, per_loop, room=1)
+        _evict(loop, per_loop)
         found = per_loop[key] = _Tenant(Slots(cap), {}, loop.time())
     found.used = loop.time()
     per_loop.move_to_end(key)
@@ -66,10 +60,10 @@ def shared_client(tenant: str | None, http: ModuleType = httpx) -> Any:
     return client
 
 
-def _evict(loop: asyncio.AbstractEventLoop, per_loop: OrderedDict[tuple[Any, ...], _Tenant], *, room: int) -> None:
+def _evict(loop: asyncio.AbstractEventLoop, per_loop: OrderedDict[tuple[Any, ...], _Tenant]) -> None:
     """Close the clients of the least recently used tenants no run may still hold (see
-    ``shared_client``), to leave ``room`` for new ones within ``MAX_TENANT_CLIENTS``."""
-    over = len(per_loop) + room - MAX_TENANT_CLIENTS
+    ``shared_client``), to leave room for a new one within ``MAX_TENANT_CLIENTS``."""
+    over = len(per_loop) + 1 - MAX_TENANT_CLIENTS
     if over <= 0:
         return
     unused_since = loop.time() - settings.AK_RUN["TIME_LIMIT"]

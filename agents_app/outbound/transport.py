@@ -1,10 +1,8 @@
 """``guarded_client()``: an ``httpx.AsyncClient`` for model servers, on the event loop.
 
-Its transport opens every connection to a checked address (``network.pinning_backend_class``)
-and keys its pool on the URL's scheme, host and port, never on the address: a connection opened
-(and its certificate verified) for one host is never reused for another that shares its address.
-Requests under way are capped by ``Slots`` (a tenant's clients share the tenant's: ``tenants``).
-An SDK that takes an ``http_client``, like OpenAI's, gets one (``http=httpx2`` for its copy).
+Its transport opens every connection to a checked address and keys its pool on the URL's scheme,
+host and port, never on the address: a connection opened (and its certificate verified) for one
+host is never reused for another that shares its address. Requests under way are capped by ``Slots``.
 """
 
 from __future__ import annotations
@@ -117,11 +115,9 @@ def guarded_transport_class(http: ModuleType = httpx) -> type:
                 self._release()
 
     class GuardedTransport(http.AsyncBaseTransport):  # type: ignore[name-defined,misc]
-        """An httpx transport over one httpcore pool whose connections go only to checked addresses
-        and are reused only for the scheme, host and port they were opened and verified for (see
-        the module). At most ``max_connections`` connections are open, and no more requests under
-        way than ``slots`` allow: a further one waits (up to its pool timeout) for one of its
-        share's to end. A refused URL raises ``Refused`` before anything is sent."""
+        """An httpx transport over one httpcore pool (see the module): no more requests under way
+        than ``slots`` allow, a further one waits (up to its pool timeout) for one of its share's
+        to end. A refused URL raises ``Refused`` before anything is sent."""
 
         def __init__(
             self,
@@ -189,17 +185,13 @@ def guarded_client(
     max_connections: int = 100,
     verify: ssl.SSLContext | bool = True,
     slots: Slots | None = None,
-    **options: Any,
 ) -> Any:
-    """An ``http.AsyncClient`` for model servers: every request checked and sent by
-    ``GuardedTransport`` (at most ``max_connections`` at once, and no more than ``slots`` allow
-    when given), redirects not followed, ``timeout`` seconds for each step (connect, each read,
-    write, and the wait for a connection).
-    ``allow_private`` defaults to ``AK_AGENTS__ALLOW_PRIVATE_URLS``; ``verify`` is httpx's (an
-    ``ssl.SSLContext`` to trust other CAs)."""
+    """An ``http.AsyncClient`` for model servers over ``GuardedTransport``: redirects not followed,
+    ``timeout`` seconds for each step. ``allow_private`` defaults to ``AK_AGENTS__ALLOW_PRIVATE_URLS``;
+    ``verify`` is httpx's (an ``ssl.SSLContext`` to trust other CAs)."""
     if allow_private is None:
         allow_private = settings.AK_AGENTS["ALLOW_PRIVATE_URLS"]
     transport = guarded_transport_class(http)(
         allow_private=allow_private, max_connections=max_connections, verify=verify, slots=slots
     )
-    return http.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False, **options)
+    return http.AsyncClient(transport=transport, timeout=timeout, follow_redirects=False)

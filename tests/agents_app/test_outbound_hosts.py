@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from agents_app import outbound
+from agents_app.frameworks import ConfigError, get_framework
 from sessions_app.core import SessionView
 from sessions_app.stores.base import SessionKey, Snapshot
 
@@ -483,7 +484,8 @@ def test_ipv6_forms_of_private_ipv4_addresses_are_refused(url: str, settings) ->
     settings.AK_AGENTS = {**settings.AK_AGENTS, "ALLOW_PRIVATE_URLS": False}
     with pytest.raises(outbound.Refused, match="non-public"):
         outbound.resolve(url, allow_private=False)  # webhooks
-    assert outbound.model_url_refusal(url) is not None  # model servers, when an agent is saved
+    with pytest.raises(ConfigError, match="non-public"):  # model servers, when an agent is saved
+        get_framework("openai_chat").check_runnable({"base_url": url, "model": "m"})
 
     async def call() -> None:  # and when a run calls it
         async with outbound.guarded_client(timeout=5, allow_private=False) as client:
