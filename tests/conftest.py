@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -31,8 +33,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if services.reachable("127.0.0.1", 6379):
         yield "redis://127.0.0.1:6379/0"
         return
-    if services.install_redis_server() is None:
-        pytest.fail("Redis is neither running on 127.0.0.1:6379 nor installable: apt-get install redis-server")
+    if services.redis_server_binary() is None:
+        pytest.fail("Redis is neither running on 127.0.0.1:6379 nor installed: `make test` installs it")
     server = services.redis_server(tmp_path_factory.mktemp("redis")).start()
     yield f"redis://127.0.0.1:{server.port}/0"
     server.stop()
@@ -114,9 +116,10 @@ def use_store() -> Iterator[Callable[[SessionStore], SessionStore]]:
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> Iterator[None]:
     """Rate limits and failed-authentication counts start from nothing in every test."""
-    from django.core.cache import cache
+    from django.core.cache import caches
     from django.core.cache.backends.locmem import LocMemCache
 
+    cache = caches["default"]  # the backend itself: ``django.core.cache.cache`` is a proxy of it
     local = isinstance(cache, LocMemCache)  # a shared Redis is left alone: its clear() flushes the db
     if local:
         cache.clear()
@@ -178,43 +181,147 @@ def alice(make_tenant: Callable[..., TenantClient]) -> TenantClient:
 
 @dataclass
 class Platform:
+    """A running web tier and the tenant this test was given on it (``key`` is its API key)."""
+
     url: str
     key: str
     env: dict[str, str]
     webhook_secret: str = ""
+    tenant: str = ""
 
 
-def _platform_database(tmp_path: Path) -> tuple[str, Callable[[], None]]:
-    """A database for a live server: a fresh PostgreSQL database when the suite runs on one."""
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith(("postgres://", "postgresql://")):
-        return f"sqlite:///{tmp_path / 'live.sqlite3'}", lambda: None
-    import psycopg
-
-    name = f"akp_live_{uuid.uuid4().hex[:10]}"
-    admin_url = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return url.rsplit("/", 1)[0] + f"/{name}", drop
+#: Made in the platform's database by one ``manage.py shell`` (a process start each is the cost).
+_TENANTS = """
+import json
+from sessions_app.services import api_key_issue, tenant_create
+out = []
+for slug in {slugs!r}:
+    tenant, _ = tenant_create(slug=slug)
+    out.append([slug, api_key_issue(tenant=tenant, name="live")[1], tenant.webhook_secret])
+print(json.dumps(out))
+"""
 
 
-@pytest.fixture
-def start_platform(tmp_path: Path) -> Iterator[Callable[..., Platform]]:
-    """Start the web tier as deployed (gunicorn, ``gunicorn.conf.py``: ASGI on uvicorn's worker)
-    with 2 processes on a migrated database, with extra env."""
-    started: list[tuple[services.Server, Callable[[], None]]] = []
+def manage(env: dict[str, str], *args: str) -> str:
+    """``manage.py ARGS`` in the platform's environment: its stdout."""
+    command = [sys.executable, str(services.ROOT / "manage.py"), *args]
+    return subprocess.run(command, env=env, check=True, cwd=services.ROOT, capture_output=True).stdout.decode()
 
-    def start(env: dict[str, str], *, workers: int = 2) -> Platform:
-        database_url, drop = _platform_database(tmp_path)
+
+class MigratedDatabase:
+    """A database migrated once per session that each platform gets a copy of: a file copy on
+    SQLite, ``CREATE DATABASE … TEMPLATE`` on PostgreSQL (as the suite runs on one or the other)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.server = os.environ.get("DATABASE_URL", "")
+        self.postgres = self.server.startswith(("postgres://", "postgresql://"))
+        tag = uuid.uuid4().hex[:10]
+        self.template = f"akp_tpl_{tag}" if self.postgres else str(directory / "template.sqlite3")
+        self.made: list[str] = []
+        if self.postgres:
+            self._admin(f'CREATE DATABASE "{self.template}"')
+        env = {**os.environ, "DATABASE_URL": self._url(self.template), "AK_VAR_DIR": str(directory / "var")}
+        manage(env, "migrate", "-v0")
+
+    def _url(self, name: str) -> str:
+        return self.server.rsplit("/", 1)[0] + f"/{name}" if self.postgres else f"sqlite:///{name}"
+
+    def _admin(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.server.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+            conn.execute(sql)
+
+    def copy(self) -> tuple[str, Callable[[], None]]:
+        """A new migrated database: its URL, and what drops it."""
+        tag = uuid.uuid4().hex[:10]
+        if not self.postgres:
+            path = self.directory / f"live-{tag}.sqlite3"
+            shutil.copyfile(self.template, path)
+            return self._url(str(path)), lambda: path.unlink(missing_ok=True)
+        name = f"akp_live_{tag}"
+        self._admin(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        return self._url(name), lambda: self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def drop(self) -> None:
+        if self.postgres:
+            self._admin(f'DROP DATABASE IF EXISTS "{self.template}" WITH (FORCE)')
+
+
+@dataclass
+class Stack:
+    """Started processes over one database, with tenants made ahead for the tests that share them."""
+
+    base: Platform
+    directory: Path  # its logs and its AK_VAR_DIR
+    processes: list[services.Server | services.Process]
+    drop: Callable[[], None]
+    tenants: list[tuple[str, str, str]] = field(default_factory=list)
+    extra: object = None  # what a caller keeps with it (the queue's workers)
+    started: int = 0  # how many processes it had when it was ready: one more (a worker added) is another stack
+
+    def __post_init__(self) -> None:
+        self.started = len(self.processes)
+
+    def tenant(self) -> Platform:
+        """The platform with a tenant of its own: no test sees another's agents, limits or runs."""
+        if not self.tenants:
+            slugs = [f"live-{uuid.uuid4().hex[:8]}" for _ in range(4)]
+            made = manage(self.base.env, "shell", "-c", _TENANTS.format(slugs=slugs))
+            self.tenants = [tuple(row) for row in json.loads(made.splitlines()[-1])]
+        slug, key, secret = self.tenants.pop(0)
+        return Platform(url=self.base.url, key=key, env=self.base.env, webhook_secret=secret, tenant=slug)
+
+    def healthy(self) -> bool:
+        alive = all(p.proc is not None and p.proc.poll() is None for p in self.processes)
+        return alive and len(self.processes) == self.started
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.stop()
+        self.drop()
+
+
+class LiveServers:
+    """Live stacks started once and lent to every test that asks for the same one (same kind, same
+    environment). A test gets a fresh tenant on it; a stack a test left with a process dead (a worker
+    killed) or asked ``fresh`` for is stopped, not lent again. A few idle stacks are kept."""
+
+    IDLE = 3
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._database: MigratedDatabase | None = None
+        self.idle: dict[tuple, Stack] = {}
+
+    @property
+    def database(self) -> MigratedDatabase:
+        if self._database is None:
+            self._database = MigratedDatabase(self.directory)
+        return self._database
+
+    def borrow(self, key: tuple, launch: Callable[[], Stack]) -> Stack:
+        return self.idle.pop(key, None) or launch()
+
+    def give_back(self, key: tuple | None, stack: Stack) -> None:
+        if key is None or not stack.healthy():
+            stack.stop()
+            return
+        self.idle[key] = stack
+        while len(self.idle) > self.IDLE:
+            self.idle.pop(next(iter(self.idle))).stop()
+
+    def platform(self, env: dict[str, str], workers: int) -> Stack:
+        """The web tier as deployed (gunicorn, ``gunicorn.conf.py``: ASGI on uvicorn's worker) on
+        a copy of the migrated database, with extra env."""
+        directory = self.directory / uuid.uuid4().hex[:8]
+        directory.mkdir()
+        database_url, drop = self.database.copy()
         full_env = {
             **os.environ,
             "DATABASE_URL": database_url,
-            "AK_VAR_DIR": str(tmp_path / "var"),
+            "AK_VAR_DIR": str(directory / "var"),
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "DJANGO_SETTINGS_MODULE": "akplatform.settings",
@@ -222,34 +329,56 @@ def start_platform(tmp_path: Path) -> Iterator[Callable[..., Platform]]:
             "AK_CACHE__PREFIX": f"test-{uuid.uuid4().hex[:8]}",
             **env,
         }
-        manage = [sys.executable, str(services.ROOT / "manage.py")]
-        subprocess.run([*manage, "migrate", "-v0"], env=full_env, check=True, cwd=services.ROOT)
-        out = subprocess.run(
-            [*manage, "create_tenant", "live"], env=full_env, check=True, cwd=services.ROOT, capture_output=True
-        )
-        lines = out.stdout.decode().strip().splitlines()
-        key = lines[-1]
-        secret = next(line.rsplit(" ", 1)[1] for line in lines if line.startswith("webhook secret"))
         port = services.free_port()
-        server = services.Server(
-            args=[
-                str(services.VENV_BIN / "gunicorn"),
-                "akplatform.asgi:application",
-                f"--bind=127.0.0.1:{port}",
-                f"--workers={workers}",
-            ],
-            port=port,
-            cwd=services.ROOT,
-            env=full_env,
-            log=tmp_path / "gunicorn.log",
-        ).start(timeout=60)
-        started.append((server, drop))
-        return Platform(url=server.url, key=key, env=full_env, webhook_secret=secret)
+        try:
+            server = services.Server(
+                args=[
+                    str(services.VENV_BIN / "gunicorn"),
+                    "akplatform.asgi:application",
+                    f"--bind=127.0.0.1:{port}",
+                    f"--workers={workers}",
+                ],
+                port=port,
+                cwd=services.ROOT,
+                env=full_env,
+                log=directory / "gunicorn.log",
+            ).start(timeout=60)
+        except BaseException:
+            drop()
+            raise
+        base = Platform(url=server.url, key="", env=full_env)
+        return Stack(base=base, directory=directory, processes=[server], drop=drop)
+
+    def close(self) -> None:
+        while self.idle:
+            self.idle.popitem()[1].stop()
+        if self._database is not None:
+            self._database.drop()
+
+
+@pytest.fixture(scope="session")
+def live_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServers]:
+    servers = LiveServers(tmp_path_factory.mktemp("live"))
+    yield servers
+    servers.close()
+
+
+@pytest.fixture
+def start_platform(live_servers: LiveServers) -> Iterator[Callable[..., Platform]]:
+    """``start_platform(env, workers=2, fresh=False)``: gunicorn with ``workers`` processes over a
+    migrated database, with extra env; the same one another test started with the same arguments
+    when it is still up (``fresh``: one of this test's own, stopped after it)."""
+    lent: list[tuple[tuple | None, Stack]] = []
+
+    def start(env: dict[str, str], *, workers: int = 2, fresh: bool = False) -> Platform:
+        key = None if fresh else ("platform", workers, tuple(sorted(env.items())))
+        stack = live_servers.borrow(key, lambda: live_servers.platform(env, workers))
+        lent.append((key, stack))
+        return stack.tenant()
 
     yield start
-    for server, drop in started:
-        server.stop()
-        drop()
+    for key, stack in lent:
+        live_servers.give_back(key, stack)
 
 
 # --- A model to talk to: an OpenAI-compatible server on a free loopback port ----------------------

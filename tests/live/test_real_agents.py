@@ -156,8 +156,9 @@ def test_a_server_error_mid_stream_commits_nothing(start_queue, model_server: Mo
 def admin_session(queue: Queue) -> requests.Session:
     """A logged-in admin session on the live console (a superuser made for the test)."""
     env = {**queue.platform.env, "DJANGO_SUPERUSER_PASSWORD": "live-admin-pass-1"}
+    username = f"root-{uuid.uuid4().hex[:6]}"  # a platform lent to other tests may have its root already
     subprocess.run(
-        [sys.executable, "manage.py", "createsuperuser", "--noinput", "--username", "root", "--email", "r@x.io"],
+        [sys.executable, "manage.py", "createsuperuser", "--noinput", "--username", username, "--email", "r@x.io"],
         env=env,
         cwd=services.ROOT,
         check=True,
@@ -169,7 +170,7 @@ def admin_session(queue: Queue) -> requests.Session:
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
     answer = browser.post(
         login,
-        data={"username": "root", "password": "live-admin-pass-1", "csrfmiddlewaretoken": token, "next": "/admin/"},
+        data={"username": username, "password": "live-admin-pass-1", "csrfmiddlewaretoken": token, "next": "/admin/"},
         headers={"Referer": login},
         timeout=30,
     )
