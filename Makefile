@@ -8,6 +8,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# make test's processes: the live tests take one, the rest of the suite the other (tests/conftest.py).
+PYTEST_WORKERS ?= 2
 
 .PHONY: run test check suite lint format bench clean
 
@@ -37,7 +39,7 @@ check: $(VENV)/.installed-dev
 	$(BIN)/python -m tests.services check
 
 suite: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

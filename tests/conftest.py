@@ -27,6 +27,20 @@ from tests.modelserver import ModelServer
 BACKENDS = ["in_memory", "in_memory_socket", "redis", "dynamodb"]
 
 
+LIVE = ("live", "browser")  # the folders of the tests that start servers
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``make test``'s ``-n 2 --dist loadgroup`` the live tests run one after another in one
+    process (where the servers they share live, and where they do not compete with each other for
+    the machine), while the other process runs the rest."""
+    root = Path(__file__).parent
+    for item in items:
+        if any(item.path.is_relative_to(root / folder) for folder in LIVE):
+            item.add_marker(pytest.mark.xdist_group("live"))
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The machine's Redis on 6379 when it answers, else one of our own on a free port."""
