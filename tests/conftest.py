@@ -28,6 +28,9 @@ BACKENDS = ["in_memory", "in_memory_socket", "redis", "dynamodb"]
 
 
 LIVE = ("live", "browser")  # the folders of the tests that start servers
+#: Live tests that time nothing and whose servers are their own: either process may run them, beside
+#: the live group (they are its longest: the schema's fuzzing, ``make run`` started and stopped).
+BESIDE_LIVE = ("test_schemathesis.py", "test_serve.py")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -37,7 +40,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     the machine), while the other process runs the rest."""
     root = Path(__file__).parent
     for item in items:
-        if any(item.path.is_relative_to(root / folder) for folder in LIVE):
+        live = any(item.path.is_relative_to(root / folder) for folder in LIVE)
+        if live and item.path.name not in BESIDE_LIVE:
             item.add_marker(pytest.mark.xdist_group("live"))
 
 
@@ -357,6 +361,7 @@ class LiveServers:
                 env=full_env,
                 log=directory / "gunicorn.log",
             ).start(timeout=60)
+            services.wait_until_answered(f"{server.url}/health", timeout=60)  # gunicorn binds before it boots
         except BaseException:
             drop()
             raise

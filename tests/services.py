@@ -13,6 +13,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +45,21 @@ def wait_for_port(port: int, *, timeout: float = 20.0, proc: subprocess.Popen | 
             raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode} before listening on {port}")
         time.sleep(0.05)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def wait_until_answered(url: str, *, timeout: float = 60.0) -> None:
+    """Until ``url`` answers over HTTP, whatever its status: the application is loaded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=5).close()
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} does not answer after {timeout} s") from None
+            time.sleep(0.1)
 
 
 @dataclass

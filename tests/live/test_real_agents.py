@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 SECRET = "sk-live-do-not-leak-0123456789"
 TOOLS = "get_weather=tests.agent_tools.get_weather"
 GRAPHS = "approval=tests.agent_graphs.approval"
+TABLE = f"live-{uuid.uuid4().hex[:8]}"  # one for the module: its tests share a platform, each with its tenant
 
 
 @pytest.fixture(params=["redis", "dynamodb"])
@@ -30,7 +31,7 @@ def queue(request, start_queue) -> Queue:
         env |= {
             "AK_SESSION__TYPE": "dynamodb",
             "AK_SESSION__DYNAMODB__ENDPOINT_URL": request.getfixturevalue("dynamodb_url"),
-            "AK_SESSION__DYNAMODB__TABLE_NAME": f"live-{uuid.uuid4().hex[:8]}",
+            "AK_SESSION__DYNAMODB__TABLE_NAME": TABLE,
         }
     return start_queue("redis", workers=1, env=env)
 
