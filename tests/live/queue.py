@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from tests import services
-from tests.conftest import LiveServers, Platform, Stack
+from tests.live.servers import LiveServers, Platform, Stack
 
 FAST_RECOVERY = {
     "AK_RUN__HEARTBEAT": "0.2",

@@ -16,7 +16,7 @@ from pathlib import Path
 import requests
 
 from tests import services
-from tests.conftest import LiveServers
+from tests.live.servers import LiveServers
 
 UNSET = ("AK_SESSION__TYPE", "AK_SESSION__IN_MEMORY__SOCKET", "CELERY_BROKER_URL", "CELERY_TASK_DEFAULT_QUEUE")
 
