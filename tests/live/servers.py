@@ -167,21 +167,23 @@ class LiveServers:
             **env,
         }
         port = services.free_port()
+        server = services.Server(
+            args=[
+                str(services.VENV_BIN / "gunicorn"),
+                "akplatform.asgi:application",
+                f"--bind=127.0.0.1:{port}",
+                f"--workers={workers}",
+            ],
+            port=port,
+            cwd=services.ROOT,
+            env=full_env,
+            log=directory / "gunicorn.log",
+        )
         try:
-            server = services.Server(
-                args=[
-                    str(services.VENV_BIN / "gunicorn"),
-                    "akplatform.asgi:application",
-                    f"--bind=127.0.0.1:{port}",
-                    f"--workers={workers}",
-                ],
-                port=port,
-                cwd=services.ROOT,
-                env=full_env,
-                log=directory / "gunicorn.log",
-            ).start(timeout=60)
+            server.start(timeout=60)
             services.wait_until_answered(f"{server.url}/health", timeout=60)  # gunicorn binds before it boots
         except BaseException:
+            server.stop()
             drop()
             raise
         base = Platform(url=server.url, key="", env=full_env)
