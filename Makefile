@@ -1,14 +1,17 @@
 # make run:  serve the API and admin on 127.0.0.1:8000 and run a Celery worker (Ctrl-C stops both);
 #            the demo API key it prints is kept in var/demo-api-key (owner-only) across restarts.
-# make test: install the dev requirements, check the test services, run the whole suite.
+# make test: install the dev requirements and what the machine lacks for the tests (make check), then
+#            run the whole suite (make suite). The fixtures install nothing.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# make test's processes: the live tests take one, the rest of the suite the other (tests/conftest.py).
+PYTEST_WORKERS ?= 2
 
-.PHONY: run test lint format bench clean
+.PHONY: run test check suite lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,9 +32,14 @@ run: $(VENV)/.installed
 	@echo "serving on http://$(HOST):$(PORT) with a Celery worker; Ctrl-C stops both"
 	$(BIN)/python manage.py serve $(HOST):$(PORT)
 
-test: $(VENV)/.installed-dev
+test: check
+	$(MAKE) --no-print-directory suite
+
+check: $(VENV)/.installed-dev
 	$(BIN)/python -m tests.services check
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+suite: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,11 +15,30 @@ from sessions_app.stores.base import SessionKey, SessionStore
 from sessions_app.stores.memory import InMemoryStore
 from sessions_app.stores.memory_socket import MemoryStoreServer, SocketMemoryStore
 from tests import services
+from tests.live.servers import LiveServers, Platform, Stack
 from tests.modelserver import ModelServer
 
 #: ``in_memory_socket``: the in-memory store kept by another thread's server and reached over its
 #: Unix socket, as the web server and the worker of ``make run`` reach it.
 BACKENDS = ["in_memory", "in_memory_socket", "redis", "dynamodb"]
+
+
+LIVE = ("live", "browser")  # the folders of the tests that start servers
+#: Live tests that time nothing and whose servers are their own: either process may run them, beside
+#: the live group (they are its longest: the schema's fuzzing, ``make run`` started and stopped).
+BESIDE_LIVE = ("test_schemathesis.py", "test_serve.py")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``make test``'s ``-n 2 --dist loadgroup`` the live tests run one after another in one
+    process (where the servers they share live, and where they do not compete with each other for
+    the machine), while the other process runs the rest."""
+    root = Path(__file__).parent
+    for item in items:
+        live = any(item.path.is_relative_to(root / folder) for folder in LIVE)
+        if live and item.path.name not in BESIDE_LIVE:
+            item.add_marker(pytest.mark.xdist_group("live"))
 
 
 @pytest.fixture(scope="session")
@@ -31,8 +47,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if services.reachable("127.0.0.1", 6379):
         yield "redis://127.0.0.1:6379/0"
         return
-    if services.install_redis_server() is None:
-        pytest.fail("Redis is neither running on 127.0.0.1:6379 nor installable: apt-get install redis-server")
+    if services.redis_server_binary() is None:
+        pytest.fail("Redis is neither running on 127.0.0.1:6379 nor installed: `make test` installs it")
     server = services.redis_server(tmp_path_factory.mktemp("redis")).start()
     yield f"redis://127.0.0.1:{server.port}/0"
     server.stop()
@@ -114,9 +130,10 @@ def use_store() -> Iterator[Callable[[SessionStore], SessionStore]]:
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> Iterator[None]:
     """Rate limits and failed-authentication counts start from nothing in every test."""
-    from django.core.cache import cache
+    from django.core.cache import caches
     from django.core.cache.backends.locmem import LocMemCache
 
+    cache = caches["default"]  # the backend itself: ``django.core.cache.cache`` is a proxy of it
     local = isinstance(cache, LocMemCache)  # a shared Redis is left alone: its clear() flushes the db
     if local:
         cache.clear()
@@ -176,80 +193,29 @@ def alice(make_tenant: Callable[..., TenantClient]) -> TenantClient:
 # --- The platform as users run it: gunicorn over a real database ---------------------------------
 
 
-@dataclass
-class Platform:
-    url: str
-    key: str
-    env: dict[str, str]
-    webhook_secret: str = ""
-
-
-def _platform_database(tmp_path: Path) -> tuple[str, Callable[[], None]]:
-    """A database for a live server: a fresh PostgreSQL database when the suite runs on one."""
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith(("postgres://", "postgresql://")):
-        return f"sqlite:///{tmp_path / 'live.sqlite3'}", lambda: None
-    import psycopg
-
-    name = f"akp_live_{uuid.uuid4().hex[:10]}"
-    admin_url = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    return url.rsplit("/", 1)[0] + f"/{name}", drop
+@pytest.fixture(scope="session")
+def live_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServers]:
+    servers = LiveServers(tmp_path_factory.mktemp("live"))
+    yield servers
+    servers.close()
 
 
 @pytest.fixture
-def start_platform(tmp_path: Path) -> Iterator[Callable[..., Platform]]:
-    """Start the web tier as deployed (gunicorn, ``gunicorn.conf.py``: ASGI on uvicorn's worker)
-    with 2 processes on a migrated database, with extra env."""
-    started: list[tuple[services.Server, Callable[[], None]]] = []
+def start_platform(live_servers: LiveServers) -> Iterator[Callable[..., Platform]]:
+    """``start_platform(env, workers=2, fresh=False)``: gunicorn with ``workers`` processes over a
+    migrated database, with extra env; the same one another test started with the same arguments
+    when it is still up (``fresh``: one of this test's own, stopped after it)."""
+    lent: list[tuple[tuple | None, Stack]] = []
 
-    def start(env: dict[str, str], *, workers: int = 2) -> Platform:
-        database_url, drop = _platform_database(tmp_path)
-        full_env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "AK_VAR_DIR": str(tmp_path / "var"),
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "DJANGO_SETTINGS_MODULE": "akplatform.settings",
-            # Its own rate limits and failure counts, whatever Redis it shares with other tests.
-            "AK_CACHE__PREFIX": f"test-{uuid.uuid4().hex[:8]}",
-            **env,
-        }
-        manage = [sys.executable, str(services.ROOT / "manage.py")]
-        subprocess.run([*manage, "migrate", "-v0"], env=full_env, check=True, cwd=services.ROOT)
-        out = subprocess.run(
-            [*manage, "create_tenant", "live"], env=full_env, check=True, cwd=services.ROOT, capture_output=True
-        )
-        lines = out.stdout.decode().strip().splitlines()
-        key = lines[-1]
-        secret = next(line.rsplit(" ", 1)[1] for line in lines if line.startswith("webhook secret"))
-        port = services.free_port()
-        server = services.Server(
-            args=[
-                str(services.VENV_BIN / "gunicorn"),
-                "akplatform.asgi:application",
-                f"--bind=127.0.0.1:{port}",
-                f"--workers={workers}",
-            ],
-            port=port,
-            cwd=services.ROOT,
-            env=full_env,
-            log=tmp_path / "gunicorn.log",
-        ).start(timeout=60)
-        started.append((server, drop))
-        return Platform(url=server.url, key=key, env=full_env, webhook_secret=secret)
+    def start(env: dict[str, str], *, workers: int = 2, fresh: bool = False) -> Platform:
+        key = None if fresh else ("platform", workers, tuple(sorted(env.items())))
+        stack = live_servers.borrow(key, lambda: live_servers.platform(env, workers))
+        lent.append((key, stack))
+        return stack.tenant()
 
     yield start
-    for server, drop in started:
-        server.stop()
-        drop()
+    for key, stack in lent:
+        live_servers.give_back(key, stack)
 
 
 # --- A model to talk to: an OpenAI-compatible server on a free loopback port ----------------------

@@ -13,6 +13,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +45,21 @@ def wait_for_port(port: int, *, timeout: float = 20.0, proc: subprocess.Popen | 
             raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode} before listening on {port}")
         time.sleep(0.05)
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def wait_until_answered(url: str, *, timeout: float = 60.0) -> None:
+    """Until ``url`` answers over HTTP, whatever its status: the application is loaded."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=5).close()
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url} does not answer after {timeout} s") from None
+            time.sleep(0.1)
 
 
 @dataclass
@@ -135,15 +152,11 @@ def celery_beat(*, env: dict[str, str], log: Path, schedule: Path) -> Process:
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672//"
 
 
-def ensure_rabbitmq(timeout: float = 60.0) -> str | None:
-    """The RabbitMQ on 127.0.0.1:5672, started (and installed from Debian's packages when we may)
-    if it is not running. Returns its URL, or None when there is no way to get one."""
+def rabbitmq_url(timeout: float = 60.0) -> str | None:
+    """The RabbitMQ on 127.0.0.1:5672, started if it is installed and not running. Returns its URL,
+    or None when there is none (``check`` installs it)."""
     if reachable("127.0.0.1", 5672):
         return RABBITMQ_URL
-    if not shutil.which("rabbitmq-server") and os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "rabbitmq-server"], check=False, env=env)
     if not shutil.which("rabbitmq-server"):
         return None
     subprocess.run(["rabbitmq-server", "-detached"], check=False)
@@ -155,23 +168,20 @@ def ensure_rabbitmq(timeout: float = 60.0) -> str | None:
     return None
 
 
+def apt_install(*packages: str) -> None:
+    """Debian's ``packages``, when we are root and have apt-get (``check`` only: no fixture installs)."""
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=False, env=env)
+
+
 # --- Redis ---------------------------------------------------------------------------------------
 
 
 def redis_server_binary() -> str | None:
     return shutil.which("redis-server")
-
-
-def install_redis_server() -> str | None:
-    """Install Debian's redis-server when we are root and apt-get exists. Returns the binary."""
-    if redis_server_binary():
-        return redis_server_binary()
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return None
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "redis-server"], check=False, env=env)
-    return redis_server_binary()
 
 
 def redis_server(directory: Path, *, port: int | None = None, persistent: bool = False) -> Server:
@@ -211,18 +221,6 @@ def chromium_binaries() -> tuple[str | None, str | None]:
     return chromium, shutil.which("chromedriver")
 
 
-def install_chromium() -> tuple[str | None, str | None]:
-    """Install Debian's chromium and chromium-driver when missing, if we are root and have apt-get."""
-    if all(chromium_binaries()):
-        return chromium_binaries()
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return chromium_binaries()
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", *CHROMIUM_PACKAGES], check=False, env=env)
-    return chromium_binaries()
-
-
 # --- DynamoDB (moto's server) --------------------------------------------------------------------
 
 
@@ -239,11 +237,27 @@ def moto_server(directory: Path) -> Server:
 
 
 def check() -> int:
-    """Report the services the suite will use; install redis-server, RabbitMQ and Chromium when it may."""
+    """Install what the suite needs and the machine lacks (Debian's redis-server, RabbitMQ, Chromium
+    and its driver, when we are root), start RabbitMQ, and report what the suite will use. The
+    fixtures install nothing: this is ``make test``'s step before the suite."""
+    started = time.monotonic()
+    missing = [
+        package
+        for package, binary in [
+            ("redis-server", "redis-server"),
+            ("rabbitmq-server", "rabbitmq-server"),
+            ("chromium", "chromium"),
+            ("chromium-driver", "chromedriver"),
+        ]
+        if not shutil.which(binary) and not (binary == "chromium" and shutil.which("chromium-browser"))
+    ]
+    if missing:
+        print(f"installing {' '.join(missing)}")
+        apt_install(*missing)
     problems = []
     if reachable("127.0.0.1", 6379):
         print("redis: using the server on 127.0.0.1:6379 (and a redis-server of its own for outage tests)")
-    if install_redis_server():
+    if redis_server_binary():
         print(f"redis-server: {redis_server_binary()}")
     else:
         problems.append("redis-server is not installed and could not be: run `sudo apt-get install redis-server`")
@@ -251,23 +265,24 @@ def check() -> int:
         print("dynamodb: moto_server will be started on a free port")
     else:
         problems.append("moto_server is missing: `pip install -r requirements-dev.txt`")
-    if ensure_rabbitmq():
+    if rabbitmq_url():
         print(f"rabbitmq: {RABBITMQ_URL}")
     else:
         problems.append(
             "RabbitMQ is not running on 127.0.0.1:5672 and could not be started: "
             "run `sudo apt-get install rabbitmq-server && sudo rabbitmq-server -detached`"
         )
-    chromium, chromedriver = install_chromium()
+    chromium, chromedriver = chromium_binaries()
     if chromium and chromedriver:
         print(f"chromium: {chromium} with {chromedriver} (browser tests)")
     else:
         problems.append(
             "Chromium or chromedriver is missing and could not be installed (the browser tests need both): "
-            "run `sudo apt-get update && sudo apt-get install chromium chromium-driver`"
+            f"run `sudo apt-get update && sudo apt-get install {' '.join(CHROMIUM_PACKAGES)}`"
         )
     url = os.environ.get("DATABASE_URL", "")
     print(f"database: {url or 'SQLite (default)'}")
+    print(f"services checked in {time.monotonic() - started:.0f} s")
     for problem in problems:
         print(f"MISSING: {problem}", file=sys.stderr)
     return 1 if problems else 0

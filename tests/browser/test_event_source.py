@@ -77,7 +77,9 @@ def test_an_event_source_follows_a_queued_run_to_its_end_then_stops(
     queue: Queue = start_queue("redis", workers=1, env=metrics)  # the metrics of every web process
     session_id, message = f"es-{uuid.uuid4().hex[:6]}", "followed by a browser"
     # The session is held, as by another run: the run stays queued until the browser follows it.
-    held = make_store("redis").acquire(SessionKey(tenant="live", session_id=session_id), lease=120, wait=0)
+    held = make_store("redis").acquire(
+        SessionKey(tenant=queue.platform.tenant, session_id=session_id), lease=120, wait=0
+    )
     run_id = queue.enqueue("echo", message, session_id)["run_id"]
 
     browser.get(f"{queue.platform.url}/health")  # a page of the platform's origin

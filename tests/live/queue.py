@@ -1,7 +1,8 @@
 """A live platform with a queue: gunicorn, Celery workers in their own processes, celery beat.
 
 Every part is a real process over a real broker (Redis or RabbitMQ), the Redis store and a
-database of its own; tests talk to it over HTTP only, as users do.
+database of its own; tests talk to it over HTTP only, as users do. A queue is started once and lent
+to each test that asks for the same one (``tests.conftest.LiveServers``), with a tenant of its own.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 import requests
 
 from tests import services
-from tests.conftest import Platform
+from tests.live.servers import LiveServers, Platform, Stack
 
 FAST_RECOVERY = {
     "AK_RUN__HEARTBEAT": "0.2",
@@ -38,6 +39,7 @@ class Queue:
     invocations: Path
     tmp: Path
     extra: list[services.Process] = field(default_factory=list)
+    since: int = 0  # where this test's lines start in ``invocations``: a lent queue ran other tests' runs
 
     @property
     def headers(self) -> dict[str, str]:
@@ -108,52 +110,84 @@ class Queue:
 
     def invoked(self) -> Counter[str]:
         """How many times the adapter ran each message, across every worker process."""
-        return Counter(self.invocations.read_text().splitlines())
+        with self.invocations.open("rb") as log:
+            log.seek(self.since)
+            return Counter(log.read().decode().splitlines())
 
 
-@pytest.fixture
-def start_queue(start_platform, tmp_path: Path, redis_url: str) -> Iterator[Callable[..., Queue]]:
-    """``start_queue("redis"|"rabbitmq", workers=2, env={...})``: the platform and its workers."""
-    started: list[services.Process] = []
-
-    def start(
-        broker: str, *, workers: int = 2, concurrency: int | None = None, env: dict[str, str] | None = None
-    ) -> Queue:
-        if broker == "redis":
-            broker_url = redis_url.rsplit("/", 1)[0] + "/1"
-        else:
-            broker_url = services.ensure_rabbitmq()
-            if broker_url is None:
-                pytest.fail("RabbitMQ is needed: apt-get install rabbitmq-server && rabbitmq-server -detached")
-        tag = uuid.uuid4().hex[:8]
-        invocations = tmp_path / f"invocations-{tag}.log"
-        invocations.touch()
-        platform = start_platform(
-            {
-                "AK_SESSION__TYPE": "redis",
-                "AK_SESSION__REDIS__URL": redis_url,
-                "CELERY_BROKER_URL": broker_url,
-                "CELERY_TASK_DEFAULT_QUEUE": f"test-{tag}",
-                "AK_FRAMEWORKS": "counting=tests.frameworks.CountingEchoFramework",
-                "AK_TEST_INVOCATIONS": str(invocations),
-                **FAST_RECOVERY,
-                **(env or {}),
-            }
-        )
-        procs = {}
+def _launch(
+    live_servers: LiveServers, redis_url: str, broker: str, workers: int, concurrency: int | None, env: dict[str, str]
+) -> Stack:
+    if broker == "redis":
+        broker_url = redis_url.rsplit("/", 1)[0] + "/1"
+    else:
+        broker_url = services.rabbitmq_url()
+        if broker_url is None:
+            pytest.fail("RabbitMQ is needed: apt-get install rabbitmq-server && rabbitmq-server -detached")
+    tag = uuid.uuid4().hex[:8]
+    stack = live_servers.platform(
+        {
+            "AK_SESSION__TYPE": "redis",
+            "AK_SESSION__REDIS__URL": redis_url,
+            "CELERY_BROKER_URL": broker_url,
+            "CELERY_TASK_DEFAULT_QUEUE": f"test-{tag}",
+            "AK_FRAMEWORKS": "counting=tests.frameworks.CountingEchoFramework",
+            "AK_TEST_INVOCATIONS": str(live_servers.directory / f"invocations-{tag}.log"),
+            **FAST_RECOVERY,
+            **env,
+        },
+        workers=2,
+    )
+    invocations, tmp = Path(stack.base.env["AK_TEST_INVOCATIONS"]), stack.directory
+    invocations.touch()
+    procs = {}
+    try:
         for i in range(workers):
             name = f"w{i}-{tag}"
             procs[name] = services.celery_worker(
-                name, env=platform.env, log=tmp_path / f"{name}.log", concurrency=concurrency
+                name, env=stack.base.env, log=tmp / f"{name}.log", concurrency=concurrency
             ).start()
-            started.append(procs[name])
-        beat = services.celery_beat(
-            env=platform.env, log=tmp_path / f"beat-{tag}.log", schedule=tmp_path / f"beat-{tag}"
-        ).start()
-        started.append(beat)
-        # ``extra`` is the list of what the fixture stops: workers added later go there too.
-        return Queue(platform=platform, workers=procs, invocations=invocations, tmp=tmp_path, extra=started)
+            stack.processes.append(procs[name])
+        beat = services.celery_beat(env=stack.base.env, log=tmp / "beat.log", schedule=tmp / "beat")
+        stack.processes.append(beat.start())
+    except BaseException:
+        stack.stop()
+        raise
+    stack.started = len(stack.processes)
+    stack.extra = Queue(platform=stack.base, workers=procs, invocations=invocations, tmp=tmp)
+    return stack
+
+
+@pytest.fixture
+def start_queue(live_servers: LiveServers, redis_url: str) -> Iterator[Callable[..., Queue]]:
+    """``start_queue("redis"|"rabbitmq", workers=2, env={...}, fresh=False)``: the platform and its
+    workers; the same ones another test started with the same arguments when they are still up
+    (``fresh``: this test's own, stopped after it)."""
+    lent: list[tuple[tuple | None, Stack]] = []
+
+    def start(
+        broker: str,
+        *,
+        workers: int = 2,
+        concurrency: int | None = None,
+        env: dict[str, str] | None = None,
+        fresh: bool = False,
+    ) -> Queue:
+        env = env or {}
+        key = None if fresh else ("queue", broker, workers, concurrency, tuple(sorted(env.items())))
+        stack = live_servers.borrow(key, lambda: _launch(live_servers, redis_url, broker, workers, concurrency, env))
+        lent.append((key, stack))
+        made: Queue = stack.extra  # type: ignore[assignment]
+        # ``extra`` is what the stack stops: workers added later go there too (and end its lending).
+        return Queue(
+            platform=stack.tenant(),
+            workers=dict(made.workers),
+            invocations=made.invocations,
+            tmp=made.tmp,
+            extra=stack.processes,  # type: ignore[arg-type]
+            since=made.invocations.stat().st_size,
+        )
 
     yield start
-    for process in started:
-        process.stop()
+    for key, stack in lent:
+        live_servers.give_back(key, stack)

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.conftest import Platform
+from tests.live.servers import Platform
 
 RUNS = 20
 

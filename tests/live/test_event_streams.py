@@ -79,7 +79,9 @@ def test_streams_cancel_and_busy_through_the_server(start_queue, make_store, tmp
     session_id = f"busy-{tag}"
     assert queue.post("/run", {"agent": "echo", "message": "first", "session_id": session_id}).status_code == 200
     failed = failed_runs(queue)
-    held = make_store("redis").acquire(SessionKey(tenant="live", session_id=session_id), lease=60, wait=0)
+    held = make_store("redis").acquire(
+        SessionKey(tenant=queue.platform.tenant, session_id=session_id), lease=60, wait=0
+    )
     try:
         for streamed in (False, True):
             busy = {"agent": "echo", "message": "x", "session_id": session_id, "on_busy": "reject", "stream": streamed}

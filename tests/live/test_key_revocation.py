@@ -29,10 +29,10 @@ def _orm(env: dict[str, str], code: str) -> None:
     subprocess.run([*manage, "shell", "-c", code], env=env, check=True, cwd=services.ROOT)
 
 
-def _new_key(env: dict[str, str]) -> str:
+def _new_key(env: dict[str, str], tenant: str) -> str:
     manage = [sys.executable, str(services.ROOT / "manage.py")]
     out = subprocess.run(
-        [*manage, "create_tenant", "live"], env=env, check=True, cwd=services.ROOT, capture_output=True
+        [*manage, "create_tenant", tenant], env=env, check=True, cwd=services.ROOT, capture_output=True
     )
     return out.stdout.decode().strip().splitlines()[-1]
 
@@ -55,7 +55,7 @@ def test_a_key_stops_working_in_every_process_at_once(
     if shared_cache:
         env["AK_CACHE__URL"] = request.getfixturevalue("redis_url")
     platform = start_platform(env, workers=2)
-    other = _new_key(platform.env)  # the tenant's other key keeps working
+    other = _new_key(platform.env, platform.tenant)  # the tenant's other key keeps working
     for _ in range(3):  # every process has looked the key up, lately
         assert _answers(platform.url, platform.key) == [200] * 16
     _orm(

@@ -79,16 +79,16 @@ def test_metrics_add_up_the_web_processes_and_the_worker(start_queue, tmp_path: 
         assert samples[("ak_http_requests_total", frozenset({("method", "POST"), ("status", "200")}))] == SYNC_RUNS
     assert any(path.name.startswith("counter_") for path in (tmp_path / "metrics").iterdir())
 
-    web = json_lines(tmp_path / "gunicorn.log")
+    web = json_lines(queue.tmp / "gunicorn.log")
     assert web, "gunicorn logged no JSON line"
     ends = {line["run_id"]: line for line in web if line["logger"] == "agents_app.runs.transitions"}
     for run_id, request_id in sync_runs.items():
         assert ends[run_id]["request_id"] == request_id
-        assert ends[run_id]["tenant"] == "live"
+        assert ends[run_id]["tenant"] == queue.platform.tenant
         assert "succeeded" in ends[run_id]["message"]
-    worker_log = next(tmp_path / f"{name}.log" for name in queue.workers)
+    worker_log = next(queue.tmp / f"{name}.log" for name in queue.workers)
     done = {line["run_id"]: line for line in json_lines(worker_log) if line.get("run_id")}
     for run in async_runs:
-        assert done[run["run_id"]]["tenant"] == "live"
-    text = [line for line in (tmp_path / "gunicorn.log").read_text().splitlines() if not line.startswith("{")]
+        assert done[run["run_id"]]["tenant"] == queue.platform.tenant
+    text = [line for line in (queue.tmp / "gunicorn.log").read_text().splitlines() if not line.startswith("{")]
     assert text == []  # gunicorn's and uvicorn's own lines are JSON too

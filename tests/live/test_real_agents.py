@@ -21,6 +21,7 @@ pytestmark = pytest.mark.slow
 SECRET = "sk-live-do-not-leak-0123456789"
 TOOLS = "get_weather=tests.agent_tools.get_weather"
 GRAPHS = "approval=tests.agent_graphs.approval"
+TABLE = f"live-{uuid.uuid4().hex[:8]}"  # one for the module: its tests share a platform, each with its tenant
 
 
 @pytest.fixture(params=["redis", "dynamodb"])
@@ -30,7 +31,7 @@ def queue(request, start_queue) -> Queue:
         env |= {
             "AK_SESSION__TYPE": "dynamodb",
             "AK_SESSION__DYNAMODB__ENDPOINT_URL": request.getfixturevalue("dynamodb_url"),
-            "AK_SESSION__DYNAMODB__TABLE_NAME": f"live-{uuid.uuid4().hex[:8]}",
+            "AK_SESSION__DYNAMODB__TABLE_NAME": TABLE,
         }
     return start_queue("redis", workers=1, env=env)
 
@@ -156,8 +157,9 @@ def test_a_server_error_mid_stream_commits_nothing(start_queue, model_server: Mo
 def admin_session(queue: Queue) -> requests.Session:
     """A logged-in admin session on the live console (a superuser made for the test)."""
     env = {**queue.platform.env, "DJANGO_SUPERUSER_PASSWORD": "live-admin-pass-1"}
+    username = f"root-{uuid.uuid4().hex[:6]}"  # a platform lent to other tests may have its root already
     subprocess.run(
-        [sys.executable, "manage.py", "createsuperuser", "--noinput", "--username", "root", "--email", "r@x.io"],
+        [sys.executable, "manage.py", "createsuperuser", "--noinput", "--username", username, "--email", "r@x.io"],
         env=env,
         cwd=services.ROOT,
         check=True,
@@ -169,7 +171,7 @@ def admin_session(queue: Queue) -> requests.Session:
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
     answer = browser.post(
         login,
-        data={"username": "root", "password": "live-admin-pass-1", "csrfmiddlewaretoken": token, "next": "/admin/"},
+        data={"username": username, "password": "live-admin-pass-1", "csrfmiddlewaretoken": token, "next": "/admin/"},
         headers={"Referer": login},
         timeout=30,
     )

@@ -16,19 +16,20 @@ from pathlib import Path
 import requests
 
 from tests import services
-from tests.conftest import _platform_database
+from tests.live.servers import LiveServers
 
 UNSET = ("AK_SESSION__TYPE", "AK_SESSION__IN_MEMORY__SOCKET", "CELERY_BROKER_URL", "CELERY_TASK_DEFAULT_QUEUE")
 
 
-def test_serve_shares_one_in_memory_session_between_the_server_and_the_worker(tmp_path: Path) -> None:
-    database_url, drop = _platform_database(tmp_path)
+def test_serve_shares_one_in_memory_session_between_the_server_and_the_worker(
+    tmp_path: Path, live_servers: LiveServers
+) -> None:
+    database_url, drop = live_servers.database.copy()  # migrated
     env = {k: v for k, v in os.environ.items() if k not in UNSET}
     env.update(
         DATABASE_URL=database_url, AK_VAR_DIR=str(tmp_path / "var"), DJANGO_SETTINGS_MODULE="akplatform.settings"
     )
     manage = [sys.executable, str(services.ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "-v0"], env=env, check=True, cwd=services.ROOT)
     made = subprocess.run(
         [*manage, "create_tenant", "dev"], env=env, check=True, cwd=services.ROOT, capture_output=True
     )
@@ -72,10 +73,10 @@ def test_serve_shares_one_in_memory_session_between_the_server_and_the_worker(tm
     assert stray_control.exists() == had_stray_control
 
 
-def test_make_run_again_keeps_its_key_and_says_which_histories_went(tmp_path: Path) -> None:
+def test_make_run_again_keeps_its_key_and_says_which_histories_went(tmp_path: Path, live_servers: LiveServers) -> None:
     """``make run``, stopped and run again: the same demo key; the sessions of the first run lost
     their history with its store, and the API, the server's start and the CLI say so."""
-    database_url, drop = _platform_database(tmp_path)
+    database_url, drop = live_servers.database.copy()  # migrated: ``make run``'s migrate below has nothing to do
     env = {k: v for k, v in os.environ.items() if k not in UNSET}
     env.update(
         DATABASE_URL=database_url, AK_VAR_DIR=str(tmp_path / "var"), DJANGO_SETTINGS_MODULE="akplatform.settings"

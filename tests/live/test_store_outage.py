@@ -12,8 +12,8 @@ OPERATOR_TOKEN = "live-metrics-token-0123456789abcdef0123"  # /health says which
 
 @pytest.fixture
 def owned_redis(tmp_path):
-    if services.install_redis_server() is None:
-        pytest.fail("redis-server is needed for this test: apt-get install redis-server")
+    if services.redis_server_binary() is None:
+        pytest.fail("redis-server is needed for this test: `make test` installs it")
     server = services.redis_server(tmp_path / "redis", persistent=True).start()
     yield server
     server.stop()
@@ -21,13 +21,14 @@ def owned_redis(tmp_path):
 
 @pytest.mark.slow
 def test_runs_answer_503_while_redis_is_down_and_lose_nothing(owned_redis, start_platform, tmp_path) -> None:
-    platform = start_platform(
-        {
+    platform = start_platform(  # fresh: over a Redis of its own, which it stops and starts
+        fresh=True,
+        env={
             "AK_SESSION__TYPE": "redis",
             "AK_SESSION__REDIS__URL": f"redis://127.0.0.1:{owned_redis.port}/0",
             "AK_SESSION__REDIS__CONNECT_TIMEOUT": "0.5",
             "AK_METRICS__TOKEN": OPERATOR_TOKEN,
-        }
+        },
     )
     headers = {"Authorization": f"Bearer {platform.key}"}
 

@@ -15,8 +15,8 @@ import pytest
 import requests
 
 from tests import services
-from tests.conftest import Platform
 from tests.live.queue import Queue
+from tests.live.servers import Platform
 from tests.live.test_streaming import sse
 
 pytestmark = pytest.mark.slow
