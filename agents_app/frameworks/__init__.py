@@ -7,7 +7,18 @@ from functools import cache
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from agents_app.frameworks.base import AgentLike, AgentSpec, ConfigError, Framework, Reply, Usage
+from agents_app.frameworks.base import (
+    AgentLike,
+    AgentSpec,
+    ApprovalRequest,
+    ConfigError,
+    Decision,
+    Framework,
+    Pause,
+    Reply,
+    Resume,
+    Usage,
+)
 
 
 class UnknownFramework(LookupError):
@@ -44,9 +55,13 @@ def get_framework(name: str) -> Framework:
 __all__ = [
     "AgentLike",
     "AgentSpec",
+    "ApprovalRequest",
     "ConfigError",
+    "Decision",
     "Framework",
+    "Pause",
     "Reply",
+    "Resume",
     "UnknownFramework",
     "Usage",
     "framework_names",

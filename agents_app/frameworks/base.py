@@ -49,6 +49,54 @@ class Reply:
     agent: str | None = None
 
 
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """One tool call that waits for a person's approval (CONTRACT.md, "Runs that wait")."""
+
+    id: str
+    tool: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Pause:
+    """What ``Framework.run`` (or ``resume``) returns to stop the run and wait for a person.
+
+    ``kind`` is ``"approval"`` (``requests``: the tool calls to approve) or ``"input"`` (``prompt``:
+    the question). What the adapter needs to go on, it writes to its own state
+    (``session.set``) before returning: that state is committed with the pause, and ``resume``
+    reads it back, in whatever process resumes the run."""
+
+    kind: str
+    requests: tuple[ApprovalRequest, ...] = ()
+    prompt: Any = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The run's ``pause`` object, as the API shows it."""
+        if self.kind == "approval":
+            return {
+                "kind": "approval",
+                "requests": [{"id": r.id, "tool": r.tool, "arguments": r.arguments} for r in self.requests],
+            }
+        return {"kind": "input", "prompt": self.prompt}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A person's answer to one ``ApprovalRequest``."""
+
+    approve: bool
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class Resume:
+    """What ``POST /runs/<id>/resume`` brought: a decision per request id, or the input asked for."""
+
+    decisions: Mapping[str, Decision] = field(default_factory=dict)
+    input: Any = None
+
+
 class ConfigError(ValueError):
     """An agent's config is not valid for its framework, or cannot run here.
 
@@ -198,5 +246,13 @@ class Framework(ABC):
         return None
 
     @abstractmethod
-    async def run(self, agent: AgentLike, session: SessionView, message: str) -> str | Reply:
-        """Answer ``message``: the reply's text, or a ``Reply`` with the tokens it used."""
+    async def run(self, agent: AgentLike, session: SessionView, message: str) -> str | Reply | Pause:
+        """Answer ``message``: the reply's text, or a ``Reply`` with the tokens it used, or a
+        ``Pause`` to wait for a person (then ``resume`` goes on, from the state it wrote)."""
+
+    async def resume(
+        self, agent: AgentLike, session: SessionView, pause: Pause, answer: Resume
+    ) -> str | Reply | Pause:
+        """Go on with a run that ``run`` (or an earlier ``resume``) paused with ``pause``, given a
+        person's ``answer``. Only a framework that returns ``Pause`` needs it."""
+        raise NotImplementedError(f"the {self.name} framework does not pause")
