@@ -99,6 +99,10 @@ class Run(models.Model):
     webhook_error = models.TextField(blank=True)
     #: Tokens the model reported for the run: ``{"prompt_tokens", "completion_tokens"}``.
     usage = models.JSONField(null=True, blank=True)
+    #: The schedule whose firing made it (``GET /schedules/<id>/runs``); its runs stay when it goes.
+    schedule = models.ForeignKey(
+        "Schedule", on_delete=models.SET_NULL, null=True, blank=True, related_name="runs", db_index=False
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -106,6 +110,7 @@ class Run(models.Model):
             models.Index(fields=["tenant", "status", "-created_at"], name="run_tenant_status"),
             models.Index(fields=["session", "-created_at"], name="run_session"),
             models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat"),
+            models.Index(fields=["schedule", "-created_at"], name="run_schedule"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -140,3 +145,44 @@ class Secret(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Schedule(models.Model):
+    """A tenant's agent run on a schedule: a cron expression read in ``time_zone``, or once ``at``.
+    Each firing is a queued run of ``message`` on ``session_id`` (a new session each time when
+    blank), with the schedule's webhook. ``next_run_at`` is when it fires next (null: never again,
+    or disabled); a firing claims it with one conditional UPDATE (``agents_app.schedules.firing``),
+    so each due time makes one run whatever the number of beat and worker processes."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="schedules")
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="schedules")
+    message = models.TextField()
+    session_id = models.CharField(max_length=200, blank=True, help_text="Blank: a new session each firing.")
+    cron = models.CharField(max_length=255, blank=True, help_text='Five fields, e.g. "*/5 * * * *"; or blank.')
+    time_zone = models.CharField(max_length=63, default="UTC", help_text="The IANA time zone the cron is read in.")
+    at = models.DateTimeField(null=True, blank=True, help_text="One firing at this time (when there is no cron).")
+    webhook_url = models.URLField(max_length=2048, blank=True)
+    enabled = models.BooleanField(default=True)
+    next_run_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_fired_at = models.DateTimeField(null=True, blank=True, editable=False)
+    #: Why the last due time made no run (its agent deleted, a limit of the tenant), or blank.
+    last_error = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["next_run_at"], condition=models.Q(enabled=True), name="schedule_due"),
+            models.Index(fields=["tenant", "-created_at"], name="schedule_tenant"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(cron="", at__isnull=False) | (~models.Q(cron="") & models.Q(at__isnull=True)),
+                name="schedule_cron_or_at",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent} {self.cron}" if self.cron else f"{self.agent} at {self.at}"

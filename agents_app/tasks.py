@@ -17,6 +17,7 @@ from agents_app.runs import publish
 from agents_app.runs.execute import Step, run_execute, worker_name
 from agents_app.runs.sweep import run_sweep
 from agents_app.runs.transitions import fail_queued
+from agents_app.schedules.firing import schedules_fire
 from infra.io_threads import loop_thread
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,13 @@ def sweep_runs() -> dict[str, int]:
     if report.requeued or report.failed or report.republished:
         logger.warning("sweep: %s", report)
     return {"requeued": report.requeued, "failed": report.failed, "republished": report.republished}
+
+
+@shared_task(name="agents_app.tasks.fire_schedules")
+def fire_schedules() -> int:
+    """Periodic (celery beat, every ``AK_SCHEDULES__CHECK_INTERVAL`` s): a queued run for each due
+    time of the tenants' schedules, exactly one whatever the number of beats; see ``schedules.firing``."""
+    return schedules_fire()
 
 
 @shared_task(name=webhooks.DELIVER_TASK, acks_late=True)

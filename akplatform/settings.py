@@ -241,6 +241,8 @@ AK_RUN = {
     "WEBHOOK_RETRY": env_float("AK_RUN__WEBHOOK_RETRY", 2.0, minimum=0.01),
     "WEBHOOK_ALLOW_PRIVATE": env_bool("AK_RUN__WEBHOOK_ALLOW_PRIVATE", DEBUG),
 }
+# Scheduled runs (agents_app.schedules): how often celery beat looks for due schedules, in seconds.
+AK_SCHEDULES = {"CHECK_INTERVAL": env_float("AK_SCHEDULES__CHECK_INTERVAL", 1.0, minimum=0.1)}
 # Limits per tenant (infra.limits): the defaults; a tenant's own, set in the admin, win. 0 = unlimited.
 AK_LIMITS = {
     "AGENTS": env_int("AK_LIMITS__AGENTS", 100, minimum=0),
@@ -322,6 +324,13 @@ CELERY_WORKER_POOL = env_choice("CELERY_WORKER_POOL", "threads", ["threads", "pr
 CELERY_WORKER_CONCURRENCY = env_int("CELERY_WORKER_CONCURRENCY", 500, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "sweep-runs": {"task": "agents_app.tasks.sweep_runs", "schedule": AK_RUN["SWEEP_INTERVAL"]},
+    # Every beat sends it (several may run): the firing's conditional UPDATE makes one run per due
+    # time. One not taken within a few checks is dropped: the next one fires what it would have.
+    "fire-schedules": {
+        "task": "agents_app.tasks.fire_schedules",
+        "schedule": AK_SCHEDULES["CHECK_INTERVAL"],
+        "options": {"expires": max(5.0, AK_SCHEDULES["CHECK_INTERVAL"] * 5)},
+    },
     "purge-expired-sessions": {
         "task": "sessions_app.tasks.purge_expired_sessions",
         "schedule": env_float("AK_SESSION__PURGE_INTERVAL", 3600.0, minimum=1.0),

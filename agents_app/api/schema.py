@@ -30,7 +30,8 @@ ERRORS: dict[int, str] = {
     401: "No API key, or not a valid one (`not_authenticated`, `authentication_failed`).",
     403: "A limit of the tenant is reached (`limit_reached`, `limit` names it: `agents`, `secrets` or `sessions`):"
     " nothing was stored.",
-    404: "Not found (`not_found`): no such agent, session, run or secret in the tenant (another tenant's too).",
+    404: "Not found (`not_found`): no such agent, session, run, secret or schedule in the tenant (another"
+    " tenant's too).",
     409: "A conflict: the session is busy and `on_busy` is `reject` (`session_busy`), it changed during the run"
     " (`session_changed`), an `Idempotency-Key` used with another body (`idempotency_conflict`) or whose run did"
     " not succeed (`idempotency_replay`, with `run_id`), a sync run cancelled (`run_cancelled`), a session whose"
@@ -60,7 +61,7 @@ def errors(*codes: int) -> dict[int, Any]:
 
 def _links(source: str, **operations: str) -> dict[str, Any]:
     """OpenAPI links: ``{LinkName: operationId}``, whose one parameter is ``source``'s field."""
-    parameter = {"run_id": "run_id", "session_id": "session_id", "name": "name"}[source]
+    parameter = {"run_id": "run_id", "session_id": "session_id", "name": "name", "schedule_id": "schedule_id"}[source]
     return {
         name: {"operationId": operation, "parameters": {parameter: f"$response.body#/{source}"}}
         for name, operation in operations.items()
@@ -84,6 +85,9 @@ def _agent_links(pointer: str) -> dict[str, Any]:
 _SESSION_LINKS = _links("session_id", Messages="session_messages", Runs="session_runs", Delete="session_delete")
 _RUN_LINKS = _links("run_id", Run="run_get", Events="run_events", Cancel="run_cancel")
 _SECRET_LINKS = _links("name", Delete="secrets_delete")
+_SCHEDULE_LINKS = _links(
+    "schedule_id", Get="schedules_get", Update="schedules_update", Delete="schedules_delete", Runs="schedule_runs"
+)
 #: What an answer names, and where to use it next: ``{operationId: {status: links}}``.
 LINKS: dict[str, dict[str, dict[str, Any]]] = {
     "agents_list": {"200": _agent_links("/0/name")},
@@ -94,6 +98,9 @@ LINKS: dict[str, dict[str, dict[str, Any]]] = {
     "chat": {"200": _SESSION_LINKS},
     "run_get": {"200": _SESSION_LINKS},
     "secrets_set": {"201": _SECRET_LINKS},
+    "schedules_create": {"201": _SCHEDULE_LINKS},
+    "schedules_get": {"200": _SCHEDULE_LINKS},
+    "schedules_update": {"200": _SCHEDULE_LINKS},
 }
 
 
@@ -150,6 +157,28 @@ class RunInputScheme(OpenApiSerializerExtension):
             {"required": ["async"], "properties": {"async": true, "stream": false}},
             {"properties": {"async": false, "webhook": {"not": {}}}},
         ]
+        return schema
+
+
+class ScheduleInputScheme(OpenApiSerializerExtension):
+    """``POST /schedules``: exactly one of ``cron`` and ``at`` (``ScheduleInput.validate``)."""
+
+    target_class = "agents_app.api.schedule_serializers.ScheduleInput"
+
+    def map_serializer(self, auto_schema: openapi.AutoSchema, direction: str) -> dict[str, Any]:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        schema["oneOf"] = [{"required": ["cron"]}, {"required": ["at"]}]
+        return schema
+
+
+class ScheduleUpdateInputScheme(OpenApiSerializerExtension):
+    """``PATCH /schedules/<id>``: not both ``cron`` and ``at``."""
+
+    target_class = "agents_app.api.schedule_serializers.ScheduleUpdateInput"
+
+    def map_serializer(self, auto_schema: openapi.AutoSchema, direction: str) -> dict[str, Any]:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        schema["not"] = {"required": ["cron", "at"]}
         return schema
 
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from agents_app.api.views import agents, health, runs, sessions
+from agents_app.api.views import agents, health, runs, schedules, sessions
 
 urlpatterns = [
     path("run", runs.RunView.as_view(), name="run"),
@@ -15,5 +15,8 @@ urlpatterns = [
     path("agents/<str:name>", agents.AgentView.as_view(), name="agent"),
     path("secrets", agents.SecretsView.as_view(), name="secrets"),
     path("secrets/<str:name>", agents.SecretView.as_view(), name="secret"),
+    path("schedules", schedules.SchedulesView.as_view(), name="schedules"),
+    path("schedules/<str:schedule_id>", schedules.ScheduleView.as_view(), name="schedule"),
+    path("schedules/<str:schedule_id>/runs", schedules.ScheduleRunsView.as_view(), name="schedule-runs"),
     path("health", health.HealthView.as_view(), name="health"),
 ]
