@@ -18,6 +18,7 @@ from agents_app.errors import AgentInvalid, BrokerUnavailable
 from agents_app.frameworks import framework_names
 from agents_app.models import Agent, Run, Secret
 from agents_app.references import agent_config_validated, agents_handing_off_to, agents_using_secret
+from agents_app.schedules import admin as _schedules_admin  # noqa: F401 - registers the schedules' page
 from agents_app.secrets import SECRET_VALUE_MAX_BYTES, secret_encrypt, secret_value_check
 from agents_app.services import BUILTIN_AGENTS, agent_delete, run_cancel, run_retry
 from sessions_app.admin_scoping import TenantRelatedFilter, TenantScopedAdmin

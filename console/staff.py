@@ -23,6 +23,7 @@ OPERATOR_PERMISSIONS = {
         "agent": ("view", "add", "change", "delete"),
         "run": ("view", "change"),
         "secret": ("view", "add", "change", "delete"),
+        "schedule": ("view", "add", "change", "delete"),
     },
 }
 

@@ -40,7 +40,7 @@ def schedule_create(*, tenant: Tenant, now: datetime | None = None, **fields: An
     """A new schedule of ``tenant`` from ``FIELDS`` (``agent`` a name; ``at`` an ISO 8601 string
     or a datetime; exactly one of ``cron`` and ``at``). Raises ``ScheduleInvalid``."""
     schedule = Schedule(tenant=tenant, time_zone="UTC", enabled=True)
-    _apply(schedule, fields, now=now or timezone.now(), creating=True)
+    schedule_apply(schedule, fields, now=now or timezone.now(), creating=True)
     schedule.save()
     return schedule
 
@@ -51,7 +51,7 @@ def schedule_update(*, schedule: Schedule, now: datetime | None = None, **change
     ``ScheduleInvalid``. Saves only the fields changed (and ``next_run_at`` with the timing)."""
     if not changes:
         return schedule
-    _apply(schedule, changes, now=now or timezone.now(), creating=False)
+    schedule_apply(schedule, changes, now=now or timezone.now(), creating=False)
     names = set(changes) | {"cron", "at", "updated_at"}
     if TIMING & changes.keys():
         names |= {"next_run_at", "last_fired_at"}
@@ -101,15 +101,14 @@ def next_run(schedule: Schedule, *, now: datetime) -> datetime | None:
     return None
 
 
-def _apply(schedule: Schedule, fields: dict[str, Any], *, now: datetime, creating: bool) -> None:
+def schedule_apply(schedule: Schedule, fields: dict[str, Any], *, now: datetime, creating: bool) -> None:
+    """Set ``fields`` (of ``FIELDS``) on ``schedule``, unsaved, checked whole: ``ScheduleInvalid``
+    names every bad field. An empty ``cron`` or ``at`` clears it; a ``cron`` clears ``at`` and an
+    ``at`` clears ``cron``. ``next_run_at`` is computed anew when a timing field is among them."""
     unknown = fields.keys() - set(FIELDS)
     if unknown:
         raise TypeError(f"not fields of a schedule: {sorted(unknown)}")
     errors: dict[str, list[str]] = {}
-    if "cron" in fields and "at" in fields and fields["cron"] and fields["at"]:
-        errors["at"] = ["Give one of `cron` and `at`, not both."]
-    elif creating and not fields.get("cron") and not fields.get("at"):
-        errors["cron"] = ["Give one of `cron` (a cron expression) and `at` (one time)."]
     if "agent" in fields:
         try:
             schedule.agent = agent_get(tenant=schedule.tenant, name=fields["agent"])
@@ -127,24 +126,36 @@ def _apply(schedule: Schedule, fields: dict[str, Any], *, now: datetime, creatin
             timing.zone(schedule.time_zone)
         except ValueError as exc:
             errors["timezone"] = [str(exc)]
-    if fields.get("cron"):
-        schedule.cron, schedule.at = fields["cron"], None
-    if fields.get("at"):
-        schedule.cron, schedule.at = "", fields["at"]
-        schedule.last_fired_at = None  # a new time: it fires once more
-        if isinstance(schedule.at, str) and "timezone" not in errors:
-            try:
-                schedule.at = timing.at_parsed(schedule.at, schedule.time_zone)
-            except ValueError as exc:
-                errors["at"] = [str(exc)]
-        if isinstance(schedule.at, datetime) and schedule.at <= now:
-            errors["at"] = [f"{schedule.at.isoformat()} is past: give a time to come."]
-    if schedule.cron and "timezone" not in errors and TIMING & fields.keys():
-        try:
-            timing.cron_checked(schedule.cron, schedule.time_zone, now)
-        except ValueError as exc:
-            errors["cron"] = [str(exc)]
+    if fields.get("cron") and fields.get("at"):
+        errors["at"] = ["Give one of `cron` and `at`, not both."]
+    else:
+        _timing_apply(schedule, fields, now=now, errors=errors)
     if errors:
         raise ScheduleInvalid(errors)
     if creating or TIMING & fields.keys():
         schedule.next_run_at = next_run(schedule, now=now)
+
+
+def _timing_apply(schedule: Schedule, fields: dict[str, Any], *, now: datetime, errors: dict[str, list[str]]) -> None:
+    if "cron" in fields:
+        schedule.cron = fields["cron"] or ""
+        if schedule.cron:
+            schedule.at = None
+    if "at" in fields:
+        schedule.at = fields["at"] or None
+        if schedule.at is not None:
+            schedule.cron, schedule.last_fired_at = "", None  # a new time: it fires once more
+            if isinstance(schedule.at, str) and "timezone" not in errors:
+                try:
+                    schedule.at = timing.at_parsed(schedule.at, schedule.time_zone)
+                except ValueError as exc:
+                    errors["at"] = [str(exc)]
+            if isinstance(schedule.at, datetime) and schedule.at <= now:
+                errors["at"] = [f"{schedule.at.isoformat()} is past: give a time to come."]
+    if bool(schedule.cron) == (schedule.at is not None):
+        errors.setdefault("cron", ["Give one of `cron` (a cron expression) and `at` (one time)."])
+    elif schedule.cron and "timezone" not in errors and TIMING & fields.keys():
+        try:
+            timing.cron_checked(schedule.cron, schedule.time_zone, now)
+        except ValueError as exc:
+            errors["cron"] = [str(exc)]
