@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from agents_app.models import Agent, Run
+from agents_app.models import Agent, Run, Schedule
 from console.staff import tenant_staff_add
 from sessions_app.models import EndUser, Session, Thread
 from sessions_app.services import api_key_issue
@@ -30,6 +30,7 @@ PAGES = [
     "/admin/agents_app/agent/",
     "/admin/agents_app/run/",
     "/admin/agents_app/run/?status__exact=failed",
+    "/admin/agents_app/schedule/",
 ]
 STAFF_PAGES = [p for p in PAGES if "tenant" not in p]
 MAX_QUERIES = 14
@@ -47,6 +48,7 @@ def add_rows(tenant, n: int) -> None:
         agent = Agent.objects.create(tenant=tenant, name=f"agent-{tag}", framework="echo")
         status = "failed" if i % 2 else "succeeded"
         Run.objects.create(tenant=tenant, session=session, agent=agent, message="m", status=status, error="e")
+        Schedule.objects.create(tenant=tenant, agent=agent, message="m", cron="* * * * *")
         api_key_issue(tenant=tenant, name=tag)
         tenant_staff_add(user=get_user_model().objects.create_user(f"op-{tag}"), tenant=tenant)
 
