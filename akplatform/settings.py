@@ -247,6 +247,7 @@ AK_SCHEDULES = {"CHECK_INTERVAL": env_float("AK_SCHEDULES__CHECK_INTERVAL", 1.0,
 AK_LIMITS = {
     "AGENTS": env_int("AK_LIMITS__AGENTS", 100, minimum=0),
     "SECRETS": env_int("AK_LIMITS__SECRETS", 100, minimum=0),
+    "SCHEDULES": env_int("AK_LIMITS__SCHEDULES", 100, minimum=0),
     "SESSIONS": env_int("AK_LIMITS__SESSIONS", 100000, minimum=0),
     "CONCURRENT_RUNS": env_int("AK_LIMITS__CONCURRENT_RUNS", 1000, minimum=0),
     "EVENT_STREAMS": env_int("AK_LIMITS__EVENT_STREAMS", 50, minimum=0),

@@ -41,7 +41,8 @@ def count_column(annotation: str, description: str) -> Any:
 #: The tenant list's counts: annotation -> the model counted.
 TENANT_COUNTS = {"n_users": EndUser, "n_sessions": Session, "n_agents": Agent, "n_runs": Run, "n_keys": ApiKey}
 
-LIMIT_FIELDS = ["limit_agents", "limit_secrets", "limit_sessions", "limit_concurrent_runs", "limit_event_streams"]
+LIMIT_FIELDS = ["limit_agents", "limit_secrets", "limit_sessions", "limit_schedules", "limit_concurrent_runs"]
+LIMIT_FIELDS += ["limit_event_streams"]
 
 
 @admin.register(Tenant)

@@ -1,6 +1,7 @@
 """Limits per tenant: what a tenant may store, and what it may hold open at once.
 
-    agents, secrets, sessions      stored objects: over the limit, 403 {"code": "limit_reached", "limit"}
+    agents, secrets, sessions,     stored objects: over the limit, 403 {"code": "limit_reached", "limit"}
+    schedules
     concurrent_runs, event_streams held at once:    over the limit, 429 of the same shape, with Retry-After
 
 A limit is the tenant's own (``Tenant.limit_<name>``) or else the deployment's
@@ -20,7 +21,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db.models import QuerySet
 
-STORED = frozenset({"agents", "secrets", "sessions"})
+STORED = frozenset({"agents", "secrets", "sessions", "schedules"})
 HELD = frozenset({"concurrent_runs", "event_streams"})
 
 

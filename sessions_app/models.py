@@ -32,6 +32,7 @@ class Tenant(models.Model):
     limit_sessions = models.PositiveIntegerField(null=True, blank=True, help_text=LIMIT_HELP % "SESSIONS")
     limit_concurrent_runs = models.PositiveIntegerField(null=True, blank=True, help_text=LIMIT_HELP % "CONCURRENT_RUNS")
     limit_event_streams = models.PositiveIntegerField(null=True, blank=True, help_text=LIMIT_HELP % "EVENT_STREAMS")
+    limit_schedules = models.PositiveIntegerField(null=True, blank=True, help_text=LIMIT_HELP % "SCHEDULES")
 
     class Meta:
         ordering = ["slug"]

@@ -28,8 +28,8 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
 ERRORS: dict[int, str] = {
     400: "Invalid input (`invalid`): `fields` names each bad field with its messages.",
     401: "No API key, or not a valid one (`not_authenticated`, `authentication_failed`).",
-    403: "A limit of the tenant is reached (`limit_reached`, `limit` names it: `agents`, `secrets` or `sessions`):"
-    " nothing was stored.",
+    403: "A limit of the tenant is reached (`limit_reached`, `limit` names it: `agents`, `secrets`, `sessions` or"
+    " `schedules`): nothing was stored.",
     404: "Not found (`not_found`): no such agent, session, run, secret or schedule in the tenant (another"
     " tenant's too).",
     409: "A conflict: the session is busy and `on_busy` is `reject` (`session_busy`), it changed during the run"

@@ -18,6 +18,7 @@ from django.utils import timezone
 from agents_app.models import Run, Schedule
 from agents_app.schedules import timing
 from agents_app.services import agent_get
+from infra.limits import stored_limit_check
 from sessions_app.models import Tenant
 
 #: The fields of a schedule a caller gives, by the model's names (``time_zone`` is the API's
@@ -38,9 +39,11 @@ class ScheduleInvalid(ValueError):
 
 def schedule_create(*, tenant: Tenant, now: datetime | None = None, **fields: Any) -> Schedule:
     """A new schedule of ``tenant`` from ``FIELDS`` (``agent`` a name; ``at`` an ISO 8601 string
-    or a datetime; exactly one of ``cron`` and ``at``). Raises ``ScheduleInvalid``."""
+    or a datetime; exactly one of ``cron`` and ``at``). Raises ``ScheduleInvalid``, or
+    ``LimitReached`` (403) when the tenant has as many schedules as its limit allows."""
     schedule = Schedule(tenant=tenant, time_zone="UTC", enabled=True)
     schedule_apply(schedule, fields, now=now or timezone.now(), creating=True)
+    stored_limit_check(tenant=tenant, name="schedules", rows=Schedule.objects.filter(tenant=tenant))
     schedule.save()
     return schedule
 

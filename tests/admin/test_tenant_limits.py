@@ -7,7 +7,8 @@ from rest_framework.test import APIClient
 from sessions_app.models import Tenant
 from sessions_app.services import api_key_issue
 
-LIMITS = ["limit_agents", "limit_secrets", "limit_sessions", "limit_concurrent_runs", "limit_event_streams"]
+LIMITS = ["limit_agents", "limit_secrets", "limit_sessions", "limit_schedules", "limit_concurrent_runs"]
+LIMITS += ["limit_event_streams"]
 
 
 def change(admin_client, tenant: Tenant, **limits: str):

@@ -102,3 +102,15 @@ def test_the_runs_stay_when_the_schedule_goes(alice) -> None:
     schedule_delete(schedule=made)
     run.refresh_from_db()
     assert run.schedule_id is None and run.status == "queued"
+
+
+def test_a_tenant_at_its_sessions_limit_skips_the_due_time_saying_why(alice, settings) -> None:
+    settings.AK_LIMITS = {**settings.AK_LIMITS, "SESSIONS": 1}
+    made = _schedule(alice, cron="* * * * *")  # a new session each firing
+    due = made.next_run_at
+    assert schedules_fire(now=due) == 1
+    assert schedules_fire(now=due + timedelta(minutes=1)) == 0  # a second session is over the limit
+    made.refresh_from_db()
+    assert "limit of sessions" in made.last_error and made.enabled
+    assert made.next_run_at == due + timedelta(minutes=2)  # skipped, not retried every second
+    assert len(_runs(made)) == 1

@@ -187,3 +187,14 @@ def test_its_runs_newest_first_in_the_shape_of_a_run(alice) -> None:
     assert created == sorted(created, reverse=True)
     assert {r["agent"] for r in [*page["runs"], *rest["runs"]]} == {"echo"}
     assert len({r["session_id"] for r in [*page["runs"], *rest["runs"]]}) == 3  # a new session each firing
+
+
+def test_a_schedule_over_the_tenants_limit_is_a_403(alice, make_tenant, settings) -> None:
+    settings.AK_LIMITS = {**settings.AK_LIMITS, "SCHEDULES": 1}
+    body = {"agent": "echo", "message": "m", "cron": "* * * * *"}
+    assert alice.post("/schedules", body).status_code == 201
+    refused = alice.post("/schedules", body)
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "limit_reached" and refused.json()["limit"] == "schedules"
+    assert Schedule.objects.filter(tenant=alice.tenant).count() == 1
+    assert make_tenant().post("/schedules", body).status_code == 201  # another tenant's own limit

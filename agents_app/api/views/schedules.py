@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from agents_app.api import schedule_serializers as ss
 from agents_app.api import serializers as s
 from agents_app.api.errors import RequestTooLarge
+from agents_app.api.schema import errors
 from agents_app.models import Schedule
 from agents_app.schedules.services import (
     ScheduleInvalid,
@@ -48,7 +49,7 @@ class SchedulesView(APIView):
 
     @extend_schema(
         request=ss.ScheduleInput,
-        responses={201: ss.ScheduleOutput},
+        responses={201: ss.ScheduleOutput, **errors(403)},
         operation_id="schedules_create",
         description="Each due time makes one queued run of the agent (on `session_id`, or a new session each"
         " time), whatever the number of beat or worker processes. 400 naming the field for an unknown agent, a"
