@@ -154,7 +154,7 @@ def _timing_apply(schedule: Schedule, fields: dict[str, Any], *, now: datetime, 
                 except ValueError as exc:
                     errors["at"] = [str(exc)]
             if isinstance(schedule.at, datetime) and schedule.at <= now:
-                errors["at"] = [f"{schedule.at.isoformat()} is past: give a time to come."]
+                errors["at"] = [f"{schedule.at.isoformat()} is past (it is {now.isoformat()}): give a time to come."]
     if bool(schedule.cron) == (schedule.at is not None):
         errors.setdefault("cron", ["Give one of `cron` (a cron expression) and `at` (one time)."])
     elif schedule.cron and "timezone" not in errors and TIMING & fields.keys():

@@ -85,7 +85,7 @@ def test_an_at_schedule_fires_once_with_two_beats_running(start_queue) -> None:
 
     [run] = _wait_runs(queue, schedule_id, 1)
     assert run["status"] == "succeeded" and run["result"] == f"echo[turns=1]: {message}"
-    assert timedelta(0) <= _created(run) - at < timedelta(seconds=2)  # on time
+    assert timedelta(0) <= _created(run) - at < timedelta(seconds=3)  # on time
     time.sleep(3)  # both beats go on sending their checks
     assert len(_runs(queue, schedule_id)) == 1
     assert queue.invoked()[message] == 1
@@ -103,7 +103,7 @@ def test_a_cron_schedule_fires_on_time_across_a_worker_restart_until_deleted(sta
 
     due = _due_in(queue, schedule_id, 3)
     [first] = _wait_runs(queue, schedule_id, 1)
-    assert timedelta(0) <= _created(first) - due < timedelta(seconds=2)
+    assert timedelta(0) <= _created(first) - due < timedelta(seconds=3)
     after_first = datetime.fromisoformat(queue.get(f"/schedules/{schedule_id}").json()["next_run_at"])
     assert after_first.second == 0 and after_first > due  # the cron's next minute
 
@@ -118,7 +118,7 @@ def test_a_cron_schedule_fires_on_time_across_a_worker_restart_until_deleted(sta
     # And the next due time, on time, on the new worker.
     due = _due_in(queue, schedule_id, 3)
     third = _wait_runs(queue, schedule_id, 3)[0]
-    assert timedelta(0) <= _created(third) - due < timedelta(seconds=2)
+    assert timedelta(0) <= _created(third) - due < timedelta(seconds=3)
     assert third["result"] == f"echo[turns=3]: {message}"  # all on the schedule's session
     assert queue.invoked()[message] == 3
 

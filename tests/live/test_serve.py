@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import requests
@@ -49,6 +50,11 @@ def test_serve_shares_one_in_memory_session_between_the_server_and_the_worker(
             return requests.post(f"{base}/run", json=body, headers=headers, timeout=30)
 
         assert run("one").json()["result"] == "echo[turns=1]: one"
+        # The worker's embedded beat fires schedules too.
+        at = (datetime.now(UTC) + timedelta(seconds=5)).isoformat()
+        scheduled = {"agent": "echo", "message": "tick", "session_id": "scheduled", "at": at}
+        schedule = requests.post(f"{base}/schedules", json=scheduled, headers=headers, timeout=30)
+        assert schedule.status_code == 201, schedule.text
         queued = run("two", **{"async": True})
         assert queued.status_code == 202, queued.text
         deadline = time.monotonic() + 60
@@ -64,6 +70,14 @@ def test_serve_shares_one_in_memory_session_between_the_server_and_the_worker(
         assert [m["content"] for m in history if m["role"] == "user"] == ["one", "two", "three"]
         assert requests.delete(f"{base}/sessions/mixed", headers=headers, timeout=10).status_code == 204
         assert run("again").json()["result"] == "echo[turns=1]: again"
+
+        runs_of = f"{base}/schedules/{schedule.json()['schedule_id']}/runs"
+        while not (fired := requests.get(runs_of, headers=headers, timeout=10).json()["runs"]) or fired[0][
+            "status"
+        ] in ("queued", "running"):
+            assert time.monotonic() < deadline + 30, f"the schedule did not fire: {fired}; see {server.log}"
+            time.sleep(0.2)
+        assert [(r["status"], r["result"]) for r in fired] == [("succeeded", "echo[turns=1]: tick")]
     finally:
         server.stop()
         drop()
