@@ -1,6 +1,6 @@
 from django.urls import path
 
-from agents_app.api.views import agents, health, runs, sessions
+from agents_app.api.views import agents, health, runs, sessions, usage
 
 urlpatterns = [
     path("run", runs.RunView.as_view(), name="run"),
@@ -15,5 +15,6 @@ urlpatterns = [
     path("agents/<str:name>", agents.AgentView.as_view(), name="agent"),
     path("secrets", agents.SecretsView.as_view(), name="secrets"),
     path("secrets/<str:name>", agents.SecretView.as_view(), name="secret"),
+    path("usage", usage.UsageView.as_view(), name="usage"),
     path("health", health.HealthView.as_view(), name="health"),
 ]

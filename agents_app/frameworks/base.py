@@ -34,9 +34,12 @@ class Usage:
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: Of ``prompt_tokens``, those the model server reports it had cached (priced apart).
+    cached_tokens: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+        counted = {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+        return counted | ({"cached_tokens": self.cached_tokens} if self.cached_tokens else {})
 
 
 @dataclass(frozen=True)
