@@ -6,10 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from decimal import Decimal
+from typing import Any
 
 from agents_app.models import ModelPrice, PricingSettings
 
 MILLION = Decimal(1_000_000)
+TOKENS = ("prompt_tokens", "completion_tokens", "cached_tokens")
 
 
 def prices_for(models: Iterable[str]) -> dict[str, ModelPrice]:
@@ -31,11 +33,17 @@ def tokens_cost(price: ModelPrice | None, *, prompt: int, completion: int, cache
     cached = min(cached, prompt)
     cached_price = price.prompt_per_million if price.cached_per_million is None else price.cached_per_million
     total = (
-        (prompt - cached) * price.prompt_per_million
-        + cached * cached_price
-        + completion * price.completion_per_million
+        (prompt - cached) * price.prompt_per_million + cached * cached_price + completion * price.completion_per_million
     )
     return total / MILLION
+
+
+def usage_tokens(usage: Any) -> dict[str, int] | None:
+    """A run's ``usage`` as counts (``prompt_tokens``, ``completion_tokens``, ``cached_tokens``,
+    each a non-negative int, 0 where not reported), or None when it reported none."""
+    if not isinstance(usage, dict) or not usage:
+        return None
+    return {name: max(value, 0) if isinstance(value, int) else 0 for name in TOKENS for value in [usage.get(name)]}
 
 
 def cost_sum(costs: Iterable[Decimal | None]) -> Decimal | None:

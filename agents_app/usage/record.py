@@ -17,6 +17,7 @@ from django.db.models import QuerySet
 
 from agents_app.models import Run, UsageDaily
 from agents_app.usage import histogram
+from agents_app.usage.prices import TOKENS, usage_tokens
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ def usage_add(facts: RunFacts, *, changes: dict[str, Any]) -> None:
     finished: datetime = changes["finished_at"]
     started = changes.get("started_at", facts.started_at)
     status = changes["status"]
-    tokens = _tokens(changes.get("usage"))
+    tokens = usage_tokens(changes.get("usage")) or dict.fromkeys(TOKENS, 0)
     row, _ = UsageDaily.objects.select_for_update().get_or_create(
         tenant_id=facts.tenant_id,
         day=finished.astimezone(UTC).date(),
@@ -91,13 +92,3 @@ def _facts(run_id: Any) -> RunFacts | None:
         return None
     tenant_id, agent, config, session_id, created_at, started_at = found
     return RunFacts(tenant_id, agent, model_of(config), session_id, created_at, started_at)
-
-
-def _tokens(usage: Any) -> dict[str, int]:
-    """The run's reported tokens, each a non-negative int (0 where not reported)."""
-    usage = usage if isinstance(usage, dict) else {}
-    return {
-        name: max(int(value), 0) if isinstance(value, int) else 0
-        for name in ("prompt_tokens", "completion_tokens", "cached_tokens")
-        for value in [usage.get(name)]
-    }

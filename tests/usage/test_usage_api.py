@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-
 from urllib.parse import urlencode
 
 import pytest
@@ -32,7 +31,7 @@ def cost(model: str, prompt: int, completion: int) -> Decimal:
 def expected(key_of) -> dict[str, dict]:
     groups: dict[str, dict] = {}
     for run in RUNS:
-        agent, model, session, prompt, completion = run
+        _, model, _, prompt, completion = run
         group = groups.setdefault(
             key_of(run),
             {"runs": 0, "succeeded": 0, "failed": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost": Decimal(0)},
@@ -127,7 +126,7 @@ def test_a_tenant_sees_only_its_own_usage(alice, make_tenant, model_server) -> N
     body = usage(bob, {"group_by": "session"}).json()
     assert [(item["key"], item["runs"], item["prompt_tokens"]) for item in body["items"]] == [("s-a", 1, 0)]
     assert body["total"]["runs"] == 1
-    assert UsageDaily.objects.filter(tenant=alice.tenant).count() == 4  # writer×2 sessions, critic×2
+    assert UsageDaily.objects.filter(tenant=alice.tenant).count() == 4  # writer and critic, 2 sessions each
 
 
 def test_the_window_is_of_days_both_included(alice) -> None:

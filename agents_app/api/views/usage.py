@@ -23,7 +23,8 @@ class UsageView(APIView):
     )
     def get(self, request: Request) -> Response:
         query = s.validated(s.UsageInput, request.query_params)
-        rows = usage_rows(UsageDaily.objects.filter(tenant=request.user.tenant), since=query["since"], until=query["until"])
+        own = UsageDaily.objects.filter(tenant=request.user.tenant)
+        rows = usage_rows(own, since=query["since"], until=query["until"])
         items, total = usage_grouped(rows, group_by=query["group_by"])
         body = {"items": [item.as_dict() for item in items], "total": total.as_dict(with_key=False)}
         for figures in [*body["items"], body["total"]]:
