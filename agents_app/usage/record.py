@@ -68,7 +68,7 @@ def usage_add(facts: RunFacts, *, changes: dict[str, Any]) -> None:
     row.prompt_tokens += tokens["prompt_tokens"]
     row.completion_tokens += tokens["completion_tokens"]
     row.cached_tokens += tokens["cached_tokens"]
-    if started is not None and not hasattr(started, "resolve_expression"):
+    if started is not None:  # None: it never started (no duration, no wait)
         timings = dict(row.timings or {})
         timings["duration"] = histogram.added(timings.get("duration"), (finished - started).total_seconds())
         timings["wait"] = histogram.added(timings.get("wait"), (started - facts.created_at).total_seconds())

@@ -5,7 +5,7 @@ the console, to every tenant)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
@@ -44,11 +44,6 @@ class Figures:
         out.update(prompt_tokens=self.counts["prompt_tokens"], completion_tokens=self.counts["completion_tokens"])
         out["cost"] = self.cost
         return out
-
-
-def default_window(today: date) -> tuple[date, date]:
-    """The last ``DEFAULT_DAYS`` days, today included."""
-    return today - timedelta(days=DEFAULT_DAYS - 1), today
 
 
 def usage_rows(rows: QuerySet[UsageDaily], *, since: date, until: date) -> QuerySet[UsageDaily]:

@@ -7,7 +7,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from agents_app.api import serializers as s
+from agents_app.api import usage_serializers as s
+from agents_app.api.serializers import validated
 from agents_app.models import UsageDaily
 from agents_app.usage.report import usage_grouped, usage_rows
 
@@ -22,7 +23,7 @@ class UsageView(APIView):
         " at the time of the request.",
     )
     def get(self, request: Request) -> Response:
-        query = s.validated(s.UsageInput, request.query_params)
+        query = validated(s.UsageInput, request.query_params)
         own = UsageDaily.objects.filter(tenant=request.user.tenant)
         rows = usage_rows(own, since=query["since"], until=query["until"])
         items, total = usage_grouped(rows, group_by=query["group_by"])
