@@ -48,6 +48,7 @@ def ended_with_usage(rows: QuerySet[Run], *, run_id: Any, changes: dict[str, Any
     return True
 
 
+@transaction.atomic(savepoint=False)  # its own transaction, or its caller's (the run's end)
 def usage_add(facts: RunFacts, *, changes: dict[str, Any]) -> None:
     """One ended run added to its ``UsageDaily`` row (made on its first run), under the row's lock."""
     finished: datetime = changes["finished_at"]
