@@ -15,7 +15,7 @@ from django.urls import path
 from django.utils import timezone
 
 from agents_app.models import Run
-from console.usage import usage_view
+from console.usage import usage_summary, usage_view
 from infra.lockout import lockout_failed, lockout_wait
 from sessions_app.admin_scoping import Scope, request_scope
 from sessions_app.models import Session
@@ -42,6 +42,7 @@ def console_overview(*, scope: Scope) -> dict[str, Any]:
         .order_by("-created_at")[:RECENT_ERRORS]
     )
     return {
+        "usage": usage_summary(scope=scope),
         "since": since,
         "runs_by_status": list(by_status.items()),
         "runs_total": sum(by_status.values()),

@@ -50,6 +50,14 @@ def usage_dashboard(*, scope: Scope, days: int, today: date | None = None) -> di
     }
 
 
+def usage_summary(*, scope: Scope, days: int = 30) -> dict[str, Any]:
+    """The home page's line: the last ``days`` days' runs, tokens and spend (three queries)."""
+    until = datetime.now(UTC).date()
+    rows = usage_rows(UsageDaily.objects.filter(scope.q("tenant")), since=until - timedelta(days=days - 1), until=until)
+    _, total = usage_grouped(rows, group_by="model")
+    return {"days": days, **_figures(total, currency())}
+
+
 def usage_view(request: HttpRequest, *, site_context: dict[str, Any]) -> TemplateResponse:
     """``/admin/usage/?days=N``: the dashboard (an admin view: staff only, scoped like the rest)."""
     days = int(request.GET["days"]) if request.GET.get("days") in {str(n) for n in WINDOWS} else 30

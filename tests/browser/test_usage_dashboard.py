@@ -155,6 +155,11 @@ def test_the_dashboard_and_a_run_show_usage_that_adds_up(live_server, browser, m
 
     # The operator: the dashboard, from the home page's link.
     login(browser, live_server.url, "olga")
+    total_runs = sum(group["runs"] for group in want.values())
+    total_cost = money(sum(group["cost"] for group in want.values()))
+    summary = browser.find_elements(By.CSS_SELECTOR, "#usage-summary .console-card .figure")
+    tokens = sum(group["prompt"] + group["completion"] for group in want.values())
+    assert [card.text for card in summary] == [str(total_runs), str(tokens), total_cost]
     browser.find_element(By.ID, "usage-link").click()
     wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#usage-dashboard[data-charts-drawn='6']")))
     assert browser.execute_script("return window.usageCharts.map(c => c.config.type)") == [
@@ -170,13 +175,12 @@ def test_the_dashboard_and_a_run_show_usage_that_adds_up(live_server, browser, m
         card.get_attribute("data-figure"): card.find_element(By.CLASS_NAME, "figure").text
         for card in browser.find_elements(By.CSS_SELECTOR, "#usage-total .usage-card")
     }
-    total_runs = sum(group["runs"] for group in want.values())
     assert cards == {
         "runs": str(total_runs),
         "failed": f"{100 / total_runs:.1f} %",
         "prompt_tokens": str(sum(group["prompt"] for group in want.values())),
         "completion_tokens": str(sum(group["completion"] for group in want.values())),
-        "cost": money(sum(group["cost"] for group in want.values())),
+        "cost": total_cost,
     }
     for agent, group in want.items():
         cells = [
