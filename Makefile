@@ -11,7 +11,7 @@ PORT ?= 8000
 # make test's processes: the live tests take one, the rest of the suite the other (tests/conftest.py).
 PYTEST_WORKERS ?= 2
 
-.PHONY: run test check suite lint format bench clean
+.PHONY: run test check suite lint format bench clean vendor
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,18 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/queue.py
 	$(BIN)/python bench/concurrency.py
 	$(BIN)/python bench/cheap_path.py
+
+# The console's charts: Chart.js from npm, kept in console/static (committed: the console works with no
+# internet and make run needs no npm). `make vendor` fetches the pinned version again with npm.
+CHARTJS_VERSION := 4.5.1
+CHARTJS := console/static/console/vendor
+vendor:
+	rm -rf var/chartjs && mkdir -p var/chartjs $(CHARTJS)
+	cd var/chartjs && npm pack --silent chart.js@$(CHARTJS_VERSION) >/dev/null
+	tar -xzf var/chartjs/chart.js-$(CHARTJS_VERSION).tgz -C var/chartjs package/dist/chart.umd.min.js package/LICENSE.md
+	sed '/^\/\/# sourceMappingURL=/d' var/chartjs/package/dist/chart.umd.min.js > $(CHARTJS)/chart.umd.min.js
+	cp var/chartjs/package/LICENSE.md $(CHARTJS)/chart.js-LICENSE.md
+	rm -rf var/chartjs
 
 clean:
 	rm -rf $(VENV) var db.sqlite3 db.sqlite3-*

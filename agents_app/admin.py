@@ -11,7 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.decorators import method_decorator
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters
 
 from agents_app.errors import AgentInvalid, BrokerUnavailable
@@ -21,6 +21,7 @@ from agents_app.references import agent_config_validated, agents_handing_off_to,
 from agents_app.schedules import admin as _schedules_admin  # noqa: F401 - registers the schedules' page
 from agents_app.secrets import SECRET_VALUE_MAX_BYTES, secret_encrypt, secret_value_check
 from agents_app.services import BUILTIN_AGENTS, agent_delete, run_cancel, run_retry
+from agents_app.usage.prices import currency, prices_for, tokens_cost, usage_tokens
 from sessions_app.admin_scoping import TenantRelatedFilter, TenantScopedAdmin
 
 
@@ -89,16 +90,58 @@ class AgentAdmin(TenantScopedAdmin):
 
 @admin.register(Run)
 class RunAdmin(TenantScopedAdmin):
-    list_display = ["short_id", "tenant", "agent", "session_link", "status", "attempts", "duration", "error_short"]
-    list_display += ["created_at"]
+    list_display = ["short_id", "tenant", "agent", "session_link", "status", "attempts", "duration", "tokens"]
+    list_display += ["error_short", "created_at"]
     list_filter = ["status", ("agent", TenantRelatedFilter), ("tenant", TenantRelatedFilter), "created_at"]
     list_select_related = ["tenant", "agent", "session"]
     search_fields = ["session__session_id", "error", "worker"]
     actions = ["cancel", "retry"]
     list_per_page = 50
+    exclude = ["usage"]  # shown readable (``usage_readable``), not as JSON
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        return [f.name for f in self.model._meta.fields]  # a run is a record: actions change it, not edits
+        # A run is a record: actions change it, not edits. Its usage is shown readable, not as JSON.
+        return [f.name if f.name != "usage" else "usage_readable" for f in self.model._meta.fields]
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> list[tuple[str | None, dict[str, Any]]]:
+        """What it was and how it ended, then its usage, then the rest (timings, webhook, process)."""
+        first = ["id", "tenant", "session", "agent", "status", "message", "result", "error"]
+        usage = ["model", "usage_readable"]
+        rest = [name for name in self.get_readonly_fields(request, obj) if name not in first + usage]
+        return [(None, {"fields": first}), ("Usage", {"fields": usage}), ("Timings and delivery", {"fields": rest})]
+
+    @admin.display(description="tokens")
+    def tokens(self, obj: Run) -> str:
+        """prompt + completion, e.g. ``1,234 (1,000 + 234)``; "—" when the model reported none."""
+        tokens = usage_tokens(obj.usage)
+        if tokens is None:
+            return "—"
+        prompt, completion = tokens["prompt_tokens"], tokens["completion_tokens"]
+        return f"{prompt + completion:,} ({prompt:,} + {completion:,})"
+
+    @admin.display(description="usage")
+    def usage_readable(self, obj: Run) -> str:
+        """The tokens its model reported and what they cost at today's prices."""
+        tokens = usage_tokens(obj.usage)
+        if tokens is None:
+            return "No tokens reported."
+        cost = tokens_cost(
+            prices_for([obj.model]).get(obj.model),
+            prompt=tokens["prompt_tokens"],
+            completion=tokens["completion_tokens"],
+            cached=tokens["cached_tokens"],
+        )
+        rows = [
+            ("prompt tokens", f"{tokens['prompt_tokens']:,}"),
+            ("of which cached", f"{tokens['cached_tokens']:,}"),
+            ("completion tokens", f"{tokens['completion_tokens']:,}"),
+            ("total tokens", f"{tokens['prompt_tokens'] + tokens['completion_tokens']:,}"),
+            ("cost", "no price for this model" if cost is None else f"{cost:,.6f} {currency()}"),
+        ]
+        return format_html(
+            '<table id="run-usage">{}</table>',
+            format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows),
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # runs are made by the API, the CLI and the workers

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from django.core.validators import RegexValidator
+from django.core.validators import MinValueValidator, RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -97,12 +97,16 @@ class Run(models.Model):
     webhook_status = models.CharField(max_length=16, choices=Webhook.choices, blank=True)
     webhook_attempts = models.PositiveIntegerField(default=0)
     webhook_error = models.TextField(blank=True)
-    #: Tokens the model reported for the run: ``{"prompt_tokens", "completion_tokens"}``.
+    #: Tokens the model reported for the run: ``{"prompt_tokens", "completion_tokens"}`` (and
+    #: ``"cached_tokens"`` where the model server reports prompt tokens it had cached).
     usage = models.JSONField(null=True, blank=True)
     #: The schedule whose firing made it (``GET /schedules/<id>/runs``); its runs stay when it goes.
     schedule = models.ForeignKey(
         "Schedule", on_delete=models.SET_NULL, null=True, blank=True, related_name="runs", db_index=False
     )
+    #: The model its agent's config named when the run ended ("" for an agent without one): what
+    #: its tokens are priced by (``agents_app.usage``).
+    model = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -186,3 +190,75 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent} {self.cron}" if self.cron else f"{self.agent} at {self.at}"
+class ModelPrice(models.Model):
+    """What the operators pay for a model, per million tokens, in ``PricingSettings``' currency.
+    Costs are computed from this table when usage is read, so an edit applies to past usage too."""
+
+    model = models.CharField(max_length=200, unique=True, help_text="The model name agents' configs send.")
+    prompt_per_million = models.DecimalField(max_digits=14, decimal_places=6, validators=[MinValueValidator(0)])
+    completion_per_million = models.DecimalField(max_digits=14, decimal_places=6, validators=[MinValueValidator(0)])
+    #: The price of prompt tokens the model server reports as cached; empty: the prompt price.
+    cached_per_million = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True, validators=[MinValueValidator(0)]
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["model"]
+
+    def __str__(self) -> str:
+        return self.model
+
+
+class PricingSettings(models.Model):
+    """The price table's currency: one row (``pk=1``), made on first read."""
+
+    currency = models.CharField(
+        max_length=3,
+        default="USD",
+        validators=[RegexValidator(r"^[A-Z]{3}$", "An ISO 4217 code, e.g. USD, EUR.")],
+        help_text="The currency of every price in the table, and of the costs shown and answered.",
+    )
+
+    class Meta:
+        verbose_name = verbose_name_plural = "pricing settings"
+
+    def __str__(self) -> str:
+        return f"prices in {self.currency}"
+
+    @classmethod
+    def current(cls) -> PricingSettings:
+        return cls.objects.get_or_create(pk=1)[0]
+
+
+class UsageDaily(models.Model):
+    """What a tenant's runs used, per day (of their end, UTC), agent, session and model: kept as
+    each run ends, in the transaction of its end (``agents_app.usage.record``), so that reading
+    usage never scans runs. Agent and session are names, not keys: a deleted session's or agent's
+    usage stays counted."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="usage_rows")
+    day = models.DateField()
+    agent = models.CharField(max_length=63)
+    session_id = models.CharField(max_length=200)
+    model = models.CharField(max_length=200, blank=True)
+    runs = models.PositiveBigIntegerField(default=0)
+    succeeded = models.PositiveBigIntegerField(default=0)
+    failed = models.PositiveBigIntegerField(default=0)
+    cancelled = models.PositiveBigIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    cached_tokens = models.PositiveBigIntegerField(default=0)
+    #: Counts per bucket of ``agents_app.usage.histogram``: ``{"duration": [...], "wait": [...]}``.
+    timings = models.JSONField(default=dict)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant", "day", "agent", "session_id", "model"], name="usage_daily_unique_row"
+            )
+        ]
+        verbose_name_plural = "usage daily"
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.day} {self.agent} {self.model}"

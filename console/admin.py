@@ -14,7 +14,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from agents_app.models import Agent, Run
-from console import threads  # noqa: F401 - registers ThreadAdmin
+from console import prices, threads  # noqa: F401 - registers the price table's admin, ThreadAdmin
 from console.staff import tenant_staff_add
 from sessions_app.admin_scoping import SuperuserOnlyMixin, TenantRelatedFilter, TenantScopedAdmin
 from sessions_app.models import ApiKey, EndUser, Session, Tenant, TenantStaff, new_webhook_secret

@@ -11,9 +11,11 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, Q
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import path
 from django.utils import timezone
 
 from agents_app.models import Run
+from console.usage import usage_summary, usage_view
 from infra.lockout import lockout_failed, lockout_wait
 from sessions_app.admin_scoping import Scope, request_scope
 from sessions_app.models import Session
@@ -40,6 +42,7 @@ def console_overview(*, scope: Scope) -> dict[str, Any]:
         .order_by("-created_at")[:RECENT_ERRORS]
     )
     return {
+        "usage": usage_summary(scope=scope),
         "since": since,
         "runs_by_status": list(by_status.items()),
         "runs_total": sum(by_status.values()),
@@ -75,6 +78,12 @@ class ConsoleAdminSite(admin.AdminSite):
             response["Retry-After"] = str(wait)
             return response
         return super().login(request, extra_context)
+
+    def get_urls(self) -> list:
+        return [path("usage/", self.admin_view(self.usage), name="usage"), *super().get_urls()]
+
+    def usage(self, request: HttpRequest) -> TemplateResponse:
+        return usage_view(request, site_context=self.each_context(request))
 
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
         overview = console_overview(scope=request_scope(request))

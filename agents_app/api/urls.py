@@ -1,6 +1,6 @@
 from django.urls import path
 
-from agents_app.api.views import agents, health, runs, schedules, sessions
+from agents_app.api.views import agents, health, runs, schedules, sessions, usage
 
 urlpatterns = [
     path("run", runs.RunView.as_view(), name="run"),
@@ -18,5 +18,6 @@ urlpatterns = [
     path("schedules", schedules.SchedulesView.as_view(), name="schedules"),
     path("schedules/<str:schedule_id>", schedules.ScheduleView.as_view(), name="schedule"),
     path("schedules/<str:schedule_id>/runs", schedules.ScheduleRunsView.as_view(), name="schedule-runs"),
+    path("usage", usage.UsageView.as_view(), name="usage"),
     path("health", health.HealthView.as_view(), name="health"),
 ]

@@ -34,9 +34,12 @@ class Usage:
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: Of ``prompt_tokens``, those the model server reports it had cached (priced apart).
+    cached_tokens: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+        counted = {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens}
+        return counted | ({"cached_tokens": self.cached_tokens} if self.cached_tokens else {})
 
 
 @dataclass(frozen=True)
@@ -250,9 +253,7 @@ class Framework(ABC):
         """Answer ``message``: the reply's text, or a ``Reply`` with the tokens it used, or a
         ``Pause`` to wait for a person (then ``resume`` goes on, from the state it wrote)."""
 
-    async def resume(
-        self, agent: AgentLike, session: SessionView, pause: Pause, answer: Resume
-    ) -> str | Reply | Pause:
+    async def resume(self, agent: AgentLike, session: SessionView, pause: Pause, answer: Resume) -> str | Reply | Pause:
         """Go on with a run that ``run`` (or an earlier ``resume``) paused with ``pause``, given a
         person's ``answer``. Only a framework that returns ``Pause`` needs it."""
         raise NotImplementedError(f"the {self.name} framework does not pause")

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from agents_app.models import Run
 from agents_app.runs.ends import end_event
+from agents_app.usage.record import ended_with_usage
 from agents_app.webhooks import webhook_publish
 from infra import metrics
 from sessions_app.stores import get_store
@@ -153,9 +154,11 @@ def _end(
     """The UPDATE of ``rows`` to an end; on success ``run`` shows it too, and its webhook, if it
     has one, is published once the end is committed."""
     changes = {"status": status, "result": result, "error": error, "finished_at": timezone.now(), **extra}
+    changes["heartbeat_at"] = None
     if run.webhook_url:
         changes["webhook_status"] = Run.Webhook.PENDING
-    if not rows.update(heartbeat_at=None, **changes):
+    # The end and the tenant's usage, in one transaction (``changes`` gains the run's ``model``).
+    if not ended_with_usage(rows, run_id=run.pk, changes=changes):
         return False
     for name, value in changes.items():
         if not hasattr(value, "resolve_expression"):  # an F() is the database's to compute

@@ -11,8 +11,9 @@ import uuid
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from agents_app.models import Agent, Run, Schedule
+from agents_app.models import Agent, Run, Schedule, UsageDaily
 from console.staff import tenant_staff_add
 from sessions_app.models import EndUser, Session, Thread
 from sessions_app.services import api_key_issue
@@ -31,6 +32,7 @@ PAGES = [
     "/admin/agents_app/run/",
     "/admin/agents_app/run/?status__exact=failed",
     "/admin/agents_app/schedule/",
+    "/admin/usage/",
 ]
 STAFF_PAGES = [p for p in PAGES if "tenant" not in p]
 MAX_QUERIES = 14
@@ -49,6 +51,14 @@ def add_rows(tenant, n: int) -> None:
         status = "failed" if i % 2 else "succeeded"
         Run.objects.create(tenant=tenant, session=session, agent=agent, message="m", status=status, error="e")
         Schedule.objects.create(tenant=tenant, agent=agent, message="m", cron="* * * * *")
+        UsageDaily.objects.create(
+            tenant=tenant,
+            day=timezone.now().date(),
+            agent=agent.name,
+            session_id=session.session_id,
+            model=f"m-{i}",
+            runs=1,
+        )
         api_key_issue(tenant=tenant, name=tag)
         tenant_staff_add(user=get_user_model().objects.create_user(f"op-{tag}"), tenant=tenant)
 
