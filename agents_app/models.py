@@ -190,6 +190,8 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent} {self.cron}" if self.cron else f"{self.agent} at {self.at}"
+
+
 class ModelPrice(models.Model):
     """What the operators pay for a model, per million tokens, in ``PricingSettings``' currency.
     Costs are computed from this table when usage is read, so an edit applies to past usage too."""
