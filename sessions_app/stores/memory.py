@@ -3,7 +3,8 @@
 Thread-safe, honours the TTL, and bounded: past ``max_sessions`` it evicts expired sessions, then
 the least recently used. Locks serialize the threads of this process only (``memory_socket``
 shares one store between processes). Event logs live apart from the sessions, so that evicting a
-session never cuts a stream short; expired logs are swept at most once a minute.
+session never cuts a stream short; expired logs are swept at most once a minute. Payloads are
+held as the shared backends keep them: JSON text, sealed by ``sealer`` when encryption is on.
 """
 
 from __future__ import annotations
@@ -26,10 +27,9 @@ from sessions_app.stores.base import (
     SessionStore,
     Snapshot,
     VersionConflict,
-    dumps,
-    loads,
 )
 from sessions_app.stores.events import Event, EventLog, check_run_id, encode_events
+from sessions_app.stores.sealing import PLAIN, Sealer
 
 #: Seconds between sweeps of expired event logs.
 _SWEEP_EVERY = 60.0
@@ -69,10 +69,13 @@ class InMemoryStore(SessionStore, EventLog):
     name = "in_memory"
     lock_class = TokenLock
 
-    def __init__(self, *, ttl: float = 0, events_ttl: float = 3600, max_sessions: int = 10000) -> None:
+    def __init__(
+        self, *, ttl: float = 0, events_ttl: float = 3600, max_sessions: int = 10000, sealer: Sealer = PLAIN
+    ) -> None:
         SessionStore.__init__(self, ttl=ttl)
         EventLog.__init__(self, events_ttl=events_ttl)
         self.max_sessions = max_sessions
+        self.sealer = sealer
         self._mutex = threading.RLock()
         self._entries: OrderedDict[SessionKey, _Entry] = OrderedDict()
         self._locks: dict[SessionKey, tuple[str, float]] = {}
@@ -86,7 +89,7 @@ class InMemoryStore(SessionStore, EventLog):
 
     def append_events(self, key: SessionKey, run_id: str, events: Sequence[tuple[str, dict[str, Any]]]) -> int:
         check_run_id(run_id)
-        rows = encode_events(events)
+        rows = [(kind, self.sealer.seal(key, data)) for kind, data in encode_events(events)]
         with self._logs_mutex:
             now = time.time()
             log = self._live_log(key, run_id, now)
@@ -115,7 +118,7 @@ class InMemoryStore(SessionStore, EventLog):
         with self._logs_mutex:
             log = self._live_log(key, run_id, time.time())
             rows = [] if log is None or limit <= 0 else log.events[after : after + limit]
-        return [Event(after + i + 1, kind, loads(data)) for i, (kind, data) in enumerate(rows)]
+        return [Event(after + i + 1, kind, self.sealer.open_value(key, data)) for i, (kind, data) in enumerate(rows)]
 
     def delete_logs(self, key: SessionKey) -> None:
         with self._logs_mutex:
@@ -143,8 +146,8 @@ class InMemoryStore(SessionStore, EventLog):
             entry = self._live(key) or _Entry()
             total = len(entry.messages)
             offset = max(0, total - window) if window else total
-            messages = [Message.from_json(m) for m in entry.messages[offset:]]
-            state = {s: {k: loads(v) for k, v in entry.state.get(s, {}).items()} for s in scopes}
+            messages = [self.sealer.open_message(key, m) for m in entry.messages[offset:]]
+            state = {s: {k: self.sealer.open_value(key, v) for k, v in entry.state.get(s, {}).items()} for s in scopes}
             return Snapshot(entry.version, messages, offset, total, dict(entry.role_counts), state)
 
     def history(self, key: SessionKey, *, start: int = 0, limit: int = 100) -> list[Message]:
@@ -152,7 +155,7 @@ class InMemoryStore(SessionStore, EventLog):
             entry = self._live(key)
             if entry is None or start < 0:
                 return []
-            return [Message.from_json(m) for m in entry.messages[start : start + limit]]
+            return [self.sealer.open_message(key, m) for m in entry.messages[start : start + limit]]
 
     def commit(
         self,
@@ -163,9 +166,9 @@ class InMemoryStore(SessionStore, EventLog):
         state: Mapping[str, Mapping[str, Any]] | None = None,
         run_id: str | None = None,
     ) -> CommitResult:
-        encoded = [m.to_json() for m in append]
+        encoded = [self.sealer.message(key, m) for m in append]
         changes = {
-            scope: {k: (DELETE if v is DELETE else dumps(v)) for k, v in values.items()}
+            scope: {k: (DELETE if v is DELETE else self.sealer.value(key, v)) for k, v in values.items()}
             for scope, values in (state or {}).items()
         }
         with self._mutex:
