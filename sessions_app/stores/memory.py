@@ -27,6 +27,7 @@ from sessions_app.stores.base import (
     SessionStore,
     Snapshot,
     VersionConflict,
+    loads,
 )
 from sessions_app.stores.events import Event, EventLog, check_run_id, encode_events
 from sessions_app.stores.sealing import PLAIN, Sealer
@@ -38,9 +39,9 @@ _SWEEP_EVERY = 60.0
 @dataclass
 class _Entry:
     version: int = 0
-    messages: list[str] = field(default_factory=list)  # JSON, as the shared backends keep them
+    messages: list[str | bytes] = field(default_factory=list)  # JSON (or sealed), as Redis keeps them
     role_counts: dict[str, int] = field(default_factory=dict)
-    state: dict[str, dict[str, str]] = field(default_factory=dict)
+    state: dict[str, dict[str, str | bytes]] = field(default_factory=dict)
     expires_at: float = 0.0  # 0: never
     runs: dict[str, int] = field(default_factory=dict)  # run id -> its first message's number
     revoked: set[str] = field(default_factory=set)  # run ids that may not commit
@@ -48,7 +49,7 @@ class _Entry:
 
 @dataclass
 class _EventLog:
-    events: list[tuple[str, str]] = field(default_factory=list)  # (kind, data as JSON); id = index + 1
+    events: list[tuple[str, str | bytes]] = field(default_factory=list)  # (kind, data as JSON); id = index + 1
     expires_at: float = 0.0  # 0: never
 
 
@@ -146,8 +147,9 @@ class InMemoryStore(SessionStore, EventLog):
             entry = self._live(key) or _Entry()
             total = len(entry.messages)
             offset = max(0, total - window) if window else total
-            messages = [self.sealer.open_message(key, m) for m in entry.messages[offset:]]
-            state = {s: {k: self.sealer.open_value(key, v) for k, v in entry.state.get(s, {}).items()} for s in scopes}
+            open_ = self.sealer.opener(key)
+            messages = [Message.from_json(open_(m)) for m in entry.messages[offset:]]
+            state = {s: {k: loads(open_(v)) for k, v in entry.state.get(s, {}).items()} for s in scopes}
             return Snapshot(entry.version, messages, offset, total, dict(entry.role_counts), state)
 
     def history(self, key: SessionKey, *, start: int = 0, limit: int = 100) -> list[Message]:

@@ -7,10 +7,10 @@ associated data) to its tenant and session, so that neither another tenant's key
 session's slot opens it. The stores call a ``Sealer`` at the one place each turns a payload into
 the text it keeps and back; their keys, layout and round trips are unchanged.
 
-A sealed payload is ASCII text: the marker ``~1`` then, in base64, a 4-byte id of the key that
-sealed it, a 12-byte random nonce and the ciphertext with its 16-byte tag. JSON never starts with
-``~``, so a store that held plain sessions before the key was set reads them as before (and new
-payloads on them are sealed); ``open`` gives plain JSON back unchanged.
+A sealed payload is a marker, ``~2`` (bytes) or ``~1`` (ASCII text, the rest in base64), then a
+4-byte id of the key that sealed it, a 12-byte random nonce and the ciphertext with its 16-byte
+tag. JSON never starts with ``~``, so a store that held plain sessions before the key was set
+reads them as before (and new payloads on them are sealed); ``open`` gives plain JSON back as is.
 
 Rotation: put the new key first and keep the old ones after it. The first key seals; every listed
 key opens what it sealed (picked by its id, no trial decryption); old payloads are sealed anew
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import binascii
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any, Final
 
@@ -40,9 +40,10 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from sessions_app.stores.base import Message, SessionKey, StoreError, dumps, loads
 
-#: What a sealed payload starts with (as text, and as the bytes Redis gives back).
+#: What a sealed payload starts with: as text (then base64), and as bytes (then the raw bytes).
 MARKER: Final = "~1"
 _MARKER_BYTES: Final = MARKER.encode()
+_BINARY: Final = b"~2"
 #: The shortest key accepted, in characters.
 MIN_KEY_LENGTH: Final = 32
 _ID_BYTES, _NONCE_BYTES = 4, 12
@@ -81,8 +82,10 @@ class Sealer:
     """Seals and opens one store's payloads. ``Sealer(())`` (``PLAIN``) writes plain JSON and
     refuses sealed payloads; with keys, the first seals and all open.
 
-    The stores use the typed pairs (``message``/``open_message``, ``value``/``open_value``,
-    ``event``/``open_event``); ``seal``, ``open`` and ``reseal`` work on the stored text itself.
+    Sealed payloads come in two forms: bytes (marker ``~2``, then the raw key id, nonce and
+    ciphertext) for the stores that keep bytes (Redis, the in-memory store), and text (marker
+    ``~1``, then the same in base64) for those that keep text (DynamoDB's ``S`` attributes); base64
+    costs more than the decryption, so only the stores that need text pay it. ``open`` takes both.
     """
 
     def __init__(self, keys: Sequence[str]) -> None:
@@ -95,70 +98,105 @@ class Sealer:
     def enabled(self) -> bool:
         return bool(self._keys)
 
-    # --- the stored text ---------------------------------------------------------------------
+    # --- the stored payload ------------------------------------------------------------------
 
-    def seal(self, key: SessionKey, text: str) -> str:
-        """``text`` sealed under the first key for ``key``'s tenant and session; unchanged without keys."""
+    def seal(self, key: SessionKey, text: str) -> str | bytes:
+        """``text`` sealed under the first key for ``key``'s tenant and session, as bytes;
+        unchanged without keys."""
         if not self._keys:
             return text
         first = self._keys[0]
         nonce = os.urandom(_NONCE_BYTES)
-        sealed = first.cipher(key.tenant).encrypt(nonce, text.encode(), _aad(key))
-        return MARKER + binascii.b2a_base64(first.id + nonce + sealed, newline=False).decode()
+        return _BINARY + first.id + nonce + first.cipher(key.tenant).encrypt(nonce, text.encode(), _aad(key))
+
+    def seal_text(self, key: SessionKey, text: str) -> str:
+        """As ``seal``, as ASCII text."""
+        sealed = self.seal(key, text)
+        if isinstance(sealed, str):
+            return sealed
+        return MARKER + binascii.b2a_base64(sealed[2:], newline=False).decode()
+
+    def opener(self, key: SessionKey) -> Callable[[str | bytes], str | bytes]:
+        """``open`` for many payloads of one session (the tenant's ciphers looked up once)."""
+        aad = _aad(key)
+        ciphers: dict[bytes, AESGCM] = {}
+
+        def open_(stored: str | bytes) -> str | bytes:
+            if isinstance(stored, bytes):
+                if stored[:2] != _BINARY:
+                    return stored if stored[:2] != _MARKER_BYTES else open_(stored.decode())
+                raw = stored[2:]
+            elif stored[:2] == MARKER:
+                try:
+                    raw = binascii.a2b_base64(stored[2:])
+                except (binascii.Error, ValueError):
+                    raise PayloadUnreadable(f"a payload of session {key.session_id} is damaged") from None
+            else:
+                return stored
+            key_id = raw[:_ID_BYTES]
+            cipher = ciphers.get(key_id)
+            if cipher is None:
+                master = self._by_id.get(key_id)
+                if master is None:
+                    raise PayloadUnreadable(
+                        f"a payload of session {key.session_id} is encrypted with a key that "
+                        + (
+                            "AK_SESSION__ENCRYPTION_KEY does not list"
+                            if self._keys
+                            else "AK_SESSION__ENCRYPTION_KEY would hold: it is not set"
+                        )
+                    )
+                cipher = ciphers[key_id] = master.cipher(key.tenant)
+            try:
+                return cipher.decrypt(raw[_ID_BYTES : _ID_BYTES + _NONCE_BYTES], raw[_ID_BYTES + _NONCE_BYTES :], aad)
+            except InvalidTag:
+                raise PayloadUnreadable(
+                    f"a payload of session {key.session_id} does not open with its key: altered, or another session's"
+                ) from None
+
+        return open_
 
     def open(self, key: SessionKey, stored: str | bytes) -> str | bytes:
         """The JSON text of a stored payload: plain JSON as it is, a sealed one opened (as bytes).
         Raises ``PayloadUnreadable``."""
-        if not is_sealed(stored):
-            return stored
-        try:
-            raw = binascii.a2b_base64(stored[2:])
-        except (binascii.Error, ValueError):
-            raise PayloadUnreadable(f"a payload of session {key.session_id} is damaged") from None
-        master = self._by_id.get(raw[:_ID_BYTES])
-        if master is None:
-            raise PayloadUnreadable(
-                f"a payload of session {key.session_id} is encrypted with a key that AK_SESSION__ENCRYPTION_KEY "
-                + ("does not list" if self._keys else "would hold: it is not set")
-            )
-        body = raw[_ID_BYTES:]
-        try:
-            return master.cipher(key.tenant).decrypt(body[:_NONCE_BYTES], body[_NONCE_BYTES:], _aad(key))
-        except InvalidTag:
-            raise PayloadUnreadable(
-                f"a payload of session {key.session_id} does not open with its key: altered, or another session's"
-            ) from None
+        return self.opener(key)(stored)
 
-    def reseal(self, key: SessionKey, stored: str | bytes) -> str | None:
-        """``stored`` sealed under the first key, or None when it already is (or no key is set)."""
-        if not self._keys or (is_sealed(stored) and self._key_id(stored) == self._keys[0].id):
+    def reseal(self, key: SessionKey, stored: str | bytes) -> str | bytes | None:
+        """``stored`` sealed under the first key, in its own form (bytes, or text for text and
+        plain JSON), or None when it already is under the first key (or no key is set)."""
+        if not self._keys or (is_sealed(stored) and _key_id(stored) == self._keys[0].id):
             return None
-        text = self.open(key, stored)
-        return self.seal(key, text.decode() if isinstance(text, bytes) else text)
-
-    @staticmethod
-    def _key_id(stored: str | bytes) -> bytes:
-        return binascii.a2b_base64(stored[2:10])[:_ID_BYTES]  # 8 base64 characters: 6 bytes
+        opened = self.open(key, stored)
+        text = opened.decode() if isinstance(opened, bytes) else opened
+        return (
+            self.seal(key, text) if isinstance(stored, bytes) and stored[:2] == _BINARY else self.seal_text(key, text)
+        )
 
     # --- what the stores write and read ------------------------------------------------------
 
-    def message(self, key: SessionKey, message: Message) -> str:
+    def message(self, key: SessionKey, message: Message) -> str | bytes:
         return self.seal(key, message.to_json())
 
     def open_message(self, key: SessionKey, stored: str | bytes) -> Message:
         return Message.from_json(self.open(key, stored))
 
-    def value(self, key: SessionKey, value: Any) -> str:
-        """A state value or an event's data (``dumps``: JSON only), sealed."""
+    def value(self, key: SessionKey, value: Any) -> str | bytes:
+        """A state value (``dumps``: JSON only), sealed."""
         return self.seal(key, dumps(value))
 
     def open_value(self, key: SessionKey, stored: str | bytes) -> Any:
         return loads(self.open(key, stored))
 
 
+def _key_id(stored: str | bytes) -> bytes:
+    if isinstance(stored, bytes) and stored[:2] == _BINARY:
+        return stored[2 : 2 + _ID_BYTES]
+    return binascii.a2b_base64(stored[2:10])[:_ID_BYTES]  # 8 base64 characters: 6 bytes
+
+
 def is_sealed(stored: str | bytes) -> bool:
-    """Whether a stored payload is sealed (plain JSON never starts with the marker)."""
-    return stored[:2] == (_MARKER_BYTES if isinstance(stored, bytes) else MARKER)
+    """Whether a stored payload is sealed (plain JSON never starts with ``~``)."""
+    return stored[:2] in (_MARKER_BYTES, _BINARY) if isinstance(stored, bytes) else stored[:2] == MARKER
 
 
 #: No key: plain JSON written, sealed payloads refused.

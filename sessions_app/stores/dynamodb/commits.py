@@ -32,6 +32,7 @@ from sessions_app.stores.base import (
     StoreUnavailable,
     VersionConflict,
     backoff_delays,
+    dumps,
     wait_or_raise,
 )
 from sessions_app.stores.dynamodb.client import (
@@ -66,7 +67,7 @@ def commit(
     """``SessionStore.commit``: checked against the limits of one transaction, then sent until it
     applies, conflicts, or its patience is spent. ``sealer`` seals each message and value."""
     writes = state_writes(table, key, state, sealer)
-    bodies = [sealer.message(key, m) for m in append]
+    bodies = [sealer.seal_text(key, m.to_json()) for m in append]
     for body in bodies:
         if len(body.encode()) > MAX_ITEM_BYTES:
             raise PayloadTooLarge(f"a message of {len(body.encode())} bytes exceeds {MAX_ITEM_BYTES}")
@@ -102,7 +103,7 @@ def state_writes(
             if value is DELETE:
                 writes.append(table.delete(at))
                 continue
-            body = sealer.value(key, value)
+            body = sealer.seal_text(key, dumps(value))
             if len(body.encode()) > MAX_ITEM_BYTES:
                 raise PayloadTooLarge(
                     f"state value {scope}/{name} is {len(body.encode())} bytes; one value holds at most "

@@ -76,7 +76,7 @@ class DynamoEventLog(EventLog):
 
     def append_events(self, key: SessionKey, run_id: str, events: Sequence[tuple[str, dict[str, Any]]]) -> int:
         check_run_id(run_id)
-        rows = [(kind, self.sealer.seal(key, body)) for kind, body in encode_events(events)]
+        rows = [(kind, self.sealer.seal_text(key, body)) for kind, body in encode_events(events)]
         sizes = [len(body.encode()) + len(kind) for kind, body in rows]
         if any(size > MAX_ITEM_BYTES for size in sizes):
             raise PayloadTooLarge(f"an event of {max(sizes)} bytes exceeds {MAX_ITEM_BYTES}")

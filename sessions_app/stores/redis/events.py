@@ -17,7 +17,7 @@ from typing import Any
 
 import redis
 
-from sessions_app.stores.base import SessionKey, StoreUnavailable
+from sessions_app.stores.base import SessionKey, StoreUnavailable, loads
 from sessions_app.stores.events import Event, EventLog, check_run_id, encode_events
 from sessions_app.stores.redis.client import Connection, prefix, translated
 from sessions_app.stores.sealing import PLAIN, Sealer
@@ -57,9 +57,9 @@ def events_key(key: SessionKey, run_id: str) -> str:
 
 def _events(sealer: Sealer, key: SessionKey, entries: Sequence[tuple[bytes, Mapping[bytes, bytes]]]) -> list[Event]:
     """Stream entries (``<n>-0``, {k, d}) as events."""
+    open_ = sealer.opener(key)
     return [
-        Event(int(id_.split(b"-", 1)[0]), fields[b"k"].decode(), sealer.open_value(key, fields[b"d"]))
-        for id_, fields in entries
+        Event(int(id_.split(b"-", 1)[0]), fields[b"k"].decode(), loads(open_(fields[b"d"]))) for id_, fields in entries
     ]
 
 

@@ -126,7 +126,8 @@ def _messages(sealer: Sealer, key: SessionKey, raw: list[bytes]) -> list[Message
     """Open stored messages and parse them as one JSON array: one parser call, not one per message."""
     if not raw:
         return []
-    return [Message.from_dict(m) for m in loads(b"[" + b",".join([sealer.open(key, m) for m in raw]) + b"]")]
+    opened = map(sealer.opener(key), raw)
+    return [Message.from_dict(m) for m in loads(b"[" + b",".join(opened) + b"]")]  # type: ignore[arg-type]
 
 
 class _RedisLock(Lock):
@@ -191,9 +192,9 @@ class RedisStore(SessionStore, RedisEventLog):
         version, total, counts = _parse_meta(replies[0])
         messages = _messages(self.sealer, key, replies[1]) if window > 0 else []
         states = replies[2:] if window > 0 else replies[1:]
+        open_ = self.sealer.opener(key)
         state = {
-            s: {k.decode(): self.sealer.open_value(key, v) for k, v in raw.items()}
-            for s, raw in zip(scopes, states, strict=True)
+            s: {k.decode(): loads(open_(v)) for k, v in raw.items()} for s, raw in zip(scopes, states, strict=True)
         }
         return Snapshot(version, messages, total - len(messages), total, counts, state)
 
