@@ -199,6 +199,19 @@ class InMemoryStore(SessionStore, EventLog):
             entry.expires_at = time.time() + self.ttl if self.ttl else 0.0
             return CommitResult(entry.version, len(entry.messages), dict(entry.role_counts))
 
+    def reseal(self, key: SessionKey) -> int:
+        count = 0
+        with self._mutex:
+            entry = self._live(key)
+            held = [entry.messages, *entry.state.values()] if entry is not None else []
+            for payloads in held:
+                for at, stored in list(enumerate(payloads) if isinstance(payloads, list) else payloads.items()):
+                    sealed = self.sealer.reseal(key, stored)
+                    if sealed is not None:
+                        payloads[at] = sealed  # type: ignore[index]
+                        count += 1
+        return count
+
     def committed(self, key: SessionKey, run_id: str) -> int | None:
         with self._mutex:
             entry = self._live(key)

@@ -201,3 +201,27 @@ def test_the_configured_key_seals_what_build_store_makes(settings, make_store, k
     store.commit(key, expected_version=0, append=[Message("user", "configured", "a")])
     stored = store.client.lindex(prefix(key) + "msgs", 0)  # type: ignore[attr-defined]
     assert is_sealed(stored) and Sealer([KEY_B]).open(key, stored).startswith(b'{"role":"user","content":"configured"')
+
+
+def test_reseal_moves_a_session_to_the_first_key_while_it_goes_on(make_store, backend, key) -> None:
+    old = make_store(backend, sealer=Sealer([KEY_A]))
+    plain_key = SessionKey(tenant=key.tenant, session_id=key.session_id + "-plain")
+    first, second = words(), words()
+    old.sealer = PLAIN  # type: ignore[attr-defined]
+    write_turn(old, plain_key, 0, first)  # from before the key was set
+    old.sealer = Sealer([KEY_A])  # type: ignore[attr-defined]
+    write_turn(old, key, 0, second)
+    rotated = old if backend == "in_memory" else make_store(backend)
+    rotated.sealer = Sealer([KEY_B, KEY_A])  # type: ignore[attr-defined]
+
+    # 3 messages and 2 state values each.
+    assert (rotated.reseal(key), rotated.reseal(plain_key)) == (5, 5)
+    assert (rotated.reseal(key), rotated.reseal(plain_key)) == (0, 0)
+
+    rotated.sealer = Sealer([KEY_B])  # type: ignore[attr-defined]  # the old key dropped (event logs expire)
+    for session, texts in ((key, second), (plain_key, first)):
+        snap = rotated.load(session, scopes=(SHARED_SCOPE, "a"))
+        assert [m.content for m in snap.messages] == [m.content for m in rotated.history(session)]
+        assert snap.messages[0].content == texts[0] and snap.state[SHARED_SCOPE] == {"note": texts[2]}
+    # The tool call's argument and the state value, which no event log quotes, are held in clear no more.
+    assert not any(first[1].encode() in p or first[2].encode() in p for p in held(rotated, plain_key))

@@ -19,6 +19,7 @@ from sessions_app.stores.dynamodb.client import Table
 from sessions_app.stores.dynamodb.events import DynamoEventLog
 from sessions_app.stores.dynamodb.lock import DynamoLock
 from sessions_app.stores.dynamodb.purge import purge
+from sessions_app.stores.dynamodb.reseal import reseal
 from sessions_app.stores.dynamodb.schema import escaped, item_key, live, parse_meta, s, seq
 from sessions_app.stores.sealing import PLAIN, Sealer
 
@@ -110,6 +111,9 @@ class DynamoDBStore(SessionStore, DynamoEventLog):
         run_id: str | None = None,
     ) -> CommitResult:
         return commits.commit(self.table, key, self.ttl, expected_version, append, state or {}, run_id, self.sealer)
+
+    def reseal(self, key: SessionKey) -> int:
+        return reseal(self.table, self.sealer, key)
 
     def committed(self, key: SessionKey, run_id: str) -> int | None:
         return commits.meta_and_run(self.table, key, run_id)[1]

@@ -39,6 +39,7 @@ from sessions_app.stores.base import (
 )
 from sessions_app.stores.redis.client import Connection, prefix, translated
 from sessions_app.stores.redis.events import RedisEventLog
+from sessions_app.stores.redis.reseal import reseal
 from sessions_app.stores.sealing import PLAIN, Sealer
 
 _COMMIT = """
@@ -236,6 +237,9 @@ class RedisStore(SessionStore, RedisEventLog):
             raise RunRevoked(f"run {run_id} was revoked")
         version, total, counts = _parse_meta(dict(zip(reply[::2], reply[1::2], strict=True)))
         return CommitResult(version, total, counts)
+
+    def reseal(self, key: SessionKey) -> int:
+        return reseal(self, key)
 
     def committed(self, key: SessionKey, run_id: str) -> int | None:
         with translated():
