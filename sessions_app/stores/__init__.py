@@ -38,8 +38,8 @@ def build_store(store_type: str | None = None, **overrides: Any) -> SessionStore
         dynamo = config["DYNAMODB"]
         options.update(table_name=dynamo["TABLE_NAME"], endpoint_url=dynamo["ENDPOINT_URL"], region=dynamo["REGION"])
     sealer = sealer_from_settings()
-    if sealer.enabled and "socket" not in options:  # the socket's server seals what it keeps
-        options["sealer"] = sealer  # a backend that cannot seal fails here, loudly
+    if sealer.enabled:  # a backend that cannot seal fails here, loudly
+        options["sealer"] = sealer
     return import_string(path)(**{**options, **overrides})
 
 

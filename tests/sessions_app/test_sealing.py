@@ -4,11 +4,16 @@ stay readable once the key is set; keys are per tenant; rotation; a missing key 
 
 from __future__ import annotations
 
+import socket
+import threading
 import uuid
+from contextlib import suppress
 
 import pytest
 
 from sessions_app.stores.base import SHARED_SCOPE, TOOL_CALL, Message, SessionKey, SessionStore, StoreError
+from sessions_app.stores.memory import InMemoryStore
+from sessions_app.stores.memory_socket import MemoryStoreServer, SocketMemoryStore
 from sessions_app.stores.redis.client import prefix
 from sessions_app.stores.sealing import MARKER, PLAIN, PayloadUnreadable, Sealer, is_sealed
 
@@ -225,3 +230,57 @@ def test_reseal_moves_a_session_to_the_first_key_while_it_goes_on(make_store, ba
         assert snap.messages[0].content == texts[0] and snap.state[SHARED_SCOPE] == {"note": texts[2]}
     # The tool call's argument and the state value, which no event log quotes, are held in clear no more.
     assert not any(first[1].encode() in p or first[2].encode() in p for p in held(rotated, plain_key))
+
+
+class Relay:
+    """A Unix socket between a client and the in-memory store's server that keeps a copy of
+    every byte either way: the traffic as a capture on the wire would show it."""
+
+    def __init__(self, target: str, path: str) -> None:
+        self.target, self.path, self.seen = target, path, bytearray()
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(path)
+        self.listener.listen()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            server.connect(self.target)
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        with suppress(OSError):
+            while chunk := source.recv(65536):
+                self.seen.extend(chunk)
+                sink.sendall(chunk)
+        with suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize("sealer", [Sealer([KEY_A]), PLAIN], ids=["sealed", "plain"])
+def test_the_in_memory_stores_socket_carries_no_payload_in_clear(sealer, key, tmp_path) -> None:
+    served = InMemoryStore(ttl=3600)  # the server has no key: the client seals
+    server = MemoryStoreServer(served).start()
+    relay = Relay(server.path, str(tmp_path / "relay.sock"))
+    store = SocketMemoryStore(socket=relay.path, ttl=3600, sealer=sealer)
+    try:
+        texts = words()
+        write_turn(store, key, 0, texts)
+        contents, state, events = read_back(store, key)
+    finally:
+        store.close()
+        relay.close()
+        server.stop()
+
+    assert contents[0] == texts[0] and state[SHARED_SCOPE] == {"note": texts[2]} and events[0] == {"text": texts[3]}
+    in_clear = [text for text in texts if text.encode() in relay.seen or text.encode() in repr(vars(served)).encode()]
+    assert in_clear == ([] if sealer.enabled else list(texts))
