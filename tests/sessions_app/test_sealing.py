@@ -16,6 +16,7 @@ from sessions_app.stores.memory import InMemoryStore
 from sessions_app.stores.memory_socket import MemoryStoreServer, SocketMemoryStore
 from sessions_app.stores.redis.client import prefix
 from sessions_app.stores.sealing import MARKER, PLAIN, PayloadUnreadable, Sealer, is_sealed
+from tests.test_settings import start
 
 KEY_A = "a" * 16 + "-first-key-of-the-tests-0123456789"
 KEY_B = "b" * 16 + "-second-key-of-the-tests-987654321"
@@ -284,3 +285,11 @@ def test_the_in_memory_stores_socket_carries_no_payload_in_clear(sealer, key, tm
     assert contents[0] == texts[0] and state[SHARED_SCOPE] == {"note": texts[2]} and events[0] == {"text": texts[3]}
     in_clear = [text for text in texts if text.encode() in relay.seen or text.encode() in repr(vars(served)).encode()]
     assert in_clear == ([] if sealer.enabled else list(texts))
+
+
+@pytest.mark.parametrize("value", ["c" * 40 + ",short-key", f"{KEY_A},{KEY_A}"], ids=["short", "twice"])
+def test_a_short_or_repeated_encryption_key_stops_start_up(value: str) -> None:
+    result = start({"DJANGO_DEBUG": "1", "AK_SESSION__ENCRYPTION_KEY": value})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and "AK_SESSION__ENCRYPTION_KEY" in result.stderr
+    assert "short-key" not in result.stderr and KEY_A not in result.stderr
