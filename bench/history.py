@@ -171,7 +171,7 @@ def seed_dynamodb(store: SessionStore, key: SessionKey, count: int) -> float:
     for n in range(count):
         role = "user" if n % 2 == 0 else "assistant"
         roles[role] += 1
-        item = {**item_key(key, _seq(n)), "d": _s(store.sealer.message(key, message(role, n)))}
+        item = {**item_key(key, _seq(n)), "d": _s(store.sealer.seal_text(key, message(role, n).to_json()))}
         requests.append({"PutRequest": {"Item": item}})
         if len(requests) == 25 or n == count - 1:
             store.client.batch_write_item(RequestItems={store.table_name: requests})
