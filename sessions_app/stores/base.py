@@ -7,7 +7,8 @@ A store keeps, for each (tenant, session id):
   key, never as a whole;
 - a **version**, raised by one on every commit, and a count of messages per role.
 
-Everything is JSON. Every key a backend writes carries the tenant, so two tenants may use the
+Everything is JSON (encrypted by ``sealing`` where each backend turns a payload into what it keeps,
+when ``AK_SESSION__ENCRYPTION_KEY`` is set). Every key a backend writes carries the tenant, so two tenants may use the
 same session id without ever seeing each other. A backend raises only the errors defined here,
 never those of its client library.
 
