@@ -13,6 +13,7 @@ from sessions_app.stores.base import (
     StoreUnavailable,
     VersionConflict,
 )
+from sessions_app.stores.sealing import PayloadUnreadable
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,12 @@ _ERRORS: list[tuple[type[Exception], int, str, str | None]] = [
     (LockLost, 409, "session_changed", "The session changed during the run; nothing was saved."),
     (PayloadTooLarge, 413, "too_large", "The payload is too large to store."),
     (StoreUnavailable, 503, "store_unavailable", "The session store is unavailable; try again."),
+    (
+        PayloadUnreadable,
+        503,
+        "store_unreadable",
+        "The session's stored data does not decrypt with the keys of AK_SESSION__ENCRYPTION_KEY.",
+    ),
     (StoreError, 503, "store_error", "The session store failed; try again."),
 ]
 

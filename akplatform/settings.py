@@ -168,7 +168,13 @@ AK_SESSION = {
         "ENDPOINT_URL": env_optional("AK_SESSION__DYNAMODB__ENDPOINT_URL"),
         "REGION": env_str("AK_SESSION__DYNAMODB__REGION", "us-east-1"),
     },
+    # Encryption at rest (sessions_app/stores/sealing.py): the first key encrypts, every one decrypts.
+    "ENCRYPTION_KEYS": env_list("AK_SESSION__ENCRYPTION_KEY", []),
 }
+if any(len(key) < 32 for key in AK_SESSION["ENCRYPTION_KEYS"]):
+    raise ImproperlyConfigured("AK_SESSION__ENCRYPTION_KEY: each key (comma-separated) must be 32 characters or more.")
+if len(set(AK_SESSION["ENCRYPTION_KEYS"])) != len(AK_SESSION["ENCRYPTION_KEYS"]):
+    raise ImproperlyConfigured("AK_SESSION__ENCRYPTION_KEY: a key is listed twice.")
 
 # The default cache keeps rate limits and failed-authentication counts: shared when it is Redis
 # (AK_CACHE__URL, or the session store's Redis), else per process. JSON, never pickle.

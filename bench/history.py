@@ -6,10 +6,15 @@ sessions that already hold 10, 1,000 and 100,000 messages, and print each median
 the smallest session's. The goal is at most 1.2: the cost is flat with the history's length.
 
     .venv/bin/python bench/history.py [--backends redis,dynamodb] [--sizes 10,1000,100000] [--runs N]
+    .venv/bin/python bench/history.py --encrypt [--backends ...] [--sizes 10,1000,10000]
     .venv/bin/python bench/history.py --agents [--sizes 10,1000,10000] [--runs N]
 
 ``--agents`` times a tool-calling ``openai_agents`` turn instead, side by side with Agent Kernel's
 (``agent_history.py``).
+
+``--encrypt`` times each backend twice over, interleaved run by run on the same service: plain, and
+with encryption at rest on (a store whose ``Sealer`` has a key, as ``AK_SESSION__ENCRYPTION_KEY``
+gives it) on sessions seeded sealed; it prints both tables and the overhead of encryption per run.
 
 Redis is the one on 127.0.0.1:6379 if it answers, else a redis-server of our own; DynamoDB is a
 moto_server of our own, stopped at the end. Every bench run uses a new tenant and deletes its
@@ -43,6 +48,7 @@ from _common import Log, exchange, median, message, moto_url, percentile, redis_
 
 from sessions_app.stores import build_store
 from sessions_app.stores.base import SHARED_SCOPE, SessionKey, SessionStore
+from sessions_app.stores.sealing import PLAIN, Sealer
 
 BACKENDS = ("in_memory", "redis", "dynamodb")
 DEFAULT_SIZES = (10, 1_000, 100_000)
@@ -56,6 +62,9 @@ WINDOW = 50
 LEASE = 30.0
 LOCK_WAIT = 5.0
 TTL = 3600
+#: The key of ``--encrypt`` (a bench's own, like its tenant).
+BENCH_KEY = "bench-history-encryption-key-0123456789abcdef"
+SEALED = " sealed"
 
 
 @dataclass
@@ -116,21 +125,24 @@ class WireCounter:
 
 
 @contextmanager
-def open_store(backend: str, log: Log) -> Iterator[SessionStore]:
-    """A store of ``backend`` over its service, closed (and the service stopped) on exit."""
+def open_stores(backend: str, log: Log, sealers: Sequence[Sealer]) -> Iterator[list[SessionStore]]:
+    """A store of ``backend`` per sealer, over one service, closed (and the service stopped) on exit."""
     with ExitStack() as stack:
-        if backend == "redis":
-            store = build_store("redis", ttl=TTL, url=stack.enter_context(redis_url(log)))
-        elif backend == "dynamodb":
-            endpoint = stack.enter_context(moto_url(log))
-            store = build_store(
-                "dynamodb", ttl=TTL, endpoint_url=endpoint, table_name="ak-bench-sessions", read_timeout=600
-            )
-        else:
-            store = build_store("in_memory", ttl=0)
-        store.ensure_schema()
-        stack.callback(store.close)
-        yield store
+        stores = []
+        services = {"redis": redis_url, "dynamodb": moto_url}
+        service = stack.enter_context(services[backend](log)) if backend in services else ""
+        for sealer in sealers:
+            if backend == "redis":
+                store = build_store("redis", ttl=TTL, url=service, sealer=sealer)
+            elif backend == "dynamodb":
+                options = {"table_name": "ak-bench-sessions", "read_timeout": 600, "sealer": sealer}
+                store = build_store("dynamodb", ttl=TTL, endpoint_url=service, **options)
+            else:
+                store = build_store("in_memory", ttl=0, sealer=sealer)
+            store.ensure_schema()
+            stack.callback(store.close)
+            stores.append(store)
+        yield stores
 
 
 def seed(store: SessionStore, key: SessionKey, count: int, batch: int) -> float:
@@ -159,7 +171,7 @@ def seed_dynamodb(store: SessionStore, key: SessionKey, count: int) -> float:
     for n in range(count):
         role = "user" if n % 2 == 0 else "assistant"
         roles[role] += 1
-        item = {**item_key(key, _seq(n)), "d": _s(message(role, n).to_json())}
+        item = {**item_key(key, _seq(n)), "d": _s(store.sealer.seal_text(key, message(role, n).to_json()))}
         requests.append({"PutRequest": {"Item": item}})
         if len(requests) == 25 or n == count - 1:
             store.client.batch_write_item(RequestItems={store.table_name: requests})
@@ -193,43 +205,53 @@ def one_run(store: SessionStore, key: SessionKey, number: int) -> float:
 # --- the benchmark -------------------------------------------------------------------------------
 
 
-def measure(store: SessionStore, points: dict[int, Point], keys: dict[int, SessionKey], runs: int) -> None:
-    """``runs`` timed runs per session, sizes interleaved in a new random order each round."""
-    order = list(points)
+#: A session of one size on one store (plain or sealed): (store, the session, its point).
+Case = tuple[SessionStore, SessionKey, Point]
+
+
+def measure(cases: list[Case], runs: int) -> None:
+    """``runs`` timed runs per case, cases interleaved in a new random order each round."""
+    order = list(cases)
     rng = random.Random(1234)
-    warmup = 1 if store.name == "dynamodb" else WARMUP_RUNS
-    for number in range(warmup):
-        for size in order:
-            one_run(store, keys[size], -1 - number)
-    counter = WireCounter(store.client) if store.name == "dynamodb" else None  # type: ignore[attr-defined]
+    dynamodb = cases[0][0].name == "dynamodb"
+    for number in range(1 if dynamodb else WARMUP_RUNS):
+        for store, key, _ in order:
+            one_run(store, key, -1 - number)
+    counters = {id(store): WireCounter(store.client) for store, _, _ in cases} if dynamodb else {}  # type: ignore[attr-defined]
     for number in range(runs):
         rng.shuffle(order)
-        for size in order:
-            points[size].samples_ms.append(one_run(store, keys[size], number))
-            if counter is not None:
-                points[size].wire.append(counter.take())
+        for store, key, point in order:
+            point.samples_ms.append(one_run(store, key, number))
+            if counters:
+                point.wire.append(counters[id(store)].take())
 
 
-def bench_backend(backend: str, sizes: Sequence[int], runs: int, log: Log) -> list[Point]:
-    """Seed a session per size, time ``runs`` runs on each, delete the sessions."""
+def bench_backend(backend: str, sizes: Sequence[int], runs: int, log: Log, *, encrypt: bool = False) -> list[Point]:
+    """Seed a session per size (per store: plain, and sealed with ``encrypt``), time ``runs`` runs
+    on each, delete the sessions."""
     tenant = unique_tenant("bench")
-    keys = {size: SessionKey(tenant, f"history-{size}") for size in sizes}
-    points = {size: Point(backend, size) for size in sizes}
-    with open_store(backend, log) as store:
+    sealers = [PLAIN, Sealer([BENCH_KEY])] if encrypt else [PLAIN]
+    with open_stores(backend, log, sealers) as stores:
+        cases: list[Case] = []
         try:
-            for size in sizes:
-                log(f"{backend}: seeding {size:,} messages ...")
-                if backend == "dynamodb":
-                    points[size].seed_seconds = seed_dynamodb(store, keys[size], size)
-                else:
-                    points[size].seed_seconds = seed(store, keys[size], size, SEED_BATCH)
-                log(f"{backend}: seeded {size:,} messages in {points[size].seed_seconds:.1f} s")
+            for store in stores:
+                label = backend + (SEALED if store.sealer.enabled else "")  # type: ignore[attr-defined]
+                for size in sizes:
+                    key = SessionKey(tenant, f"history-{size}" + ("-sealed" if label != backend else ""))
+                    cases.append((store, key, Point(label, size)))
+                    log(f"{label}: seeding {size:,} messages ...")
+                    seeded = (
+                        seed_dynamodb(store, key, size) if backend == "dynamodb" else seed(store, key, size, SEED_BATCH)
+                    )
+                    cases[-1][2].seed_seconds = seeded
+                    log(f"{label}: seeded {size:,} messages in {seeded:.1f} s")
             started = time.perf_counter()
-            measure(store, points, keys, runs)
-            log(f"{backend}: {runs} runs x {len(sizes)} sizes in {time.perf_counter() - started:.1f} s")
+            measure(cases, runs)
+            log(f"{backend}: {runs} runs x {len(cases)} sessions in {time.perf_counter() - started:.1f} s")
         finally:
-            cleanup(store, list(keys.values()), backend, log)
-    return list(points.values())
+            for store in stores:
+                cleanup(store, [key for s, key, _ in cases if s is store], backend, log)
+    return [point for _, _, point in cases]
 
 
 def cleanup(store: SessionStore, keys: Sequence[SessionKey], backend: str, log: Log) -> None:
@@ -275,25 +297,63 @@ def report(points: Sequence[Point], print_: Callable[[str], None] = print) -> No
         print_("")
         print_("DynamoDB work per run (median), what the service bills for:")
         print_("")
-        base = wired[0].wire_median
         wire_rows = []
         for point in wired:
+            base = next(p for p in wired if p.backend == point.backend).wire_median  # its smallest size
             w = point.wire_median
             ratio = max(w.requests / base.requests, w.sent / base.sent)
             wire_rows.append(
-                [f"{point.size:,}", f"{w.requests:.0f}", f"{w.sent:,.0f}", f"{w.received:,.0f}", f"{ratio:.2f}"]
+                [
+                    point.backend,
+                    f"{point.size:,}",
+                    f"{w.requests:.0f}",
+                    f"{w.sent:,.0f}",
+                    f"{w.received:,.0f}",
+                    f"{ratio:.2f}",
+                ]
             )
-        print_(
-            table(
-                ["prior messages", "requests", "bytes sent", "bytes received", f"ratio to {wired[0].size:,}"], wire_rows
-            )
-        )
+        headers = [
+            "backend",
+            "prior messages",
+            "requests",
+            "bytes sent",
+            "bytes received",
+            f"ratio to {wired[0].size:,}",
+        ]
+        print_(table(headers, wire_rows))
         worst = max(float(r[-1]) for r in wire_rows)
         flat = "flat" if worst <= GOAL else "NOT flat"
         verdicts.append(f"dynamodb work (requests, bytes sent): {flat}: max ratio {worst:.2f} (vs {wired[0].size:,})")
+    overhead = encryption_overhead(points)
+    if overhead:
+        print_("")
+        print_("Encryption at rest: what it adds to one run (sealed median - plain median):")
+        print_("")
+        print_(table(["backend", "prior messages", "plain ms", "sealed ms", "added ms", "added %"], overhead))
     print_("")
     for verdict in verdicts:
         print_(verdict)
+
+
+def encryption_overhead(points: Sequence[Point]) -> list[list[str]]:
+    """Per backend and size measured both ways, the medians side by side."""
+    by = {(p.backend, p.size): p for p in points}
+    rows = []
+    for (label, size), sealed in by.items():
+        plain = by.get((label.removesuffix(SEALED), size)) if label.endswith(SEALED) else None
+        if plain is not None:
+            added = sealed.median_ms - plain.median_ms
+            rows.append(
+                [
+                    plain.backend,
+                    f"{size:,}",
+                    f"{plain.median_ms:.3f}",
+                    f"{sealed.median_ms:.3f}",
+                    f"{added:+.3f}",
+                    f"{100 * added / plain.median_ms:+.0f}",
+                ]
+            )
+    return rows
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -303,6 +363,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, help="runs per size (default: in-memory 1000, redis 500, dynamodb 50)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--agents", action="store_true", help="a tool-calling agent's turn, beside Agent Kernel's")
+    parser.add_argument("--encrypt", action="store_true", help="also with encryption at rest on, and its overhead")
     args = parser.parse_args(argv)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = set(args.backends) - set(BACKENDS)
@@ -328,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     points: list[Point] = []
     for backend in args.backends:
         runs = args.runs or DEFAULT_RUNS[backend]
-        points.extend(bench_backend(backend, args.sizes, runs, log))
+        points.extend(bench_backend(backend, args.sizes, runs, log, encrypt=args.encrypt))
     print(f"store time of one run (lock + load window {WINDOW} + commit of 2 messages and state + release)")
     print("")
     report(points)

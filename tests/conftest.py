@@ -84,8 +84,9 @@ def make_store(request: pytest.FixtureRequest) -> Iterator[Callable[..., Session
         from sessions_app.stores import build_store
 
         if kind == "in_memory_socket":
+            sealer = options.pop("sealer", None)  # the client seals: the server keeps what it is sent
             servers.append(MemoryStoreServer(InMemoryStore(ttl=ttl, **options)).start())  # type: ignore[arg-type]
-            made.append(SocketMemoryStore(socket=servers[-1].path, ttl=ttl))
+            made.append(SocketMemoryStore(socket=servers[-1].path, ttl=ttl, **({"sealer": sealer} if sealer else {})))
             return made[-1]
         if kind == "redis":
             options.setdefault("url", request.getfixturevalue("redis_url"))

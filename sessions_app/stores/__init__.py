@@ -3,6 +3,7 @@
 Backends are named in ``settings.AK_SESSION_BACKENDS`` by dotted path, as Django names cache
 backends. An ``in_memory`` store that another process keeps (``AK_SESSION__IN_MEMORY__SOCKET``)
 is reached through ``memory_socket.SocketMemoryStore``. ``get_event_log()`` is ``get_store()``.
+With ``AK_SESSION__ENCRYPTION_KEY`` set, each store gets the ``sealing.Sealer`` of its keys.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from django.utils.module_loading import import_string
 
 from sessions_app.stores.base import SessionStore
 from sessions_app.stores.events import EventLog
+from sessions_app.stores.sealing import sealer_from_settings
 
 _lock = threading.Lock()
 _store: SessionStore | None = None
@@ -35,6 +37,9 @@ def build_store(store_type: str | None = None, **overrides: Any) -> SessionStore
     elif store_type == "dynamodb":
         dynamo = config["DYNAMODB"]
         options.update(table_name=dynamo["TABLE_NAME"], endpoint_url=dynamo["ENDPOINT_URL"], region=dynamo["REGION"])
+    sealer = sealer_from_settings()
+    if sealer.enabled:  # a backend that cannot seal fails here, loudly
+        options["sealer"] = sealer
     return import_string(path)(**{**options, **overrides})
 
 

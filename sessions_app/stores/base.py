@@ -7,7 +7,8 @@ A store keeps, for each (tenant, session id):
   key, never as a whole;
 - a **version**, raised by one on every commit, and a count of messages per role.
 
-Everything is JSON. Every key a backend writes carries the tenant, so two tenants may use the
+Everything is JSON (encrypted by ``sealing`` where each backend turns a payload into what it keeps,
+when ``AK_SESSION__ENCRYPTION_KEY`` is set). Every key a backend writes carries the tenant, so two tenants may use the
 same session id without ever seeing each other. A backend raises only the errors defined here,
 never those of its client library.
 
@@ -332,6 +333,13 @@ class SessionStore(ABC):
     @abstractmethod
     def ping(self) -> None:
         """Return when the backing service answers; raise ``StoreUnavailable`` otherwise."""
+
+    def reseal(self, key: SessionKey) -> int:
+        """Encrypt again, under the first key of ``AK_SESSION__ENCRYPTION_KEY``, each message and
+        state value of the session that is plain or under an older key (``sealing``); return how
+        many. Each rewrite is a compare-and-set against what was read, so runs go on meanwhile.
+        Event logs are left to expire. A backend that cannot raises NotImplementedError."""
+        raise NotImplementedError(f"the {self.name} store cannot re-encrypt sessions")
 
     def ensure_schema(self) -> None:  # noqa: B027 - optional hook
         """Create what the backend needs (a table); idempotent. Most backends need nothing."""

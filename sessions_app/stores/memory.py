@@ -3,7 +3,10 @@
 Thread-safe, honours the TTL, and bounded: past ``max_sessions`` it evicts expired sessions, then
 the least recently used. Locks serialize the threads of this process only (``memory_socket``
 shares one store between processes). Event logs live apart from the sessions, so that evicting a
-session never cuts a stream short; expired logs are swept at most once a minute.
+session never cuts a stream short; expired logs are swept at most once a minute. Payloads are
+held as the shared backends keep them: JSON text, sealed by ``sealer`` when encryption is on. The
+``*_held`` methods take and give payloads as held: what ``memory_socket`` sends, sealed by its
+client, so that the socket carries no payload in clear either.
 """
 
 from __future__ import annotations
@@ -26,21 +29,41 @@ from sessions_app.stores.base import (
     SessionStore,
     Snapshot,
     VersionConflict,
-    dumps,
     loads,
 )
 from sessions_app.stores.events import Event, EventLog, check_run_id, encode_events
+from sessions_app.stores.sealing import PLAIN, Sealer
 
 #: Seconds between sweeps of expired event logs.
 _SWEEP_EVERY = 60.0
+#: A payload as held: JSON text, or sealed (``sealing``).
+Held = str | bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HeldSnapshot:
+    """A ``Snapshot`` whose messages and state values are as held; ``opened`` makes it one."""
+
+    version: int
+    messages: list[Held]
+    offset: int
+    total: int
+    role_counts: dict[str, int]
+    state: dict[str, dict[str, Held]]
+
+    def opened(self, sealer: Sealer, key: SessionKey) -> Snapshot:
+        open_ = sealer.opener(key)
+        messages = [Message.from_json(open_(m)) for m in self.messages]
+        state = {scope: {k: loads(open_(v)) for k, v in values.items()} for scope, values in self.state.items()}
+        return Snapshot(self.version, messages, self.offset, self.total, self.role_counts, state)
 
 
 @dataclass
 class _Entry:
     version: int = 0
-    messages: list[str] = field(default_factory=list)  # JSON, as the shared backends keep them
+    messages: list[Held] = field(default_factory=list)  # JSON (or sealed), as Redis keeps them
     role_counts: dict[str, int] = field(default_factory=dict)
-    state: dict[str, dict[str, str]] = field(default_factory=dict)
+    state: dict[str, dict[str, Held]] = field(default_factory=dict)
     expires_at: float = 0.0  # 0: never
     runs: dict[str, int] = field(default_factory=dict)  # run id -> its first message's number
     revoked: set[str] = field(default_factory=set)  # run ids that may not commit
@@ -48,7 +71,7 @@ class _Entry:
 
 @dataclass
 class _EventLog:
-    events: list[tuple[str, str]] = field(default_factory=list)  # (kind, data as JSON); id = index + 1
+    events: list[tuple[str, Held]] = field(default_factory=list)  # (kind, data as JSON); id = index + 1
     expires_at: float = 0.0  # 0: never
 
 
@@ -69,10 +92,13 @@ class InMemoryStore(SessionStore, EventLog):
     name = "in_memory"
     lock_class = TokenLock
 
-    def __init__(self, *, ttl: float = 0, events_ttl: float = 3600, max_sessions: int = 10000) -> None:
+    def __init__(
+        self, *, ttl: float = 0, events_ttl: float = 3600, max_sessions: int = 10000, sealer: Sealer = PLAIN
+    ) -> None:
         SessionStore.__init__(self, ttl=ttl)
         EventLog.__init__(self, events_ttl=events_ttl)
         self.max_sessions = max_sessions
+        self.sealer = sealer
         self._mutex = threading.RLock()
         self._entries: OrderedDict[SessionKey, _Entry] = OrderedDict()
         self._locks: dict[SessionKey, tuple[str, float]] = {}
@@ -86,7 +112,10 @@ class InMemoryStore(SessionStore, EventLog):
 
     def append_events(self, key: SessionKey, run_id: str, events: Sequence[tuple[str, dict[str, Any]]]) -> int:
         check_run_id(run_id)
-        rows = encode_events(events)
+        return self.append_held_events(key, run_id, [(k, self.sealer.seal(key, d)) for k, d in encode_events(events)])
+
+    def append_held_events(self, key: SessionKey, run_id: str, rows: Sequence[tuple[str, Held]]) -> int:
+        """``append_events`` of rows already checked and sealed (kind, data as held)."""
         with self._logs_mutex:
             now = time.time()
             log = self._live_log(key, run_id, now)
@@ -111,11 +140,18 @@ class InMemoryStore(SessionStore, EventLog):
 
     def read_events(self, key: SessionKey, run_id: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
         check_run_id(run_id)
+        open_ = self.sealer.opener(key)
+        return [
+            Event(n, kind, loads(open_(data))) for n, kind, data in self.read_held_events(key, run_id, after, limit)
+        ]
+
+    def read_held_events(self, key: SessionKey, run_id: str, after: int, limit: int) -> list[tuple[int, str, Held]]:
+        """``read_events`` as held: (id, kind, data)."""
         after = max(after, 0)
         with self._logs_mutex:
             log = self._live_log(key, run_id, time.time())
             rows = [] if log is None or limit <= 0 else log.events[after : after + limit]
-        return [Event(after + i + 1, kind, loads(data)) for i, (kind, data) in enumerate(rows)]
+        return [(after + i + 1, kind, data) for i, (kind, data) in enumerate(rows)]
 
     def delete_logs(self, key: SessionKey) -> None:
         with self._logs_mutex:
@@ -139,20 +175,26 @@ class InMemoryStore(SessionStore, EventLog):
             self._entries.popitem(last=False)
 
     def load(self, key: SessionKey, *, scopes: Sequence[str] = ("_shared",), window: int = 50) -> Snapshot:
+        return self.load_held(key, scopes, window).opened(self.sealer, key)
+
+    def load_held(self, key: SessionKey, scopes: Sequence[str], window: int) -> HeldSnapshot:
+        """``load``, its messages and values as held."""
         with self._mutex:
             entry = self._live(key) or _Entry()
             total = len(entry.messages)
             offset = max(0, total - window) if window else total
-            messages = [Message.from_json(m) for m in entry.messages[offset:]]
-            state = {s: {k: loads(v) for k, v in entry.state.get(s, {}).items()} for s in scopes}
-            return Snapshot(entry.version, messages, offset, total, dict(entry.role_counts), state)
+            state = {s: dict(entry.state.get(s, {})) for s in scopes}
+            return HeldSnapshot(entry.version, entry.messages[offset:], offset, total, dict(entry.role_counts), state)
 
     def history(self, key: SessionKey, *, start: int = 0, limit: int = 100) -> list[Message]:
+        open_ = self.sealer.opener(key)
+        return [Message.from_json(open_(m)) for m in self.history_held(key, start, limit)]
+
+    def history_held(self, key: SessionKey, start: int, limit: int) -> list[Held]:
+        """``history`` as held."""
         with self._mutex:
             entry = self._live(key)
-            if entry is None or start < 0:
-                return []
-            return [Message.from_json(m) for m in entry.messages[start : start + limit]]
+            return [] if entry is None or start < 0 else entry.messages[start : start + limit]
 
     def commit(
         self,
@@ -163,11 +205,23 @@ class InMemoryStore(SessionStore, EventLog):
         state: Mapping[str, Mapping[str, Any]] | None = None,
         run_id: str | None = None,
     ) -> CommitResult:
-        encoded = [m.to_json() for m in append]
         changes = {
-            scope: {k: (DELETE if v is DELETE else dumps(v)) for k, v in values.items()}
+            scope: {k: (DELETE if v is DELETE else self.sealer.value(key, v)) for k, v in values.items()}
             for scope, values in (state or {}).items()
         }
+        held = [(m.counted_as, self.sealer.message(key, m)) for m in append]
+        return self.commit_held(key, expected_version=expected_version, append=held, state=changes, run_id=run_id)
+
+    def commit_held(
+        self,
+        key: SessionKey,
+        *,
+        expected_version: int | None,
+        append: Sequence[tuple[str, Held]],
+        state: Mapping[str, Mapping[str, Held | object]],
+        run_id: str | None,
+    ) -> CommitResult:
+        """``commit`` of messages as (what it counts as, the message as held) and values as held."""
         with self._mutex:
             entry = self._live(key)
             current = entry.version if entry else 0
@@ -180,19 +234,32 @@ class InMemoryStore(SessionStore, EventLog):
                 self._evict()
             if run_id is not None:
                 entry.runs[run_id] = len(entry.messages)
-            entry.messages.extend(encoded)
-            for message in append:
-                entry.role_counts[message.counted_as] = entry.role_counts.get(message.counted_as, 0) + 1
-            for scope, values in changes.items():
+            for counted_as, message in append:
+                entry.messages.append(message)
+                entry.role_counts[counted_as] = entry.role_counts.get(counted_as, 0) + 1
+            for scope, values in state.items():
                 bucket = entry.state.setdefault(scope, {})
                 for k, v in values.items():
                     if v is DELETE:
                         bucket.pop(k, None)
                     else:
-                        bucket[k] = v
+                        bucket[k] = v  # type: ignore[assignment]
             entry.version = current + 1
             entry.expires_at = time.time() + self.ttl if self.ttl else 0.0
             return CommitResult(entry.version, len(entry.messages), dict(entry.role_counts))
+
+    def reseal(self, key: SessionKey) -> int:
+        count = 0
+        with self._mutex:
+            entry = self._live(key)
+            held = [entry.messages, *entry.state.values()] if entry is not None else []
+            for payloads in held:
+                for at, stored in list(enumerate(payloads) if isinstance(payloads, list) else payloads.items()):
+                    sealed = self.sealer.reseal(key, stored)
+                    if sealed is not None:
+                        payloads[at] = sealed  # type: ignore[index]
+                        count += 1
+        return count
 
     def committed(self, key: SessionKey, run_id: str) -> int | None:
         with self._mutex:

@@ -40,7 +40,8 @@ from sessions_app.stores.base import (
     loads,
 )
 from sessions_app.stores.events import Event, EventLog, check_run_id, encode_events
-from sessions_app.stores.memory import InMemoryStore, TokenLock
+from sessions_app.stores.memory import HeldSnapshot, InMemoryStore, TokenLock
+from sessions_app.stores.sealing import PLAIN, Sealer
 
 #: The longest request line the server reads, its newline included.
 MAX_LINE_BYTES = 32 * 1024 * 1024
@@ -52,18 +53,18 @@ _ERRORS: dict[str, type[Exception]] = {
 } | {"TypeError": TypeError, "ValueError": ValueError}
 
 
-#: How the server decodes a request's arguments, by name.
+#: How the server decodes a request's arguments, by name. Payloads stay as the client sent them.
 _DECODE: dict[str, Callable[[Any], Any]] = {
     "key": lambda key: SessionKey(*key),
-    "append": lambda messages: [Message.from_dict(m) for m in messages],
+    "append": lambda messages: [(counted_as, held) for counted_as, held in messages],
     "state": lambda state: {
-        scope: {k: DELETE if v is None else loads(v) for k, v in values.items()} for scope, values in state.items()
+        scope: {k: DELETE if v is None else v for k, v in values.items()} for scope, values in state.items()
     },
-    "events": lambda rows: [(kind, loads(data)) for kind, data in rows],
+    "rows": lambda rows: [(kind, data) for kind, data in rows],
 }
 _OPERATIONS = frozenset(
-    {"load", "history", "commit", "committed", "revoke", "delete", "ping"}
-    | {"append_events", "read_events", "delete_logs", "take_lock", "renew_lock", "release_lock"}
+    {"load_held", "history_held", "commit_held", "committed", "revoke", "delete", "ping"}
+    | {"append_held_events", "read_held_events", "delete_logs", "take_lock", "renew_lock", "release_lock"}
 )
 
 
@@ -151,14 +152,16 @@ class _Connection:
 
 class SocketMemoryStore(SessionStore, EventLog):
     """The ``in_memory`` backend of a process whose store another process keeps: one connection
-    per thread, made again after a fork or a failure."""
+    per thread, made again after a fork or a failure. It seals what it sends (``sealer``, the text
+    form) and opens what it gets: the server keeps payloads as sent, and needs no key."""
 
     name = "in_memory"
     lock_class = TokenLock
 
-    def __init__(self, *, socket: str, ttl: float = 0, timeout: float = 30.0) -> None:
+    def __init__(self, *, socket: str, ttl: float = 0, timeout: float = 30.0, sealer: Sealer = PLAIN) -> None:
         SessionStore.__init__(self, ttl=ttl)
         EventLog.__init__(self)
+        self.sealer = sealer
         self.socket = socket
         self.timeout = timeout
         self._local = threading.local()
@@ -190,11 +193,12 @@ class SocketMemoryStore(SessionStore, EventLog):
         return answer["ok"]
 
     def load(self, key: SessionKey, *, scopes: Sequence[str] = (SHARED_SCOPE,), window: int = 50) -> Snapshot:
-        got = self._call("load", key=key, scopes=list(scopes), window=window)
-        return Snapshot(**{**got, "messages": [Message.from_dict(m) for m in got["messages"]]})
+        got = self._call("load_held", key=key, scopes=list(scopes), window=window)
+        return HeldSnapshot(**got).opened(self.sealer, key)
 
     def history(self, key: SessionKey, *, start: int = 0, limit: int = 100) -> list[Message]:
-        return [Message.from_dict(m) for m in self._call("history", key=key, start=start, limit=limit)]
+        open_ = self.sealer.opener(key)
+        return [Message.from_json(open_(m)) for m in self._call("history_held", key=key, start=start, limit=limit)]
 
     def commit(
         self,
@@ -205,14 +209,15 @@ class SocketMemoryStore(SessionStore, EventLog):
         state: Mapping[str, Mapping[str, Any]] | None = None,
         run_id: str | None = None,
     ) -> CommitResult:
-        # None stands for DELETE.
+        # None stands for DELETE. Sealed as text: the socket carries JSON.
+        seal = self.sealer.seal_text
         changes = {
-            scope: {k: None if v is DELETE else dumps(v) for k, v in values.items()}
+            scope: {k: None if v is DELETE else seal(key, dumps(v)) for k, v in values.items()}
             for scope, values in (state or {}).items()
         }
-        messages = [m.to_dict() for m in append]
+        messages = [(m.counted_as, seal(key, m.to_json())) for m in append]
         arguments = {"expected_version": expected_version, "append": messages, "state": changes, "run_id": run_id}
-        return CommitResult(**self._call("commit", key=key, **arguments))
+        return CommitResult(**self._call("commit_held", key=key, **arguments))
 
     def committed(self, key: SessionKey, run_id: str) -> int | None:
         return self._call("committed", key=key, run_id=run_id)
@@ -224,11 +229,13 @@ class SocketMemoryStore(SessionStore, EventLog):
         return self._call("delete", key=key)
 
     def append_events(self, key: SessionKey, run_id: str, events: Sequence[tuple[str, dict[str, Any]]]) -> int:
-        return self._call("append_events", key=key, run_id=check_run_id(run_id), events=encode_events(events))
+        rows = [(kind, self.sealer.seal_text(key, data)) for kind, data in encode_events(events)]
+        return self._call("append_held_events", key=key, run_id=check_run_id(run_id), rows=rows)
 
     def read_events(self, key: SessionKey, run_id: str, *, after: int = 0, limit: int = 1000) -> list[Event]:
-        rows = self._call("read_events", key=key, run_id=check_run_id(run_id), after=after, limit=limit)
-        return [Event(**row) for row in rows]
+        rows = self._call("read_held_events", key=key, run_id=check_run_id(run_id), after=after, limit=limit)
+        open_ = self.sealer.opener(key)
+        return [Event(n, kind, loads(open_(data))) for n, kind, data in rows]
 
     def delete_logs(self, key: SessionKey) -> None:
         self._call("delete_logs", key=key)

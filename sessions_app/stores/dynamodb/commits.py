@@ -46,6 +46,7 @@ from sessions_app.stores.dynamodb.client import (
 )
 from sessions_app.stores.dynamodb.purge import purged_if_stale
 from sessions_app.stores.dynamodb.schema import commit_of, escaped, item_key, live, n, parse_meta, s, seq
+from sessions_app.stores.sealing import Sealer
 
 #: How long an unconditional commit (or a revoke) keeps retrying against concurrent writers.
 UNCONDITIONAL_PATIENCE = 30.0
@@ -61,11 +62,12 @@ def commit(
     append: Sequence[Message],
     state: Mapping[str, Mapping[str, Any]],
     run_id: str | None,
+    sealer: Sealer,
 ) -> CommitResult:
     """``SessionStore.commit``: checked against the limits of one transaction, then sent until it
-    applies, conflicts, or its patience is spent."""
-    writes = state_writes(table, key, state)
-    bodies = [m.to_json() for m in append]
+    applies, conflicts, or its patience is spent. ``sealer`` seals each message and value."""
+    writes = state_writes(table, key, state, sealer)
+    bodies = [sealer.seal_text(key, m.to_json()) for m in append]
     for body in bodies:
         if len(body.encode()) > MAX_ITEM_BYTES:
             raise PayloadTooLarge(f"a message of {len(body.encode())} bytes exceeds {MAX_ITEM_BYTES}")
@@ -90,7 +92,9 @@ def commit(
             wait_or_raise(conflicts if expected_version is None else iter(()), exc)
 
 
-def state_writes(table: Table, key: SessionKey, state: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+def state_writes(
+    table: Table, key: SessionKey, state: Mapping[str, Mapping[str, Any]], sealer: Sealer
+) -> list[dict[str, Any]]:
     """One put or delete per state key, each value checked against the size of an item."""
     writes: list[dict[str, Any]] = []
     for scope, values in state.items():
@@ -99,7 +103,7 @@ def state_writes(table: Table, key: SessionKey, state: Mapping[str, Mapping[str,
             if value is DELETE:
                 writes.append(table.delete(at))
                 continue
-            body = dumps(value)
+            body = sealer.seal_text(key, dumps(value))
             if len(body.encode()) > MAX_ITEM_BYTES:
                 raise PayloadTooLarge(
                     f"state value {scope}/{name} is {len(body.encode())} bytes; one value holds at most "

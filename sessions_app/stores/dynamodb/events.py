@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-from sessions_app.stores.base import PayloadTooLarge, SessionKey, StoreUnavailable, backoff_delays, loads, wait_or_raise
+from sessions_app.stores.base import PayloadTooLarge, SessionKey, StoreUnavailable, backoff_delays, wait_or_raise
 from sessions_app.stores.dynamodb.client import (
     MAX_ITEM_BYTES,
     MAX_TRANSACTION_BYTES,
@@ -34,6 +34,7 @@ from sessions_app.stores.dynamodb.client import (
 from sessions_app.stores.dynamodb.purge import purge
 from sessions_app.stores.dynamodb.schema import commit_of, escaped, item_key, n, s
 from sessions_app.stores.events import Event, EventLog, check_run_id, encode_events
+from sessions_app.stores.sealing import PLAIN, Sealer
 
 #: How much longer than its log's deadline an event item is kept (DynamoDB's TTL takes it then).
 EVENT_ITEM_SLACK = 86400
@@ -59,9 +60,10 @@ def _current(head: Head | None, now: float) -> bool:
 class DynamoEventLog(EventLog):
     """Event logs in ``table``."""
 
-    def __init__(self, *, table: Table, events_ttl: float = 3600) -> None:
+    def __init__(self, *, table: Table, events_ttl: float = 3600, sealer: Sealer = PLAIN) -> None:
         super().__init__(events_ttl=events_ttl)
         self.table = table
+        self.sealer = sealer
         # (session key, run id) -> the head as this store's last append left it.
         self._heads: OrderedDict[tuple[SessionKey, str], Head] = OrderedDict()
         self._heads_lock = threading.Lock()
@@ -74,7 +76,7 @@ class DynamoEventLog(EventLog):
 
     def append_events(self, key: SessionKey, run_id: str, events: Sequence[tuple[str, dict[str, Any]]]) -> int:
         check_run_id(run_id)
-        rows = encode_events(events)
+        rows = [(kind, self.sealer.seal_text(key, body)) for kind, body in encode_events(events)]
         sizes = [len(body.encode()) + len(kind) for kind, body in rows]
         if any(size > MAX_ITEM_BYTES for size in sizes):
             raise PayloadTooLarge(f"an event of {max(sizes)} bytes exceeds {MAX_ITEM_BYTES}")
@@ -176,7 +178,7 @@ class DynamoEventLog(EventLog):
             number = int(item["sk"]["S"][-12:])
             if number != after + len(events) + 1 or number > last or item["g"]["S"] != generation:
                 break  # not yet visible, or left by an older generation
-            events.append(Event(number, item["k"]["S"], loads(item["d"]["S"])))
+            events.append(Event(number, item["k"]["S"], self.sealer.open_value(key, item["d"]["S"])))
             if len(events) == limit:
                 break
         return events

@@ -4,7 +4,8 @@ One table, partition key ``pk`` = ``<tenant>#<session>``, sort key ``sk``::
 
     meta                     v (version), n (messages), c (map: count per role), t (the last commit's
                              id), deadline, expires_at
-    m#<seq, 12 digits>       d: one message as JSON (never rewritten); the first of a commit: t too
+    m#<seq, 12 digits>       d: one message as JSON (never rewritten; sealed when encryption is
+                             on, as every "d"); the first of a commit: t too
     s#<scope>#<key>          d: one state value as JSON
     x#run#<run id>           seq: number of the first message that run committed
     lock                     token, until (lease end), expires_at

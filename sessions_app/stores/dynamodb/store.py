@@ -13,14 +13,15 @@ from sessions_app.stores.base import (
     SessionKey,
     SessionStore,
     Snapshot,
-    loads,
 )
 from sessions_app.stores.dynamodb import commits
 from sessions_app.stores.dynamodb.client import Table
 from sessions_app.stores.dynamodb.events import DynamoEventLog
 from sessions_app.stores.dynamodb.lock import DynamoLock
 from sessions_app.stores.dynamodb.purge import purge
+from sessions_app.stores.dynamodb.reseal import reseal
 from sessions_app.stores.dynamodb.schema import escaped, item_key, live, parse_meta, s, seq
+from sessions_app.stores.sealing import PLAIN, Sealer
 
 
 class DynamoDBStore(SessionStore, DynamoEventLog):
@@ -37,12 +38,13 @@ class DynamoDBStore(SessionStore, DynamoEventLog):
         region: str = "us-east-1",
         create_table: bool = True,
         read_timeout: float = 5.0,
+        sealer: Sealer = PLAIN,
     ) -> None:
         SessionStore.__init__(self, ttl=ttl)
         table = Table(
             name=table_name, endpoint_url=endpoint_url, region=region, create=create_table, read_timeout=read_timeout
         )
-        DynamoEventLog.__init__(self, table=table, events_ttl=events_ttl)
+        DynamoEventLog.__init__(self, table=table, events_ttl=events_ttl, sealer=sealer)
         self.table_name = table_name
 
     @property
@@ -76,12 +78,12 @@ class DynamoDBStore(SessionStore, DynamoEventLog):
             sk = item["sk"]["S"]
             if sk.startswith("m#"):
                 if offset <= int(sk[2:]) < total:
-                    messages.append(Message.from_json(item["d"]["S"]))
+                    messages.append(self.sealer.open_message(key, item["d"]["S"]))
             elif sk.startswith("s#"):
                 cut = sk.index("#", 2) + 1  # escaped scopes hold no "#": the prefix ends at the second
                 scope = prefixes.get(sk[:cut])
                 if scope is not None:
-                    state[scope][sk[cut:]] = loads(item["d"]["S"])
+                    state[scope][sk[cut:]] = self.sealer.open_value(key, item["d"]["S"])
         return Snapshot(version, messages, offset, total, counts, state)
 
     def history(self, key: SessionKey, *, start: int = 0, limit: int = 100) -> list[Message]:
@@ -97,7 +99,7 @@ class DynamoDBStore(SessionStore, DynamoEventLog):
             KeyConditionExpression="pk = :pk AND sk BETWEEN :a AND :b",
             ExpressionAttributeValues={":pk": item_key(key, "")["pk"], ":a": s(seq(start)), ":b": s(seq(end))},
         )
-        return [Message.from_json(item["d"]["S"]) for item in items]
+        return [self.sealer.open_message(key, item["d"]["S"]) for item in items]
 
     def commit(
         self,
@@ -108,7 +110,10 @@ class DynamoDBStore(SessionStore, DynamoEventLog):
         state: Mapping[str, Mapping[str, Any]] | None = None,
         run_id: str | None = None,
     ) -> CommitResult:
-        return commits.commit(self.table, key, self.ttl, expected_version, append, state or {}, run_id)
+        return commits.commit(self.table, key, self.ttl, expected_version, append, state or {}, run_id, self.sealer)
+
+    def reseal(self, key: SessionKey) -> int:
+        return reseal(self.table, self.sealer, key)
 
     def committed(self, key: SessionKey, run_id: str) -> int | None:
         return commits.meta_and_run(self.table, key, run_id)[1]

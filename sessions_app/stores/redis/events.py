@@ -1,7 +1,8 @@
 """Event logs on Redis::
 
     ak:{<tenant>:<session>}:ev:<run>    stream: run <run>'s event log, entry ids ``<n>-0`` for
-                                        event n (fields k: kind, d: JSON data)
+                                        event n (fields k: kind, d: JSON data, sealed when
+                                        encryption is on)
     ak:{<tenant>:<session>}:events      set of the run ids that have an event log, for ``delete_logs``
 
 An append is one Lua call, a read one ``XRANGE``, a wait one ``XREAD BLOCK``. Redis expires
@@ -19,6 +20,7 @@ import redis
 from sessions_app.stores.base import SessionKey, StoreUnavailable, loads
 from sessions_app.stores.events import Event, EventLog, check_run_id, encode_events
 from sessions_app.stores.redis.client import Connection, prefix, translated
+from sessions_app.stores.sealing import PLAIN, Sealer
 
 # KEYS: the run's stream, the session's set of logs. ARGV: ttl (ms, 0: none), run id, then kind and
 # data per event. Ids follow the stream's length: entries are never trimmed or deleted one by one.
@@ -53,25 +55,29 @@ def events_key(key: SessionKey, run_id: str) -> str:
     return prefix(key) + "ev:" + run_id
 
 
-def _events(entries: Sequence[tuple[bytes, Mapping[bytes, bytes]]]) -> list[Event]:
+def _events(sealer: Sealer, key: SessionKey, entries: Sequence[tuple[bytes, Mapping[bytes, bytes]]]) -> list[Event]:
     """Stream entries (``<n>-0``, {k, d}) as events."""
-    return [Event(int(id_.split(b"-", 1)[0]), fields[b"k"].decode(), loads(fields[b"d"])) for id_, fields in entries]
+    open_ = sealer.opener(key)
+    return [
+        Event(int(id_.split(b"-", 1)[0]), fields[b"k"].decode(), loads(open_(fields[b"d"]))) for id_, fields in entries
+    ]
 
 
 class RedisEventLog(EventLog):
     """Event logs on the Redis of ``connection``."""
 
-    def __init__(self, *, connection: Connection, events_ttl: float = 3600) -> None:
+    def __init__(self, *, connection: Connection, events_ttl: float = 3600, sealer: Sealer = PLAIN) -> None:
         super().__init__(events_ttl=events_ttl)
         self.connection = connection
+        self.sealer = sealer
         self._append_events = connection.client.register_script(_APPEND_EVENTS)
         self._delete_logs = connection.client.register_script(_DELETE_LOGS)
 
     def append_events(self, key: SessionKey, run_id: str, events: Sequence[tuple[str, dict[str, Any]]]) -> int:
         check_run_id(run_id)
         args: list[Any] = [int(self.events_ttl * 1000), run_id]
-        for row in encode_events(events):
-            args.extend(row)
+        for kind, data in encode_events(events):
+            args.extend((kind, self.sealer.seal(key, data)))
         keys = [events_key(key, run_id), prefix(key) + "events"]
         return int(self.connection.call(self._append_events, keys=keys, args=args))
 
@@ -81,7 +87,7 @@ class RedisEventLog(EventLog):
             return []
         with translated():
             entries = self.connection.client.xrange(events_key(key, run_id), min=f"{max(after, 0) + 1}-0", count=limit)
-        return _events(entries)
+        return _events(self.sealer, key, entries)
 
     async def wait_events(
         self, key: SessionKey, run_id: str, *, after: int = 0, timeout: float = 15.0, limit: int = 1000
@@ -107,7 +113,7 @@ class RedisEventLog(EventLog):
             except redis.ConnectionError:  # no connection for us (or none at all: then the polls raise)
                 remaining = max(0.0, timeout - (loop.time() - started))
                 return await super().wait_events(key, run_id, after=after, timeout=remaining, limit=limit)
-        return _events(reply[0][1]) if reply else []  # [[stream, entries]]: one stream asked
+        return _events(self.sealer, key, reply[0][1]) if reply else []  # [[stream, entries]]: one stream asked
 
     def delete_logs(self, key: SessionKey) -> None:
         self.connection.call(self._delete_logs, keys=[prefix(key) + "events"], args=[prefix(key)])

@@ -6,6 +6,7 @@ Keys of one session share a hash tag, so they live on one cluster slot::
     ak:{<tenant>:<session>}:msgs        list of JSON messages, oldest first
     ak:{<tenant>:<session>}:scopes      set of state scopes in use
     ak:{<tenant>:<session>}:st:<scope>  hash of JSON state values
+                                        (messages and values sealed by ``sealer`` when encryption is on)
     ak:{<tenant>:<session>}:runs        hash: run id -> number of the run's first message, or "r"
                                         for a revoked run (its commit is refused)
     ak:{<tenant>:<session>}:lock        lock token, with the lease as its PX expiry
@@ -34,11 +35,12 @@ from sessions_app.stores.base import (
     SessionStore,
     Snapshot,
     VersionConflict,
-    dumps,
     loads,
 )
 from sessions_app.stores.redis.client import Connection, prefix, translated
 from sessions_app.stores.redis.events import RedisEventLog
+from sessions_app.stores.redis.reseal import reseal
+from sessions_app.stores.sealing import PLAIN, Sealer
 
 _COMMIT = """
 local meta, msgs, scopes, runs = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -121,9 +123,12 @@ def _parse_meta(raw: Mapping[bytes, bytes]) -> tuple[int, int, dict[str, int]]:
     return version, total, counts
 
 
-def _messages(raw: list[bytes]) -> list[Message]:
-    """Parse stored messages as one JSON array: one parser call instead of one per message."""
-    return [Message.from_dict(m) for m in loads(b"[" + b",".join(raw) + b"]")] if raw else []
+def _messages(sealer: Sealer, key: SessionKey, raw: list[bytes]) -> list[Message]:
+    """Open stored messages and parse them as one JSON array: one parser call, not one per message."""
+    if not raw:
+        return []
+    opened = map(sealer.opener(key), raw)
+    return [Message.from_dict(m) for m in loads(b"[" + b",".join(opened) + b"]")]  # type: ignore[arg-type]
 
 
 class _RedisLock(Lock):
@@ -152,10 +157,17 @@ class RedisStore(SessionStore, RedisEventLog):
     lock_class = _RedisLock
 
     def __init__(
-        self, *, ttl: float = 0, events_ttl: float = 3600, cache_alias: str = "ak_sessions", url: str | None = None
+        self,
+        *,
+        ttl: float = 0,
+        events_ttl: float = 3600,
+        cache_alias: str = "ak_sessions",
+        url: str | None = None,
+        sealer: Sealer = PLAIN,
     ) -> None:
         SessionStore.__init__(self, ttl=ttl)
-        RedisEventLog.__init__(self, connection=Connection(cache_alias=cache_alias, url=url), events_ttl=events_ttl)
+        connection = Connection(cache_alias=cache_alias, url=url)
+        RedisEventLog.__init__(self, connection=connection, events_ttl=events_ttl, sealer=sealer)
         client = self.client
         self._commit = client.register_script(_COMMIT)
         self._delete = client.register_script(_DELETE)
@@ -179,9 +191,12 @@ class RedisStore(SessionStore, RedisEventLog):
                 pipeline.hgetall(at + "st:" + scope)
             replies = pipeline.execute()
         version, total, counts = _parse_meta(replies[0])
-        messages = _messages(replies[1]) if window > 0 else []
+        messages = _messages(self.sealer, key, replies[1]) if window > 0 else []
         states = replies[2:] if window > 0 else replies[1:]
-        state = {s: {k.decode(): loads(v) for k, v in raw.items()} for s, raw in zip(scopes, states, strict=True)}
+        open_ = self.sealer.opener(key)
+        state = {
+            s: {k.decode(): loads(open_(v)) for k, v in raw.items()} for s, raw in zip(scopes, states, strict=True)
+        }
         return Snapshot(version, messages, total - len(messages), total, counts, state)
 
     def history(self, key: SessionKey, *, start: int = 0, limit: int = 100) -> list[Message]:
@@ -189,7 +204,7 @@ class RedisStore(SessionStore, RedisEventLog):
             return []
         with translated():
             raw = self.client.lrange(prefix(key) + "msgs", start, start + limit - 1)
-        return _messages(raw)
+        return _messages(self.sealer, key, raw)
 
     def commit(
         self,
@@ -204,7 +219,7 @@ class RedisStore(SessionStore, RedisEventLog):
         at = prefix(key)
         expected = "" if expected_version is None else expected_version
         args: list[Any] = [at, expected, int(self.ttl * 1000), run_id or "", len(append)]
-        args.extend(m.to_json() for m in append)
+        args.extend(self.sealer.message(key, m) for m in append)
         if append:
             roles = Counter(m.counted_as for m in append)
             args.append(len(roles))
@@ -212,7 +227,7 @@ class RedisStore(SessionStore, RedisEventLog):
         scopes = state or {}
         args.append(len(scopes))
         for scope, values in scopes.items():
-            sets = [(k, dumps(v)) for k, v in values.items() if v is not DELETE]
+            sets = [(k, self.sealer.value(key, v)) for k, v in values.items() if v is not DELETE]
             deletes = [k for k, v in values.items() if v is DELETE]
             args.extend([scope, len(sets), *(part for pair in sets for part in pair), len(deletes), *deletes])
         reply = self.call(self._commit, keys=_keys(at), args=args)
@@ -222,6 +237,9 @@ class RedisStore(SessionStore, RedisEventLog):
             raise RunRevoked(f"run {run_id} was revoked")
         version, total, counts = _parse_meta(dict(zip(reply[::2], reply[1::2], strict=True)))
         return CommitResult(version, total, counts)
+
+    def reseal(self, key: SessionKey) -> int:
+        return reseal(self, key)
 
     def committed(self, key: SessionKey, run_id: str) -> int | None:
         with translated():
