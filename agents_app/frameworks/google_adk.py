@@ -115,9 +115,11 @@ class GoogleADKFramework(ModelFramework):
                 raise ConfigError(path_of("tools", i), f"unknown tool {name!r}; this deployment offers: {listed}")
 
     def preload(self) -> None:
-        import google.adk.runners  # noqa: F401
         import httpx2  # noqa: F401
         from google.adk.integrations.openai import OpenAILlm  # noqa: F401
+        from google.adk.workflow import Workflow  # noqa: F401 (what a first run would import: a second)
+
+        import agents_app.frameworks.google_adk_run  # noqa: F401 (ADK's runner, agents, tools and sessions)
 
         for name in settings.AK_AGENTS["TOOLS"]:
             with contextlib.suppress(ImportError):  # refused when an agent names it
