@@ -6,10 +6,11 @@ sessions that already hold 10, 1,000 and 100,000 messages, and print each median
 the smallest session's. The goal is at most 1.2: the cost is flat with the history's length.
 
     .venv/bin/python bench/history.py [--backends redis,dynamodb] [--sizes 10,1000,100000] [--runs N]
-    .venv/bin/python bench/history.py --agents [--sizes 10,1000,10000] [--runs N]
+    .venv/bin/python bench/history.py --agents [--frameworks openai_agents,google_adk] [--sizes 10,1000] [--runs N]
 
-``--agents`` times a tool-calling ``openai_agents`` turn instead, side by side with Agent Kernel's
-(``agent_history.py``).
+``--agents`` times a tool-calling agent's turn instead, side by side with Agent Kernel's, for each
+framework of ``--frameworks`` whose library is installed: ``openai_agents`` (``agent_history.py``),
+``google_adk`` (``adk_history.py``).
 
 Redis is the one on 127.0.0.1:6379 if it answers, else a redis-server of our own; DynamoDB is a
 moto_server of our own, stopped at the end. Every bench run uses a new tenant and deletes its
@@ -33,6 +34,7 @@ import sys
 sys.path.append(sys.path.pop(0))
 
 import argparse
+import importlib.util
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -303,6 +305,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, help="runs per size (default: in-memory 1000, redis 500, dynamodb 50)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--agents", action="store_true", help="a tool-calling agent's turn, beside Agent Kernel's")
+    parser.add_argument("--frameworks", default="openai_agents,google_adk", help="with --agents: comma-separated")
     args = parser.parse_args(argv)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = set(args.backends) - set(BACKENDS)
@@ -324,7 +327,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         import agent_history
 
         sizes = args.sizes if argv or "--sizes" in sys.argv else agent_history.SIZES
-        return agent_history.run(sizes, args.runs or agent_history.RUNS, log)
+        runs = args.runs or agent_history.RUNS
+        frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
+        if "openai_agents" in frameworks:
+            agent_history.run(sizes, runs, log)
+        if "google_adk" in frameworks:
+            if importlib.util.find_spec("google.adk") is None:
+                log("google_adk: Google ADK is not installed (requirements/google_adk.txt): skipped")
+            else:
+                import adk_history
+
+                adk_history.run(sizes, runs, log)
+        return 0
     points: list[Point] = []
     for backend in args.backends:
         runs = args.runs or DEFAULT_RUNS[backend]
