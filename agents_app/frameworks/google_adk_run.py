@@ -40,7 +40,7 @@ from agents_app.frameworks.model import (
 from agents_app.frameworks.tools import tool_names
 from agents_app.outbound import shared_client
 from sessions_app.core import SessionView
-from sessions_app.stores.base import TOOL_CALL, TOOL_RESULT
+from sessions_app.stores.base import DELETE, TOOL_CALL, TOOL_RESULT
 
 #: ADK's name for the function call that asks for a tool's confirmation.
 CONFIRMATION: Final = "adk_request_confirmation"
@@ -87,9 +87,11 @@ class ADKRun:
         return cls(agent, session, runner, service, key)
 
     async def ask(self, message: str) -> Reply | Pause:
-        """Answer the user's ``message``."""
+        """Answer the user's ``message``. A confirmation still asked for belongs to a paused run
+        that was cancelled (a session's new run waits for none): it is let go, and ADK leaves the
+        unanswered call out of the model's requests."""
         if self.session.get(PENDING_KEY):
-            raise ModelError("the agent waits for a tool's approval: resume its paused run first")
+            self.session.set(PENDING_KEY, DELETE)
         content = types.Content(role="user", parts=[types.Part(text=message)])
         return await self._invoke(content)
 
@@ -109,7 +111,7 @@ class ADKRun:
                     function_response=types.FunctionResponse(id=asked["request"], name=CONFIRMATION, response=response)
                 )
             )
-        self.session.set(PENDING_KEY, None)
+        self.session.set(PENDING_KEY, DELETE)
         return await self._invoke(types.Content(role="user", parts=parts))
 
     async def _invoke(self, content: types.Content) -> Reply | Pause:

@@ -29,6 +29,7 @@ from google.adk.sessions.state import State
 
 from agents_app.frameworks.model import ModelError
 from sessions_app.core import SessionView
+from sessions_app.stores.base import SHARED_SCOPE
 
 #: The key of the agent's own state that holds its ADK session.
 ADK_KEY: Final = "adk"
@@ -49,7 +50,7 @@ class PlatformSessionService(BaseSessionService):
         except ValueError as exc:
             raise ModelError(f"the agent's stored ADK events cannot be read: {exc}") from None
         state = dict(stored.get("state", {}))
-        shared = view.snapshot.state.get("_shared", {})
+        shared = view.snapshot.state.get(SHARED_SCOPE, {})
         state.update({key: view.get_shared(key) for key in shared if key.startswith(SHARED_PREFIXES)})
         self.session = Session(
             id=session_id, app_name=app_name, user_id=user_id, state=state, events=events, last_update_time=time.time()

@@ -260,3 +260,21 @@ def test_a_tool_needing_approval_pauses_and_resumes(alice, model_server, approve
         assert "rejected" in tool_answer["content"]  # the model hears the denial; the tool did not run
         assert [m.data["output"] for m in results] == ['{"error": "This tool call is rejected."}']
     assert [m.kind for m in history] == [TOOL_CALL, TOOL_RESULT, "message"]
+
+
+def test_a_new_message_lets_a_cancelled_approval_go(alice, model_server) -> None:
+    config = {"base_url": model_server.url, "model": "m1", "tools": ["get_weather"], "approval": ["get_weather"]}
+    agent = AgentSpec("careful", "google_adk", config)
+    tenant = alice.tenant.slug
+    model_server.reply(tool_calls=[{"name": "get_weather", "arguments": {"city": "Rome"}}])
+    assert isinstance(adapter_turn(tenant, "c", agent, lambda fw, view: fw.run(agent, view, "Rome?")), Pause)
+    # The paused run was cancelled; the session's next message is answered.
+    done = adapter_turn(tenant, "c", agent, lambda fw, view: fw.run(agent, view, "Never mind. Hello?"))
+    assert isinstance(done, Reply) and done.text == "reply to: Never mind. Hello?"
+    sent = model_server.last.body["messages"]
+    assert sent[-1] == {"role": "user", "content": "Never mind. Hello?"}
+    # The model sees the call as ADK left it: answered that it waited for a confirmation.
+    (call,) = [i for i, m in enumerate(sent) if m.get("tool_calls")]
+    assert sent[call + 1]["role"] == "tool" and sent[call + 1]["tool_call_id"] == sent[call]["tool_calls"][0]["id"]
+    assert "requires confirmation" in sent[call + 1]["content"]
+    assert Session(id="c", tenant=tenant).get("adk_pending", agent="careful") is None
