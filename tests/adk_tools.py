@@ -28,3 +28,13 @@ def whoami(call: CallContext, greeting: str) -> str:
         greeting: A word to start with.
     """
     return f"{greeting} tenant={call.tenant} session={call.session_id} run={call.run_id} agent={call.agent}"
+
+
+def remember_a_set(note: str, tool_context: ToolContext) -> str:
+    """Remember a note as a set: not JSON, so the run cannot keep it.
+
+    Args:
+        note: What to remember.
+    """
+    tool_context.state["notes"] = {note}
+    return "remembered"

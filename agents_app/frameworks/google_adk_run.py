@@ -10,6 +10,7 @@ a tool's confirmation (``adk_request_confirmation``) ends the invocation: the ru
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import typing
@@ -88,8 +89,8 @@ class ADKRun:
 
     async def ask(self, message: str) -> Reply | Pause:
         """Answer the user's ``message``. A confirmation still asked for belongs to a paused run
-        that was cancelled (a session's new run waits for none): it is let go, and ADK leaves the
-        unanswered call out of the model's requests."""
+        that was cancelled (a session's new run waits for none): it is let go, and the model sees
+        the call as ADK answered it (waiting for a confirmation)."""
         if self.session.get(PENDING_KEY):
             self.session.set(PENDING_KEY, DELETE)
         content = types.Content(role="user", parts=[types.Part(text=message)])
@@ -120,12 +121,13 @@ class ADKRun:
         first_new = len(self.service.session.events)
         pending: dict[str, dict[str, Any]] = {}
         streamed: set[str] = set()
+        events = self.runner.run_async(
+            user_id=USER, session_id=self.service.session.id, new_message=content, run_config=run_config
+        )
         try:
-            events = self.runner.run_async(
-                user_id=USER, session_id=self.service.session.id, new_message=content, run_config=run_config
-            )
-            async for event in events:
-                self._take(event, streamed, pending)
+            async with contextlib.aclosing(events):
+                async for event in events:
+                    self._take(event, streamed, pending)
         except ModelError:
             raise
         except Exception as exc:

@@ -21,7 +21,6 @@ import copy
 import time
 from typing import Any, Final
 
-import orjson
 from google.adk.events.event import Event
 from google.adk.sessions import BaseSessionService, Session
 from google.adk.sessions.base_session_service import GetSessionConfig, ListSessionsResponse
@@ -29,7 +28,7 @@ from google.adk.sessions.state import State
 
 from agents_app.frameworks.model import ModelError
 from sessions_app.core import SessionView
-from sessions_app.stores.base import SHARED_SCOPE
+from sessions_app.stores.base import SHARED_SCOPE, dumps
 
 #: The key of the agent's own state that holds its ADK session.
 ADK_KEY: Final = "adk"
@@ -100,20 +99,24 @@ class PlatformSessionService(BaseSessionService):
             start = min(start, keep_from)
         while start < len(events) and not _opens_a_turn(events[start]) and (keep_from is None or start < keep_from):
             start += 1
-        kept = [event.model_dump(mode="json", exclude_none=True, by_alias=True) for event in events[start:]]
+        try:
+            kept = [event.model_dump(mode="json", exclude_none=True, by_alias=True) for event in events[start:]]
+        except ValueError as exc:  # pydantic's: a state value it cannot write as JSON
+            raise ModelError(f"the agent's ADK events are not JSON: {str(exc)[:300]}") from None
         own: dict[str, Any] = {}
         for key, value in self.session.state.items():
             if key.startswith(State.TEMP_PREFIX):
                 continue
             if key.startswith(SHARED_PREFIXES):
+                _size({key: value})  # JSON, or the run fails
                 if self._view.get_shared(key, _MISSING) != value:
                     self._view.set_shared(key, copy.deepcopy(value))
             else:
                 own[key] = value
         document = {"events": kept, "state": own}
-        while len(orjson.dumps(document)) > MAX_ADK_BYTES and _drop_a_turn(document["events"], keep_from, start):
+        while _size(document) > MAX_ADK_BYTES and _drop_a_turn(document["events"], keep_from, start):
             pass
-        size = len(orjson.dumps(document))
+        size = _size(document)
         if size > MAX_ADK_BYTES:
             raise ModelError(
                 f"the agent's ADK session is {size} bytes, over the limit of {MAX_ADK_BYTES}: lower its history"
@@ -122,6 +125,14 @@ class PlatformSessionService(BaseSessionService):
 
 
 _MISSING: Final = object()
+
+
+def _size(value: Any) -> int:
+    """The bytes of ``value`` as the store writes it; ``ModelError`` when it is not JSON."""
+    try:
+        return len(dumps(value).encode())
+    except TypeError as exc:
+        raise ModelError(f"the agent's ADK session state is not JSON: {exc}") from None
 
 
 def _opens_a_turn(event: Event) -> bool:

@@ -28,6 +28,7 @@ TOOLS = {
     "remember": "tests.adk_tools.remember",
     "whoami": "tests.adk_tools.whoami",
     "broken": "tests.agent_tools.broken",
+    "remember_a_set": "tests.adk_tools.remember_a_set",
 }
 
 
@@ -214,6 +215,16 @@ def test_a_failing_server_commits_nothing(alice, model_server) -> None:
     # Neither the tool's call and result, nor ADK's events, nor the user's message are kept.
     assert [m["content"] for m in entries(alice, "f")] == ["first", "reply to: first"]
     assert Session(id="f", tenant=alice.tenant.slug).get(ADK_KEY, agent="adk") == before
+
+
+def test_state_that_is_not_json_fails_the_run_and_commits_nothing(alice, model_server) -> None:
+    make_agent(alice, model_server, tools=["remember_a_set"])
+    model_server.reply(tool_calls=[{"name": "remember_a_set", "arguments": {"note": "x"}}])
+    model_server.reply("kept?")
+    answer = run(alice, "adk", "keep x", "j")
+    assert answer.status_code == 502 and answer.json()["code"] == "agent_failed", answer.json()
+    assert "not JSON" in answer.json()["detail"]
+    assert entries(alice, "j") == []
 
 
 # --- approval ------------------------------------------------------------------------------------
