@@ -366,3 +366,6 @@ LOGGING = {
 }
 # Django's lines go to the root's handler only: its default handler would repeat them unformatted.
 LOGGING["loggers"]["django"] = {"level": "INFO"}
+# Google ADK logs a failed run's exception whole, whose message may quote a model server's error (and
+# the key it was sent) or a user's words; the run's own line (runs.execute) says it failed, message withheld.
+LOGGING["loggers"]["google_adk"] = {"level": "CRITICAL"}

@@ -145,7 +145,8 @@ class ADKRun:
     def _take(self, event: Event, streamed: set[str], pending: dict[str, dict[str, Any]]) -> None:
         """One event of the runner: text to stream or keep, items, usage, confirmations asked."""
         if event.error_code and not event.partial:
-            raise ModelError(f"the model failed: {event.error_code}: {str(event.error_message or '')[:300]}")
+            detail = redacted(str(event.error_message or ""), self.key)[:300]
+            raise ModelError(f"the model failed: {event.error_code}: {detail}")
         parts = (event.content.parts or []) if event.content is not None else []
         if event.partial:
             for part in parts:

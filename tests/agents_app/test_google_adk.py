@@ -87,6 +87,39 @@ def test_without_adk_installed_an_agent_is_refused_naming_what_to_install(alice,
     assert "requirements/google_adk.txt" in str(answer.json())
 
 
+def test_a_tool_kept_for_other_tenants_does_not_exist_for_this_one(alice, model_server, settings) -> None:
+    settings.AK_AGENTS = {**settings.AK_AGENTS, "TOOL_TENANTS": {"whoami": frozenset({"someone-else"})}}
+    config = {"base_url": model_server.url, "model": "m", "tools": ["get_weather", "whoami"]}
+    answer = alice.post("/agents", {"name": "adk", "framework": "google_adk", "config": config})
+    assert answer.status_code == 400 and "tools[1]" in str(answer.json()), answer.json()
+    assert "whoami" not in str(answer.json()).split("offers:")[-1]
+
+
+def test_a_private_base_url_is_refused_when_saved_and_when_run(alice, model_server, settings) -> None:
+    make_agent(alice, model_server)
+    settings.AK_AGENTS = {**settings.AK_AGENTS, "ALLOW_PRIVATE_URLS": False}
+    config = {"base_url": model_server.url, "model": "m"}
+    refused = alice.post("/agents", {"name": "other", "framework": "google_adk", "config": config})
+    assert refused.status_code == 400 and "non-public" in str(refused.json())
+    answer = run(alice, "adk", "hi", "s")  # the guarded client refuses to connect
+    assert answer.status_code == 502 and answer.json()["code"] == "agent_failed"
+    assert "non-public" in answer.json()["detail"]
+    assert model_server.requests == []
+
+
+def test_the_api_key_is_sent_and_kept_out_of_errors_and_logs(alice, model_server, caplog) -> None:
+    secret = "sk-adk-0123456789abcdef"
+    assert alice.post("/secrets", {"name": "provider", "value": secret}).status_code == 201
+    make_agent(alice, model_server, api_key={"secret": "provider"})
+    assert run(alice, "adk", "hi", "k").status_code == 200
+    assert model_server.last.headers["authorization"] == f"Bearer {secret}"
+    model_server.fail(401, f"Incorrect API key provided: {secret}")
+    answer = run(alice, "adk", "again", "k")
+    assert answer.status_code == 502 and "401" in answer.json()["detail"]
+    assert secret not in str(answer.json()) and secret not in alice.get(f"/runs/{answer.json()['run_id']}").text
+    assert caplog.records and not [r.name for r in caplog.records if secret in r.getMessage() + str(r.exc_info)]
+
+
 # --- conversations -------------------------------------------------------------------------------
 
 
