@@ -193,6 +193,19 @@ def test_a_tool_gets_the_runs_context_not_from_the_model(alice, model_server) ->
     assert output == f"hi tenant={alice.tenant.slug} session=ctx run={answer.json()['run_id']} agent=adk"
 
 
+def test_the_python_api_runs_it_without_streaming(alice, model_server) -> None:
+    from agents_app.runner import runner
+
+    config = {"base_url": model_server.url, "model": "m1", "tools": ["get_weather"]}
+    agent = AgentSpec("weather", "google_adk", config)
+    session = Session(id="py", tenant=alice.tenant.slug)
+    model_server.reply("Checking.", tool_calls=[{"name": "get_weather", "arguments": {"city": "Oslo"}}])
+    model_server.reply_with(after_tool("Sunny in Oslo."))
+    assert asyncio.run(runner.run(agent, session, "Oslo?")) == "Checking.\n\nSunny in Oslo."
+    assert all(not request.body.get("stream") for request in model_server.requests)
+    assert [m.kind for m in session.history()] == ["message", TOOL_CALL, TOOL_RESULT, "message"]
+
+
 def test_bound_keeps_a_plain_functions_signature() -> None:
     from tests.agent_tools import add
 
