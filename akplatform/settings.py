@@ -217,6 +217,7 @@ AK_FRAMEWORKS = {
     # Optional libraries (requirements/<framework>.txt): imported by a run, not at start-up.
     "openai_agents": "agents_app.frameworks.openai_agents.OpenAIAgentsFramework",
     "langgraph": "agents_app.frameworks.langgraph.LangGraphFramework",
+    "google_adk": "agents_app.frameworks.google_adk.GoogleADKFramework",
     **env_mapping("AK_FRAMEWORKS"),
 }
 _TOOLS, _GRAPHS = env_mapping("AK_AGENTS__TOOLS"), env_mapping("AK_AGENTS__GRAPHS")
@@ -381,3 +382,6 @@ LOGGING = {
 }
 # Django's lines go to the root's handler only: its default handler would repeat them unformatted.
 LOGGING["loggers"]["django"] = {"level": "INFO"}
+# Google ADK logs a failed run's exception whole, whose message may quote a model server's error (and
+# the key it was sent) or a user's words; the run's own line (runs.execute) says it failed, message withheld.
+LOGGING["loggers"]["google_adk"] = {"level": "CRITICAL"}

@@ -7,10 +7,11 @@ the smallest session's. The goal is at most 1.2: the cost is flat with the histo
 
     .venv/bin/python bench/history.py [--backends redis,dynamodb] [--sizes 10,1000,100000] [--runs N]
     .venv/bin/python bench/history.py --encrypt [--backends ...] [--sizes 10,1000,10000]
-    .venv/bin/python bench/history.py --agents [--sizes 10,1000,10000] [--runs N]
+    .venv/bin/python bench/history.py --agents [--frameworks openai_agents,google_adk] [--sizes 10,1000] [--runs N]
 
-``--agents`` times a tool-calling ``openai_agents`` turn instead, side by side with Agent Kernel's
-(``agent_history.py``).
+``--agents`` times a tool-calling agent's turn instead, side by side with Agent Kernel's, for each
+framework of ``--frameworks`` whose library is installed: ``openai_agents`` (``agent_history.py``),
+``google_adk`` (``adk_history.py``).
 
 ``--encrypt`` times each backend twice over, interleaved run by run on the same service: plain, and
 with encryption at rest on (a store whose ``Sealer`` has a key, as ``AK_SESSION__ENCRYPTION_KEY``
@@ -38,6 +39,7 @@ import sys
 sys.path.append(sys.path.pop(0))
 
 import argparse
+import importlib.util
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -364,6 +366,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--agents", action="store_true", help="a tool-calling agent's turn, beside Agent Kernel's")
     parser.add_argument("--encrypt", action="store_true", help="also with encryption at rest on, and its overhead")
+    parser.add_argument("--frameworks", default="openai_agents,google_adk", help="with --agents: comma-separated")
     args = parser.parse_args(argv)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = set(args.backends) - set(BACKENDS)
@@ -385,7 +388,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         import agent_history
 
         sizes = args.sizes if argv or "--sizes" in sys.argv else agent_history.SIZES
-        return agent_history.run(sizes, args.runs or agent_history.RUNS, log)
+        runs = args.runs or agent_history.RUNS
+        frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
+        if "openai_agents" in frameworks:
+            agent_history.run(sizes, runs, log)
+        if "google_adk" in frameworks:
+            if importlib.util.find_spec("google.adk") is None:
+                log("google_adk: Google ADK is not installed (requirements/google_adk.txt): skipped")
+            else:
+                import adk_history
+
+                adk_history.run(sizes, runs, log)
+        return 0
     points: list[Point] = []
     for backend in args.backends:
         runs = args.runs or DEFAULT_RUNS[backend]
