@@ -211,6 +211,7 @@ AK_FRAMEWORKS = {
     # Optional libraries (requirements/<framework>.txt): imported by a run, not at start-up.
     "openai_agents": "agents_app.frameworks.openai_agents.OpenAIAgentsFramework",
     "langgraph": "agents_app.frameworks.langgraph.LangGraphFramework",
+    "crewai": "agents_app.frameworks.crewai_framework.CrewAIFramework",
     **env_mapping("AK_FRAMEWORKS"),
 }
 _TOOLS, _GRAPHS = env_mapping("AK_AGENTS__TOOLS"), env_mapping("AK_AGENTS__GRAPHS")
