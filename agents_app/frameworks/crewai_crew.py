@@ -51,7 +51,7 @@ class Built:
             self.tasks[i].output = TaskOutput(description=self.tasks[i].description, raw=text, agent=role)
         for i, task in enumerate(self.tasks):
             task.context = self.tasks[:i]
-        return Crew(
+        crew = Crew(
             agents=list(self.agents.values()),
             tasks=self.tasks[start:],
             process=Process.sequential,
@@ -59,15 +59,42 @@ class Built:
             cache=False,
             memory=False,
         )
+        # CrewAI logs each task's output, for ``crewai replay``, to a SQLite file in the user's data
+        # directory, shared by every run of the process: a tenant's data at rest outside its session,
+        # and blocking I/O on the loop. This crew keeps its log in memory, and drops it with the crew
+        # (``Crew()`` still makes the file's empty table).
+        crew._task_output_handler = TaskOutputsInMemory()
+        return crew
 
     def usage(self) -> tuple[int, int]:
-        """The prompt and completion tokens CrewAI counted over every agent's model."""
+        """The prompt and completion tokens CrewAI counted on the crew's models (one, shared)."""
         prompt = completion = 0
-        for agent in self.agents.values():
-            summary = agent.llm.get_token_usage_summary()
+        for llm in {id(agent.llm): agent.llm for agent in self.agents.values()}.values():
+            summary = llm.get_token_usage_summary()
             prompt += summary.prompt_tokens
             completion += summary.completion_tokens
         return prompt, completion
+
+
+class TaskOutputsInMemory:
+    """What CrewAI's ``TaskOutputStorageHandler`` does, in memory: the crew's task log."""
+
+    def __init__(self) -> None:
+        self.logs: list[dict[str, Any]] = []
+
+    def update(self, task_index: int, log: dict[str, Any]) -> None:
+        self.logs.append(log)
+
+    def add(
+        self, task: Any, output: dict[str, Any], task_index: int, inputs: Any = None, was_replayed: bool = False
+    ) -> None:
+        self.logs.append({"task": task, "output": output, "task_index": task_index, "inputs": inputs or {}})
+
+    def reset(self) -> None:
+        self.logs.clear()
+
+    def load(self) -> list[dict[str, Any]] | None:
+        return self.logs or None
 
 
 def build(config: dict[str, Any], key: str | None, *, context: CallContext) -> Built:

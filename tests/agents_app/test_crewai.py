@@ -7,6 +7,10 @@ CrewAI lives in its own environment (requirements/crewai.txt): without it these 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -165,6 +169,8 @@ def test_a_crew_hands_each_task_on_and_replies_with_the_last(alice, model_server
     answer = run(alice, "crew", "Oslo?", "c")
     assert answer.status_code == 200, answer.json()
     assert answer.json()["result"] == "It is sunny in Oslo today."
+    run_record = alice.get(f"/runs/{answer.json()['run_id']}").json()
+    assert run_record["usage"] == {"prompt_tokens": 30, "completion_tokens": 15}  # three model calls
     writer = model_server.requests[-1].body["messages"]
     assert "Write replies" in writer[0]["content"]
     assert "Oslo: sunny." in writer[-1]["content"]  # the researcher's output is its context
@@ -176,6 +182,20 @@ def test_a_crew_hands_each_task_on_and_replies_with_the_last(alice, model_server
         {"agent": "Researcher", "output": "Oslo: sunny."},
         {"agent": "Writer", "output": "It is sunny in Oslo today."},
     ]
+
+
+def test_crewai_sends_nothing_home_and_writes_no_task_output_to_disk(alice, model_server) -> None:
+    from crewai.telemetry import Telemetry
+    from crewai_core.paths import db_storage_path
+
+    make_agent(alice, model_server, **PERSONA)
+    model_server.reply("the secret plan")
+    assert run(alice, "crew", "hi", "quiet").status_code == 200
+    assert Telemetry._is_telemetry_disabled()  # CrewAI's documented opt-outs are set
+    assert os.environ["CREWAI_TRACING_ENABLED"] == "false"
+    log = Path(db_storage_path()) / "latest_kickoff_task_outputs.db"
+    with contextlib.closing(sqlite3.connect(log)) as db:  # the task outputs stayed in memory
+        assert db.execute("SELECT count(*) FROM latest_kickoff_task_outputs").fetchone() == (0,)
 
 
 def test_braces_in_a_message_are_text(alice, model_server) -> None:
