@@ -161,6 +161,19 @@ def test_an_async_tool_and_the_call_context_reach_the_function(alice, model_serv
     assert list(whoami_schema["properties"]) == ["question"]  # the context is not the model's to give
 
 
+def test_a_tool_that_raises_tells_the_model_and_the_run_goes_on(alice, model_server) -> None:
+    make_agent(alice, model_server, **PERSONA, tools=["broken"])
+    model_server.reply(tool_calls=[{"name": "broken", "arguments": {"reason": "on purpose"}}])
+    model_server.reply_with(after_tool("The tool failed, sorry."))
+    answer = run(alice, "crew", "try it", "b")
+    assert answer.status_code == 200 and answer.json()["result"] == "The tool failed, sorry."
+    told = model_server.requests[1].body["messages"][-1]
+    assert told["role"] == "tool" and "the tool broke: on purpose" in told["content"]
+    history = entries(alice, "b")
+    assert [m.get("kind", m["role"]) for m in history] == ["user", "tool_call", "tool_result", "assistant"]
+    assert history[2]["content"] == "error: RuntimeError"
+
+
 def test_a_crew_hands_each_task_on_and_replies_with_the_last(alice, model_server) -> None:
     make_agent(alice, model_server, **CREW)
     model_server.reply(tool_calls=[{"name": "get_weather", "arguments": {"city": "Oslo"}}])
