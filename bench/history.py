@@ -7,6 +7,7 @@ the smallest session's. The goal is at most 1.2: the cost is flat with the histo
 
     .venv/bin/python bench/history.py [--backends redis,dynamodb] [--sizes 10,1000,100000] [--runs N]
     .venv/bin/python bench/history.py --agents [--sizes 10,1000,10000] [--runs N]
+    .venv-crewai/bin/python bench/history.py --agents --framework crewai  (CrewAI's own environment)
 
 ``--agents`` times a tool-calling ``openai_agents`` turn instead, side by side with Agent Kernel's
 (``agent_history.py``).
@@ -303,6 +304,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, help="runs per size (default: in-memory 1000, redis 500, dynamodb 50)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--agents", action="store_true", help="a tool-calling agent's turn, beside Agent Kernel's")
+    frameworks = ("openai_agents", "crewai")
+    parser.add_argument("--framework", default="openai_agents", choices=frameworks, help="the agent's, with --agents")
     args = parser.parse_args(argv)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = set(args.backends) - set(BACKENDS)
@@ -324,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import agent_history
 
         sizes = args.sizes if argv or "--sizes" in sys.argv else agent_history.SIZES
-        return agent_history.run(sizes, args.runs or agent_history.RUNS, log)
+        return agent_history.run(sizes, args.runs or agent_history.RUNS, log, framework=args.framework)
     points: list[Point] = []
     for backend in args.backends:
         runs = args.runs or DEFAULT_RUNS[backend]
