@@ -99,6 +99,9 @@ def _check_crew(config: dict[str, Any], problems: ConfigProblems) -> None:
             problems.add(path_of(where, "agent"), f"must be the role of one of the crew's agents: {', '.join(roles)}")
         if not isinstance(task.get("human_input", False), bool):
             problems.add(path_of(where, "human_input"), "must be true or false")
+    descriptions = [task.get("description") for task in tasks if isinstance(task, dict)]
+    if not any(isinstance(text, str) and "{message}" in text for text in descriptions):
+        problems.add("tasks", "no task's description names {message}: the crew would never see the user's message")
 
 
 def _text(holder: dict[str, Any], key: str, problems: ConfigProblems, *, required: bool, where: str = "") -> None:

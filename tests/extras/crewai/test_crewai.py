@@ -90,11 +90,22 @@ def test_a_bad_config_is_a_400_naming_its_key(alice, config, field) -> None:
     assert field in str(answer.json())
 
 
-def test_a_crew_task_must_name_one_of_its_agents(alice) -> None:
-    tasks = [{**CREW["tasks"][0], "agent": "Nobody"}]
+@pytest.mark.parametrize(
+    ("task", "field", "why"),
+    [
+        ({"agent": "Nobody"}, "tasks[0].agent", "role of one of the crew's agents"),
+        ({"description": "Find facts"}, "tasks", "{message}"),
+        ({"description": "Find {facts} for {message}"}, "tasks[0].description", "{facts}"),
+        ({"human_input": "yes"}, "tasks[0].human_input", "true or false"),
+    ],
+)
+def test_a_bad_crew_is_a_400_naming_its_field(alice, task, field, why) -> None:
+    tasks = [{**CREW["tasks"][0], **task}]
     config = {"base_url": "https://api.example.com/v1", "model": "m", "agents": CREW["agents"], "tasks": tasks}
     answer = alice.post("/agents", {"name": "bad", "framework": "crewai", "config": config})
-    assert answer.status_code == 400 and "tasks[0].agent" in str(answer.json())
+    assert answer.status_code == 400, answer.json()
+    fields = answer.json()["fields"]
+    assert f"config.{field}" in fields and why in str(fields[f"config.{field}"]), fields
 
 
 def test_a_private_base_url_is_refused_when_saved_and_when_run(alice, model_server, settings) -> None:
