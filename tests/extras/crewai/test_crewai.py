@@ -222,6 +222,26 @@ def test_crewai_sends_nothing_home_and_writes_no_task_output_to_disk(alice, mode
         assert db.execute("SELECT count(*) FROM latest_kickoff_task_outputs").fetchone() == (0,)
 
 
+def test_a_runs_events_carry_the_reply_and_the_python_api_runs_it(alice, model_server) -> None:
+    from agents_app.frameworks import AgentSpec
+    from agents_app.runner import runner
+    from tests.agents_app.test_streaming import events_of
+
+    make_agent(alice, model_server, **PERSONA)
+    model_server.reply("A streamed reply.")
+    answer = run(alice, "crew", "hi", "st")
+    events = events_of(alice.get(f"/runs/{answer.json()['run_id']}/events"))
+    deltas = "".join(data["text"] for _, kind, data in events if kind == "delta")
+    assert deltas == "A streamed reply." and events[-1][1] == "done"
+
+    agent = AgentSpec("py", "crewai", {"base_url": model_server.url, "model": "m1", **PERSONA, "tools": ["add"]})
+    session = Session(id="py", tenant=alice.tenant.slug)
+    model_server.reply(tool_calls=[{"name": "add", "arguments": {"a": 1, "b": 2}}])
+    model_server.reply_with(after_tool("It is 3."))
+    assert asyncio.run(runner.run(agent, session, "1+2?")) == "It is 3."
+    assert [m.kind for m in session.history()] == ["message", TOOL_CALL, TOOL_RESULT, "message"]
+
+
 def test_braces_in_a_message_are_text(alice, model_server) -> None:
     make_agent(alice, model_server, **PERSONA)
     model_server.reply("ok")

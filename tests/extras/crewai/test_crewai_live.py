@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from tests.live.queue import Queue
+from tests.live.test_streaming import sse, stream
 from tests.modelserver import ModelServer, Reply
 
 pytest.importorskip("crewai", reason="CrewAI runs in its own environment: pip install -r requirements/crewai.txt")
@@ -60,6 +61,13 @@ def test_a_crew_calls_a_tool_on_the_worker_and_on_the_web_and_a_failure_commits_
     assert second.status_code == 200, second.text
     assert second.json()["result"] == "Still sunny."
     assert f"user: Paris?\nassistant: {first['result']}" in model_server.last.body["messages"][-1]["content"]
+
+    model_server.reply("Facts.")
+    model_server.reply("A streamed answer.")
+    body = {"agent": "crew", "message": "Streamed?", "session_id": session_id, "stream": True}
+    events = list(sse(stream(queue, "POST", "/run", json=body)))  # a web process, streamed
+    assert [kind for _, kind, _ in events][-1] == "done", events
+    assert "".join(data["text"] for _, kind, data in events if kind == "delta") == "A streamed answer."
 
     before = queue.messages(session_id)
     model_server.reply(tool_calls=[{"name": "get_weather", "arguments": {"city": "Rome"}}])
