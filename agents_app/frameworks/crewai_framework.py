@@ -127,13 +127,14 @@ class CrewAIFramework(ModelFramework):
             raise ModelError(NOT_INSTALLED) from None
         context = call_context(agent, session)
         key = await api_key(session, agent.config)
-        built = crewai_crew.build(agent.config, key, context=context)
-        human = crewai_human.Human(built, resumed)
         try:
-            outputs = await human.kickoff(inputs)
+            built = crewai_crew.build(agent.config, key, context=context)
+            outputs = await crewai_human.Human(built, resumed).kickoff(inputs)
         except crewai_human.WaitForHuman as waiting:
             session.set(PAUSED, {"inputs": inputs, **waiting.state})
             return Pause(kind="input", prompt={"task": waiting.task, "agent": waiting.role, "output": waiting.output})
+        except ModelError:
+            raise
         except Exception as exc:
             raise ModelError(_failure(exc, key)) from None
         if session.get(PAUSED) is not None:

@@ -109,6 +109,14 @@ def test_a_bad_crew_is_a_400_naming_its_field(alice, task, field, why) -> None:
     assert f"config.{field}" in fields and why in str(fields[f"config.{field}"]), fields
 
 
+@pytest.mark.parametrize(("path", "why"), [("tests.plain_tools.nowhere", "nowhere"), ("os.sep", "not a function")])
+def test_a_tool_that_does_not_load_is_refused_when_saved(alice, settings, path, why) -> None:
+    settings.AK_AGENTS = {**settings.AK_AGENTS, "TOOLS": {**TOOLS, "gone": path}}
+    config = {"base_url": "https://api.example.com/v1", "model": "m", **PERSONA, "tools": ["gone"]}
+    answer = alice.post("/agents", {"name": "bad", "framework": "crewai", "config": config})
+    assert answer.status_code == 400 and "tools" in str(answer.json()) and why in str(answer.json())
+
+
 def test_a_private_base_url_is_refused_when_saved_and_when_run(alice, model_server, settings) -> None:
     make_agent(alice, model_server, **PERSONA)
     settings.AK_AGENTS = {**settings.AK_AGENTS, "ALLOW_PRIVATE_URLS": False}
