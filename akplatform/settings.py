@@ -218,6 +218,7 @@ AK_FRAMEWORKS = {
     "openai_agents": "agents_app.frameworks.openai_agents.OpenAIAgentsFramework",
     "langgraph": "agents_app.frameworks.langgraph.LangGraphFramework",
     "google_adk": "agents_app.frameworks.google_adk.GoogleADKFramework",
+    "crewai": "agents_app.frameworks.crewai_framework.CrewAIFramework",
     **env_mapping("AK_FRAMEWORKS"),
 }
 _TOOLS, _GRAPHS = env_mapping("AK_AGENTS__TOOLS"), env_mapping("AK_AGENTS__GRAPHS")

@@ -1,6 +1,8 @@
 """A tool-calling agent's turn as history grows, side by side with Agent Kernel (``history.py --agents``).
 
-One turn of an ``openai_agents`` agent with a tool: the model asks for ``get_weather``, the tool
+One turn of an ``openai_agents`` agent (or, with ``--frameworks crewai``, a ``crewai`` agent, run
+from CrewAI's own environment: ``.venv-crewai/bin/python bench/history.py --agents --framework
+crewai``) with a tool: the model asks for ``get_weather``, the tool
 answers, the model replies (two model calls, a tool call and its result as items). Both sides talk
 to the same model server (the project's, answering at once, so what grows is what the history
 costs) over the same Redis, on sessions that already hold 10, 1,000 and 10,000 items:
@@ -10,6 +12,9 @@ costs) over the same Redis, on sessions that already hold 10, 1,000 and 10,000 i
   the SDK with every item as input, store the whole session again), in its own venv
   (``AKV``, default ``~/.cache/ak-venv-0.9.5``, as ``../shared/bench/agentkernel/`` makes it);
   skipped with a note when that venv is missing.
+
+Agent Kernel's CrewAI side (``agentkernel_crewai_turn.py``) runs in a venv of its own
+(``AKV_CREWAI``): CrewAI pins ``openai<3``, the Agents SDK of ``AKV`` needs 3.
 
 Medians are printed with their ratio to the smallest session's; the goal is at most 1.2 for the
 platform.
@@ -40,6 +45,10 @@ RUNS = 30
 GOAL = 1.2
 PROMPT = "What is the weather in Paris?"
 AKV = Path(os.environ.get("AKV", Path.home() / ".cache/ak-venv-0.9.5"))
+#: Agent Kernel with CrewAI (which pins openai<3, the Agents SDK of AKV needs openai 3): a venv of its own.
+AKV_CREWAI = Path(os.environ.get("AKV_CREWAI", Path.home() / ".cache/ak-venv-0.9.5-crewai"))
+#: Agent Kernel's side of each framework: its venv and script.
+AK_SIDES = {"openai_agents": (AKV, "agentkernel_turn.py"), "crewai": (AKV_CREWAI, "agentkernel_crewai_turn.py")}
 HERE = Path(__file__).resolve().parent
 
 
@@ -76,9 +85,20 @@ def seed(store: SessionStore, key: SessionKey, entries: list[Message]) -> None:
         store.commit(key, expected_version=None, append=entries[first : first + 1_000])
 
 
-async def platform_turns(store: SessionStore, model_url: str, sizes: Sequence[int], runs: int) -> dict[int, list]:
-    config = {"base_url": model_url, "model": "bench-model", "tools": ["get_weather"]}
-    agent = AgentSpec("weather", "openai_agents", config)
+#: The agent each framework runs: a model and the one tool.
+CONFIGS = {
+    "openai_agents": {},
+    "crewai": {"role": "Weather reporter", "goal": "Tell the weather", "backstory": "You read forecasts."},
+}
+#: The tool's function for each framework (``tests.agent_tools`` needs the OpenAI Agents SDK).
+TOOL_PATHS = {"openai_agents": "tests.agent_tools.get_weather", "crewai": "tests.plain_tools.get_weather"}
+
+
+async def platform_turns(
+    store: SessionStore, model_url: str, sizes: Sequence[int], runs: int, framework: str = "openai_agents"
+) -> dict[int, list]:
+    config = {"base_url": model_url, "model": "bench-model", "tools": ["get_weather"], **CONFIGS[framework]}
+    agent = AgentSpec("weather", framework, config)
     runner = Runner(store=store)
     tenant = unique_tenant("agentbench")
     keys = {size: SessionKey(tenant, f"agent-{size}") for size in sizes}
@@ -99,13 +119,19 @@ async def platform_turns(store: SessionStore, model_url: str, sizes: Sequence[in
     return samples
 
 
-def agentkernel_turns(model_url: str, redis: str, sizes: Sequence[int], runs: int, log: Log) -> dict[int, dict]:
-    python = AKV / "bin/python"
+def agentkernel_turns(
+    model_url: str, redis: str, sizes: Sequence[int], runs: int, log: Log, framework: str = "openai_agents"
+) -> dict[int, dict]:
+    venv, script_name = AK_SIDES[framework]
+    python = venv / "bin/python"
     if not python.exists():
-        log(f"no Agent Kernel venv at {AKV}: run ../shared/bench/agentkernel/compare.sh once to make it")
+        how = "run ../shared/bench/agentkernel/compare.sh once to make it"
+        if framework == "crewai":
+            how = "python3.12 -m venv it and pip install 'agentkernel[redis,crewai]==0.9.5' there"
+        log(f"no Agent Kernel venv at {venv}: {how}")
         return {}
     ak_redis = redis.rsplit("/", 1)[0] + "/3"
-    script = str(HERE / "agentkernel_turn.py")  # -P: bench/queue.py must not hide the stdlib's queue
+    script = str(HERE / script_name)  # -P: bench/queue.py must not hide the stdlib's queue
     command = [str(python), "-P", script, model_url, ak_redis, ",".join(map(str, sizes)), str(runs)]
     done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=3600, cwd=HERE.parent)
     if done.returncode != 0:
@@ -115,16 +141,18 @@ def agentkernel_turns(model_url: str, redis: str, sizes: Sequence[int], runs: in
     return {r["size"]: r for r in results}
 
 
-def run(sizes: Sequence[int] = SIZES, runs: int = RUNS, log: Log | None = None) -> int:
+def run(
+    sizes: Sequence[int] = SIZES, runs: int = RUNS, log: Log | None = None, framework: str = "openai_agents"
+) -> int:
     log = log or Log(False)
-    settings.AK_AGENTS["TOOLS"].setdefault("get_weather", "tests.agent_tools.get_weather")
+    settings.AK_AGENTS["TOOLS"].setdefault("get_weather", TOOL_PATHS[framework])
     with ModelServer() as model, redis_url(log) as redis:
         model.reply_with(weather_model)
         store = build_store("redis", ttl=3600, url=redis)
         log(f"platform: {runs} tool-calling turns per size on sessions of {', '.join(f'{s:,}' for s in sizes)} items")
-        ours = asyncio.run(platform_turns(store, model.url, sizes, runs))
+        ours = asyncio.run(platform_turns(store, model.url, sizes, runs, framework))
         log("Agent Kernel: the same turns")
-        theirs = agentkernel_turns(model.url, redis, sizes, runs, log)
+        theirs = agentkernel_turns(model.url, redis, sizes, runs, log, framework)
         store.close()
     rows = []
     base = median(ours[sizes[0]])
@@ -145,7 +173,7 @@ def run(sizes: Sequence[int] = SIZES, runs: int = RUNS, log: Log | None = None) 
     headers = ["prior items", "platform ms", "ratio"]
     if theirs:
         headers += ["Agent Kernel ms", "ratio", "its load+store ms", "ratio", "its pickle bytes"]
-    print("a tool-calling openai_agents turn (2 model calls, a tool) on the Redis store, median of", runs)
+    print(f"a tool-calling {framework} turn (2 model calls, a tool) on the Redis store, median of", runs)
     print("")
     print(table(headers, rows))
     worst = max(median(ours[s]) / base for s in sizes)
