@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from agents_app.frameworks.base import AgentLike, Pause, Resume
+from agents_app.frameworks.base import AgentLike, Framework, Pause, Resume
 from agents_app.frameworks.echo import EchoFramework
 from sessions_app.core import SessionView
 
@@ -32,3 +32,22 @@ def _invoked(line: str) -> None:
     if path:
         with open(path, "a", encoding="utf-8") as log:
             log.write(line.replace("\n", " ") + "\n")
+
+
+class AskingFramework(Framework):
+    """Asks for a name before it answers (a ``Pause`` of kind ``input``), counting its questions in
+    its own state: the answer ``again`` makes it ask once more; any other is greeted."""
+
+    name = "asking"
+    window = 0
+
+    async def run(self, agent: AgentLike, session: SessionView, message: str) -> Pause:
+        session.set("asked", 1)
+        return Pause(kind="input", prompt={"question": "What is your name?", "about": message})
+
+    async def resume(self, agent: AgentLike, session: SessionView, pause: Pause, answer: Resume) -> str | Pause:
+        asked = session.get("asked", 0)
+        if answer.input == "again":
+            session.set("asked", asked + 1)
+            return Pause(kind="input", prompt={"question": "Really, what is your name?", "about": asked + 1})
+        return f"hello {answer.input} (asked {asked} times)"
