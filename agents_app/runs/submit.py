@@ -132,7 +132,7 @@ def run_record(request: RunRequest, *, tenant: Tenant) -> tuple[Run, bool]:
     if earlier is not None:
         return earlier, False
     agent = agent_get(tenant=tenant, name=request.agent)
-    if request.session_id is not None:
+    if request.session_id is not None and (request.mode == "queued" or request.on_paused == "cancel"):
         _paused_run_check(request, tenant=tenant)
     fields = {
         "tenant": tenant,
@@ -165,8 +165,10 @@ def run_record(request: RunRequest, *, tenant: Tenant) -> tuple[Run, bool]:
 
 def _paused_run_check(request: RunRequest, *, tenant: Tenant) -> None:
     """Refuse a run on a session with a paused run (``SessionPaused``), or cancel that run first
-    (``on_paused: "cancel"``). A run that pauses after this check is found by the runner, which
-    refuses the new run under the session's lock."""
+    (``on_paused: "cancel"``). A queued run is checked here, to be answered 409 now rather than
+    fail later; a sync or streamed one (without ``on_paused: "cancel"``) is refused by the runner,
+    which finds the session's pause marker under the lock with no query of its own (its row is
+    then withdrawn), as is any run that reaches the session after a pause made since this check."""
     paused = Run.objects.filter(tenant=tenant, session__session_id=request.session_id, status=Run.Status.PAUSED)
     for run in paused.only("pk", "webhook_url", "status"):
         if request.on_paused != "cancel":
