@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from django.conf import settings
 
@@ -102,6 +102,20 @@ class RunOutcome:
     pause: Pause | None = None
 
 
+class RunOptions(TypedDict, total=False):
+    """The options of ``Runner.execute`` and ``Runner.execute_resume`` (see ``execute``)."""
+
+    wait: float | None
+    store: SessionStore | None
+    run_id: str | None
+    commit_id: str | None
+    cancelled: Cancellation | None
+    time_limit: float | None
+    events: RunEvents | None
+    indexed: int
+    paused_elsewhere: Callable[[str], Awaitable[bool]] | None
+
+
 class Runner:
     def __init__(
         self,
@@ -149,7 +163,7 @@ class Runner:
         prompt: str,
         *,
         replay: bool = True,
-        **options: Any,
+        **options: Unpack[RunOptions],
     ) -> RunOutcome:
         """Run under the session's lock and commit the exchange, or raise and commit nothing.
 
@@ -173,7 +187,7 @@ class Runner:
         )
 
     async def execute_resume(
-        self, agent: AgentLike, key: SessionKey, pause: Pause, answer: Resume, **options: Any
+        self, agent: AgentLike, key: SessionKey, pause: Pause, answer: Resume, **options: Unpack[RunOptions]
     ) -> RunOutcome:
         """Go on with a paused run (``run_id``, committing under ``commit_id``) given a person's
         ``answer``: the framework's ``resume`` under the session's lock, then the commit of its

@@ -22,7 +22,7 @@ from agents_app.errors import RunCancelled, RunFailed, RunTimedOut, SessionExpir
 from agents_app.limits import claim_over_limit
 from agents_app.models import Run
 from agents_app.pauses import pause_forget, pause_from_dict, resume_from_dict
-from agents_app.runner import Cancellation, runner
+from agents_app.runner import Cancellation, RunOptions, runner
 from agents_app.runs import transitions
 from agents_app.runs.events import RunEvents
 from agents_app.runs.watch import watcher_for
@@ -117,7 +117,7 @@ async def _execute(
     cancelled = Cancellation()
     watcher = watcher_for(worker)
     watcher.watch(run_id, cancelled)
-    options = {
+    options: RunOptions = {
         "wait": wait,
         "run_id": run_id,
         "commit_id": run.commit_id,
