@@ -6,6 +6,7 @@ A paused run holds no worker: the workers can restart while it waits, and its re
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -114,3 +115,29 @@ def test_a_paused_run_not_resumed_within_the_pause_ttl_is_cancelled(start_queue)
     assert queue.post(f"/runs/{run_id}/resume", APPROVE).json()["code"] == "run_not_paused"
     after = queue.post("/run", {"agent": "echo", "message": "fresh", "session_id": sid})
     assert after.json()["result"] == "echo[turns=2]: fresh"  # the session is free again
+
+
+def test_the_webhook_is_posted_on_the_pause_and_again_at_the_end(start_queue) -> None:
+    from agents_app.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, webhook_verify
+    from tests.live.test_webhooks_and_broker import Receiver
+
+    queue: Queue = start_queue("redis")
+    agent = queue.agent("approver", approval=True)
+    receiver = Receiver(failures=0)
+    try:
+        run_id = queue.enqueue(agent, "hook me", session(), webhook=receiver.url)["run_id"]
+        queue.wait(run_id, lambda r: r["status"] == "paused" and r["webhook_status"] == "delivered", timeout=30)
+        assert queue.post(f"/runs/{run_id}/resume", APPROVE).status_code == 200
+        queue.wait(run_id, lambda r: r["status"] == "succeeded" and r["webhook_status"] == "delivered", timeout=30)
+    finally:
+        receiver.close()
+    payloads = [json.loads(body) for _, body in receiver.calls]
+    assert [(p["status"], p["pause"]) for p in payloads] == [("paused", pause_of("hook me")), ("succeeded", None)]
+    assert payloads[1]["result"] == "echo[turns=1]: hook me"
+    for headers, body in receiver.calls:
+        assert webhook_verify(
+            secret=queue.platform.webhook_secret,
+            timestamp=headers[TIMESTAMP_HEADER],
+            body=body,
+            signature=headers[SIGNATURE_HEADER],
+        )
