@@ -31,7 +31,8 @@ def run_cancel(*, run: Run) -> Run:
     ).update(cancel_requested_at=timezone.now())
     run.refresh_from_db()
     if run.status == Run.Status.QUEUED:
-        transitions.cancel_queued(run)
+        if transitions.cancel_queued(run) and run.resumes:  # a queued resume: its pause marker goes too
+            pause_forget(get_store(), session_key(run.session), str(run.pk))
     elif run.status == Run.Status.RUNNING and get_store().can_revoke:
         try:
             get_store().revoke(session_key(run.session), run.commit_id)

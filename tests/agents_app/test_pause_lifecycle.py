@@ -178,3 +178,16 @@ def test_a_sync_resume_turned_away_by_a_busy_session_waits_paused_again(queued, 
     run.refresh_from_db()
     assert (run.status, run.answer, run.resumes) == ("paused", None, 0)
     assert Run.objects.filter(pk=run.pk).exists()
+
+
+def test_a_cancel_of_a_queued_resume_ends_it_and_frees_the_session(
+    queued, alice, django_capture_on_commit_callbacks
+) -> None:
+    from agents_app.runs.cancel import run_cancel
+
+    run = queued("hi")
+    run_execute(run_id=str(run.pk), worker=WORKER)
+    resumed = resume(alice, run, capture=django_capture_on_commit_callbacks)
+    assert run_cancel(run=resumed).status == "cancelled"
+    assert marker(run) is None
+    assert run_execute(run_id=str(run.pk), worker=WORKER) is Step.SKIPPED  # its task finds it ended
