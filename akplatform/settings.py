@@ -248,6 +248,7 @@ AK_RUN = {
     "WEBHOOK_MAX_ATTEMPTS": env_int("AK_RUN__WEBHOOK_MAX_ATTEMPTS", 8, minimum=1),
     "WEBHOOK_RETRY": env_float("AK_RUN__WEBHOOK_RETRY", 2.0, minimum=0.01),
     "WEBHOOK_ALLOW_PRIVATE": env_bool("AK_RUN__WEBHOOK_ALLOW_PRIVATE", DEBUG),
+    "PAUSE_TTL": env_float("AK_RUN__PAUSE_TTL", 86400.0, minimum=1.0),
 }
 # Scheduled runs (agents_app.schedules): how often celery beat looks for due schedules, in seconds.
 AK_SCHEDULES = {"CHECK_INTERVAL": env_float("AK_SCHEDULES__CHECK_INTERVAL", 1.0, minimum=0.1)}

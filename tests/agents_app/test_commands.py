@@ -341,3 +341,15 @@ def test_chat_on_a_store_that_does_not_answer_is_one_line(demo_db, tmp_path) -> 
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert result.stderr.startswith("CommandError: the session store did not answer")
+
+
+def test_chat_says_when_a_run_waits_for_a_person(transactional_db, monkeypatch) -> None:
+    from agents_app.services import agent_create
+    from sessions_app.models import Tenant
+
+    call_command("create_tenant", "demo", stdout=io.StringIO())
+    agent_create(tenant=Tenant.objects.get(slug="demo"), name="approver", framework="echo", config={"approval": True})
+    monkeypatch.setattr(sys, "stdin", io.StringIO("deploy\n"))
+    out = io.StringIO()
+    call_command("chat", "--agent", "approver", stdout=out)
+    assert "waits for a person" in out.getvalue() and '"tool": "echo"' in out.getvalue()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import json
 import logging
 import logging.handlers
 import sys
@@ -244,5 +245,7 @@ class Command(BaseCommand):
         if printed:
             self.stdout.write("")
         await task  # the run's end: raises what stopped it
-        if not printed and run.result:
+        if run.status == Run.Status.PAUSED:  # it waits for a person: the API or the console answers
+            self.stdout.write(f"(run {run.pk} waits for a person: {json.dumps(run.pause)}; POST /runs/{run.pk}/resume)")
+        elif not printed and run.result:
             self.stdout.write(f"{request.agent}> {run.result}")
