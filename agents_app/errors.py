@@ -44,6 +44,33 @@ class SessionExpired(RunStopped):
         self.session_id, self.count = session_id, count
 
 
+class SessionPaused(RunStopped):
+    """A new run on a session that has a paused run (409 ``run_paused``, with its ``run_id``)."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(
+            f"the session has a paused run ({run_id}): resume it, cancel it, or send the message with"
+            ' "on_paused": "cancel"'
+        )
+        self.run_id = run_id
+
+
+class RunNotPaused(Exception):
+    """A resume of a run that is not paused (409 ``run_not_paused``)."""
+
+    def __init__(self, run_id: str, status: str) -> None:
+        super().__init__(f"the run is {status}, not paused: there is nothing to resume")
+        self.run_id = run_id
+
+
+class ResumeInvalid(ValueError):
+    """A resume's answer does not fit what the run waits for (400): ``fields`` names each bad field."""
+
+    def __init__(self, fields: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(f"{field}: {' '.join(messages)}" for field, messages in fields.items()))
+        self.fields = fields
+
+
 class RunFailed(Exception):
     """The agent's adapter raised: the run is recorded as failed (502 ``agent_failed``)."""
 
@@ -94,6 +121,9 @@ _ERRORS: list[tuple[type[Exception], int, str, str | None]] = [
     (BrokerUnavailable, 503, "broker_unavailable", "The task broker is unavailable; nothing was queued."),
     (IdempotencyConflict, 409, "idempotency_conflict", "This Idempotency-Key was used with another request."),
     (RunCancelled, 409, "run_cancelled", "The run was cancelled; nothing was saved."),
+    (SessionPaused, 409, "run_paused", None),
+    (RunNotPaused, 409, "run_not_paused", None),
+    (ResumeInvalid, 400, "invalid", "The answer does not fit what the run waits for."),
     (SessionExpired, 409, "session_expired", None),
     (RunTimedOut, 504, "run_timeout", None),
     (RunFailed, 502, "agent_failed", None),
@@ -114,6 +144,10 @@ def run_error(exc: Exception) -> tuple[int, dict[str, Any]] | None:
             body = error_body(code, detail or str(exc))
             if isinstance(exc, RunFailed):
                 body["run_id"] = str(exc.run.pk)
+            if isinstance(exc, SessionPaused | RunNotPaused):
+                body["run_id"] = exc.run_id
+            if isinstance(exc, ResumeInvalid):
+                body["fields"] = exc.fields
             if isinstance(exc, StoreError) and status_code >= 500:
                 logger.warning("store error: %s", exc)
             return status_code, body

@@ -55,6 +55,7 @@ class Run(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued"
         RUNNING = "running"
+        PAUSED = "paused"
         SUCCEEDED = "succeeded"
         FAILED = "failed"
         CANCELLED = "cancelled"
@@ -99,6 +100,15 @@ class Run(models.Model):
     webhook_error = models.TextField(blank=True)
     #: Tokens the model reported for the run: ``{"prompt_tokens", "completion_tokens"}``.
     usage = models.JSONField(null=True, blank=True)
+    #: What a paused run waits for (CONTRACT's ``pause`` object): set when it pauses, kept while
+    #: its resume runs (the framework's ``resume`` is given it), replaced when it pauses again.
+    pause = models.JSONField(null=True, blank=True)
+    paused_at = models.DateTimeField(null=True, blank=True)
+    #: The person's answer to ``pause`` (``{"decisions": {id: {approve, message}}}`` or
+    #: ``{"input": ...}``) while its resume is queued or running; None while it is paused.
+    answer = models.JSONField(null=True, blank=True)
+    #: How many times it was resumed: each resume commits under its own id (``commit_id``).
+    resumes = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-created_at"]
@@ -106,6 +116,7 @@ class Run(models.Model):
             models.Index(fields=["tenant", "status", "-created_at"], name="run_tenant_status"),
             models.Index(fields=["session", "-created_at"], name="run_session"),
             models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat"),
+            models.Index(fields=["session"], condition=models.Q(status="paused"), name="run_paused_session"),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -121,6 +132,17 @@ class Run(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+    @property
+    def is_resuming(self) -> bool:
+        """Whether its execution goes on from a pause (``answer`` given) rather than from its message."""
+        return self.answer is not None
+
+    @property
+    def commit_id(self) -> str:
+        """The id its current execution commits under in the session store (and a cancel revokes):
+        the run's id, then ``<id>.<n>`` for its n-th resume, so that each is replayed, not redone."""
+        return str(self.pk) if not self.resumes else f"{self.pk}.{self.resumes}"
 
 
 class Secret(models.Model):

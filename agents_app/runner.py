@@ -15,15 +15,17 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from django.conf import settings
 
-from agents_app.errors import RunCancelled, RunTimedOut, SessionExpired
+from agents_app.errors import RunCancelled, RunTimedOut, SessionExpired, SessionPaused
 from agents_app.frameworks import AgentLike, Reply, Usage, get_framework
+from agents_app.frameworks.base import Pause, Resume
+from agents_app.pauses import PAUSE_SCOPE, cleared_state, marker_state, pause_from_dict, pause_marker
 from agents_app.runs.events import RunEvents
 from infra.io_threads import blocking
 from sessions_app.core import Session, SessionView
@@ -96,6 +98,8 @@ class RunOutcome:
     replayed: bool = False
     #: Tokens the adapter reported, if it did.
     usage: Usage | None = None
+    #: What the run waits for, when it paused (its ``reply`` is then empty).
+    pause: Pause | None = None
 
 
 class Runner:
@@ -130,9 +134,12 @@ class Runner:
         return self._store or get_store()
 
     async def run(self, agent: AgentLike, session: Session, prompt: str) -> str:
-        """Run ``agent`` on ``session`` with ``prompt``; return the reply (the docs' API)."""
+        """Run ``agent`` on ``session`` with ``prompt``; return the reply (the docs' API). An agent
+        that pauses for a person raises ``RuntimeError``: ``execute`` and ``execute_resume`` take pauses."""
         store = session._store or self.store
         outcome = await self.execute(agent, session.key, prompt, store=store)
+        if outcome.pause is not None:
+            raise RuntimeError("the agent paused for a person: use Runner.execute and Runner.execute_resume")
         return outcome.reply
 
     async def execute(
@@ -141,68 +148,120 @@ class Runner:
         key: SessionKey,
         prompt: str,
         *,
+        replay: bool = True,
+        **options: Any,
+    ) -> RunOutcome:
+        """Run under the session's lock and commit the exchange, or raise and commit nothing.
+
+        With ``run_id`` the commit records the run (under ``commit_id``, by default the run's id),
+        and (with ``replay``) a run that committed before returns its stored outcome without
+        running again. ``cancelled`` set stops the adapter (``RunCancelled``), and so does
+        ``time_limit`` (``RunTimedOut``). Raises the store's errors (``SessionBusy``,
+        ``StoreUnavailable``, ``VersionConflict``, ``RunRevoked``) and the adapter's. ``events``
+        gets the ``run`` event and the reply's deltas. ``indexed``: the messages the index counts;
+        a store without the session then raises ``SessionExpired``.
+
+        An adapter that returns a ``Pause`` has the user's message, its items and its state
+        committed with the session's pause marker (``agents_app.pauses``), and the lock released:
+        the outcome's ``pause`` says what the run waits for. While another run's marker is on the
+        session, the run raises ``SessionPaused``, unless ``paused_elsewhere(run_id)`` (awaited)
+        says that run is no longer paused: its stale marker is then cleared with this commit.
+        """
+        framework = get_framework(agent.framework)
+        return await self._execute(
+            agent, key, lambda view: framework.run(agent, view, prompt), prompt=prompt, replay=replay, **options
+        )
+
+    async def execute_resume(
+        self, agent: AgentLike, key: SessionKey, pause: Pause, answer: Resume, **options: Any
+    ) -> RunOutcome:
+        """Go on with a paused run (``run_id``, committing under ``commit_id``) given a person's
+        ``answer``: the framework's ``resume`` under the session's lock, then the commit of its
+        items and reply (the marker cleared), or of a new pause. Options and errors as ``execute``;
+        a resume that committed before is replayed."""
+        framework = get_framework(agent.framework)
+        return await self._execute(
+            agent, key, lambda view: framework.resume(agent, view, pause, answer), prompt=None, replay=True, **options
+        )
+
+    async def _execute(
+        self,
+        agent: AgentLike,
+        key: SessionKey,
+        work: Callable[[SessionView], Coroutine[Any, Any, str | Reply | Pause]],
+        *,
+        prompt: str | None,
+        replay: bool,
         wait: float | None = None,
         store: SessionStore | None = None,
         run_id: str | None = None,
-        replay: bool = True,
+        commit_id: str | None = None,
         cancelled: Cancellation | None = None,
         time_limit: float | None = None,
         events: RunEvents | None = None,
         indexed: int = 0,
+        paused_elsewhere: Callable[[str], Awaitable[bool]] | None = None,
     ) -> RunOutcome:
-        """Run under the session's lock and commit the exchange, or raise and commit nothing.
-
-        With ``run_id`` the commit records the run, and (with ``replay``) a run that committed
-        before returns its stored reply without running again. ``cancelled`` set stops the adapter
-        (``RunCancelled``), and so does ``time_limit`` (``RunTimedOut``). Raises the store's errors
-        (``SessionBusy``, ``StoreUnavailable``, ``VersionConflict``, ``RunRevoked``) and the
-        adapter's. ``events`` gets the ``run`` event and the reply's deltas. ``indexed``: the
-        messages the index counts; a store without the session then raises ``SessionExpired``.
-        """
         store = store or self.store
+        commit_id = commit_id or run_id
         framework = get_framework(agent.framework)
         lock, snapshot = await self._acquire_and_load(
             store,
             key,
             wait=self.wait if wait is None else wait,
-            scopes=(SHARED_SCOPE, agent.name),
+            scopes=(SHARED_SCOPE, agent.name, PAUSE_SCOPE),
             window=self._window_of(framework.window_for(agent.config)),
-            run_id=run_id if replay else None,
+            run_id=commit_id if replay else None,
         )
         held = True
         keep_alive = Every(lock.lease / 3, partial(self._renew, lock))
         try:
-            if run_id is not None and replay and snapshot.run_committed is not None:
-                return await blocking(self._replay, store, key, snapshot)
+            marker = pause_marker(snapshot)
+            if commit_id is not None and replay and snapshot.run_committed is not None:
+                return await blocking(self._replay, store, key, snapshot, commit_id, marker)
             if indexed > 0 and not snapshot.exists:
                 raise SessionExpired(key.session_id, indexed)
+            clear = marker is not None
+            if marker is not None and marker.get("run_id") != run_id:
+                other = str(marker.get("run_id"))
+                if paused_elsewhere is None or await paused_elsewhere(other):
+                    raise SessionPaused(other)
             view = SessionView(snapshot, agent.name, key=key, on_delta=events.delta if events else None, run_id=run_id)
             if events is not None:
                 events.started()
             asked_at = time.time()
-            answer = await self._adapter(framework.run(agent, view, prompt), cancelled, time_limit)
-            if isinstance(answer, Reply):
-                reply, usage, author = answer.text, answer.usage, answer.agent or agent.name
+            answer = await self._adapter(work(view), cancelled, time_limit)
+            asked = (
+                [Message(role="user", content=prompt, agent=agent.name, created_at=asked_at)]
+                if prompt is not None
+                else []
+            )
+            state = dict(view.changes())
+            pause = answer if isinstance(answer, Pause) else None
+            if pause is not None:
+                reply, usage, messages = "", None, [*asked, *view.items]
+                state[PAUSE_SCOPE] = marker_state(run_id=run_id, commit_id=commit_id, pause=pause)
             else:
-                reply, usage, author = answer, None, agent.name
-            if events is not None and not view.streamed:
-                events.delta(reply)
-            messages = [
-                Message(role="user", content=prompt, agent=agent.name, created_at=asked_at),
-                *view.items,
-                Message(role="assistant", content=reply, agent=author),
-            ]
+                if isinstance(answer, Reply):
+                    reply, usage, author = answer.text, answer.usage, answer.agent or agent.name
+                else:
+                    reply, usage, author = answer, None, agent.name
+                if events is not None and not view.streamed:
+                    events.delta(reply)
+                messages = [*asked, *view.items, Message(role="assistant", content=reply, agent=author)]
+                if clear:
+                    state[PAUSE_SCOPE] = cleared_state()
             await keep_alive.stop()  # the adapter is done: the lease covers the commit
             commit = await blocking(
                 store.commit_and_release,
                 lock,
                 expected_version=snapshot.version,
                 append=messages,
-                state=view.changes(),
-                run_id=run_id,
+                state=state,
+                run_id=commit_id,
             )
             held = False
-            return RunOutcome(reply=reply, commit=commit, usage=usage)
+            return RunOutcome(reply=reply, commit=commit, usage=usage, pause=pause)
         finally:
             await keep_alive.stop()
             if held:
@@ -228,9 +287,15 @@ class Runner:
                 await asyncio.sleep(delay)
 
     @staticmethod
-    def _replay(store: SessionStore, key: SessionKey, snapshot: Snapshot) -> RunOutcome:
+    def _replay(
+        store: SessionStore, key: SessionKey, snapshot: Snapshot, commit_id: str, marker: dict[str, Any] | None
+    ) -> RunOutcome:
         """The outcome of the run that already committed (``snapshot.run_committed``), read back:
-        its reply is the first text message from the assistant after the user's, past its items."""
+        the pause its marker names, or its reply, the first text message from the assistant after
+        the user's, past its items."""
+        commit = CommitResult(snapshot.version, snapshot.total, dict(snapshot.role_counts))
+        if marker is not None and marker.get("commit_id") == commit_id:
+            return RunOutcome(reply="", commit=commit, replayed=True, pause=pause_from_dict(marker["pause"]))
         start, reply = snapshot.run_committed or 0, ""
         while page := store.history(key, start=start, limit=50):
             found = next((m for m in page if m.is_text and m.role == "assistant"), None)
@@ -238,13 +303,12 @@ class Runner:
                 reply = found.content
                 break
             start += len(page)
-        commit = CommitResult(snapshot.version, snapshot.total, dict(snapshot.role_counts))
         return RunOutcome(reply=reply, commit=commit, replayed=True)
 
     @staticmethod
     async def _adapter(
-        work: Coroutine[Any, Any, str | Reply], cancelled: Cancellation | None, limit: float | None
-    ) -> str | Reply:
+        work: Coroutine[Any, Any, str | Reply | Pause], cancelled: Cancellation | None, limit: float | None
+    ) -> str | Reply | Pause:
         """Await the adapter, unless ``cancelled`` is set or ``limit`` seconds pass first."""
         loop = asyncio.get_running_loop()
         task = loop.create_task(work)

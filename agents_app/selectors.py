@@ -16,7 +16,7 @@ from django.http import Http404
 from agents_app.errors import IdempotencyConflict
 from agents_app.models import Agent, Run, Secret
 from agents_app.runs.ends import End, run_end
-from agents_app.runs.events import ENDS
+from agents_app.runs.events import ENDS, PAUSED
 from agents_app.secrets import SecretMissing, SecretUnreadable, secret_decrypt
 from infra.io_threads import blocking, db
 from sessions_app.models import Tenant
@@ -113,15 +113,21 @@ async def run_events(*, run: Run, tenant: Tenant, after: int = 0) -> AsyncIterat
     """The run's events after event ``after``: those past from the store's log, then the others
     as they come, until its end; None after each quiet while (a moment for a keep-alive). A run
     whose end is not in the log ends with the event its row records (``runs.ends``: read as the
-    stream opens, then every ``AK_RUN__STREAM_CHECK`` seconds). Raises ``StoreUnavailable`` before
-    anything is streamed; returns None when ``after`` is at or after the last event of an ended
-    run (nothing is repeated or invented)."""
+    stream opens, then every ``AK_RUN__STREAM_CHECK`` seconds). A ``paused`` event with none after
+    it ends the stream too (the run waits for a person; its resume's events follow in the log).
+    Raises ``StoreUnavailable`` before anything is streamed; returns None when ``after`` is at or
+    after the last event of an ended run, or at the ``paused`` event of a run still paused
+    (nothing is repeated or invented)."""
     store, run_id = get_store(), str(run.pk)
     key = SessionKey(tenant=tenant.slug, session_id=run.session.session_id)
     ended = await db(run_end, run_id)
     past = await blocking(store.read_events, key, run_id, after=after)
     if ended is not None and not past and after > 0 and await blocking(_end_seen, store, key, run_id, after):
         return None
+    if run.status == Run.Status.PAUSED and not past and after > 0:
+        seen = await blocking(store.read_events, key, run_id, after=after - 1, limit=1)
+        if seen and seen[0].kind == PAUSED:
+            return None
     return _follow(store, key, run_id, past, after, ended)
 
 
@@ -143,11 +149,17 @@ async def _follow(
 ) -> AsyncIterator[Event | None]:
     checked = time.monotonic()
     while True:
-        for event in events:
+        pending = list(events)
+        while pending:
+            event = pending.pop(0)
             yield event
             last = event.id
             if event.kind in ENDS:
                 return
+            if event.kind == PAUSED and not pending and ended is None:  # still paused, or resumed since?
+                pending = await blocking(store.read_events, key, run_id, after=last)
+                if not pending:
+                    return
         if ended is not None:  # the row says it ended: what the log has now, else the row's end
             events = await blocking(store.read_events, key, run_id, after=last)
             if not events:

@@ -44,9 +44,14 @@ def execute_run(self, run_id: str, busy: int = 0, unavailable: int = 0) -> str:
 def sweep_runs() -> dict[str, int]:
     """Periodic (celery beat): take back runs whose process died; see ``runs.sweep``."""
     report = run_sweep()
-    if report.requeued or report.failed or report.republished:
+    if report.requeued or report.failed or report.republished or report.expired:
         logger.warning("sweep: %s", report)
-    return {"requeued": report.requeued, "failed": report.failed, "republished": report.republished}
+    return {
+        "requeued": report.requeued,
+        "failed": report.failed,
+        "republished": report.republished,
+        "expired": report.expired,
+    }
 
 
 @shared_task(name=webhooks.DELIVER_TASK, acks_late=True)

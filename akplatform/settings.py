@@ -240,6 +240,7 @@ AK_RUN = {
     "WEBHOOK_MAX_ATTEMPTS": env_int("AK_RUN__WEBHOOK_MAX_ATTEMPTS", 8, minimum=1),
     "WEBHOOK_RETRY": env_float("AK_RUN__WEBHOOK_RETRY", 2.0, minimum=0.01),
     "WEBHOOK_ALLOW_PRIVATE": env_bool("AK_RUN__WEBHOOK_ALLOW_PRIVATE", DEBUG),
+    "PAUSE_TTL": env_float("AK_RUN__PAUSE_TTL", 86400.0, minimum=1.0),
 }
 # Limits per tenant (infra.limits): the defaults; a tenant's own, set in the admin, win. 0 = unlimited.
 AK_LIMITS = {

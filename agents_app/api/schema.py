@@ -26,12 +26,15 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
 
 #: What each error status means, for every operation that may answer it.
 ERRORS: dict[int, str] = {
-    400: "Invalid input (`invalid`): `fields` names each bad field with its messages.",
+    400: "Invalid input (`invalid`): `fields` names each bad field with its messages (a resume's: each request"
+    " id that is missing, unknown or decided twice).",
     401: "No API key, or not a valid one (`not_authenticated`, `authentication_failed`).",
     403: "A limit of the tenant is reached (`limit_reached`, `limit` names it: `agents`, `secrets` or `sessions`):"
     " nothing was stored.",
     404: "Not found (`not_found`): no such agent, session, run or secret in the tenant (another tenant's too).",
-    409: "A conflict: the session is busy and `on_busy` is `reject` (`session_busy`), it changed during the run"
+    409: "A conflict: the session has a paused run (`run_paused`, with its `run_id`: resume it, cancel it, or"
+    ' send `"on_paused": "cancel"`), a resume of a run that is not paused (`run_not_paused`), the session is'
+    " busy and `on_busy` is `reject` (`session_busy`), it changed during the run"
     " (`session_changed`), an `Idempotency-Key` used with another body (`idempotency_conflict`) or whose run did"
     " not succeed (`idempotency_replay`, with `run_id`), a sync run cancelled (`run_cancelled`), a session whose"
     " history is no longer in the store (`session_expired`: nothing ran, the session starts over on the next"
@@ -82,7 +85,7 @@ def _agent_links(pointer: str) -> dict[str, Any]:
 
 
 _SESSION_LINKS = _links("session_id", Messages="session_messages", Runs="session_runs", Delete="session_delete")
-_RUN_LINKS = _links("run_id", Run="run_get", Events="run_events", Cancel="run_cancel")
+_RUN_LINKS = _links("run_id", Run="run_get", Events="run_events", Cancel="run_cancel", Resume="run_resume")
 _SECRET_LINKS = _links("name", Delete="secrets_delete")
 #: What an answer names, and where to use it next: ``{operationId: {status: links}}``.
 LINKS: dict[str, dict[str, dict[str, Any]]] = {
@@ -93,6 +96,7 @@ LINKS: dict[str, dict[str, dict[str, Any]]] = {
     "run": {"200": {**_RUN_LINKS, **_SESSION_LINKS}, "202": {**_RUN_LINKS, **_SESSION_LINKS}},
     "chat": {"200": _SESSION_LINKS},
     "run_get": {"200": _SESSION_LINKS},
+    "run_resume": {"200": {**_RUN_LINKS, **_SESSION_LINKS}, "202": {**_RUN_LINKS, **_SESSION_LINKS}},
     "secrets_set": {"201": _SECRET_LINKS},
 }
 
@@ -151,6 +155,32 @@ class RunInputScheme(OpenApiSerializerExtension):
             {"properties": {"async": false, "webhook": {"not": {}}}},
         ]
         return schema
+
+
+class ResumeInputScheme(OpenApiSerializerExtension):
+    """``POST /runs/<run_id>/resume`` (``ResumeInput.validate``): exactly one of ``decisions`` and
+    ``input``; ``stream`` and ``async`` are not both true."""
+
+    target_class = "agents_app.api.serializers.ResumeInput"
+
+    def map_serializer(self, auto_schema: openapi.AutoSchema, direction: str) -> dict[str, Any]:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        true = {"not": {"enum": [False]}}
+        schema["oneOf"] = [{"required": ["decisions"]}, {"required": ["input"]}]
+        schema["not"] = {"required": ["async", "stream"], "properties": {"async": true, "stream": true}}
+        return schema
+
+
+class QueuedOrPausedScheme(OpenApiSerializerExtension):
+    """A 202 of ``POST /run`` or a resume: a queued run's three fields, or a paused run, whole."""
+
+    target_class = "agents_app.api.serializers.QueuedOrPausedOutput"
+
+    def map_serializer(self, auto_schema: openapi.AutoSchema, direction: str) -> dict[str, Any]:
+        from agents_app.api.serializers import QueuedRunOutput, RunOutput
+
+        refs = [auto_schema.resolve_serializer(c, direction).ref for c in (QueuedRunOutput, RunOutput)]
+        return {"anyOf": refs}
 
 
 def _framework_branches(*, framework_required: bool) -> list[dict[str, Any]]:

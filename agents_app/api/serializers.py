@@ -119,6 +119,13 @@ class RunInput(serializers.Serializer):
     cancel_on_disconnect = StrictBooleanField(
         required=False, default=False, help_text="With `stream`: cancel the run if the client goes away."
     )
+    on_paused = serializers.ChoiceField(
+        choices=["reject", "cancel"],
+        required=False,
+        default="reject",
+        help_text="When the session has a paused run: `reject` answers 409 `run_paused` (with its `run_id`);"
+        " `cancel` cancels it first.",
+    )
 
     def get_fields(self) -> dict[str, serializers.Field]:
         # "async" is a Python keyword, so it cannot be a class attribute.
@@ -140,10 +147,56 @@ class RunInput(serializers.Serializer):
         return data
 
 
+class DecisionInput(serializers.Serializer):
+    id = StrictCharField(max_length=200, trim_whitespace=False, help_text="The id of one of the run's requests.")
+    approve = StrictBooleanField()
+    message = StrictCharField(
+        max_length=4000,
+        trim_whitespace=False,
+        required=False,
+        validators=[no_nul_validator],
+        help_text="Why: the agent hears it (a denial's reason, say).",
+    )
+
+
+class ResumeInput(serializers.Serializer):
+    """Exactly one of ``decisions`` (a paused run's approvals) and ``input`` (its question's answer);
+    ``async`` and ``stream`` as ``RunInput``'s, not both (the document says so too:
+    ``agents_app.api.schema.ResumeInputScheme``)."""
+
+    decisions = DecisionInput(
+        many=True, required=False, help_text="One decision for each request the run waits on (`pause.requests`)."
+    )
+    input = serializers.JSONField(required=False, allow_null=True, help_text="The answer to `pause.prompt`.")
+    stream = StrictBooleanField(
+        required=False, default=False, help_text="Answer with Server-Sent Events as the run goes on."
+    )
+    cancel_on_disconnect = StrictBooleanField(
+        required=False, default=False, help_text="With `stream`: cancel the run if the client goes away."
+    )
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        fields["async"] = StrictBooleanField(required=False, default=False, source="run_async")
+        return fields
+
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        if ("decisions" in data) == ("input" in data):
+            raise serializers.ValidationError({"decisions": ["Send either decisions or input."]})
+        if data["stream"] and data["run_async"]:
+            raise serializers.ValidationError({"stream": ["Stream a queued run with GET /runs/<run_id>/events."]})
+        return data
+
+
 class QueuedRunOutput(serializers.Serializer):
     run_id = serializers.CharField()
     session_id = serializers.CharField()
     status = serializers.CharField()
+
+
+class QueuedOrPausedOutput(serializers.Serializer):
+    """A 202: a queued run (``QueuedRunOutput``), or a run that paused, whole (``RunOutput``, with
+    its ``pause``); the document says either (``agents_app.api.schema.QueuedOrPausedScheme``)."""
 
 
 class ChatInput(serializers.Serializer):
@@ -300,7 +353,9 @@ class ErrorOutput(serializers.Serializer):
         required=False, help_text="403, 429 `limit_reached`: which of the tenant's limits is reached."
     )
     run_id = serializers.CharField(
-        required=False, help_text="The run the error is about, when one was made (502, 504, 409)."
+        required=False,
+        help_text="The run the error is about, when one was made (502, 504, 409; 409 `run_paused`: the"
+        " session's paused run).",
     )
     agents = serializers.ListField(
         child=serializers.CharField(), required=False, help_text="409 `in_use`: the agents that use it."
@@ -325,10 +380,11 @@ class StreamEventOutput(serializers.Serializer):
     id = serializers.RegexField(
         validator_regex("[0-9]+"), help_text="Its number in the run; `Last-Event-ID` resumes after it."
     )
-    event = serializers.ChoiceField(choices=["run", "delta", "done", "error", "cancelled"])
+    event = serializers.ChoiceField(choices=["run", "delta", "done", "error", "cancelled", "paused"])
     data = serializers.CharField(
         help_text="JSON. run: `{run_id, session_id}`; delta: `{text}`; done: `{run_id, session_id, result}`;"
-        " error and cancelled: `{code, detail}`."
+        " error and cancelled: `{code, detail}`; paused: the run's `pause` (the stream ends there: resume"
+        " the run to go on)."
     )
 
 

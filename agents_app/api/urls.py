@@ -8,6 +8,7 @@ urlpatterns = [
     path("runs/<str:run_id>", runs.RunDetailView.as_view(), name="run-detail"),
     path("runs/<str:run_id>/events", runs.RunEventsView.as_view(), name="run-events"),
     path("runs/<str:run_id>/cancel", runs.RunCancelView.as_view(), name="run-cancel"),
+    path("runs/<str:run_id>/resume", runs.RunResumeView.as_view(), name="run-resume"),
     path("sessions/<str:session_id>/runs", sessions.SessionRunsView.as_view(), name="session-runs"),
     path("sessions/<str:session_id>", sessions.SessionView.as_view(), name="session"),
     path("sessions/<str:session_id>/messages", sessions.SessionMessagesView.as_view(), name="session-messages"),

@@ -5,6 +5,8 @@
     done   {"run_id", "session_id", "result"}  the run succeeded; the deltas concatenated are result
     error  {"code", "detail"}                  it failed
     cancelled {"code", "detail"}               it was cancelled
+    paused {"kind", "requests" | "prompt"}     it waits for a person (CONTRACT's ``pause`` object);
+                                               its resume's events follow in the same log
 
 The store, because every process of a deployment shares it whatever the broker, with the tenant in
 every key: a worker appends; a web process replays what is past and waits for more
@@ -27,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 FLUSH_EVERY = 0.05
 ENDS = frozenset({"done", "error", "cancelled"})
+PAUSED = "paused"
+#: The events a stream stops after: an end, or a pause (the run goes on only when resumed).
+STOPS = ENDS | {PAUSED}
 
 
 class RunEvents:
@@ -61,6 +66,17 @@ class RunEvents:
         self._unschedule()
         self._pending = []
         self._notify(kind, data)
+
+    async def numbered_after_log(self) -> None:
+        """For a resumed run streamed from here: the listener's ids go on after the events its log
+        has (those of its run up to its pause)."""
+        if self.listener is None:
+            return
+        try:
+            while page := await blocking(self.store.read_events, self.key, self.run_id, after=self._last_id):
+                self._last_id = page[-1].id
+        except StoreError:  # the ids sent may repeat the log's; the run is not stopped for that
+            logger.warning("run %s: its log could not be read", self.run_id)
 
     def delta(self, text: str) -> None:
         if text:

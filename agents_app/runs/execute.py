@@ -13,12 +13,15 @@ import enum
 import logging
 import os
 import socket
+from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 
-from agents_app.errors import RunCancelled, RunFailed, RunTimedOut, SessionExpired, run_error
+from agents_app.errors import RunCancelled, RunFailed, RunTimedOut, SessionExpired, SessionPaused, run_error
 from agents_app.limits import claim_over_limit
 from agents_app.models import Run
+from agents_app.pauses import pause_forget, pause_from_dict, resume_from_dict
 from agents_app.runner import Cancellation, runner
 from agents_app.runs import transitions
 from agents_app.runs.events import RunEvents
@@ -114,19 +117,23 @@ async def _execute(
     cancelled = Cancellation()
     watcher = watcher_for(worker)
     watcher.watch(run_id, cancelled)
+    options = {
+        "wait": wait,
+        "run_id": run_id,
+        "commit_id": run.commit_id,
+        "cancelled": cancelled,
+        "time_limit": settings.AK_RUN["TIME_LIMIT"],
+        "events": events,
+        "indexed": _indexed(run),
+        "paused_elsewhere": _paused_elsewhere,
+    }
     try:
-        outcome = await runner.execute(
-            run.agent,
-            key,
-            run.message,
-            wait=wait,
-            run_id=run_id,
-            replay=run.attempts > 1,  # a first attempt cannot have committed before
-            cancelled=cancelled,
-            time_limit=settings.AK_RUN["TIME_LIMIT"],
-            events=events,
-            indexed=_indexed(run),
-        )
+        if run.is_resuming:
+            await events.numbered_after_log()
+            pause, answer = pause_from_dict(run.pause or {}), resume_from_dict(run.answer or {})
+            outcome = await runner.execute_resume(run.agent, key, pause, answer, **options)
+        else:  # a first attempt cannot have committed before
+            outcome = await runner.execute(run.agent, key, run.message, replay=run.attempts > 1, **options)
     except Exception as exc:
         if watcher.forget(run_id):
             return Step.SKIPPED  # the sweeper gave it to another worker
@@ -145,10 +152,50 @@ async def _execute(
     if outcome.replayed:  # its events were those of a lost attempt: the reply, whole
         events.started()
         events.delta(outcome.reply)
+    if outcome.pause is not None:
+        pause = outcome.pause.as_dict()
+        return await _paused(run, events, worker=worker, pause=pause, total=outcome.commit.total)
     usage = outcome.usage.as_dict() if outcome.usage is not None else None
     await db(_record_success, run, worker=worker, result=outcome.reply, usage=usage, total=outcome.commit.total)
     await events.end("done", {"run_id": run_id, "session_id": key.session_id, "result": outcome.reply})
     return Step.DONE
+
+
+async def _paused(run: Run, events: RunEvents, *, worker: str, pause: dict[str, Any], total: int) -> Step:
+    """The run paused (its pause committed): recorded ``paused``, its stream ends with ``paused``
+    (the pause object). A cancel asked while it ran ends it ``cancelled`` instead (a sync run's
+    request then answers ``run_cancelled``)."""
+    if await db(_record_pause, run, worker=worker, pause=pause, total=total):
+        await events.end("paused", pause)
+        return Step.DONE
+    await events.end("cancelled", {"code": "run_cancelled", "detail": "cancelled while running"})
+    if not run.is_async:
+        raise RunCancelled("the run was cancelled")
+    return Step.DONE
+
+
+def _record_pause(run: Run, *, worker: str, pause: dict[str, Any], total: int) -> bool:
+    """The session's index row brought up to the commit, then ``running → paused``; False when a
+    cancel was asked meanwhile: the run ends ``cancelled`` and its pause marker is cleared."""
+    session_record_commit(session=run.session, total=total)
+    if transitions.pause(run, worker=worker, pause=pause):
+        return True
+    if transitions.finish(run, worker=worker, status=Run.Status.CANCELLED, error="cancelled while running"):
+        pause_forget(runner.store, session_key(run.session), str(run.pk))
+    return False
+
+
+async def _paused_elsewhere(run_id: str) -> bool:
+    """Whether the run a session's pause marker names has not ended (paused, or resumed and not
+    done): the marker then refuses other runs; otherwise it is stale."""
+    return await db(run_unfinished, run_id)
+
+
+def run_unfinished(run_id: str) -> bool:
+    try:
+        return Run.objects.filter(pk=run_id).exclude(status__in=Run.FINISHED).exists()
+    except (ValueError, ValidationError):  # not a run's id (a run of the Python API records none)
+        return False
 
 
 def _record_success(run: Run, *, worker: str, result: str, usage: dict[str, int] | None, total: int) -> None:
@@ -179,9 +226,10 @@ async def _ended(events: RunEvents, exc: Exception, *, kept: bool = True) -> Non
 
 
 def _turned_away(run: Run, exc: Exception) -> bool:
-    """A sync run whose session was busy (``on_busy: "reject"``, or busy past the wait): its
-    request answers ``409 session_busy`` and the run is not kept (``transitions.withdraw``)."""
-    return not run.is_async and isinstance(exc, SessionBusy)
+    """A sync run whose session was busy (``on_busy: "reject"``, or busy past the wait), or had a
+    paused run: its request answers ``409 session_busy`` (``run_paused``) and the run is not kept
+    (``transitions.withdraw``); a resume is paused again (``transitions.unresume``)."""
+    return not run.is_async and isinstance(exc, SessionBusy | SessionPaused)
 
 
 def _record_failure(run: Run, *, worker: str, exc: Exception) -> Step:
@@ -209,9 +257,15 @@ def _record_failure(run: Run, *, worker: str, exc: Exception) -> Step:
         error = "cancelled before it started" if uncount else "cancelled while running"
         transitions.finish(run, worker=worker, status=Run.Status.CANCELLED, error=error, started=not uncount)
         return Step.DONE
-    if _turned_away(run, exc):  # not a failed run: no run at all
-        transitions.withdraw(run, worker=worker)
+    if _turned_away(run, exc):  # not a failed run: no run at all (a resume waits again)
+        if run.is_resuming:
+            transitions.unresume(run, worker=worker)
+        else:
+            transitions.withdraw(run, worker=worker)
         raise exc
+    if isinstance(exc, SessionPaused):  # a queued run: it fails, and says why
+        transitions.finish(run, worker=worker, status=Run.Status.FAILED, error=f"run_paused: {exc}", started=False)
+        return Step.DONE
     if isinstance(exc, RunTimedOut):
         error = f"timeout: {exc}"
     elif isinstance(exc, StoreError):
@@ -236,5 +290,5 @@ def _count_failure(run: Run, exc: Exception) -> None:
     if isinstance(exc, StoreError):
         if not isinstance(exc, SessionBusy | RunRevoked):
             metrics.STORE_ERRORS.labels(error=type(exc).__name__).inc()
-    elif not isinstance(exc, RunCancelled | RunTimedOut | SessionExpired):
+    elif not isinstance(exc, RunCancelled | RunTimedOut | SessionExpired | SessionPaused):
         metrics.ADAPTER_ERRORS.labels(framework=run.agent.framework).inc()

@@ -4,6 +4,7 @@ submitted = await run_submit(RunRequest(agent="echo", message="hi"), tenant=tena
 submitted.run.result                       # sync: the ended run
 RunRequest(..., mode="queued")             # recorded, then published once committed
 RunRequest(..., mode="stream")             # ``submitted.events``: its events as they come
+submitted.run.status == "paused"           # it waits for a person: ``runs.resume``
 """
 
 from __future__ import annotations
@@ -19,14 +20,16 @@ from django.http import Http404
 from django.utils import timezone
 
 from agents_app import limits
+from agents_app.errors import SessionPaused
 from agents_app.models import Agent, Run
-from agents_app.runs.cancel import run_cancel
-from agents_app.runs.events import ENDS
+from agents_app.runs.cancel import run_cancel, run_cancel_paused
+from agents_app.runs.events import ENDS, STOPS
 from agents_app.runs.execute import execute_claimed, web_worker_name
 from agents_app.runs.publish import publish_or_fail
 from agents_app.selectors import run_find_idempotent
 from agents_app.services import agent_get
 from infra.io_threads import db
+from infra.limits import Slot
 from sessions_app.models import Tenant
 from sessions_app.services import session_open
 from sessions_app.stores.events import Event
@@ -43,7 +46,9 @@ class RunRequest:
     away (``SessionBusy``) while another run holds its session. ``idempotency_key``: the same key
     with the same ``request_hash`` answers the run the first request made (nothing runs again);
     with another hash, ``IdempotencyConflict``. ``webhook_url``: a queued run's end is POSTed
-    there. ``cancel_on_disconnect``: a stream whose client goes away cancels its run."""
+    there. ``cancel_on_disconnect``: a stream whose client goes away cancels its run.
+    ``on_paused``: ``cancel`` cancels the session's paused run first; ``reject`` (the default)
+    refuses the run (``SessionPaused``) while the session has one."""
 
     agent: str
     message: str
@@ -55,6 +60,7 @@ class RunRequest:
     request_hash: str = ""
     webhook_url: str = ""
     cancel_on_disconnect: bool = False
+    on_paused: Literal["reject", "cancel"] = "reject"
 
 
 @dataclass(frozen=True)
@@ -79,23 +85,38 @@ async def run_submit(request: RunRequest, *, tenant: Tenant) -> Submitted:
     slot = await limits.stream_slot(tenant=tenant) if request.mode == "stream" else None
     try:
         run, created = await db(run_record, request, tenant=tenant)
-        if not created or request.mode == "queued":
-            await limits.release(slot)
-            return Submitted(run, created)
-        wait = 0 if request.on_busy == "reject" else None
-        listener: asyncio.Queue[Event] | None = asyncio.Queue() if request.mode == "stream" else None
+    except BaseException:
+        await limits.release(slot)
+        raise
+    if not created or request.mode == "queued":
+        await limits.release(slot)
+        return Submitted(run, created)
+    wait = 0 if request.on_busy == "reject" else None
+    return await run_start(
+        run, stream=request.mode == "stream", slot=slot, wait=wait, cancel_on_disconnect=request.cancel_on_disconnect
+    )
+
+
+async def run_start(
+    run: Run, *, stream: bool, slot: Slot | None, wait: float | None, cancel_on_disconnect: bool
+) -> Submitted:
+    """Execute a run this process holds (``running``): a sync one is answered once it ended or
+    paused (raising what stopped it); a streamed one with its events, holding ``slot`` (released
+    when they end)."""
+    try:
+        listener: asyncio.Queue[Event] | None = asyncio.Queue() if stream else None
         task = _start(execute_claimed(run, worker=run.worker, wait=wait, listener=listener))
         if listener is None:
             await asyncio.shield(task)
-            return Submitted(run, created)
+            return Submitted(run, True)
         first = await _next_event(listener, task)
         if first is None or (first.kind in ENDS and first.kind != "done"):
             await asyncio.shield(task)  # ended before it started (store down, busy): raised as is
     except BaseException:
         await limits.release(slot)
         raise
-    events = _streamed(first, run, task, listener, cancel_on_disconnect=request.cancel_on_disconnect)
-    return Submitted(run, created, limits.holding(slot, events), task)
+    events = _streamed(first, run, task, listener, cancel_on_disconnect=cancel_on_disconnect)
+    return Submitted(run, True, limits.holding(slot, events), task)
 
 
 def run_record(request: RunRequest, *, tenant: Tenant) -> tuple[Run, bool]:
@@ -103,13 +124,16 @@ def run_record(request: RunRequest, *, tenant: Tenant) -> tuple[Run, bool]:
     committed (``BrokerUnavailable`` if the broker refuses it: the run is then failed), or
     ``running``, held by this process, for a sync or streamed run. Returns the run and whether it
     is new (False: an earlier request with the same Idempotency-Key made it). Raises ``Http404``
-    (unknown agent), ``IdempotencyConflict`` and ``LimitReached`` (sessions, concurrent runs)."""
+    (unknown agent), ``IdempotencyConflict``, ``LimitReached`` (sessions, concurrent runs) and
+    ``SessionPaused`` (the session has a paused run, and ``on_paused`` is not ``cancel``)."""
     earlier = run_find_idempotent(
         tenant=tenant, idempotency_key=request.idempotency_key, request_hash=request.request_hash
     )
     if earlier is not None:
         return earlier, False
     agent = agent_get(tenant=tenant, name=request.agent)
+    if request.session_id is not None:
+        _paused_run_check(request, tenant=tenant)
     fields = {
         "tenant": tenant,
         "agent": agent,
@@ -137,6 +161,17 @@ def run_record(request: RunRequest, *, tenant: Tenant) -> tuple[Run, bool]:
     if run.is_async:  # at once, or when the caller's transaction commits
         transaction.on_commit(lambda: publish_or_fail(run))
     return run, True
+
+
+def _paused_run_check(request: RunRequest, *, tenant: Tenant) -> None:
+    """Refuse a run on a session with a paused run (``SessionPaused``), or cancel that run first
+    (``on_paused: "cancel"``). A run that pauses after this check is found by the runner, which
+    refuses the new run under the session's lock."""
+    paused = Run.objects.filter(tenant=tenant, session__session_id=request.session_id, status=Run.Status.PAUSED)
+    for run in paused.only("pk", "webhook_url", "status"):
+        if request.on_paused != "cancel":
+            raise SessionPaused(str(run.pk))
+        run_cancel_paused(run=run, error="cancelled: a new run on its session asked for it")
 
 
 def _mode_fields(request: RunRequest, tenant: Tenant) -> dict[str, object]:
@@ -201,7 +236,7 @@ async def _streamed(
     try:
         while event is not None:
             yield event
-            if event.kind in ENDS:
+            if event.kind in STOPS:
                 return
             event = await _next_event(listener, task)
     finally:

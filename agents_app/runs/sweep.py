@@ -1,4 +1,5 @@
-"""The sweeper (celery beat): runs whose process died, and queued runs nobody took."""
+"""The sweeper (celery beat): runs whose process died, queued runs nobody took, and paused runs
+nobody resumed within ``AK_RUN__PAUSE_TTL`` (a paused run has no heartbeat: it is never "lost")."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from django.utils import timezone
 from agents_app.errors import BrokerUnavailable
 from agents_app.models import Run
 from agents_app.runs import transitions
+from agents_app.runs.cancel import run_cancel_paused
 from agents_app.runs.publish import run_republish
 
 logger = logging.getLogger(__name__)
@@ -24,6 +26,7 @@ class SweepReport:
     requeued: int = 0
     failed: int = 0
     republished: int = 0
+    expired: int = 0
 
 
 def run_sweep() -> SweepReport:
@@ -61,6 +64,10 @@ def run_sweep() -> SweepReport:
     )
     for run_id in forgotten.values_list("pk", flat=True)[:BATCH]:
         report.republished += _republish(str(run_id))
+    expired = Run.objects.filter(status=Run.Status.PAUSED, paused_at__lt=now - timedelta(seconds=cfg["PAUSE_TTL"]))
+    for run in expired.only("pk", "webhook_url", "status")[:BATCH]:
+        error = f"expired: not resumed within {cfg['PAUSE_TTL']:g} s"
+        report.expired += run_cancel_paused(run=run, error=error)
     return report
 
 

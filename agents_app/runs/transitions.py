@@ -8,6 +8,12 @@
       ├── cancel_queued ──▶ cancelled
       └── fail_queued ────▶ failed
     running ──withdraw──▶ (no run)  a sync request its busy session turned away: never kept
+    running ──pause──▶ paused ──resume──▶ running | queued  (a person answered; claimed once)
+                         │ ▲                  │
+                         │ └── unresume ──────┘  (a sync resume its busy session turned away)
+                         └── cancel_paused ──▶ cancelled  (a cancel, ``on_paused``, or its TTL)
+
+A paused run holds no lock, no worker and no heartbeat: the sweeper only ends it when it expires.
 
 Each returns whether it changed the row (False: somebody moved the run first; nothing written). A
 transition to an end queues the run's webhook once the write commits, and counts and logs the end
@@ -33,7 +39,7 @@ from sessions_app.stores.base import SessionKey, StoreError
 
 logger = logging.getLogger(__name__)
 
-QUEUED, RUNNING = Run.Status.QUEUED, Run.Status.RUNNING
+QUEUED, RUNNING, PAUSED = Run.Status.QUEUED, Run.Status.RUNNING, Run.Status.PAUSED
 ENDS = frozenset(Run.FINISHED)
 
 
@@ -109,6 +115,70 @@ def withdraw(run: Run, *, worker: str) -> bool:
     return bool(deleted)
 
 
+def pause(run: Run, *, worker: str, pause: dict[str, Any]) -> bool:
+    """``running → paused`` with what it waits for, if ``worker`` holds it and no cancel was asked
+    for: no worker, no heartbeat from now on. Its webhook, if it has one, is published once the
+    pause is committed (with tries of its own)."""
+    now = timezone.now()
+    changes: dict[str, Any] = {
+        "status": PAUSED,
+        "pause": pause,
+        "paused_at": now,
+        "answer": None,
+        "worker": "",
+        "heartbeat_at": None,
+    }
+    if run.webhook_url:
+        changes.update(webhook_status=Run.Webhook.PENDING, webhook_attempts=0)
+    rows = Run.objects.filter(pk=run.pk, status=RUNNING, worker=worker, cancel_requested_at__isnull=True)
+    if not rows.update(**changes):
+        return False
+    for name, value in changes.items():
+        setattr(run, name, value)
+    logger.info("run %s paused (%s)", run.pk, pause.get("kind"), extra={"run_id": str(run.pk)})
+    if run.webhook_url:
+        transaction.on_commit(partial(webhook_publish, run_id=str(run.pk)))
+    return True
+
+
+def resume(run: Run, *, answer: dict[str, Any], worker: str | None) -> bool:
+    """``paused → running`` for ``worker`` (a sync or streamed resume, in this process), or
+    ``paused → queued`` (``worker`` None: a worker takes it), with the person's ``answer``: one
+    conditional UPDATE, so of two resumes (or a resume and a cancel) one wins."""
+    now = timezone.now()
+    changes: dict[str, Any] = {"answer": answer, "resumes": F("resumes") + 1, "cancel_requested_at": None}
+    if worker is None:
+        changes.update(status=QUEUED, is_async=True, enqueued_at=now, worker="")
+    else:
+        changes.update(status=RUNNING, is_async=False, worker=worker, started_at=now, heartbeat_at=now)
+        changes["attempts"] = F("attempts") + 1
+    return bool(Run.objects.filter(pk=run.pk, status=PAUSED).update(**changes))
+
+
+def unresume(run: Run, *, worker: str | None) -> bool:
+    """``running → paused`` again: a sync resume that never reached the adapter (its session was
+    busy), or ``queued → paused`` (``worker`` None) one the broker did not take; the answer is
+    dropped, as if the resume had not been asked."""
+    changes = {
+        "status": PAUSED,
+        "answer": None,
+        "resumes": F("resumes") - 1,
+        "worker": "",
+        "heartbeat_at": None,
+    }
+    if worker is None:
+        return bool(Run.objects.filter(pk=run.pk, status=QUEUED).update(**changes))
+    changes["attempts"] = F("attempts") - 1
+    return bool(Run.objects.filter(pk=run.pk, status=RUNNING, worker=worker).update(**changes))
+
+
+def cancel_paused(run: Run, *, error: str) -> bool:
+    """``paused → cancelled`` (a cancel, a new run with ``on_paused: "cancel"``, its TTL); its end
+    goes to its event log."""
+    rows = Run.objects.filter(pk=run.pk, status=PAUSED)
+    return _log_end(run, _end(run, rows, status=Run.Status.CANCELLED, error=error))
+
+
 def lose(run: Run) -> bool:
     """``running → queued`` by the sweeper, if its heartbeat is still the one the sweeper read."""
     rows = Run.objects.filter(pk=run.pk, status=RUNNING, heartbeat_at=run.heartbeat_at)
@@ -153,8 +223,8 @@ def _end(
     """The UPDATE of ``rows`` to an end; on success ``run`` shows it too, and its webhook, if it
     has one, is published once the end is committed."""
     changes = {"status": status, "result": result, "error": error, "finished_at": timezone.now(), **extra}
-    if run.webhook_url:
-        changes["webhook_status"] = Run.Webhook.PENDING
+    if run.webhook_url:  # a delivery of its own (its pause may have had one)
+        changes.update(webhook_status=Run.Webhook.PENDING, webhook_attempts=0)
     if not rows.update(heartbeat_at=None, **changes):
         return False
     for name, value in changes.items():

@@ -26,6 +26,8 @@ FIELDS = [
     "attempts",
     "webhook_status",
     "usage",
+    "pause",
+    "paused_at",
 ]
 
 

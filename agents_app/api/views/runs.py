@@ -1,5 +1,5 @@
 """The run endpoints: POST /run (sync, streamed, queued), the Agent Kernel chat route, a run's
-state, events and cancel. Thin: validate, build a ``RunRequest``, call ``run_submit``, shape the answer."""
+state, events, cancel and resume. Thin: validate, build a ``RunRequest``, call ``run_submit``, shape the answer."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from agents_app.api.renderers import NO_FORMAT_PARAMETER, EventStreamViewMixin
 from agents_app.api.schema import errors
 from agents_app.models import Run
 from agents_app.patterns import anchored
+from agents_app.runs.resume import ResumeRequest, run_resume
 from agents_app.runs.submit import RunRequest, run_submit
 from agents_app.selectors import run_events, run_get
 from agents_app.services import run_cancel
@@ -66,18 +67,33 @@ def _fingerprint(data: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _location(request: Request, run: Run) -> dict[str, str]:
+    return {"Location": request.build_absolute_uri(reverse("run-detail", args=[run.pk]))}
+
+
 def _queued(request: Request, run: Run) -> Response:
-    location = request.build_absolute_uri(reverse("run-detail", args=[run.pk]))
     body = {"run_id": str(run.pk), "session_id": run.session.session_id, "status": run.status}
-    return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
+    return Response(body, status=status.HTTP_202_ACCEPTED, headers=_location(request, run))
+
+
+def _paused(request: Request, run: Run) -> Response:
+    """A run that waits for a person: 202, the run (with its ``pause``), ``Location`` naming it."""
+    return Response(s.RunOutput(run).data, status=status.HTTP_202_ACCEPTED, headers=_location(request, run))
+
+
+def _answered(request: Request, run: Run) -> Response:
+    """A sync run's answer: its result (200), or the run if it paused (202)."""
+    if run.status == Run.Status.PAUSED:
+        return _paused(request, run)
+    return Response({"result": run.result, "session_id": run.session.session_id, "run_id": str(run.pk)})
 
 
 def _replay(request: Request, run: Run) -> Response:
     """The answer to a request repeated with its Idempotency-Key: the first one's, nothing run."""
     if run.is_async:
         return _queued(request, run)
-    if run.status == Run.Status.SUCCEEDED:
-        return Response({"result": run.result, "session_id": run.session.session_id, "run_id": str(run.pk)})
+    if run.status in (Run.Status.SUCCEEDED, Run.Status.PAUSED):
+        return _answered(request, run)
     detail = f"The run this Idempotency-Key made is {run.status}."
     return Response({"code": "idempotency_replay", "detail": detail, "run_id": str(run.pk)}, status=409)
 
@@ -92,12 +108,15 @@ class RunView(EventStreamViewMixin, AsyncAPIView):
         responses={
             (200, "application/json"): s.RunResultOutput,
             (200, "text/event-stream"): s.StreamEventOutput,
-            (202, "application/json"): s.QueuedRunOutput,
+            (202, "application/json"): s.QueuedOrPausedOutput,
             **errors(403, 404, 409, 502, 503, 504),
         },
         operation_id="run",
         description="Runs the agent now (200), queues the run (`async`: 202, `Location` names it), or streams it"
-        " (`stream`: 200 `text/event-stream`, each event as `StreamEventOutput` describes it).",
+        " (`stream`: 200 `text/event-stream`, each event as `StreamEventOutput` describes it). A run that"
+        " pauses to wait for a person answers 202 with the run (its `pause`; `Location` names it), or ends its"
+        " stream with `paused`; `POST /runs/<run_id>/resume` goes on. 409 `run_paused` while the session has"
+        ' a paused run (unless `"on_paused": "cancel"`).',
     )
     async def post(self, request: Request) -> Response:
         data = s.validated(s.RunInput, request.data)
@@ -114,6 +133,7 @@ class RunView(EventStreamViewMixin, AsyncAPIView):
             request_hash=_fingerprint(data),
             webhook_url=data.get("webhook", ""),
             cancel_on_disconnect=data["cancel_on_disconnect"],
+            on_paused=data["on_paused"],
         )
         submitted = await run_submit(run_request, tenant=request.user.tenant)
         run = submitted.run
@@ -123,7 +143,7 @@ class RunView(EventStreamViewMixin, AsyncAPIView):
             return event_stream(submitted.events)
         if run.is_async:
             return _queued(request, run)
-        return Response({"result": run.result, "session_id": run.session.session_id, "run_id": str(run.pk)})
+        return _answered(request, run)
 
 
 def event_stream(events: AsyncIterator[Event | None]) -> StreamingHttpResponse:
@@ -188,9 +208,10 @@ class RunEventsView(EventStreamViewMixin, AsyncAPIView):
 class ChatView(AsyncAPIView):
     @extend_schema(
         request=s.ChatInput,
-        responses={200: s.ChatOutput, **errors(403, 404, 409, 502, 503, 504)},
+        responses={200: s.ChatOutput, 202: s.RunOutput, **errors(403, 404, 409, 502, 503, 504)},
         operation_id="chat",
-        description="Agent Kernel's `POST /api/v1/chat`: runs the agent now and answers its reply.",
+        description="Agent Kernel's `POST /api/v1/chat`: runs the agent now and answers its reply (202 with the"
+        " run when it pauses to wait for a person).",
     )
     async def post(self, request: Request) -> Response:
         data = s.validated(s.ChatInput, request.data)
@@ -199,6 +220,8 @@ class ChatView(AsyncAPIView):
             agent=data["agent"], message=data["prompt"], session_id=data.get("session_id"), user_id=data.get("user_id")
         )
         run = (await run_submit(run_request, tenant=request.user.tenant)).run
+        if run.status == Run.Status.PAUSED:
+            return _paused(request, run)
         return Response({"result": run.result, "session_id": run.session.session_id})
 
 
@@ -220,7 +243,7 @@ class RunCancelView(APIView):
         request=None,
         responses={
             200: OpenApiResponse(
-                s.RunOutput, description="It had ended (it stays as it was), or was queued: now `cancelled`."
+                s.RunOutput, description="It had ended (it stays as it was), or was queued or paused: now `cancelled`."
             ),
             202: OpenApiResponse(
                 s.RunOutput,
@@ -235,3 +258,38 @@ class RunCancelView(APIView):
         run = run_cancel(run=run_get(tenant=request.user.tenant, run_id=run_id))
         running = run.status == Run.Status.RUNNING  # the cancel is asked for; its process stops it
         return Response(s.RunOutput(run).data, status=status.HTTP_202_ACCEPTED if running else status.HTTP_200_OK)
+
+
+class RunResumeView(EventStreamViewMixin, AsyncAPIView):
+    @extend_schema(
+        parameters=[RUN_ID, NO_FORMAT_PARAMETER],
+        request=s.ResumeInput,
+        responses={
+            (200, "application/json"): s.RunResultOutput,
+            (200, "text/event-stream"): s.StreamEventOutput,
+            (202, "application/json"): s.QueuedOrPausedOutput,
+            **errors(404, 409, 502, 503, 504),
+        },
+        operation_id="run_resume",
+        description="A paused run goes on with the person's answer: a decision for each of its `pause.requests`"
+        " (`decisions`), or the answer to its `pause.prompt` (`input`). As `POST /run`: 200 with its result, 202"
+        " queued (`async`) or paused again (the run), or its events (`stream`). 409 `run_not_paused` when it is"
+        " not paused (another resume or a cancel came first); 400 naming a request id that is missing or unknown.",
+    )
+    async def post(self, request: Request, run_id: str) -> Response | StreamingHttpResponse:
+        data = s.validated(s.ResumeInput, request.data)
+        mode = "queued" if data["run_async"] else "stream" if data["stream"] else "sync"
+        resume_request = ResumeRequest(
+            run_id=run_id,
+            decisions=[dict(d) for d in data["decisions"]] if "decisions" in data else None,
+            input=data.get("input"),
+            has_input="input" in data,
+            mode=mode,
+            cancel_on_disconnect=data["cancel_on_disconnect"],
+        )
+        submitted = await run_resume(resume_request, tenant=request.user.tenant)
+        if submitted.events is not None:
+            return event_stream(submitted.events)
+        if mode == "queued":
+            return _queued(request, submitted.run)
+        return _answered(request, submitted.run)
