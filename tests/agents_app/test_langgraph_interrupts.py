@@ -1,25 +1,21 @@
-"""``langgraph`` graphs that wait for a person (``interrupt``, mode checkpoint): the run pauses, and
-goes on with ``Command(resume=...)`` from the checkpoint kept in the store, in a view of its own (as
-another process would), on the project's model server. ``tests/pausing.py`` drives each step as
-the runner does."""
+"""``langgraph`` graphs that wait for a person (``interrupt``, mode checkpoint), through the API in
+process, on the project's model server: the run pauses (``202``, ``pause``) with the graph's
+checkpoint kept in the store, and ``POST /runs/<id>/resume`` goes on with ``Command(resume=...)``
+from it (the runner gives the adapter a new view of the session, as another process would)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
 import pytest
 
-from agents_app.frameworks import AgentSpec, ApprovalRequest, Decision, Pause, Reply, Resume, Usage
 from agents_app.frameworks.langgraph_run import PAUSED, pause_for
-from agents_app.frameworks.model import ModelError
+from agents_app.models import Run
 from sessions_app.core import Session
-from sessions_app.stores.base import SessionKey
 from tests import agent_graphs
 from tests.modelserver import ModelServer
 from tests.modelserver import Reply as ModelReply
-from tests.pausing import Steps
 
 GRAPHS = {"approval": "tests.agent_graphs.approval", "reviewed": "tests.agent_graphs.reviewed"}
 
@@ -30,9 +26,24 @@ def _graphs(settings) -> None:
     agent_graphs.REFUNDED.clear()
 
 
-def steps(alice, server: ModelServer, graph: str = "approval", session_id: str = "s", **options: Any) -> Steps:
+def graph_agent(alice, server: ModelServer, graph: str = "approval", **options: Any) -> None:
     config = {"graph": graph, "mode": "checkpoint", "base_url": server.url, "model": "m1", "options": options}
-    return Steps(AgentSpec("g", "langgraph", config), SessionKey(tenant=alice.tenant.slug, session_id=session_id))
+    answer = alice.post("/agents", {"name": "g", "framework": "langgraph", "config": config})
+    assert answer.status_code == 201, answer.json()
+
+
+def run(alice, message: str, session_id: str = "s", **extra: Any):
+    return alice.post("/run", {"agent": "g", "message": message, "session_id": session_id, **extra})
+
+
+def paused(alice, message: str, **extra: Any) -> dict[str, Any]:
+    answer = run(alice, message, **extra)
+    assert answer.status_code == 202 and answer.json()["status"] == "paused", answer.json()
+    return answer.json()
+
+
+def resume(alice, run_id: str, body: dict[str, Any]):
+    return alice.post(f"/runs/{run_id}/resume", body)
 
 
 def stored(alice, key: str, session_id: str = "s") -> Any:
@@ -40,8 +51,8 @@ def stored(alice, key: str, session_id: str = "s") -> Any:
 
 
 def history(alice, session_id: str = "s") -> list[tuple[str, str]]:
-    entries = Session(session_id, tenant=alice.tenant.slug).history()
-    return [(m.role if m.is_text else m.kind, m.content) for m in entries]
+    entries = alice.get(f"/sessions/{session_id}/messages").json()["messages"]
+    return [(m.get("kind", m["role"]), m["content"]) for m in entries]
 
 
 # --- a question ----------------------------------------------------------------------------------
@@ -49,27 +60,30 @@ def history(alice, session_id: str = "s") -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize("structured", [False, True])
 def test_an_interrupt_pauses_for_input_and_the_resume_answers_it(alice, model_server, structured) -> None:
-    run = steps(alice, model_server, structured=structured)
-    pause = asyncio.run(run.run("book a flight"))
+    graph_agent(alice, model_server, structured=structured)
+    first = paused(alice, "book a flight")
     question = {"question": "Shall I book a flight?"} if structured else "Shall I book a flight?"
-    assert pause == Pause(kind="input", prompt=question)
-    assert pause.as_dict() == {"kind": "input", "prompt": question}
+    assert first["pause"] == {"kind": "input", "prompt": question}
     assert model_server.requests == []  # it asked before acting
     assert history(alice) == [("user", "book a flight")]
     checkpoint = stored(alice, "checkpoint")
     [(_, channel, interrupts)] = checkpoint["namespaces"][""]["writes"]
     assert channel == "__interrupt__" and interrupts[0]["$type"] == "interrupt"  # waiting, in the store
 
-    reply = asyncio.run(run.resume(pause, Resume(input="yes")))
-    assert reply == Reply("reply to: approval: yes", Usage(10, 5))
+    answer = resume(alice, first["run_id"], {"input": "yes"})
+    assert answer.status_code == 200, answer.json()
+    assert answer.json()["result"] == "reply to: approval: yes"
     assert [m["content"] for m in model_server.last.body["messages"]] == ["book a flight", "approval: yes"]
     assert history(alice) == [("user", "book a flight"), ("assistant", "reply to: approval: yes")]
     assert stored(alice, "checkpoint")["namespaces"][""]["writes"] == [] and stored(alice, PAUSED) is None
+    shown = alice.get(f"/runs/{first['run_id']}").json()
+    assert (shown["status"], shown["usage"]) == ("succeeded", {"prompt_tokens": 10, "completion_tokens": 5})
 
-    # The graph's own history goes on from its checkpoint, and it asks again.
-    again = asyncio.run(run.run("cancel it"))
-    assert again.prompt == ({"question": "Shall I cancel it?"} if structured else "Shall I cancel it?")
-    assert asyncio.run(run.resume(again, Resume(input={"answer": "no"}))).text == "reply to: approval: {'answer': 'no'}"
+    # The graph's own history goes on from its checkpoint, and it asks again; any JSON answers it.
+    again = paused(alice, "cancel it")
+    assert again["pause"]["prompt"] == ({"question": "Shall I cancel it?"} if structured else "Shall I cancel it?")
+    done = resume(alice, again["run_id"], {"input": {"answer": "no"}})
+    assert done.json()["result"] == "reply to: approval: {'answer': 'no'}"
     assert [m["content"] for m in model_server.last.body["messages"]] == [
         "book a flight",
         "approval: yes",
@@ -79,15 +93,15 @@ def test_an_interrupt_pauses_for_input_and_the_resume_answers_it(alice, model_se
     ]
 
 
-def test_a_new_message_while_the_graph_waits_is_new_input(alice, model_server) -> None:
-    """A paused run that was cancelled left its interrupt in the checkpoint: LangGraph drops it
-    when new input comes, and runs the graph from its start."""
-    run = steps(alice, model_server)
-    asyncio.run(run.run("book a flight"))
-    assert stored(alice, PAUSED) is not None
-    pause = asyncio.run(run.run("book a train"))
-    assert pause.prompt == "Shall I book a train?"
-    assert asyncio.run(run.resume(pause, Resume(input="ok"))).text == "reply to: approval: ok"
+def test_a_new_message_that_cancels_the_paused_run_is_new_input(alice, model_server) -> None:
+    """The cancelled run's interrupt stays in the checkpoint: LangGraph drops it when new input
+    comes, and runs the graph from its start."""
+    graph_agent(alice, model_server)
+    first = paused(alice, "book a flight")
+    again = paused(alice, "book a train", on_paused="cancel")
+    assert alice.get(f"/runs/{first['run_id']}").json()["status"] == "cancelled"
+    assert again["pause"]["prompt"] == "Shall I book a train?"
+    assert resume(alice, again["run_id"], {"input": "ok"}).json()["result"] == "reply to: approval: ok"
     assert [m["content"] for m in model_server.last.body["messages"]] == [
         "book a flight",
         "book a train",
@@ -95,21 +109,15 @@ def test_a_new_message_while_the_graph_waits_is_new_input(alice, model_server) -
     ]
 
 
-def test_a_failing_resume_keeps_the_checkpoint_and_may_be_tried_again(alice, model_server) -> None:
-    run = steps(alice, model_server)
-    pause = asyncio.run(run.run("book a flight"))
+def test_a_failing_resume_fails_the_run_and_commits_nothing(alice, model_server) -> None:
+    graph_agent(alice, model_server)
+    first = paused(alice, "book a flight")
     before = stored(alice, "checkpoint")
     model_server.fail(500, "the GPU caught fire")
-    with pytest.raises(ModelError, match="500"):
-        asyncio.run(run.resume(pause, Resume(input="yes")))
+    answer = resume(alice, first["run_id"], {"input": "yes"})
+    assert answer.status_code == 502 and answer.json()["code"] == "agent_failed" and "500" in answer.json()["detail"]
+    assert Run.objects.get(pk=first["run_id"]).status == Run.Status.FAILED
     assert stored(alice, "checkpoint") == before and history(alice) == [("user", "book a flight")]
-    assert asyncio.run(run.resume(pause, Resume(input="yes"))).text == "reply to: approval: yes"
-
-
-def test_resuming_without_a_paused_run_fails(alice, model_server) -> None:
-    with pytest.raises(ModelError, match="no paused run"):
-        asyncio.run(steps(alice, model_server).resume(Pause(kind="input", prompt="?"), Resume(input="yes")))
-    assert model_server.requests == []
 
 
 # --- tool calls to approve -----------------------------------------------------------------------
@@ -128,40 +136,58 @@ def calls_refund(*orders: str):
 
 
 def test_an_interrupt_shaped_as_an_approval_pauses_for_decisions(alice, model_server) -> None:
-    run = steps(alice, model_server, graph="reviewed")
+    graph_agent(alice, model_server, graph="reviewed")
     model_server.reply_with(calls_refund("A1"))
-    pause = asyncio.run(run.run("Refund A1"))
-    assert pause == Pause(kind="approval", requests=(ApprovalRequest("action_1", "refund", {"order": "A1"}),))
+    first = paused(alice, "Refund A1")
+    assert first["pause"] == {
+        "kind": "approval",
+        "requests": [{"id": "action_1", "tool": "refund", "arguments": {"order": "A1"}}],
+    }
     assert agent_graphs.REFUNDED == [] and history(alice) == [("user", "Refund A1")]
     assert stored(alice, PAUSED)["usage"] == [10, 5]
 
-    reply = asyncio.run(run.resume(pause, Resume(decisions={"action_1": Decision(approve=True)})))
+    answer = resume(alice, first["run_id"], {"decisions": [{"id": "action_1", "approve": True}]})
+    assert answer.json()["result"] == "Done: Order A1 refunded."
     assert agent_graphs.REFUNDED == ["A1"]  # once
-    assert reply == Reply("Done: Order A1 refunded.", Usage(20, 10))  # both model calls
-    assert [kind for kind, _ in history(alice)] == ["user", "tool_call", "tool_result", "assistant"]
-    assert history(alice)[1:3] == [("tool_call", 'refund({"order": "A1"})'), ("tool_result", "Order A1 refunded.")]
+    assert history(alice) == [
+        ("user", "Refund A1"),
+        ("tool_call", 'refund({"order": "A1"})'),
+        ("tool_result", "Order A1 refunded."),
+        ("assistant", "Done: Order A1 refunded."),
+    ]
+    usage = alice.get(f"/runs/{first['run_id']}").json()["usage"]
+    assert usage == {"prompt_tokens": 20, "completion_tokens": 10}  # both model calls
 
 
 @pytest.mark.parametrize("message", [None, "Not this one."])
 def test_a_rejected_action_is_answered_with_the_rejection(alice, model_server, message) -> None:
-    run = steps(alice, model_server, graph="reviewed")
+    graph_agent(alice, model_server, graph="reviewed")
     model_server.reply_with(calls_refund("B2", "C3"))
-    pause = asyncio.run(run.run("Refund B2 and C3"))
-    assert [r.id for r in pause.requests] == ["action_1", "action_2"]
-    decisions = {"action_1": Decision(approve=False, message=message), "action_2": Decision(approve=True)}
-    reply = asyncio.run(run.resume(pause, Resume(decisions=decisions)))
-    rejected = message or "The person rejected the call of refund."
+    first = paused(alice, "Refund B2 and C3")
+    assert [r["id"] for r in first["pause"]["requests"]] == ["action_1", "action_2"]
+    rejected = {"id": "action_1", "approve": False, **({"message": message} if message else {})}
+    answer = resume(alice, first["run_id"], {"decisions": [rejected, {"id": "action_2", "approve": True}]})
+    said = message or "The person rejected the call of refund."
     assert agent_graphs.REFUNDED == ["C3"]
-    assert reply.text == f"Done: {rejected} / Order C3 refunded."
+    assert answer.json()["result"] == f"Done: {said} / Order C3 refunded."
 
 
-def test_a_missing_decision_fails_the_resume(alice, model_server) -> None:
-    run = steps(alice, model_server, graph="reviewed")
-    model_server.reply_with(calls_refund("D4"))
-    pause = asyncio.run(run.run("Refund D4"))
-    with pytest.raises(ModelError, match="action_1"):
-        asyncio.run(run.resume(pause, Resume(decisions={})))
-    assert agent_graphs.REFUNDED == []
+def test_each_action_needs_its_decision(alice, model_server) -> None:
+    graph_agent(alice, model_server, graph="reviewed")
+    model_server.reply_with(calls_refund("D4", "E5"))
+    first = paused(alice, "Refund D4 and E5")
+    answer = resume(alice, first["run_id"], {"decisions": [{"id": "action_2", "approve": True}]})
+    assert answer.status_code == 400 and "action_1" in json.dumps(answer.json())
+    assert agent_graphs.REFUNDED == [] and alice.get(f"/runs/{first['run_id']}").json()["status"] == "paused"
+
+
+def test_a_resume_whose_paused_state_is_gone_fails(alice, model_server) -> None:
+    graph_agent(alice, model_server)
+    first = paused(alice, "book a flight")
+    Session("s", tenant=alice.tenant.slug).delete_key(PAUSED, agent="g")  # as if removed behind our back
+    answer = resume(alice, first["run_id"], {"input": "yes"})
+    assert answer.status_code == 502 and "no paused run" in answer.json()["detail"]
+    assert model_server.requests == []
 
 
 @pytest.mark.parametrize(
