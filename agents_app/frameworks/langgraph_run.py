@@ -34,7 +34,7 @@ MAX_CHECKPOINT_BYTES: Final = 256 * 1024
 #: The key of the agent's own state that holds its checkpoint.
 CHECKPOINT_KEY: Final = "checkpoint"
 #: The key of the agent's own state that marks a paused run: the ids of the messages it added before
-#: it paused (the items it commits when it completes) and the tokens it spent.
+#: it paused (the items it commits when it completes), the tokens it spent and the text it streamed.
 PAUSED: Final = "paused_run"
 #: The most of a tool's output (or of a call's line) an item keeps.
 MAX_ITEM_CHARS: Final = 16_000
@@ -76,6 +76,8 @@ class GraphRun:
         ids = {m.id for m in before.values.get("messages", ()) if isinstance(m, BaseMessage)}
         known = ids - set(paused.get("added", ()))  # what the run added before it paused is its own
         command = Command(resume={waiting.id: resume_value(waiting.value, answer)})
+        if self._deltas is not None:
+            self._deltas = Deltas(self._session, sent=str(paused.get("sent", "")))
         return await self._go(saver, graph, command, known, paused)
 
     async def _messages_mode(self, message: str) -> Reply:
@@ -122,7 +124,8 @@ class GraphRun:
         usage = summed(usage_of(self._usage), paused)
         if interrupts:
             spent = [usage.prompt_tokens, usage.completion_tokens] if usage else [0, 0]
-            self._session.set(PAUSED, {"added": [m.id for m in new], "usage": spent})
+            sent = self._deltas.sent if self._deltas is not None else ""
+            self._session.set(PAUSED, {"added": [m.id for m in new], "usage": spent, "sent": sent})
             return pause_for(interrupts[0].value)
         if paused is not None:
             self._session.set(PAUSED, DELETE)
@@ -280,9 +283,10 @@ class Deltas:
     tagged ``nostream`` (LangGraph's tag for that), and is not streamed.
     """
 
-    def __init__(self, session: SessionView) -> None:
+    def __init__(self, session: SessionView, sent: str = "") -> None:
+        """``sent``: what the run streamed before it paused (a resumed run's reply goes on from it)."""
         self._session = session
-        self._sent = ""
+        self._sent = sent
         self._call: str | None = None
         self._calling_tools: set[str | None] = set()
 
@@ -307,6 +311,10 @@ class Deltas:
             return reply
         if not self._sent.endswith(reply):
             self._send(SEPARATOR + reply)
+        return self._sent
+
+    @property
+    def sent(self) -> str:
         return self._sent
 
     def _send(self, text: str) -> None:

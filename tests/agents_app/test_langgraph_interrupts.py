@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
+from agents_app.frameworks import Decision, Resume
 from agents_app.frameworks.langgraph_run import PAUSED, pause_for
-from agents_app.models import Run
+from agents_app.models import Agent, Run
 from sessions_app.core import Session
 from tests import agent_graphs
+from tests.agents_app.test_openai_agents_approval import streamed_pause_and_resume
 from tests.modelserver import ModelServer
 from tests.modelserver import Reply as ModelReply
 
@@ -157,6 +159,17 @@ def test_an_interrupt_shaped_as_an_approval_pauses_for_decisions(alice, model_se
     ]
     usage = alice.get(f"/runs/{first['run_id']}").json()["usage"]
     assert usage == {"prompt_tokens": 20, "completion_tokens": 10}  # both model calls
+
+
+def test_a_streamed_run_streams_what_the_model_said_before_and_after_its_pause(alice, model_server) -> None:
+    graph_agent(alice, model_server, graph="reviewed")
+    model_server.reply("Let me check.", tool_calls=[{"name": "refund", "arguments": {"order": "F6"}}])
+    model_server.reply("All refunded.")
+    answer = Resume(decisions={"action_1": Decision(approve=True)})
+    _, before, done, after = streamed_pause_and_resume(Agent.objects.get(name="g"), "Refund F6", answer)
+    assert "".join(before) == "Let me check."
+    assert "".join(before + after) == done.reply == "Let me check.\n\nAll refunded."
+    assert agent_graphs.REFUNDED == ["F6"]
 
 
 @pytest.mark.parametrize("message", [None, "Not this one."])

@@ -216,14 +216,12 @@ def test_a_run_may_pause_again_after_it_resumed(alice, model_server) -> None:
     assert usage == {"prompt_tokens": 30, "completion_tokens": 15}
 
 
-def test_a_streamed_run_streams_what_it_says_before_and_after_its_pause(alice, model_server) -> None:
-    """Through the runner, as a streamed run and its streamed resume (the live tests stream them
-    over HTTP): the deltas of both add up to the reply."""
-    make_agent(alice, model_server)
-    model_server.reply("Checking the order.", tool_calls=[{"name": "refund", "arguments": {"order": "G7"}}])
-    model_server.reply("Refunded, all good.")
-    agent = Agent.objects.get(tenant=alice.tenant, name="bot")
-    key = SessionKey(tenant=alice.tenant.slug, session_id="s")
+def streamed_pause_and_resume(
+    agent: Agent, message: str, answer: Resume
+) -> tuple[RunOutcome, list[str], RunOutcome, list[str]]:
+    """A run streamed through the runner until it pauses, then its resume, streamed too (as
+    ``runs.execute`` makes them; over HTTP in the live tests): each outcome and its deltas."""
+    key = SessionKey(tenant=agent.tenant.slug, session_id="s")
 
     async def streamed(step: Callable[[RunEvents], Awaitable[RunOutcome]]) -> tuple[RunOutcome, list[str]]:
         events = RunEvents(get_store(), key, "run-1", listener=asyncio.Queue())
@@ -236,19 +234,29 @@ def test_a_streamed_run_streams_what_it_says_before_and_after_its_pause(alice, m
         return outcome, pieces
 
     first, before = asyncio.run(
-        streamed(lambda events: runner.execute(agent, key, "Refund G7", run_id="run-1", events=events))
+        streamed(lambda events: runner.execute(agent, key, message, run_id="run-1", events=events))
     )
-    assert first.pause is not None and "".join(before) == "Checking the order." and agent_tools.REFUNDS == []
-    answer = Resume(decisions={"call_1": Decision(approve=True)})
-    done, after = asyncio.run(
-        streamed(
-            lambda events: runner.execute_resume(
-                agent, key, first.pause, answer, run_id="run-1", commit_id="run-1.1", events=events
-            )
+    assert first.pause is not None, first
+
+    def resume(events: RunEvents) -> Awaitable[RunOutcome]:
+        return runner.execute_resume(
+            agent, key, first.pause, answer, run_id="run-1", commit_id="run-1.1", events=events
         )
-    )
-    assert after[0] == "\n\n" and "".join(before + after) == done.reply
-    assert done.reply == "Checking the order.\n\nRefunded, all good." and agent_tools.REFUNDS == ["G7"]
+
+    done, after = asyncio.run(streamed(resume))
+    return first, before, done, after
+
+
+def test_a_streamed_run_streams_what_it_says_before_and_after_its_pause(alice, model_server) -> None:
+    make_agent(alice, model_server)
+    model_server.reply("Checking the order.", tool_calls=[{"name": "refund", "arguments": {"order": "G7"}}])
+    model_server.reply("Refunded, all good.")
+    agent = Agent.objects.get(tenant=alice.tenant, name="bot")
+    answer = Resume(decisions={"call_1": Decision(approve=True)})
+    _, before, done, after = streamed_pause_and_resume(agent, "Refund G7", answer)
+    assert "".join(before) == "Checking the order." and after[0] == "\n\n"
+    assert "".join(before + after) == done.reply == "Checking the order.\n\nRefunded, all good."
+    assert agent_tools.REFUNDS == ["G7"]
     assert all(request.body.get("stream") for request in model_server.requests)
 
 
