@@ -14,10 +14,11 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters
 
-from agents_app.errors import AgentInvalid, BrokerUnavailable
+from agents_app.errors import AgentInvalid, BrokerUnavailable, RunNotPaused
 from agents_app.frameworks import framework_names
 from agents_app.models import Agent, Run, Secret
 from agents_app.references import agent_config_validated, agents_handing_off_to, agents_using_secret
+from agents_app.runs.resume import ResumeRequest, run_resume_record
 from agents_app.secrets import SECRET_VALUE_MAX_BYTES, secret_encrypt, secret_value_check
 from agents_app.services import BUILTIN_AGENTS, agent_delete, run_cancel, run_retry
 from sessions_app.admin_scoping import TenantRelatedFilter, TenantScopedAdmin
@@ -89,11 +90,11 @@ class AgentAdmin(TenantScopedAdmin):
 @admin.register(Run)
 class RunAdmin(TenantScopedAdmin):
     list_display = ["short_id", "tenant", "agent", "session_link", "status", "attempts", "duration", "error_short"]
-    list_display += ["created_at"]
+    list_display += ["waits_for", "created_at"]
     list_filter = ["status", ("agent", TenantRelatedFilter), ("tenant", TenantRelatedFilter), "created_at"]
     list_select_related = ["tenant", "agent", "session"]
     search_fields = ["session__session_id", "error", "worker"]
-    actions = ["cancel", "retry"]
+    actions = ["cancel", "retry", "approve", "deny"]
     list_per_page = 50
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
@@ -120,6 +121,46 @@ class RunAdmin(TenantScopedAdmin):
     @admin.display(description="error", ordering="error")
     def error_short(self, obj: Run) -> str:
         return (obj.error or "")[:120]
+
+    @admin.display(description="waits for", ordering="paused_at")
+    def waits_for(self, obj: Run) -> str:
+        """A paused run's tool calls to approve, or its question."""
+        if obj.status != Run.Status.PAUSED or not obj.pause:
+            return ""
+        if obj.pause.get("kind") == "approval":
+            return ", ".join(f"{r['tool']}({r['arguments']})" for r in obj.pause.get("requests", []))[:200]
+        return f"input: {obj.pause.get('prompt')}"[:200]
+
+    @admin.action(description="Approve selected paused runs", permissions=["change"])
+    def approve(self, request: HttpRequest, queryset: QuerySet) -> None:
+        """Every tool call each one waits for is approved; a worker goes on with it."""
+        self._decide(request, queryset, approve=True)
+
+    @admin.action(description="Deny selected paused runs", permissions=["change"])
+    def deny(self, request: HttpRequest, queryset: QuerySet) -> None:
+        """Every tool call each one waits for is denied (the agent hears it); a worker goes on with it."""
+        self._decide(request, queryset, approve=False)
+
+    def _decide(self, request: HttpRequest, queryset: QuerySet, *, approve: bool) -> None:
+        runs = list(queryset.filter(status=Run.Status.PAUSED).select_related("tenant"))
+        done, skipped = 0, queryset.count() - len(runs)
+        message = f"{'approved' if approve else 'denied'} by {request.user.get_username()} in the console"
+        for run in runs:
+            if (run.pause or {}).get("kind") != "approval":
+                skipped += 1  # a question needs its answer: POST /runs/<id>/resume {"input": ...}
+                continue
+            decisions = [{"id": r["id"], "approve": approve, "message": message} for r in run.pause["requests"]]
+            try:
+                run_resume_record(ResumeRequest(str(run.pk), decisions=decisions, mode="queued"), tenant=run.tenant)
+                done += 1
+            except BrokerUnavailable as exc:
+                self.message_user(request, f"The broker is unavailable: {exc}", messages.ERROR)
+                return
+            except RunNotPaused:  # resumed or cancelled meanwhile
+                skipped += 1
+        note = f"; {skipped} run(s) skipped (not paused, or waiting for an answer, not a decision)" if skipped else ""
+        verb = "Approved" if approve else "Denied"
+        self.message_user(request, f"{verb} {done} paused run(s); a worker goes on with each{note}.", messages.SUCCESS)
 
     @admin.action(description="Cancel selected runs", permissions=["change"])
     def cancel(self, request: HttpRequest, queryset: QuerySet) -> None:

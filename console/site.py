@@ -19,10 +19,12 @@ from sessions_app.admin_scoping import Scope, request_scope
 from sessions_app.models import Session
 
 RECENT_ERRORS = 10
+PAUSED_SHOWN = 20
 
 
 def console_overview(*, scope: Scope) -> dict[str, Any]:
-    """The home page's figures for ``scope``, in three queries whatever the number of rows."""
+    """The home page's figures for ``scope``, in four queries whatever the number of rows: the
+    runs that wait for a person (oldest first, how many in all) among them."""
     now = timezone.now()
     since = now - timedelta(hours=24)
     by_status = dict.fromkeys(Run.Status.values, 0)
@@ -39,7 +41,11 @@ def console_overview(*, scope: Scope) -> dict[str, Any]:
         .select_related("tenant", "agent", "session")
         .order_by("-created_at")[:RECENT_ERRORS]
     )
+    paused = Run.objects.filter(scope.q("tenant"), status=Run.Status.PAUSED)
+    waiting = list(paused.select_related("tenant", "agent", "session").order_by("paused_at")[:PAUSED_SHOWN])
     return {
+        "paused_runs": waiting,
+        "paused_total": paused.count() if len(waiting) == PAUSED_SHOWN else len(waiting),
         "since": since,
         "runs_by_status": list(by_status.items()),
         "runs_total": sum(by_status.values()),

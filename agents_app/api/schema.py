@@ -109,7 +109,8 @@ class AutoSchema(openapi.AutoSchema):
     """drf-spectacular's, with every operation's errors documented as ``ErrorOutput``: those its
     view names with ``errors(...)`` and those it infers (400 for input, 401 and 429 for a key, 404
     for a path parameter, 413 and 415 for a body); and the links from an answer to the operations
-    that take what it names."""
+    that take what it names. A view whose ``body_required`` is true says its body is required even
+    when none of its fields is alone."""
 
     def get_operation(self, *args: Any, **kwargs: Any) -> dict[str, Any] | None:
         from agents_app.api.serializers import ErrorOutput
@@ -117,6 +118,8 @@ class AutoSchema(openapi.AutoSchema):
         operation = super().get_operation(*args, **kwargs)
         if operation is None:
             return None
+        if getattr(self.view, "body_required", False) and "requestBody" in operation:
+            operation["requestBody"]["required"] = True  # its fields are each optional, the body is not
         responses = operation["responses"]
         schema = self.resolve_serializer(ErrorOutput, "response").ref
         codes = {int(code) for code, response in responses.items() if _json_schema(response) == schema}

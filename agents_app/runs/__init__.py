@@ -7,10 +7,12 @@
     execute      a run executed on the event loop: claimed, run, recorded
     events, ends a run's events in the store's log, and its end as its row records it
     output       a run as its tenant sees it (the API's answer, a webhook's body)
-    cancel       cancel and retry
-    sweep        runs whose worker died, and queued runs nobody took
+    cancel       cancel and retry (a paused run's cancel clears its session's pause marker)
+    resume       a paused run goes on with a person's answer (sync, streamed or queued)
+    sweep        runs whose worker died, queued runs nobody took, paused runs past their TTL
 
-States: ``queued`` → ``running`` → ``succeeded`` | ``failed`` | ``cancelled``. Every change is one
+States: ``queued`` → ``running`` → ``succeeded`` | ``failed`` | ``cancelled``, and ``running`` →
+``paused`` → (resumed) ``running`` | ``queued`` or ``cancelled``. Every change is one
 conditional ``UPDATE`` (``WHERE status = …``), so two workers, a worker and the sweeper, or a
 worker and a cancel never both win.
 
@@ -24,4 +26,9 @@ A queued run (``"async": true``): the row inserted ``queued`` and, once committe
 (``publish.publish_or_fail``); the view answers ``202``. A worker's ``agents_app.tasks.execute_run``
 → ``execute.run_execute`` → ``run_claim`` (``transitions.claim``) → as above. A busy session or a
 store that is down sends it back to the queue (``publish.run_republish``).
+
+A run whose adapter returns a ``Pause``: the runner commits it with the session's pause marker
+(``agents_app.pauses``), ``execute`` records it (``transitions.pause``) and ends its events with
+``paused``; ``resume.run_resume`` (``transitions.resume``) → ``execute.execute_claimed`` →
+``Runner.execute_resume`` goes on from it.
 """

@@ -28,7 +28,14 @@ def test_home_counts_the_tenants_runs_sessions_and_errors(staff_a, tenant_a, ten
 
     page = staff_a.get("/admin/")
     context = page.context
-    assert dict(context["runs_by_status"]) == {"queued": 0, "running": 0, "succeeded": 4, "failed": 1, "cancelled": 0}
+    assert dict(context["runs_by_status"]) == {
+        "queued": 0,
+        "running": 0,
+        "paused": 0,
+        "succeeded": 4,
+        "failed": 1,
+        "cancelled": 0,
+    }
     assert context["active_sessions"] == 1 and context["live_sessions"] == 2
     assert [r.error for r in context["recent_errors"]] == ["LLM timed out", "an old failure"]
     body = page.content.decode()

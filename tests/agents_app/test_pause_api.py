@@ -187,3 +187,62 @@ def test_the_echo_approval_option_is_checked(alice) -> None:
     bad = alice.post("/agents", {"name": "a", "framework": "echo", "config": {"approval": "yes"}})
     assert bad.status_code == 400 and "config.approval" in bad.json()["fields"]
     assert alice.post("/agents", {"name": "b", "framework": "echo", "config": {"approval": False}}).status_code == 201
+
+
+@pytest.fixture
+def asker(alice, settings):
+    settings.AK_FRAMEWORKS = {**settings.AK_FRAMEWORKS, "asking": "tests.frameworks.AskingFramework"}
+    agent_create(tenant=alice.tenant, name="asker", framework="asking", config={})
+    return alice
+
+
+def test_a_question_is_answered_with_input_and_may_be_asked_again(asker) -> None:
+    first = asker.post("/run", {"agent": "asker", "message": "greet me", "session_id": "q"})
+    assert first.status_code == 202
+    run_id = first.json()["run_id"]
+    assert first.json()["pause"] == {"kind": "input", "prompt": {"question": "What is your name?", "about": "greet me"}}
+    wrong = asker.post(f"/runs/{run_id}/resume", {"decisions": [{"id": "x", "approve": True}]})
+    assert wrong.status_code == 400 and "input" in wrong.json()["fields"]
+    again = asker.post(f"/runs/{run_id}/resume", {"input": "again"})
+    assert again.status_code == 202
+    assert again["Location"].endswith(f"/runs/{run_id}")
+    assert (again.json()["status"], again.json()["pause"]["prompt"]["about"]) == ("paused", 2)
+    answered = asker.post(f"/runs/{run_id}/resume", {"input": "Ada"})
+    assert answered.status_code == 200
+    assert answered.json()["result"] == "hello Ada (asked 2 times)"  # its state, committed with each pause
+    assert history(asker, "q") == ["greet me", "hello Ada (asked 2 times)"]
+    assert Run.objects.get(pk=run_id).resumes == 2
+
+
+def test_the_chat_alias_answers_202_with_a_paused_run(approver) -> None:
+    response = approver.post("/api/v1/chat", {"agent": "approver", "prompt": "hi", "session_id": "c"})
+    assert response.status_code == 202
+    assert (response.json()["status"], response.json()["pause"]) == ("paused", PAUSE)
+
+
+def test_a_sync_resume_over_the_concurrent_run_limit_is_a_429_and_the_run_stays_paused(approver) -> None:
+    run_id = paused_run(approver)["run_id"]
+    approver.tenant.limit_concurrent_runs = 1
+    approver.tenant.save()
+    busy = approver.post("/run", {"agent": "echo", "message": "x", "session_id": "other"}).json()["run_id"]
+    Run.objects.filter(pk=busy).update(status="running")
+    refused = approve(approver, run_id)
+    assert refused.status_code == 429 and refused.json()["limit"] == "concurrent_runs"
+    assert Run.objects.get(pk=run_id).status == "paused"
+
+
+def test_a_cancel_of_a_running_resume_revokes_that_resumes_commit(approver) -> None:
+    from agents_app.runs import transitions
+    from agents_app.runs.cancel import run_cancel
+    from sessions_app.stores.base import RunRevoked
+
+    run_id = paused_run(approver)["run_id"]
+    run = Run.objects.select_related("session__tenant").get(pk=run_id)
+    answer = {"decisions": {"echo": {"approve": True, "message": None}}}
+    assert transitions.resume(run, answer=answer, worker="web@host:1")
+    run.refresh_from_db()
+    cancelled = run_cancel(run=run)
+    assert (cancelled.status, cancelled.cancel_requested_at is not None) == ("running", True)
+    key = SessionKey(tenant=approver.tenant.slug, session_id="s-1")
+    with pytest.raises(RunRevoked):
+        get_store().commit(key, expected_version=None, run_id=f"{run_id}.1")

@@ -261,6 +261,8 @@ class RunCancelView(APIView):
 
 
 class RunResumeView(EventStreamViewMixin, AsyncAPIView):
+    body_required = True  # ``decisions`` or ``input``: one of them, so a body
+
     @extend_schema(
         parameters=[RUN_ID, NO_FORMAT_PARAMETER],
         request=s.ResumeInput,
