@@ -8,10 +8,11 @@ them. Their nodes reach the agent's model through the runtime context (``GraphCo
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from typing import Any
 
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import tool
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -98,8 +99,8 @@ def who(options: dict[str, Any]) -> StateGraph:
 
 def approval(options: dict[str, Any]) -> StateGraph:
     """Asks before it acts (for mode checkpoint): the user's request, then ``interrupt`` with a
-    question (text, or ``{"question": ...}`` with ``options["structured"]``); the next message
-    answers it, and the model replies to the request and the answer."""
+    question (text, or ``{"question": ...}`` with ``options["structured"]``); the run pauses, its
+    resume answers it, and the model replies to the request and the answer."""
     BUILT.append(("approval", options))
 
     def ask(state: MessagesState) -> dict[str, Any]:
@@ -117,6 +118,64 @@ def approval(options: dict[str, Any]) -> StateGraph:
     builder.add_edge(START, "ask")
     builder.add_edge("ask", "act")
     builder.add_edge("act", END)
+    return builder
+
+
+#: The orders the graphs' ``refund`` tool refunded in this process, in order.
+REFUNDED: list[str] = []
+
+
+@tool
+def refund(order: str) -> str:
+    """Refund an order (each call also written, one line, to the file ``AK_TEST_TOOL_CALLS`` names)."""
+    REFUNDED.append(order)
+    if path := os.environ.get("AK_TEST_TOOL_CALLS"):
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(f"refund {order}\n")
+    return f"Order {order} refunded."
+
+
+def reviewed(options: dict[str, Any]) -> StateGraph:
+    """The model may call ``refund``; its calls wait for a person, asked as LangChain's
+    human-in-the-loop middleware asks (``interrupt({"action_requests": [...], "review_configs":
+    [...]})``, answered ``{"decisions": [{"type": "approve"} | {"type": "reject", "message"}...]}``):
+    an approved call runs, a rejected one answers the model with the rejection."""
+
+    async def agent(state: MessagesState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
+        return {"messages": [await runtime.context.model.bind_tools([refund]).ainvoke(state["messages"])]}
+
+    def review(state: MessagesState) -> dict[str, Any]:
+        calls = state["messages"][-1].tool_calls
+        answer = interrupt(
+            {
+                "action_requests": [
+                    {
+                        "name": c["name"],
+                        "args": c["args"],
+                        "description": f"Tool execution pending approval: {c['name']}",
+                    }
+                    for c in calls
+                ],
+                "review_configs": [
+                    {"action_name": c["name"], "allowed_decisions": ["approve", "reject"]} for c in calls
+                ],
+            }
+        )
+        results = []
+        for call, decision in zip(calls, answer["decisions"], strict=True):
+            if decision["type"] == "approve":
+                results.append(ToolMessage(refund.invoke(call["args"]), tool_call_id=call["id"], name=call["name"]))
+            else:
+                said = decision.get("message") or f"The person rejected the call of {call['name']}."
+                results.append(ToolMessage(said, tool_call_id=call["id"], name=call["name"], status="error"))
+        return {"messages": results}
+
+    builder = StateGraph(MessagesState, context_schema=GraphContext)
+    builder.add_node("agent", agent)
+    builder.add_node("review", review)
+    builder.add_edge(START, "agent")
+    builder.add_conditional_edges("agent", tools_condition, {"tools": "review", END: END})
+    builder.add_edge("review", "agent")
     return builder
 
 

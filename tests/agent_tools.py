@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from agents import RunContextWrapper
 
 from agents_app.frameworks.context import CallContext
@@ -33,3 +35,22 @@ def whoami(ctx: RunContextWrapper[CallContext]) -> str:
     """Who this tool works for: the run's context, as the platform gives it."""
     call = ctx.context
     return f"tenant={call.tenant} session={call.session_id} run={call.run_id} agent={call.agent}"
+
+
+#: The orders ``refund`` refunded in this process, in order.
+REFUNDS: list[str] = []
+
+
+def refund(order: str) -> str:
+    """Refund an order: a tool with an effect, to count how often it ran. Each call is also
+    written, one line, to the file ``AK_TEST_TOOL_CALLS`` names (a live platform's processes).
+
+    Args:
+        order: The order's number.
+    """
+    REFUNDS.append(order)
+    path = os.environ.get("AK_TEST_TOOL_CALLS")
+    if path:
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(f"refund {order}\n")
+    return f"Order {order} refunded."

@@ -13,10 +13,16 @@ tenant, session, run and agent it works for). Its state is a ``MessagesState``.
 
 ``mode``: ``"messages"`` (default) gives the graph the session's latest ``history`` text messages
 and the new one; the messages it adds become the run's items, the last AI message's text the
-reply. ``"checkpoint"`` is for graphs that wait for the user (``interrupt``): the graph's
+reply. ``"checkpoint"`` is for graphs that wait for a person (``interrupt``): the graph's
 checkpoint is kept as JSON in the agent's state (``langgraph_checkpoint``, at most
-``langgraph_run.MAX_CHECKPOINT_BYTES``); a run resumes it with ``Command(resume=message)`` when it
-waits at an interrupt, and a run that stops at one replies with its value (text, else JSON).
+``langgraph_run.MAX_CHECKPOINT_BYTES``). A run that stops at an interrupt pauses
+(``langgraph_run.pause_for``): ``{"kind": "input", "prompt": <the interrupt's value>}``, or, for
+a value shaped as LangChain's human-in-the-loop middleware asks (``{"action_requests": [{"name",
+"args"}...]}``), ``{"kind": "approval"}`` with one request per action. ``resume`` goes on from the
+stored checkpoint, in whatever process, with ``Command(resume=...)``: the person's input as it
+came, or ``{"decisions": [{"type": "approve"} | {"type": "reject", "message"?}...]}`` in the
+actions' order. A new message to a graph that still waits at an interrupt (its paused run was
+cancelled) is new input: LangGraph drops the interrupt and runs the graph from its start.
 
 Any failure of the graph or its model raises ``ModelError`` (never carrying the API key): the run
 fails and commits nothing, the stored checkpoint included.
@@ -30,6 +36,7 @@ import json
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import cache
@@ -39,7 +46,15 @@ import orjson
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from agents_app.frameworks.base import AgentLike, ConfigError, ConfigProblems, Reply, check_unknown_keys
+from agents_app.frameworks.base import (
+    AgentLike,
+    ConfigError,
+    ConfigProblems,
+    Pause,
+    Reply,
+    Resume,
+    check_unknown_keys,
+)
 from agents_app.frameworks.context import call_context, open_to
 from agents_app.frameworks.model import (
     DEFAULT_HISTORY,
@@ -153,7 +168,17 @@ class LangGraphFramework(ModelFramework):
             return 0  # the graph keeps its own history, in its checkpoint
         return super().window_for(config)
 
-    async def run(self, agent: AgentLike, session: SessionView, message: str) -> Reply:
+    async def run(self, agent: AgentLike, session: SessionView, message: str) -> Reply | Pause:
+        return await self._go(agent, session, lambda graph_run: graph_run.run(message))
+
+    async def resume(self, agent: AgentLike, session: SessionView, pause: Pause, answer: Resume) -> Reply | Pause:
+        """Go on from the interrupt the graph's checkpoint waits at, with ``Command(resume=...)``."""
+        return await self._go(agent, session, lambda graph_run: graph_run.resume(pause, answer))
+
+    async def _go(
+        self, agent: AgentLike, session: SessionView, step: Callable[[Any], Awaitable[Reply | Pause]]
+    ) -> Reply | Pause:
+        """``step`` on a ``GraphRun`` of the agent's graph for this run; every failure a ``ModelError``."""
         if not langgraph_installed():
             raise ModelError(NOT_INSTALLED)
         from agents_app.frameworks.langgraph_run import GraphRun
@@ -168,8 +193,7 @@ class LangGraphFramework(ModelFramework):
             model = chat_model(config, key, tenant=call.tenant)
             context = GraphContext(model, call.agent, call.session_id, tenant=call.tenant, run_id=call.run_id)
             mode, history = config.get("mode", MODES[0]), config.get("history", DEFAULT_HISTORY)
-            graph_run = GraphRun(graph, session, context, name=config["graph"], mode=mode, history=history)
-            return await graph_run.run(message)
+            return await step(GraphRun(graph, session, context, name=config["graph"], mode=mode, history=history))
         except ModelError as exc:
             raise ModelError(redacted(str(exc), key)) from None
         except Exception as exc:

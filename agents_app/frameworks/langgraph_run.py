@@ -14,7 +14,7 @@ from langgraph.channels.delta import DeltaChannel
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.types import Command
 
-from agents_app.frameworks.base import Reply, Usage
+from agents_app.frameworks.base import ApprovalRequest, Pause, Reply, Resume, Usage
 from agents_app.frameworks.langgraph_checkpoint import (
     THREAD,
     CheckpointNotJSON,
@@ -25,7 +25,7 @@ from agents_app.frameworks.langgraph_checkpoint import (
 )
 from agents_app.frameworks.model import ModelError
 from sessions_app.core import SessionView
-from sessions_app.stores.base import TOOL_CALL, TOOL_RESULT
+from sessions_app.stores.base import DELETE, TOOL_CALL, TOOL_RESULT
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 MAX_CHECKPOINT_BYTES: Final = 256 * 1024
 #: The key of the agent's own state that holds its checkpoint.
 CHECKPOINT_KEY: Final = "checkpoint"
+#: The key of the agent's own state that marks a paused run: the ids of the messages it added before
+#: it paused (the items it commits when it completes), the tokens it spent and the text it streamed.
+PAUSED: Final = "paused_run"
 #: The most of a tool's output (or of a call's line) an item keeps.
 MAX_ITEM_CHARS: Final = 16_000
 #: Put between the texts of two model calls that were both streamed (see ``Deltas``).
@@ -53,12 +56,29 @@ class GraphRun:
         self._usage = UsageMetadataCallbackHandler()
         self._deltas = Deltas(session) if session.streaming else None
 
-    async def run(self, message: str) -> Reply:
-        """Answer ``message``; raises ``ModelError`` for what the graph's state cannot be, and lets
-        the graph's and the model's own errors through."""
+    async def run(self, message: str) -> Reply | Pause:
+        """Answer ``message``, or pause at an interrupt; raises ``ModelError`` for what the graph's
+        state cannot be, and lets the graph's and the model's own errors through."""
         if self._mode == "checkpoint":
             return await self._checkpoint_mode(message)
         return await self._messages_mode(message)
+
+    async def resume(self, pause: Pause, answer: Resume) -> Reply | Pause:
+        """Go on from the interrupt the stored checkpoint waits at, with the person's ``answer``."""
+        paused = self._session.get(PAUSED)
+        if self._mode != "checkpoint" or not isinstance(paused, dict):
+            raise ModelError("the agent has no paused run to resume (its state was removed or replaced)")
+        saver, graph = await self._saved_graph()
+        before = await graph.aget_state(thread_config())
+        if not before.interrupts:
+            raise ModelError("the graph's checkpoint waits at no interrupt: there is nothing to resume")
+        waiting = before.interrupts[0]
+        ids = {m.id for m in before.values.get("messages", ()) if isinstance(m, BaseMessage)}
+        known = ids - set(paused.get("added", ()))  # what the run added before it paused is its own
+        command = Command(resume={waiting.id: resume_value(waiting.value, answer)})
+        if self._deltas is not None:
+            self._deltas = Deltas(self._session, sent=str(paused.get("sent", "")))
+        return await self._go(saver, graph, command, known, paused)
 
     async def _messages_mode(self, message: str) -> Reply:
         window = self._session.text_messages()[-self._history :] if self._history else []
@@ -69,9 +89,21 @@ class GraphRun:
         messages, interrupts = await self._drive(self._graph, {"messages": sent}, {})
         if interrupts:
             raise ModelError("the graph stopped at an interrupt: graphs that wait for the user run in mode checkpoint")
-        return self._reply(added(messages, {m.id for m in sent}), ())
+        return self._reply(added(messages, {m.id for m in sent}), None)
 
-    async def _checkpoint_mode(self, message: str) -> Reply:
+    async def _checkpoint_mode(self, message: str) -> Reply | Pause:
+        saver, graph = await self._saved_graph()
+        before = await graph.aget_state(thread_config())
+        known = {m.id for m in before.values.get("messages", ()) if isinstance(m, BaseMessage)}
+        human = HumanMessage(message, id=uuid.uuid4().hex)
+        known.add(human.id)
+        if self._session.get(PAUSED) is not None:  # a run paused before, and cancelled: forgotten
+            self._session.set(PAUSED, DELETE)
+        # New input: an interrupt the graph still waited at is dropped by LangGraph, which runs anew.
+        return await self._go(saver, graph, {"messages": [human]}, known, None)
+
+    async def _saved_graph(self) -> tuple[InMemorySaver, Any]:
+        """A saver of the run's own, seeded with the stored checkpoint, and the graph on it."""
         if any(isinstance(channel, DeltaChannel) for channel in self._graph.channels.values()):
             raise ModelError(
                 "a graph with a DeltaChannel cannot run in mode checkpoint: only its latest checkpoint is kept"
@@ -79,17 +111,25 @@ class GraphRun:
         saver = InMemorySaver()
         graph = self._graph.copy(update={"checkpointer": saver})  # the run's own; the shared one stays as it is
         await self._seed(saver)
-        before = await graph.aget_state(thread_config())
-        known = {m.id for m in before.values.get("messages", ()) if isinstance(m, BaseMessage)}
-        if before.interrupts:
-            graph_input: Any = Command(resume={before.interrupts[0].id: message})
-        else:
-            human = HumanMessage(message, id=uuid.uuid4().hex)
-            known.add(human.id)
-            graph_input = {"messages": [human]}
+        return saver, graph
+
+    async def _go(
+        self, saver: InMemorySaver, graph: Any, graph_input: Any, known: set[Any], paused: dict[str, Any] | None
+    ) -> Reply | Pause:
+        """Run the graph from ``graph_input`` and keep its checkpoint: the reply, or a ``Pause`` at
+        an interrupt (what the run added so far, and its tokens, kept under ``PAUSED``)."""
         messages, interrupts = await self._drive(graph, graph_input, {"configurable": {"thread_id": THREAD}})
         await self._store(saver, with_subgraphs=bool(interrupts))
-        return self._reply(added(messages, known), interrupts)
+        new = added(messages, known)
+        usage = summed(usage_of(self._usage), paused)
+        if interrupts:
+            spent = [usage.prompt_tokens, usage.completion_tokens] if usage else [0, 0]
+            sent = self._deltas.sent if self._deltas is not None else ""
+            self._session.set(PAUSED, {"added": [m.id for m in new], "usage": spent, "sent": sent})
+            return pause_for(interrupts[0].value)
+        if paused is not None:
+            self._session.set(PAUSED, DELETE)
+        return self._reply(new, usage)
 
     async def _seed(self, saver: InMemorySaver) -> None:
         stored = self._session.get(CHECKPOINT_KEY)
@@ -139,19 +179,61 @@ class GraphRun:
             raise ModelError("the graph's state has no list of messages (a graph here uses MessagesState)")
         return final["messages"], interrupts
 
-    def _reply(self, new: list[BaseMessage], interrupts: tuple[Any, ...]) -> Reply:
+    def _reply(self, new: list[BaseMessage], usage: Usage | None) -> Reply:
         record_items(self._session, new)
-        if interrupts:
-            value = interrupts[0].value  # text as it is, anything else as JSON
-            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-        else:
-            answers = [m for m in new if isinstance(m, AIMessage)]
-            if not answers:
-                raise ModelError("the graph ended without an AI message to reply with")
-            text = str(answers[-1].text)
+        answers = [m for m in new if isinstance(m, AIMessage)]
+        if not answers:
+            raise ModelError("the graph ended without an AI message to reply with")
+        text = str(answers[-1].text)
         if self._deltas is not None:
             text = self._deltas.finish(text)
-        return Reply(text, usage_of(self._usage))
+        return Reply(text, usage if usage is not None else usage_of(self._usage))
+
+
+def pause_for(value: Any) -> Pause:
+    """The pause of a graph stopped at an interrupt of ``value``: an approval when the value is
+    shaped as LangChain's human-in-the-loop middleware asks (``{"action_requests": [{"name",
+    "args"}...]}``, a request ``action_<n>`` per action), else a question whose prompt is the value."""
+    prompt = json.loads(json.dumps(value, ensure_ascii=False, default=str))  # JSON, as the API shows it
+    actions = prompt.get("action_requests") if isinstance(prompt, dict) else None
+    if isinstance(actions, list) and actions and all(_is_action(action) for action in actions):
+        requests = tuple(
+            ApprovalRequest(id=f"action_{i}", tool=action["name"], arguments=action.get("args") or {})
+            for i, action in enumerate(actions, start=1)
+        )
+        return Pause(kind="approval", requests=requests)
+    return Pause(kind="input", prompt=prompt)
+
+
+def _is_action(action: Any) -> bool:
+    return isinstance(action, dict) and isinstance(action.get("name"), str) and isinstance(action.get("args", {}), dict)
+
+
+def resume_value(value: Any, answer: Resume) -> Any:
+    """What ``Command(resume=...)`` gives the interrupt of ``value``: for an approval, the
+    middleware's ``{"decisions": [...]}`` in its actions' order; else the person's input."""
+    pause = pause_for(value)
+    if pause.kind != "approval":
+        return answer.input
+    decisions = []
+    for request in pause.requests:
+        decision = answer.decisions.get(request.id)
+        if decision is None:
+            raise ModelError(f"no decision for the request {request.id!r}")
+        if decision.approve:
+            decisions.append({"type": "approve"})
+        else:
+            decisions.append({"type": "reject", **({"message": decision.message} if decision.message else {})})
+    return {"decisions": decisions}
+
+
+def summed(usage: Usage | None, paused: dict[str, Any] | None) -> Usage | None:
+    """``usage`` and the tokens the run spent before it paused (kept in ``paused``)."""
+    before = paused.get("usage") if paused else None
+    if not isinstance(before, list) or len(before) != 2 or not any(before):
+        return usage
+    now = usage or Usage()
+    return Usage(now.prompt_tokens + int(before[0]), now.completion_tokens + int(before[1]))
 
 
 def added(messages: list[BaseMessage], known: set[str | None]) -> list[BaseMessage]:
@@ -201,9 +283,10 @@ class Deltas:
     tagged ``nostream`` (LangGraph's tag for that), and is not streamed.
     """
 
-    def __init__(self, session: SessionView) -> None:
+    def __init__(self, session: SessionView, sent: str = "") -> None:
+        """``sent``: what the run streamed before it paused (a resumed run's reply goes on from it)."""
         self._session = session
-        self._sent = ""
+        self._sent = sent
         self._call: str | None = None
         self._calling_tools: set[str | None] = set()
 
@@ -228,6 +311,10 @@ class Deltas:
             return reply
         if not self._sent.endswith(reply):
             self._send(SEPARATOR + reply)
+        return self._sent
+
+    @property
+    def sent(self) -> str:
         return self._sent
 
     def _send(self, text: str) -> None:

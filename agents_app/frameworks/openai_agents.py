@@ -5,11 +5,13 @@ Config::
     {"instructions": "You triage support questions.",
      "base_url": "https://api.openai.com/v1", "model": "gpt-4o-mini", "api_key": {"secret": "openai"},
      "temperature": 0.2, "max_tokens": 512,
-     "tools": ["get_weather"], "handoffs": ["billing"], "history": 20, "max_turns": 10}
+     "tools": ["get_weather", {"name": "refund", "needs_approval": true}],
+     "handoffs": ["billing"], "history": 20, "max_turns": 10}
 
 The model keys are ``openai_chat``'s (Chat Completions through ``agents_app.outbound``);
 ``tools`` are names the deployment declares (``tools.py``), each call getting the run's
-``CallContext`` as the SDK's run context; ``handoffs`` name the tenant's other ``openai_agents``
+``CallContext`` as the SDK's run context; a call of a tool with ``needs_approval`` pauses the run
+until a person approves or denies it (``openai_agents_pause``); ``handoffs`` name the tenant's other ``openai_agents``
 agents (at most ``MAX_AGENTS`` reachable, cycles allowed, loaded when the agent runs);
 ``history`` is how many of the session's latest items the model sees; ``max_turns`` how many
 model calls a run may make before it fails.
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -34,7 +36,9 @@ from agents_app.frameworks.base import (
     AgentLike,
     ConfigError,
     ConfigProblems,
+    Pause,
     Reply,
+    Resume,
     Usage,
     check_unknown_keys,
     path_of,
@@ -48,23 +52,34 @@ from agents_app.frameworks.model import (
     MODEL_KEYS_SCHEMA,
     ModelError,
     ModelFramework,
-    api_key,
     redacted,
     sdk_failure,
-    sdk_headers,
     validate_int,
     validate_model_keys,
 )
-from agents_app.frameworks.openai_agents_session import HandoffTool, WindowSession
-from agents_app.frameworks.tools import UnknownTool, tool_loaded, tool_names, tools_named
-from agents_app.outbound import shared_client
-from infra.io_threads import db
+from agents_app.frameworks.openai_agents_pause import (
+    PAUSED,
+    PausedRun,
+    decide,
+    pause_of,
+    restore,
+    state_json,
+)
+from agents_app.frameworks.openai_agents_session import WindowSession
+from agents_app.frameworks.openai_agents_team import MAX_AGENTS, Team
+from agents_app.frameworks.tools import (
+    UnknownTool,
+    check_tool_entries,
+    entry_names,
+    tool_entries_schema,
+    tool_loaded,
+    tool_names,
+)
 from sessions_app.core import SessionView
+from sessions_app.stores.base import DELETE
 
 DEFAULT_MAX_TURNS = 10
 MAX_MAX_TURNS = 50
-#: Most agents one run may reach: its own and those its handoffs lead to.
-MAX_AGENTS = 10
 KEYS = MODEL_KEYS | {"instructions", "tools", "handoffs", "history", "max_turns"}
 #: The key of the entry agent's own state naming the agent its session's next turn starts with.
 CURRENT_AGENT = "current_agent"
@@ -72,17 +87,13 @@ CURRENT_AGENT = "current_agent"
 SEPARATOR = "\n\n"
 SDK_MISSING = "the OpenAI Agents SDK is not installed: pip install -r requirements/openai_agents.txt"
 AGENT_NAME = re.compile(patterns.NAME)
-#: The API key sent to a server when the agent names none.
-PLACEHOLDER_KEY = "unused"
 
 
 class OpenAIAgentsFramework(ModelFramework):
     name = "openai_agents"
 
     def config_schema(self) -> dict[str, Any]:
-        declared = tool_names()  # those every tenant may use: some may be kept for some tenants
-        tools: dict[str, Any] = {"type": "array", "uniqueItems": True, "description": "Tools the deployment offers."}
-        tools.update({"items": {"type": "string", "enum": declared}} if declared else {"maxItems": 0})
+        tools = tool_entries_schema(tool_names())  # those every tenant may use: some are kept for some
         return {
             "type": "object",
             "additionalProperties": False,
@@ -110,7 +121,7 @@ class OpenAIAgentsFramework(ModelFramework):
         validate_model_keys(config, problems)
         if "instructions" in config and not isinstance(config["instructions"], str):
             problems.add("instructions", "must be a string")
-        _check_tools(config.get("tools", []), problems)
+        check_tool_entries(config.get("tools", []), problems)
         _check_handoffs(config.get("handoffs", []), problems)
         validate_int(config, "history", problems, default=DEFAULT_HISTORY, low=0, high=MAX_HISTORY)
         validate_int(config, "max_turns", problems, default=DEFAULT_MAX_TURNS, low=1, high=MAX_MAX_TURNS)
@@ -124,7 +135,7 @@ class OpenAIAgentsFramework(ModelFramework):
         except ImportError:
             raise ConfigError("framework", SDK_MISSING) from None
         try:
-            for name in config.get("tools", []):
+            for name in entry_names(config.get("tools", [])):
                 tool_loaded(name)
         except UnknownTool as exc:
             raise ConfigError("tools", str(exc)) from None
@@ -132,7 +143,7 @@ class OpenAIAgentsFramework(ModelFramework):
 
     def check_tenant(self, config: dict[str, Any], *, tenant: str | None) -> None:
         offered = tool_names(tenant)
-        for i, name in enumerate(config.get("tools", [])):
+        for i, name in enumerate(entry_names(config.get("tools", []))):
             if name not in offered:
                 listed = ", ".join(offered) or "none"
                 raise ConfigError(path_of("tools", i), f"unknown tool {name!r}; this deployment offers: {listed}")
@@ -149,49 +160,85 @@ class OpenAIAgentsFramework(ModelFramework):
     def window_for(self, config: dict[str, Any]) -> int:
         return config.get("history", DEFAULT_HISTORY)
 
-    async def run(self, agent: AgentLike, session: SessionView, message: str) -> Reply:
-        """Run the agent the session's last turn ended on (or ``agent``) with the SDK's runner."""
+    async def run(self, agent: AgentLike, session: SessionView, message: str) -> Reply | Pause:
+        """Run the agent the session's last turn ended on (or ``agent``) with the SDK's runner. A
+        call of a tool that needs approval pauses the run (``openai_agents_pause``)."""
+        if session.get(PAUSED) is not None:
+            session.set(PAUSED, DELETE)  # a run paused before, and cancelled: forgotten
+        sdk_run = await SdkRun.load(agent, session)
+        return await sdk_run.go(message, before="")
+
+    async def resume(self, agent: AgentLike, session: SessionView, pause: Pause, answer: Resume) -> Reply | Pause:
+        """Go on with the run kept under ``PAUSED``, each call approved or rejected as ``answer`` says."""
+        paused = PausedRun.read(session.get(PAUSED))
+        sdk_run = await SdkRun.load(agent, session, start=paused.start, added=paused.added)
+        state = await restore(sdk_run.start, paused, sdk_run.context)
+        decide(state, answer)
+        return await sdk_run.go(state, before=paused.text)
+
+
+@dataclass
+class SdkRun:
+    """One run of the SDK's runner for an agent on a session: from a message, or from a paused
+    run's ``RunState``."""
+
+    session: SessionView
+    context: Any
+    team: Team
+    start: Any
+    memory: WindowSession
+    options: dict[str, Any]
+
+    @classmethod
+    async def load(
+        cls, agent: AgentLike, session: SessionView, *, start: str | None = None, added: list[Any] | None = None
+    ) -> SdkRun:
+        """The team of ``agent`` and the run's options. ``start``: the agent a paused run started
+        with (else the one the session's last turn ended on); ``added``: what it held."""
         try:
             from agents import RunConfig
         except ImportError:
             raise ModelError(SDK_MISSING) from None
         context = call_context(agent, session)
         team = await Team.load(agent, session, tenant=context.tenant)
-        start = team.agents.get(session.get(CURRENT_AGENT, agent.name)) or team.agents[agent.name]
+        if start is None:
+            first = team.agents.get(session.get(CURRENT_AGENT, agent.name)) or team.agents[agent.name]
+        elif (first := team.agents.get(start)) is None:
+            raise ModelError(f"the paused run's agent {start!r} is no longer reachable through handoffs")
         memory = WindowSession(
             session,
             history=agent.config.get("history", DEFAULT_HISTORY),
             handoffs=team.handoff_tools,
-            first=start.name,
+            first=first.name,
+            added=added or (),
         )
         run_config = RunConfig(tracing_disabled=not settings.AK_AGENTS["OPENAI_TRACING"])
         max_turns = agent.config.get("max_turns", DEFAULT_MAX_TURNS)
         options = {"session": memory, "run_config": run_config, "max_turns": max_turns, "context": context}
+        return cls(session, context, team, first, memory, options)
+
+    async def go(self, given: Any, *, before: str) -> Reply | Pause:
+        """Run from ``given`` (a message, or a ``RunState`` with its calls decided); ``before``:
+        the reply's text before a pause. Returns the reply, or a ``Pause`` for calls to approve."""
         try:
-            run = _streamed if session.streaming else _plain
-            result, text = await run(start, message, session, options)
+            run = _streamed if self.session.streaming else _plain
+            result, text = await run(self.start, given, self.session, self.options, before)
         except Exception as exc:
-            raise ModelError(_failure(exc, max_turns, team.keys)) from None
-        memory.flush()
-        if session.get(CURRENT_AGENT, agent.name) != result.last_agent.name:
-            session.set(CURRENT_AGENT, result.last_agent.name)
+            raise ModelError(_failure(exc, self.options["max_turns"], self.team.keys)) from None
+        if result.interruptions:
+            try:
+                paused = PausedRun(state_json(result), self.start.name, self.memory.added, text)
+            except Exception as exc:
+                raise ModelError(f"the paused run cannot be kept: {type(exc).__name__}: {str(exc)[:300]}") from None
+            self.session.set(PAUSED, paused.as_json())
+            return pause_of(result.interruptions)
+        self.memory.flush()
+        if self.session.get(PAUSED) is not None:
+            self.session.set(PAUSED, DELETE)
+        entry = self.context.agent
+        if self.session.get(CURRENT_AGENT, entry) != result.last_agent.name:
+            self.session.set(CURRENT_AGENT, result.last_agent.name)
         return Reply(text, _usage(result), agent=result.last_agent.name)
-
-
-def _check_tools(tools: Any, problems: ConfigProblems) -> None:
-    """The form of ``tools``; which names a tenant may list is ``check_tenant``'s to say."""
-    if not isinstance(tools, list):
-        problems.add("tools", "must be a list of tool names")
-        return
-    declared = settings.AK_AGENTS["TOOLS"]  # those kept for some tenants too: check_tenant narrows
-    for i, name in enumerate(tools):
-        if not isinstance(name, str):
-            problems.add(path_of("tools", i), "must be a tool's name (a string)")
-        elif name not in declared:
-            offered = ", ".join(tool_names()) or "none"
-            problems.add(path_of("tools", i), f"unknown tool {name!r}; this deployment offers: {offered}")
-        elif name in tools[:i]:
-            problems.add(path_of("tools", i), f"names the tool {name!r} twice")
 
 
 def _check_handoffs(handoffs: Any, problems: ConfigProblems) -> None:
@@ -207,125 +254,30 @@ def _check_handoffs(handoffs: Any, problems: ConfigProblems) -> None:
             problems.add(path_of("handoffs", i), f"names the agent {name!r} twice")
 
 
-@dataclass
-class Team:
-    """The SDK agents one run may use: the entry agent and those its handoffs reach."""
-
-    #: SDK ``Agent`` by name (the tenant's agent names).
-    agents: dict[str, Any]
-    #: Every handoff tool of those agents, by the tool's name.
-    handoff_tools: dict[str, HandoffTool] = field(default_factory=dict)
-    #: The API keys the run sends (to keep them out of its errors).
-    keys: list[str] = field(default_factory=list)
-
-    @classmethod
-    async def load(cls, agent: AgentLike, session: SessionView, *, tenant: str) -> Team:
-        """Load the agents of ``tenant`` reachable from ``agent`` and build each (its model, key,
-        tools). Raises ``ModelError`` for a handoff that names no ``openai_agents`` agent, or an
-        unknown tool."""
-        configs = {agent.name: agent.config}
-        if agent.config.get("handoffs"):
-            configs = await db(_reachable, tenant_slug=tenant, entry=agent.name, config=agent.config)
-        team = cls(agents={})
-        secrets: dict[str, str | None] = {}
-        for name, config in configs.items():
-            name_of_secret = str(config.get("api_key"))
-            if name_of_secret not in secrets:
-                secrets[name_of_secret] = await api_key(session, config)
-            key = secrets[name_of_secret]
-            team.agents[name] = _sdk_agent(name, config, key, tenant=tenant)
-            if key:
-                team.keys.append(key)
-        team._wire(configs)
-        return team
-
-    def _wire(self, configs: dict[str, dict[str, Any]]) -> None:
-        """Give each agent its handoffs (after all are built: handoffs may go round, A→B→A)."""
-        from agents import handoff
-
-        for name, config in configs.items():
-            for target in config.get("handoffs", []):
-                made = handoff(self.agents[target])
-                known = self.handoff_tools.get(made.tool_name)
-                if known is not None and known.agent != target:
-                    raise ModelError(f"the handoffs to {known.agent!r} and {target!r} have one tool name")
-                self.handoff_tools[made.tool_name] = HandoffTool(target, made.get_transfer_message(self.agents[target]))
-                self.agents[name].handoffs.append(made)
-
-
-def _reachable(*, tenant_slug: str, entry: str, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The configs of ``entry`` and of every agent its handoffs reach, by name (a query per
-    step). Raises ``ModelError`` for a name that is not the tenant's ``openai_agents`` agent,
-    or when more than ``MAX_AGENTS`` are reachable."""
-    from agents_app.selectors import agent_configs
-
-    configs = {entry: config}
-    new = [entry]
-    while wanted := sorted({t for name in new for t in configs[name].get("handoffs", [])} - configs.keys()):
-        found = agent_configs(tenant_slug=tenant_slug, names=wanted)
-        for name in wanted:
-            if name not in found:
-                raise ModelError(f"the handoff {name!r} names no agent of the tenant (one of its openai_agents agents)")
-            framework, target = found[name]
-            if framework != OpenAIAgentsFramework.name:
-                raise ModelError(f"the handoff {name!r} names an agent of framework {framework}, not openai_agents")
-            configs[name] = target
-        if len(configs) > MAX_AGENTS:
-            raise ModelError(f"more than {MAX_AGENTS} agents are reachable through handoffs")
-        new = wanted
-    return configs
-
-
-def _sdk_agent(name: str, config: dict[str, Any], key: str | None, *, tenant: str | None) -> Any:
-    """The SDK ``Agent`` for an agent's config of ``tenant``'s: its model over the loop's guarded
-    client of ``tenant``, sending nothing of the server's environment (``sdk_headers``), and its
-    tools (only those the tenant may use). Without a key the SDK, which wants one, gets a
-    placeholder that a server without keys ignores."""
-    import httpx2
-    from agents import Agent, ModelSettings, OpenAIChatCompletionsModel
-    from openai import AsyncOpenAI
-
-    client = AsyncOpenAI(
-        base_url=config["base_url"],
-        api_key=key or PLACEHOLDER_KEY,
-        default_headers=sdk_headers(key, placeholder=PLACEHOLDER_KEY),
-        http_client=shared_client(tenant, http=httpx2),
-        max_retries=0,
-        timeout=settings.AK_AGENTS["TIMEOUT"],
-    )
-    try:
-        tools = tools_named(config.get("tools", []), tenant=tenant)
-    except UnknownTool as exc:
-        raise ModelError(str(exc)) from None
-    return Agent(
-        name=name,
-        instructions=config.get("instructions") or None,
-        model=OpenAIChatCompletionsModel(model=config["model"], openai_client=client),
-        model_settings=ModelSettings(
-            temperature=config.get("temperature"), max_tokens=config.get("max_tokens"), include_usage=True
-        ),
-        tools=tools,
-        handoffs=[],
-    )
-
-
-async def _plain(start: Any, message: str, session: SessionView, options: dict[str, Any]) -> tuple[Any, str]:
-    """Run to the end (``options``: ``Runner.run``'s); the reply is the answers' texts."""
+async def _plain(start: Any, given: Any, session: SessionView, options: dict[str, Any], before: str) -> tuple[Any, str]:
+    """Run to the end or to a pause (``options``: ``Runner.run``'s); the reply is the answers'
+    texts (those of a resumed run's ``new_items`` include the ones before its pause, ``before``)."""
     from agents import ItemHelpers, MessageOutputItem, Runner
 
-    result = await Runner.run(start, message, **options)
+    result = await Runner.run(start, given, **options)
     texts = [ItemHelpers.text_message_output(i) for i in result.new_items if isinstance(i, MessageOutputItem)]
-    return result, SEPARATOR.join(text for text in texts if text)
+    text = SEPARATOR.join(text for text in texts if text)
+    if before and not text.startswith(before):
+        text = SEPARATOR.join(part for part in (before, text) if part)
+    return result, text
 
 
-async def _streamed(start: Any, message: str, session: SessionView, options: dict[str, Any]) -> tuple[Any, str]:
-    """Run streamed, passing the text of the model's answers on as it comes. The reply is what
-    was passed on: the answers' texts, ``SEPARATOR`` between two of them."""
+async def _streamed(
+    start: Any, given: Any, session: SessionView, options: dict[str, Any], before: str
+) -> tuple[Any, str]:
+    """Run streamed, passing the text of the model's answers on as it comes. The reply is
+    ``before`` (a resumed run's text before its pause), then what was passed on: the answers'
+    texts, ``SEPARATOR`` between two of them."""
     from agents import Runner
     from openai.types.responses import ResponseCreatedEvent, ResponseTextDeltaEvent
 
-    result = Runner.run_streamed(start, message, **options)
-    pieces: list[str] = []
+    result = Runner.run_streamed(start, given, **options)
+    pieces: list[str] = [before] if before else []
     new_answer = True
     try:
         async for event in result.stream_events():

@@ -2,21 +2,27 @@
 SDK's input items and the platform's history.
 
 The history is the run's window; what the SDK adds is held until the run succeeds, when
-``flush()`` hands it to the view as items, committed with the user's message and the reply.
+``flush()`` hands it to the view as items, committed with the user's message and the reply. A run
+that pauses (a tool call waiting for approval) keeps what it held (``added``) with its paused
+state, and the run that resumes it starts with it held again.
 
 Both ways, entries map to the SDK's items like this:
 
 ============================  ===============================================================
 platform entry                SDK input item
 ============================  ===============================================================
-text message (user/assist.)   ``{"role": "user" | "assistant", "content": ...}``
+text message (user)           ``{"role": "user", "content": ...}``
+text message (assistant)      ``{"type": "message", "role": "assistant", "content": [output_text]}``
 ``tool_call``                 ``{"type": "function_call", "call_id", "name", "arguments"}``
 ``tool_result``               ``{"type": "function_call_output", "call_id", "output"}``
 ``handoff``                   its handoff tool's ``function_call`` and ``function_call_output``
 ============================  ===============================================================
 
 Calls and results are sent only in pairs (a Chat Completions server refuses a call without its
-result): a window that cut one from the other, or another framework's items, are left out.
+result): a window that cut one from the other, or another framework's items, are left out. An
+assistant's text goes as the SDK's own output message (sent to the server as the same plain
+``{"role": "assistant", "content": ...}``): unlike the short form, it reads back from a paused
+run's ``RunState`` as it was written.
 """
 
 from __future__ import annotations
@@ -50,16 +56,30 @@ class WindowSession:
 
     session_settings = None
 
-    def __init__(self, view: SessionView, *, history: int, handoffs: Mapping[str, HandoffTool], first: str) -> None:
+    def __init__(
+        self,
+        view: SessionView,
+        *,
+        history: int,
+        handoffs: Mapping[str, HandoffTool],
+        first: str,
+        added: Sequence[Item] = (),
+    ) -> None:
         """``handoffs``: the handoff tools of the run's agents, by tool name; ``first``: the agent
-        the run starts with (the one the first items are attributed to)."""
+        the run starts with (the one the first items are attributed to); ``added``: what the run
+        held when it paused, for the run that resumes it."""
         key = view.key
         self.session_id = f"{key.tenant}/{key.session_id}" if key is not None else "local"
         self._view = view
         self._handoffs = dict(handoffs)
         self._first = first
         self._history = history_items(view.messages, history)
-        self._added: list[Item] = []
+        self._added: list[Item] = copy.deepcopy(list(added))
+
+    @property
+    def added(self) -> list[Item]:
+        """What the run added and holds until ``flush`` (a copy: JSON, kept when the run pauses)."""
+        return copy.deepcopy(self._added)
 
     async def get_items(self, limit: int | None = None) -> list[Item]:
         """The latest ``limit`` items (all without one), oldest first."""
@@ -101,7 +121,9 @@ def history_items(messages: Sequence[Message], limit: int) -> list[Item]:
 def _as_items(message: Message) -> list[Item]:
     data = message.data or {}
     if message.is_text:
-        return [{"role": message.role, "content": message.content}] if message.role in ("user", "assistant") else []
+        if message.role == "assistant":
+            return [_said(message.content)]
+        return [{"role": "user", "content": message.content}] if message.role == "user" else []
     call_id = data.get("call_id")
     if not isinstance(call_id, str):
         return []  # another framework's item: nothing the model can be shown as a call
@@ -113,6 +135,12 @@ def _as_items(message: Message) -> list[Item]:
         transfer = data.get("output", json.dumps({"assistant": data["to"]}))
         return [_call(call_id, data["tool"], data.get("arguments", "{}")), _output(call_id, transfer)]
     return []
+
+
+def _said(text: str) -> Item:
+    """An assistant's text as the SDK's output message (its ``id``: none the server gave)."""
+    content = [{"type": "output_text", "text": text, "annotations": []}]
+    return {"type": "message", "id": "ak_history", "role": "assistant", "status": "completed", "content": content}
 
 
 def _call(call_id: str, name: str, arguments: Any) -> Item:

@@ -136,7 +136,8 @@ def test_a_tool_kept_for_some_tenants_is_unknown_to_the_others(make_tenant, mode
 
     # The API's document lists the tools every tenant may use, and no other.
     schema = get_framework("openai_agents").config_schema()
-    assert schema["properties"]["tools"]["items"]["enum"] == ["get_weather"]
+    named, entry = schema["properties"]["tools"]["items"]["anyOf"]  # a name, or {"name", "needs_approval"}
+    assert named["enum"] == entry["properties"]["name"]["enum"] == ["get_weather"]
 
 
 def test_a_run_naming_a_tool_its_tenant_may_not_use_fails_and_commits_nothing(alice, model_server, settings) -> None:

@@ -155,65 +155,6 @@ def test_an_interrupt_in_messages_mode_fails_the_run(alice, model_server) -> Non
     assert history_of(alice, "i") == []
 
 
-@pytest.mark.parametrize("structured", [False, True])
-def test_checkpoint_mode_interrupts_then_resumes_with_the_answer(alice, model_server, structured) -> None:
-    graph_agent(alice, model_server, graph="approval", mode="checkpoint", options={"structured": structured})
-    first = run(alice, "g", "book a flight", "cp")
-    assert first.status_code == 200, first.json()
-
-    def asked(question: str) -> str:
-        return json.dumps({"question": question}) if structured else question
-
-    assert first.json()["result"] == asked("Shall I book a flight?")
-    assert model_server.requests == []  # it asked before acting
-
-    stored = checkpoint_of(alice, "cp")
-    assert isinstance(stored, dict) and stored["format"] == "ak.langgraph/1" and stored["graph"] == "approval"
-    assert json.loads(json.dumps(stored)) == stored  # JSON through and through: no bytes, no pickle
-    [(_, channel, interrupts)] = stored["namespaces"][""]["writes"]
-    assert channel == "__interrupt__" and interrupts[0]["$type"] == "interrupt"
-
-    second = run(alice, "g", "yes", "cp")
-    assert second.status_code == 200, second.json()
-    assert second.json()["result"] == "reply to: approval: yes"
-    assert [m["content"] for m in model_server.last.body["messages"]] == ["book a flight", "approval: yes"]
-    assert texts_of(alice, "cp") == [
-        ("user", "book a flight"),
-        ("assistant", first.json()["result"]),
-        ("user", "yes"),
-        ("assistant", "reply to: approval: yes"),
-    ]
-    assert checkpoint_of(alice, "cp")["namespaces"][""]["writes"] == []  # nothing pending now
-
-    third = run(alice, "g", "cancel it", "cp")  # the graph's own history goes on from its checkpoint
-    assert third.json()["result"] == asked("Shall I cancel it?")
-    assert run(alice, "g", "no", "cp").json()["result"] == "reply to: approval: no"
-    assert [m["content"] for m in model_server.last.body["messages"]] == [
-        "book a flight",
-        "approval: yes",
-        "reply to: approval: yes",
-        "cancel it",
-        "approval: no",
-    ]
-
-
-def test_a_failing_model_fails_the_run_and_keeps_the_checkpoint(alice, model_server) -> None:
-    graph_agent(alice, model_server, graph="approval", mode="checkpoint")
-    assert run(alice, "g", "book a flight", "f").status_code == 200
-    before = checkpoint_of(alice, "f")
-    model_server.fail(500, "the GPU caught fire")
-    answer = run(alice, "g", "yes", "f")
-    assert answer.status_code == 502 and answer.json()["code"] == "agent_failed"
-    assert "500" in answer.json()["detail"]
-    assert texts_of(alice, "f") == [("user", "book a flight"), ("assistant", "Shall I book a flight?")]
-    assert checkpoint_of(alice, "f") == before
-    run_row = Run.objects.filter(tenant=alice.tenant).order_by("-created_at").first()
-    assert run_row.status == Run.Status.FAILED and run_row.error.startswith("ModelError")
-
-    retried = run(alice, "g", "yes", "f")  # the graph still waits at its question
-    assert retried.status_code == 200 and retried.json()["result"] == "reply to: approval: yes"
-
-
 def test_a_checkpoint_over_the_limit_fails_the_run_and_commits_nothing(alice, model_server) -> None:
     graph_agent(alice, model_server, mode="checkpoint")
     assert run(alice, "g", "small", "big").status_code == 200
@@ -342,7 +283,7 @@ def test_runs_with_different_keys_share_the_compiled_graph_not_the_key(alice, mo
 
 
 def test_a_checkpoint_run_does_not_change_the_shared_graph(alice, model_server) -> None:
-    graph_agent(alice, model_server, graph="approval", mode="checkpoint")
-    assert run(alice, "g", "book a flight", "x").status_code == 200
-    shared = asyncio.run(graph_for("approval", {}))
+    graph_agent(alice, model_server, graph="chat", mode="checkpoint")
+    assert run(alice, "g", "hello", "x").status_code == 200
+    shared = asyncio.run(graph_for("chat", {}))
     assert shared.checkpointer is None

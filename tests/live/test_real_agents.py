@@ -110,26 +110,25 @@ def test_an_openai_agents_agent_calls_a_tool_hands_off_and_the_next_turn_starts_
     assert request.body["messages"][0] == {"role": "system", "content": "Billing."}
 
 
-def test_a_langgraph_graph_interrupts_and_resumes_across_two_runs(queue: Queue, model_server: ModelServer) -> None:
+def test_a_langgraph_graph_pauses_at_its_interrupt_and_is_resumed(queue: Queue, model_server: ModelServer) -> None:
     make_agent(
         queue, "approver", "langgraph", graph="approval", mode="checkpoint", base_url=model_server.url, model="m"
     )
     session_id = f"graph-{uuid.uuid4().hex[:6]}"
-    asked = turn(queue, "approver", "delete the old invoices", session_id, run_async=True)  # the worker
-    assert asked["status"] == "succeeded", asked
-    assert asked["result"] == "Shall I delete the old invoices?"
+    run_id = queue.enqueue("approver", "delete the old invoices", session_id)["run_id"]  # the worker
+    asked = queue.wait(run_id, lambda r: r["status"] in ("paused", "succeeded", "failed"))
+    assert asked["status"] == "paused", asked
+    assert asked["pause"] == {"kind": "input", "prompt": "Shall I delete the old invoices?"}
     assert model_server.requests == []  # it stopped at the question, before the model
 
     model_server.reply("Done: 12 old invoices deleted.")
-    done = turn(queue, "approver", "yes", session_id, run_async=False)  # a web process resumes it
-    assert done["status"] == "succeeded", done
-    assert done["result"] == "Done: 12 old invoices deleted."
+    done = queue.post(f"/runs/{run_id}/resume", {"input": "yes"})  # a web process resumes it
+    assert done.status_code == 200, done.text
+    assert done.json()["result"] == "Done: 12 old invoices deleted."
     sent = [(m["role"], m["content"]) for m in model_server.last.body["messages"]]
     assert sent == [("user", "delete the old invoices"), ("user", "approval: yes")]
     assert [(m["role"], m["content"]) for m in queue.messages(session_id)] == [
         ("user", "delete the old invoices"),
-        ("assistant", "Shall I delete the old invoices?"),
-        ("user", "yes"),
         ("assistant", "Done: 12 old invoices deleted."),
     ]
 
