@@ -211,6 +211,8 @@ AK_FRAMEWORKS = {
     # Optional libraries (requirements/<framework>.txt): imported by a run, not at start-up.
     "openai_agents": "agents_app.frameworks.openai_agents.OpenAIAgentsFramework",
     "langgraph": "agents_app.frameworks.langgraph.LangGraphFramework",
+    "pydantic_ai": "agents_app.frameworks.pydantic_ai.PydanticAIFramework",
+    "smolagents": "agents_app.frameworks.smolagents.SmolagentsFramework",
     **env_mapping("AK_FRAMEWORKS"),
 }
 _TOOLS, _GRAPHS = env_mapping("AK_AGENTS__TOOLS"), env_mapping("AK_AGENTS__GRAPHS")

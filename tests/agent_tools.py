@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agents import RunContextWrapper
 
-from agents_app.frameworks.context import CallContext
+from agents_app.frameworks.context import CallContext, current_call
 
 
 def get_weather(city: str) -> str:
@@ -33,3 +33,9 @@ def whoami(ctx: RunContextWrapper[CallContext]) -> str:
     """Who this tool works for: the run's context, as the platform gives it."""
     call = ctx.context
     return f"tenant={call.tenant} session={call.session_id} run={call.run_id} agent={call.agent}"
+
+
+def where_am_i() -> str:
+    """Who this tool works for, from ``current_call()`` (any framework but the Agents SDK's)."""
+    call = current_call()
+    return f"tenant={call.tenant} session={call.session_id} agent={call.agent}"
