@@ -1,7 +1,8 @@
 """A tool-calling agent's turn as history grows, side by side with Agent Kernel (``history.py --agents``).
 
-One turn of an ``openai_agents`` agent with a tool: the model asks for ``get_weather``, the tool
-answers, the model replies (two model calls, a tool call and its result as items). Both sides talk
+One turn of an agent with a tool (``--framework``: ``openai_agents``, the default, ``pydantic_ai``
+or ``smolagents``): the model asks for ``get_weather``, the tool answers, the model replies (two
+model calls, a tool call and its result as items; smolagents replies with its ``final_answer`` tool). Both sides talk
 to the same model server (the project's, answering at once, so what grows is what the history
 costs) over the same Redis, on sessions that already hold 10, 1,000 and 10,000 items:
 
@@ -9,7 +10,10 @@ costs) over the same Redis, on sessions that already hold 10, 1,000 and 10,000 i
 - Agent Kernel 0.9.5: its ``OpenAIModule`` and ``Runtime.run`` (load the pickled session, run
   the SDK with every item as input, store the whole session again), in its own venv
   (``AKV``, default ``~/.cache/ak-venv-0.9.5``, as ``../shared/bench/agentkernel/`` makes it);
-  skipped with a note when that venv is missing.
+  for ``pydantic_ai`` and ``smolagents`` its ``PydanticAIModule`` or ``SmolagentsModule``
+  (``agentkernel_turn_more.py``) in a venv that also has their libraries (``AKV_MORE``, default
+  ``~/.cache/ak-venv-0.9.5-pyd``: Agent Kernel's venv's packages plus ``pydantic-ai-slim[openai]``
+  and ``smolagents[openai]``); skipped with a note when that venv is missing.
 
 Medians are printed with their ratio to the smallest session's; the goal is at most 1.2 for the
 platform.
@@ -40,14 +44,21 @@ RUNS = 30
 GOAL = 1.2
 PROMPT = "What is the weather in Paris?"
 AKV = Path(os.environ.get("AKV", Path.home() / ".cache/ak-venv-0.9.5"))
+AKV_MORE = Path(os.environ.get("AKV_MORE", Path.home() / ".cache/ak-venv-0.9.5-pyd"))
+FRAMEWORKS = ("openai_agents", "pydantic_ai", "smolagents")
 HERE = Path(__file__).resolve().parent
 
 
 def weather_model(body: dict) -> Reply:
-    """Ask for the tool first; once its result is in the request, answer with text."""
+    """Ask for the tool first; once its result is in the request, answer with text (a smolagents
+    agent, whose tool results come as "Observation:" messages, with its final_answer tool)."""
     last = body["messages"][-1]
     if last.get("role") == "tool":
         return Reply("It is sunny in Paris today.")
+    content = last.get("content")
+    text = content if isinstance(content, str) else "".join(p.get("text", "") for p in content or [])
+    if text.startswith("Observation:"):
+        return Reply(tool_calls=[{"name": "final_answer", "arguments": {"answer": "It is sunny in Paris today."}}])
     return Reply(tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}}])
 
 
@@ -76,9 +87,11 @@ def seed(store: SessionStore, key: SessionKey, entries: list[Message]) -> None:
         store.commit(key, expected_version=None, append=entries[first : first + 1_000])
 
 
-async def platform_turns(store: SessionStore, model_url: str, sizes: Sequence[int], runs: int) -> dict[int, list]:
+async def platform_turns(
+    store: SessionStore, model_url: str, sizes: Sequence[int], runs: int, framework: str = "openai_agents"
+) -> dict[int, list]:
     config = {"base_url": model_url, "model": "bench-model", "tools": ["get_weather"]}
-    agent = AgentSpec("weather", "openai_agents", config)
+    agent = AgentSpec("weather", framework, config)
     runner = Runner(store=store)
     tenant = unique_tenant("agentbench")
     keys = {size: SessionKey(tenant, f"agent-{size}") for size in sizes}
@@ -99,14 +112,21 @@ async def platform_turns(store: SessionStore, model_url: str, sizes: Sequence[in
     return samples
 
 
-def agentkernel_turns(model_url: str, redis: str, sizes: Sequence[int], runs: int, log: Log) -> dict[int, dict]:
-    python = AKV / "bin/python"
+def agentkernel_turns(
+    model_url: str, redis: str, sizes: Sequence[int], runs: int, log: Log, framework: str = "openai_agents"
+) -> dict[int, dict]:
+    venv = AKV if framework == "openai_agents" else AKV_MORE
+    python = venv / "bin/python"
     if not python.exists():
-        log(f"no Agent Kernel venv at {AKV}: run ../shared/bench/agentkernel/compare.sh once to make it")
+        log(f"no Agent Kernel venv at {venv}: see this module's docstring to make it")
         return {}
     ak_redis = redis.rsplit("/", 1)[0] + "/3"
-    script = str(HERE / "agentkernel_turn.py")  # -P: bench/queue.py must not hide the stdlib's queue
-    command = [str(python), "-P", script, model_url, ak_redis, ",".join(map(str, sizes)), str(runs)]
+    # -P: bench/queue.py must not hide the stdlib's queue
+    if framework == "openai_agents":
+        command = [str(python), "-P", str(HERE / "agentkernel_turn.py"), model_url]
+    else:
+        command = [str(python), "-P", str(HERE / "agentkernel_turn_more.py"), framework, model_url]
+    command += [ak_redis, ",".join(map(str, sizes)), str(runs)]
     done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=3600, cwd=HERE.parent)
     if done.returncode != 0:
         log(f"Agent Kernel's side failed: {done.stderr[-2000:]}")
@@ -115,16 +135,18 @@ def agentkernel_turns(model_url: str, redis: str, sizes: Sequence[int], runs: in
     return {r["size"]: r for r in results}
 
 
-def run(sizes: Sequence[int] = SIZES, runs: int = RUNS, log: Log | None = None) -> int:
+def run(
+    sizes: Sequence[int] = SIZES, runs: int = RUNS, log: Log | None = None, framework: str = "openai_agents"
+) -> int:
     log = log or Log(False)
     settings.AK_AGENTS["TOOLS"].setdefault("get_weather", "tests.agent_tools.get_weather")
     with ModelServer() as model, redis_url(log) as redis:
         model.reply_with(weather_model)
         store = build_store("redis", ttl=3600, url=redis)
         log(f"platform: {runs} tool-calling turns per size on sessions of {', '.join(f'{s:,}' for s in sizes)} items")
-        ours = asyncio.run(platform_turns(store, model.url, sizes, runs))
+        ours = asyncio.run(platform_turns(store, model.url, sizes, runs, framework))
         log("Agent Kernel: the same turns")
-        theirs = agentkernel_turns(model.url, redis, sizes, runs, log)
+        theirs = agentkernel_turns(model.url, redis, sizes, runs, log, framework)
         store.close()
     rows = []
     base = median(ours[sizes[0]])
@@ -145,7 +167,7 @@ def run(sizes: Sequence[int] = SIZES, runs: int = RUNS, log: Log | None = None) 
     headers = ["prior items", "platform ms", "ratio"]
     if theirs:
         headers += ["Agent Kernel ms", "ratio", "its load+store ms", "ratio", "its pickle bytes"]
-    print("a tool-calling openai_agents turn (2 model calls, a tool) on the Redis store, median of", runs)
+    print(f"a tool-calling {framework} turn (2 model calls, a tool) on the Redis store, median of", runs)
     print("")
     print(table(headers, rows))
     worst = max(median(ours[s]) / base for s in sizes)

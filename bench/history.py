@@ -6,10 +6,10 @@ sessions that already hold 10, 1,000 and 100,000 messages, and print each median
 the smallest session's. The goal is at most 1.2: the cost is flat with the history's length.
 
     .venv/bin/python bench/history.py [--backends redis,dynamodb] [--sizes 10,1000,100000] [--runs N]
-    .venv/bin/python bench/history.py --agents [--sizes 10,1000,10000] [--runs N]
+    .venv/bin/python bench/history.py --agents [--framework openai_agents] [--sizes 10,1000,10000] [--runs N]
 
-``--agents`` times a tool-calling ``openai_agents`` turn instead, side by side with Agent Kernel's
-(``agent_history.py``).
+``--agents`` times a tool-calling agent's turn instead (``--framework``: ``openai_agents``,
+``pydantic_ai`` or ``smolagents``), side by side with Agent Kernel's (``agent_history.py``).
 
 Redis is the one on 127.0.0.1:6379 if it answers, else a redis-server of our own; DynamoDB is a
 moto_server of our own, stopped at the end. Every bench run uses a new tenant and deletes its
@@ -303,6 +303,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, help="runs per size (default: in-memory 1000, redis 500, dynamodb 50)")
     parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--agents", action="store_true", help="a tool-calling agent's turn, beside Agent Kernel's")
+    parser.add_argument(
+        "--framework",
+        default="openai_agents",
+        choices=("openai_agents", "pydantic_ai", "smolagents"),
+        help="with --agents: the agent's framework",
+    )
     args = parser.parse_args(argv)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     unknown = set(args.backends) - set(BACKENDS)
@@ -324,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import agent_history
 
         sizes = args.sizes if argv or "--sizes" in sys.argv else agent_history.SIZES
-        return agent_history.run(sizes, args.runs or agent_history.RUNS, log)
+        return agent_history.run(sizes, args.runs or agent_history.RUNS, log, args.framework)
     points: list[Point] = []
     for backend in args.backends:
         runs = args.runs or DEFAULT_RUNS[backend]
