@@ -5,6 +5,7 @@ state on a shared session, and a run paused for approval then resumed."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ TOOLS = {
     "broken": "tests.agent_tools.broken",
     "where_am_i": "tests.agent_tools.where_am_i",
     "whoami": "tests.agent_tools.whoami",
+    "whoami_deps": "tests.pydantic_ai_tools.whoami_deps",
 }
 
 
@@ -141,6 +143,16 @@ def test_a_tool_knows_its_tenant_and_the_python_api_runs_it_unstreamed(alice, mo
     assert result.data["output"] == f"tenant={alice.tenant.slug} session=py agent=pyd"
 
 
+def test_a_tool_taking_pydantic_ais_run_context_gets_the_call_as_its_deps(alice, model_server) -> None:
+    make_agent(alice, model_server, tools=["whoami_deps"])
+    model_server.reply(tool_calls=[{"name": "whoami_deps", "arguments": {"greeting": "hi"}}])
+    model_server.reply_with(answer_after_tool("Done."))
+    assert run(alice, "pyd", "who?", "deps").json()["result"] == "Done."
+    (tool,) = model_server.requests[0].body["tools"]
+    assert list(tool["function"]["parameters"]["properties"]) == ["greeting"]  # the model never sees ctx
+    assert entries(alice, "deps")[2]["data"]["output"] == f"hi tenant={alice.tenant.slug} session=deps agent=pyd"
+
+
 @pytest.mark.parametrize("failure", ["status", "after_a_tool_call", "max_requests", "broken_stream"])
 def test_a_failing_run_commits_nothing(alice, model_server, failure) -> None:
     make_agent(alice, model_server, tools=["get_weather"], max_requests=3)
@@ -256,3 +268,12 @@ def test_a_tool_needing_approval_pauses_and_resume_goes_on(alice, model_server, 
     assert stored.get("pending", agent="pyd") is None
     items = [(m.kind, m.data.get("output")) for m in stored.history()]
     assert items == [("tool_call", None), ("tool_result", expected)]
+
+
+def test_without_its_library_an_agent_is_a_400_naming_what_to_install(alice, monkeypatch) -> None:
+    """As on a deployment without requirements/pydantic_ai.txt (``None`` in ``sys.modules``: cannot be imported)."""
+    monkeypatch.setitem(sys.modules, "pydantic_ai", None)
+    config = {"base_url": "https://api.example.com/v1", "model": "m"}
+    answer = alice.post("/agents", {"name": "x", "framework": "pydantic_ai", "config": config})
+    assert answer.status_code == 400 and "requirements/pydantic_ai.txt" in str(answer.json())
+    assert "framework" in answer.json()["fields"]

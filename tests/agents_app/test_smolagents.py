@@ -5,6 +5,7 @@ memory steps as items, history, usage, failures, and its own state on a shared s
 from __future__ import annotations
 
 import asyncio
+import sys
 from typing import Any
 
 import pytest
@@ -207,3 +208,12 @@ def test_it_shares_the_history_and_keeps_its_own_state_apart(alice, model_server
     session = Session(id="mix", tenant=alice.tenant.slug)
     assert session.get("steps", agent="smol") == 2 and session.get("steps", agent="smol2") == 2
     assert session.get("steps", agent="echo") is None and session.get("steps") is None
+
+
+def test_without_its_library_an_agent_is_a_400_naming_what_to_install(alice, monkeypatch) -> None:
+    """As on a deployment without requirements/smolagents.txt (``None`` in ``sys.modules``: cannot be imported)."""
+    monkeypatch.setitem(sys.modules, "smolagents", None)
+    config = {"base_url": "https://api.example.com/v1", "model": "m"}
+    answer = alice.post("/agents", {"name": "x", "framework": "smolagents", "config": config})
+    assert answer.status_code == 400 and "requirements/smolagents.txt" in str(answer.json())
+    assert "framework" in answer.json()["fields"]
