@@ -27,6 +27,8 @@ the run fails and commits nothing.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
@@ -71,6 +73,7 @@ from agents_app.frameworks.smolagents_steps import (
 )
 from agents_app.frameworks.tools import UnknownTool
 from agents_app.outbound import shared_client
+from infra.io_threads import PerProcess
 from sessions_app.core import SessionView
 
 DEFAULT_MAX_STEPS = 10
@@ -83,6 +86,10 @@ NO_SANDBOX = (
     " (AK_AGENTS__SMOLAGENTS_SANDBOX); use the tool-calling agent"
 )
 PLACEHOLDER_KEY = "unused"
+#: smolagents runs a process works at once (each holds a thread while it waits for its model); more wait.
+RUN_THREADS = 32
+#: The threads smolagents runs work in: their own, not the pool of the process's blocking calls.
+run_threads = PerProcess(lambda: ThreadPoolExecutor(max_workers=RUN_THREADS, thread_name_prefix="ak-smolagents"))
 #: The agent's own state: how many steps (model calls) its runs on the session have taken.
 STEPS = "steps"
 
@@ -162,7 +169,11 @@ class SmolagentsFramework(ModelFramework):
         max_steps = config.get("max_steps", DEFAULT_MAX_STEPS)
         try:
             with calling_for(context):
-                answer = await asyncio.to_thread(_run, smol, message, max_steps)
+                work = contextvars.copy_context()  # the tools' current_call(), the logs' context
+                answer = await loop.run_in_executor(run_threads(), work.run, _run, smol, message, max_steps)
+        except asyncio.CancelledError:
+            smol.interrupt()  # the thread stops at its next step
+            raise
         except Exception as exc:
             raise ModelError(redacted(_failure(exc), key)) from None
         steps = smol.memory.steps[seeded:]
