@@ -28,7 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
+import importlib.resources
 from concurrent.futures import ThreadPoolExecutor
+from functools import cache
 from typing import Any
 
 from django.conf import settings
@@ -206,7 +209,10 @@ def _agent(config: dict[str, Any], key: str | None, tenant: str, loop: asyncio.A
         timeout=settings.AK_AGENTS["TIMEOUT"],
     )
     options = {name: config[name] for name in ("temperature", "max_tokens") if config.get(name) is not None}
-    model = OpenAIModel(model_id=config["model"], client=LoopClient(client, loop), retry=False, **options)
+    # Messages as plain text, not lists of parts: the SDK's request transform walks every part.
+    model = OpenAIModel(
+        model_id=config["model"], client=LoopClient(client, loop), retry=False, flatten_messages_as_text=True, **options
+    )
     try:
         tools = [
             registry_tool(name, f, loop=loop) for name, f in functions_named(config.get("tools", []), tenant=tenant)
@@ -222,7 +228,16 @@ def _agent(config: dict[str, Any], key: str | None, tenant: str, loop: asyncio.A
     }
     if config.get("agent") == "code":
         return CodeAgent(executor_type=settings.AK_AGENTS["SMOLAGENTS_SANDBOX"], **common)
-    return ToolCallingAgent(**common)
+    return ToolCallingAgent(prompt_templates=copy.deepcopy(_prompt_templates("toolcalling_agent.yaml")), **common)
+
+
+@cache
+def _prompt_templates(name: str) -> dict[str, Any]:
+    """smolagents' own prompt templates (``smolagents.prompts``), parsed once per process rather
+    than by every agent made."""
+    import yaml
+
+    return yaml.safe_load(importlib.resources.files("smolagents.prompts").joinpath(name).read_text())
 
 
 def _failure(exc: BaseException) -> str:
