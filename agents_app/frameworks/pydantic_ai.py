@@ -177,6 +177,7 @@ class PydanticAIFramework(ModelFramework):
             results=DeferredToolResults(approvals=approvals),
             earlier=earlier,
             carried=pending.get("new", 0),
+            said=pending.get("text", ""),
         )
 
     async def _go(
@@ -189,9 +190,11 @@ class PydanticAIFramework(ModelFramework):
         results: Any,
         earlier: Usage | None = None,
         carried: int = 0,
+        said: str = "",
     ) -> Reply | Pause:
         """One PydanticAI run: ``message`` after ``history`` (or, resuming, ``results`` for the
-        deferred calls that end ``history``, whose last ``carried`` messages the paused run added)."""
+        deferred calls that end ``history``, whose last ``carried`` messages the paused run added, and
+        ``said`` the text its model answered before it paused: the reply goes on from it)."""
         try:
             from pydantic_ai import DeferredToolRequests
             from pydantic_ai.usage import UsageLimits
@@ -203,7 +206,7 @@ class PydanticAIFramework(ModelFramework):
         context = call_context(agent, session)
         key = await api_key(session, config)
         pydantic_agent = _agent(config, key, context)
-        streamer = _Streamer(session) if session.streaming else None
+        streamer = _Streamer(session, said) if session.streaming else None
         options: dict[str, Any] = {
             "message_history": history,
             "deps": context,
@@ -228,6 +231,7 @@ class PydanticAIFramework(ModelFramework):
                 {
                     "messages": messages_as_json(messages),
                     "new": carried + len(new),
+                    "text": reply_text(result.all_messages()[-(carried + len(new)) :]),
                     "usage": [usage.prompt_tokens, usage.completion_tokens] if usage else [0, 0],
                     "requests": [{"id": call.tool_call_id, "tool": call.tool_name} for call in result.output.approvals],
                 },
@@ -249,11 +253,12 @@ class PydanticAIFramework(ModelFramework):
 
 class _Streamer:
     """PydanticAI's ``event_stream_handler``: the model's text passed on as it comes, with
-    ``SEPARATOR`` between the texts of two model answers. ``text`` is what was passed on."""
+    ``SEPARATOR`` between the texts of two model answers. ``text`` is what was passed on, after
+    ``said`` (what a paused run's stream passed on before: a resumed reply goes on from it)."""
 
-    def __init__(self, session: SessionView) -> None:
+    def __init__(self, session: SessionView, said: str = "") -> None:
         self._session = session
-        self._pieces: list[str] = []
+        self._pieces: list[str] = [said] if said else []
 
     @property
     def text(self) -> str:

@@ -226,26 +226,27 @@ def test_its_own_state_is_kept_apart_on_a_shared_session(alice, model_server) ->
 # --- pausing for approval --------------------------------------------------------------------
 
 
-def _turn(agent: AgentSpec, key: SessionKey, step) -> Any:
-    """One step (``run`` or ``resume``) on a view of the stored session, committed through the
-    store as the runner commits a run (its items and state; a pause's state too)."""
+def _turn(agent: AgentSpec, key: SessionKey, step, deltas: list[str] | None = None) -> Any:
+    """One step (``run`` or ``resume``) on a view of the stored session (streamed into ``deltas``),
+    committed through the store as the runner commits a run (its items and state; a pause's too)."""
     store = get_store()
     snapshot = store.load(key, scopes=(SHARED_SCOPE, agent.name), window=40)
-    view = SessionView(snapshot, agent.name, key=key)
+    view = SessionView(snapshot, agent.name, key=key, on_delta=deltas.append if deltas is not None else None)
     outcome = asyncio.run(step(view))
     store.commit(key, expected_version=snapshot.version, append=view.items, state=view.changes())
     return outcome
 
 
-@pytest.mark.parametrize("approve", [True, False])
-def test_a_tool_needing_approval_pauses_and_resume_goes_on(alice, model_server, approve) -> None:
+@pytest.mark.parametrize(("approve", "streamed"), [(True, False), (False, False), (True, True)])
+def test_a_tool_needing_approval_pauses_and_resume_goes_on(alice, model_server, approve, streamed) -> None:
     config = {"base_url": model_server.url, "model": "m1", "tools": ["get_weather"], "approval": ["get_weather"]}
     agent = AgentSpec("pyd", "pydantic_ai", config)
     framework = get_framework("pydantic_ai")
     key = SessionKey(alice.tenant.slug, "hitl")
-    model_server.reply(tool_calls=[{"name": "get_weather", "arguments": {"city": "Oslo"}}])
+    model_server.reply("Let me check.", tool_calls=[{"name": "get_weather", "arguments": {"city": "Oslo"}}])
+    before: list[str] | None = [] if streamed else None
 
-    pause = _turn(agent, key, lambda view: framework.run(agent, view, "Weather in Oslo?"))
+    pause = _turn(agent, key, lambda view: framework.run(agent, view, "Weather in Oslo?"), before)
     assert isinstance(pause, Pause) and pause.kind == "approval"
     (request,) = pause.requests
     assert request.tool == "get_weather" and request.arguments == {"city": "Oslo"}
@@ -254,15 +255,18 @@ def test_a_tool_needing_approval_pauses_and_resume_goes_on(alice, model_server, 
     assert pending["requests"] == [{"id": request.id, "tool": "get_weather"}]
 
     model_server.reply_with(
-        lambda body: (
-            ModelReply(f"heard: {body['messages'][-1]['content']}") if body["messages"][-1]["role"] == "tool" else None
-        )
+        lambda body: ModelReply(f"heard: {body['messages'][-1]['content']}")
+        if body["messages"][-1]["role"] == "tool"
+        else None
     )
     answer = Resume(decisions={request.id: Decision(approve=approve, message="Not today.")})
-    reply = _turn(agent, key, lambda view: framework.resume(agent, view, pause, answer))
+    after: list[str] | None = [] if streamed else None
+    reply = _turn(agent, key, lambda view: framework.resume(agent, view, pause, answer), after)
     assert isinstance(reply, Reply)
     expected = "It is sunny in Oslo." if approve else "Not today."
-    assert reply.text == f"heard: {expected}"
+    assert reply.text == f"Let me check.\n\nheard: {expected}"  # the reply goes on from before the pause
+    if streamed:
+        assert "".join(before + after) == reply.text  # the deltas of both add up to the reply
     assert reply.usage is not None and reply.usage.prompt_tokens == 20  # both model calls
     stored = Session(id="hitl", tenant=alice.tenant.slug)
     assert stored.get("pending", agent="pyd") is None
