@@ -255,9 +255,9 @@ def test_a_tool_needing_approval_pauses_and_resume_goes_on(alice, model_server, 
     assert pending["requests"] == [{"id": request.id, "tool": "get_weather"}]
 
     model_server.reply_with(
-        lambda body: ModelReply(f"heard: {body['messages'][-1]['content']}")
-        if body["messages"][-1]["role"] == "tool"
-        else None
+        lambda body: (
+            ModelReply(f"heard: {body['messages'][-1]['content']}") if body["messages"][-1]["role"] == "tool" else None
+        )
     )
     answer = Resume(decisions={request.id: Decision(approve=approve, message="Not today.")})
     after: list[str] | None = [] if streamed else None
