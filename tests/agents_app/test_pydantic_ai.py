@@ -281,3 +281,14 @@ def test_without_its_library_an_agent_is_a_400_naming_what_to_install(alice, mon
     answer = alice.post("/agents", {"name": "x", "framework": "pydantic_ai", "config": config})
     assert answer.status_code == 400 and "requirements/pydantic_ai.txt" in str(answer.json())
     assert "framework" in answer.json()["fields"]
+
+
+def test_the_model_options_reach_the_server(alice, model_server) -> None:
+    make_agent(alice, model_server, temperature=0.2, max_tokens=50)
+    assert run(alice, "pyd", "hi", "opt").status_code == 200
+    body = model_server.last.body
+    assert (body["model"], body["temperature"], body.get("max_tokens") or body.get("max_completion_tokens")) == (
+        "m1",
+        0.2,
+        50,
+    )
