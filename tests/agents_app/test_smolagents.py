@@ -229,3 +229,24 @@ def test_the_model_options_reach_the_server(alice, model_server) -> None:
         0.2,
         50,
     )
+
+
+def test_runs_at_once_each_get_their_answer(alice, model_server) -> None:
+    """Each run works in a thread while the one event loop makes every run's model calls."""
+    config = {"base_url": model_server.url, "model": "m1", "tools": ["get_weather"]}
+    agent = AgentSpec("smol", "smolagents", config)
+
+    def script(body: dict[str, Any]) -> ModelReply:
+        messages = str(body["messages"])
+        city = "Oslo" if "Oslo?" in messages else "Rome"
+        if "Observation:" in messages:
+            return final(f"done {city}")
+        return ModelReply(tool_calls=[{"name": "get_weather", "arguments": {"city": city}}], delay=0.2)
+
+    model_server.reply_with(script)
+
+    async def both() -> list[str]:
+        sessions = [Session(id=f"c{n}", tenant=alice.tenant.slug) for n in range(2)]
+        return await asyncio.gather(runner.run(agent, sessions[0], "Oslo?"), runner.run(agent, sessions[1], "Rome?"))
+
+    assert asyncio.run(both()) == ["done Oslo", "done Rome"]
