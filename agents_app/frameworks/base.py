@@ -250,7 +250,9 @@ class Framework(ABC):
         """Answer ``message``: the reply's text, or a ``Reply`` with the tokens it used, or a
         ``Pause`` to wait for a person (then ``resume`` goes on, from the state it wrote)."""
 
-    async def resume(self, agent: AgentLike, session: SessionView, pause: Pause, answer: Resume) -> str | Reply | Pause:
+    async def resume(
+        self, agent: AgentLike, session: SessionView, pause: Pause, answer: Resume
+    ) -> str | Reply | Pause:
         """Go on with a run that ``run`` (or an earlier ``resume``) paused with ``pause``, given a
         person's ``answer``. Only a framework that returns ``Pause`` needs it."""
         raise NotImplementedError(f"the {self.name} framework does not pause")
