@@ -219,6 +219,8 @@ AK_FRAMEWORKS = {
     "langgraph": "agents_app.frameworks.langgraph.LangGraphFramework",
     "google_adk": "agents_app.frameworks.google_adk.GoogleADKFramework",
     "crewai": "agents_app.frameworks.crewai_framework.CrewAIFramework",
+    "pydantic_ai": "agents_app.frameworks.pydantic_ai.PydanticAIFramework",
+    "smolagents": "agents_app.frameworks.smolagents.SmolagentsFramework",
     **env_mapping("AK_FRAMEWORKS"),
 }
 _TOOLS, _GRAPHS = env_mapping("AK_AGENTS__TOOLS"), env_mapping("AK_AGENTS__GRAPHS")
@@ -231,6 +233,9 @@ AK_AGENTS = {
     "GRAPHS": _GRAPHS,
     "GRAPH_TENANTS": env_tenants_of("AK_AGENTS__GRAPH_TENANTS", declared=_GRAPHS, declared_in="AK_AGENTS__GRAPHS"),
     "OPENAI_TRACING": env_bool("AK_AGENTS__OPENAI_TRACING", False),
+    # smolagents' CodeAgent runs the Python its model writes: refused unless the deployment names a
+    # sandbox, one of smolagents' remote executors (never "local": nothing runs on our machines).
+    "SMOLAGENTS_SANDBOX": env_choice("AK_AGENTS__SMOLAGENTS_SANDBOX", "", ("", "blaxel", "docker", "e2b", "modal")),
 }
 AK_RUN = {
     "MAX_MESSAGE_BYTES": env_int("AK_RUN__MAX_MESSAGE_BYTES", 64 * 1024, minimum=1),

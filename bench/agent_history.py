@@ -1,9 +1,10 @@
 """A tool-calling agent's turn as history grows, side by side with Agent Kernel (``history.py --agents``).
 
-One turn of an ``openai_agents`` agent (or, with ``--frameworks crewai``, a ``crewai`` agent, run
-from CrewAI's own environment: ``.venv-crewai/bin/python bench/history.py --agents --framework
-crewai``) with a tool: the model asks for ``get_weather``, the tool
-answers, the model replies (two model calls, a tool call and its result as items). Both sides talk
+One turn of an agent with a tool (``--frameworks``: ``openai_agents``, the default, ``pydantic_ai``,
+``smolagents``, or ``crewai`` run from CrewAI's own environment: ``.venv-crewai/bin/python
+bench/history.py --agents --frameworks crewai``): the model asks for ``get_weather``, the tool
+answers, the model replies (two model calls, a tool call and its result as items; smolagents
+replies with its ``final_answer`` tool). Both sides talk
 to the same model server (the project's, answering at once, so what grows is what the history
 costs) over the same Redis, on sessions that already hold 10, 1,000 and 10,000 items:
 
@@ -11,7 +12,10 @@ costs) over the same Redis, on sessions that already hold 10, 1,000 and 10,000 i
 - Agent Kernel 0.9.5: its ``OpenAIModule`` and ``Runtime.run`` (load the pickled session, run
   the SDK with every item as input, store the whole session again), in its own venv
   (``AKV``, default ``~/.cache/ak-venv-0.9.5``, as ``../shared/bench/agentkernel/`` makes it);
-  skipped with a note when that venv is missing.
+  for ``pydantic_ai`` and ``smolagents`` its ``PydanticAIModule`` or ``SmolagentsModule``
+  (``agentkernel_turn_more.py``) in a venv that also has their libraries (``AKV_MORE``, default
+  ``~/.cache/ak-venv-0.9.5-pyd``: Agent Kernel's venv's packages plus ``pydantic-ai-slim[openai]``
+  and ``smolagents[openai]``); skipped with a note when that venv is missing.
 
 Agent Kernel's CrewAI side (``agentkernel_crewai_turn.py``) runs in a venv of its own
 (``AKV_CREWAI``): CrewAI pins ``openai<3``, the Agents SDK of ``AKV`` needs 3.
@@ -45,18 +49,30 @@ RUNS = 30
 GOAL = 1.2
 PROMPT = "What is the weather in Paris?"
 AKV = Path(os.environ.get("AKV", Path.home() / ".cache/ak-venv-0.9.5"))
+AKV_MORE = Path(os.environ.get("AKV_MORE", Path.home() / ".cache/ak-venv-0.9.5-pyd"))
 #: Agent Kernel with CrewAI (which pins openai<3, the Agents SDK of AKV needs openai 3): a venv of its own.
 AKV_CREWAI = Path(os.environ.get("AKV_CREWAI", Path.home() / ".cache/ak-venv-0.9.5-crewai"))
-#: Agent Kernel's side of each framework: its venv and script.
-AK_SIDES = {"openai_agents": (AKV, "agentkernel_turn.py"), "crewai": (AKV_CREWAI, "agentkernel_crewai_turn.py")}
+#: Agent Kernel's side of each framework: its venv, and its script with the arguments before the common ones.
+AK_SIDES = {
+    "openai_agents": (AKV, ["agentkernel_turn.py"]),
+    "pydantic_ai": (AKV_MORE, ["agentkernel_turn_more.py", "pydantic_ai"]),
+    "smolagents": (AKV_MORE, ["agentkernel_turn_more.py", "smolagents"]),
+    "crewai": (AKV_CREWAI, ["agentkernel_crewai_turn.py"]),
+}
+FRAMEWORKS = tuple(AK_SIDES)
 HERE = Path(__file__).resolve().parent
 
 
 def weather_model(body: dict) -> Reply:
-    """Ask for the tool first; once its result is in the request, answer with text."""
+    """Ask for the tool first; once its result is in the request, answer with text (a smolagents
+    agent, whose tool results come as "Observation:" messages, with its final_answer tool)."""
     last = body["messages"][-1]
     if last.get("role") == "tool":
         return Reply("It is sunny in Paris today.")
+    content = last.get("content")
+    text = content if isinstance(content, str) else "".join(p.get("text", "") for p in content or [])
+    if text.startswith("Observation:"):
+        return Reply(tool_calls=[{"name": "final_answer", "arguments": {"answer": "It is sunny in Paris today."}}])
     return Reply(tool_calls=[{"name": "get_weather", "arguments": {"city": "Paris"}}])
 
 
@@ -88,10 +104,17 @@ def seed(store: SessionStore, key: SessionKey, entries: list[Message]) -> None:
 #: The agent each framework runs: a model and the one tool.
 CONFIGS = {
     "openai_agents": {},
+    "pydantic_ai": {},
+    "smolagents": {},
     "crewai": {"role": "Weather reporter", "goal": "Tell the weather", "backstory": "You read forecasts."},
 }
 #: The tool's function for each framework (``tests.agent_tools`` needs the OpenAI Agents SDK).
-TOOL_PATHS = {"openai_agents": "tests.agent_tools.get_weather", "crewai": "tests.plain_tools.get_weather"}
+TOOL_PATHS = {
+    "openai_agents": "tests.agent_tools.get_weather",
+    "pydantic_ai": "tests.agent_tools.get_weather",
+    "smolagents": "tests.agent_tools.get_weather",
+    "crewai": "tests.plain_tools.get_weather",
+}
 
 
 async def platform_turns(
@@ -122,17 +145,18 @@ async def platform_turns(
 def agentkernel_turns(
     model_url: str, redis: str, sizes: Sequence[int], runs: int, log: Log, framework: str = "openai_agents"
 ) -> dict[int, dict]:
-    venv, script_name = AK_SIDES[framework]
+    venv, script = AK_SIDES[framework]
     python = venv / "bin/python"
     if not python.exists():
-        how = "run ../shared/bench/agentkernel/compare.sh once to make it"
+        how = "see this module's docstring to make it"
         if framework == "crewai":
             how = "python3.12 -m venv it and pip install 'agentkernel[redis,crewai]==0.9.5' there"
         log(f"no Agent Kernel venv at {venv}: {how}")
         return {}
     ak_redis = redis.rsplit("/", 1)[0] + "/3"
-    script = str(HERE / script_name)  # -P: bench/queue.py must not hide the stdlib's queue
-    command = [str(python), "-P", script, model_url, ak_redis, ",".join(map(str, sizes)), str(runs)]
+    # -P: bench/queue.py must not hide the stdlib's queue
+    command = [str(python), "-P", str(HERE / script[0]), *script[1:], model_url]
+    command += [ak_redis, ",".join(map(str, sizes)), str(runs)]
     done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=3600, cwd=HERE.parent)
     if done.returncode != 0:
         log(f"Agent Kernel's side failed: {done.stderr[-2000:]}")

@@ -7,12 +7,13 @@ the smallest session's. The goal is at most 1.2: the cost is flat with the histo
 
     .venv/bin/python bench/history.py [--backends redis,dynamodb] [--sizes 10,1000,100000] [--runs N]
     .venv/bin/python bench/history.py --encrypt [--backends ...] [--sizes 10,1000,10000]
-    .venv/bin/python bench/history.py --agents [--frameworks openai_agents,google_adk] [--sizes 10,1000] [--runs N]
+    .venv/bin/python bench/history.py --agents [--frameworks openai_agents,google_adk,pydantic_ai,smolagents]
+        [--sizes 10,1000,10000] [--runs N]
     .venv-crewai/bin/python bench/history.py --agents --frameworks crewai  (CrewAI's own environment)
 
 ``--agents`` times a tool-calling agent's turn instead, side by side with Agent Kernel's, for each
-framework of ``--frameworks`` whose library is installed: ``openai_agents`` (``agent_history.py``),
-``google_adk`` (``adk_history.py``).
+framework of ``--frameworks`` whose library is installed: ``openai_agents``, ``pydantic_ai``,
+``smolagents``, ``crewai`` (``agent_history.py``), ``google_adk`` (``adk_history.py``).
 
 ``--encrypt`` times each backend twice over, interleaved run by run on the same service: plain, and
 with encryption at rest on (a store whose ``Sealer`` has a key, as ``AK_SESSION__ENCRYPTION_KEY``
@@ -368,7 +369,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--agents", action="store_true", help="a tool-calling agent's turn, beside Agent Kernel's")
     parser.add_argument("--encrypt", action="store_true", help="also with encryption at rest on, and its overhead")
     parser.add_argument(
-        "--frameworks", default="openai_agents,google_adk", help="with --agents: comma-separated (or crewai)"
+        "--frameworks",
+        default="openai_agents,google_adk",
+        help="with --agents: comma-separated (or pydantic_ai, smolagents, crewai)",
     )
     args = parser.parse_args(argv)
     args.backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -393,7 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sizes = args.sizes if argv or "--sizes" in sys.argv else agent_history.SIZES
         runs = args.runs or agent_history.RUNS
         frameworks = [f.strip() for f in args.frameworks.split(",") if f.strip()]
-        for framework in ("openai_agents", "crewai"):
+        for framework in agent_history.FRAMEWORKS:
             if framework in frameworks:
                 agent_history.run(sizes, runs, log, framework=framework)
         if "google_adk" in frameworks:

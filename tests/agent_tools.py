@@ -6,7 +6,7 @@ import os
 
 from agents import RunContextWrapper
 
-from agents_app.frameworks.context import CallContext
+from agents_app.frameworks.context import CallContext, current_call
 
 
 def get_weather(city: str) -> str:
@@ -54,3 +54,9 @@ def refund(order: str) -> str:
         with open(path, "a", encoding="utf-8") as log:
             log.write(f"refund {order}\n")
     return f"Order {order} refunded."
+
+
+def where_am_i() -> str:
+    """Who this tool works for, from ``current_call()`` (any framework but the Agents SDK's)."""
+    call = current_call()
+    return f"tenant={call.tenant} session={call.session_id} agent={call.agent}"

@@ -9,7 +9,9 @@ graph as ``GraphContext`` (``agents_app.frameworks.langgraph``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from agents_app.frameworks.base import AgentLike
@@ -49,3 +51,26 @@ def open_to(name: str, tenant: str | None, restricted: Mapping[str, frozenset[st
     other is every tenant's. No tenant (None) may use a restricted one."""
     allowed = restricted.get(name)
     return allowed is None or (tenant is not None and tenant in allowed)
+
+
+_CURRENT: ContextVar[CallContext | None] = ContextVar("ak_call_context", default=None)
+
+
+def current_call() -> CallContext:
+    """The ``CallContext`` of the run the calling tool works for, whatever its framework (set by
+    the ``pydantic_ai`` and ``smolagents`` adapters around their runs, threads included). Raises
+    ``LookupError`` outside a run: a tool must never act without its tenant."""
+    call = _CURRENT.get()
+    if call is None:
+        raise LookupError("no run is under way: a tool's tenant is known only inside a run")
+    return call
+
+
+@contextmanager
+def calling_for(call: CallContext) -> Iterator[None]:
+    """Make ``call`` the ``current_call()`` within the block (and in tasks and threads started in it)."""
+    token = _CURRENT.set(call)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
