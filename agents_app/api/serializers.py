@@ -148,7 +148,12 @@ class RunInput(serializers.Serializer):
 
 
 class DecisionInput(serializers.Serializer):
-    id = StrictCharField(max_length=200, trim_whitespace=False, help_text="The id of one of the run's requests.")
+    id = StrictCharField(
+        max_length=200,
+        trim_whitespace=False,
+        validators=[no_nul_validator],
+        help_text="The id of one of the run's requests.",
+    )
     approve = StrictBooleanField()
     message = StrictCharField(
         max_length=4000,
