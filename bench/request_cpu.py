@@ -114,7 +114,7 @@ async def measure(requests: int, rounds: int) -> dict[str, dict[str, float]]:
                 client = AsyncClient()
                 run_id = await post(client)
                 for name in ("GET /runs/<id>", "POST /run"):
-                    one = (lambda c=client: get(c, run_id)) if name.startswith("GET") else (lambda c=client: post(c))
+                    one = (lambda c=client, r=run_id: get(c, r)) if name.startswith("GET") else (lambda c=client: post(c))
                     for _ in range(20):  # warm-up
                         await one()
                     with HopCounter() as hops:
