@@ -114,7 +114,10 @@ async def measure(requests: int, rounds: int) -> dict[str, dict[str, float]]:
                 client = AsyncClient()
                 run_id = await post(client)
                 for name in ("GET /runs/<id>", "POST /run"):
-                    one = (lambda c=client, r=run_id: get(c, r)) if name.startswith("GET") else (lambda c=client: post(c))
+                    if name.startswith("GET"):
+                        one = lambda c=client, r=run_id: get(c, r)  # noqa: E731
+                    else:
+                        one = lambda c=client: post(c)  # noqa: E731
                     for _ in range(20):  # warm-up
                         await one()
                     with HopCounter() as hops:
