@@ -32,6 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -114,10 +115,7 @@ async def measure(requests: int, rounds: int) -> dict[str, dict[str, float]]:
                 client = AsyncClient()
                 run_id = await post(client)
                 for name in ("GET /runs/<id>", "POST /run"):
-                    if name.startswith("GET"):
-                        one = lambda c=client, r=run_id: get(c, r)  # noqa: E731
-                    else:
-                        one = lambda c=client: post(c)  # noqa: E731
+                    one = partial(get, client, run_id) if name.startswith("GET") else partial(post, client)
                     for _ in range(20):  # warm-up
                         await one()
                     with HopCounter() as hops:
