@@ -84,6 +84,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/queue.py
 	$(BIN)/python bench/concurrency.py
 	$(BIN)/python bench/cheap_path.py
+	$(BIN)/python bench/request_cpu.py
 
 # The console's charts: Chart.js from npm, kept in console/static (committed: the console works with no
 # internet and make run needs no npm). `make vendor` fetches the pinned version again with npm.
