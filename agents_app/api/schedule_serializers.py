@@ -136,7 +136,3 @@ class ScheduleOutput(serializers.ModelSerializer):
     @extend_schema_field({"type": "string", "nullable": True})
     def get_cron(self, schedule: Schedule) -> str | None:
         return schedule.cron or None
-
-
-class ScheduleListOutput(serializers.Serializer):
-    schedules = ScheduleOutput(many=True)

@@ -31,7 +31,13 @@ def heard(body: dict[str, Any]) -> ModelReply | None:
 
 def approval_agent(queue: Queue, server: ModelServer) -> None:
     make_agent(
-        queue, "careful", "pydantic_ai", base_url=server.url, model="m1", tools=["get_weather"], approval=["get_weather"]
+        queue,
+        "careful",
+        "pydantic_ai",
+        base_url=server.url,
+        model="m1",
+        tools=["get_weather"],
+        approval=["get_weather"],
     )
 
 
@@ -72,5 +78,6 @@ def test_a_streamed_run_pauses_and_its_streamed_resume_goes_on(queue: Queue, mod
     model_server.reply_with(heard)
     answer = {"decisions": [{"id": request["id"], "approve": True}], "stream": True}
     rest = list(sse(stream(queue, "POST", f"/runs/{run_id}/resume", json=answer)))
-    assert [kind for _, kind, _ in rest][0] == "run" and [kind for _, kind, _ in rest][-1] == "done"
+    kinds = [kind for _, kind, _ in rest]
+    assert kinds[0] == "run" and kinds[-1] == "done"
     assert "".join(data["text"] for _, kind, data in rest if kind == "delta") == "heard: It is sunny in Rome."

@@ -37,7 +37,7 @@ def _second_beat(queue: Queue) -> Path:
 def _runs(queue: Queue, schedule_id: str) -> list[dict]:
     response = queue.get(f"/schedules/{schedule_id}/runs")
     assert response.status_code == 200, response.text
-    return response.json()["runs"]
+    return response.json()
 
 
 def _wait_runs(queue: Queue, schedule_id: str, count: int, timeout: float = 30) -> list[dict]:

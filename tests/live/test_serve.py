@@ -72,9 +72,10 @@ def test_serve_shares_one_in_memory_session_between_the_server_and_the_worker(
         assert run("again").json()["result"] == "echo[turns=1]: again"
 
         runs_of = f"{base}/schedules/{schedule.json()['schedule_id']}/runs"
-        while not (fired := requests.get(runs_of, headers=headers, timeout=10).json()["runs"]) or fired[0][
-            "status"
-        ] in ("queued", "running"):
+        while not (fired := requests.get(runs_of, headers=headers, timeout=10).json()) or fired[0]["status"] in (
+            "queued",
+            "running",
+        ):
             assert time.monotonic() < deadline + 30, f"the schedule did not fire: {fired}; see {server.log}"
             time.sleep(0.2)
         assert [(r["status"], r["result"]) for r in fired] == [("succeeded", "echo[turns=1]: tick")]

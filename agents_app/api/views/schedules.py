@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.conf import settings
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -26,6 +28,13 @@ from agents_app.schedules.services import (
 )
 
 SCHEDULE_ID = OpenApiParameter("schedule_id", {"type": "string", "format": "uuid"}, OpenApiParameter.PATH)
+NEXT_PAGE = OpenApiParameter(
+    "Link",
+    str,
+    OpenApiParameter.HEADER,
+    response=[200],
+    description='`<URL>; rel="next"`: the next page (the same path with its `cursor`), when there is one.',
+)
 
 
 def _validated(serializer_class: type, request: Request) -> dict:
@@ -42,10 +51,14 @@ def _schedule(request: Request, schedule_id: str) -> Schedule:
 
 
 class SchedulesView(APIView):
-    @extend_schema(responses={200: ss.ScheduleListOutput}, operation_id="schedules_list")
+    @extend_schema(
+        responses={200: ss.ScheduleOutput(many=True)},
+        operation_id="schedules_list",
+        description="The tenant's schedules, newest first.",
+    )
     def get(self, request: Request) -> Response:
         schedules = schedule_list(tenant=request.user.tenant)
-        return Response({"schedules": ss.ScheduleOutput(schedules, many=True).data})
+        return Response(ss.ScheduleOutput(schedules, many=True).data)
 
     @extend_schema(
         request=ss.ScheduleInput,
@@ -99,10 +112,11 @@ class ScheduleView(APIView):
 
 class ScheduleRunsView(APIView):
     @extend_schema(
-        parameters=[SCHEDULE_ID, s.RunPageInput],
-        responses={200: s.RunPageOutput},
+        parameters=[SCHEDULE_ID, s.RunPageInput, NEXT_PAGE],
+        responses={200: s.RunOutput(many=True)},
         operation_id="schedule_runs",
-        description="The runs the schedule made, newest first, each as `GET /runs/<run_id>` gives it.",
+        description="The runs the schedule made, newest first, each as `GET /runs/<run_id>` gives it: `limit`"
+        " at a time, the next page named by the `Link` header.",
     )
     def get(self, request: Request, schedule_id: str) -> Response:
         query = s.validated(s.RunPageInput, request.query_params)
@@ -110,5 +124,8 @@ class ScheduleRunsView(APIView):
         limit, before = query["limit"], query.get("cursor")
         runs = schedule_runs(schedule=schedule, limit=limit + 1, before=before)
         page, more = runs[:limit], len(runs) > limit
-        next_cursor = s.run_cursor(page[-1]) if more else None
-        return Response({"runs": s.RunOutput(page, many=True).data, "next": next_cursor})
+        response = Response(s.RunOutput(page, many=True).data)
+        if more:
+            query = urlencode({"limit": limit, "cursor": s.run_cursor(page[-1])})
+            response["Link"] = f'<{request.build_absolute_uri(request.path)}?{query}>; rel="next"'
+        return response
