@@ -34,12 +34,11 @@ from agents_app.frameworks.model import (
     DEFAULT_HISTORY,
     ModelError,
     api_key,
+    openai_client,
     redacted,
     sdk_failure,
-    sdk_headers,
 )
 from agents_app.frameworks.tools import tool_names
-from agents_app.outbound import shared_client
 from sessions_app.core import SessionView
 from sessions_app.stores.base import DELETE, TOOL_CALL, TOOL_RESULT
 
@@ -51,8 +50,6 @@ PENDING_KEY: Final = "adk_pending"
 SEPARATOR: Final = "\n\n"
 #: The most of a tool's output (or of a call's line) an item keeps.
 MAX_ITEM_CHARS: Final = 16_000
-#: The API key sent to a server when the agent names none (the OpenAI SDK wants one).
-PLACEHOLDER_KEY: Final = "unused"
 #: ADK's user id and app name (names within the run only: the view is the tenant's session).
 USER: Final = "user"
 
@@ -225,18 +222,9 @@ def _invocation_start(events: list[Event], first_new: int) -> int:
 def _model(config: dict[str, Any], key: str | None, *, tenant: str) -> Any:
     """ADK's ``OpenAILlm`` on an ``AsyncOpenAI`` client over the tenant's guarded client, sending
     nothing of the server's environment (``sdk_headers``)."""
-    import httpx2
     from google.adk.integrations.openai import OpenAILlm
-    from openai import AsyncOpenAI
 
-    client = AsyncOpenAI(
-        base_url=config["base_url"],
-        api_key=key or PLACEHOLDER_KEY,
-        default_headers=sdk_headers(key, placeholder=PLACEHOLDER_KEY),
-        http_client=shared_client(tenant, http=httpx2),
-        max_retries=0,
-        timeout=settings.AK_AGENTS["TIMEOUT"],
-    )
+    client = openai_client(config, tenant=tenant, key=key)
     options: dict[str, Any] = {"model": config["model"], "client": client}
     if config.get("max_tokens") is not None:
         options["max_tokens"] = config["max_tokens"]

@@ -151,6 +151,31 @@ def sdk_headers(key: str | None, *, placeholder: str | None) -> dict[str, Any]:
     return headers
 
 
+#: The key an SDK client is made with when the agent names none (the SDKs refuse to be made
+#: without one): a placeholder that a server without keys ignores.
+PLACEHOLDER_KEY = "unused"
+
+
+def openai_client(config: dict[str, Any], *, tenant: str | None, key: str | None) -> Any:
+    """An ``openai.AsyncOpenAI`` for the agent's ``base_url`` whose requests the tenant's guarded
+    client sends (``agents_app.outbound``: its address checks and connection limits), with the
+    headers of ``sdk_headers``, no retries of its own and the deployment's timeout: what every
+    adapter over the OpenAI SDK (the Agents SDK, ADK, PydanticAI, smolagents) hands its library."""
+    import httpx2
+    from openai import AsyncOpenAI
+
+    from agents_app.outbound import shared_client
+
+    return AsyncOpenAI(
+        base_url=config["base_url"],
+        api_key=key or PLACEHOLDER_KEY,
+        default_headers=sdk_headers(key, placeholder=PLACEHOLDER_KEY),
+        http_client=shared_client(tenant, http=httpx2),
+        max_retries=0,
+        timeout=settings.AK_AGENTS["TIMEOUT"],
+    )
+
+
 def sdk_failure(exc: BaseException) -> str | None:
     """What went wrong with a call through OpenAI's SDK, in a line (it may quote the key: see
     ``redacted``), or None when it is not the model server's failure."""

@@ -7,21 +7,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
-
 from agents_app.frameworks.base import AgentLike
-from agents_app.frameworks.model import ModelError, api_key, sdk_headers
+from agents_app.frameworks.model import ModelError, api_key, openai_client
 from agents_app.frameworks.openai_agents_session import HandoffTool
 from agents_app.frameworks.tools import UnknownTool, tools_named
-from agents_app.outbound import shared_client
 from infra.io_threads import db
 from sessions_app.core import SessionView
 
 FRAMEWORK = "openai_agents"
 #: Most agents one run may reach: its own and those its handoffs lead to.
 MAX_AGENTS = 10
-#: The API key sent to a server when the agent names none.
-PLACEHOLDER_KEY = "unused"
 
 
 @dataclass
@@ -98,18 +93,9 @@ def _sdk_agent(name: str, config: dict[str, Any], key: str | None, *, tenant: st
     client of ``tenant``, sending nothing of the server's environment (``sdk_headers``), and its
     tools (only those the tenant may use). Without a key the SDK, which wants one, gets a
     placeholder that a server without keys ignores."""
-    import httpx2
     from agents import Agent, ModelSettings, OpenAIChatCompletionsModel
-    from openai import AsyncOpenAI
 
-    client = AsyncOpenAI(
-        base_url=config["base_url"],
-        api_key=key or PLACEHOLDER_KEY,
-        default_headers=sdk_headers(key, placeholder=PLACEHOLDER_KEY),
-        http_client=shared_client(tenant, http=httpx2),
-        max_retries=0,
-        timeout=settings.AK_AGENTS["TIMEOUT"],
-    )
+    client = openai_client(config, tenant=tenant, key=key)
     try:
         tools = tools_named(config.get("tools", []), tenant=tenant)
     except UnknownTool as exc:

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
-
 from agents_app import patterns
 from agents_app.frameworks.base import (
     AgentLike,
@@ -51,9 +49,9 @@ from agents_app.frameworks.model import (
     ModelError,
     ModelFramework,
     api_key,
+    openai_client,
     redacted,
     sdk_failure,
-    sdk_headers,
     validate_int,
     validate_model_keys,
 )
@@ -66,7 +64,6 @@ from agents_app.frameworks.plain_tools import (
     tools_schema,
 )
 from agents_app.frameworks.tools import UnknownTool
-from agents_app.outbound import shared_client
 from sessions_app.core import SessionView
 
 DEFAULT_MAX_REQUESTS = 10
@@ -79,8 +76,6 @@ CONVERSATION = "conversation_id"
 PENDING = "pending"
 #: Between the texts of two model answers of one run (e.g. before a tool call, then after it).
 SEPARATOR = "\n\n"
-#: The API key sent to a server when the agent names none (the SDK wants one).
-PLACEHOLDER_KEY = "unused"
 
 
 class PydanticAIFramework(ModelFramework):
@@ -286,21 +281,12 @@ def _agent(config: dict[str, Any], key: str | None, context: CallContext) -> Any
     """The PydanticAI ``Agent`` for ``config``: its model over the tenant's guarded client (nothing
     of the server's OpenAI environment sent), its tools, and ``str`` or ``DeferredToolRequests``
     as its output."""
-    import httpx2
-    from openai import AsyncOpenAI
     from pydantic_ai import Agent, DeferredToolRequests
     from pydantic_ai.models.openai import OpenAIChatModel
     from pydantic_ai.providers.openai import OpenAIProvider
     from pydantic_ai.settings import ModelSettings
 
-    client = AsyncOpenAI(
-        base_url=config["base_url"],
-        api_key=key or PLACEHOLDER_KEY,
-        default_headers=sdk_headers(key, placeholder=PLACEHOLDER_KEY),
-        http_client=shared_client(context.tenant, http=httpx2),
-        max_retries=0,
-        timeout=settings.AK_AGENTS["TIMEOUT"],
-    )
+    client = openai_client(config, tenant=context.tenant, key=key)
     model = OpenAIChatModel(config["model"], provider=OpenAIProvider(openai_client=client))
     approval = set(config.get("approval", []))
     try:

@@ -54,9 +54,9 @@ from agents_app.frameworks.model import (
     ModelError,
     ModelFramework,
     api_key,
+    openai_client,
     redacted,
     sdk_failure,
-    sdk_headers,
     validate_int,
     validate_model_keys,
 )
@@ -75,7 +75,6 @@ from agents_app.frameworks.smolagents_steps import (
     steps_usage,
 )
 from agents_app.frameworks.tools import UnknownTool
-from agents_app.outbound import shared_client
 from infra.io_threads import PerProcess
 from sessions_app.core import SessionView
 
@@ -88,7 +87,6 @@ NO_SANDBOX = (
     "a CodeAgent executes the Python its model writes: refused, since this deployment names no sandbox for it"
     " (AK_AGENTS__SMOLAGENTS_SANDBOX); use the tool-calling agent"
 )
-PLACEHOLDER_KEY = "unused"
 #: smolagents runs a process works at once (each holds a thread while it waits for its model); more wait.
 RUN_THREADS = 32
 #: The threads smolagents runs work in: their own, not the pool of the process's blocking calls.
@@ -195,19 +193,10 @@ def _run(smol: Any, message: str, max_steps: int) -> Any:
 
 def _agent(config: dict[str, Any], key: str | None, tenant: str, loop: asyncio.AbstractEventLoop) -> Any:
     """The smolagents agent for ``config``: its model over the tenant's guarded client, its tools."""
-    import httpx2
-    from openai import AsyncOpenAI
     from smolagents import CodeAgent, OpenAIModel, ToolCallingAgent
     from smolagents.monitoring import LogLevel
 
-    client = AsyncOpenAI(
-        base_url=config["base_url"],
-        api_key=key or PLACEHOLDER_KEY,
-        default_headers=sdk_headers(key, placeholder=PLACEHOLDER_KEY),
-        http_client=shared_client(tenant, http=httpx2),
-        max_retries=0,
-        timeout=settings.AK_AGENTS["TIMEOUT"],
-    )
+    client = openai_client(config, tenant=tenant, key=key)
     options = {name: config[name] for name in ("temperature", "max_tokens") if config.get(name) is not None}
     # Messages as plain text, not lists of parts: the SDK's request transform walks every part.
     model = OpenAIModel(
