@@ -52,7 +52,7 @@ from agents_app.frameworks.model import (
     validate_int,
     validate_model_keys,
 )
-from agents_app.frameworks.tools import tool_names
+from agents_app.frameworks.tools import check_tenant_tools, tool_names
 from sessions_app.core import SessionView
 
 KEYS: Final = MODEL_KEYS | {"instructions", "tools", "approval", "history"}
@@ -108,11 +108,7 @@ class GoogleADKFramework(ModelFramework):
         super().check_runnable(config)
 
     def check_tenant(self, config: dict[str, Any], *, tenant: str | None) -> None:
-        offered = tool_names(tenant)
-        for i, name in enumerate(config.get("tools", [])):
-            if name not in offered:
-                listed = ", ".join(offered) or "none"
-                raise ConfigError(path_of("tools", i), f"unknown tool {name!r}; this deployment offers: {listed}")
+        check_tenant_tools(config.get("tools", []), tenant=tenant)
 
     def preload(self) -> None:
         import httpx2  # noqa: F401

@@ -69,6 +69,7 @@ from agents_app.frameworks.openai_agents_session import WindowSession
 from agents_app.frameworks.openai_agents_team import MAX_AGENTS, Team
 from agents_app.frameworks.tools import (
     UnknownTool,
+    check_tenant_tools,
     check_tool_entries,
     entry_names,
     tool_entries_schema,
@@ -142,11 +143,7 @@ class OpenAIAgentsFramework(ModelFramework):
         super().check_runnable(config)
 
     def check_tenant(self, config: dict[str, Any], *, tenant: str | None) -> None:
-        offered = tool_names(tenant)
-        for i, name in enumerate(entry_names(config.get("tools", []))):
-            if name not in offered:
-                listed = ", ".join(offered) or "none"
-                raise ConfigError(path_of("tools", i), f"unknown tool {name!r}; this deployment offers: {listed}")
+        check_tenant_tools(entry_names(config.get("tools", [])), tenant=tenant)
 
     def preload(self) -> None:
         import agents  # noqa: F401

@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from agents_app.frameworks.base import ConfigError, ConfigProblems, path_of
+from agents_app.frameworks.base import ConfigProblems, path_of
 from agents_app.frameworks.tools import UnknownTool, tool_names
 
 #: The JSON Schema of a config's ``tools`` (those every tenant may use are listed).
@@ -45,15 +45,6 @@ def check_tool_names(tools: Any, problems: ConfigProblems, *, key: str = "tools"
             problems.add(path_of(key, i), f"unknown tool {name!r}; this deployment offers: {offered}")
         elif name in tools[:i]:
             problems.add(path_of(key, i), f"names the tool {name!r} twice")
-
-
-def check_tenant_tools(tools: list[str], *, tenant: str | None) -> None:
-    """``ConfigError`` for a tool that ``tenant`` may not use (as if the deployment had none of that name)."""
-    offered = tool_names(tenant)
-    for i, name in enumerate(tools):
-        if name not in offered:
-            listed = ", ".join(offered) or "none"
-            raise ConfigError(path_of("tools", i), f"unknown tool {name!r}; this deployment offers: {listed}")
 
 
 def functions_named(names: list[str], *, tenant: str | None) -> list[tuple[str, Callable[..., Any]]]:

@@ -56,14 +56,13 @@ from agents_app.frameworks.model import (
     validate_model_keys,
 )
 from agents_app.frameworks.plain_tools import (
-    check_tenant_tools,
     check_tool_names,
     first_parameter_annotation,
     function_loaded,
     functions_named,
     tools_schema,
 )
-from agents_app.frameworks.tools import UnknownTool
+from agents_app.frameworks.tools import UnknownTool, check_tenant_tools
 from sessions_app.core import SessionView
 
 DEFAULT_MAX_REQUESTS = 10

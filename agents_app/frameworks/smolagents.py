@@ -61,7 +61,6 @@ from agents_app.frameworks.model import (
     validate_model_keys,
 )
 from agents_app.frameworks.plain_tools import (
-    check_tenant_tools,
     check_tool_names,
     function_loaded,
     functions_named,
@@ -74,7 +73,7 @@ from agents_app.frameworks.smolagents_steps import (
     step_entries,
     steps_usage,
 )
-from agents_app.frameworks.tools import UnknownTool
+from agents_app.frameworks.tools import UnknownTool, check_tenant_tools
 from infra.io_threads import PerProcess
 from sessions_app.core import SessionView
 

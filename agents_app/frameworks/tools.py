@@ -24,7 +24,7 @@ from typing import Any
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from agents_app.frameworks.base import ConfigProblems, path_of
+from agents_app.frameworks.base import ConfigError, ConfigProblems, path_of
 from agents_app.frameworks.context import open_to
 
 #: The keys of a tool entry written as an object.
@@ -39,6 +39,16 @@ def tool_names(tenant: str | None = None) -> list[str]:
     """The names a config of ``tenant``'s may list (without a tenant: those every tenant may)."""
     restricted = settings.AK_AGENTS["TOOL_TENANTS"]
     return sorted(name for name in settings.AK_AGENTS["TOOLS"] if open_to(name, tenant, restricted))
+
+
+def check_tenant_tools(tools: Iterable[str], *, tenant: str | None) -> None:
+    """``ConfigError`` for a tool that ``tenant`` may not use (as if the deployment had none of that
+    name), by its path in the config (``tools[1]``)."""
+    offered = tool_names(tenant)
+    for i, name in enumerate(tools):
+        if name not in offered:
+            listed = ", ".join(offered) or "none"
+            raise ConfigError(path_of("tools", i), f"unknown tool {name!r}; this deployment offers: {listed}")
 
 
 def entry_name(entry: Any) -> Any:
