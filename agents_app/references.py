@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from agents_app.compaction.config import COMPACTION, compaction_of
 from agents_app.errors import AgentInvalid
 from agents_app.frameworks import ConfigError, Framework, UnknownFramework, get_framework
 from agents_app.frameworks.base import ConfigProblems
@@ -33,6 +34,7 @@ def agent_config_validated(*, tenant: Tenant, name: str, framework: str, config:
     problems = ConfigProblems()
     _check_secrets(tenant, adapter, config, problems)
     _check_handoffs(tenant, name, adapter, config, problems)
+    _check_summariser(tenant, name, config, problems)
     with problems.checking():  # the tools and graphs it names: those the tenant may use
         adapter.check_tenant(config, tenant=tenant.slug)
     if not problems:  # what cannot run here, once what the config names exists
@@ -79,6 +81,28 @@ def _check_handoffs(
             problems.add(path, f"the tenant has no agent named {target!r}")
         elif not takes_handoffs(framework):
             problems.add(path, f"the agent {target!r} is of framework {framework}, which cannot take a handoff")
+
+
+def _check_summariser(tenant: Tenant, name: str, config: dict[str, Any], problems: ConfigProblems) -> None:
+    """The agent a valid ``compaction`` names: another of the tenant's agents."""
+    compaction = compaction_of(config)
+    if compaction is None:
+        return
+    path = f"{COMPACTION}.agent"
+    if compaction.agent == name:
+        problems.add(path, "must name another agent: an agent does not summarise its own sessions")
+    elif not Agent.objects.filter(tenant=tenant, name=compaction.agent).exists():
+        problems.add(path, f"the tenant has no agent named {compaction.agent!r}")
+
+
+def agents_summarised_by(*, tenant: Tenant, name: str) -> list[str]:
+    """The names of the tenant's other agents whose ``compaction`` names the agent ``name``, sorted."""
+    agents = Agent.objects.filter(tenant=tenant, config__has_key=COMPACTION).order_by("name")
+    return [
+        agent.name
+        for agent in agents.only("name", "config")
+        if agent.name != name and (c := compaction_of(agent.config)) is not None and c.agent == name
+    ]
 
 
 def takes_handoffs(framework: str) -> bool:

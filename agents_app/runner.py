@@ -22,6 +22,7 @@ from typing import Any, TypedDict, Unpack
 
 from django.conf import settings
 
+from agents_app.compaction.window import COMPACTION_SCOPE, compacted, latest_summary, uncovered
 from agents_app.errors import RunCancelled, RunTimedOut, SessionExpired, SessionPaused
 from agents_app.frameworks import AgentLike, Reply, Usage, get_framework
 from agents_app.frameworks.base import Pause, Resume
@@ -100,6 +101,8 @@ class RunOutcome:
     usage: Usage | None = None
     #: What the run waits for, when it paused (its ``reply`` is then empty).
     pause: Pause | None = None
+    #: Entries of the history its latest summary does not cover, after the commit (0: replayed).
+    uncovered: int = 0
 
 
 class RunOptions(TypedDict, total=False):
@@ -223,7 +226,7 @@ class Runner:
             store,
             key,
             wait=self.wait if wait is None else wait,
-            scopes=(SHARED_SCOPE, agent.name, PAUSE_SCOPE),
+            scopes=(SHARED_SCOPE, agent.name, PAUSE_SCOPE, COMPACTION_SCOPE),
             window=self._window_of(framework.window_for(agent.config)),
             run_id=commit_id if replay else None,
         )
@@ -240,7 +243,8 @@ class Runner:
                 other = str(marker.get("run_id"))
                 if paused_elsewhere is None or await paused_elsewhere(other):
                     raise SessionPaused(other)
-            view = SessionView(snapshot, agent.name, key=key, on_delta=events.delta if events else None, run_id=run_id)
+            shown = compacted(snapshot, framework.shown_for(agent.config))  # from the latest summary on
+            view = SessionView(shown, agent.name, key=key, on_delta=events.delta if events else None, run_id=run_id)
             if events is not None:
                 events.started()
             asked_at = time.time()
@@ -275,7 +279,8 @@ class Runner:
                 run_id=commit_id,
             )
             held = False
-            return RunOutcome(reply=reply, commit=commit, usage=usage, pause=pause)
+            left = uncovered(commit.total, latest_summary(snapshot))
+            return RunOutcome(reply=reply, commit=commit, usage=usage, pause=pause, uncovered=left)
         finally:
             await keep_alive.stop()
             if held:

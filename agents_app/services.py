@@ -13,7 +13,13 @@ from django.views.decorators.debug import sensitive_variables
 from agents_app.errors import AgentInvalid, BuiltinAgent, IdempotencyConflict, InUse
 from agents_app.limits import agents_limit_check, secrets_limit_check
 from agents_app.models import Agent, Secret
-from agents_app.references import agent_config_validated, agents_handing_off_to, agents_using_secret, takes_handoffs
+from agents_app.references import (
+    agent_config_validated,
+    agents_handing_off_to,
+    agents_summarised_by,
+    agents_using_secret,
+    takes_handoffs,
+)
 from agents_app.runs.cancel import run_cancel, run_retry
 from agents_app.secrets import SECRET_NAME_PATTERN, secret_encrypt, secret_reencrypt, secret_value_check
 from sessions_app.models import Tenant
@@ -73,12 +79,15 @@ def agent_update(*, agent: Agent, framework: str | None = None, config: dict[str
 def agent_delete(*, agent: Agent) -> None:
     """Delete ``agent``: gone from the tenant's agents, its name free again; its runs and
     sessions stay (``Agent.deleted_at``). Raises ``BuiltinAgent``, or ``InUse`` naming the
-    tenant's agents that hand off to it."""
+    tenant's agents that hand off to it, or whose compaction it writes the summaries of."""
     if agent.name in BUILTIN_AGENTS:
         raise BuiltinAgent(f"{agent.name!r} is built in: every tenant has it")
     handing_off = agents_handing_off_to(tenant=agent.tenant, name=agent.name)
     if handing_off:
         raise InUse(f"agents hand off to {agent.name!r}: change their handoffs first", handing_off)
+    summarised = agents_summarised_by(tenant=agent.tenant, name=agent.name)
+    if summarised:
+        raise InUse(f"agents' sessions are compacted by {agent.name!r}: change their compaction first", summarised)
     agent.deleted_at = timezone.now()
     agent.save(update_fields=["deleted_at", "updated_at"])
 

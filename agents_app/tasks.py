@@ -12,6 +12,8 @@ from celery import shared_task
 from django.conf import settings
 
 from agents_app import webhooks
+from agents_app.compaction.queue import compaction_done
+from agents_app.compaction.summarise import session_compact
 from agents_app.models import Run
 from agents_app.runs import publish
 from agents_app.runs.execute import Step, run_execute, worker_name
@@ -69,3 +71,13 @@ def deliver_webhook(run_id: str) -> str:
     if outcome.retry_in is not None:
         webhooks.webhook_publish(run_id=run_id, countdown=outcome.retry_in)
     return outcome.status
+
+
+@shared_task(name="agents_app.tasks.compact_session")
+def compact_session(session_pk: int, agent_pk: int) -> str:
+    """Compact a session as its agent's config asks (``agents_app.compaction``), once; a failure
+    is logged and leaves the session as it was."""
+    try:
+        return loop_thread().run(session_compact(session_pk=session_pk, agent_pk=agent_pk))
+    finally:
+        compaction_done(session_pk=session_pk)

@@ -215,6 +215,15 @@ class QueuedOrPausedScheme(OpenApiSerializerExtension):
         return {"anyOf": refs}
 
 
+def with_compaction(config: dict[str, Any]) -> dict[str, Any]:
+    """A framework's config schema with the ``compaction`` option every framework takes."""
+    from agents_app.compaction.config import COMPACTION, SCHEMA
+
+    if "properties" not in config:
+        return config
+    return {**config, "properties": {**config["properties"], COMPACTION: SCHEMA}}
+
+
 def _framework_branches(*, framework_required: bool) -> list[dict[str, Any]]:
     """One branch per framework: ``framework`` is its name and ``config`` as it takes it
     (``Framework.config_schema``; required when the framework requires a key, on creation)."""
@@ -222,7 +231,7 @@ def _framework_branches(*, framework_required: bool) -> list[dict[str, Any]]:
 
     branches = []
     for name in framework_names():
-        config = get_framework(name).config_schema()
+        config = with_compaction(get_framework(name).config_schema())
         # A pattern, not an enum: drf-spectacular makes a component of every property's enum.
         framework = {"type": "string", "pattern": f"^(?:{re.escape(name)})$"}
         branch: dict[str, Any] = {"properties": {"framework": framework, "config": config}}

@@ -8,6 +8,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from django.conf import settings
+
+from agents_app.compaction.config import COMPACTION, check_compaction
 from sessions_app.core import SessionView
 
 
@@ -205,9 +208,12 @@ class Framework(ABC):
         problems = ConfigProblems()
         check_json_tree(config, problems)
         problems.raise_any()  # the framework's checks below may walk what is given
-        self.check_config(config, problems)
+        own = {key: value for key, value in config.items() if key != COMPACTION}
+        self.check_config(own, problems)
+        if COMPACTION in config:  # every framework's, checked here
+            check_compaction(config[COMPACTION], problems, shown=None if problems else self.shown_for(own))
         problems.raise_any()
-        return config
+        return own | ({COMPACTION: config[COMPACTION]} if COMPACTION in config else {})
 
     def check_config(self, config: dict[str, Any], problems: ConfigProblems) -> None:
         """Add to ``problems`` each bad key of ``config`` (a JSON object of bounded depth,
@@ -230,6 +236,18 @@ class Framework(ABC):
     def window_for(self, config: dict[str, Any]) -> int | None:
         """How many recent entries a run of an agent with ``config`` reads (see ``window``)."""
         return self.window
+
+    def history_for(self, config: dict[str, Any]) -> int | None:
+        """How many of the window's latest entries a run of an agent with ``config`` shows its
+        model (None: all of its window)."""
+        return self.window_for(config)
+
+    def shown_for(self, config: dict[str, Any]) -> int:
+        """The most entries a run shows the model: ``history_for``, within the run's window."""
+        window = settings.AK_SESSION["WINDOW"]
+        wanted, shown = self.window_for(config), self.history_for(config)
+        window = window if wanted is None else min(wanted, window)
+        return window if shown is None else min(shown, window)
 
     def check_runnable(self, config: dict[str, Any]) -> None:
         """Raise ``ConfigError`` if a run of an agent with this (validated) config cannot start

@@ -112,6 +112,9 @@ class ModelFramework(Framework):
         # Room for items (tool calls of other agents on the session) between the text messages.
         return 2 * config.get("history", DEFAULT_HISTORY)
 
+    def history_for(self, config: dict[str, Any]) -> int:
+        return 0 if self.window_for(config) == 0 else config.get("history", DEFAULT_HISTORY)
+
 
 async def api_key(session: SessionView, config: dict[str, Any]) -> str | None:
     """The value of the secret the config's ``api_key`` names, decrypted for this run (None

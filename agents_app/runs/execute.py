@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from agents_app.compaction.queue import compaction_due, compaction_queue
 from agents_app.errors import RunCancelled, RunFailed, RunTimedOut, SessionExpired, SessionPaused, run_error
 from agents_app.limits import claim_over_limit
 from agents_app.models import Run
@@ -157,6 +158,8 @@ async def _execute(
         return await _paused(run, events, worker=worker, pause=pause, total=outcome.commit.total)
     usage = outcome.usage.as_dict() if outcome.usage is not None else None
     await db(_record_success, run, worker=worker, result=outcome.reply, usage=usage, total=outcome.commit.total)
+    if compaction_due(run.agent.config, outcome.uncovered):
+        await db(compaction_queue, session_pk=run.session_id, agent_pk=run.agent_id)
     await events.end("done", {"run_id": run_id, "session_id": key.session_id, "result": outcome.reply})
     return Step.DONE
 

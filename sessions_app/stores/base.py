@@ -88,7 +88,9 @@ MESSAGE: Final = "message"
 TOOL_CALL: Final = "tool_call"
 TOOL_RESULT: Final = "tool_result"
 HANDOFF: Final = "handoff"
-ITEM_KINDS: Final = (MESSAGE, TOOL_CALL, TOOL_RESULT, HANDOFF)
+#: A summary of the history before it, written by a session's compaction (``agents_app.compaction``).
+SUMMARY: Final = "summary"
+ITEM_KINDS: Final = (MESSAGE, TOOL_CALL, TOOL_RESULT, HANDOFF, SUMMARY)
 
 
 @dataclass(slots=True)
@@ -98,7 +100,7 @@ class Message:
     A text message (``kind="message"``) has a ``role`` (``user``, ``assistant``, ``system``) and
     its ``content``. An item a framework produced (a tool call, a tool's result, a handoff) has
     its ``kind``, its JSON ``data`` and, in ``content``, a line a person can read; its ``role``
-    is ``assistant`` (calls, handoffs) or ``tool`` (results). Counts by role (``role_counts``)
+    is ``assistant`` (calls, handoffs), ``tool`` (results) or ``system`` (summaries). Counts by role (``role_counts``)
     count text messages by role and items by kind, so ``count("user")`` is the number of turns.
     """
 
