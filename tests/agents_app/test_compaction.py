@@ -201,3 +201,36 @@ def test_another_tenant_s_agent_never_compacts_a_session(make_tenant, model_serv
     session = Session.objects.get(tenant=alice.tenant, session_id="long")
     assert compact_session(session.pk, Agent.objects.get(tenant=bob.tenant, name="gpt").pk) == "skipped"
     assert [m.get("kind") for m in stored(alice)] == [None] * 8
+
+
+@pytest.mark.parametrize(
+    ("framework", "extra"),
+    [("openai_agents", {}), ("pydantic_ai", {}), ("smolagents", {}), ("langgraph", {"graph": "chat"})],
+)
+def test_every_framework_that_reads_the_window_sends_the_summary(
+    alice, model_server, settings, framework, extra
+) -> None:
+    from tests.agents_app.test_langgraph import GRAPHS
+    from tests.agents_app.test_smolagents import final
+
+    settings.AK_AGENTS = {**settings.AK_AGENTS, "GRAPHS": GRAPHS}
+    assert agent(alice, "summariser", model_server).status_code == 201
+    config = {"base_url": model_server.url, "model": "m1", "history": 8, **extra}
+    config["compaction"] = {"after": 6, "keep": 2, "agent": "summariser"}
+    made = alice.post("/agents", {"name": "gpt", "framework": framework, "config": config})
+    assert made.status_code == 201, made.json()
+
+    def answer(body: dict) -> Reply | None:
+        if str(body["messages"][-1]["content"]).startswith(INSTRUCTIONS):
+            return Reply("Earlier turns, summarised.")
+        return final("ok") if framework == "smolagents" else None
+
+    model_server.reply_with(answer)
+    chat(alice, range(1, 5))
+    assert "q1" in str(model_server.last.body["messages"])
+    assert compact(alice) == "compacted"
+    chat(alice, range(5, 6))
+    sent = str(model_server.last.body["messages"])
+    assert f"{SUMMARY_HEADING}\\nEarlier turns, summarised." in sent
+    assert "q4" in sent and "q5" in sent
+    assert "q1" not in sent and "q3" not in sent  # covered by the summary
