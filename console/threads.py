@@ -21,7 +21,7 @@ from sessions_app.selectors import session_all_messages, session_key, session_me
 from sessions_app.serializers import MessageOutput
 from sessions_app.services import session_clear, session_history_lost, thread_archive, thread_delete
 from sessions_app.stores import get_store
-from sessions_app.stores.base import SHARED_SCOPE, Message, StoreError, dumps
+from sessions_app.stores.base import SHARED_SCOPE, SUMMARY, Message, StoreError, dumps
 
 MESSAGES_PER_PAGE = 50
 RUNS_SHOWN = 20
@@ -57,12 +57,19 @@ class ShownMessage:
     kind: str = "message"
     #: An item's data (a tool call's arguments, a result's output), as indented JSON.
     details: str = ""
+    #: A summary's (the session was compacted here): the numbers of the first and the last
+    #: entries it covers.
+    compacted: tuple[int, int] | None = None
 
     @classmethod
     def of(cls, number: int, message: Message) -> ShownMessage:
         at = datetime.fromtimestamp(message.created_at, tz=UTC)
         details = "" if message.is_text else json.dumps(message.data, ensure_ascii=False, indent=2)
-        return cls(number, message.role, message.agent, message.content, at, message.kind, details)
+        compacted = None
+        data = message.data or {}
+        if message.kind == SUMMARY and isinstance(data.get("from"), int) and isinstance(data.get("covers"), int):
+            compacted = (data["from"], data["covers"] - 1)
+        return cls(number, message.role, message.agent, message.content, at, message.kind, details, compacted)
 
 
 @dataclass

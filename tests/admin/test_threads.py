@@ -12,7 +12,7 @@ from sessions_app.core import Session as StoreSession
 from sessions_app.models import Session, Thread
 from sessions_app.selectors import session_key
 from sessions_app.stores import get_store
-from sessions_app.stores.base import TOOL_CALL, TOOL_RESULT, Message
+from sessions_app.stores.base import SUMMARY, TOOL_CALL, TOOL_RESULT, Message
 
 THREADS = "/admin/sessions_app/thread/"
 
@@ -243,3 +243,18 @@ def test_deleting_a_tenant_deletes_its_sessions_from_the_store(admin_client, ten
     assert not get_store().load(session_key(mine)).exists
     assert get_store().load(session_key(theirs)).exists
     assert not Session.objects.filter(tenant_id=tenant_a.pk).exists()
+
+
+def test_thread_page_shows_where_the_session_was_compacted(staff_a, tenant_a, converse) -> None:
+    session = converse(tenant_a, turns=3)
+    summary = Message(
+        "system", "They said hello three times.", "summariser", kind=SUMMARY, data={"from": 0, "covers": 4}
+    )
+    get_store().commit(session_key(session), expected_version=None, append=[summary])
+    page = staff_a.get(thread_url(session))
+    shown = page.context["conversation"].messages
+    assert [m.compacted for m in shown] == [None] * 6 + [(0, 3)]
+    body = page.content.decode()
+    assert body.count('<tr class="compacted">') == 1
+    assert "Compacted here: summariser summarised entries 0 to 3" in body
+    assert 'class="message role-system item kind-summary"' in body and "They said hello three times." in body
