@@ -12,6 +12,7 @@ from celery import shared_task
 from django.conf import settings
 
 from agents_app import webhooks
+from agents_app.budgets import alerts as budget_alerts
 from agents_app.models import Run
 from agents_app.runs import publish
 from agents_app.runs.execute import Step, run_execute, worker_name
@@ -68,4 +69,13 @@ def deliver_webhook(run_id: str) -> str:
     outcome = webhooks.webhook_deliver(run_id=run_id)
     if outcome.retry_in is not None:
         webhooks.webhook_publish(run_id=run_id, countdown=outcome.retry_in)
+    return outcome.status
+
+
+@shared_task(name=budget_alerts.DELIVER_TASK, acks_late=True)
+def deliver_budget_alert(alert_id: int) -> str:
+    """POST a budget's alert to its webhook; on failure try again later, a bounded number of times."""
+    outcome = budget_alerts.budget_alert_deliver(alert_id=alert_id)
+    if outcome.retry_in is not None:
+        budget_alerts.budget_alert_publish(alert_id=alert_id, countdown=outcome.retry_in)
     return outcome.status
