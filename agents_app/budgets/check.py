@@ -6,8 +6,9 @@ Where it is checked: a new run (sync, streamed or queued: ``runs.submit.run_reco
 schedule's firing (skipped, ``last_error`` says why), and a queued run when a worker claims it
 (``budget_refuses_claim``): accepted under budget, it ends ``failed`` with the error
 ``budget_exceeded: ...`` if its tenant went over meanwhile, rather than spend past the cap. A
-resumed run (paused for a person) is a run under way: it is not checked. A tenant without budgets
-costs one indexed query that finds nothing.
+resumed run (paused for a person) is a run under way: it is not checked. A new run on a tenant
+without budgets costs no query of its own: its agent's lookup says whether a budget counts it
+(``agents_with_budgets``); a claim or a firing costs one indexed query that finds nothing.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from agents_app.budgets.use import BudgetUse, budgets_of, budgets_use
+from agents_app.models import Agent, Budget
 
 ERROR_CODE = "budget_exceeded"
 
@@ -42,6 +45,13 @@ def _describe(use: BudgetUse) -> str:
     period = "daily" if budget.period == budget.Period.DAY else "monthly"
     scope = f" for agent {budget.agent!r}" if budget.agent else ""
     return f"{period} budget{scope}"
+
+
+def agents_with_budgets() -> QuerySet[Agent]:
+    """The live agents, each annotated ``budgeted``: whether a budget of its tenant counts its
+    runs (an ``EXISTS`` in the agent's own query)."""
+    counting = Budget.objects.filter(Q(agent="") | Q(agent=OuterRef("name")), tenant_id=OuterRef("tenant_id"))
+    return Agent.objects.annotate(budgeted=Exists(counting))
 
 
 def budget_check(*, tenant_id: int, agent: str, now: datetime | None = None) -> None:

@@ -20,7 +20,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from agents_app import limits
-from agents_app.budgets.check import budget_check
+from agents_app.budgets.check import agents_with_budgets, budget_check
 from agents_app.errors import SessionPaused
 from agents_app.models import Agent, Run
 from agents_app.runs.cancel import run_cancel, run_cancel_paused
@@ -133,8 +133,9 @@ def run_record(request: RunRequest, *, tenant: Tenant) -> tuple[Run, bool]:
     )
     if earlier is not None:
         return earlier, False
-    agent = agent_get(tenant=tenant, name=request.agent)
-    budget_check(tenant_id=tenant.pk, agent=agent.name)
+    agent = agent_get(tenant=tenant, name=request.agent, rows=agents_with_budgets())
+    if agent.budgeted:
+        budget_check(tenant_id=tenant.pk, agent=agent.name)
     if request.session_id is not None and (request.mode == "queued" or request.on_paused == "cancel"):
         _paused_run_check(request, tenant=tenant)
     fields = {
