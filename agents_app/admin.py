@@ -14,6 +14,7 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters
 
+from agents_app.budgets import admin as _budgets_admin  # noqa: F401 - registers the budgets' page
 from agents_app.errors import AgentInvalid, BrokerUnavailable, RunNotPaused
 from agents_app.frameworks import framework_names
 from agents_app.models import Agent, Run, Secret

@@ -12,11 +12,22 @@ from typing import Any
 
 from django.conf import settings
 
-from agents_app.models import Agent, Run, Secret
+from agents_app.models import Agent, Run, Schedule, Secret
 from agents_app.runner import Every
 from infra.io_threads import blocking
-from infra.limits import LimitReached, Slot, limit_of, slot_release, slot_renew, slot_take, stored_limit_check
-from sessions_app.models import Tenant
+from infra.limits import (
+    HELD,
+    STORED,
+    LimitReached,
+    Slot,
+    limit_of,
+    slot_release,
+    slot_renew,
+    slot_take,
+    slots_held,
+    stored_limit_check,
+)
+from sessions_app.models import Session, Tenant
 
 RUNNING = Run.Status.RUNNING
 
@@ -49,6 +60,28 @@ def claim_over_limit(run: Run) -> bool:
     limit = limit_of(run.tenant, "concurrent_runs")
     running = Run.objects.filter(tenant_id=run.tenant_id, status=RUNNING).order_by()
     return bool(limit) and running[: limit + 1].count() > limit
+
+
+def limits_use(*, tenant: Tenant, builtins: Iterable[str]) -> dict[str, dict[str, int | None]]:
+    """Each of the tenant's limits (``0``: unlimited) and its use now, counted as its check counts
+    it (built-in agents are not counted). Open event streams are counted only under a limit (a
+    stream takes a slot only then): ``None`` without one."""
+    counted = {
+        "agents": Agent.objects.filter(tenant=tenant).exclude(name__in=list(builtins)),
+        "secrets": Secret.objects.filter(tenant=tenant),
+        "sessions": Session.objects.filter(tenant=tenant),
+        "schedules": Schedule.objects.filter(tenant=tenant),
+        "concurrent_runs": Run.objects.filter(tenant=tenant, status=RUNNING),
+    }
+    use: dict[str, dict[str, int | None]] = {}
+    for name in sorted(STORED | HELD):
+        limit = limit_of(tenant, name)
+        if name == "event_streams":
+            used = slots_held(scope=f"streams:{tenant.pk}", limit=limit) if limit else None
+        else:
+            used = counted[name].order_by().count()
+        use[name] = {"limit": limit, "used": used}
+    return use
 
 
 async def stream_slot(*, tenant: Tenant) -> Slot | None:

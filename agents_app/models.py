@@ -286,3 +286,83 @@ class UsageDaily(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.day} {self.agent} {self.model}"
+
+
+class Budget(models.Model):
+    """A cap on what a tenant's runs use in a UTC window (a day, or a calendar month): tokens
+    (prompt + completion), spend (priced by ``ModelPrice``), or both. ``agent`` blank: the whole
+    tenant's runs; a name: that agent's only. A run that starts over a budget is refused
+    (``agents_app.budgets``); operators set them in the console."""
+
+    class Period(models.TextChoices):
+        DAY = "day", "day (UTC)"
+        MONTH = "month", "month (UTC)"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="budgets")
+    agent = models.CharField(
+        max_length=63,
+        blank=True,
+        validators=[agent_name_validator],
+        help_text="An agent's name: this budget counts and refuses its runs only. Blank: the whole tenant.",
+    )
+    period = models.CharField(max_length=5, choices=Period.choices, default=Period.DAY)
+    max_tokens = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Prompt and completion tokens in the window. Empty: no cap on tokens."
+    )
+    max_spend = models.DecimalField(
+        max_digits=14,
+        decimal_places=6,
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="In the price table's currency. Empty: no cap on spend.",
+    )
+    alert_webhook_url = models.URLField(
+        max_length=2048, blank=True, help_text="POSTed an event when use crosses 80 % and 100 % of a cap."
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["tenant", "agent", "period"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "agent", "period"], name="budget_unique_per_scope"),
+            models.CheckConstraint(
+                condition=models.Q(max_tokens__isnull=False) | models.Q(max_spend__isnull=False),
+                name="budget_caps_something",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant} {self.agent or '(all agents)'} per {self.period}"
+
+
+class BudgetAlert(models.Model):
+    """A budget's use crossed ``threshold`` % of a cap in the window starting ``window_start``:
+    one row per budget, window and threshold (the alert is sent once), with the use then and its
+    webhook delivery (when the budget has a URL)."""
+
+    class Delivery(models.TextChoices):
+        NONE = "none"
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        FAILED = "failed"
+
+    budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="alerts")
+    window_start = models.DateField()
+    threshold = models.PositiveSmallIntegerField()
+    used_tokens = models.PositiveBigIntegerField()
+    used_spend = models.DecimalField(max_digits=20, decimal_places=6)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    webhook_status = models.CharField(max_length=10, choices=Delivery.choices, default=Delivery.NONE)
+    webhook_attempts = models.PositiveSmallIntegerField(default=0)
+    webhook_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["budget", "window_start", "threshold"], name="budget_alert_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.budget}: {self.threshold} % on {self.window_start}"

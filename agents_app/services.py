@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
@@ -92,15 +93,17 @@ def agent_delete(*, agent: Agent) -> None:
     agent.save(update_fields=["deleted_at", "updated_at"])
 
 
-def agent_get(*, tenant: Tenant, name: str) -> Agent:
-    """The tenant's agent, or ``Http404``. Built-in agents are made on first use."""
+def agent_get(*, tenant: Tenant, name: str, rows: QuerySet[Agent] | None = None) -> Agent:
+    """The tenant's agent, or ``Http404``. Built-in agents are made on first use. ``rows``: the
+    agents to look in, with what a caller annotates them with (default: every live agent)."""
+    rows = Agent.objects.all() if rows is None else rows
     try:
-        return Agent.objects.get(tenant=tenant, name=name)
+        return rows.get(tenant=tenant, name=name)
     except Agent.DoesNotExist:
         if name not in BUILTIN_AGENTS:
             raise Http404("unknown agent") from None
     agent_ensure_builtins(tenant=tenant)
-    return Agent.objects.get(tenant=tenant, name=name)
+    return rows.get(tenant=tenant, name=name)
 
 
 @sensitive_variables("value")

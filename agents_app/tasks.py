@@ -12,6 +12,7 @@ from celery import shared_task
 from django.conf import settings
 
 from agents_app import webhooks
+from agents_app.budgets import alerts as budget_alerts
 from agents_app.compaction.queue import compaction_done
 from agents_app.compaction.summarise import session_compact
 from agents_app.models import Run
@@ -81,3 +82,12 @@ def compact_session(session_pk: int, agent_pk: int) -> str:
         return loop_thread().run(session_compact(session_pk=session_pk, agent_pk=agent_pk))
     finally:
         compaction_done(session_pk=session_pk)
+
+
+@shared_task(name=budget_alerts.DELIVER_TASK, acks_late=True)
+def deliver_budget_alert(alert_id: int) -> str:
+    """POST a budget's alert to its webhook; on failure try again later, a bounded number of times."""
+    outcome = budget_alerts.budget_alert_deliver(alert_id=alert_id)
+    if outcome.retry_in is not None:
+        budget_alerts.budget_alert_publish(alert_id=alert_id, countdown=outcome.retry_in)
+    return outcome.status

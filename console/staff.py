@@ -24,6 +24,7 @@ OPERATOR_PERMISSIONS = {
         "run": ("view", "change"),
         "secret": ("view", "add", "change", "delete"),
         "schedule": ("view", "add", "change", "delete"),
+        "budget": ("view",),  # set by the platform's operators (superusers)
     },
 }
 

@@ -79,6 +79,11 @@ def slot_take(*, scope: str, limit: int, lease: float) -> Slot | None:
     return None
 
 
+def slots_held(*, scope: str, limit: int) -> int:
+    """How many of ``limit`` slots of ``scope`` are held now (0 when the cache does not answer)."""
+    return len(cache.get_many([f"ak:slot:{scope}:{i}" for i in range(limit)])) if limit else 0
+
+
 def slot_renew(slot: Slot, *, lease: float) -> None:
     """Hold ``slot`` for ``lease`` s more."""
     if slot.key is not None:

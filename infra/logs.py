@@ -5,9 +5,9 @@
 
 The fields come from the context: ``bind()`` adds them for the code that runs after it in the same
 task, ``carrying()`` takes them to a thread (``infra.io_threads.blocking`` does). A record's own
-``extra={"run_id": ...}`` wins. Both formatters mask the password of any URL in a line
-(``infra.redact``); a failed run logs its exception's type and traceback, not its message, unless
-``AK_LOG__CONTENT=1`` (``exception_summary``).
+``extra={"run_id": ...}`` wins; ``extra={"event": {...}}`` adds a structured event as it is. Both
+formatters mask the password of any URL in a line (``infra.redact``); a failed run logs its
+exception's type and traceback, not its message, unless ``AK_LOG__CONTENT=1`` (``exception_summary``).
 """
 
 from __future__ import annotations
@@ -94,7 +94,8 @@ class TextFormatter(logging.Formatter):
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ``time``, ``level``, ``logger``, ``message``, the bound fields
-    that are set, and ``exception`` (its traceback) if any. Newlines inside are escaped."""
+    that are set, ``event`` when the record carries one, and ``exception`` (its traceback) if any.
+    Newlines inside are escaped."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -108,6 +109,9 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, name, None) or context.get(name)
             if value:
                 entry[name] = str(value)
+        event = getattr(record, "event", None)
+        if isinstance(event, dict):  # a structured event (a budget's alert): its fields as they are
+            entry["event"] = event
         if record.exc_info:
             entry["exception"] = redact_urls(self.formatException(record.exc_info))
         elif record.exc_text:

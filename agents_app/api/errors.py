@@ -13,6 +13,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from agents_app.budgets.check import ERROR_CODE, BudgetExceeded
 from agents_app.errors import error_body as _body
 from agents_app.errors import run_error
 from infra.limits import LimitReached
@@ -31,6 +32,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         body = {**_body("limit_reached", str(exc)), "limit": exc.limit}
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
         return Response(body, status=exc.status, headers=headers)
+    if isinstance(exc, BudgetExceeded):
+        body = {**_body(ERROR_CODE, str(exc)), "resets_at": exc.resets_at.isoformat()}
+        return Response(body, status=exc.status, headers={"Retry-After": str(exc.retry_after)})
     known = run_error(exc)
     if known is not None:
         return Response(known[1], status=known[0])

@@ -46,7 +46,8 @@ ERRORS: dict[int, str] = {
     415: "The body is not `application/json` (`unsupported_media_type`).",
     429: "Throttled (`throttled`): the tenant's rate, or too many failed authentications from the address; or"
     " a limit of the tenant is reached (`limit_reached`, `limit` names it: `concurrent_runs` or"
-    " `event_streams`). `Retry-After` says when to come back.",
+    " `event_streams`); or a budget of the tenant is used up (`budget_exceeded`, with `resets_at`: nothing"
+    " was recorded). `Retry-After` says when to come back.",
     502: "The agent failed (`agent_failed`, with `run_id`): its model server failed or timed out; nothing was saved.",
     503: "The session store or the broker is down (`store_unavailable`, `store_error`, `broker_unavailable`):"
     " nothing was queued or saved.",

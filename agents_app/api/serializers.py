@@ -357,6 +357,9 @@ class ErrorOutput(serializers.Serializer):
     limit = serializers.CharField(
         required=False, help_text="403, 429 `limit_reached`: which of the tenant's limits is reached."
     )
+    resets_at = serializers.DateTimeField(
+        required=False, help_text="429 `budget_exceeded`: when the window of the budget used up resets (UTC)."
+    )
     run_id = serializers.CharField(
         required=False,
         help_text="The run the error is about, when one was made (502, 504, 409; 409 `run_paused`: the"

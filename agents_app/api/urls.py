@@ -1,6 +1,6 @@
 from django.urls import path
 
-from agents_app.api.views import agents, health, runs, schedules, sessions, usage
+from agents_app.api.views import agents, health, limits, runs, schedules, sessions, usage
 
 urlpatterns = [
     path("run", runs.RunView.as_view(), name="run"),
@@ -20,5 +20,6 @@ urlpatterns = [
     path("schedules/<str:schedule_id>", schedules.ScheduleView.as_view(), name="schedule"),
     path("schedules/<str:schedule_id>/runs", schedules.ScheduleRunsView.as_view(), name="schedule-runs"),
     path("usage", usage.UsageView.as_view(), name="usage"),
+    path("limits", limits.LimitsView.as_view(), name="limits"),
     path("health", health.HealthView.as_view(), name="health"),
 ]

@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from agents_app.budgets.check import budget_refuses_claim
 from agents_app.compaction.queue import compaction_due, compaction_queue
 from agents_app.errors import RunCancelled, RunFailed, RunTimedOut, SessionExpired, SessionPaused, run_error
 from agents_app.limits import claim_over_limit
@@ -77,7 +78,8 @@ async def run_execute(*, run_id: str, worker: str) -> Step:
 def run_claim(run_id: str, worker: str) -> Run | Step:
     """The run claimed for ``worker``, or why not: ``DONE`` when it was queued with a cancel asked
     for (now cancelled), ``SKIPPED`` when it was not queued (taken, finished), ``BUSY`` when it put
-    its tenant over its limit of concurrent runs (queued again, it waits its turn)."""
+    its tenant over its limit of concurrent runs (queued again, it waits its turn); ``DONE`` too when
+    a budget of its tenant was used up since it was queued (it ends ``failed``, ``budget_exceeded``)."""
     run = transitions.claim(run_id=run_id, worker=worker)
     if run is None:
         halted = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED, cancel_requested_at__isnull=False)
@@ -86,6 +88,11 @@ def run_claim(run_id: str, worker: str) -> Run | Step:
     # Not requeued: a cancel was asked meanwhile; it is executed, and stops at once.
     if claim_over_limit(run) and transitions.requeue(run, worker=worker, uncount=True):
         return Step.BUSY
+    refused = budget_refuses_claim(
+        tenant_id=run.tenant_id, agent=run.agent.name, first_attempt=run.attempts == 1 and not run.resumes
+    )
+    if refused is not None and transitions.requeue(run, worker=worker, uncount=True):
+        return Step.DONE if transitions.fail_queued(run, error=refused) else Step.SKIPPED
     return run
 
 

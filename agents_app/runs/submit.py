@@ -20,6 +20,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from agents_app import limits
+from agents_app.budgets.check import agents_with_budgets, budget_check
 from agents_app.errors import SessionPaused
 from agents_app.models import Agent, Run
 from agents_app.runs.cancel import run_cancel, run_cancel_paused
@@ -124,14 +125,17 @@ def run_record(request: RunRequest, *, tenant: Tenant) -> tuple[Run, bool]:
     committed (``BrokerUnavailable`` if the broker refuses it: the run is then failed), or
     ``running``, held by this process, for a sync or streamed run. Returns the run and whether it
     is new (False: an earlier request with the same Idempotency-Key made it). Raises ``Http404``
-    (unknown agent), ``IdempotencyConflict``, ``LimitReached`` (sessions, concurrent runs) and
-    ``SessionPaused`` (the session has a paused run, and ``on_paused`` is not ``cancel``)."""
+    (unknown agent), ``IdempotencyConflict``, ``LimitReached`` (sessions, concurrent runs),
+    ``BudgetExceeded`` (a budget of the tenant or the agent is used up) and ``SessionPaused`` (the
+    session has a paused run, and ``on_paused`` is not ``cancel``)."""
     earlier = run_find_idempotent(
         tenant=tenant, idempotency_key=request.idempotency_key, request_hash=request.request_hash
     )
     if earlier is not None:
         return earlier, False
-    agent = agent_get(tenant=tenant, name=request.agent)
+    agent = agent_get(tenant=tenant, name=request.agent, rows=agents_with_budgets())
+    if agent.budgeted:
+        budget_check(tenant_id=tenant.pk, agent=agent.name)
     if request.session_id is not None and (request.mode == "queued" or request.on_paused == "cancel"):
         _paused_run_check(request, tenant=tenant)
     fields = {

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from agents_app.budgets.check import BudgetExceeded, budget_check
 from agents_app.errors import BrokerUnavailable
 from agents_app.models import Run, Schedule
 from agents_app.runs.publish import run_publish
@@ -50,7 +51,7 @@ def schedule_fire(*, schedule_id: uuid.UUID, due: datetime, now: datetime) -> Ru
     """Claim the schedule's due time ``due`` and record its queued run, in one transaction; the run
     is published once it commits. None when another process claimed it first (or the schedule was
     changed or deleted meanwhile), or when no run could be made: its agent is gone (the schedule is
-    then disabled) or a limit of the tenant is reached (this due time is skipped); ``last_error``
+    then disabled) or a limit or a budget of the tenant is reached (this due time is skipped); ``last_error``
     says which."""
     schedule = Schedule.objects.select_related("tenant", "agent").filter(pk=schedule_id).first()
     if schedule is None:
@@ -65,9 +66,10 @@ def schedule_fire(*, schedule_id: uuid.UUID, due: datetime, now: datetime) -> Ru
             Schedule.objects.filter(pk=schedule_id).update(enabled=False, next_run_at=None, last_error=error)
             return None
         try:
+            budget_check(tenant_id=schedule.tenant_id, agent=schedule.agent.name, now=now)
             with transaction.atomic():
                 run = _record(schedule, now=now)
-        except LimitReached as exc:
+        except (LimitReached, BudgetExceeded) as exc:
             Schedule.objects.filter(pk=schedule_id).update(last_error=f"not run at {due.isoformat()}: {exc}")
             return None
     logger.info("schedule %s: due at %s, run %s queued", schedule_id, due.isoformat(), run.pk)

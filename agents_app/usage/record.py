@@ -1,6 +1,7 @@
 """A run's end and its usage, written together: the run's row is ended and the tenant's
 ``UsageDaily`` row for the day, agent, session and model is added to, in one transaction, so
-usage never counts a run that did not end, nor misses one that did.
+usage never counts a run that did not end, nor misses one that did. Once it is committed, a run
+that used tokens has its tenant's budgets checked for alerts (``budgets.alerts``).
 
 The model is the one its agent's config names (``config["model"]``) when the run ends, recorded on
 the run (``Run.model``); an agent without one (``echo``) is counted under ``""``.
@@ -10,11 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from django.db import transaction
 from django.db.models import QuerySet
 
+from agents_app.budgets.alerts import budget_alerts_check
 from agents_app.models import Run, UsageDaily
 from agents_app.usage import histogram
 from agents_app.usage.prices import TOKENS, usage_tokens
@@ -45,6 +48,9 @@ def ended_with_usage(rows: QuerySet[Run], *, run_id: Any, changes: dict[str, Any
             return False
         if facts is not None:
             usage_add(facts, changes=changes)
+            if any((usage_tokens(changes.get("usage")) or {}).values()):  # no tokens: no budget moved
+                alert = partial(budget_alerts_check, tenant_id=facts.tenant_id, agent=facts.agent)
+                transaction.on_commit(alert, robust=True)
     return True
 
 
