@@ -135,9 +135,13 @@ class Run(models.Model):
             models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat"),
             models.Index(fields=["schedule", "-created_at"], name="run_schedule"),
             models.Index(fields=["session"], condition=models.Q(status="paused"), name="run_paused_session"),
-            # The tenants' queue (``runs.dispatch``): a tenant's runs in flight, its held runs oldest first.
-            models.Index(fields=["tenant"], condition=IN_FLIGHT, name="run_in_flight"),
-            models.Index(fields=["tenant", "enqueued_at"], condition=HELD, name="run_held"),
+            # The tenants' queue (``runs.dispatch``): a tenant's runs in flight, its held runs oldest
+            # first. Conditions on booleans only: SQLite uses a partial index only when the query
+            # repeats its condition, and Django binds a status as a parameter.
+            models.Index(
+                fields=["tenant", "status"], condition=models.Q(is_async=True, held=False), name="run_in_flight"
+            ),
+            models.Index(fields=["tenant", "enqueued_at"], condition=models.Q(held=True), name="run_held"),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -10,7 +10,7 @@ from django.utils import timezone
 from agents_app.models import Run
 from agents_app.pauses import pause_forget
 from agents_app.runs import dispatch, transitions
-from agents_app.runs.publish import publish_or_fail
+from agents_app.runs.publish_new import publish_or_fail
 from sessions_app.selectors import session_key
 from sessions_app.stores import get_store
 from sessions_app.stores.base import SessionKey, StoreUnavailable

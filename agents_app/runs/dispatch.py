@@ -49,13 +49,14 @@ UNCAPPED_BATCH = 500
 
 
 def held_for(tenant: Tenant) -> bool:
-    """Whether a queued run the tenant records now waits its turn (``held``): the tenant has held
-    runs already (they go first) or all its runs in flight. At most two indexed queries, each
-    bounded by the cap; none without a cap."""
+    """Whether a queued run the tenant records now waits its turn (``held``): the tenant has its
+    cap of runs queued (in flight or held: held ones go first) or running on workers. One indexed
+    query (``run_tenant_status``), counting up to the cap; none without a cap."""
     cap = limit_of(tenant, LIMIT)
     if not cap:
         return False
-    return Run.objects.filter(HELD, tenant=tenant).exists() or in_flight(tenant_id=tenant.pk, cap=cap) >= cap
+    mine = Run.objects.filter(tenant=tenant, is_async=True, status__in=[Run.Status.QUEUED, Run.Status.RUNNING])
+    return mine.order_by()[:cap].count() >= cap
 
 
 def in_flight(*, tenant_id: int, cap: int) -> int:

@@ -26,7 +26,7 @@ from agents_app.runs import dispatch
 from agents_app.runs.cancel import run_cancel, run_cancel_paused
 from agents_app.runs.events import ENDS, STOPS
 from agents_app.runs.execute import execute_claimed, web_worker_name
-from agents_app.runs.publish import publish_or_fail
+from agents_app.runs.publish_new import publish_or_fail
 from agents_app.selectors import run_find_idempotent
 from agents_app.services import agent_get
 from infra.io_threads import db
