@@ -94,29 +94,34 @@ def _release_of(*, run_id: Any, tenant_id: int | None) -> None:
 
 def runs_release(*, tenant_id: int) -> int:
     """Hand the tenant's oldest held runs to the broker, as many as it has free slots; returns how
-    many. Each is taken by a conditional UPDATE (``held`` and ``queued``), so no two processes hand
-    on the same run, and a cancelled one never goes. When the broker refuses one, it is held again
-    in its place and this stops (the sweeper tries again at its next pass)."""
-    held = Run.objects.filter(HELD, tenant_id=tenant_id)
-    if not held.exists():
+    many. Counted and taken under a lock of the tenant's row (``SELECT … FOR UPDATE``; SQLite's
+    ``IMMEDIATE`` transactions take the database's), so that two ends at once never fill the same
+    slot twice; each run taken by a conditional UPDATE (held and ``queued``: a cancelled one never
+    goes), and published once that commits. When the broker refuses one, it and those after it are
+    held again in their places (the sweeper tries again at its next pass)."""
+    if not Run.objects.filter(HELD, tenant_id=tenant_id).exists():
         return 0
-    tenant = Tenant.objects.only("pk", "limit_runs_in_flight").filter(pk=tenant_id).first()
-    if tenant is None:
-        return 0
-    cap = limit_of(tenant, LIMIT)
-    free = cap - in_flight(tenant_id=tenant_id, cap=cap) if cap else UNCAPPED_BATCH
-    released = 0
-    for run_id, queued_at in held.order_by("enqueued_at").values_list("pk", "enqueued_at")[: max(free, 0)]:
-        if not Run.objects.filter(HELD, pk=run_id).update(held=False, enqueued_at=timezone.now()):
-            continue  # another process released it, or it was cancelled
+    taken: list[tuple[Any, Any]] = []
+    with transaction.atomic():
+        tenant = Tenant.objects.select_for_update().only("pk", "limit_runs_in_flight").filter(pk=tenant_id).first()
+        if tenant is None:
+            return 0
+        cap = limit_of(tenant, LIMIT)
+        free = cap - in_flight(tenant_id=tenant_id, cap=cap) if cap else UNCAPPED_BATCH
+        held = Run.objects.filter(HELD, tenant_id=tenant_id).order_by("enqueued_at")
+        now = timezone.now()
+        for run_id, queued_at in held.values_list("pk", "enqueued_at")[: max(free, 0)]:
+            if Run.objects.filter(HELD, pk=run_id).update(held=False, enqueued_at=now):
+                taken.append((run_id, queued_at))
+    for i, (run_id, _) in enumerate(taken):
         try:
             publish.run_publish(run_id=str(run_id))
         except BrokerUnavailable as exc:
-            Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(held=True, enqueued_at=queued_at)
-            logger.warning("run %s stays held: %s", run_id, exc)
-            break
-        released += 1
-    return released
+            for back, queued_at in taken[i:]:
+                Run.objects.filter(pk=back, status=Run.Status.QUEUED).update(held=True, enqueued_at=queued_at)
+            logger.warning("%d runs stay held: %s", len(taken) - i, exc)
+            return i
+    return len(taken)
 
 
 def tenants_with_held_runs(*, limit: int) -> list[int]:
