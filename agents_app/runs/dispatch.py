@@ -94,19 +94,22 @@ def _release_of(*, run_id: Any, tenant_id: int | None) -> None:
 
 def runs_release(*, tenant_id: int) -> int:
     """Hand the tenant's oldest held runs to the broker, as many as it has free slots; returns how
-    many. Counted and taken under a lock of the tenant's row (``SELECT … FOR UPDATE``; SQLite's
-    ``IMMEDIATE`` transactions take the database's), so that two ends at once never fill the same
-    slot twice; each run taken by a conditional UPDATE (held and ``queued``: a cancelled one never
-    goes), and published once that commits. When the broker refuses one, it and those after it are
-    held again in their places (the sweeper tries again at its next pass)."""
+    many. Counted again and taken under a lock of the tenant's row (``SELECT … FOR UPDATE``;
+    SQLite's ``IMMEDIATE`` transactions take the database's), so that two ends at once never fill
+    the same slot twice; each run taken by a conditional UPDATE (held and ``queued``: a cancelled
+    one never goes), and published once that commits. When the broker refuses one, it and those
+    after it are held again in their places (the sweeper tries again at its next pass)."""
     if not Run.objects.filter(HELD, tenant_id=tenant_id).exists():
         return 0
+    tenant = Tenant.objects.only("pk", "limit_runs_in_flight").filter(pk=tenant_id).first()
+    if tenant is None:
+        return 0
+    cap = limit_of(tenant, LIMIT)
+    if cap and in_flight(tenant_id=tenant_id, cap=cap) >= cap:
+        return 0  # no free slot (a backlog's usual case): no lock taken
     taken: list[tuple[Any, Any]] = []
     with transaction.atomic():
-        tenant = Tenant.objects.select_for_update().only("pk", "limit_runs_in_flight").filter(pk=tenant_id).first()
-        if tenant is None:
-            return 0
-        cap = limit_of(tenant, LIMIT)
+        Tenant.objects.select_for_update().filter(pk=tenant_id).values_list("pk").first()
         free = cap - in_flight(tenant_id=tenant_id, cap=cap) if cap else UNCAPPED_BATCH
         held = Run.objects.filter(HELD, tenant_id=tenant_id).order_by("enqueued_at")
         now = timezone.now()
