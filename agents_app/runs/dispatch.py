@@ -49,14 +49,13 @@ UNCAPPED_BATCH = 500
 
 
 def held_for(tenant: Tenant) -> bool:
-    """Whether a queued run the tenant records now waits its turn (``held``): the tenant has its
-    cap of runs queued (in flight or held: held ones go first) or running on workers. One indexed
-    query (``run_tenant_status``), counting up to the cap; none without a cap."""
+    """Whether a queued run the tenant records now waits its turn (``held``): the tenant has held
+    runs already (they go first: one query on ``run_held``, a tenant with a backlog's only one), or
+    its cap of runs in flight (counted up to the cap on ``run_in_flight``). None without a cap."""
     cap = limit_of(tenant, LIMIT)
     if not cap:
         return False
-    mine = Run.objects.filter(tenant=tenant, is_async=True, status__in=[Run.Status.QUEUED, Run.Status.RUNNING])
-    return mine.order_by()[:cap].count() >= cap
+    return Run.objects.filter(HELD, tenant=tenant).exists() or in_flight(tenant_id=tenant.pk, cap=cap) >= cap
 
 
 def in_flight(*, tenant_id: int, cap: int) -> int:
