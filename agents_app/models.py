@@ -94,7 +94,9 @@ class Run(models.Model):
     enqueued_at = models.DateTimeField(null=True, blank=True)
     #: A queued run waiting in the database for its tenant's turn, not yet handed to the broker
     #: (its tenant had ``runs_in_flight`` runs in flight): ``agents_app.runs.dispatch``.
-    held = models.BooleanField(default=False)
+    held = models.BooleanField(
+        default=False, help_text="Queued, waiting in the database for its tenant's turn (AK_LIMITS__RUNS_IN_FLIGHT)."
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     #: Written by the worker while the run goes on; a lapsed heartbeat means the worker died.
     heartbeat_at = models.DateTimeField(null=True, blank=True)

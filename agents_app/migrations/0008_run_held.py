@@ -14,7 +14,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='run',
             name='held',
-            field=models.BooleanField(default=False),
+            field=models.BooleanField(default=False, help_text="Queued, waiting in the database for its tenant's turn (AK_LIMITS__RUNS_IN_FLIGHT)."),
         ),
         migrations.AddIndex(
             model_name='run',
