@@ -88,23 +88,25 @@ def _release_of(*, run_id: Any, tenant_id: int | None) -> None:
     if tenant_id is None:
         tenant_id = Run.objects.filter(pk=run_id).values_list("tenant_id", flat=True).first()
     if tenant_id is not None:
-        runs_release(tenant_id=tenant_id)
+        runs_release(tenant_id=tenant_id, slot_freed=True)
 
 
-def runs_release(*, tenant_id: int) -> int:
+def runs_release(*, tenant_id: int, slot_freed: bool = False) -> int:
     """Hand the tenant's oldest held runs to the broker, as many as it has free slots; returns how
     many. Counted again and taken under a lock of the tenant's row (``SELECT … FOR UPDATE``;
     SQLite's ``IMMEDIATE`` transactions take the database's), so that two ends at once never fill
     the same slot twice; each run taken by a conditional UPDATE (held and ``queued``: a cancelled
     one never goes), and published once that commits. When the broker refuses one, it and those
-    after it are held again in their places (the sweeper tries again at its next pass)."""
+    after it are held again in their places (the sweeper tries again at its next pass).
+    ``slot_freed``: one of its runs in flight just ended, so a slot is most likely free: the slots
+    are counted once, under the lock, not also before it."""
     if not Run.objects.filter(HELD, tenant_id=tenant_id).exists():
         return 0
     tenant = Tenant.objects.only("pk", "limit_runs_in_flight").filter(pk=tenant_id).first()
     if tenant is None:
         return 0
     cap = limit_of(tenant, LIMIT)
-    if cap and in_flight(tenant_id=tenant_id, cap=cap) >= cap:
+    if cap and not slot_freed and in_flight(tenant_id=tenant_id, cap=cap) >= cap:
         return 0  # no free slot (a backlog's usual case): no lock taken
     taken: list[tuple[Any, Any]] = []
     with transaction.atomic():
