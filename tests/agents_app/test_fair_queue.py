@@ -8,8 +8,10 @@ Runs execute as the worker's task does (``runs.execute.run_execute``), as in ``t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -257,3 +259,36 @@ def test_a_queued_resume_a_retry_and_a_scheduled_firing_wait_their_turn(alice, q
         assert held(expected) == [False]
     assert run_execute(run_id=str(fired.pk), worker=WORKER) is Step.DONE
     assert Run.objects.get(pk=resumed.pk).status == "succeeded"
+
+
+@pytest.fixture
+def broken_broker() -> Callable[[], contextlib.AbstractContextManager[None]]:
+    """``with broken_broker():`` the test settings' broker (kombu's filesystem transport) cannot
+    take a message: its queue's folder is a file meanwhile (a failure even root cannot write past)."""
+
+    @contextlib.contextmanager
+    def broken() -> Iterator[None]:
+        folder = Path(settings.CELERY_BROKER_TRANSPORT_OPTIONS["data_folder_out"])
+        aside = folder.with_name(folder.name + ".aside")
+        folder.rename(aside)
+        folder.write_text("not a folder")
+        try:
+            yield
+        finally:
+            folder.unlink()
+            aside.rename(folder)
+
+    return broken
+
+
+def test_a_held_run_the_broker_refuses_stays_held_in_its_place(alice, queue, broken_broker) -> None:
+    capped(alice.tenant, 1)
+    first, second, third = queue(alice, "a"), queue(alice, "b"), queue(alice, "c")
+    queued_at = Run.objects.get(pk=second.pk).enqueued_at
+    Run.objects.filter(pk=first.pk).update(status="succeeded")  # its slot is free
+    with broken_broker():
+        assert dispatch.runs_release(tenant_id=alice.tenant.pk) == 0
+    assert held(second, third) == [True, True]
+    assert Run.objects.get(pk=second.pk).enqueued_at == queued_at  # still first in line
+    assert dispatch.runs_release(tenant_id=alice.tenant.pk) == 1  # the broker is back
+    assert held(second, third) == [False, True]
