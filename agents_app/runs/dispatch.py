@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -68,7 +67,8 @@ def queued_on_commit(run: Run, publish_run: Callable[[], Any]) -> None:
     held; for a held one, its tenant's turn looked at again (``runs_release``), in case a slot came
     free since ``held_for`` counted (the run itself goes if it is the tenant's oldest held run)."""
     if run.held:
-        transaction.on_commit(partial(runs_release, tenant_id=run.tenant_id), robust=True)
+        tenant_id = run.tenant_id
+        transaction.on_commit(lambda: runs_release(tenant_id=tenant_id), robust=True)
     else:
         transaction.on_commit(publish_run)
 
@@ -81,7 +81,9 @@ def release_after(run: Run) -> None:
     if "is_async" not in deferred and not run.is_async:
         return
     tenant_id = None if "tenant_id" in deferred else run.tenant_id
-    transaction.on_commit(partial(_release_of, run_id=run.pk, tenant_id=tenant_id), robust=True)
+    run_id = run.pk
+    # A function, not a ``partial``: Django logs a robust callback's failure by its ``__qualname__``.
+    transaction.on_commit(lambda: _release_of(run_id=run_id, tenant_id=tenant_id), robust=True)
 
 
 def _release_of(*, run_id: Any, tenant_id: int | None) -> None:
