@@ -49,6 +49,12 @@ class Agent(models.Model):
         return self.name
 
 
+#: A queued run handed to the broker, or a run a worker executes (not a sync run: its request does).
+IN_FLIGHT = models.Q(is_async=True, held=False, status__in=["queued", "running"])
+#: A queued run waiting for its tenant's turn (``runs.dispatch``).
+HELD = models.Q(held=True, status="queued")
+
+
 class Run(models.Model):
     """One turn of one agent on one session, from the request to the reply."""
 
@@ -84,8 +90,13 @@ class Run(models.Model):
     #: The process that runs, or ran, it: ``<celery worker name>:<pid>``, or ``web@<host>:<pid>``.
     worker = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
-    #: Last time the run's task was handed to the broker.
+    #: Last time the run's task was handed to the broker (while it is ``held``: when it was queued).
     enqueued_at = models.DateTimeField(null=True, blank=True)
+    #: A queued run waiting in the database for its tenant's turn, not yet handed to the broker
+    #: (its tenant had ``runs_in_flight`` runs in flight): ``agents_app.runs.dispatch``.
+    held = models.BooleanField(
+        default=False, help_text="Queued, waiting in the database for its tenant's turn (AK_LIMITS__RUNS_IN_FLIGHT)."
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     #: Written by the worker while the run goes on; a lapsed heartbeat means the worker died.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -126,6 +137,13 @@ class Run(models.Model):
             models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat"),
             models.Index(fields=["schedule", "-created_at"], name="run_schedule"),
             models.Index(fields=["session"], condition=models.Q(status="paused"), name="run_paused_session"),
+            # The tenants' queue (``runs.dispatch``): a tenant's runs in flight, its held runs oldest
+            # first. Conditions on booleans only: SQLite uses a partial index only when the query
+            # repeats its condition, and Django binds a status as a parameter.
+            models.Index(
+                fields=["tenant", "status"], condition=models.Q(is_async=True, held=False), name="run_in_flight"
+            ),
+            models.Index(fields=["tenant", "enqueued_at"], condition=models.Q(held=True), name="run_held"),
         ]
         constraints = [
             models.UniqueConstraint(

@@ -6,6 +6,7 @@ thread waits for its end, so that the broker's message is acked late, when the r
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from celery import shared_task
@@ -50,12 +51,7 @@ def sweep_runs() -> dict[str, int]:
     report = run_sweep()
     if report.requeued or report.failed or report.republished or report.expired:
         logger.warning("sweep: %s", report)
-    return {
-        "requeued": report.requeued,
-        "failed": report.failed,
-        "republished": report.republished,
-        "expired": report.expired,
-    }
+    return dataclasses.asdict(report)
 
 
 @shared_task(name="agents_app.tasks.fire_schedules")

@@ -265,6 +265,10 @@ AK_LIMITS = {
     "SESSIONS": env_int("AK_LIMITS__SESSIONS", 100000, minimum=0),
     "CONCURRENT_RUNS": env_int("AK_LIMITS__CONCURRENT_RUNS", 1000, minimum=0),
     "EVENT_STREAMS": env_int("AK_LIMITS__EVENT_STREAMS", 50, minimum=0),
+    # Queued runs a tenant has handed to the broker and not ended (agents_app.runs.dispatch): its
+    # other queued runs wait in the database, so that no tenant's backlog is ahead of another's.
+    # 500: one worker's concurrency (CELERY_WORKER_CONCURRENCY), so one tenant's burst still fills a worker.
+    "RUNS_IN_FLIGHT": env_int("AK_LIMITS__RUNS_IN_FLIGHT", 500, minimum=0),
     "RETRY_AFTER": env_int("AK_LIMITS__RETRY_AFTER", 1, minimum=1),
     "STREAM_LEASE": env_int("AK_LIMITS__STREAM_LEASE", 60, minimum=5),
 }

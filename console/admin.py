@@ -42,7 +42,7 @@ def count_column(annotation: str, description: str) -> Any:
 TENANT_COUNTS = {"n_users": EndUser, "n_sessions": Session, "n_agents": Agent, "n_runs": Run, "n_keys": ApiKey}
 
 LIMIT_FIELDS = ["limit_agents", "limit_secrets", "limit_sessions", "limit_schedules", "limit_concurrent_runs"]
-LIMIT_FIELDS += ["limit_event_streams"]
+LIMIT_FIELDS += ["limit_event_streams", "limit_runs_in_flight"]
 
 
 @admin.register(Tenant)
@@ -58,7 +58,7 @@ class TenantAdmin(SuperuserOnlyMixin, TenantScopedAdmin):
             {
                 "description": "This tenant's own limits. Empty: the deployment's default (AK_LIMITS__*);"
                 " 0: unlimited. Stored objects over a limit are refused with 403, runs and event streams"
-                " over theirs with 429.",
+                " over theirs with 429; queued runs over the runs in flight wait their turn.",
                 "fields": LIMIT_FIELDS,
             },
         ),

@@ -33,6 +33,13 @@ class Tenant(models.Model):
     limit_concurrent_runs = models.PositiveIntegerField(null=True, blank=True, help_text=LIMIT_HELP % "CONCURRENT_RUNS")
     limit_event_streams = models.PositiveIntegerField(null=True, blank=True, help_text=LIMIT_HELP % "EVENT_STREAMS")
     limit_schedules = models.PositiveIntegerField(null=True, blank=True, help_text=LIMIT_HELP % "SCHEDULES")
+    #: Not refused over it: its further queued runs wait their turn (``agents_app.runs.dispatch``).
+    limit_runs_in_flight = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text=LIMIT_HELP % "RUNS_IN_FLIGHT"
+        + " Queued runs handed to the workers at once; the others wait their turn, oldest first.",
+    )
 
     class Meta:
         ordering = ["slug"]

@@ -2,6 +2,8 @@
 
     submit       what a caller asks (``RunRequest``) and the one service that submits it
     publish      hand a run's id to the broker (``BrokerUnavailable`` when it is down)
+    publish_new  a new queued run published, or failed when the broker refuses it
+    dispatch     the tenants' queue: a tenant's queued runs over its cap wait, released oldest first
     transitions  every change of a run's status: one conditional UPDATE each
     watch        the heartbeat of every run a process executes, its cancels and losses
     execute      a run executed on the event loop: claimed, run, recorded
@@ -23,9 +25,10 @@ heartbeat) → ``agents_app.runner.Runner.execute`` (the session's lock and wind
 store's commit) → ``execute._record_success`` → ``transitions.finish`` → ``200``.
 
 A queued run (``"async": true``): the row inserted ``queued`` and, once committed, published
-(``publish.publish_or_fail``); the view answers ``202``. A worker's ``agents_app.tasks.execute_run``
-→ ``execute.run_execute`` → ``run_claim`` (``transitions.claim``) → as above. A busy session or a
-store that is down sends it back to the queue (``publish.run_republish``).
+(``publish_new.publish_or_fail``), or held until its tenant's turn (``dispatch``); the view answers
+``202``. A worker's ``agents_app.tasks.execute_run`` → ``execute.run_execute`` → ``run_claim``
+(``transitions.claim``) → as above. A busy session or a store that is down sends it back to the
+queue (``publish.run_republish``). Its end (every end) releases its tenant's next held run.
 
 A run whose adapter returns a ``Pause``: the runner commits it with the session's pause marker
 (``agents_app.pauses``), ``execute`` records it (``transitions.pause``) and ends its events with

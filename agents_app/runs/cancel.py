@@ -9,8 +9,8 @@ from django.utils import timezone
 
 from agents_app.models import Run
 from agents_app.pauses import pause_forget
-from agents_app.runs import transitions
-from agents_app.runs.publish import publish_or_fail
+from agents_app.runs import dispatch, transitions
+from agents_app.runs.publish_new import publish_or_fail
 from sessions_app.selectors import session_key
 from sessions_app.stores import get_store
 from sessions_app.stores.base import SessionKey, StoreUnavailable
@@ -65,8 +65,9 @@ def run_retry(*, run: Run) -> Run:
             message=run.message,
             is_async=True,
             enqueued_at=timezone.now(),
+            held=dispatch.held_for(run.tenant),
             webhook_url=run.webhook_url,
             webhook_status=Run.Webhook.PENDING if run.webhook_url else Run.Webhook.NONE,
         )
-        transaction.on_commit(lambda: publish_or_fail(retry))
+        dispatch.queued_on_commit(retry, lambda: publish_or_fail(retry))
     return retry

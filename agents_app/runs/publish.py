@@ -1,4 +1,5 @@
-"""Handing a run's id to the broker. The task is sent by name: this module needs no task object."""
+"""Handing a run's id to the broker. The task is sent by name: this module needs no task object.
+(A new run the broker refuses is failed by ``runs.publish_new``.)"""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from django.utils import timezone
 
 from agents_app.errors import BrokerUnavailable
 from agents_app.models import Run
-from agents_app.runs import transitions
 
 EXECUTE_TASK = "agents_app.tasks.execute_run"
 
@@ -29,16 +29,6 @@ def run_republish(*, run_id: str, countdown: float | None = None, busy: int = 0,
     """``run_publish`` for a run published before: records when, for the sweeper's ``REQUEUE_AFTER``."""
     Run.objects.filter(pk=run_id).update(enqueued_at=timezone.now())
     run_publish(run_id=run_id, countdown=countdown, busy=busy, unavailable=unavailable)
-
-
-def publish_or_fail(run: Run) -> None:
-    """Publish a new run; if the broker is down, fail the run (its idempotency key freed, so the
-    client's retry makes a new one) and raise ``BrokerUnavailable``."""
-    try:
-        run_publish(run_id=str(run.pk))
-    except BrokerUnavailable as exc:
-        transitions.fail_queued(run, error=f"broker unavailable: {exc}", forget_idempotency_key=True)
-        raise
 
 
 def busy_delay(busy: int) -> float:

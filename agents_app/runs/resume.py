@@ -10,13 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
-
 from agents_app import limits
 from agents_app.errors import BrokerUnavailable, ResumeInvalid, RunNotPaused
 from agents_app.models import Run
 from agents_app.pauses import answer_as_dict, answer_problems
-from agents_app.runs import transitions
+from agents_app.runs import dispatch, transitions
 from agents_app.runs.execute import web_worker_name
 from agents_app.runs.publish import run_publish
 from agents_app.runs.submit import Mode, Submitted, run_start
@@ -56,10 +54,11 @@ async def run_resume(request: ResumeRequest, *, tenant: Tenant) -> Submitted:
 
 
 def run_resume_record(request: ResumeRequest, *, tenant: Tenant) -> Run:
-    """``paused → running`` (held by this process) or ``→ queued`` (published once committed),
-    with the answer. Raises ``Http404`` (not the tenant's run), ``RunNotPaused`` (also when another
-    resume or a cancel won), ``ResumeInvalid`` (naming each request id missing, unknown or decided
-    twice), ``LimitReached`` (concurrent runs, sync) and ``BrokerUnavailable`` (the run stays paused)."""
+    """``paused → running`` (held by this process) or ``→ queued`` (published once committed, or
+    once its tenant's turn comes: ``runs.dispatch``), with the answer. Raises ``Http404`` (not the
+    tenant's run), ``RunNotPaused`` (also when another resume or a cancel won), ``ResumeInvalid``
+    (naming each request id missing, unknown or decided twice), ``LimitReached`` (concurrent runs,
+    sync) and ``BrokerUnavailable`` (the run stays paused)."""
     run = run_get(tenant=tenant, run_id=request.run_id)
     if run.status != Run.Status.PAUSED:
         raise RunNotPaused(str(run.pk), run.status)
@@ -70,12 +69,13 @@ def run_resume_record(request: ResumeRequest, *, tenant: Tenant) -> Run:
     queued = request.mode == "queued"
     if not queued:
         limits.concurrent_runs_check(tenant=tenant)
-    if not transitions.resume(run, answer=answer, worker=None if queued else web_worker_name()):
+    held = queued and dispatch.held_for(tenant)
+    if not transitions.resume(run, answer=answer, worker=None if queued else web_worker_name(), held=held):
         status = Run.objects.filter(pk=run.pk).values_list("status", flat=True).first() or "gone"
         raise RunNotPaused(str(run.pk), status)
     resumed = Run.objects.select_related("agent", "session__tenant").get(pk=run.pk)
     if queued:
-        transaction.on_commit(lambda: _publish(resumed))
+        dispatch.queued_on_commit(resumed, lambda: _publish(resumed))
     return resumed
 
 

@@ -23,10 +23,11 @@ from agents_app import limits
 from agents_app.budgets.check import agents_with_budgets, budget_check
 from agents_app.errors import SessionPaused
 from agents_app.models import Agent, Run
+from agents_app.runs import dispatch
 from agents_app.runs.cancel import run_cancel, run_cancel_paused
 from agents_app.runs.events import ENDS, STOPS
 from agents_app.runs.execute import execute_claimed, web_worker_name
-from agents_app.runs.publish import publish_or_fail
+from agents_app.runs.publish_new import publish_or_fail
 from agents_app.selectors import run_find_idempotent
 from agents_app.services import agent_get
 from infra.io_threads import db
@@ -122,7 +123,8 @@ async def run_start(
 
 def run_record(request: RunRequest, *, tenant: Tenant) -> tuple[Run, bool]:
     """The run's row, on the session it names (made if new): ``queued`` and published once
-    committed (``BrokerUnavailable`` if the broker refuses it: the run is then failed), or
+    committed (``BrokerUnavailable`` if the broker refuses it: the run is then failed) or, when its
+    tenant has all its runs in flight, ``held`` until its turn (``runs.dispatch``); or
     ``running``, held by this process, for a sync or streamed run. Returns the run and whether it
     is new (False: an earlier request with the same Idempotency-Key made it). Raises ``Http404``
     (unknown agent), ``IdempotencyConflict``, ``LimitReached`` (sessions, concurrent runs),
@@ -162,8 +164,8 @@ def run_record(request: RunRequest, *, tenant: Tenant) -> tuple[Run, bool]:
         if not Agent.objects.filter(pk=agent.pk).exists():  # deleted in another process meanwhile
             raise Http404("unknown agent") from None
         raise
-    if run.is_async:  # at once, or when the caller's transaction commits
-        transaction.on_commit(lambda: publish_or_fail(run))
+    if run.is_async:  # at once, or when the caller's transaction commits; or once its tenant's turn comes
+        dispatch.queued_on_commit(run, lambda: publish_or_fail(run))
     return run, True
 
 
@@ -187,6 +189,7 @@ def _mode_fields(request: RunRequest, tenant: Tenant) -> dict[str, object]:
         return {
             "is_async": True,
             "enqueued_at": now,
+            "held": dispatch.held_for(tenant),
             "webhook_url": request.webhook_url,
             "webhook_status": webhook_status,
         }

@@ -1,5 +1,6 @@
-"""The sweeper (celery beat): runs whose process died, queued runs nobody took, and paused runs
-nobody resumed within ``AK_RUN__PAUSE_TTL`` (a paused run has no heartbeat: it is never "lost")."""
+"""The sweeper (celery beat): runs whose process died, queued runs nobody took, held runs of
+tenants under their cap of runs in flight (``runs.dispatch``), and paused runs nobody resumed
+within ``AK_RUN__PAUSE_TTL`` (a paused run has no heartbeat: it is never "lost")."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from django.utils import timezone
 
 from agents_app.errors import BrokerUnavailable
 from agents_app.models import Run
-from agents_app.runs import transitions
+from agents_app.runs import dispatch, transitions
 from agents_app.runs.cancel import run_cancel_paused
 from agents_app.runs.publish import run_republish
 
@@ -26,13 +27,16 @@ class SweepReport:
     requeued: int = 0
     failed: int = 0
     republished: int = 0
+    released: int = 0
     expired: int = 0
 
 
 def run_sweep() -> SweepReport:
     """Take back runs whose process died (no heartbeat for ``HEARTBEAT_TIMEOUT``): queued again,
     or ended when a cancel was asked for, ``MAX_ATTEMPTS`` are used or the time limit passed (a
-    sync run only ends then). Queued runs not taken for ``REQUEUE_AFTER`` are published again."""
+    sync run only ends then). Queued runs not taken for ``REQUEUE_AFTER`` are published again (not
+    held ones: they were never published); the held runs of tenants under their cap are released
+    (what an end's release missed: a process that died in between)."""
     cfg = settings.AK_RUN
     now = timezone.now()
     report = SweepReport()
@@ -60,10 +64,15 @@ def run_sweep() -> SweepReport:
             continue
         report.failed += ended
     forgotten = Run.objects.filter(
-        status=Run.Status.QUEUED, is_async=True, enqueued_at__lt=now - timedelta(seconds=cfg["REQUEUE_AFTER"])
+        status=Run.Status.QUEUED,
+        is_async=True,
+        held=False,
+        enqueued_at__lt=now - timedelta(seconds=cfg["REQUEUE_AFTER"]),
     )
     for run_id in forgotten.values_list("pk", flat=True)[:BATCH]:
         report.republished += _republish(str(run_id))
+    for tenant_id in dispatch.tenants_with_held_runs(limit=BATCH):
+        report.released += dispatch.runs_release(tenant_id=tenant_id)
     expired = Run.objects.filter(status=Run.Status.PAUSED, paused_at__lt=now - timedelta(seconds=cfg["PAUSE_TTL"]))
     for run in expired.only("pk", "webhook_url", "status")[:BATCH]:
         error = f"expired: not resumed within {cfg['PAUSE_TTL']:g} s"

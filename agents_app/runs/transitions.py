@@ -17,7 +17,8 @@ A paused run holds no lock, no worker and no heartbeat: the sweeper only ends it
 
 Each returns whether it changed the row (False: somebody moved the run first; nothing written). A
 transition to an end queues the run's webhook once the write commits, and counts and logs the end
-once per run. ``run`` arguments need ``pk`` and ``webhook_url``.
+once per run. An end or a pause frees the run's slot in flight: its tenant's next held run goes
+(``runs.dispatch``). ``run`` arguments need ``pk`` and ``webhook_url``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from agents_app.models import Run
+from agents_app.runs import dispatch
 from agents_app.runs.ends import end_event
 from agents_app.usage.record import ended_with_usage
 from agents_app.webhooks import webhook_publish
@@ -137,17 +139,20 @@ def pause(run: Run, *, worker: str, pause: dict[str, Any]) -> bool:
     for name, value in changes.items():
         setattr(run, name, value)
     logger.info("run %s paused (%s)", run.pk, pause.get("kind"), extra={"run_id": str(run.pk)})
+    dispatch.release_after(run)
     if run.webhook_url:
         transaction.on_commit(partial(webhook_publish, run_id=str(run.pk)))
     return True
 
 
-def resume(run: Run, *, answer: dict[str, Any], worker: str | None) -> bool:
+def resume(run: Run, *, answer: dict[str, Any], worker: str | None, held: bool = False) -> bool:
     """``paused → running`` for ``worker`` (a sync or streamed resume, in this process), or
-    ``paused → queued`` (``worker`` None: a worker takes it), with the person's ``answer``: one
-    conditional UPDATE, so of two resumes (or a resume and a cancel) one wins."""
+    ``paused → queued`` (``worker`` None: a worker takes it; ``held``: once its tenant's turn comes),
+    with the person's ``answer``: one conditional UPDATE, so of two resumes (or a resume and a
+    cancel) one wins."""
     now = timezone.now()
     changes: dict[str, Any] = {"answer": answer, "resumes": F("resumes") + 1, "cancel_requested_at": None}
+    changes["held"] = held and worker is None
     if worker is None:
         changes.update(status=QUEUED, is_async=True, enqueued_at=now, worker="")
     else:
@@ -234,6 +239,7 @@ def _end(
         if not hasattr(value, "resolve_expression"):  # an F() is the database's to compute
             setattr(run, name, value)
     _observe_end(run, status)
+    dispatch.release_after(run)
     if run.webhook_url:
         transaction.on_commit(partial(webhook_publish, run_id=str(run.pk)))
     return True

@@ -22,6 +22,7 @@ from django.utils import timezone
 from agents_app.budgets.check import BudgetExceeded, budget_check
 from agents_app.errors import BrokerUnavailable
 from agents_app.models import Run, Schedule
+from agents_app.runs import dispatch
 from agents_app.runs.publish import run_publish
 from agents_app.schedules.services import next_run
 from infra.limits import LimitReached
@@ -78,7 +79,8 @@ def schedule_fire(*, schedule_id: uuid.UUID, due: datetime, now: datetime) -> Ru
 
 def _record(schedule: Schedule, *, now: datetime) -> Run:
     """The firing's run, ``queued`` on the schedule's session (a new one when it names none) as
-    ``runs.submit`` records a queued run, published once the transaction commits."""
+    ``runs.submit`` records a queued run, published once the transaction commits (or held until
+    its tenant's turn: ``runs.dispatch``)."""
     session = session_open(tenant=schedule.tenant, session_id=schedule.session_id or None)
     run = Run.objects.create(
         tenant=schedule.tenant,
@@ -87,11 +89,12 @@ def _record(schedule: Schedule, *, now: datetime) -> Run:
         message=schedule.message,
         is_async=True,
         enqueued_at=now,
+        held=dispatch.held_for(schedule.tenant),
         webhook_url=schedule.webhook_url,
         webhook_status=Run.Webhook.PENDING if schedule.webhook_url else Run.Webhook.NONE,
         schedule=schedule,
     )
-    transaction.on_commit(lambda: _publish(str(run.pk)))
+    dispatch.queued_on_commit(run, lambda: _publish(str(run.pk)))
     return run
 
 

@@ -70,8 +70,9 @@ def test_an_async_run_takes_its_own_tenants_agent_and_session(make_tenant, djang
     for tenant in (a.tenant, b.tenant):  # the same agent name and session id in both
         first, _ = run_record(RunRequest("echo", "new", session_id="same", mode="queued"), tenant=tenant)
         assert (first.session.tenant_id, first.agent.tenant_id) == (tenant.pk, tenant.pk)
-    # A turn of a known conversation: agent, session, whether it has a paused run (409 now), INSERT.
-    with django_assert_num_queries(4):
+    # A turn of a known conversation: agent, session, whether it has a paused run (409 now), whether
+    # the tenant has held runs or its cap of runs in flight (``runs.dispatch``: two), INSERT.
+    with django_assert_num_queries(6):
         turn, created = run_record(RunRequest("echo", "again", session_id="same", mode="queued"), tenant=b.tenant)
         assert created and turn.session.session_id == "same" and turn.agent.name == "echo"
     stored = Run.objects.select_related("agent", "session").get(pk=turn.pk)
