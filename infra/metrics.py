@@ -31,7 +31,7 @@ RUN_DURATION = Histogram(
 )
 RUN_QUEUE_WAIT = Histogram(
     "ak_run_queue_wait_seconds",
-    "Seconds from an async run's enqueue to its first claim by a worker.",
+    "Seconds from an async run's request to its first claim by a worker (held for its tenant's turn included).",
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 RUNS_IN_FLIGHT = Gauge("ak_runs_in_flight", "Runs executing now.", multiprocess_mode="livesum")

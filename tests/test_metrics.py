@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.conf import settings as django_settings
@@ -17,7 +18,7 @@ from django.test import Client
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-from agents_app.models import Agent
+from agents_app.models import Agent, Run
 from agents_app.runs.execute import run_execute
 from agents_app.runs.submit import RunRequest, run_record, run_submit
 from agents_app.services import agent_create
@@ -128,10 +129,14 @@ def test_an_async_run_shows_its_wait_in_the_queue(alice, django_capture_on_commi
     before = scrape()
     with django_capture_on_commit_callbacks(execute=False):  # not published: this test is the worker
         run, _ = run_record(RunRequest(agent, "later", mode="queued"), tenant=alice.tenant)
+    # Requested 30 s ago, handed to the broker now (as a run held for its tenant's turn is): it waited 30 s.
+    Run.objects.filter(pk=run.pk).update(created_at=run.created_at - timedelta(seconds=30))
     asyncio.run(run_execute(run_id=str(run.pk), worker="test-worker:1"))
     after = scrape()
     waits = "ak_run_queue_wait_seconds_count"
     assert value(after, waits) - value(before, waits) == 1
+    waited = "ak_run_queue_wait_seconds_sum"
+    assert value(after, waited) - value(before, waited) >= 30
     succeeded = value(after, "ak_runs_total", status="succeeded", framework="echo")
     assert succeeded - value(before, "ak_runs_total", status="succeeded", framework="echo") == 1
 

@@ -56,9 +56,10 @@ def claim(*, run_id: str, worker: str) -> Run | None:
         return None
     run = Run.objects.select_related("agent", "session__tenant").get(pk=run_id)
     run.tenant = run.session.tenant
-    # Its wait before its first execution (a run sent back because its session was busy is still waiting).
-    if run.enqueued_at is not None and run.attempts == 1:
-        metrics.RUN_QUEUE_WAIT.observe(max((now - run.enqueued_at).total_seconds(), 0.0))
+    # Its wait before its first execution, from its request: the time it was held for its tenant's
+    # turn (``runs.dispatch``) counts, as does a run's sent back because its session was busy.
+    if run.is_async and run.attempts == 1:
+        metrics.RUN_QUEUE_WAIT.observe(max((now - run.created_at).total_seconds(), 0.0))
     return run
 
 
