@@ -29,6 +29,30 @@ LIVE = ("live", "browser")  # the folders of the tests that start servers
 BESIDE_LIVE = ("test_schemathesis.py", "test_serve.py")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Each test process its own folders of the embedded broker (kombu's filesystem transport,
+    the settings' default): a test that breaks its process's broker (``test_fair_queue``'s
+    ``broken_broker``) breaks no other process's. Set before the Celery app reads its settings."""
+    import os
+
+    from django.conf import settings
+
+    from akplatform.celery import app
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    options = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", None) or {}
+    if not worker or "data_folder_in" not in options:
+        return
+    assert not app.configured, "the Celery app read its settings before the tests could set them"
+    folder = Path(settings.CELERY_BROKER_FOLDER) / worker
+    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {
+        **options,
+        **{key: str(folder / key.removesuffix("_folder")) for key in options if key.endswith("_folder")},
+        "data_folder_in": str(folder / "queue"),
+        "data_folder_out": str(folder / "queue"),
+    }
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under ``make test``'s ``-n 2 --dist loadgroup`` the live tests run one after another in one

@@ -264,7 +264,8 @@ def test_a_queued_resume_a_retry_and_a_scheduled_firing_wait_their_turn(alice, q
 @pytest.fixture
 def broken_broker() -> Callable[[], contextlib.AbstractContextManager[None]]:
     """``with broken_broker():`` the test settings' broker (kombu's filesystem transport) cannot
-    take a message: its queue's folder is a file meanwhile (a failure even root cannot write past)."""
+    take a message: its queue's folder is a file meanwhile (a failure even root cannot write past).
+    The folder is this test process's own (``tests/conftest.py``): no other process's broker breaks."""
 
     @contextlib.contextmanager
     def broken() -> Iterator[None]:
