@@ -370,18 +370,6 @@ class ErrorOutput(serializers.Serializer):
     )
 
 
-class HealthOutput(serializers.Serializer):
-    status = serializers.ChoiceField(choices=["ok", "unavailable"])
-    checks = serializers.DictField(
-        child=serializers.CharField(),
-        required=False,
-        help_text='With the metrics token only: each dependency, "ok" or its error.',
-    )
-    failing = serializers.ListField(
-        child=serializers.CharField(), required=False, help_text="With the metrics token only: the failing ones."
-    )
-
-
 class StreamEventOutput(serializers.Serializer):
     """One Server-Sent Event of a streamed run (``text/event-stream``)."""
 
