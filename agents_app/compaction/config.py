@@ -64,7 +64,7 @@ def compaction_of(config: Any) -> Compaction | None:
 def check_compaction(value: Any, problems: ConfigProblems, *, shown: int | None) -> None:
     """Add each bad field of a ``compaction`` option to ``problems`` (paths ``compaction.after``...).
     ``shown``: how many of the latest entries the agent shows its model (0: it reads none of the
-    session's history, so a summary would never reach it)."""
+    session's history, so a summary would never reach it; None: no bound, or not known)."""
     if not isinstance(value, dict):
         problems.add(COMPACTION, 'must be an object: {"after": N, "keep": M, "agent": NAME}')
         return

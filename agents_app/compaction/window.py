@@ -11,10 +11,16 @@ not cover. The runner loads the scope with the window, in the same read, and giv
 ``compacted(snapshot, shown)``: the summary as the first message, then the window's entries from
 ``covers`` on (summaries left out), so every framework that reads the window sends it as it sends
 any message. It is a ``user`` message, the one role every adapter passes on to its model.
+
+Frameworks that keep the agent's own history in its state (``google_adk``'s events, ``langgraph``'s
+checkpoint) read no window: before a new message they replace the turns the summary covers whole
+with one user message carrying it (``covered_turns`` says how many), so their model is sent the
+summary and the turns after it, as every other framework's is.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -62,10 +68,30 @@ def uncovered(total: int, pointer: Pointer | None) -> int:
     return total - pointer.covers - (1 if pointer.at >= pointer.covers else 0)
 
 
-def compacted(snapshot: Snapshot, shown: int) -> Snapshot:
+def summary_text(pointer: Pointer) -> str:
+    """The text of the message that gives a run's model the summary."""
+    return f"{SUMMARY_HEADING}\n{pointer.content}"
+
+
+def covered_turns(openings: Sequence[int | None], total: int, covers: int) -> int:
+    """How many of an agent's own turns (oldest first) a summary of the history's entries before
+    ``covers`` covers whole. ``openings``: the number of the entry each turn's message is in the
+    history (None where it is not known: a turn kept before numbers were); ``total``: the history's
+    length. A turn ends where the next known one opens, the latest where the history ends; a turn
+    the summary covers only in part is kept whole (its end would be lost otherwise)."""
+    end, count = total, 0
+    for opening in reversed(openings):
+        count += end <= covers
+        if opening is not None:
+            end = opening
+    return count
+
+
+def compacted(snapshot: Snapshot, shown: int | None) -> Snapshot:
     """``snapshot`` as a run's adapter sees it: with a summary, the summary first, then the latest
     of the window's entries it does not cover, ``shown - 1`` at most (so that an adapter that
-    sends its latest ``shown`` entries sends the summary too); summaries themselves left out."""
+    sends its latest ``shown`` entries sends the summary too; None: all of them); summaries
+    themselves left out."""
     pointer = latest_summary(snapshot)
     numbered = list(enumerate(snapshot.messages, start=snapshot.offset))
     if pointer is None:
@@ -73,7 +99,8 @@ def compacted(snapshot: Snapshot, shown: int) -> Snapshot:
             return snapshot
         return replace(snapshot, messages=[m for m in snapshot.messages if m.kind != SUMMARY])
     after = [(n, m) for n, m in numbered if n >= pointer.covers and m.kind != SUMMARY]
-    after = after[-(shown - 1) :] if shown > 1 else []
-    summary = Message("user", f"{SUMMARY_HEADING}\n{pointer.content}", pointer.agent, kind=MESSAGE)
+    if shown is not None:
+        after = after[-(shown - 1) :] if shown > 1 else []
+    summary = Message("user", summary_text(pointer), pointer.agent, kind=MESSAGE)
     first = after[0][0] if after else snapshot.total
     return replace(snapshot, messages=[summary, *(m for _, m in after)], offset=first)

@@ -242,8 +242,10 @@ class Framework(ABC):
         model (None: all of its window)."""
         return self.window_for(config)
 
-    def shown_for(self, config: dict[str, Any]) -> int:
-        """The most entries a run shows the model: ``history_for``, within the run's window."""
+    def shown_for(self, config: dict[str, Any]) -> int | None:
+        """The most entries a run shows the model: ``history_for``, within the run's window (None:
+        no bound, for an agent that keeps its own history whole). A ``compaction`` must act before
+        that many: its ``after`` is checked against it."""
         window = settings.AK_SESSION["WINDOW"]
         wanted, shown = self.window_for(config), self.history_for(config)
         window = window if wanted is None else min(wanted, window)

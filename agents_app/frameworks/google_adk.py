@@ -18,7 +18,9 @@ The run's ADK session is served from the platform's session by ``PlatformSession
 (``google_adk_session``): ADK's events and its session state are the agent's own state, its
 ``user:`` and ``app:`` keys the session's shared state, its ``temp:`` keys nowhere. ``history``
 is how many of the agent's latest ADK events are kept (and so shown to the model). Tool calls and
-results are also the run's items. Any failure raises ``ModelError``: nothing is committed.
+results are also the run's items. A ``compaction`` replaces the events of the turns the session's
+latest summary covers with one user event carrying it (``PlatformSessionService.compact``). Any
+failure raises ``ModelError``: nothing is committed.
 """
 
 from __future__ import annotations
@@ -123,6 +125,9 @@ class GoogleADKFramework(ModelFramework):
 
     def window_for(self, config: dict[str, Any]) -> int:
         return 0  # the agent keeps its own history: ADK's events, in its state
+
+    def shown_for(self, config: dict[str, Any]) -> int:
+        return config.get("history", DEFAULT_HISTORY)  # its latest ADK events
 
     async def run(self, agent: AgentLike, session: SessionView, message: str) -> Reply | Pause:
         if not adk_installed():

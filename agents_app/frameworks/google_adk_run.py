@@ -90,8 +90,9 @@ class ADKRun:
         the call as ADK answered it (waiting for a confirmation)."""
         if self.session.get(PENDING_KEY):
             self.session.set(PENDING_KEY, DELETE)
+        self.service.compact()  # the turns the session's latest summary covers: the summary instead
         content = types.Content(role="user", parts=[types.Part(text=message)])
-        return await self._invoke(content)
+        return await self._invoke(content, opens_a_turn=True)
 
     async def confirm(self, answer: Resume) -> Reply | Pause:
         """Go on with the paused invocation: ADK gets each tool's confirmation (approved or not)."""
@@ -112,7 +113,7 @@ class ADKRun:
         self.session.set(PENDING_KEY, DELETE)
         return await self._invoke(types.Content(role="user", parts=parts))
 
-    async def _invoke(self, content: types.Content) -> Reply | Pause:
+    async def _invoke(self, content: types.Content, *, opens_a_turn: bool = False) -> Reply | Pause:
         streaming = StreamingMode.SSE if self.session.streaming else StreamingMode.NONE
         run_config = RunConfig(streaming_mode=streaming)
         first_new = len(self.service.session.events)
@@ -130,6 +131,8 @@ class ADKRun:
         except Exception as exc:
             text = sdk_failure(exc) or f"the agent failed: {type(exc).__name__}: {str(exc)[:300]}"
             raise ModelError(redacted(text, self.key)) from None
+        if opens_a_turn and first_new < len(self.service.session.events):
+            self.service.mark_turn(first_new)  # the user's message: the history's next entry
         history = self.agent.config.get("history", DEFAULT_HISTORY)
         if pending:
             self.service.flush(history=history, keep_from=_invocation_start(self.service.session.events, first_new))

@@ -11,6 +11,11 @@ Where ADK's session lives (imported by ``google_adk_run``: it needs ADK):
   sessions would need a write outside that commit, which a failed run could not take back;
 - its ``temp:`` keys: nowhere. ADK keeps them for the invocation and trims them from the events.
 
+Each turn's opening event (the user's message) carries, in its ``custom_metadata``, the number of
+that message in the session's history (``TURN_KEY``): a compaction of the session (``compact``)
+replaces the turns its summary covers whole with one user event carrying the summary
+(``SUMMARY_KEY``), which is kept first however many events ``history`` keeps.
+
 Nothing reaches the store before the run's commit: ``flush`` writes the ADK session into the
 ``SessionView``, whose changes the runner commits with the reply, or drops when the run fails.
 """
@@ -25,7 +30,9 @@ from google.adk.events.event import Event
 from google.adk.sessions import BaseSessionService, Session
 from google.adk.sessions.base_session_service import GetSessionConfig, ListSessionsResponse
 from google.adk.sessions.state import State
+from google.genai import types
 
+from agents_app.compaction.window import covered_turns, latest_summary, summary_text
 from agents_app.frameworks.model import ModelError
 from sessions_app.core import SessionView
 from sessions_app.stores.base import SHARED_SCOPE, dumps
@@ -35,6 +42,10 @@ ADK_KEY: Final = "adk"
 #: The most the ADK session may take in the agent's state, as JSON.
 MAX_ADK_BYTES: Final = 256 * 1024
 SHARED_PREFIXES: Final = (State.APP_PREFIX, State.USER_PREFIX)
+#: The keys of an event's ``custom_metadata``: the history's number of the message that opened its
+#: turn; the number of the summary it carries.
+TURN_KEY: Final = "ak_entry"
+SUMMARY_KEY: Final = "ak_summary"
 
 
 class PlatformSessionService(BaseSessionService):
@@ -54,8 +65,6 @@ class PlatformSessionService(BaseSessionService):
         self.session = Session(
             id=session_id, app_name=app_name, user_id=user_id, state=state, events=events, last_update_time=time.time()
         )
-        #: How many events the session held when the run began.
-        self.loaded = len(events)
 
     def _is_ours(self, app_name: str, user_id: str, session_id: str) -> bool:
         s = self.session
@@ -87,20 +96,51 @@ class PlatformSessionService(BaseSessionService):
             session.last_update_time = event.timestamp
         return event
 
+    def compact(self) -> int:
+        """Replace the events of the turns the session's latest summary covers whole (and the
+        summary they had before) with one user event carrying it; how many events it replaced."""
+        pointer = latest_summary(self._view.snapshot)
+        if pointer is None:
+            return 0
+        events = self.session.events
+        turns = [i for i, event in enumerate(events) if _opens_a_turn(event) and not _is_summary(event)]
+        openings = [(events[i].custom_metadata or {}).get(TURN_KEY) for i in turns]
+        covered = covered_turns(openings, self._view.snapshot.total, pointer.covers)
+        if not covered:
+            return 0
+        end = turns[covered] if covered < len(turns) else len(events)
+        text = types.Content(role="user", parts=[types.Part(text=summary_text(pointer))])
+        summary = Event(
+            author="user", content=text, custom_metadata={SUMMARY_KEY: pointer.at}, timestamp=events[0].timestamp
+        )
+        events[:end] = [summary]
+        return end
+
+    def mark_turn(self, index: int) -> None:
+        """Number the turn the event at ``index`` opens: its message is the history's next entry."""
+        event = self.session.events[index]
+        if _opens_a_turn(event):
+            event.custom_metadata = {**(event.custom_metadata or {}), TURN_KEY: self._view.snapshot.total}
+
     def flush(self, *, history: int, keep_from: int | None = None) -> None:
         """Write the ADK session into the view: its latest ``history`` events (from a user's
         message on, so no answer is kept without its call; all from index ``keep_from`` on, which a
         paused invocation needs to go on), its state without ``temp:`` keys, and the ``user:`` and
         ``app:`` keys that changed. Raises ``ModelError`` when what is kept is over
-        ``MAX_ADK_BYTES``."""
+        ``MAX_ADK_BYTES``. A summary first is kept, apart from ``history``."""
         events = self.session.events
+        head = 1 if events and _is_summary(events[0]) else 0
         start = max(0, len(events) - history)
         if keep_from is not None:
             start = min(start, keep_from)
+        start = max(start, head)
         while start < len(events) and not _opens_a_turn(events[start]) and (keep_from is None or start < keep_from):
             start += 1
         try:
-            kept = [event.model_dump(mode="json", exclude_none=True, by_alias=True) for event in events[start:]]
+            kept = [
+                event.model_dump(mode="json", exclude_none=True, by_alias=True)
+                for event in [*events[:head], *events[start:]]
+            ]
         except ValueError as exc:  # pydantic's: a state value it cannot write as JSON
             raise ModelError(f"the agent's ADK events are not JSON: {str(exc)[:300]}") from None
         own: dict[str, Any] = {}
@@ -114,7 +154,7 @@ class PlatformSessionService(BaseSessionService):
             else:
                 own[key] = value
         document = {"events": kept, "state": own}
-        while _size(document) > MAX_ADK_BYTES and _drop_a_turn(document["events"], keep_from, start):
+        while _size(document) > MAX_ADK_BYTES and _drop_a_turn(document["events"], keep_from, start, head):
             pass
         size = _size(document)
         if size > MAX_ADK_BYTES:
@@ -142,13 +182,18 @@ def _opens_a_turn(event: Event) -> bool:
     return not any(part.function_response for part in event.content.parts or ())
 
 
-def _drop_a_turn(events: list[dict[str, Any]], keep_from: int | None, start: int) -> bool:
-    """Drop the oldest turn of ``events`` (JSON), never one a paused invocation needs: whether one was."""
-    limit = len(events) if keep_from is None else max(0, keep_from - start)
-    for i in range(1, limit):
+def _is_summary(event: Event) -> bool:
+    return SUMMARY_KEY in (event.custom_metadata or {})
+
+
+def _drop_a_turn(events: list[dict[str, Any]], keep_from: int | None, start: int, head: int) -> bool:
+    """Drop the oldest turn of ``events`` (JSON) after the ``head`` first (a summary), never one a
+    paused invocation needs: whether one was."""
+    limit = len(events) if keep_from is None else max(0, keep_from - start + head)
+    for i in range(head + 1, limit):
         event = events[i]
         parts = (event.get("content") or {}).get("parts") or []
         if event.get("author") == "user" and not any("functionResponse" in part for part in parts):
-            del events[:i]
+            del events[head:i]
             return True
     return False

@@ -22,7 +22,10 @@ a value shaped as LangChain's human-in-the-loop middleware asks (``{"action_requ
 stored checkpoint, in whatever process, with ``Command(resume=...)``: the person's input as it
 came, or ``{"decisions": [{"type": "approve"} | {"type": "reject", "message"?}...]}`` in the
 actions' order. A new message to a graph that still waits at an interrupt (its paused run was
-cancelled) is new input: LangGraph drops the interrupt and runs the graph from its start.
+cancelled) is new input: LangGraph drops the interrupt and runs the graph from its start. A
+``compaction`` replaces, before a new message, the checkpoint's turns the session's latest summary
+covers with one user message carrying it (``GraphRun._compacted``; graphs whose ``messages`` are
+``MessagesState``'s, with ``add_messages``; any other graph's checkpoint is left whole).
 
 Any failure of the graph or its model raises ``ModelError`` (never carrying the API key): the run
 fails and commits nothing, the stored checkpoint included.
@@ -167,6 +170,11 @@ class LangGraphFramework(ModelFramework):
         if config.get("mode", MODES[0]) == "checkpoint":
             return 0  # the graph keeps its own history, in its checkpoint
         return super().window_for(config)
+
+    def shown_for(self, config: dict[str, Any]) -> int | None:
+        if config.get("mode", MODES[0]) == "checkpoint":
+            return None  # its checkpoint's messages, all of them
+        return super().shown_for(config)
 
     async def run(self, agent: AgentLike, session: SessionView, message: str) -> Reply | Pause:
         return await self._go(agent, session, lambda graph_run: graph_run.run(message))

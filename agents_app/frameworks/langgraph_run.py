@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from typing import Any, Final
 
 import orjson
 from langchain_core.callbacks import UsageMetadataCallbackHandler
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, RemoveMessage, ToolMessage
 from langgraph.channels.delta import DeltaChannel
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.graph.message import REMOVE_ALL_MESSAGES, add_messages
 from langgraph.types import Command
 
+from agents_app.compaction.window import covered_turns, latest_summary, summary_text
 from agents_app.frameworks.base import ApprovalRequest, Pause, Reply, Resume, Usage
 from agents_app.frameworks.langgraph_checkpoint import (
     THREAD,
@@ -36,6 +39,11 @@ CHECKPOINT_KEY: Final = "checkpoint"
 #: The key of the agent's own state that marks a paused run: the ids of the messages it added before
 #: it paused (the items it commits when it completes), the tokens it spent and the text it streamed.
 PAUSED: Final = "paused_run"
+#: The id of the user's message of a turn in a checkpoint: the number of its entry in the session's
+#: history first (a compaction reads which turns its summary covers), then a unique part.
+TURN_ID: Final = re.compile(r"ak-entry-(\d+)-")
+#: The id of the message that carries the session's latest summary, in a compacted checkpoint.
+SUMMARY_ID: Final = "ak-summary-"
 #: The most of a tool's output (or of a call's line) an item keeps.
 MAX_ITEM_CHARS: Final = 16_000
 #: Put between the texts of two model calls that were both streamed (see ``Deltas``).
@@ -94,13 +102,34 @@ class GraphRun:
     async def _checkpoint_mode(self, message: str) -> Reply | Pause:
         saver, graph = await self._saved_graph()
         before = await graph.aget_state(thread_config())
-        known = {m.id for m in before.values.get("messages", ()) if isinstance(m, BaseMessage)}
-        human = HumanMessage(message, id=uuid.uuid4().hex)
-        known.add(human.id)
+        stored = [m for m in before.values.get("messages", ()) if isinstance(m, BaseMessage)]
+        human = HumanMessage(message, id=f"ak-entry-{self._session.total_messages}-{uuid.uuid4().hex}")
+        sent = [*self._compacted(stored), human]
+        known = {m.id for m in stored} | {m.id for m in sent}
         if self._session.get(PAUSED) is not None:  # a run paused before, and cancelled: forgotten
             self._session.set(PAUSED, DELETE)
         # New input: an interrupt the graph still waited at is dropped by LangGraph, which runs anew.
-        return await self._go(saver, graph, {"messages": [human]}, known, None)
+        return await self._go(saver, graph, {"messages": sent}, known, None)
+
+    def _compacted(self, stored: list[BaseMessage]) -> list[BaseMessage]:
+        """The messages that replace the checkpoint's turns the session's latest summary covers
+        whole (and the summary they had before) with one user message carrying it, all others
+        kept (``add_messages`` reads them so: remove all, then these); none when it covers none.
+        A turn is a user's message and what follows it up to the next."""
+        pointer = latest_summary(self._session.snapshot)
+        reducer = getattr(self._graph.channels.get("messages"), "operator", None)
+        if pointer is None or reducer is not add_messages:
+            return []
+        turns = [
+            i for i, m in enumerate(stored) if isinstance(m, HumanMessage) and not str(m.id).startswith(SUMMARY_ID)
+        ]
+        openings = [int(found[1]) if (found := TURN_ID.match(str(stored[i].id))) else None for i in turns]
+        covered = covered_turns(openings, self._session.total_messages, pointer.covers)
+        if not covered:
+            return []
+        end = turns[covered] if covered < len(turns) else len(stored)
+        summary = HumanMessage(summary_text(pointer), id=f"{SUMMARY_ID}{pointer.at}")
+        return [RemoveMessage(id=REMOVE_ALL_MESSAGES), summary, *stored[end:]]
 
     async def _saved_graph(self) -> tuple[InMemorySaver, Any]:
         """A saver of the run's own, seeded with the stored checkpoint, and the graph on it."""
