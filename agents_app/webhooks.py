@@ -13,10 +13,11 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any, Final
 
 from celery import current_app
 from django.conf import settings
-from django.db.models import F
+from django.db.models import F, QuerySet
 
 from agents_app import outbound
 from agents_app.models import Run
@@ -27,6 +28,9 @@ logger = logging.getLogger(__name__)
 DELIVER_TASK = "agents_app.tasks.deliver_webhook"
 SIGNATURE_HEADER = "X-AK-Signature"
 TIMESTAMP_HEADER = "X-AK-Timestamp"
+#: The ends of a delivery, as ``Run.Webhook`` and ``BudgetAlert.Delivery`` both name them.
+DELIVERED: Final = Run.Webhook.DELIVERED.value
+FAILED: Final = Run.Webhook.FAILED.value
 
 
 def webhook_sign(*, secret: str, timestamp: str, body: bytes) -> str:
@@ -66,33 +70,50 @@ def webhook_deliver(*, run_id: str) -> Delivery:
     run = Run.objects.select_related("tenant", "agent", "session").filter(pk=run_id).first()
     if run is None or not run.webhook_url or run.webhook_status == Run.Webhook.DELIVERED:
         return Delivery("nothing to do")
+    return webhook_post(
+        Run.objects.filter(pk=run.pk),
+        url=run.webhook_url,
+        secret=run.tenant.webhook_secret,
+        body=webhook_payload(run),
+        headers={"X-AK-Run-Id": str(run.pk)},
+        attempts=run.webhook_attempts,
+    )
+
+
+def webhook_post(
+    rows: QuerySet[Any], *, url: str, secret: str, body: bytes, headers: dict[str, str], attempts: int
+) -> Delivery:
+    """One signed POST of ``body`` to ``url`` (through ``outbound``: public addresses only), with
+    ``headers`` besides the signature's, after ``attempts`` made before. Its outcome is written on
+    ``rows``, the one row (a ``Run``, a ``BudgetAlert``) whose ``webhook_status`` ("delivered",
+    "failed"), ``webhook_error`` and ``webhook_attempts`` track it; whether and when to try again
+    (``AK_RUN__WEBHOOK_*``)."""
     cfg = settings.AK_RUN
-    body = webhook_payload(run)
     timestamp = str(int(time.time()))
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "ak-platform-webhook/1",
-        "X-AK-Run-Id": str(run.pk),
+        **headers,
         TIMESTAMP_HEADER: timestamp,
-        SIGNATURE_HEADER: webhook_sign(secret=run.tenant.webhook_secret, timestamp=timestamp, body=body),
+        SIGNATURE_HEADER: webhook_sign(secret=secret, timestamp=timestamp, body=body),
     }
     try:
-        target = outbound.resolve(run.webhook_url)
+        target = outbound.resolve(url)
     except outbound.Refused as exc:
-        Run.objects.filter(pk=run.pk).update(webhook_status=Run.Webhook.FAILED, webhook_error=str(exc))
+        rows.update(webhook_status=FAILED, webhook_error=str(exc))
         return Delivery("refused")
-    Run.objects.filter(pk=run.pk).update(webhook_attempts=F("webhook_attempts") + 1)
-    attempts = run.webhook_attempts + 1
+    rows.update(webhook_attempts=F("webhook_attempts") + 1)
+    attempts += 1
     try:
         answer = outbound.post_to(target, body, headers=headers, timeout=cfg["WEBHOOK_TIMEOUT"])
         error = "" if 200 <= answer.status < 300 else f"HTTP {answer.status}"
     except OSError as exc:
         error = f"{type(exc).__name__}: {exc}"
     if not error:
-        Run.objects.filter(pk=run.pk).update(webhook_status=Run.Webhook.DELIVERED, webhook_error="")
+        rows.update(webhook_status=DELIVERED, webhook_error="")
         return Delivery("delivered")
     if attempts >= cfg["WEBHOOK_MAX_ATTEMPTS"]:
-        Run.objects.filter(pk=run.pk).update(webhook_status=Run.Webhook.FAILED, webhook_error=error)
+        rows.update(webhook_status=FAILED, webhook_error=error)
         return Delivery("failed")
-    Run.objects.filter(pk=run.pk).update(webhook_error=error)
+    rows.update(webhook_error=error)
     return Delivery("retrying", retry_in=min(cfg["WEBHOOK_RETRY"] * 2 ** (attempts - 1), 3600))

@@ -11,21 +11,17 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from datetime import UTC, datetime
 from datetime import time as day_start
 from typing import Any
 
 from celery import current_app
-from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
 
-from agents_app import outbound
 from agents_app.budgets.use import BudgetUse, budgets_of, budgets_use, window_of
 from agents_app.models import Budget, BudgetAlert
 from agents_app.usage.prices import currency
-from agents_app.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, Delivery, webhook_sign
+from agents_app.webhooks import Delivery, webhook_post
 
 logger = logging.getLogger(__name__)
 
@@ -126,39 +122,16 @@ def budget_alert_publish(*, alert_id: int, countdown: float | None = None) -> No
 
 
 def budget_alert_deliver(*, alert_id: int) -> Delivery:
-    """Try one POST of the alert to its budget's webhook (through ``outbound``: public addresses
-    only); say whether and when to try again (as run webhooks: ``AK_RUN__WEBHOOK_*``)."""
+    """Try one POST of the alert to its budget's webhook, as run webhooks are tried
+    (``webhook_post``); say whether and when to try again."""
     alert = BudgetAlert.objects.select_related("budget__tenant").filter(pk=alert_id).first()
     if alert is None or alert.webhook_status != BudgetAlert.Delivery.PENDING or not alert.budget.alert_webhook_url:
         return Delivery("nothing to do")
-    rows = BudgetAlert.objects.filter(pk=alert.pk)
-    cfg = settings.AK_RUN
-    body = json.dumps(budget_alert_event(alert), separators=(",", ":")).encode()
-    timestamp = str(int(time.time()))
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": "ak-platform-webhook/1",
-        "X-AK-Event": EVENT,
-        TIMESTAMP_HEADER: timestamp,
-        SIGNATURE_HEADER: webhook_sign(secret=alert.budget.tenant.webhook_secret, timestamp=timestamp, body=body),
-    }
-    try:
-        target = outbound.resolve(alert.budget.alert_webhook_url)
-    except outbound.Refused as exc:
-        rows.update(webhook_status=BudgetAlert.Delivery.FAILED, webhook_error=str(exc))
-        return Delivery("refused")
-    rows.update(webhook_attempts=F("webhook_attempts") + 1)
-    attempts = alert.webhook_attempts + 1
-    try:
-        answer = outbound.post_to(target, body, headers=headers, timeout=cfg["WEBHOOK_TIMEOUT"])
-        error = "" if 200 <= answer.status < 300 else f"HTTP {answer.status}"
-    except OSError as exc:
-        error = f"{type(exc).__name__}: {exc}"
-    if not error:
-        rows.update(webhook_status=BudgetAlert.Delivery.DELIVERED, webhook_error="")
-        return Delivery("delivered")
-    if attempts >= cfg["WEBHOOK_MAX_ATTEMPTS"]:
-        rows.update(webhook_status=BudgetAlert.Delivery.FAILED, webhook_error=error)
-        return Delivery("failed")
-    rows.update(webhook_error=error)
-    return Delivery("retrying", retry_in=min(cfg["WEBHOOK_RETRY"] * 2 ** (attempts - 1), 3600))
+    return webhook_post(
+        BudgetAlert.objects.filter(pk=alert.pk),
+        url=alert.budget.alert_webhook_url,
+        secret=alert.budget.tenant.webhook_secret,
+        body=json.dumps(budget_alert_event(alert), separators=(",", ":")).encode(),
+        headers={"X-AK-Event": EVENT},
+        attempts=alert.webhook_attempts,
+    )
