@@ -12,7 +12,7 @@ from django.http import HttpRequest
 
 from agents_app.budgets.use import budgets_use
 from agents_app.models import Agent, Budget, BudgetAlert
-from agents_app.outbound import refusal
+from agents_app.outbound import validate_webhook_url
 from agents_app.usage.prices import currency
 from sessions_app.admin_scoping import TenantRelatedFilter, TenantScopedAdmin
 
@@ -22,6 +22,7 @@ class BudgetForm(forms.ModelForm):
         required=False,
         max_length=2048,
         assume_scheme="https",
+        validators=[validate_webhook_url],
         help_text="POSTed an event (signed with the tenant's webhook secret) when use crosses 80 % and 100 % of a"
         " cap; every crossing is also logged as a warning.",
     )
@@ -29,13 +30,6 @@ class BudgetForm(forms.ModelForm):
     class Meta:
         model = Budget
         fields = ["tenant", "agent", "period", "max_tokens", "max_spend", "alert_webhook_url"]
-
-    def clean_alert_webhook_url(self) -> str:
-        url = self.cleaned_data["alert_webhook_url"]
-        why = refusal(url) if url else None
-        if why is not None:
-            raise forms.ValidationError(f"Not a webhook the platform will call: {why}.")
-        return url
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

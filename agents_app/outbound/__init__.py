@@ -8,7 +8,7 @@ capped, and every step has a timeout. ``post`` is a blocking POST for webhooks;
 tenant's client on the running loop, its calls under way capped per tenant.
 """
 
-from agents_app.outbound.addresses import Refused, refusal, resolve
+from agents_app.outbound.addresses import Refused, refusal, resolve, validate_webhook_url
 from agents_app.outbound.post import MAX_ANSWER_BYTES, post, post_to
 from agents_app.outbound.tenants import MAX_TENANT_CLIENTS, shared_client
 from agents_app.outbound.transport import MAX_MODEL_ANSWER_BYTES, guarded_client
@@ -24,4 +24,5 @@ __all__ = [
     "refusal",
     "resolve",
     "shared_client",
+    "validate_webhook_url",
 ]

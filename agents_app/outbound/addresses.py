@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 
 
 class Refused(Exception):
@@ -122,3 +123,10 @@ def refusal(url: str, *, allow_private: bool | None = None) -> str | None:
     except Refused as exc:
         return str(exc)
     return None
+
+
+def validate_webhook_url(url: str) -> None:
+    """A form's validator: ``ValidationError`` for a URL the platform will not call (``refusal``)."""
+    why = refusal(url) if url else None
+    if why is not None:
+        raise ValidationError(f"Not a webhook the platform will call: {why}.")

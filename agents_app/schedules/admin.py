@@ -13,7 +13,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from agents_app.models import Schedule
-from agents_app.outbound import refusal
+from agents_app.outbound import validate_webhook_url
 from agents_app.schedules.services import FIELDS, ScheduleInvalid, schedule_apply
 from agents_app.schedules.timing import time_zones
 from sessions_app.admin_scoping import TenantRelatedFilter, TenantScopedAdmin
@@ -25,20 +25,17 @@ _FORM_FIELD = {"timezone": "time_zone", "webhook": "webhook_url"}
 class ScheduleForm(forms.ModelForm):
     time_zone = forms.ChoiceField(choices=lambda: [(name, name) for name in sorted(time_zones())], initial="UTC")
     webhook_url = forms.URLField(
-        required=False, max_length=2048, assume_scheme="https", help_text="POSTed each firing's run when it ends."
+        required=False,
+        max_length=2048,
+        assume_scheme="https",
+        validators=[validate_webhook_url],
+        help_text="POSTed each firing's run when it ends.",
     )
 
     class Meta:
         model = Schedule
         fields = ["tenant", "agent", "message", "session_id", "cron", "time_zone", "at", "webhook_url", "enabled"]
         help_texts = {"at": "In UTC. Exactly one of cron and at."}
-
-    def clean_webhook_url(self) -> str:
-        url = self.cleaned_data["webhook_url"]
-        why = refusal(url) if url else None
-        if why is not None:
-            raise forms.ValidationError(f"Not a webhook the platform will call: {why}.")
-        return url
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
