@@ -47,10 +47,11 @@ ENDS = frozenset(Run.FINISHED)
 
 
 def claim(*, run_id: str, worker: str) -> Run | None:
-    """``queued → running`` for ``worker`` (attempts + 1), unless a cancel was asked for; the run
-    with its agent, session and tenant, or None when it was not queued."""
+    """``queued → running`` for ``worker`` (attempts + 1), unless a cancel was asked for or the run
+    is held for its tenant's turn (``runs.dispatch``: a message of it in the broker is a stale
+    one); the run with its agent, session and tenant, or None when it was not queued."""
     now = timezone.now()
-    rows = Run.objects.filter(pk=run_id, status=QUEUED, cancel_requested_at__isnull=True)
+    rows = Run.objects.filter(pk=run_id, status=QUEUED, held=False, cancel_requested_at__isnull=True)
     changes = {"status": RUNNING, "worker": worker, "started_at": now, "heartbeat_at": now}
     if not rows.update(attempts=F("attempts") + 1, **changes):
         return None

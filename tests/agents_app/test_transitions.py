@@ -82,6 +82,14 @@ def test_a_cancel_request_blocks_the_claim_and_the_requeue(make_run) -> None:
     assert not transitions.requeue(running, worker=WORKER, uncount=False)
 
 
+def test_a_held_run_is_not_claimed_until_it_is_released(make_run) -> None:
+    held = make_run("queued")
+    Run.objects.filter(pk=held.pk).update(held=True)  # waits its tenant's turn (runs.dispatch)
+    assert transitions.claim(run_id=str(held.pk), worker=WORKER) is None
+    Run.objects.filter(pk=held.pk).update(held=False)
+    assert transitions.claim(run_id=str(held.pk), worker=WORKER) is not None
+
+
 def test_the_sweeper_moves_a_run_only_while_its_heartbeat_is_the_one_it_read(make_run) -> None:
     run = make_run("running")
     Run.objects.filter(pk=run.pk).update(heartbeat_at=timezone.now())  # its worker beat meanwhile
