@@ -354,11 +354,17 @@ class Budget(models.Model):
     def __str__(self) -> str:
         return f"{self.tenant} {self.agent or '(all agents)'} per {self.period}"
 
+    @property
+    def caps(self) -> str:
+        """Its caps as an alert records them: a change of a cap re-arms the window's alerts."""
+        spend = "-" if self.max_spend is None else f"{self.max_spend:f}"
+        return f"{'-' if self.max_tokens is None else self.max_tokens} tokens, {spend} spend"
+
 
 class BudgetAlert(models.Model):
     """A budget's use crossed ``threshold`` % of a cap in the window starting ``window_start``:
-    one row per budget, window and threshold (the alert is sent once), with the use then and its
-    webhook delivery (when the budget has a URL)."""
+    one row per budget, window, threshold and caps (the alert is sent once, and once more should an
+    operator change a cap), with the use then and its webhook delivery (when the budget has a URL)."""
 
     class Delivery(models.TextChoices):
         NONE = "none"
@@ -369,6 +375,7 @@ class BudgetAlert(models.Model):
     budget = models.ForeignKey(Budget, on_delete=models.CASCADE, related_name="alerts")
     window_start = models.DateField()
     threshold = models.PositiveSmallIntegerField()
+    caps = models.CharField(max_length=80, blank=True, help_text="The budget's caps when it alerted.")
     used_tokens = models.PositiveBigIntegerField()
     used_spend = models.DecimalField(max_digits=20, decimal_places=6)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -379,7 +386,7 @@ class BudgetAlert(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["budget", "window_start", "threshold"], name="budget_alert_once")
+            models.UniqueConstraint(fields=["budget", "window_start", "threshold", "caps"], name="budget_alert_once")
         ]
 
     def __str__(self) -> str:

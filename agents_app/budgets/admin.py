@@ -44,13 +44,13 @@ class BudgetForm(forms.ModelForm):
 
 class BudgetAlertInline(admin.TabularInline):
     model = BudgetAlert
-    fields = ["window_start", "threshold", "used_tokens", "used_spend", "created_at", "webhook_status"]
+    fields = ["window_start", "threshold", "caps", "used_tokens", "used_spend", "created_at", "webhook_status"]
     fields += ["webhook_attempts", "webhook_error"]
     readonly_fields = fields
     extra = 0
     can_delete = False
     ordering = ["-window_start", "-threshold"]
-    verbose_name_plural = "alerts sent (once per window and threshold)"
+    verbose_name_plural = "alerts sent (once per window, threshold and caps)"
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

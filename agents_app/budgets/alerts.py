@@ -1,10 +1,11 @@
 """Alerts: when a run's end makes a budget's use cross 80 % and then 100 % of a cap in its
 window, a warning is logged (logger ``agents_app.budgets.alerts``, with the event under
 ``extra["event"]``) and, if the budget has an ``alert_webhook_url``, the event is POSTed there
-(``budget_alert_deliver``, signed as run webhooks are). Each budget alerts once per window and
-threshold: a ``BudgetAlert`` row, unique on the three, records it, so of two run ends that cross
-at once one alerts. A run's end that used no tokens checks nothing; one that did, on a tenant
-without budgets, costs one indexed query that finds nothing.
+(``budget_alert_deliver``, signed as run webhooks are). Each budget alerts once per window,
+threshold and caps (``Budget.caps``: an operator who changes a cap re-arms them): a ``BudgetAlert``
+row, unique on the four, records it, so of two run ends that cross at once one alerts. A run's end
+that used no tokens checks nothing; one that did, on a tenant without budgets, costs one indexed
+query that finds nothing.
 """
 
 from __future__ import annotations
@@ -42,11 +43,11 @@ def budget_alerts_check(*, tenant_id: int, agent: str) -> list[BudgetAlert]:
     sent = set(
         BudgetAlert.objects.filter(
             budget__in=[use.budget for use, _ in due], window_start__in={use.window.start for use, _ in due}
-        ).values_list("budget_id", "window_start", "threshold")
+        ).values_list("budget_id", "window_start", "threshold", "caps")
     )
     made = []
     for use, threshold in due:
-        if (use.budget.pk, use.window.start, threshold) not in sent:
+        if (use.budget.pk, use.window.start, threshold, use.budget.caps) not in sent:
             alert = _record(use, threshold)
             if alert is not None:
                 _emit(alert)
@@ -63,6 +64,7 @@ def _record(use: BudgetUse, threshold: int) -> BudgetAlert | None:
                 budget=use.budget,
                 window_start=use.window.start,
                 threshold=threshold,
+                caps=use.budget.caps,
                 used_tokens=use.tokens,
                 used_spend=use.spend,
                 webhook_status=pending,

@@ -74,6 +74,25 @@ def test_a_run_that_jumps_past_both_alerts_both_once(alice, writer, caplog) -> N
     assert alice.post("/run", {"agent": "echo", "message": "hi"}).status_code == 200  # another agent's runs go on
 
 
+def test_a_cap_changed_in_the_window_re_arms_its_alerts(alice, writer, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    budget = Budget.objects.create(tenant=alice.tenant, period="day", max_tokens=100)
+    assert writer(100, 0).status_code == 200  # 100 %: both alerts
+    budget.max_tokens = 1000  # the operator raises the cap: 10 % used
+    budget.save()
+    assert writer(600, 0).status_code == 200  # 70 %: nothing
+    assert writer(100, 0).status_code == 200  # 80 % of the new cap: alerted again
+    assert writer(100, 0).status_code == 200  # 90 %: nothing new
+    events = alerts_logged(caplog)
+    assert [(e["threshold"], e["budget"]["max_tokens"], e["used_tokens"]) for e in events] == [
+        (80, 100, 100),
+        (100, 100, 100),
+        (80, 1000, 800),
+    ]
+    caps = BudgetAlert.objects.filter(budget=budget).order_by("created_at").values_list("threshold", "caps")
+    assert list(caps) == [(80, "100 tokens, - spend"), (100, "100 tokens, - spend"), (80, "1000 tokens, - spend")]
+
+
 def test_runs_without_tokens_and_tenants_without_budgets_alert_nothing(alice, writer, caplog) -> None:
     caplog.set_level(logging.WARNING, logger=LOGGER)
     assert writer(5000, 5000).status_code == 200  # no budget
