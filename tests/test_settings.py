@@ -35,6 +35,7 @@ def start(env: dict[str, str]) -> subprocess.CompletedProcess:
         ("AK_AGENTS__MAX_CONNECTIONS_PER_TENANT", "many"),
         ("AK_LIMITS__AGENTS", "-1"),
         ("AK_LIMITS__EVENT_STREAMS", "many"),
+        ("AK_AGENTS__PRELOAD", "echo,langchain"),
     ],
 )
 def test_a_wrong_value_stops_start_up_naming_the_variable(name: str, value: str) -> None:
@@ -79,6 +80,27 @@ def test_tools_and_graphs_kept_for_tenants_are_read_by_name() -> None:
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "['acme', 'globex'] ['crm'] ['acme']", result.stderr
     assert "GRAPH_TENANTS" in start({**env, "AK_AGENTS__GRAPH_TENANTS": "support=acme"}).stderr
+
+
+@pytest.mark.parametrize(
+    ("preload", "imported"),
+    [
+        (None, "google.adk=True langgraph=True"),
+        ("langgraph", "google.adk=False langgraph=True"),
+        ("", "google.adk=False langgraph=False"),
+    ],
+)
+def test_a_web_process_imports_the_libraries_of_the_frameworks_it_preloads(preload: str | None, imported: str) -> None:
+    env = {**os.environ, "DJANGO_DEBUG": "1", "DJANGO_SETTINGS_MODULE": "akplatform.settings"}
+    env.pop("AK_AGENTS__PRELOAD", None)
+    if preload is not None:
+        env["AK_AGENTS__PRELOAD"] = preload
+    code = (
+        "import sys; import akplatform.asgi; "
+        "print(' '.join(f'{name}={name in sys.modules}' for name in ('google.adk', 'langgraph')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == imported, result.stderr
 
 
 def test_development_defaults_start() -> None:

@@ -35,9 +35,10 @@ def _load(path: str) -> Framework:
 
 
 def preload_frameworks() -> None:
-    """``Framework.preload`` for every configured framework: called as a web or worker process
-    starts. A framework whose library is missing is skipped (its agents are refused when saved)."""
-    for name in framework_names():
+    """``Framework.preload`` for the frameworks ``AK_AGENTS__PRELOAD`` names (every one unless set):
+    called as a web or worker process starts. A framework whose library is missing is skipped (its
+    agents are refused when saved)."""
+    for name in settings.AK_AGENTS["PRELOAD"]:
         try:
             get_framework(name).preload()
         except ImportError:
