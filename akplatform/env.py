@@ -77,11 +77,15 @@ def env_choice(name: str, default: str, choices: Iterable[str]) -> str:
     return value
 
 
-def env_list(name: str, default: list[str]) -> list[str]:
+def env_list(name: str, default: list[str], *, choices: Collection[str] | None = None) -> list[str]:
+    """Comma-separated items; with ``choices``, each one of them."""
     value = _raw(name)
     if value is None:
         return default
-    return [item.strip() for item in value.split(",") if item.strip()]
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if choices is not None and (unknown := sorted(set(items) - set(choices))):
+        raise ImproperlyConfigured(f"{name}: unknown {', '.join(unknown)}; one of {', '.join(sorted(choices))}")
+    return items
 
 
 def env_mapping(name: str) -> dict[str, str]:

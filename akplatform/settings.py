@@ -236,12 +236,9 @@ AK_AGENTS = {
     # smolagents' CodeAgent runs the Python its model writes: refused unless the deployment names a
     # sandbox, one of smolagents' remote executors (never "local": nothing runs on our machines).
     "SMOLAGENTS_SANDBOX": env_choice("AK_AGENTS__SMOLAGENTS_SANDBOX", "", ("", "blaxel", "docker", "e2b", "modal")),
-    # The frameworks whose libraries a web or worker process imports as it starts (every one, by
-    # default): any other's are imported by its first run there, which stalls that process's loop.
-    "PRELOAD": env_list("AK_AGENTS__PRELOAD", list(AK_FRAMEWORKS)),
+    # Frameworks whose libraries a process imports as it starts; another's, at its first run there.
+    "PRELOAD": env_list("AK_AGENTS__PRELOAD", list(AK_FRAMEWORKS), choices=AK_FRAMEWORKS),
 }
-if _unknown := sorted(set(AK_AGENTS["PRELOAD"]) - set(AK_FRAMEWORKS)):
-    raise ImproperlyConfigured(f"AK_AGENTS__PRELOAD names no framework: {', '.join(_unknown)}")
 AK_RUN = {
     "MAX_MESSAGE_BYTES": env_int("AK_RUN__MAX_MESSAGE_BYTES", 64 * 1024, minimum=1),
     "SESSION_ID_MAX_LENGTH": env_int("AK_RUN__SESSION_ID_MAX_LENGTH", 128, minimum=8, maximum=200),
