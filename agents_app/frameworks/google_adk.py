@@ -32,7 +32,6 @@ from typing import Any, Final
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-from agents_app import patterns
 from agents_app.frameworks.base import (
     AgentLike,
     ConfigError,
@@ -48,9 +47,11 @@ from agents_app.frameworks.model import (
     HISTORY_SCHEMA,
     MAX_HISTORY,
     MODEL_KEYS,
-    MODEL_KEYS_SCHEMA,
+    TEXT_SCHEMA,
     ModelError,
     ModelFramework,
+    check_text,
+    model_config_schema,
     validate_int,
     validate_model_keys,
 )
@@ -72,24 +73,17 @@ class GoogleADKFramework(ModelFramework):
         declared = tool_names()  # those every tenant may use: some may be kept for some tenants
         names: dict[str, Any] = {"type": "array", "uniqueItems": True}
         names.update({"items": {"type": "string", "enum": declared}} if declared else {"maxItems": 0})
-        return {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["base_url", "model"],
-            "properties": {
-                **MODEL_KEYS_SCHEMA,
-                "instructions": {"type": "string", "pattern": patterns.anchored(patterns.NO_NUL)},
-                "tools": {**names, "description": "Tools the deployment offers."},
-                "approval": {**names, "description": "Those of `tools` whose every call waits for a person."},
-                "history": HISTORY_SCHEMA,
-            },
-        }
+        return model_config_schema(
+            instructions=TEXT_SCHEMA,
+            tools={**names, "description": "Tools the deployment offers."},
+            approval={**names, "description": "Those of `tools` whose every call waits for a person."},
+            history=HISTORY_SCHEMA,
+        )
 
     def check_config(self, config: dict[str, Any], problems: ConfigProblems) -> None:
         check_unknown_keys(config, KEYS, self.name, problems)
         validate_model_keys(config, problems)
-        if "instructions" in config and not isinstance(config["instructions"], str):
-            problems.add("instructions", "must be a string")
+        check_text(config, "instructions", problems)
         tools = config.get("tools", [])
         _check_names(tools, "tools", problems)
         approval = config.get("approval", [])

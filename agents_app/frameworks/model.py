@@ -41,6 +41,27 @@ MODEL_KEYS_SCHEMA: dict[str, Any] = {
 }
 
 
+#: A config's text for its model (``instructions``, ``system_prompt``): no null characters.
+TEXT_SCHEMA: dict[str, Any] = {"type": "string", "pattern": patterns.anchored(patterns.NO_NUL)}
+
+
+def model_config_schema(**properties: Any) -> dict[str, Any]:
+    """The JSON Schema of a config of the model keys (``base_url`` and ``model`` required) and
+    ``properties``, nothing else."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["base_url", "model"],
+        "properties": {**MODEL_KEYS_SCHEMA, **properties},
+    }
+
+
+def check_text(config: dict[str, Any], key: str, problems: ConfigProblems) -> None:
+    """``config[key]``, when given, is a string."""
+    if key in config and not isinstance(config[key], str):
+        problems.add(key, "must be a string")
+
+
 class ModelError(Exception):
     """The model server failed, timed out or answered something that is not a model's answer.
     Its message says what happened and never carries the API key."""

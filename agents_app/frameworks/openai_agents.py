@@ -49,9 +49,11 @@ from agents_app.frameworks.model import (
     HISTORY_SCHEMA,
     MAX_HISTORY,
     MODEL_KEYS,
-    MODEL_KEYS_SCHEMA,
+    TEXT_SCHEMA,
     ModelError,
     ModelFramework,
+    check_text,
+    model_config_schema,
     redacted,
     sdk_failure,
     validate_int,
@@ -95,33 +97,26 @@ class OpenAIAgentsFramework(ModelFramework):
 
     def config_schema(self) -> dict[str, Any]:
         tools = tool_entries_schema(tool_names())  # those every tenant may use: some are kept for some
-        return {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["base_url", "model"],
-            "properties": {
-                **MODEL_KEYS_SCHEMA,
-                "instructions": {"type": "string", "pattern": patterns.anchored(patterns.NO_NUL)},
-                "tools": tools,
-                "handoffs": {
-                    "type": "array",
-                    "uniqueItems": True,
-                    "maxItems": MAX_AGENTS - 1,
-                    "items": {"type": "string", "pattern": patterns.anchored(patterns.NAME)},
-                    "description": "The names of the tenant's openai_agents agents it may hand the conversation to.",
-                },
-                "history": HISTORY_SCHEMA,
-                "max_turns": {"type": "integer", "minimum": 1, "maximum": MAX_MAX_TURNS},
+        return model_config_schema(
+            instructions=TEXT_SCHEMA,
+            tools=tools,
+            handoffs={
+                "type": "array",
+                "uniqueItems": True,
+                "maxItems": MAX_AGENTS - 1,
+                "items": {"type": "string", "pattern": patterns.anchored(patterns.NAME)},
+                "description": "The names of the tenant's openai_agents agents it may hand the conversation to.",
             },
-        }
+            history=HISTORY_SCHEMA,
+            max_turns={"type": "integer", "minimum": 1, "maximum": MAX_MAX_TURNS},
+        )
 
     takes_handoffs = True
 
     def check_config(self, config: dict[str, Any], problems: ConfigProblems) -> None:
         check_unknown_keys(config, KEYS, self.name, problems)
         validate_model_keys(config, problems)
-        if "instructions" in config and not isinstance(config["instructions"], str):
-            problems.add("instructions", "must be a string")
+        check_text(config, "instructions", problems)
         check_tool_entries(config.get("tools", []), problems)
         _check_handoffs(config.get("handoffs", []), problems)
         validate_int(config, "history", problems, default=DEFAULT_HISTORY, low=0, high=MAX_HISTORY)

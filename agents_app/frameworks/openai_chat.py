@@ -20,17 +20,18 @@ import httpx
 import orjson
 from django.conf import settings
 
-from agents_app import patterns
 from agents_app.frameworks.base import AgentLike, ConfigProblems, Reply, Usage, check_unknown_keys
 from agents_app.frameworks.model import (
     DEFAULT_HISTORY,
     HISTORY_SCHEMA,
     MAX_HISTORY,
     MODEL_KEYS,
-    MODEL_KEYS_SCHEMA,
+    TEXT_SCHEMA,
     ModelError,
     ModelFramework,
     api_key,
+    check_text,
+    model_config_schema,
     redacted,
     validate_int,
     validate_model_keys,
@@ -45,22 +46,12 @@ class OpenAIChatFramework(ModelFramework):
     name = "openai_chat"
 
     def config_schema(self) -> dict[str, Any]:
-        return {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["base_url", "model"],
-            "properties": {
-                **MODEL_KEYS_SCHEMA,
-                "system_prompt": {"type": "string", "pattern": patterns.anchored(patterns.NO_NUL)},
-                "history": HISTORY_SCHEMA,
-            },
-        }
+        return model_config_schema(system_prompt=TEXT_SCHEMA, history=HISTORY_SCHEMA)
 
     def check_config(self, config: dict[str, Any], problems: ConfigProblems) -> None:
         check_unknown_keys(config, KEYS, self.name, problems)
         validate_model_keys(config, problems)
-        if "system_prompt" in config and not isinstance(config["system_prompt"], str):
-            problems.add("system_prompt", "must be a string")
+        check_text(config, "system_prompt", problems)
         validate_int(config, "history", problems, default=DEFAULT_HISTORY, low=0, high=MAX_HISTORY)
 
     async def run(self, agent: AgentLike, session: SessionView, message: str) -> Reply:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents_app import patterns
 from agents_app.frameworks.base import (
     AgentLike,
     ApprovalRequest,
@@ -45,10 +44,12 @@ from agents_app.frameworks.model import (
     HISTORY_SCHEMA,
     MAX_HISTORY,
     MODEL_KEYS,
-    MODEL_KEYS_SCHEMA,
+    TEXT_SCHEMA,
     ModelError,
     ModelFramework,
     api_key,
+    check_text,
+    model_config_schema,
     openai_client,
     redacted,
     sdk_failure,
@@ -81,28 +82,21 @@ class PydanticAIFramework(ModelFramework):
     name = "pydantic_ai"
 
     def config_schema(self) -> dict[str, Any]:
-        return {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["base_url", "model"],
-            "properties": {
-                **MODEL_KEYS_SCHEMA,
-                "instructions": {"type": "string", "pattern": patterns.anchored(patterns.NO_NUL)},
-                "tools": tools_schema(),
-                "approval": {
-                    **tools_schema(),
-                    "description": "Those of its tools whose calls wait for a person's approval (the run pauses).",
-                },
-                "history": HISTORY_SCHEMA,
-                "max_requests": {"type": "integer", "minimum": 1, "maximum": MAX_MAX_REQUESTS},
+        return model_config_schema(
+            instructions=TEXT_SCHEMA,
+            tools=tools_schema(),
+            approval={
+                **tools_schema(),
+                "description": "Those of its tools whose calls wait for a person's approval (the run pauses).",
             },
-        }
+            history=HISTORY_SCHEMA,
+            max_requests={"type": "integer", "minimum": 1, "maximum": MAX_MAX_REQUESTS},
+        )
 
     def check_config(self, config: dict[str, Any], problems: ConfigProblems) -> None:
         check_unknown_keys(config, KEYS, self.name, problems)
         validate_model_keys(config, problems)
-        if "instructions" in config and not isinstance(config["instructions"], str):
-            problems.add("instructions", "must be a string")
+        check_text(config, "instructions", problems)
         check_tool_names(config.get("tools", []), problems)
         approval = config.get("approval", [])
         check_tool_names(approval, problems, key="approval")

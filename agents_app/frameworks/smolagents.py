@@ -36,7 +36,6 @@ from typing import Any
 
 from django.conf import settings
 
-from agents_app import patterns
 from agents_app.frameworks.base import (
     AgentLike,
     ConfigError,
@@ -50,10 +49,12 @@ from agents_app.frameworks.model import (
     HISTORY_SCHEMA,
     MAX_HISTORY,
     MODEL_KEYS,
-    MODEL_KEYS_SCHEMA,
+    TEXT_SCHEMA,
     ModelError,
     ModelFramework,
     api_key,
+    check_text,
+    model_config_schema,
     openai_client,
     redacted,
     sdk_failure,
@@ -98,29 +99,22 @@ class SmolagentsFramework(ModelFramework):
     name = "smolagents"
 
     def config_schema(self) -> dict[str, Any]:
-        return {
-            "type": "object",
-            "additionalProperties": False,
-            "required": ["base_url", "model"],
-            "properties": {
-                **MODEL_KEYS_SCHEMA,
-                "instructions": {"type": "string", "pattern": patterns.anchored(patterns.NO_NUL)},
-                "tools": tools_schema(),
-                "history": HISTORY_SCHEMA,
-                "max_steps": {"type": "integer", "minimum": 1, "maximum": MAX_MAX_STEPS},
-                "agent": {
-                    "type": "string",
-                    "enum": list(AGENT_KINDS),
-                    "description": "tool_calling (default); code only where the deployment names a sandbox.",
-                },
+        return model_config_schema(
+            instructions=TEXT_SCHEMA,
+            tools=tools_schema(),
+            history=HISTORY_SCHEMA,
+            max_steps={"type": "integer", "minimum": 1, "maximum": MAX_MAX_STEPS},
+            agent={
+                "type": "string",
+                "enum": list(AGENT_KINDS),
+                "description": "tool_calling (default); code only where the deployment names a sandbox.",
             },
-        }
+        )
 
     def check_config(self, config: dict[str, Any], problems: ConfigProblems) -> None:
         check_unknown_keys(config, KEYS, self.name, problems)
         validate_model_keys(config, problems)
-        if "instructions" in config and not isinstance(config["instructions"], str):
-            problems.add("instructions", "must be a string")
+        check_text(config, "instructions", problems)
         check_tool_names(config.get("tools", []), problems)
         validate_int(config, "history", problems, default=DEFAULT_HISTORY, low=0, high=MAX_HISTORY)
         validate_int(config, "max_steps", problems, default=DEFAULT_MAX_STEPS, low=1, high=MAX_MAX_STEPS)
