@@ -24,7 +24,7 @@ from django.conf import settings
 
 from agents_app.compaction.window import COMPACTION_SCOPE, compacted, latest_summary, uncovered
 from agents_app.errors import RunCancelled, RunTimedOut, SessionExpired, SessionPaused
-from agents_app.frameworks import AgentLike, Reply, Usage, get_framework
+from agents_app.frameworks import AgentLike, Reply, Usage, framework_loaded, get_framework
 from agents_app.frameworks.base import Pause, Resume
 from agents_app.pauses import PAUSE_SCOPE, cleared_state, marker_state, pause_from_dict, pause_marker
 from agents_app.runs.events import RunEvents
@@ -222,6 +222,7 @@ class Runner:
         store = store or self.store
         commit_id = commit_id or run_id
         framework = get_framework(agent.framework)
+        await framework_loaded(framework)  # before the lock: a first run here imports its library
         lock, snapshot = await self._acquire_and_load(
             store,
             key,

@@ -103,6 +103,41 @@ def test_a_web_process_imports_the_libraries_of_the_frameworks_it_preloads(prelo
     assert result.stdout.strip() == imported, result.stderr
 
 
+LOADED_ON_A_THREAD = """
+import asyncio, sys
+import django
+django.setup()
+from agents_app.frameworks import framework_loaded, get_framework
+
+async def main():
+    ticks = 0
+    async def tick():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0.05)
+    before, imported = ticks, "google.adk" in sys.modules
+    await framework_loaded(get_framework("google_adk"))
+    ticker.cancel()
+    print(imported, "google.adk" in sys.modules, ticks - before)
+
+asyncio.run(main())
+"""
+
+
+def test_a_framework_not_preloaded_is_imported_by_its_first_run_off_the_event_loop() -> None:
+    pytest.importorskip("google.adk")
+    env = {**os.environ, "DJANGO_DEBUG": "1", "DJANGO_SETTINGS_MODULE": "akplatform.settings", "AK_AGENTS__PRELOAD": ""}
+    result = subprocess.run(
+        [sys.executable, "-c", LOADED_ON_A_THREAD], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    before, after, ticks = result.stdout.split()
+    assert (before, after) == ("False", "True"), result.stderr
+    assert int(ticks) >= 3  # the loop went on while the library was imported (on it: none)
+
+
 def test_development_defaults_start() -> None:
     result = start({"DJANGO_DEBUG": "1"})
     assert result.returncode == 0, result.stderr

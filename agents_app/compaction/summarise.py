@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from agents_app.compaction.config import Compaction, compaction_of
 from agents_app.compaction.window import COMPACTION_SCOPE, Pointer, latest_summary, pointer_state, uncovered
-from agents_app.frameworks import Pause, Reply, get_framework
+from agents_app.frameworks import Pause, Reply, framework_loaded, get_framework
 from agents_app.models import Agent, Run
 from agents_app.usage.record import RunFacts, model_of, usage_add
 from infra.io_threads import blocking, db
@@ -152,6 +152,7 @@ async def _ask(work: Work, prompt: str) -> tuple[str, dict[str, int] | None]:
     framework = get_framework(work.summariser.framework)
     framework.check_tenant(work.summariser.config, tenant=work.key.tenant)
     framework.check_runnable(work.summariser.config)
+    await framework_loaded(framework)
     empty = Snapshot(version=0, messages=[], offset=0, total=0, role_counts={}, state={})
     view = SessionView(empty, work.summariser.name, key=work.key)
     answer = await asyncio.wait_for(framework.run(work.summariser, view, prompt), timeout=settings.AK_RUN["TIME_LIMIT"])
