@@ -8,9 +8,10 @@ them. Their nodes reach the agent's model through the runtime context (``GraphCo
 
 from __future__ import annotations
 
+import operator
 import os
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, TypedDict
 
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import tool
@@ -206,4 +207,22 @@ def dated(options: dict[str, Any]) -> StateGraph:
     builder.add_node("note", note)
     builder.add_edge(START, "note")
     builder.add_edge("note", END)
+    return builder
+
+
+class AppendedState(TypedDict):
+    messages: Annotated[list, operator.add]
+
+
+def appended(options: dict[str, Any]) -> StateGraph:
+    """Like ``chat``, but its ``messages`` are a list that its updates are appended to
+    (``operator.add``), not ``MessagesState``'s (``add_messages``)."""
+
+    async def answer(state: AppendedState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
+        return {"messages": [await runtime.context.model.ainvoke(state["messages"])]}
+
+    builder = StateGraph(AppendedState, context_schema=GraphContext)
+    builder.add_node("answer", answer)
+    builder.add_edge(START, "answer")
+    builder.add_edge("answer", END)
     return builder

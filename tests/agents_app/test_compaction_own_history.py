@@ -146,3 +146,22 @@ def test_adk_s_history_must_outlast_after(alice, model_server, settings) -> None
     answer = own_agent(alice, model_server, "google_adk", settings, after=8)
     assert answer.status_code == 400
     assert "less than the 8 entries" in str(answer.json()["fields"]["config.compaction.after"])
+
+
+def test_a_graph_whose_messages_are_not_add_messages_keeps_its_checkpoint_whole(alice, model_server, settings) -> None:
+    """Its reducer would append the summary's ``RemoveMessage`` as a message: nothing is replaced,
+    and the model is sent the graph's whole history as before."""
+    pytest.importorskip("langgraph")
+    from tests.agents_app.test_langgraph import GRAPHS
+
+    settings.AK_AGENTS = {**settings.AK_AGENTS, "GRAPHS": {**GRAPHS, "appended": "tests.agent_graphs.appended"}}
+    assert agent(alice, "summariser", model_server).status_code == 201
+    config = {"base_url": model_server.url, "model": "m1", "graph": "appended", "mode": "checkpoint"}
+    config["compaction"] = {"after": 6, "keep": 2, "agent": "summariser"}
+    assert alice.post("/agents", {"name": "gpt", "framework": "langgraph", "config": config}).status_code == 201
+    summaries_of(model_server, "First summary.")
+    chat(alice, range(1, 5))
+    assert compact(alice) == "compacted"  # the session's history is summarised all the same
+    chat(alice, range(5, 6))
+    assert texts(model_server.last.body)[:2] == ["q1", "reply to: q1"]
+    assert len(own_history(alice, "langgraph")) == 10 and SUMMARY_HEADING not in str(own_history(alice, "langgraph"))
