@@ -27,10 +27,6 @@ class Platform:
     tenant: str = ""
 
 
-#: The env of a platform whose tests run the frameworks of optional libraries: it imports them as
-#: each of its processes starts, as deployed (those not installed are skipped).
-PRELOADED = {"AK_AGENTS__PRELOAD": "openai_agents,langgraph,google_adk,pydantic_ai,smolagents,crewai"}
-
 #: Made in the platform's database by one ``manage.py shell`` (a process start each is the cost).
 _TENANTS = """
 import json
@@ -171,9 +167,9 @@ class LiveServers:
             "DJANGO_SETTINGS_MODULE": "akplatform.settings",
             # Its own rate limits and failure counts, whatever Redis it shares with other tests.
             "AK_CACHE__PREFIX": f"test-{uuid.uuid4().hex[:8]}",
-            # No framework's library imported as a process starts (2.5 s of CPU each), unless the
-            # test's env names those it runs (``PRELOADED``): a first run would import them on the
-            # loop, holding up its heartbeats for seconds on a busy machine.
+            # No framework's library imported as a process starts (2.5 s of CPU each, and a suite
+            # starts some fifty platforms): a test's first run of a framework imports it, in an
+            # I/O thread (``frameworks.framework_loaded``). ``make run``'s test preloads them all.
             "AK_AGENTS__PRELOAD": "",
             **env,
         }

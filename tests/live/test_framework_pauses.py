@@ -15,7 +15,6 @@ import requests
 
 from tests import services
 from tests.live.queue import Queue
-from tests.live.servers import PRELOADED
 from tests.live.test_streaming import sse, stream
 from tests.modelserver import ModelServer, Reply
 
@@ -27,7 +26,6 @@ ENV = {
     "AK_AGENTS__TOOLS": "refund=tests.agent_tools.refund",
     "AK_AGENTS__GRAPHS": "approval=tests.agent_graphs.approval,reviewed=tests.agent_graphs.reviewed",
     "AK_TEST_TOOL_CALLS": str(CALLS),
-    **PRELOADED,
 }
 REFUND = {"name": "refund", "needs_approval": True}
 

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from tests.live.queue import Queue
-from tests.live.servers import PRELOADED
 from tests.live.test_real_agents import GRAPHS, TOOLS, make_agent, turn
 from tests.live.test_streaming import sse, stream
 from tests.modelserver import ModelServer
@@ -22,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def queue(start_queue) -> Queue:
-    return start_queue("redis", workers=1, env={"AK_AGENTS__TOOLS": TOOLS, "AK_AGENTS__GRAPHS": GRAPHS, **PRELOADED})
+    return start_queue("redis", workers=1, env={"AK_AGENTS__TOOLS": TOOLS, "AK_AGENTS__GRAPHS": GRAPHS})
 
 
 def _text(message: dict[str, Any]) -> str:

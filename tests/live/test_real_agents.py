@@ -13,7 +13,6 @@ import requests
 
 from tests import services
 from tests.live.queue import Queue
-from tests.live.servers import PRELOADED
 from tests.live.test_streaming import sse, stream
 from tests.modelserver import ModelServer
 
@@ -27,7 +26,7 @@ TABLE = f"live-{uuid.uuid4().hex[:8]}"  # one for the module: its tests share a 
 
 @pytest.fixture(params=["redis", "dynamodb"])
 def queue(request, start_queue) -> Queue:
-    env = {"AK_AGENTS__TOOLS": TOOLS, "AK_AGENTS__GRAPHS": GRAPHS, **PRELOADED}
+    env = {"AK_AGENTS__TOOLS": TOOLS, "AK_AGENTS__GRAPHS": GRAPHS}
     if request.param == "dynamodb":
         env |= {
             "AK_SESSION__TYPE": "dynamodb",

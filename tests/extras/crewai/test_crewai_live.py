@@ -9,7 +9,6 @@ import uuid
 import pytest
 
 from tests.live.queue import Queue
-from tests.live.servers import PRELOADED
 from tests.live.test_streaming import sse, stream
 from tests.modelserver import ModelServer, Reply
 
@@ -37,7 +36,7 @@ def after_tool(text: str):
 def test_a_crew_calls_a_tool_on_the_worker_and_on_the_web_and_a_failure_commits_nothing(
     start_queue, model_server: ModelServer
 ) -> None:
-    queue: Queue = start_queue("redis", workers=1, env={"AK_AGENTS__TOOLS": TOOLS, **PRELOADED})
+    queue: Queue = start_queue("redis", workers=1, env={"AK_AGENTS__TOOLS": TOOLS})
     config = {"base_url": model_server.url, "model": "m1", **CREW}
     answer = queue.post("/agents", {"name": "crew", "framework": "crewai", "config": config})
     assert answer.status_code == 201, answer.text
