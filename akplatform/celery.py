@@ -7,7 +7,14 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from celery.signals import setup_logging, worker_init, worker_process_shutdown, worker_shutdown
+from celery.signals import (
+    setup_logging,
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+    worker_ready,
+    worker_shutdown,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "akplatform.settings")
 
@@ -49,6 +56,16 @@ def _forget_dead_processes(**kwargs: object) -> None:
         from infra.metrics import forget_dead_processes
 
         forget_dead_processes(path)
+
+
+@worker_ready.connect
+@worker_process_init.connect
+def _freeze_loaded(**kwargs: object) -> None:
+    """A worker ready to take tasks (and a prefork child as it starts) keeps what it loaded out of
+    the garbage collector's full passes (``infra.heap``)."""
+    from infra.heap import freeze_loaded
+
+    freeze_loaded()
 
 
 @worker_process_shutdown.connect
