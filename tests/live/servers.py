@@ -125,10 +125,13 @@ class LiveServers:
     environment). A test gets a fresh tenant on it; a stack a test left with a process dead (a worker
     killed) or asked ``fresh`` for is stopped, not lent again. A few idle stacks are kept."""
 
-    #: Idle stacks kept for the next test. None on PostgreSQL: a stack's processes keep up to
-    #: DATABASE_POOL_SIZE connections each for minutes after a burst, and the idle stacks with the
-    #: one under test and the other xdist process's went past the server's 100 connections.
-    IDLE = 0 if os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")) else 3
+    #: Idle stacks kept for the next test. Fewer on PostgreSQL: a stack's processes keep up to
+    #: ``POOL_SIZE`` connections each for minutes after a burst, and the idle stacks with the one
+    #: under test and the other xdist process's must stay under the server's 100 connections.
+    IDLE = 1 if os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://")) else 3
+    #: Each stack process's DATABASE_POOL_SIZE (a test may set its own): with the default 10, the
+    #: processes of three stacks (gunicorn's two, two workers and beat each) could hold 150.
+    POOL_SIZE = "5"
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -171,6 +174,7 @@ class LiveServers:
             # starts some fifty platforms): a test's first run of a framework imports it, in an
             # I/O thread (``frameworks.framework_loaded``). ``make run``'s test preloads them all.
             "AK_AGENTS__PRELOAD": "",
+            "DATABASE_POOL_SIZE": self.POOL_SIZE,
             **env,
         }
         port = services.free_port()

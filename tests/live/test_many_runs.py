@@ -118,5 +118,5 @@ def test_database_connections_stay_bounded_during_a_300_run_burst(start_queue) -
         counter.join()
     assert codes == [200] * 150
     assert [r["status"] for r in runs] == ["succeeded"] * 150
-    pool_size = 10  # DATABASE_POOL_SIZE's default, per process: two web processes and one worker
+    pool_size = int(queue.platform.env["DATABASE_POOL_SIZE"])  # per process: two web processes and one worker
     assert 0 < peak <= 3 * pool_size, peak
