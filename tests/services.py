@@ -225,15 +225,15 @@ def chromium_binaries() -> tuple[str | None, str | None]:
 
 
 def moto_server(directory: Path) -> Server:
-    binary = VENV_BIN / "moto_server"
-    if not binary.exists():
-        found = shutil.which("moto_server")
-        if found is None:
-            raise RuntimeError("moto_server is missing: pip install 'moto[server]' (requirements-dev.txt)")
-        binary = Path(found)
+    """moto's DynamoDB on a free port, atomic per request as DynamoDB is (``tests.dynamodb_server``)."""
     port = free_port()
     directory.mkdir(parents=True, exist_ok=True)
-    return Server(args=[str(binary), "-H", "127.0.0.1", "-p", str(port)], port=port, log=directory / "moto.log")
+    return Server(
+        args=[sys.executable, "-m", "tests.dynamodb_server", "127.0.0.1", str(port)],
+        port=port,
+        cwd=ROOT,
+        log=directory / "moto.log",
+    )
 
 
 def check() -> int:
@@ -261,10 +261,12 @@ def check() -> int:
         print(f"redis-server: {redis_server_binary()}")
     else:
         problems.append("redis-server is not installed and could not be: run `sudo apt-get install redis-server`")
-    if (VENV_BIN / "moto_server").exists() or shutil.which("moto_server"):
-        print("dynamodb: moto_server will be started on a free port")
+    try:
+        import moto.moto_server.werkzeug_app  # noqa: F401 - what tests.dynamodb_server serves
+    except ImportError:
+        problems.append("moto's server is missing: `pip install -r requirements-dev.txt` (moto[server])")
     else:
-        problems.append("moto_server is missing: `pip install -r requirements-dev.txt`")
+        print("dynamodb: moto's server will be started on a free port (tests.dynamodb_server)")
     if rabbitmq_url():
         print(f"rabbitmq: {RABBITMQ_URL}")
     else:

@@ -12,7 +12,6 @@ import asyncio
 import http.client
 import json
 import os
-import sys
 import threading
 import time
 from collections import Counter
@@ -169,33 +168,11 @@ def cancelled(*codes: str, message: str = "") -> tuple[int, dict[str, Any]]:
 #: Commits whose answer is lost or late are reproduced one by one by the proxy tests below.
 TURNS = 300
 
-#: moto's server, except that it does not keep (for its reset) the copy of its table that every
-#: action of a transaction takes: a long conversation would grow it by a table per action.
-MOTO_WITHOUT_LEAK = """
-import sys
-from moto.dynamodb.models.dynamo_type import Item
-from moto.dynamodb.models.table import Table
-from moto.server import main
-
-class Untracked(list):
-    def append(self, instance):
-        pass
-
-Table.instances_tracked = Untracked()
-Item.instances_tracked = Untracked()
-sys.exit(main())
-"""
-
 
 @pytest.fixture
 def own_moto(tmp_path) -> Iterator[str]:
     """A moto server of the test's own, gone with it (whatever moto keeps goes too)."""
-    port = services.free_port()
-    server = services.Server(
-        args=[sys.executable, "-c", MOTO_WITHOUT_LEAK, "-H", "127.0.0.1", "-p", str(port)],
-        port=port,
-        log=tmp_path / "moto.log",
-    ).start(timeout=60)
+    server = services.moto_server(tmp_path).start(timeout=60)
     yield server.url
     server.stop()
 

@@ -130,11 +130,6 @@ def test_what_is_not_a_json_object_writes_nothing(store: SessionStore, key: Sess
 
 
 def test_concurrent_appends_get_distinct_consecutive_ids(store: SessionStore, key: SessionKey) -> None:
-    if store.name == "dynamodb":
-        # moto applies concurrent transactions without isolating them (no lock; a failed one even
-        # restores the table it copied), which DynamoDB does not: a race there tests moto. The
-        # retry after a refused append is tested with two stores taking turns, below.
-        pytest.skip("moto does not isolate concurrent transactions")
     start = threading.Barrier(2)
 
     def appender(name: str) -> list[int]:
