@@ -73,7 +73,7 @@ def moto_url(log: Log) -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="ak-bench-moto-") as directory:
         started = time.perf_counter()
         server = services.moto_server(Path(directory)).start(timeout=60)
-        log(f"dynamodb: started moto_server at {server.url} in {time.perf_counter() - started:.1f} s")
+        log(f"dynamodb: started tests.dynamodb_server at {server.url} in {time.perf_counter() - started:.1f} s")
         try:
             yield server.url
         finally:

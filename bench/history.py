@@ -20,8 +20,8 @@ with encryption at rest on (a store whose ``Sealer`` has a key, as ``AK_SESSION_
 gives it) on sessions seeded sealed; it prints both tables and the overhead of encryption per run.
 
 Redis is the one on 127.0.0.1:6379 if it answers, else a redis-server of our own; DynamoDB is a
-moto_server of our own, stopped at the end. Every bench run uses a new tenant and deletes its
-sessions when done. Progress goes to stderr, results to stdout; the exit status is 0.
+moto server of our own (tests.dynamodb_server), stopped at the end. Every bench run uses a new
+tenant and deletes its sessions when done. Progress goes to stderr, results to stdout; the exit status is 0.
 
 DynamoDB through moto: moto deep-copies the whole table on every transaction and walks the table
 on every query, so its wall time grows with the *table*, whatever the store does. All sessions
