@@ -53,12 +53,38 @@ def pytest_configure(config: pytest.Config) -> None:
     }
 
 
+#: What gives a test the database: pytest-django's marker, or one of these fixtures.
+DATABASE_FIXTURES = ("db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--database-only",
+        action="store_true",
+        help="run only the tests whose outcome can depend on the database (CI's second pass, on "
+        "PostgreSQL): those given Django's test database, and the live and browser tests, whose "
+        "servers run over DATABASE_URL. The others do the same whatever the database.",
+    )
+
+
+def uses_database(item: pytest.Item, root: Path) -> bool:
+    """Whether ``item`` reaches the database: pytest-django lets no other test touch it."""
+    live = any(item.path.is_relative_to(root / folder) for folder in LIVE)
+    fixtures = getattr(item, "fixturenames", ())
+    return live or item.get_closest_marker("django_db") is not None or any(f in fixtures for f in DATABASE_FIXTURES)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under ``make test``'s ``-n 2 --dist loadgroup`` the live tests run one after another in one
     process (where the servers they share live, and where they do not compete with each other for
-    the machine), while the other process runs the rest."""
+    the machine), while the other process runs the rest. ``--database-only`` deselects the tests
+    that do not reach the database."""
     root = Path(__file__).parent
+    if config.getoption("database_only"):
+        kept = [item for item in items if uses_database(item, root)]
+        config.hook.pytest_deselected(items=list(set(items) - set(kept)))
+        items[:] = kept
     for item in items:
         live = any(item.path.is_relative_to(root / folder) for folder in LIVE)
         if live and item.path.name not in BESIDE_LIVE:

@@ -74,10 +74,18 @@ class Server:
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
     def start(self, *, timeout: float = 20.0) -> Server:
+        return self.spawn().ready(timeout=timeout)
+
+    def spawn(self) -> Server:
+        """Start the process without waiting for it (``ready`` waits): several start at once."""
         out = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115 - lives with the process
         self.proc = subprocess.Popen(
             self.args, cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
+        return self
+
+    def ready(self, *, timeout: float = 20.0) -> Server:
+        """Wait until it listens."""
         wait_for_port(self.port, timeout=timeout, proc=self.proc)
         return self
 
@@ -112,10 +120,19 @@ class Process:
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
     def start(self, *, timeout: float = 60.0) -> Process:
+        return self.spawn().ready(timeout=timeout)
+
+    def spawn(self) -> Process:
+        """Start the process without waiting for it (``ready`` waits): several start at once."""
         out = open(self.log, "ab")  # noqa: SIM115 - lives with the process
         self.proc = subprocess.Popen(
             self.args, cwd=self.cwd, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
+        return self
+
+    def ready(self, *, timeout: float = 60.0) -> Process:
+        """Wait until ``ready_text`` shows in its log."""
+        assert self.proc is not None, "spawn() first"
         deadline = time.monotonic() + timeout
         while self.ready_text and self.ready_text not in self.log.read_text(errors="replace"):
             if self.proc.poll() is not None:

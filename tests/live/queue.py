@@ -125,6 +125,12 @@ def _launch(
         if broker_url is None:
             pytest.fail("RabbitMQ is needed: apt-get install rabbitmq-server && rabbitmq-server -detached")
     tag = uuid.uuid4().hex[:8]
+    names = [f"w{i}-{tag}" for i in range(workers)]
+
+    def workers_and_beat(env: dict[str, str], directory: Path) -> list[services.Process]:
+        made = [services.celery_worker(n, env=env, log=directory / f"{n}.log", concurrency=concurrency) for n in names]
+        return [*made, services.celery_beat(env=env, log=directory / "beat.log", schedule=directory / "beat")]
+
     stack = live_servers.platform(
         {
             "AK_SESSION__TYPE": "redis",
@@ -137,23 +143,11 @@ def _launch(
             **env,
         },
         workers=2,
+        beside=workers_and_beat,
     )
     invocations, tmp = Path(stack.base.env["AK_TEST_INVOCATIONS"]), stack.directory
     invocations.touch()
-    procs = {}
-    try:
-        for i in range(workers):
-            name = f"w{i}-{tag}"
-            procs[name] = services.celery_worker(
-                name, env=stack.base.env, log=tmp / f"{name}.log", concurrency=concurrency
-            ).start()
-            stack.processes.append(procs[name])
-        beat = services.celery_beat(env=stack.base.env, log=tmp / "beat.log", schedule=tmp / "beat")
-        stack.processes.append(beat.start())
-    except BaseException:
-        stack.stop()
-        raise
-    stack.started = len(stack.processes)
+    procs = dict(zip(names, stack.processes[1 : 1 + workers], strict=True))
     stack.extra = Queue(platform=stack.base, workers=procs, invocations=invocations, tmp=tmp)
     return stack
 

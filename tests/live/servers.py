@@ -45,6 +45,31 @@ def manage(env: dict[str, str], *args: str) -> str:
     return subprocess.run(command, env=env, check=True, cwd=services.ROOT, capture_output=True).stdout.decode()
 
 
+class TenantsAhead:
+    """Four tenants made by one ``manage.py shell`` started beside the platform's processes (it
+    needs only the database), read when a test first asks for one."""
+
+    COUNT = 4
+
+    def __init__(self, env: dict[str, str]) -> None:
+        slugs = [f"live-{uuid.uuid4().hex[:8]}" for _ in range(self.COUNT)]
+        command = [sys.executable, str(services.ROOT / "manage.py"), "shell", "-c", _TENANTS.format(slugs=slugs)]
+        pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+        self.proc = subprocess.Popen(command, env=env, cwd=services.ROOT, **pipes)
+
+    def made(self) -> list[tuple[str, str, str]]:
+        """(slug, API key, webhook secret) of each."""
+        out, err = self.proc.communicate(timeout=120)
+        if self.proc.returncode:
+            raise RuntimeError(f"making tenants failed ({self.proc.returncode}): {err.decode()[-2000:]}")
+        return [tuple(row) for row in json.loads(out.decode().splitlines()[-1])]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
 class MigratedDatabase:
     """A database migrated once per session that each platform gets a copy of: a file copy on
     SQLite, ``CREATE DATABASE … TEMPLATE`` on PostgreSQL (as the suite runs on one or the other)."""
@@ -94,6 +119,7 @@ class Stack:
     directory: Path  # its logs and its AK_VAR_DIR
     processes: list[services.Server | services.Process]
     drop: Callable[[], None]
+    ahead: TenantsAhead | None = None  # tenants being made while the processes start
     tenants: list[tuple[str, str, str]] = field(default_factory=list)
     extra: object = None  # what a caller keeps with it (the queue's workers)
     started: int = 0  # how many processes it had when it was ready: one more (a worker added) is another stack
@@ -104,9 +130,8 @@ class Stack:
     def tenant(self) -> Platform:
         """The platform with a tenant of its own: no test sees another's agents, limits or runs."""
         if not self.tenants:
-            slugs = [f"live-{uuid.uuid4().hex[:8]}" for _ in range(4)]
-            made = manage(self.base.env, "shell", "-c", _TENANTS.format(slugs=slugs))
-            self.tenants = [tuple(row) for row in json.loads(made.splitlines()[-1])]
+            self.tenants = (self.ahead or TenantsAhead(self.base.env)).made()
+            self.ahead = None
         slug, key, secret = self.tenants.pop(0)
         return Platform(url=self.base.url, key=key, env=self.base.env, webhook_secret=secret, tenant=slug)
 
@@ -115,6 +140,8 @@ class Stack:
         return alive and len(self.processes) == self.started
 
     def stop(self) -> None:
+        if self.ahead is not None:
+            self.ahead.stop()
         for process in self.processes:
             process.stop()
         self.drop()
@@ -155,9 +182,16 @@ class LiveServers:
         while len(self.idle) > self.IDLE:
             self.idle.pop(next(iter(self.idle))).stop()
 
-    def platform(self, env: dict[str, str], workers: int) -> Stack:
+    def platform(
+        self,
+        env: dict[str, str],
+        workers: int,
+        beside: Callable[[dict[str, str], Path], list[services.Process]] = lambda env, directory: [],
+    ) -> Stack:
         """The web tier as deployed (gunicorn, ``gunicorn.conf.py``: ASGI on uvicorn's worker) on
-        a copy of the migrated database, with extra env."""
+        a copy of the migrated database, with extra env. ``beside(env, directory)``: the other
+        processes of the stack (Celery workers, beat), started at the same time as gunicorn and
+        its first tenants, each waited for once all have started."""
         directory = self.directory / uuid.uuid4().hex[:8]
         directory.mkdir()
         database_url, drop = self.database.copy()
@@ -190,15 +224,22 @@ class LiveServers:
             env=full_env,
             log=directory / "gunicorn.log",
         )
-        try:
-            server.start(timeout=60)
-            services.wait_until_answered(f"{server.url}/health", timeout=60)  # gunicorn binds before it boots
-        except BaseException:
-            server.stop()
-            drop()
-            raise
         base = Platform(url=server.url, key="", env=full_env)
-        return Stack(base=base, directory=directory, processes=[server], drop=drop)
+        stack = Stack(base=base, directory=directory, processes=[server], drop=drop)
+        try:
+            stack.processes += beside(full_env, directory)
+            for process in stack.processes:
+                process.spawn()
+            stack.ahead = TenantsAhead(full_env)
+            server.ready(timeout=60)
+            services.wait_until_answered(f"{server.url}/health", timeout=60)  # gunicorn binds before it boots
+            for process in stack.processes[1:]:
+                process.ready(timeout=60)
+        except BaseException:
+            stack.stop()
+            raise
+        stack.started = len(stack.processes)
+        return stack
 
     def close(self) -> None:
         while self.idle:
