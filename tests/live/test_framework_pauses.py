@@ -5,7 +5,6 @@ process or worker goes on with it."""
 
 from __future__ import annotations
 
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,36 +14,30 @@ import requests
 
 from tests import services
 from tests.live.queue import Queue
+from tests.live.test_real_agents import AGENTS_ENV, TOOL_CALLS
 from tests.live.test_streaming import sse, stream
 from tests.modelserver import ModelServer, Reply
 
 pytestmark = pytest.mark.slow
 
-#: Each call of the tools and graphs' ``refund``, one line, from whatever process ran it.
-CALLS = Path(tempfile.gettempdir()) / f"ak-refunds-{uuid.uuid4().hex[:8]}.log"
-ENV = {
-    "AK_AGENTS__TOOLS": "refund=tests.agent_tools.refund",
-    "AK_AGENTS__GRAPHS": "approval=tests.agent_graphs.approval,reviewed=tests.agent_graphs.reviewed",
-    "AK_TEST_TOOL_CALLS": str(CALLS),
-}
 REFUND = {"name": "refund", "needs_approval": True}
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _calls() -> Iterator[None]:
-    CALLS.touch()
+    TOOL_CALLS.touch()
     yield
-    CALLS.unlink(missing_ok=True)
+    TOOL_CALLS.unlink(missing_ok=True)
 
 
 @pytest.fixture
 def queue(start_queue) -> Queue:
-    return start_queue("redis", workers=1, env=ENV)
+    return start_queue("redis", workers=1, env=AGENTS_ENV)
 
 
 def refunds(order: str) -> int:
     """How many times ``refund`` ran for ``order``, in every process of the platform."""
-    return CALLS.read_text().splitlines().count(f"refund {order}")
+    return TOOL_CALLS.read_text().splitlines().count(f"refund {order}")
 
 
 def make_agent(queue: Queue, name: str, framework: str, **config: object) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.live.queue import Queue
-from tests.live.test_real_agents import GRAPHS, TOOLS, make_agent, turn
+from tests.live.test_real_agents import AGENTS_ENV, make_agent, turn
 from tests.live.test_streaming import sse, stream
 from tests.modelserver import ModelServer
 from tests.modelserver import Reply as ModelReply
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def queue(start_queue) -> Queue:
-    return start_queue("redis", workers=1, env={"AK_AGENTS__TOOLS": TOOLS, "AK_AGENTS__GRAPHS": GRAPHS})
+    return start_queue("redis", workers=1, env=AGENTS_ENV)
 
 
 def _text(message: dict[str, Any]) -> str:

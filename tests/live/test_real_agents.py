@@ -6,7 +6,9 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tempfile
 import uuid
+from pathlib import Path
 
 import pytest
 import requests
@@ -19,14 +21,21 @@ from tests.modelserver import ModelServer
 pytestmark = pytest.mark.slow
 
 SECRET = "sk-live-do-not-leak-0123456789"
-TOOLS = "get_weather=tests.agent_tools.get_weather"
-GRAPHS = "approval=tests.agent_graphs.approval"
 TABLE = f"live-{uuid.uuid4().hex[:8]}"  # one for the module: its tests share a platform, each with its tenant
+#: Each call of the tools and graphs' ``refund``, one line, from whatever process ran it.
+TOOL_CALLS = Path(tempfile.gettempdir()) / f"ak-refunds-{uuid.uuid4().hex[:8]}.log"
+#: The tools and graphs of every module of real agents (this one, ADK's, PydanticAI's and
+#: smolagents', the framework pauses'): one environment, so one stack serves them all.
+AGENTS_ENV = {
+    "AK_AGENTS__TOOLS": "get_weather=tests.agent_tools.get_weather,refund=tests.agent_tools.refund",
+    "AK_AGENTS__GRAPHS": "approval=tests.agent_graphs.approval,reviewed=tests.agent_graphs.reviewed",
+    "AK_TEST_TOOL_CALLS": str(TOOL_CALLS),
+}
 
 
 @pytest.fixture(params=["redis", "dynamodb"])
 def queue(request, start_queue) -> Queue:
-    env = {"AK_AGENTS__TOOLS": TOOLS, "AK_AGENTS__GRAPHS": GRAPHS}
+    env = dict(AGENTS_ENV)
     if request.param == "dynamodb":
         env |= {
             "AK_SESSION__TYPE": "dynamodb",

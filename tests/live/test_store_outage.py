@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
+import redis
 import requests
 
 from tests import services
@@ -17,6 +20,22 @@ def owned_redis(tmp_path):
     server = services.redis_server(tmp_path / "redis", persistent=True).start()
     yield server
     server.stop()
+
+
+def _answering(port: int, timeout: float = 20.0) -> None:
+    """Until the Redis on ``port`` answers PING (a restarted one refuses commands while loading)."""
+    client = redis.Redis(port=port, socket_timeout=2)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.ping()
+            return
+        except redis.RedisError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+        finally:
+            client.close()
 
 
 @pytest.mark.slow
@@ -55,7 +74,9 @@ def test_runs_answer_503_while_redis_is_down_and_lose_nothing(owned_redis, start
     assert history.status_code == 503
 
     owned_redis.start()
-    assert requests.get(f"{platform.url}/health", timeout=30).status_code == 200
+    _answering(owned_redis.port)  # it listens before it has read its append-only file back
+    health = requests.get(f"{platform.url}/health", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}, timeout=30)
+    assert health.status_code == 200, health.text
     assert messages() == ["before", "echo[turns=1]: before"]
     assert run("after").json()["result"] == "echo[turns=2]: after"
     assert messages() == ["before", "echo[turns=1]: before", "after", "echo[turns=2]: after"]
