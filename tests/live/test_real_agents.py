@@ -25,11 +25,16 @@ TABLE = f"live-{uuid.uuid4().hex[:8]}"  # one for the module: its tests share a 
 #: Each call of the tools and graphs' ``refund``, one line, from whatever process ran it.
 TOOL_CALLS = Path(tempfile.gettempdir()) / f"ak-refunds-{uuid.uuid4().hex[:8]}.log"
 #: The tools and graphs of every module of real agents (this one, ADK's, PydanticAI's and
-#: smolagents', the framework pauses'): one environment, so one stack serves them all.
+#: smolagents', the framework pauses'): one environment, so one stack serves them all. None of them
+#: tests recovery, and each counts its model's requests: a run's heartbeat or its session's lease
+#: must not lapse on a busy machine (a framework's first run imports its library), or the sweeper
+#: would run it again (recovery has its tests: ``test_async_runs``, ``test_many_runs``).
 AGENTS_ENV = {
     "AK_AGENTS__TOOLS": "get_weather=tests.agent_tools.get_weather,refund=tests.agent_tools.refund",
     "AK_AGENTS__GRAPHS": "approval=tests.agent_graphs.approval,reviewed=tests.agent_graphs.reviewed",
     "AK_TEST_TOOL_CALLS": str(TOOL_CALLS),
+    "AK_RUN__HEARTBEAT_TIMEOUT": "20",
+    "AK_SESSION__LOCK_LEASE": "30",
 }
 
 
