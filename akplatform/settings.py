@@ -318,7 +318,9 @@ SPECTACULAR_SETTINGS = {
 # Without CELERY_BROKER_URL: kombu's filesystem transport under var/, a queue that needs no server.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
 CELERY_BROKER_FOLDER = VAR_DIR / "broker"
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    CELERY_BROKER_TRANSPORT = "infra.filesystem_broker:Transport"  # each message written whole
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(CELERY_BROKER_FOLDER / "queue"),
         "data_folder_out": str(CELERY_BROKER_FOLDER / "queue"),
@@ -330,8 +332,6 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # Redis hands an unacked task to another worker after this long; it must outlast a run.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": int(AK_RUN["TIME_LIMIT"]) + 300}
-else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {}
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 2.0, minimum=0.1)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Publishing gives up quickly: POST /run answers 503 rather than hang on a broker that is down.

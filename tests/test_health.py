@@ -62,13 +62,13 @@ def test_without_a_token_set_nobody_sees_the_detail(db, use_store, settings) -> 
 def test_a_broker_that_is_down_is_named(db, settings) -> None:
     from akplatform.celery import app
 
-    previous = app.conf.broker_url
-    app.conf.broker_url = f"redis://127.0.0.1:{free_port()}/0"
+    previous = app.conf.broker_url, app.conf.broker_transport  # the transport: the embedded broker's
+    app.conf.broker_url, app.conf.broker_transport = f"redis://127.0.0.1:{free_port()}/0", None
     try:
         public = APIClient().get("/health")
         detailed = APIClient().get("/health", **OPERATOR)
     finally:
-        app.conf.broker_url = previous
+        app.conf.broker_url, app.conf.broker_transport = previous
     assert public.status_code == 503 and public.json() == {"status": "unavailable"}
     assert detailed.status_code == 503
     assert detailed.json()["failing"] == ["broker"]

@@ -255,4 +255,7 @@ def test_the_celery_app_reads_the_celery_settings_by_namespace(settings) -> None
     assert conf.broker_url == settings.CELERY_BROKER_URL
     assert conf.beat_schedule["sweep-runs"]["task"] == "agents_app.tasks.sweep_runs"
     assert conf.task_always_eager is False  # left at Celery's default
-    assert conf.broker_transport is None  # kombu's own transport for the URL's scheme
+    # The embedded broker: kombu's filesystem transport, its messages written whole (any other URL:
+    # kombu's own transport for its scheme, as the live tests' Redis and RabbitMQ brokers use).
+    assert settings.CELERY_BROKER_URL == "filesystem://"
+    assert conf.broker_transport == "infra.filesystem_broker:Transport"
