@@ -11,6 +11,7 @@ one filesystem. Selected by ``CELERY_BROKER_TRANSPORT`` when ``CELERY_BROKER_URL
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from time import monotonic
@@ -26,13 +27,16 @@ class Channel(filesystem.Channel):
     def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
         """Put ``payload`` on ``queue``: kombu's file name (its millisecond stamp orders the
         queue), written in full under a hidden name first."""
+        data = str_to_bytes(dumps(payload))
         name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
         partial = os.path.join(self.data_folder_out, f".{name}.part")
         try:
             with open(partial, "wb") as out:
-                out.write(str_to_bytes(dumps(payload)))
+                out.write(data)
             os.replace(partial, os.path.join(self.data_folder_out, name))
         except OSError as exc:
+            with contextlib.suppress(OSError):  # a full disk leaves no part behind
+                os.unlink(partial)
             raise ChannelError(f"Cannot add file {name!r} to directory") from exc
 
 

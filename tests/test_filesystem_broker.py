@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import resource
+import signal
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from kombu import Connection
+from kombu.exceptions import ChannelError
 from kombu.transport.virtual import Empty
 
 TRANSPORT = "infra.filesystem_broker:Transport"
@@ -68,3 +72,23 @@ def test_a_message_being_written_is_not_taken(tmp_path: Path) -> None:
         (tmp_path / f".{name}.part").write_bytes(json.dumps({"i": 1}).encode())
         (tmp_path / f".{name}.part").rename(tmp_path / name)  # as the transport's put ends
         assert connection.default_channel._get("q") == {"i": 1}
+
+
+def _put_past_the_file_size_limit(folder: Path) -> None:
+    """In a process whose files may not pass 100 bytes (a full disk, as the writer sees it)."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100, 100))
+    with _connection(folder) as connection:
+        try:
+            connection.default_channel._put("q", {"pad": "x" * 2000})
+        except ChannelError:
+            os._exit(0)
+    os._exit(1)
+
+
+def test_a_message_that_cannot_be_written_is_an_error_and_leaves_nothing(tmp_path: Path) -> None:
+    process = multiprocessing.get_context("fork").Process(target=_put_past_the_file_size_limit, args=(tmp_path,))
+    process.start()
+    process.join(30)
+    assert process.exitcode == 0  # ChannelError, as kombu's own transport raises
+    assert not list(tmp_path.iterdir())  # the part written is gone
