@@ -116,8 +116,8 @@ class Run(models.Model):
     schedule = models.ForeignKey(
         "Schedule", on_delete=models.SET_NULL, null=True, blank=True, related_name="runs", db_index=False
     )
-    #: The model its agent's config named when the run ended ("" for an agent without one): what
-    #: its tokens are priced by (``agents_app.usage``).
+    #: The model its agent's config named when its adapter was built ("" for an agent without one):
+    #: what its tokens are priced by (``agents_app.usage.record``).
     model = models.CharField(max_length=200, blank=True)
     #: What a paused run waits for (CONTRACT's ``pause`` object): set when it pauses, kept while
     #: its resume runs (the framework's ``resume`` is given it), replaced when it pauses again.

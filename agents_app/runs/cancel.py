@@ -11,6 +11,7 @@ from agents_app.models import Run
 from agents_app.pauses import pause_forget
 from agents_app.runs import dispatch, transitions
 from agents_app.runs.publish_new import publish_or_fail
+from agents_app.usage.record import model_of
 from sessions_app.selectors import session_key
 from sessions_app.stores import get_store
 from sessions_app.stores.base import SessionKey, StoreUnavailable
@@ -62,6 +63,7 @@ def run_retry(*, run: Run) -> Run:
             tenant=run.tenant,
             session=run.session,
             agent=run.agent,
+            model=model_of(run.agent.config),
             message=run.message,
             is_async=True,
             enqueued_at=timezone.now(),

@@ -28,6 +28,7 @@ from agents_app.runner import Cancellation, RunOptions, runner
 from agents_app.runs import transitions
 from agents_app.runs.events import RunEvents
 from agents_app.runs.watch import watcher_for
+from agents_app.usage.record import model_record
 from infra import logs, metrics
 from infra.io_threads import db
 from sessions_app.selectors import session_key
@@ -93,6 +94,7 @@ def run_claim(run_id: str, worker: str) -> Run | Step:
     )
     if refused is not None and transitions.requeue(run, worker=worker, uncount=True):
         return Step.DONE if transitions.fail_queued(run, error=refused) else Step.SKIPPED
+    model_record(run)
     return run
 
 

@@ -19,6 +19,7 @@ from agents_app.runs.execute import web_worker_name
 from agents_app.runs.publish import run_publish
 from agents_app.runs.submit import Mode, Submitted, run_start
 from agents_app.selectors import run_get
+from agents_app.usage.record import model_record
 from infra.io_threads import db
 from sessions_app.models import Tenant
 
@@ -74,6 +75,7 @@ def run_resume_record(request: ResumeRequest, *, tenant: Tenant) -> Run:
         status = Run.objects.filter(pk=run.pk).values_list("status", flat=True).first() or "gone"
         raise RunNotPaused(str(run.pk), status)
     resumed = Run.objects.select_related("agent", "session__tenant").get(pk=run.pk)
+    model_record(resumed)
     if queued:
         dispatch.queued_on_commit(resumed, lambda: _publish(resumed))
     return resumed

@@ -30,6 +30,7 @@ from agents_app.runs.execute import execute_claimed, web_worker_name
 from agents_app.runs.publish_new import publish_or_fail
 from agents_app.selectors import run_find_idempotent
 from agents_app.services import agent_get
+from agents_app.usage.record import model_of
 from infra.io_threads import db
 from infra.limits import Slot
 from sessions_app.models import Tenant
@@ -143,6 +144,7 @@ def run_record(request: RunRequest, *, tenant: Tenant) -> tuple[Run, bool]:
     fields = {
         "tenant": tenant,
         "agent": agent,
+        "model": model_of(agent.config),
         "message": request.message,
         "idempotency_key": request.idempotency_key,
         "request_hash": request.request_hash,

@@ -25,6 +25,7 @@ from agents_app.models import Run, Schedule
 from agents_app.runs import dispatch
 from agents_app.runs.publish import run_publish
 from agents_app.schedules.services import next_run
+from agents_app.usage.record import model_of
 from infra.limits import LimitReached
 from sessions_app.services import session_open
 
@@ -85,6 +86,7 @@ def _record(schedule: Schedule, *, now: datetime) -> Run:
     run = Run.objects.create(
         tenant=schedule.tenant,
         agent=schedule.agent,
+        model=model_of(schedule.agent.config),
         session=session,
         message=schedule.message,
         is_async=True,

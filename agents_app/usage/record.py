@@ -3,8 +3,11 @@
 usage never counts a run that did not end, nor misses one that did. Once it is committed, a run
 that used tokens has its tenant's budgets checked for alerts (``budgets.alerts``).
 
-The model is the one its agent's config names (``config["model"]``) when the run ends, recorded on
-the run (``Run.model``); an agent without one (``echo``) is counted under ``""``.
+The model is the one its agent's config named (``config["model"]``) when the run's adapter was
+built from it: recorded on the run (``Run.model``) as the run is made, and again as an attempt
+starts if the agent was changed meanwhile (``model_record``). An agent changed while a run is in
+flight does not move that run's tokens to its new model. An agent without one (``echo``) is
+counted under ``""``.
 """
 
 from __future__ import annotations
@@ -38,12 +41,10 @@ class RunFacts:
 def ended_with_usage(rows: QuerySet[Run], *, run_id: Any, changes: dict[str, Any]) -> bool:
     """``rows.update(**changes)`` (the conditional UPDATE that ends run ``run_id``) and, if it
     changed the row, the run's usage added, in one transaction. ``changes`` has ``status``,
-    ``finished_at`` and, where known, ``usage`` and ``started_at`` (None: it never started);
-    ``model`` is added to it. Returns whether the run ended here."""
+    ``finished_at`` and, where known, ``usage`` and ``started_at`` (None: it never started).
+    Returns whether the run ended here."""
     with transaction.atomic():
         facts = _facts(run_id)
-        if facts is not None:
-            changes["model"] = facts.model
         if not rows.update(**changes):
             return False
         if facts is not None:
@@ -89,13 +90,19 @@ def model_of(config: Any) -> str:
     return model[:200] if isinstance(model, str) else ""
 
 
+def model_record(run: Run) -> None:
+    """As an attempt of ``run`` starts with ``run.agent`` as loaded for it: its ``model`` is the one
+    that config names (one UPDATE, only when the agent was changed since the run was made)."""
+    model = model_of(run.agent.config)
+    if run.model != model:
+        Run.objects.filter(pk=run.pk).update(model=model)
+        run.model = model
+
+
 def _facts(run_id: Any) -> RunFacts | None:
     found = (
         Run.objects.filter(pk=run_id)
-        .values_list("tenant_id", "agent__name", "agent__config", "session__session_id", "created_at", "started_at")
+        .values_list("tenant_id", "agent__name", "model", "session__session_id", "created_at", "started_at")
         .first()
     )
-    if found is None:
-        return None
-    tenant_id, agent, config, session_id, created_at, started_at = found
-    return RunFacts(tenant_id, agent, model_of(config), session_id, created_at, started_at)
+    return None if found is None else RunFacts(*found)

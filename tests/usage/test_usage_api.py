@@ -3,6 +3,8 @@ add up exactly in every grouping; tenants see only their own; bad parameters are
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import urlencode
@@ -10,6 +12,8 @@ from urllib.parse import urlencode
 import pytest
 
 from agents_app.models import ModelPrice, PricingSettings, Run, UsageDaily
+from agents_app.runs.execute import run_execute
+from agents_app.runs.submit import RunRequest, run_record
 from tests.modelserver import ModelServer
 
 #: (agent, model, session, prompt tokens, completion tokens) of each run.
@@ -160,3 +164,45 @@ def test_a_bad_parameter_is_a_400_naming_it(alice, query, param) -> None:
 
 def test_usage_needs_a_key(client) -> None:
     assert client.get("/usage").status_code == 401
+
+
+def _model_changed(tenant, server: ModelServer, model: str) -> None:
+    config = {"base_url": server.url, "model": model}
+    assert tenant.client.patch("/agents/writer", {"config": config}, format="json").status_code == 200
+
+
+def _usage_models(tenant) -> list[tuple[str, int]]:
+    return [(item["key"], item["prompt_tokens"]) for item in usage(tenant, {"group_by": "model"}).json()["items"]]
+
+
+def test_an_agent_changed_mid_run_leaves_the_runs_tokens_on_the_model_it_used(alice, model_server) -> None:
+    """A sync run's tokens stay on the model its adapter called, whatever its agent says when it ends."""
+    config = {"base_url": model_server.url, "model": "large-2"}
+    assert alice.post("/agents", {"name": "writer", "framework": "openai_chat", "config": config}).status_code == 201
+    model_server.reply("slow", usage=(400, 80), delay=1.5)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        answer = pool.submit(alice.post, "/run", {"agent": "writer", "message": "hi"})
+        model_server.wait_for(1)
+        _model_changed(alice, model_server, "small-1")  # while the model answers
+        assert answer.result().status_code == 200
+    assert model_server.last.body["model"] == "large-2"
+    assert Run.objects.get(agent__name="writer").model == "large-2"
+    assert _usage_models(alice) == [("large-2", 400)]
+
+
+def test_a_queued_run_is_counted_on_the_model_its_agent_names_when_it_starts(alice, model_server) -> None:
+    """Changed while queued: the new model runs it and counts it; changed while it runs: no move."""
+    config = {"base_url": model_server.url, "model": "large-2"}
+    assert alice.post("/agents", {"name": "writer", "framework": "openai_chat", "config": config}).status_code == 201
+    run = run_record(RunRequest("writer", "hi", mode="queued"), tenant=alice.tenant)[0]
+    assert Run.objects.get(pk=run.pk).model == "large-2"  # as made
+    _model_changed(alice, model_server, "small-1")  # before a worker takes it
+    model_server.reply("slow", usage=(100, 20), delay=1.5)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        executed = pool.submit(asyncio.run, run_execute(run_id=str(run.pk), worker="w@test:1"))
+        model_server.wait_for(1)
+        _model_changed(alice, model_server, "large-2")  # while the model answers
+        executed.result()
+    assert model_server.last.body["model"] == "small-1"
+    assert Run.objects.get(pk=run.pk).model == "small-1"
+    assert _usage_models(alice) == [("small-1", 100)]
