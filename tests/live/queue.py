@@ -87,10 +87,11 @@ class Queue:
         assert response.status_code == 200, response.text
         return response.json()["messages"]
 
-    def add_worker(self) -> str:
+    def add_worker(self, concurrency: int | None = None) -> str:
         """Start one more worker, as a machine joining; it is stopped with the rest."""
         name = f"w{len(self.workers)}-{uuid.uuid4().hex[:6]}"
-        worker = services.celery_worker(name, env=self.platform.env, log=self.tmp / f"{name}.log").start()
+        log = self.tmp / f"{name}.log"
+        worker = services.celery_worker(name, env=self.platform.env, log=log, concurrency=concurrency).start()
         self.workers[name] = worker
         self.extra.append(worker)
         return name

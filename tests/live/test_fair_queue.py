@@ -35,10 +35,11 @@ def at(run: dict, field: str) -> datetime:
 def test_a_tenants_queued_run_starts_while_another_tenant_has_hundreds_queued(start_queue) -> None:
     # One worker of 2 x CAP threads, a cap of CAP runs in flight per tenant: tenant A's backlog takes
     # half the worker at most, and each of A's ends hands the broker A's next run, never a flood.
+    # The worker joins once both tenants' runs are queued: A's whole backlog is ahead of B's run
+    # however slowly the machine takes requests (A's runs would otherwise end as fast as they come).
     queue_a: Queue = start_queue(
         "redis",
-        workers=1,
-        concurrency=2 * CAP,
+        workers=0,
         env={"AK_LIMITS__RUNS_IN_FLIGHT": str(CAP), "AK_RUN__HEARTBEAT_TIMEOUT": "20"},
         fresh=True,
     )
@@ -47,6 +48,7 @@ def test_a_tenants_queued_run_starts_while_another_tenant_has_hundreds_queued(st
     # One after another: no two records race for the tenant's last slot, so the cap is exact.
     ids_a = [queue_a.enqueue(model_a, f"a{i}", f"sa{i}")["run_id"] for i in range(BACKLOG)]
     id_b = queue_b.enqueue(model_b, "b", "sb")["run_id"]
+    queue_a.add_worker(concurrency=2 * CAP)
 
     run_b = queue_b.finished(id_b, timeout=120)
     waiting_a = [queue_a.run(run_id) for run_id in ids_a]

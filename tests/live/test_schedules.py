@@ -24,6 +24,11 @@ from tests.live.servers import manage
 
 pytestmark = pytest.mark.slow
 
+#: A firing's run is made this soon after its due time. The check for due schedules is sent every
+#: second; on a machine three times slower than usual a firing was seen 3.7 s late. What the tests
+#: rule out (a firing missed, or left to its cron's next time, a year away) is far beyond it.
+ON_TIME = timedelta(seconds=8)
+
 
 def _second_beat(queue: Queue) -> Path:
     """One more celery beat over the same broker (each sends the check for due schedules): its log."""
@@ -85,7 +90,7 @@ def test_an_at_schedule_fires_once_with_two_beats_running(start_queue) -> None:
 
     [run] = _wait_runs(queue, schedule_id, 1)
     assert run["status"] == "succeeded" and run["result"] == f"echo[turns=1]: {message}"
-    assert timedelta(0) <= _created(run) - at < timedelta(seconds=3)  # on time
+    assert timedelta(0) <= _created(run) - at < ON_TIME
     time.sleep(3)  # both beats go on sending their checks
     assert len(_runs(queue, schedule_id)) == 1
     assert queue.invoked()[message] == 1
@@ -106,7 +111,7 @@ def test_a_cron_schedule_fires_on_time_across_a_worker_restart_until_deleted(sta
 
     due = _due_in(queue, schedule_id, 3)
     [first] = _wait_runs(queue, schedule_id, 1)
-    assert timedelta(0) <= _created(first) - due < timedelta(seconds=3)
+    assert timedelta(0) <= _created(first) - due < ON_TIME
     after_first = datetime.fromisoformat(queue.get(f"/schedules/{schedule_id}").json()["next_run_at"])
     assert after_first == datetime(due.year + 1, 1, 1, tzinfo=UTC)  # the cron's next time after the firing
 
@@ -121,7 +126,7 @@ def test_a_cron_schedule_fires_on_time_across_a_worker_restart_until_deleted(sta
     # And the next due time, on time, on the new worker.
     due = _due_in(queue, schedule_id, 3)
     third = _wait_runs(queue, schedule_id, 3)[0]
-    assert timedelta(0) <= _created(third) - due < timedelta(seconds=3)
+    assert timedelta(0) <= _created(third) - due < ON_TIME
     assert third["result"] == f"echo[turns=3]: {message}"  # all on the schedule's session
     assert queue.invoked()[message] == 3
 
