@@ -20,6 +20,9 @@ from tests import services
 from tests.live.servers import LiveServers
 
 UNSET = ("AK_SESSION__TYPE", "AK_SESSION__IN_MEMORY__SOCKET", "CELERY_BROKER_URL", "CELERY_TASK_DEFAULT_QUEUE")
+#: gunicorn listens before its worker has loaded the application, which `make run` has import every
+#: framework's SDK: past 30 s on a machine three times slower than usual, with the suite beside it.
+BOOT = 120
 
 
 def test_serve_shares_one_in_memory_session_between_the_server_and_the_worker(
@@ -44,6 +47,7 @@ def test_serve_shares_one_in_memory_session_between_the_server_and_the_worker(
     try:
         server.start(timeout=60)
         base = server.url
+        services.wait_until_answered(f"{base}/health", timeout=BOOT)
 
         def run(message: str, **extra: object) -> requests.Response:
             body = {"agent": "echo", "message": message, "session_id": "mixed", **extra}
@@ -107,7 +111,9 @@ def test_make_run_again_keeps_its_key_and_says_which_histories_went(tmp_path: Pa
         server = services.Server(
             args=[*manage, "serve", f"127.0.0.1:{port}"], port=port, cwd=tmp_path, env=env, log=tmp_path / log
         )
-        return server.start(timeout=60), key
+        server.start(timeout=60)
+        services.wait_until_answered(f"{server.url}/health", timeout=BOOT)
+        return server, key
 
     def run(server: services.Server, key: str, message: str) -> requests.Response:
         body = {"agent": "echo", "message": message, "session_id": "kept"}
