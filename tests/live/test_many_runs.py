@@ -38,26 +38,34 @@ def most_at_once(runs: list[dict]) -> int:
     return peak
 
 
-def test_200_three_second_runs_at_once_on_one_worker_process_each_run_once(start_queue) -> None:
+def test_200_six_second_runs_at_once_on_one_worker_process_each_run_once(start_queue) -> None:
     # Not a recovery test: a heartbeat may lapse for longer than the suite's fast 2 s on a busy CI.
     queue: Queue = start_queue(
         "redis", workers=1, env={"AK_RUN__HEARTBEAT_TIMEOUT": "20", "AK_SESSION__LOCK_LEASE": "30"}
     )
-    agent = queue.agent("model", delay_s=3)
+    agent = queue.agent("model", delay_s=6)
     ids = enqueue_many(queue, agent, 200)
     runs = [queue.finished(run_id, timeout=120) for run_id in ids]
-    assert [r["status"] for r in runs] == ["succeeded"] * 200, [r for r in runs if r["status"] != "succeeded"]
+    assert [(r["status"], r["error"], r["attempts"]) for r in runs if r["status"] != "succeeded"] == []
     assert all(r["result"].startswith("echo[turns=1]: m") and r["attempts"] == 1 for r in runs)
     assert len(set(queue.worker_of(*ids).values())) == 1  # one process (its host and pid) ran them all
     assert set(queue.invoked().values()) == {1} and len(queue.invoked()) == 200  # each exactly once
-    # Concurrently, not one after another (a prefork pool of two: two at once). How many overlap
-    # depends on how fast the one process claims them: on a machine three times slower than usual,
-    # 3 s runs overlapped 86 at most (a claim every ~35 ms), and 100 was asked here before.
+    # Concurrently, not one after another (a prefork pool of two: two at once; a run per thread:
+    # 16, the I/O pool's size). How many overlap depends on how fast the one process claims them:
+    # on a machine three times slower than usual, 3 s runs overlapped 86 at most (a claim every
+    # ~35 ms); on half a core shared with a second live test, 41. Runs of 6 s double that.
     assert most_at_once(runs) >= 50
 
 
+# The worker that takes over claims up to 200 runs at once. On a slow CI machine (PostgreSQL, a
+# second live test beside it) runs failed after the kill: a beat of a process that busy can come
+# more than the suite's fast 2 s late, and a run taken back three times fails. A 10 s lapse still
+# tells a dead worker from a busy one, and the test stays about recovery.
+RECOVERY = {"AK_RUN__REQUEUE_AFTER": "3", "AK_RUN__HEARTBEAT_TIMEOUT": "10", "AK_SESSION__LOCK_LEASE": "10"}
+
+
 def test_a_worker_killed_with_runs_in_flight_every_run_finishes_once_elsewhere(start_queue) -> None:
-    queue: Queue = start_queue("redis", workers=1, env={"AK_RUN__REQUEUE_AFTER": "3"})
+    queue: Queue = start_queue("redis", workers=1, env=RECOVERY)
     agent = queue.agent("model", delay_s=3)
     ids = enqueue_many(queue, agent, 200)
     deadline = time.monotonic() + 60
@@ -71,7 +79,7 @@ def test_a_worker_killed_with_runs_in_flight_every_run_finishes_once_elsewhere(s
 
     runs = [queue.finished(run_id, timeout=180) for run_id in ids]
 
-    assert [r["status"] for r in runs] == ["succeeded"] * 200, [r for r in runs if r["status"] != "succeeded"]
+    assert [(r["status"], r["error"], r["attempts"]) for r in runs if r["status"] != "succeeded"] == []
     workers = queue.worker_of(*ids)
     for run in runs:  # the killed worker finished only what it finished before it died
         if workers[run["run_id"]].startswith(doomed):
