@@ -30,6 +30,8 @@ FAST_RECOVERY = {
     "AK_RUN__BUSY_RETRY": "0.05",
     "AK_SESSION__LOCK_LEASE": "2",
 }
+#: For a test that is not about recovery: a heartbeat late on a busy machine is not a lost run.
+NO_RECOVERY = {"AK_RUN__HEARTBEAT_TIMEOUT": "20", "AK_SESSION__LOCK_LEASE": "30"}
 
 
 @dataclass

@@ -12,13 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.live.queue import Queue
+from tests.live.queue import NO_RECOVERY, Queue
 
 pytestmark = pytest.mark.slow
 
 SESSIONS = 20
 TURNS = 10
-NO_RECOVERY = {"AK_RUN__HEARTBEAT_TIMEOUT": "20", "AK_SESSION__LOCK_LEASE": "30"}
 
 
 def turn_of(reply: str) -> int:

@@ -13,7 +13,7 @@ from datetime import datetime
 import pytest
 import requests
 
-from tests.live.queue import Queue
+from tests.live.queue import NO_RECOVERY, Queue
 
 pytestmark = pytest.mark.slow
 
@@ -40,9 +40,7 @@ def most_at_once(runs: list[dict]) -> int:
 
 def test_200_six_second_runs_at_once_on_one_worker_process_each_run_once(start_queue) -> None:
     # Not a recovery test: a heartbeat may lapse for longer than the suite's fast 2 s on a busy CI.
-    queue: Queue = start_queue(
-        "redis", workers=1, env={"AK_RUN__HEARTBEAT_TIMEOUT": "20", "AK_SESSION__LOCK_LEASE": "30"}
-    )
+    queue: Queue = start_queue("redis", workers=1, env=NO_RECOVERY)
     agent = queue.agent("model", delay_s=6)
     ids = enqueue_many(queue, agent, 200)
     runs = [queue.finished(run_id, timeout=120) for run_id in ids]

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from tests import services
-from tests.live.queue import Queue
+from tests.live.queue import NO_RECOVERY, Queue
 from tests.live.test_streaming import sse, stream
 from tests.modelserver import ModelServer
 
@@ -33,8 +33,7 @@ AGENTS_ENV = {
     "AK_AGENTS__TOOLS": "get_weather=tests.agent_tools.get_weather,refund=tests.agent_tools.refund",
     "AK_AGENTS__GRAPHS": "approval=tests.agent_graphs.approval,reviewed=tests.agent_graphs.reviewed",
     "AK_TEST_TOOL_CALLS": str(TOOL_CALLS),
-    "AK_RUN__HEARTBEAT_TIMEOUT": "20",
-    "AK_SESSION__LOCK_LEASE": "30",
+    **NO_RECOVERY,
 }
 
 
