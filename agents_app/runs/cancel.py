@@ -23,7 +23,9 @@ def run_cancel(*, run: Run) -> Run:
     """Cancel a run: a queued one never starts; a paused one ends (what it committed before it
     paused stays); a running one stops at its adapter's next ``await`` and commits nothing (over a
     store that can revoke, even before the watcher's next beat); a run that committed first ends
-    ``succeeded``. A finished run stays as it was."""
+    ``succeeded``. A finished run stays as it was. A running run is returned as the cancel found
+    it (``running``, its ``cancel_requested_at`` set), even when its process has stopped it by the
+    time this returns: the API answers what the cancel did, not how fast the process was."""
     if run.status == Run.Status.PAUSED and run_cancel_paused(run=run, error="cancelled while paused"):
         run.refresh_from_db()
         return run
@@ -34,12 +36,12 @@ def run_cancel(*, run: Run) -> Run:
     if run.status == Run.Status.QUEUED:
         if transitions.cancel_queued(run) and run.resumes:  # a queued resume: its pause marker goes too
             pause_forget(get_store(), session_key(run.session), str(run.pk))
+        run.refresh_from_db()  # cancelled, or taken by a worker meanwhile (then running, asked to stop)
     elif run.status == Run.Status.RUNNING and get_store().can_revoke:
         try:
             get_store().revoke(session_key(run.session), run.commit_id)
         except StoreUnavailable:  # the watcher's next beat still sees the request
             logger.warning("run %s: could not revoke it in the store", run.pk)
-    run.refresh_from_db()
     return run
 
 
