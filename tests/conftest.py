@@ -30,15 +30,21 @@ BESIDE_LIVE = ("test_schemathesis.py", "test_serve.py")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Each test process its own folders of the embedded broker (kombu's filesystem transport,
-    the settings' default): a test that breaks its process's broker (``test_fair_queue``'s
-    ``broken_broker``) breaks no other process's. Set before the Celery app reads its settings."""
+    """Test settings, set before anything reads them.
+
+    - A fast password hasher, as Django's testing docs advise: PBKDF2's million rounds cost 0.3 s
+      of CPU a password made or checked, about a minute of the suite's. The tests check who may log
+      in and what wrong passwords lock out, not the hash's strength.
+    - Each test process its own folders of the embedded broker (kombu's filesystem transport, the
+      settings' default): a test that breaks its process's broker (``test_fair_queue``'s
+      ``broken_broker``) breaks no other process's. Set before the Celery app reads its settings."""
     import os
 
     from django.conf import settings
 
     from akplatform.celery import app
 
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     options = getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", None) or {}
     if not worker or "data_folder_in" not in options:
