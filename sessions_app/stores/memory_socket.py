@@ -103,7 +103,11 @@ class MemoryStoreServer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> MemoryStoreServer:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="memory-store", daemon=True)
+        # ``stop`` waits for the loop's next poll: a tenth of a second, not socketserver's default half.
+        serve = {"poll_interval": 0.1}
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs=serve, name="memory-store", daemon=True
+        )
         self._thread.start()
         return self
 
