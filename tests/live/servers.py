@@ -45,34 +45,22 @@ def manage(env: dict[str, str], *args: str) -> str:
     return subprocess.run(command, env=env, check=True, cwd=services.ROOT, capture_output=True).stdout.decode()
 
 
-class TenantsAhead:
-    """Four tenants made by one ``manage.py shell`` started beside the platform's processes (it
-    needs only the database), read when a test first asks for one."""
-
-    COUNT = 4
-
-    def __init__(self, env: dict[str, str]) -> None:
-        slugs = [f"live-{uuid.uuid4().hex[:8]}" for _ in range(self.COUNT)]
-        command = [sys.executable, str(services.ROOT / "manage.py"), "shell", "-c", _TENANTS.format(slugs=slugs)]
-        pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
-        self.proc = subprocess.Popen(command, env=env, cwd=services.ROOT, **pipes)
-
-    def made(self) -> list[tuple[str, str, str]]:
-        """(slug, API key, webhook secret) of each."""
-        out, err = self.proc.communicate(timeout=120)
-        if self.proc.returncode:
-            raise RuntimeError(f"making tenants failed ({self.proc.returncode}): {err.decode()[-2000:]}")
-        return [tuple(row) for row in json.loads(out.decode().splitlines()[-1])]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+def make_tenants(env: dict[str, str], count: int) -> list[tuple[str, str, str]]:
+    """``count`` new tenants in the database ``env`` names: (slug, API key, webhook secret) of each."""
+    slugs = [f"live-{uuid.uuid4().hex[:8]}" for _ in range(count)]
+    out = manage(env, "shell", "-c", _TENANTS.format(slugs=slugs))
+    return [tuple(row) for row in json.loads(out.splitlines()[-1])]
 
 
 class MigratedDatabase:
     """A database migrated once per session that each platform gets a copy of: a file copy on
-    SQLite, ``CREATE DATABASE … TEMPLATE`` on PostgreSQL (as the suite runs on one or the other)."""
+    SQLite, ``CREATE DATABASE … TEMPLATE`` on PostgreSQL (as the suite runs on one or the other).
+
+    It holds ``TENANTS`` tenants, made with it: every copy has them all, and ``tenants`` lends each
+    once in the session, so that no two tests share a tenant in the Redis or DynamoDB that the
+    platforms share (a ``manage.py shell`` in each platform costs a second of CPU)."""
+
+    TENANTS = 100
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
@@ -85,6 +73,7 @@ class MigratedDatabase:
             self._admin(f'CREATE DATABASE "{self.template}"')
         env = {**os.environ, "DATABASE_URL": self._url(self.template), "AK_VAR_DIR": str(directory / "var")}
         manage(env, "migrate", "-v0")
+        self.tenants: list[tuple[str, str, str]] = make_tenants(env, self.TENANTS)  # lent from the end
 
     def _url(self, name: str) -> str:
         return self.server.rsplit("/", 1)[0] + f"/{name}" if self.postgres else f"sqlite:///{name}"
@@ -113,13 +102,13 @@ class MigratedDatabase:
 
 @dataclass
 class Stack:
-    """Started processes over one database, with tenants made ahead for the tests that share them."""
+    """Started processes over a copy of the migrated database, lent to the tests that share them."""
 
     base: Platform
     directory: Path  # its logs and its AK_VAR_DIR
     processes: list[services.Server | services.Process]
     drop: Callable[[], None]
-    ahead: TenantsAhead | None = None  # tenants being made while the processes start
+    #: The migrated database's tenants not lent yet (one list for every stack), then its own.
     tenants: list[tuple[str, str, str]] = field(default_factory=list)
     extra: object = None  # what a caller keeps with it (the queue's workers)
     started: int = 0  # how many processes it had when it was ready: one more (a worker added) is another stack
@@ -129,10 +118,9 @@ class Stack:
 
     def tenant(self) -> Platform:
         """The platform with a tenant of its own: no test sees another's agents, limits or runs."""
-        if not self.tenants:
-            self.tenants = (self.ahead or TenantsAhead(self.base.env)).made()
-            self.ahead = None
-        slug, key, secret = self.tenants.pop(0)
+        if not self.tenants:  # the session has lent every tenant of the migrated database
+            self.tenants = make_tenants(self.base.env, 4)
+        slug, key, secret = self.tenants.pop()
         return Platform(url=self.base.url, key=key, env=self.base.env, webhook_secret=secret, tenant=slug)
 
     def healthy(self) -> bool:
@@ -140,8 +128,6 @@ class Stack:
         return alive and len(self.processes) == self.started
 
     def stop(self) -> None:
-        if self.ahead is not None:
-            self.ahead.stop()
         for process in self.processes:
             process.stop()
         self.drop()
@@ -190,8 +176,8 @@ class LiveServers:
     ) -> Stack:
         """The web tier as deployed (gunicorn, ``gunicorn.conf.py``: ASGI on uvicorn's worker) on
         a copy of the migrated database, with extra env. ``beside(env, directory)``: the other
-        processes of the stack (Celery workers, beat), started at the same time as gunicorn and
-        its first tenants, each waited for once all have started."""
+        processes of the stack (Celery workers, beat), started at the same time as gunicorn, each
+        waited for once all have started."""
         directory = self.directory / uuid.uuid4().hex[:8]
         directory.mkdir()
         database_url, drop = self.database.copy()
@@ -225,12 +211,11 @@ class LiveServers:
             log=directory / "gunicorn.log",
         )
         base = Platform(url=server.url, key="", env=full_env)
-        stack = Stack(base=base, directory=directory, processes=[server], drop=drop)
+        stack = Stack(base=base, directory=directory, processes=[server], drop=drop, tenants=self.database.tenants)
         try:
             stack.processes += beside(full_env, directory)
             for process in stack.processes:
                 process.spawn()
-            stack.ahead = TenantsAhead(full_env)
             server.ready(timeout=60)
             services.wait_until_answered(f"{server.url}/health", timeout=60)  # gunicorn binds before it boots
             for process in stack.processes[1:]:
