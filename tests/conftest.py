@@ -24,9 +24,15 @@ BACKENDS = ["in_memory", "in_memory_socket", "redis", "dynamodb"]
 
 
 LIVE = ("live", "browser")  # the folders of the tests that start servers
-#: Live tests that time nothing and whose servers are their own: either process may run them, beside
-#: the live group (they are its longest: the schema's fuzzing, ``make run`` started and stopped).
-BESIDE_LIVE = ("test_schemathesis.py", "test_serve.py")
+#: Live tests that time nothing and whose servers are their own (no other module asks for the same
+#: ones): the other process runs them, beside the live group, so that the two take about as long.
+BESIDE_LIVE = (
+    "test_schemathesis.py",  # the schema's fuzzing
+    "test_serve.py",  # ``make run`` started and stopped
+    "test_fair_queue.py",  # a fresh queue; it checks order, not time
+    "test_encryption_at_rest.py",
+    "test_api_docs.py",
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
