@@ -30,8 +30,6 @@ BESIDE_LIVE = (
     "test_schemathesis.py",  # the schema's fuzzing
     "test_serve.py",  # ``make run`` started and stopped
     "test_fair_queue.py",  # a fresh queue; it checks order, not time
-    "test_encryption_at_rest.py",
-    "test_api_docs.py",
 )
 
 
