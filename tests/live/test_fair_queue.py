@@ -4,13 +4,12 @@ Real gunicorn, a Celery worker, celery beat and a Redis broker; the tenants talk
 from __future__ import annotations
 
 import dataclasses
-import json
 from datetime import datetime
 
 import pytest
 
 from tests.live.queue import Queue
-from tests.live.servers import _TENANTS, Platform, manage
+from tests.live.servers import Platform, make_tenants
 from tests.live.test_many_runs import most_at_once
 
 pytestmark = pytest.mark.slow
@@ -21,9 +20,7 @@ BACKLOG = 200
 
 def another_tenant(queue: Queue) -> Queue:
     """The same platform and workers, seen by a tenant of its own."""
-    slug = f"live-b-{queue.platform.tenant}"[:60]
-    made = manage(queue.platform.env, "shell", "-c", _TENANTS.format(slugs=[slug]))
-    [(slug, key, secret)] = json.loads(made.splitlines()[-1])
+    [(slug, key, secret)] = make_tenants(queue.platform.env, 1)
     platform = Platform(url=queue.platform.url, key=key, env=queue.platform.env, webhook_secret=secret, tenant=slug)
     return dataclasses.replace(queue, platform=platform)
 
